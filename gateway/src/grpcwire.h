@@ -1,0 +1,118 @@
+/* grpcwire — the gRPC-over-HTTP/2 wire details the gateway needs, as pure
+ * functions and small incremental state machines (no I/O, no allocation):
+ *
+ *  - grpc-timeout header parsing and formatting;
+ *  - status code names (both directions) and grpc-message percent-encoding;
+ *  - a message framer that follows the 5-byte length prefixes of a DATA
+ *    stream chunk by chunk, to enforce the message size limit and know
+ *    where messages start and end;
+ *  - the model_name scanner: reads field 1 (string) of the first message's
+ *    top-level protobuf fields as bytes arrive, without buffering the message
+ *    (KServe ModelInferRequest.model_name, ModelReadyRequest.name and
+ *    ModelMetadataRequest.name are all field 1).
+ *
+ * Everything here is fuzzed (tests/fuzz) and unit-tested (tests/unit).
+ */
+#ifndef INFERGW_GRPCWIRE_H
+#define INFERGW_GRPCWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* gRPC status codes. */
+enum gw_grpc_status {
+    GW_GRPC_OK = 0,
+    GW_GRPC_CANCELLED = 1,
+    GW_GRPC_UNKNOWN = 2,
+    GW_GRPC_INVALID_ARGUMENT = 3,
+    GW_GRPC_DEADLINE_EXCEEDED = 4,
+    GW_GRPC_NOT_FOUND = 5,
+    GW_GRPC_ALREADY_EXISTS = 6,
+    GW_GRPC_PERMISSION_DENIED = 7,
+    GW_GRPC_RESOURCE_EXHAUSTED = 8,
+    GW_GRPC_FAILED_PRECONDITION = 9,
+    GW_GRPC_ABORTED = 10,
+    GW_GRPC_OUT_OF_RANGE = 11,
+    GW_GRPC_UNIMPLEMENTED = 12,
+    GW_GRPC_INTERNAL = 13,
+    GW_GRPC_UNAVAILABLE = 14,
+    GW_GRPC_DATA_LOSS = 15,
+    GW_GRPC_UNAUTHENTICATED = 16,
+};
+
+/* "OK", "CANCELLED", ... ; "UNKNOWN_STATUS" for codes outside 0..16. */
+const char *gw_grpc_status_name(int code);
+/* Parses a status given as a name ("UNAVAILABLE", case-insensitive) or a
+ * decimal number 0..16. Returns the code, or -1 when it is neither. */
+int gw_grpc_status_parse(const char *s);
+
+/* Parses a grpc-timeout value (1 to 8 ASCII digits followed by one unit of
+ * H M S m u n, per the gRPC HTTP/2 spec) into nanoseconds, saturating at
+ * UINT64_MAX/2. Returns 0 and sets *out_ns, or -1 when malformed (out_ns
+ * untouched). <s> need not be NUL-terminated. */
+int gw_grpc_timeout_parse(const char *s, size_t len, uint64_t *out_ns);
+/* Formats <ns> as a grpc-timeout value of at most 8 digits, choosing the
+ * finest unit that fits and rounding up, so the receiver never sees more
+ * time than there is. Writes a NUL-terminated string to <buf> (at least
+ * GW_GRPC_TIMEOUT_BUFLEN bytes) and returns its length. */
+#define GW_GRPC_TIMEOUT_BUFLEN 16
+size_t gw_grpc_timeout_format(uint64_t ns, char *buf);
+
+/* Percent-encodes <msg> for the grpc-message header (bytes outside 0x20..0x7E
+ * and '%' become %XX). Writes at most <cap>-1 bytes plus a NUL, never cutting
+ * an escape in half, and returns the length written. */
+size_t gw_grpc_message_encode(const char *msg, char *out, size_t cap);
+
+/* --- message framer ------------------------------------------------------ */
+struct gw_framer {
+    uint8_t hdr[5];
+    uint8_t hdr_have;   /* bytes of the current prefix seen, 0..5 */
+    uint32_t remaining; /* payload bytes still to come of the current message */
+    uint64_t messages;  /* messages whose prefix has been seen */
+    uint32_t last_len;  /* length of the latest message prefix seen */
+};
+void gw_framer_init(struct gw_framer *f);
+/* Follows <n> bytes of a gRPC DATA stream. Returns 0, or -1 as soon as a
+ * message prefix announces a length above <max_len> (f->last_len holds it;
+ * the framer must not be fed again). */
+int gw_framer_feed(struct gw_framer *f, const uint8_t *p, size_t n, uint32_t max_len);
+/* 1 when the stream is between messages (no partial prefix or payload). */
+int gw_framer_at_boundary(const struct gw_framer *f);
+
+/* --- model_name scanner -------------------------------------------------- */
+#define GW_MODEL_NAME_MAX 255
+enum gw_scan_result {
+    GW_SCAN_MORE = 0,   /* need more bytes */
+    GW_SCAN_FOUND = 1,  /* s->name / s->name_len hold the model name */
+    GW_SCAN_ABSENT = 2, /* the first message has no leading field 1 (or is compressed) */
+    GW_SCAN_ERROR = 3,  /* malformed protobuf, or a name over GW_MODEL_NAME_MAX; s->error says which */
+};
+struct gw_model_scan {
+    int state;
+    uint32_t msg_left;  /* bytes of the first message not yet scanned */
+    uint8_t hdr[5];
+    uint8_t hdr_have;
+    uint64_t varint;
+    int varint_shift;
+    uint32_t name_len;
+    uint32_t name_have;
+    int result;
+    const char *error;  /* static string, set with GW_SCAN_ERROR */
+    char name[GW_MODEL_NAME_MAX + 1];
+};
+void gw_model_scan_init(struct gw_model_scan *s);
+/* Feeds the next <n> bytes of the request DATA stream (gRPC framing
+ * included). The scan reads only the first message's top-level fields and
+ * stops at the first one: if it is field 1 with wire type 2 the result is
+ * FOUND; any other leading field, an empty first message, or a compressed
+ * message give ABSENT (serializers write fields in number order, so a
+ * model_name that is not first is not looked for, which keeps the scan O(1)
+ * in memory and never waits for a large tensor). Once a result other than
+ * MORE is returned, further calls return it again and consume nothing.
+ * <consumed> (may be NULL) receives how many bytes of <p> were read. */
+int gw_model_scan_feed(struct gw_model_scan *s, const uint8_t *p, size_t n, size_t *consumed);
+/* Called at END_STREAM: turns a pending MORE into ABSENT (no message, or a
+ * truncated one) and returns the final result. */
+int gw_model_scan_finish(struct gw_model_scan *s);
+
+#endif
