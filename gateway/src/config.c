@@ -1,0 +1,400 @@
+/* config — command-line parsing with getopt_long; see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+
+#ifndef INFERGW_VERSION
+#define INFERGW_VERSION "0.1.0"
+#endif
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_WORKERS,
+    OPT_POOL,
+    OPT_UPSTREAM_CONNS,
+    OPT_MAX_MESSAGE,
+    OPT_STREAM_WINDOW,
+    OPT_CONN_WINDOW,
+    OPT_MAX_STREAMS,
+    OPT_MAX_HEADERS,
+    OPT_GRACE,
+    OPT_CONNECT_TIMEOUT,
+    OPT_ROUTE_HEADER,
+    OPT_AUTH,
+    OPT_LOG_LEVEL,
+    OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"pool", required_argument, NULL, OPT_POOL},
+    {"upstream-conns", required_argument, NULL, OPT_UPSTREAM_CONNS},
+    {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"stream-window-bytes", required_argument, NULL, OPT_STREAM_WINDOW},
+    {"conn-window-bytes", required_argument, NULL, OPT_CONN_WINDOW},
+    {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
+    {"max-header-list-bytes", required_argument, NULL, OPT_MAX_HEADERS},
+    {"shutdown-grace-ms", required_argument, NULL, OPT_GRACE},
+    {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"route-header", required_argument, NULL, OPT_ROUTE_HEADER},
+    {"auth", required_argument, NULL, OPT_AUTH},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+void gw_config_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: infergw [flags]\n"
+            "\n"
+            "infergw is a gRPC inference gateway: it authenticates each call, routes it to a\n"
+            "model replica by consistent hashing, and relays it over HTTP/2.\n"
+            "\n"
+            "Flags (default in brackets):\n"
+            "  --listen HOST:PORT            address clients connect to (h2c) [127.0.0.1:7100]\n"
+            "  --workers N                   worker threads, each with its own epoll loop and\n"
+            "                                SO_REUSEPORT listener [one per online CPU]\n"
+            "  --pool NAME=HOST:PORT[,...]   a static pool (model) and its replicas; repeatable.\n"
+            "                                Calls that name no model use pool 'default' [none]\n"
+            "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
+            "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
+            "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
+            "  --stream-window-bytes N       HTTP/2 flow-control window per stream: the most\n"
+            "                                the gateway buffers per call and direction [1048576]\n"
+            "  --conn-window-bytes N         HTTP/2 flow-control window per connection [16777216]\n"
+            "  --max-concurrent-streams N    concurrent calls per client connection [1024]\n"
+            "  --max-header-list-bytes N     largest request header block accepted [65536]\n"
+            "  --shutdown-grace-ms N         on SIGTERM, how long in-flight calls may take to\n"
+            "                                finish after GOAWAY before the gateway exits [15000]\n"
+            "  --connect-timeout-ms N        TCP connect timeout towards replicas [1000]\n"
+            "  --route-header NAME           metadata key holding the routing key [x-route-key]\n"
+            "  --auth none                   authentication mode; 'none' (local development\n"
+            "                                only, logged as a warning) is the only mode in this\n"
+            "                                version [none]\n"
+            "  --log-level LEVEL             debug, info, warn or error [info]\n"
+            "  --version                     print the version and exit\n"
+            "  -h, --help                    print this help and exit\n"
+            "\n"
+            "Pool of a call: metadata 'x-model', else the KServe v2 'model_name' of the first\n"
+            "request message, else 'default'. Same routing key, same replica.\n"
+            "\n"
+            "Example:\n"
+            "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
+            "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n");
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+    const char *h = addr;
+    size_t hl;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = addr + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - addr);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    uint32_t p;
+    if (parse_u32(colon + 1, 1, 65535, &p) < 0)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int valid_pool_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == ',' || c == '=')
+            return 0;
+    }
+    return 1;
+}
+
+/* Adds "NAME=HOST:PORT[,HOST:PORT...]"; a second --pool for the same name
+ * is refused rather than silently merged. */
+static int add_pool(struct gw_config *cfg, const char *spec, char *err, size_t errlen)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq || !valid_pool_name(spec, (size_t)(eq - spec))) {
+        set_err(err, errlen,
+                "--pool '%s': expected NAME=HOST:PORT[,HOST:PORT...] with a non-empty name "
+                "of printable characters",
+                spec);
+        return -1;
+    }
+    size_t nlen = (size_t)(eq - spec);
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (strlen(cfg->pools[i].name) == nlen && !memcmp(cfg->pools[i].name, spec, nlen)) {
+            set_err(err, errlen, "--pool '%.*s' given twice; list all its replicas in one flag",
+                    (int)nlen, spec);
+            return -1;
+        }
+    struct gw_pool_conf *np = gw_realloc(cfg->pools, (cfg->npools + 1) * sizeof(*np));
+    if (!np) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    cfg->pools = np;
+    struct gw_pool_conf *p = &cfg->pools[cfg->npools];
+    memset(p, 0, sizeof(*p));
+    p->name = gw_strndup(spec, nlen);
+    if (!p->name) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    cfg->npools++;
+    const char *s = eq + 1;
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t alen = comma ? (size_t)(comma - s) : strlen(s);
+        char addr[300], host[256];
+        uint16_t port;
+        if (alen == 0 || alen >= sizeof(addr)) {
+            set_err(err, errlen, "--pool %s: empty or overlong replica address", p->name);
+            return -1;
+        }
+        memcpy(addr, s, alen);
+        addr[alen] = '\0';
+        if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+            set_err(err, errlen, "--pool %s: replica '%s' is not HOST:PORT", p->name, addr);
+            return -1;
+        }
+        for (size_t i = 0; i < p->naddrs; i++)
+            if (!strcmp(p->addrs[i], addr)) {
+                set_err(err, errlen, "--pool %s: replica %s listed twice", p->name, addr);
+                return -1;
+            }
+        char **na = gw_realloc(p->addrs, (p->naddrs + 1) * sizeof(*na));
+        if (!na || !(na[p->naddrs] = gw_strdup(addr))) {
+            if (na)
+                p->addrs = na;
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        p->addrs = na;
+        p->naddrs++;
+        s = comma ? comma + 1 : s + alen;
+    }
+    if (p->naddrs == 0) {
+        set_err(err, errlen, "--pool %s: no replica given", p->name);
+        return -1;
+    }
+    return 0;
+}
+
+int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:7100");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = ncpu > 0 ? (int)ncpu : 1;
+    cfg->upstream_conns = 2;
+    cfg->max_message_bytes = 16u << 20;
+    cfg->stream_window_bytes = 1u << 20;
+    cfg->conn_window_bytes = 16u << 20;
+    cfg->max_concurrent_streams = 1024;
+    cfg->max_header_list_bytes = 65536;
+    cfg->shutdown_grace_ms = 15000;
+    cfg->connect_timeout_ms = 1000;
+    snprintf(cfg->route_header, sizeof(cfg->route_header), "x-route-key");
+    cfg->log_level = GW_LOG_INFO;
+
+    optind = 1;
+    opterr = 0;
+    int c;
+    uint32_t v;
+    while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (c) {
+        case 'h':
+            gw_config_usage(stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("infergw %s\n", INFERGW_VERSION);
+            return 1;
+        case OPT_LISTEN: {
+            char host[256];
+            uint16_t port;
+            if (strlen(optarg) >= sizeof(cfg->listen) ||
+                gw_config_split_addr(optarg, host, sizeof(host), &port) < 0) {
+                set_err(err, errlen, "--listen '%s': expected HOST:PORT", optarg);
+                return -1;
+            }
+            snprintf(cfg->listen, sizeof(cfg->listen), "%s", optarg);
+            break;
+        }
+        case OPT_WORKERS:
+            if (parse_u32(optarg, 1, 256, &v) < 0) {
+                set_err(err, errlen, "--workers '%s': expected 1..256", optarg);
+                return -1;
+            }
+            cfg->workers = (int)v;
+            break;
+        case OPT_POOL:
+            if (add_pool(cfg, optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_UPSTREAM_CONNS:
+            if (parse_u32(optarg, 1, 64, &v) < 0) {
+                set_err(err, errlen, "--upstream-conns '%s': expected 1..64", optarg);
+                return -1;
+            }
+            cfg->upstream_conns = (int)v;
+            break;
+        case OPT_MAX_MESSAGE:
+            if (parse_u32(optarg, 1024, 1u << 30, &cfg->max_message_bytes) < 0) {
+                set_err(err, errlen, "--max-message-bytes '%s': expected 1024..1073741824",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_STREAM_WINDOW:
+            if (parse_u32(optarg, 65535, (1u << 31) - 1, &cfg->stream_window_bytes) < 0) {
+                set_err(err, errlen, "--stream-window-bytes '%s': expected 65535..2147483647",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_CONN_WINDOW:
+            if (parse_u32(optarg, 65535, (1u << 31) - 1, &cfg->conn_window_bytes) < 0) {
+                set_err(err, errlen, "--conn-window-bytes '%s': expected 65535..2147483647",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_MAX_STREAMS:
+            if (parse_u32(optarg, 1, 1u << 20, &cfg->max_concurrent_streams) < 0) {
+                set_err(err, errlen, "--max-concurrent-streams '%s': expected 1..1048576",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_MAX_HEADERS:
+            if (parse_u32(optarg, 4096, 1u << 24, &cfg->max_header_list_bytes) < 0) {
+                set_err(err, errlen, "--max-header-list-bytes '%s': expected 4096..16777216",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_GRACE:
+            if (parse_u32(optarg, 0, 3600000, &cfg->shutdown_grace_ms) < 0) {
+                set_err(err, errlen, "--shutdown-grace-ms '%s': expected 0..3600000", optarg);
+                return -1;
+            }
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            if (parse_u32(optarg, 1, 600000, &cfg->connect_timeout_ms) < 0) {
+                set_err(err, errlen, "--connect-timeout-ms '%s': expected 1..600000", optarg);
+                return -1;
+            }
+            break;
+        case OPT_ROUTE_HEADER: {
+            size_t n = strlen(optarg);
+            int ok = n > 0 && n < sizeof(cfg->route_header);
+            for (size_t i = 0; ok && i < n; i++)
+                ok = (optarg[i] >= 'a' && optarg[i] <= 'z') ||
+                     (optarg[i] >= '0' && optarg[i] <= '9') || optarg[i] == '-' ||
+                     optarg[i] == '_' || optarg[i] == '.';
+            if (!ok) {
+                set_err(err, errlen,
+                        "--route-header '%s': expected a lowercase metadata key (a-z 0-9 - _ .)",
+                        optarg);
+                return -1;
+            }
+            memcpy(cfg->route_header, optarg, n + 1);
+            break;
+        }
+        case OPT_AUTH:
+            if (strcmp(optarg, "none") != 0) {
+                set_err(err, errlen,
+                        "--auth '%s': this version supports only --auth=none (API keys, JWT and "
+                        "mTLS come in a later version)",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_LOG_LEVEL: {
+            int l = gw_log_level_parse(optarg);
+            if (l < 0) {
+                set_err(err, errlen, "--log-level '%s': expected debug, info, warn or error",
+                        optarg);
+                return -1;
+            }
+            cfg->log_level = l;
+            break;
+        }
+        case ':':
+            set_err(err, errlen, "%s needs a value", name);
+            return -1;
+        default:
+            set_err(err, errlen, "unknown flag '%s' (see --help)", name);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        set_err(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+        return -1;
+    }
+    if (cfg->npools == 0) {
+        set_err(err, errlen, "no pool configured: give at least one --pool NAME=HOST:PORT");
+        return -1;
+    }
+    return 0;
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->npools; i++) {
+        for (size_t j = 0; j < cfg->pools[i].naddrs; j++)
+            gw_free(cfg->pools[i].addrs[j]);
+        gw_free(cfg->pools[i].addrs);
+        gw_free(cfg->pools[i].name);
+    }
+    gw_free(cfg->pools);
+    cfg->pools = NULL;
+    cfg->npools = 0;
+}

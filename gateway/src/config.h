@@ -1,0 +1,49 @@
+/* config — the gateway's command line: parsing, validation, --help.
+ *
+ * Every flag has a default that works on one machine out of the box and is
+ * listed with an example by gw_config_usage(). Parsing validates ranges and
+ * formats and names the flag and value it refuses. The result is read-only
+ * once the workers start.
+ */
+#ifndef INFERGW_CONFIG_H
+#define INFERGW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct gw_pool_conf {
+    char *name;
+    char **addrs; /* "host:port" */
+    size_t naddrs;
+};
+
+struct gw_config {
+    char listen[128];
+    int workers;
+    struct gw_pool_conf *pools;
+    size_t npools;
+    int upstream_conns;
+    uint32_t max_message_bytes;
+    uint32_t stream_window_bytes;
+    uint32_t conn_window_bytes;
+    uint32_t max_concurrent_streams;
+    uint32_t max_header_list_bytes;
+    uint32_t shutdown_grace_ms;
+    uint32_t connect_timeout_ms;
+    char route_header[64];
+    int log_level;
+};
+
+/* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help
+ * or --version was printed (exit 0), -1 on a bad command line with the reason
+ * in <err> (exit 2). <cfg> is freed with gw_config_free() in every case. */
+int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void gw_config_free(struct gw_config *cfg);
+void gw_config_usage(FILE *out);
+
+/* Splits "host:port" ("[v6]:port" too) into <host> (NUL-terminated, at most
+ * <hostlen>-1 bytes) and <port> (1..65535). Returns 0 or -1. */
+int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,248 @@
+/* h2srv — client-facing HTTP/2 server sessions; see h2srv.h. */
+#include "h2srv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "call.h"
+#include "log.h"
+#include "mem.h"
+#include "worker.h"
+
+void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c)
+{
+    c->prev = NULL;
+    c->next = sc->calls;
+    if (sc->calls)
+        sc->calls->prev = c;
+    sc->calls = c;
+}
+
+void gw_srv_conn_remove_call(struct gw_srv_conn *sc, struct gw_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (sc->calls == c)
+        sc->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
+{
+    return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    struct gw_srv_conn *sc = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct gw_call *c = gw_call_new(sc, frame->hd.stream_id);
+    if (!c) {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, c);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* request trailers carry nothing gRPC uses */
+    struct gw_call *c = stream_call(s, frame->hd.stream_id);
+    if (!c)
+        return 0;
+    if (gw_call_on_req_header(c, name, namelen, value, valuelen) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    struct gw_call *c;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        c = stream_call(s, frame->hd.stream_id);
+        if (!c)
+            return 0;
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+            gw_call_on_req_headers_done(c);
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            gw_call_on_req_end(c);
+        break;
+    case NGHTTP2_DATA:
+        c = stream_call(s, frame->hd.stream_id);
+        if (c && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            gw_call_on_req_end(c);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                              size_t len, void *ud)
+{
+    struct gw_call *c = stream_call(s, sid);
+    if (!c) {
+        nghttp2_session_consume(s, sid, len);
+        return 0;
+    }
+    gw_call_on_req_data(c, data, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
+{
+    struct gw_call *c = stream_call(s, sid);
+    if (c) {
+        nghttp2_session_set_stream_user_data(s, sid, NULL);
+        gw_call_on_client_close(c, error_code);
+    }
+    return 0;
+}
+
+int gw_h2srv_setup(struct gw_worker *w)
+{
+    if (nghttp2_session_callbacks_new(&w->srv_cbs) != 0)
+        return -ENOMEM;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(w->srv_cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(w->srv_cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(w->srv_cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(w->srv_cbs, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(w->srv_cbs, on_stream_close);
+    if (nghttp2_option_new(&w->srv_opt) != 0)
+        return -ENOMEM;
+    nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);
+    /* Abuse limits, set on purpose rather than inherited: rapid reset
+     * (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182). */
+    nghttp2_option_set_stream_reset_rate_limit(w->srv_opt, 1000, 100);
+    nghttp2_option_set_max_continuations(w->srv_opt, 16);
+    nghttp2_option_set_max_outbound_ack(w->srv_opt, 1000);
+    nghttp2_option_set_max_settings(w->srv_opt, 32);
+    return 0;
+}
+
+static const struct gw_conn_ops srv_conn_ops;
+
+static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
+{
+    struct gw_srv_conn *sc = (struct gw_srv_conn *)conn;
+    struct gw_worker *w = sc->w;
+    /* nghttp2_session_del runs no stream-close callbacks: end the calls here. */
+    while (sc->calls) {
+        struct gw_call *c = sc->calls;
+        nghttp2_session_set_stream_user_data(conn->sess, c->sid, NULL);
+        gw_call_on_client_close(c, NGHTTP2_CANCEL);
+    }
+    gw_log(GW_LOG_DEBUG, "client_closed", "{s:s, s:s}", "peer", sc->peer, "reason", reason);
+    nghttp2_session_del(conn->sess);
+    conn->sess = NULL;
+    gw_conn_release(conn);
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        w->conns = sc->next;
+    if (sc->next)
+        sc->next->prev = sc->prev;
+    w->nconns--;
+    gw_free(sc);
+    gw_worker_check_drained(w);
+}
+
+static const struct gw_conn_ops srv_conn_ops = {.on_close = srv_conn_on_close};
+
+static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storage *ss)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct gw_srv_conn *sc = gw_calloc(1, sizeof(*sc));
+    if (!sc) {
+        close(fd);
+        return;
+    }
+    sc->w = w;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+        snprintf(sc->peer, sizeof(sc->peer), "%s:%u", a, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+        snprintf(sc->peer, sizeof(sc->peer), "[%s]:%u", a, ntohs(in6->sin6_port));
+    }
+    if (gw_conn_init(&sc->conn, &w->loop, fd, 0, &srv_conn_ops, sc) < 0) {
+        close(fd);
+        gw_free(sc);
+        return;
+    }
+    if (nghttp2_session_server_new2(&sc->conn.sess, w->srv_cbs, sc, w->srv_opt) != 0) {
+        gw_loop_del(&w->loop, &sc->conn.io);
+        gw_conn_release(&sc->conn);
+        close(fd);
+        gw_free(sc);
+        return;
+    }
+    const struct gw_config *cfg = w->cfg;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->stream_window_bytes},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->max_header_list_bytes},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+    };
+    nghttp2_submit_settings(sc->conn.sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    nghttp2_session_set_local_window_size(sc->conn.sess, NGHTTP2_FLAG_NONE, 0,
+                                          (int32_t)cfg->conn_window_bytes);
+    sc->next = w->conns;
+    if (w->conns)
+        w->conns->prev = sc;
+    w->conns = sc;
+    w->nconns++;
+    gw_conn_mark_dirty(&sc->conn);
+}
+
+void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
+{
+    struct gw_worker *w = (struct gw_worker *)((char *)io - offsetof(struct gw_worker, listen_io));
+    for (int i = 0; i < 32 && w->listen_io.fd >= 0; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                gw_log(GW_LOG_WARN, "accept_failed", "{s:s}", "error", strerror(errno));
+            return;
+        }
+        accept_one(w, fd, &ss);
+    }
+}
+
+void gw_h2srv_goaway_all(struct gw_worker *w)
+{
+    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
+        nghttp2_submit_shutdown_notice(sc->conn.sess);
+        gw_conn_mark_dirty(&sc->conn);
+    }
+}
+
+void gw_h2srv_close_all(struct gw_worker *w)
+{
+    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next)
+        gw_conn_close(&sc->conn, "shutdown grace period over");
+}

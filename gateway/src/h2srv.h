@@ -1,0 +1,41 @@
+/* h2srv — the client-facing HTTP/2 server: accepting connections and the
+ * nghttp2 server session callbacks, which hand stream events to the call
+ * engine (call.h).
+ *
+ * Sessions are created with automatic WINDOW_UPDATE off (the call engine
+ * consumes bytes only once a replica took them), SETTINGS that bound what a
+ * client can make the gateway hold (max concurrent streams, initial window,
+ * header list size), and nghttp2's rapid-reset and CONTINUATION-flood limits
+ * set on purpose. Loop thread only.
+ */
+#ifndef INFERGW_H2SRV_H
+#define INFERGW_H2SRV_H
+
+#include "conn.h"
+
+struct gw_worker;
+struct gw_call;
+
+struct gw_srv_conn {
+    struct gw_conn conn;
+    struct gw_worker *w;
+    struct gw_srv_conn *prev, *next; /* in the worker's list */
+    struct gw_call *calls;           /* calls on this connection */
+    char peer[64];
+    unsigned goaway_sent : 1;
+};
+
+/* Creates the callbacks and options every server session of <w> uses.
+ * Returns 0 or -ENOMEM. */
+int gw_h2srv_setup(struct gw_worker *w);
+/* Accepts pending connections on the worker's listener. */
+void gw_h2srv_on_listen(struct gw_io *io, uint32_t events);
+/* Sends GOAWAY on every connection of <w> (drain). */
+void gw_h2srv_goaway_all(struct gw_worker *w);
+/* Closes every connection of <w> at once (end of the grace period). */
+void gw_h2srv_close_all(struct gw_worker *w);
+
+void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c);
+void gw_srv_conn_remove_call(struct gw_srv_conn *sc, struct gw_call *c);
+
+#endif

@@ -1,0 +1,39 @@
+/* hdrlist — a compact copy of an HTTP/2 header list.
+ *
+ * nghttp2 hands header names and values to callbacks only for the duration
+ * of the callback; a proxy that holds response headers until it commits (or
+ * forwards request metadata later) must copy them. A list keeps all bytes in
+ * one growing buffer plus an offset table, and turns into an nghttp2_nv
+ * array on demand (nghttp2 copies the array at submit time, so it may live
+ * on the stack). Loop thread only, owned by one call.
+ */
+#ifndef INFERGW_HDRLIST_H
+#define INFERGW_HDRLIST_H
+
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_hdr_ent {
+    uint32_t name_off, name_len, value_off, value_len;
+};
+
+struct gw_hdrlist {
+    char *buf;
+    size_t len, cap;
+    struct gw_hdr_ent *ent;
+    size_t n, ncap;
+};
+
+void gw_hdrlist_init(struct gw_hdrlist *h);
+void gw_hdrlist_reset(struct gw_hdrlist *h);
+/* Appends a copy of name/value. Returns 0 or -ENOMEM (list unchanged). */
+int gw_hdrlist_add(struct gw_hdrlist *h, const void *name, size_t nlen, const void *value,
+                   size_t vlen);
+/* Value of the first header called <name>, or NULL; *vlen gets its length. */
+const char *gw_hdrlist_get(const struct gw_hdrlist *h, const char *name, size_t *vlen);
+/* Fills nv[0..h->n) from the list (pointers into h, valid until the next
+ * add or reset) and returns h->n. <nv> must have room for h->n entries. */
+size_t gw_hdrlist_to_nv(const struct gw_hdrlist *h, nghttp2_nv *nv);
+
+#endif

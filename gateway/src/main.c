@@ -1,0 +1,110 @@
+/* main — infergw: parse flags, build the routing table, start one worker per
+ * core, then wait for signals on the main thread (signalfd): SIGTERM/SIGINT
+ * drain every worker (GOAWAY, in-flight calls finish within the grace
+ * period) and exit 0; a second one exits at once. */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+#include "route.h"
+#include "worker.h"
+
+int main(int argc, char **argv)
+{
+    struct gw_config cfg;
+    char err[512] = "";
+    int rc = gw_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "infergw: %s\n", err);
+        gw_config_free(&cfg);
+        return rc < 0 ? 2 : 0;
+    }
+    gw_log_set_level(cfg.log_level);
+    gw_log(GW_LOG_WARN, "auth_disabled", "{s:s}", "message",
+           "--auth=none: every call is accepted without authentication; use only for local "
+           "development");
+
+    struct gw_routes routes;
+    if (gw_routes_build(&routes, &cfg, err, sizeof(err)) < 0) {
+        gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
+
+    /* Signals go to the signalfd only: block them before threads start. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
+    if (!workers) {
+        gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        return 1;
+    }
+    int started = 0, status = 0;
+    for (int i = 0; i < cfg.workers; i++) {
+        if (gw_worker_init(&workers[i], i, &cfg, &routes) < 0) {
+            gw_worker_free(&workers[i]);
+            status = 1;
+            break;
+        }
+        if (gw_worker_start(&workers[i]) != 0) {
+            gw_worker_free(&workers[i]);
+            status = 1;
+            break;
+        }
+        started++;
+    }
+    if (status == 0) {
+        for (size_t i = 0; i < routes.npools; i++) {
+            json_t *reps = json_array();
+            for (size_t j = 0; j < routes.pools[i].ring.nreplicas; j++)
+                json_array_append_new(reps, json_string(routes.pools[i].ring.replicas[j]));
+            gw_log(GW_LOG_INFO, "pool", "{s:s, s:o}", "pool", routes.pools[i].name, "replicas",
+                   reps);
+        }
+        gw_log(GW_LOG_INFO, "listening", "{s:s, s:i, s:s}", "addr", cfg.listen, "workers",
+               cfg.workers, "transport", "h2c (plaintext HTTP/2, prior knowledge)");
+
+        sigdelset(&set, SIGPIPE);
+        int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+        struct signalfd_siginfo si;
+        while (sfd >= 0 && read(sfd, &si, sizeof(si)) != sizeof(si) && errno == EINTR)
+            ;
+        gw_log(GW_LOG_INFO, "draining", "{s:s, s:i}", "signal", strsignal((int)si.ssi_signo),
+               "grace_ms", (int)cfg.shutdown_grace_ms);
+        for (int i = 0; i < started; i++)
+            gw_worker_drain(&workers[i]);
+        /* A second signal while draining means "now". */
+        struct sigaction sa = {.sa_handler = SIG_DFL};
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        if (sfd >= 0)
+            close(sfd);
+    } else {
+        for (int i = 0; i < started; i++)
+            gw_worker_drain(&workers[i]);
+    }
+    for (int i = 0; i < started; i++) {
+        gw_worker_join(&workers[i]);
+        gw_worker_free(&workers[i]);
+    }
+    gw_free(workers);
+    gw_routes_free(&routes);
+    gw_config_free(&cfg);
+    gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
+    return status;
+}

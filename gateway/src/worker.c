@@ -1,0 +1,179 @@
+/* worker — thread, listener and drain of one worker; see worker.h. */
+#include "worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "call.h"
+#include "h2srv.h"
+#include "log.h"
+#include "upstream.h"
+
+static int open_listener(const char *addr)
+{
+    char host[256];
+    uint16_t port;
+    if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0)
+        return -EINVAL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
+        return -EADDRNOTAVAIL;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = -errno;
+        freeaddrinfo(res);
+        return e;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        int e = -errno;
+        close(fd);
+        freeaddrinfo(res);
+        return e;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void grace_over_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_worker *w = arg;
+    size_t calls = 0;
+    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next)
+        for (struct gw_call *c = sc->calls; c; c = c->next)
+            calls++;
+    gw_log(GW_LOG_WARN, "drain_grace_over", "{s:i, s:I}", "worker", w->index, "calls_cancelled",
+           (json_int_t)calls);
+    gw_h2srv_close_all(w);
+}
+
+static void worker_on_wake(struct gw_loop *loop)
+{
+    struct gw_worker *w = loop->owner;
+    if (!atomic_load(&w->drain_requested) || w->draining)
+        return;
+    w->draining = 1;
+    if (w->listen_io.fd >= 0) {
+        gw_loop_del(&w->loop, &w->listen_io);
+        close(w->listen_io.fd);
+        w->listen_io.fd = -1;
+    }
+    gw_h2srv_goaway_all(w);
+    gw_loop_timer_in(&w->loop, &w->grace_timer, (uint64_t)w->cfg->shutdown_grace_ms * 1000000ULL);
+    gw_worker_check_drained(w);
+}
+
+void gw_worker_check_drained(struct gw_worker *w)
+{
+    if (!w->draining)
+        return;
+    /* A connection whose calls are all done gets its final GOAWAY; nghttp2
+     * then reports the session finished and conn closes it. */
+    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
+        if (!sc->calls && !sc->goaway_sent) {
+            sc->goaway_sent = 1;
+            nghttp2_submit_goaway(sc->conn.sess, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(sc->conn.sess),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            gw_conn_mark_dirty(&sc->conn);
+        }
+    }
+    if (w->nconns == 0)
+        w->loop.stop = 1;
+}
+
+int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
+                   const struct gw_routes *routes)
+{
+    memset(w, 0, sizeof(*w));
+    w->index = index;
+    w->cfg = cfg;
+    w->routes = routes;
+    w->listen_io.fd = -1;
+    atomic_init(&w->drain_requested, 0);
+    int rc = gw_loop_init(&w->loop, worker_on_wake, w);
+    if (rc < 0) {
+        gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
+               strerror(-rc));
+        return -1;
+    }
+    gw_timer_init(&w->grace_timer, grace_over_cb, w);
+    int fd = open_listener(cfg->listen);
+    if (fd < 0) {
+        gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg->listen, "error",
+               strerror(-fd));
+        return -1;
+    }
+    if (gw_loop_add(&w->loop, &w->listen_io, fd, EPOLLIN, gw_h2srv_on_listen) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0) {
+        gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
+               "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct gw_worker *w = arg;
+    gw_conn_flush_dirty(&w->loop); /* connects queued at init */
+    gw_loop_run(&w->loop);
+    return NULL;
+}
+
+int gw_worker_start(struct gw_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void gw_worker_drain(struct gw_worker *w)
+{
+    atomic_store(&w->drain_requested, 1);
+    gw_loop_wake(&w->loop);
+}
+
+void gw_worker_join(struct gw_worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void gw_worker_free(struct gw_worker *w)
+{
+    /* Client connections are gone after a drain; close any that remain (a
+     * worker that failed to start) without their callbacks. */
+    while (w->conns) {
+        struct gw_srv_conn *sc = w->conns;
+        gw_conn_close(&sc->conn, "worker exit");
+        gw_conn_flush_dirty(&w->loop);
+    }
+    gw_upstream_teardown(w);
+    if (w->listen_io.fd >= 0)
+        close(w->listen_io.fd);
+    gw_loop_timer_cancel(&w->loop, &w->grace_timer);
+    if (w->srv_cbs)
+        nghttp2_session_callbacks_del(w->srv_cbs);
+    if (w->up_cbs)
+        nghttp2_session_callbacks_del(w->up_cbs);
+    if (w->srv_opt)
+        nghttp2_option_del(w->srv_opt);
+    if (w->up_opt)
+        nghttp2_option_del(w->up_opt);
+    gw_loop_free(&w->loop);
+}

@@ -1,0 +1,59 @@
+/* worker — one thread = one epoll loop = one share of the gateway.
+ *
+ * A worker owns its listening socket (SO_REUSEPORT on the shared --listen
+ * address, so the kernel spreads new client connections over workers), the
+ * client connections it accepted, the calls on them, and its own upstream
+ * pool of HTTP/2 connections to every replica. A call and all its attempts
+ * live on one worker, so the data path takes no lock. Other threads talk to a
+ * worker only through gw_worker_drain() (eventfd wake-up).
+ */
+#ifndef INFERGW_WORKER_H
+#define INFERGW_WORKER_H
+
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+#include "route.h"
+
+struct gw_srv_conn;
+struct gw_upstream;
+
+struct gw_worker {
+    int index;
+    pthread_t thread;
+    struct gw_loop loop;
+    const struct gw_config *cfg;
+    const struct gw_routes *routes;
+    struct gw_io listen_io;
+    struct gw_srv_conn *conns; /* accepted client connections */
+    size_t nconns;
+    struct gw_upstream *ups; /* one per replica, indexed by gw_replica.id */
+    nghttp2_session_callbacks *srv_cbs, *up_cbs;
+    nghttp2_option *srv_opt, *up_opt;
+    atomic_int drain_requested;
+    int draining;
+    struct gw_timer grace_timer;
+    uint64_t calls_started;
+    int exit_code;
+};
+
+/* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks). Returns 0
+ * or -1 after logging why (e.g. the listen address is taken). */
+int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
+                   const struct gw_routes *routes);
+/* Starts the worker's thread. Returns 0 or a positive errno. */
+int gw_worker_start(struct gw_worker *w);
+/* Asks the worker, from any thread, to stop accepting, send GOAWAY, let
+ * in-flight calls finish within --shutdown-grace-ms, and end its thread. */
+void gw_worker_drain(struct gw_worker *w);
+void gw_worker_join(struct gw_worker *w);
+void gw_worker_free(struct gw_worker *w);
+
+/* Called when a client connection or a call ends, to finish a drain. */
+void gw_worker_check_drained(struct gw_worker *w);
+
+#endif
