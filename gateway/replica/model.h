@@ -1,0 +1,93 @@
+/* model — the replica's models: which names it serves and what they compute.
+ *
+ * Every model is the same pure function: for each FP32 input tensor <i>, in
+ * order, output tensor OUTPUT<i> = 2*x + 1 elementwise, with the input's
+ * shape and in the representation the input used (typed fp32_contents, or
+ * little-endian float32 bytes in raw_input_contents). Inputs are validated
+ * first, and every rejection says exactly what is wrong, naming the input.
+ *
+ * Pure logic over protobuf-c structs: no I/O, no grpc calls, no global
+ * state, so any thread may call these functions at the same time.
+ */
+#ifndef INFERGW_REPLICA_MODEL_H
+#define INFERGW_REPLICA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/status.h>
+
+#include "grpc_predict_v2.pb-c.h"
+
+#define RP_MODEL_VERSION  "1"
+#define RP_MODEL_PLATFORM "infergw-replica"
+/* Requests larger than 64 MiB never reach the model, so no tensor can hold
+ * more FP32 values than this; shapes beyond it are rejected before any
+ * allocation. */
+#define RP_MODEL_MAX_ELEMENTS ((size_t)16 << 20)
+/* Bounds of the ModelStreamInfer "stream_responses" parameter. */
+#define RP_MODEL_MAX_STREAM_RESPONSES 10000
+
+/* The set of models one replica serves. Borrowed strings, valid for the
+ * life of the process. */
+struct rp_models {
+    const char *const *names;
+    size_t n;
+    const char *replica_id; /* named in NOT_FOUND messages */
+};
+
+/* Why a request was refused: a gRPC status and a message for the caller. */
+struct rp_error {
+    grpc_status_code code;
+    char msg[512];
+};
+
+/* Checks that <name> (and <version>, "" meaning any) is served.
+ * Returns 0, or -1 with err->code GRPC_STATUS_NOT_FOUND. */
+int rp_model_check(const struct rp_models *m, const char *name, const char *version,
+                   struct rp_error *err);
+
+/* A computed response. It borrows model_name, id and the shapes from the
+ * request, so the request must outlive it; free with rp_model_result_free(). */
+struct rp_model_result {
+    Inference__ModelInferResponse resp;
+    Inference__ModelInferResponse__InferOutputTensor *tensors;
+    Inference__ModelInferResponse__InferOutputTensor **tensor_ptrs;
+    Inference__InferTensorContents *contents; /* typed inputs only */
+    ProtobufCBinaryData *raw;                 /* raw inputs only */
+    char (*names)[24];
+    size_t n;
+};
+
+/* Runs the model named by req->model_name on <req>.
+ * Returns 0 with <out> filled, or -1 with <err> set:
+ * GRPC_STATUS_NOT_FOUND (model not served), GRPC_STATUS_INVALID_ARGUMENT
+ * (bad input, message names the input and the problem), or
+ * GRPC_STATUS_RESOURCE_EXHAUSTED (out of memory). <out> is untouched on
+ * failure. */
+int rp_model_infer(const struct rp_models *m, const Inference__ModelInferRequest *req,
+                   struct rp_model_result *out, struct rp_error *err);
+void rp_model_result_free(struct rp_model_result *r);
+
+/* The metadata of one model, held in caller storage (no allocation). */
+struct rp_model_meta {
+    Inference__ModelMetadataResponse resp;
+    Inference__ModelMetadataResponse__TensorMetadata in, out;
+    Inference__ModelMetadataResponse__TensorMetadata *in_ptr, *out_ptr;
+    char *versions[1];
+    int64_t shape[1];
+};
+
+/* Fills <meta> for model <name> (borrowed, must outlive <meta>): versions
+ * ["1"], platform "infergw-replica", one FP32 input INPUT0 and output OUTPUT0
+ * of shape [-1]. The caller checks the name with rp_model_check() first. */
+void rp_model_metadata(struct rp_model_meta *meta, const char *name);
+
+/* Reads the "stream_responses" request parameter: how many responses a
+ * ModelStreamInfer request gets. Absent means 1.
+ * Returns 0 with *n set, or -1 with <err> (INVALID_ARGUMENT) when the
+ * parameter is not an integer or not within 1..10000. */
+int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
+                              struct rp_error *err);
+
+#endif
