@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds infergw and runs every test, twice: a Release build with warnings as
+# errors (build/), then an ASan+UBSan build (build-asan/). Installs missing
+# Debian packages first (as root) and the Node test client from the npm
+# registry. Exits non-zero if anything failed; the last line printed is
+# ctest's summary of the sanitizer run.
+#
+# Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
+# Environment: JOBS (build parallelism, default: number of CPUs).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=${JOBS:-$(nproc)}
+cd "$ROOT"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- packages ------------------------------------------------------------------
+PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
+          libprotobuf-c-dev protobuf-c-compiler libhiredis-dev redis-server libcmocka-dev
+          libjansson-dev libmicrohttpd-dev python3-grpcio python3-protobuf protobuf-compiler
+          protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  # A nodejs that bundles npm (as NodeSource's does) stands in for Debian's npm.
+  if [[ $p == npm ]] && command -v npm >/dev/null 2>&1; then
+    continue
+  fi
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  log "installing missing packages: ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "tests/run.sh: missing packages (${missing[*]}); run as root or install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# --- the Node test client --------------------------------------------------------
+NODE_DIR=$ROOT/tests/integration/node
+if [[ ! -d $NODE_DIR/node_modules/@grpc/grpc-js || ! -d $NODE_DIR/node_modules/@grpc/proto-loader ]]; then
+  log "npm ci (tests/integration/node)"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
+fi
+
+# --- builds and test runs ------------------------------------------------------
+# ctest runs as a background job in its own process group (job control on), so
+# that however this script ends, the trap can end that group by its id: ctest,
+# the Python/Node test runners and what they started. (The Python harness also
+# ties each gateway/replica to its runner with PR_SET_PDEATHSIG, and kills them
+# at exit.)
+set -m
+CTEST_PID=
+cleanup() {
+  if [[ -n $CTEST_PID ]] && kill -0 "$CTEST_PID" 2>/dev/null; then
+    kill -TERM -- "-$CTEST_PID" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$CTEST_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+run_suite() { # <build dir> <label> <cmake args...>
+  local dir=$1 label=$2 rc=0
+  shift 2
+  mkdir -p "$dir"
+  log "configure + build ($label) in ${dir#"$ROOT"/}"
+  if ! cmake -S "$ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
+    cat "$dir/configure.log"
+    return 1
+  fi
+  cmake --build "$dir" -j "$JOBS"
+  log "ctest ($label)"
+  (cd "$dir" && exec ctest --output-on-failure --timeout 600) &
+  CTEST_PID=$!
+  wait "$CTEST_PID" || rc=$?
+  CTEST_PID=
+  return "$rc"
+}
+
+# 1. Release, warnings are errors. Stop here on failure, so that the last line
+#    printed is the summary of the run that failed.
+run_suite "$ROOT/build" release -DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON
+
+# 2. ASan + UBSan over the whole suite again. Any report aborts the process;
+#    the harness scans the captured output of the gateway and replicas for
+#    reports and fails the test (Python/Node clients are not sanitized).
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite "$ROOT/build-asan" asan+ubsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DINFERGW_SANITIZE=address,undefined
