@@ -47,14 +47,16 @@ const char *gw_grpc_status_name(int code);
 int gw_grpc_status_parse(const char *s);
 
 /* Parses a grpc-timeout value (1 to 8 ASCII digits followed by one unit of
- * H M S m u n, per the gRPC HTTP/2 spec) into nanoseconds, saturating at
- * UINT64_MAX/2. Returns 0 and sets *out_ns, or -1 when malformed (out_ns
- * untouched). <s> need not be NUL-terminated. */
+ * H M S m u n, per the gRPC HTTP/2 spec; nothing else, no spaces) into
+ * nanoseconds, saturating at UINT64_MAX/2. A zero value parses to 0 (an
+ * expired deadline). Returns 0 and sets *out_ns, or -1 when malformed
+ * (out_ns untouched). <s> need not be NUL-terminated. */
 int gw_grpc_timeout_parse(const char *s, size_t len, uint64_t *out_ns);
 /* Formats <ns> as a grpc-timeout value of at most 8 digits, choosing the
- * finest unit that fits and rounding up, so the receiver never sees more
- * time than there is. Writes a NUL-terminated string to <buf> (at least
- * GW_GRPC_TIMEOUT_BUFLEN bytes) and returns its length. */
+ * finest unit that fits and rounding down within it, so the receiver never
+ * sees more time than there is (0 ns gives "0n"; a positive <ns> never gives
+ * 0, as "n" is exact below 100 ms). Writes a NUL-terminated string to <buf>
+ * (at least GW_GRPC_TIMEOUT_BUFLEN bytes) and returns its length. */
 #define GW_GRPC_TIMEOUT_BUFLEN 16
 size_t gw_grpc_timeout_format(uint64_t ns, char *buf);
 
@@ -74,7 +76,7 @@ struct gw_framer {
 void gw_framer_init(struct gw_framer *f);
 /* Follows <n> bytes of a gRPC DATA stream. Returns 0, or -1 as soon as a
  * message prefix announces a length above <max_len> (f->last_len holds it;
- * the framer must not be fed again). */
+ * the framer must not be fed again: if it is, it returns -1 again). */
 int gw_framer_feed(struct gw_framer *f, const uint8_t *p, size_t n, uint32_t max_len);
 /* 1 when the stream is between messages (no partial prefix or payload). */
 int gw_framer_at_boundary(const struct gw_framer *f);
@@ -84,12 +86,13 @@ int gw_framer_at_boundary(const struct gw_framer *f);
 enum gw_scan_result {
     GW_SCAN_MORE = 0,   /* need more bytes */
     GW_SCAN_FOUND = 1,  /* s->name / s->name_len hold the model name */
-    GW_SCAN_ABSENT = 2, /* the first message has no leading field 1 (or is compressed) */
-    GW_SCAN_ERROR = 3,  /* malformed protobuf, or a name over GW_MODEL_NAME_MAX; s->error says which */
+    GW_SCAN_ABSENT = 2, /* the first message has no leading non-empty field 1 (or is compressed) */
+    GW_SCAN_ERROR = 3,  /* malformed framing or protobuf, a name over GW_MODEL_NAME_MAX or with
+                           a NUL byte; s->error says which */
 };
 struct gw_model_scan {
     int state;
-    uint32_t msg_left;  /* bytes of the first message not yet scanned */
+    uint32_t msg_left; /* bytes of the first message not yet scanned */
     uint8_t hdr[5];
     uint8_t hdr_have;
     uint64_t varint;
@@ -97,18 +100,23 @@ struct gw_model_scan {
     uint32_t name_len;
     uint32_t name_have;
     int result;
-    const char *error;  /* static string, set with GW_SCAN_ERROR */
-    char name[GW_MODEL_NAME_MAX + 1];
+    const char *error;                /* static string, set with GW_SCAN_ERROR */
+    char name[GW_MODEL_NAME_MAX + 1]; /* NUL-terminated when FOUND */
 };
 void gw_model_scan_init(struct gw_model_scan *s);
 /* Feeds the next <n> bytes of the request DATA stream (gRPC framing
  * included). The scan reads only the first message's top-level fields and
  * stops at the first one: if it is field 1 with wire type 2 the result is
- * FOUND; any other leading field, an empty first message, or a compressed
- * message give ABSENT (serializers write fields in number order, so a
- * model_name that is not first is not looked for, which keeps the scan O(1)
- * in memory and never waits for a large tensor). Once a result other than
- * MORE is returned, further calls return it again and consume nothing.
+ * FOUND; any other leading field, an empty first message, an empty field 1
+ * (proto3 cannot tell it from an unset one), or a compressed message give
+ * ABSENT (serializers write fields in number order, so a model_name that is
+ * not first is not looked for, which keeps the scan O(1) in memory and never
+ * waits for a large tensor). ERROR: compressed-flag byte other than 0/1, a
+ * varint over 10 bytes or 64 bits, a tag over 32 bits, field number 0, wire
+ * type 3/4/6/7, a varint or field 1 running past the message, a name over
+ * GW_MODEL_NAME_MAX bytes or containing a NUL. The result does not depend on
+ * how the stream is cut into calls. Once a result other than MORE is
+ * returned, further calls return it again and consume nothing.
  * <consumed> (may be NULL) receives how many bytes of <p> were read. */
 int gw_model_scan_feed(struct gw_model_scan *s, const uint8_t *p, size_t n, size_t *consumed);
 /* Called at END_STREAM: turns a pending MORE into ABSENT (no message, or a

@@ -10,17 +10,29 @@
 
 #include <stddef.h>
 
+/* Same contracts as malloc/calloc/free. Return NULL when out of memory or
+ * when the test hook says this allocation fails. */
 void *gw_malloc(size_t n);
 void *gw_calloc(size_t nmemb, size_t size);
+/* Like realloc, except that <n> == 0 is treated as 1 (never frees <p>). On
+ * failure returns NULL and leaves <p> allocated and unchanged. */
 void *gw_realloc(void *p, size_t n);
 void gw_free(void *p);
-/* Copies <n> bytes of <s> and a terminating NUL; caller frees with gw_free(). */
+/* Copies at most <n> bytes of <s> (stopping early at a NUL, so <s> need not be
+ * NUL-terminated when it holds <n> bytes) and a terminating NUL; caller frees
+ * with gw_free(). Returns NULL when out of memory. */
 char *gw_strndup(const char *s, size_t n);
+/* Copies the NUL-terminated <s>; caller frees with gw_free(). */
 char *gw_strdup(const char *s);
 
 /* Test hook: the allocation after <n> more successful ones fails (returns
  * NULL), and every later one too until reset with -1. Not thread-safe: for
  * single-threaded unit tests only. */
 void gw_mem_fail_after(long n);
+/* Test hook: allocations made through these wrappers minus frees of non-NULL
+ * pointers, counted from the first gw_mem_fail_after() call on (before that,
+ * nothing is counted and the value is 0). Compare two readings to prove an
+ * operation left nothing allocated. Not thread-safe, like gw_mem_fail_after. */
+long gw_mem_live(void);
 
 #endif

@@ -1,0 +1,841 @@
+/* Unit tests for gateway/src/grpcwire.c: grpc-timeout, status names,
+ * grpc-message encoding, the message framer and the model_name scanner.
+ * Scanner inputs include real KServe messages serialized at test time by the
+ * generated protobuf-c code, fed at every split point. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "grpc_predict_v2.pb-c.h"
+#include "grpcwire.h"
+
+/* --- grpc-timeout -------------------------------------------------------------- */
+
+static int parse_str(const char *s, uint64_t *out)
+{
+    return gw_grpc_timeout_parse(s, strlen(s), out);
+}
+
+static void test_timeout_parse_every_unit(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t ns;
+    } ok[] = {
+        {"1H", 3600000000000ull},
+        {"2M", 120000000000ull},
+        {"3S", 3000000000ull},
+        {"4m", 4000000ull},
+        {"5u", 5000ull},
+        {"6n", 6ull},
+        {"0S", 0},
+        {"00000001m", 1000000ull},
+        {"99999999n", 99999999ull},
+        {"99999999S", 99999999000000000ull},
+        {"12345678u", 12345678000ull},
+        {"99999999M", 5999999940000000000ull},
+    };
+    uint64_t ns;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ns = 7;
+        assert_int_equal(parse_str(ok[i].s, &ns), 0);
+        assert_int_equal(ns, ok[i].ns);
+    }
+}
+
+static void test_timeout_parse_saturates(void **state)
+{
+    uint64_t ns = 0;
+
+    (void)state;
+    /* 99,999,999 hours is over 2^64 ns. */
+    assert_int_equal(parse_str("99999999H", &ns), 0);
+    assert_int_equal(ns, UINT64_MAX / 2);
+    assert_int_equal(parse_str("3000000H", &ns), 0);
+    assert_int_equal(ns, UINT64_MAX / 2);
+    assert_int_equal(parse_str("2562047H", &ns), 0); /* just below the cap */
+    assert_int_equal(ns, 2562047ull * 3600000000000ull);
+}
+
+static void test_timeout_parse_rejects_malformed(void **state)
+{
+    static const char *const bad[] = {
+        "",    "S",    "1",    "123456789S",    "1s",         "1h",   "1X",
+        "-1S", "+1S",  " 1S",  "1S ",           "1 S",        "1.5S", "1SS",
+        "S1",  "0x1S", "1\0S", "\xef\xbc\x91S", "999999999n",
+    };
+    uint64_t ns;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ns = 42;
+        assert_int_equal(parse_str(bad[i], &ns), -1);
+        assert_int_equal(ns, 42); /* untouched */
+    }
+    /* An embedded NUL is just a bad byte when the length covers it. */
+    assert_int_equal(gw_grpc_timeout_parse("1\0S", 3, &ns), -1);
+    assert_int_equal(gw_grpc_timeout_parse(NULL, 2, &ns), -1);
+    assert_int_equal(ns, 42);
+}
+
+static void test_timeout_parse_uses_length_not_nul(void **state)
+{
+    uint64_t ns = 0;
+
+    (void)state;
+    assert_int_equal(gw_grpc_timeout_parse("5m123", 2, &ns), 0);
+    assert_int_equal(ns, 5000000);
+    assert_int_equal(gw_grpc_timeout_parse("5m123", 5, &ns), -1);
+}
+
+static void assert_format(uint64_t ns, const char *want)
+{
+    char buf[GW_GRPC_TIMEOUT_BUFLEN];
+
+    memset(buf, 'x', sizeof(buf));
+    assert_int_equal(gw_grpc_timeout_format(ns, buf), strlen(want));
+    assert_string_equal(buf, want);
+}
+
+static void test_timeout_format_finest_unit(void **state)
+{
+    (void)state;
+    assert_format(0, "0n");
+    assert_format(1, "1n");
+    assert_format(99999999ull, "99999999n");
+    assert_format(100000000ull, "100000u");
+    assert_format(1500000000ull, "1500000u");
+    assert_format(99999999999ull, "99999999u");
+    assert_format(100000000000ull, "100000m");
+    assert_format(100000000000000ull, "100000S");
+    assert_format(99999999000000000ull, "99999999S");
+    assert_format(100000000000000000ull, "1666666M");
+    assert_format(6000000000000000000ull, "1666666H");
+    assert_format(UINT64_MAX, "5124095H");
+}
+
+static void test_timeout_format_rounds_down(void **state)
+{
+    (void)state;
+    /* Never more time than there is: the sub-unit remainder is dropped. */
+    assert_format(100000999ull, "100000u");
+    assert_format(100000001ull, "100000u");
+    assert_format(99999999000000001ull, "99999999S");
+    assert_format(100000059999999999ull, "1666667M");
+}
+
+/* Formats <ns>, checks the shape of the result, parses it back and checks
+ * it is at most <ns> and short of it by less than 1e-5 of it (a value that
+ * does not fit in 8 digits of one unit takes at least 5 of the next, at most
+ * 1000 times coarser), or, above the parse cap of UINT64_MAX/2, that it
+ * saturates there. */
+static void assert_round_trip(uint64_t ns)
+{
+    char buf[GW_GRPC_TIMEOUT_BUFLEN];
+    size_t len = gw_grpc_timeout_format(ns, buf);
+    uint64_t back = 0, floor = ns - ns / 100000;
+
+    assert_true(len >= 2 && len <= 9);
+    assert_int_equal(strlen(buf), len);
+    for (size_t i = 0; i + 1 < len; i++)
+        assert_true(buf[i] >= '0' && buf[i] <= '9');
+    assert_int_equal(gw_grpc_timeout_parse(buf, len, &back), 0);
+    assert_true(back <= ns);
+    assert_true(back >= (floor < UINT64_MAX / 2 ? floor : UINT64_MAX / 2));
+    if (ns > 0)
+        assert_true(back > 0);
+}
+
+static void test_timeout_round_trip(void **state)
+{
+    static const uint64_t edges[] = {
+        0,           1,          999,        1000,       99999999,   100000000,      100000001,
+        99999999999, 1ull << 32, 1ull << 40, 1ull << 52, 1ull << 62, UINT64_MAX / 2, UINT64_MAX,
+    };
+    static const char *const exact[] = {"7S", "1H", "250m", "3M", "42u", "999n", "60S"};
+    unsigned seed = 7;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        assert_round_trip(edges[i]);
+    for (int i = 0; i < 100000; i++) {
+        uint64_t ns =
+            (uint64_t)rand_r(&seed) << 33 ^ (uint64_t)rand_r(&seed) << 11 ^ (uint64_t)rand_r(&seed);
+
+        assert_round_trip(ns >> (rand_r(&seed) % 64));
+    }
+    /* A parsed value formats and parses back to the same nanoseconds. */
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+        char buf[GW_GRPC_TIMEOUT_BUFLEN];
+        uint64_t a = 0, b = 0;
+
+        assert_int_equal(parse_str(exact[i], &a), 0);
+        gw_grpc_timeout_format(a, buf);
+        assert_int_equal(parse_str(buf, &b), 0);
+        assert_int_equal(a, b);
+    }
+}
+
+/* --- status names ----------------------------------------------------------------- */
+
+static void test_status_names(void **state)
+{
+    static const char *const names[] = {
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    };
+
+    (void)state;
+    for (int i = 0; i <= 16; i++) {
+        char num[4];
+
+        assert_string_equal(gw_grpc_status_name(i), names[i]);
+        assert_int_equal(gw_grpc_status_parse(names[i]), i);
+        snprintf(num, sizeof(num), "%d", i);
+        assert_int_equal(gw_grpc_status_parse(num), i);
+    }
+    assert_int_equal(GW_GRPC_UNAVAILABLE, 14);
+    assert_string_equal(gw_grpc_status_name(-1), "UNKNOWN_STATUS");
+    assert_string_equal(gw_grpc_status_name(17), "UNKNOWN_STATUS");
+}
+
+static void test_status_parse(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "17",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "14x",
+        "UNKNOWN_STATUS",
+        "UNAVAILABLE ",
+        "OKAY",
+        "99999999999999999999",
+        "0x1",
+    };
+
+    (void)state;
+    assert_int_equal(gw_grpc_status_parse("unavailable"), GW_GRPC_UNAVAILABLE);
+    assert_int_equal(gw_grpc_status_parse("Not_Found"), GW_GRPC_NOT_FOUND);
+    assert_int_equal(gw_grpc_status_parse("resource_exhausted"), GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_int_equal(gw_grpc_status_parse("0"), GW_GRPC_OK);
+    assert_int_equal(gw_grpc_status_parse(NULL), -1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(gw_grpc_status_parse(bad[i]), -1);
+}
+
+/* --- grpc-message ------------------------------------------------------------------ */
+
+static void test_message_encode(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_int_equal(gw_grpc_message_encode("no replica for pool", out, sizeof(out)), 19);
+    assert_string_equal(out, "no replica for pool");
+    assert_int_equal(gw_grpc_message_encode("50% done", out, sizeof(out)), 10);
+    assert_string_equal(out, "50%25 done");
+    gw_grpc_message_encode("a\nb\tc\x7f~ ", out, sizeof(out));
+    assert_string_equal(out, "a%0Ab%09c%7F~ ");
+    gw_grpc_message_encode("caf\xc3\xa9", out, sizeof(out)); /* UTF-8 bytes, each escaped */
+    assert_string_equal(out, "caf%C3%A9");
+    assert_int_equal(gw_grpc_message_encode("", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+}
+
+static void test_message_encode_truncates_whole_escapes(void **state)
+{
+    char out[8];
+
+    (void)state;
+    /* "ab%25" needs 5 bytes + NUL. */
+    assert_int_equal(gw_grpc_message_encode("ab%cd", out, 6), 5);
+    assert_string_equal(out, "ab%25");
+    /* One byte short: the escape is dropped whole, not cut. */
+    assert_int_equal(gw_grpc_message_encode("ab%cd", out, 5), 2);
+    assert_string_equal(out, "ab");
+    assert_int_equal(gw_grpc_message_encode("ab%cd", out, 4), 2);
+    assert_string_equal(out, "ab");
+    assert_int_equal(gw_grpc_message_encode("abcdefghij", out, sizeof(out)), 7);
+    assert_string_equal(out, "abcdefg");
+    assert_int_equal(gw_grpc_message_encode("abc", out, 1), 0);
+    assert_string_equal(out, "");
+    out[0] = 'z';
+    assert_int_equal(gw_grpc_message_encode("abc", out, 0), 0);
+    assert_int_equal(out[0], 'z'); /* nothing written */
+}
+
+/* --- framer ------------------------------------------------------------------------- */
+
+/* Appends a gRPC message of <len> bytes of <fill> to buf at *off. */
+static void put_message(uint8_t *buf, size_t *off, uint8_t flag, uint32_t len, uint8_t fill)
+{
+    buf[(*off)++] = flag;
+    buf[(*off)++] = (uint8_t)(len >> 24);
+    buf[(*off)++] = (uint8_t)(len >> 16);
+    buf[(*off)++] = (uint8_t)(len >> 8);
+    buf[(*off)++] = (uint8_t)len;
+    memset(buf + *off, fill, len);
+    *off += len;
+}
+
+enum { FRAMER_BIG = 70000 };
+
+/* Three messages of 0, 3 and 70000 bytes; ends[] receives the offset after
+ * each. */
+static uint8_t *framer_stream(size_t *len, size_t ends[3])
+{
+    uint8_t *buf = malloc(3 * 5 + 3 + FRAMER_BIG);
+    size_t off = 0;
+
+    assert_non_null(buf);
+    put_message(buf, &off, 0, 0, 0);
+    ends[0] = off;
+    put_message(buf, &off, 1, 3, 0xaa);
+    ends[1] = off;
+    put_message(buf, &off, 0, FRAMER_BIG, 0x00);
+    ends[2] = off;
+    *len = off;
+    return buf;
+}
+
+static void test_framer_whole_stream(void **state)
+{
+    struct gw_framer f;
+    size_t len, ends[3];
+    uint8_t *buf = framer_stream(&len, ends);
+
+    (void)state;
+    gw_framer_init(&f);
+    assert_true(gw_framer_at_boundary(&f));
+    assert_int_equal(gw_framer_feed(&f, buf, len, FRAMER_BIG), 0);
+    assert_int_equal(f.messages, 3);
+    assert_int_equal(f.last_len, FRAMER_BIG);
+    assert_true(gw_framer_at_boundary(&f));
+    assert_int_equal(gw_framer_feed(&f, buf, 0, FRAMER_BIG), 0);
+    free(buf);
+}
+
+static void test_framer_every_split_point(void **state)
+{
+    size_t len, ends[3];
+    uint8_t *buf = framer_stream(&len, ends);
+
+    (void)state;
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct gw_framer f;
+        int boundary, messages;
+
+        gw_framer_init(&f);
+        assert_int_equal(gw_framer_feed(&f, buf, cut, FRAMER_BIG), 0);
+        boundary = cut == 0 || cut == ends[0] || cut == ends[1] || cut == ends[2];
+        messages = (cut >= 5) + (cut >= ends[0] + 5) + (cut >= ends[1] + 5);
+        assert_int_equal(gw_framer_at_boundary(&f), boundary);
+        assert_int_equal(f.messages, messages);
+        assert_int_equal(gw_framer_feed(&f, buf + cut, len - cut, FRAMER_BIG), 0);
+        assert_int_equal(f.messages, 3);
+        assert_int_equal(f.last_len, FRAMER_BIG);
+        assert_true(gw_framer_at_boundary(&f));
+    }
+    free(buf);
+}
+
+static void test_framer_byte_by_byte(void **state)
+{
+    struct gw_framer f;
+    size_t len, ends[3], boundaries = 0;
+    uint8_t *buf = framer_stream(&len, ends);
+
+    (void)state;
+    gw_framer_init(&f);
+    for (size_t i = 0; i < len; i++) {
+        assert_int_equal(gw_framer_feed(&f, buf + i, 1, FRAMER_BIG), 0);
+        boundaries += (size_t)gw_framer_at_boundary(&f);
+    }
+    assert_int_equal(boundaries, 3);
+    assert_int_equal(f.messages, 3);
+    free(buf);
+}
+
+static void test_framer_over_limit(void **state)
+{
+    size_t len, ends[3];
+    uint8_t *buf = framer_stream(&len, ends);
+
+    (void)state;
+    /* Whole, and with the third prefix cut in two. */
+    for (int split = 0; split < 2; split++) {
+        struct gw_framer f;
+        size_t cut = split ? ends[1] + 3 : len;
+
+        gw_framer_init(&f);
+        if (split)
+            assert_int_equal(gw_framer_feed(&f, buf, cut, FRAMER_BIG - 1), 0);
+        assert_int_equal(
+            gw_framer_feed(&f, buf + (split ? cut : 0), len - (split ? cut : 0), FRAMER_BIG - 1),
+            -1);
+        assert_int_equal(f.last_len, FRAMER_BIG);
+        assert_int_equal(f.messages, 3);
+        assert_false(gw_framer_at_boundary(&f));
+        /* Feeding a failed framer keeps failing. */
+        assert_int_equal(gw_framer_feed(&f, buf, 5, UINT32_MAX), -1);
+        assert_int_equal(f.messages, 3);
+    }
+    free(buf);
+}
+
+/* --- model_name scanner -------------------------------------------------------------- */
+
+struct scan_out {
+    int result;
+    size_t consumed;
+    char name[GW_MODEL_NAME_MAX + 1];
+    const char *error;
+};
+
+/* Feeds <p> in chunks ending at the given cut offsets (ascending, each <= n),
+ * then the rest, stopping at the first result other than MORE. */
+static struct scan_out scan_cuts(const uint8_t *p, size_t n, const size_t *cuts, size_t ncuts)
+{
+    struct gw_model_scan s;
+    struct scan_out o = {0};
+    size_t at = 0;
+
+    gw_model_scan_init(&s);
+    o.result = GW_SCAN_MORE;
+    for (size_t i = 0; i <= ncuts && o.result == GW_SCAN_MORE; i++) {
+        size_t end = i < ncuts ? cuts[i] : n, used = 99;
+
+        o.result = gw_model_scan_feed(&s, p + at, end - at, &used);
+        assert_true(used <= end - at);
+        /* Before a result, every byte offered is read. */
+        if (o.result == GW_SCAN_MORE)
+            assert_int_equal(used, end - at);
+        o.consumed += used;
+        at = end;
+    }
+    if (o.result != GW_SCAN_MORE) {
+        size_t used = 99;
+
+        /* A finished scan answers the same and reads nothing more. */
+        assert_int_equal(gw_model_scan_feed(&s, p, n, &used), o.result);
+        assert_int_equal(used, 0);
+    }
+    if (o.result == GW_SCAN_FOUND) {
+        assert_int_equal(strlen(s.name), s.name_len);
+        memcpy(o.name, s.name, s.name_len + 1);
+    }
+    o.error = s.error;
+    assert_int_equal(gw_model_scan_finish(&s),
+                     o.result == GW_SCAN_MORE ? GW_SCAN_ABSENT : o.result);
+    if (o.result == GW_SCAN_ERROR)
+        assert_non_null(o.error);
+    else
+        assert_null(o.error);
+    return o;
+}
+
+static struct scan_out scan_once(const uint8_t *p, size_t n)
+{
+    return scan_cuts(p, n, NULL, 0);
+}
+
+/* Checks that every cut into two and into single bytes gives the one-shot
+ * answer, and returns it. */
+static struct scan_out scan_all_splits(const uint8_t *p, size_t n)
+{
+    struct scan_out want = scan_once(p, n), got;
+    struct gw_model_scan s;
+
+    for (size_t cut = 0; cut <= n; cut++) {
+        got = scan_cuts(p, n, &cut, 1);
+        assert_int_equal(got.result, want.result);
+        assert_int_equal(got.consumed, want.consumed);
+        assert_string_equal(got.name, want.name);
+        assert_ptr_equal(got.error, want.error);
+    }
+    /* Two cuts among the first bytes, where prefix, tag and length are. */
+    for (size_t a = 0; a <= n && a < 24; a++) {
+        for (size_t b = a; b <= n && b < 24; b++) {
+            size_t cuts[2] = {a, b};
+
+            got = scan_cuts(p, n, cuts, 2);
+            assert_int_equal(got.result, want.result);
+            assert_int_equal(got.consumed, want.consumed);
+            assert_string_equal(got.name, want.name);
+        }
+    }
+    /* One byte at a time. */
+    gw_model_scan_init(&s);
+    got.result = GW_SCAN_MORE;
+    got.consumed = 0;
+    for (size_t i = 0; i < n && got.result == GW_SCAN_MORE; i++) {
+        size_t used;
+
+        got.result = gw_model_scan_feed(&s, p + i, 1, &used);
+        got.consumed += used;
+    }
+    assert_int_equal(gw_model_scan_finish(&s),
+                     want.result == GW_SCAN_MORE ? GW_SCAN_ABSENT : want.result);
+    assert_int_equal(got.result, want.result);
+    assert_int_equal(got.consumed, want.consumed);
+    if (want.result == GW_SCAN_FOUND)
+        assert_string_equal(s.name, want.name);
+    return want;
+}
+
+/* Frames <len> payload bytes as one gRPC message (flag 0) into a new buffer. */
+static uint8_t *frame(const uint8_t *payload, size_t len, size_t *out_len)
+{
+    uint8_t *buf = malloc(len + 5);
+    size_t off = 0;
+
+    assert_non_null(buf);
+    put_message(buf, &off, 0, (uint32_t)len, 0);
+    if (len)
+        memcpy(buf + 5, payload, len);
+    *out_len = len + 5;
+    return buf;
+}
+
+/* Serializes a realistic ModelInferRequest (one FP32 input with its raw
+ * contents) and frames it. */
+static uint8_t *infer_request(const char *model, size_t raw_len, size_t *out_len)
+{
+    Inference__ModelInferRequest req = INFERENCE__MODEL_INFER_REQUEST__INIT;
+    Inference__ModelInferRequest__InferInputTensor in =
+        INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT;
+    Inference__ModelInferRequest__InferInputTensor *inputs[1] = {&in};
+    int64_t shape[2] = {1, (int64_t)(raw_len / 4)};
+    ProtobufCBinaryData raw;
+    uint8_t *payload, *framed;
+    size_t len;
+
+    raw.len = raw_len;
+    raw.data = malloc(raw_len ? raw_len : 1);
+    assert_non_null(raw.data);
+    for (size_t i = 0; i < raw_len; i++)
+        raw.data[i] = (uint8_t)(i * 7);
+    req.model_name = (char *)model;
+    req.model_version = "3";
+    req.id = "req-0001";
+    in.name = "INPUT0";
+    in.datatype = "FP32";
+    in.n_shape = 2;
+    in.shape = shape;
+    req.n_inputs = 1;
+    req.inputs = inputs;
+    req.n_raw_input_contents = 1;
+    req.raw_input_contents = &raw;
+
+    len = inference__model_infer_request__get_packed_size(&req);
+    payload = malloc(len);
+    assert_non_null(payload);
+    assert_int_equal(inference__model_infer_request__pack(&req, payload), len);
+    framed = frame(payload, len, out_len);
+    free(payload);
+    free(raw.data);
+    return framed;
+}
+
+static void test_scan_real_infer_request_every_split(void **state)
+{
+    size_t n;
+    uint8_t *buf = infer_request("resnet50", 4096, &n);
+    struct scan_out o;
+
+    (void)state;
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_string_equal(o.name, "resnet50");
+    /* Prefix, tag, one length byte, the name: nothing of the tensor. */
+    assert_int_equal(o.consumed, 5 + 1 + 1 + 8);
+    free(buf);
+}
+
+static void test_scan_two_byte_length_varint(void **state)
+{
+    char name[201];
+    size_t n;
+    uint8_t *buf;
+    struct scan_out o;
+
+    (void)state;
+    memset(name, 'm', 200);
+    name[200] = '\0';
+    buf = infer_request(name, 64, &n);
+    assert_int_equal(buf[5], 0x0a);
+    assert_int_equal(buf[6], 0xc8); /* 200 = 0xc8 0x01 */
+    assert_int_equal(buf[7], 0x01);
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_string_equal(o.name, name);
+    assert_int_equal(o.consumed, 5 + 1 + 2 + 200);
+    free(buf);
+}
+
+static void test_scan_name_length_limit(void **state)
+{
+    char name[GW_MODEL_NAME_MAX + 2];
+    size_t n;
+    uint8_t *buf;
+    struct scan_out o;
+
+    (void)state;
+    memset(name, 'x', sizeof(name));
+    name[GW_MODEL_NAME_MAX] = '\0';
+    buf = infer_request(name, 16, &n);
+    o = scan_once(buf, n);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_int_equal(strlen(o.name), GW_MODEL_NAME_MAX);
+    free(buf);
+
+    name[GW_MODEL_NAME_MAX] = 'x';
+    name[GW_MODEL_NAME_MAX + 1] = '\0';
+    buf = infer_request(name, 16, &n);
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_ERROR);
+    assert_string_equal(o.error, "model_name too long");
+    assert_int_equal(o.consumed, 5 + 1 + 2); /* stops right after the length */
+    free(buf);
+}
+
+static void test_scan_other_kserve_requests(void **state)
+{
+    Inference__ModelReadyRequest ready = INFERENCE__MODEL_READY_REQUEST__INIT;
+    Inference__ModelMetadataRequest meta = INFERENCE__MODEL_METADATA_REQUEST__INIT;
+    uint8_t payload[64], *buf;
+    size_t len, n;
+    struct scan_out o;
+
+    (void)state;
+    ready.name = "bert-large";
+    ready.version = "2";
+    len = inference__model_ready_request__pack(&ready, payload);
+    buf = frame(payload, len, &n);
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_string_equal(o.name, "bert-large");
+    free(buf);
+
+    meta.name = "llama";
+    len = inference__model_metadata_request__pack(&meta, payload);
+    buf = frame(payload, len, &n);
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_string_equal(o.name, "llama");
+    free(buf);
+}
+
+static void test_scan_field_2_first_is_absent(void **state)
+{
+    size_t n;
+    /* proto3 leaves an empty model_name out, so model_version comes first. */
+    uint8_t *buf = infer_request("", 32, &n);
+    struct scan_out o;
+
+    (void)state;
+    assert_int_equal(buf[5], 0x12); /* field 2, wire type 2 */
+    o = scan_all_splits(buf, n);
+    assert_int_equal(o.result, GW_SCAN_ABSENT);
+    assert_int_equal(o.consumed, 6); /* the prefix and the tag */
+    free(buf);
+}
+
+static void test_scan_empty_and_compressed(void **state)
+{
+    static const uint8_t empty[] = {0, 0, 0, 0, 0, 0x0a, 0x01, 'a'};
+    static const uint8_t compressed[] = {1, 0, 0, 0, 3, 0x0a, 0x01, 'a'};
+    static const uint8_t bad_flag[] = {2, 0, 0, 0, 3, 0x0a, 0x01, 'a'};
+    struct scan_out o;
+
+    (void)state;
+    o = scan_all_splits(empty, sizeof(empty));
+    assert_int_equal(o.result, GW_SCAN_ABSENT);
+    assert_int_equal(o.consumed, 5);
+    o = scan_all_splits(compressed, sizeof(compressed));
+    assert_int_equal(o.result, GW_SCAN_ABSENT);
+    assert_int_equal(o.consumed, 5);
+    o = scan_all_splits(bad_flag, sizeof(bad_flag));
+    assert_int_equal(o.result, GW_SCAN_ERROR);
+    assert_string_equal(o.error, "bad compressed-flag byte");
+}
+
+/* Scans the framed <payload> of <len> bytes (at every split) and checks the
+ * result and, for errors, the reason. */
+static void expect_scan(const uint8_t *payload, size_t len, int result, const char *error)
+{
+    size_t n;
+    uint8_t *buf = frame(payload, len, &n);
+    struct scan_out o = scan_all_splits(buf, n);
+
+    assert_int_equal(o.result, result);
+    if (error)
+        assert_string_equal(o.error, error);
+    free(buf);
+}
+
+static void test_scan_malformed(void **state)
+{
+    static const uint8_t long_varint[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                          0x80, 0x80, 0x80, 0x80, 0x00, 0x0a};
+    static const uint8_t varint_65_bits[] = {0x8a, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                             0x80, 0x80, 0x80, 0x02, 'a'};
+    static const uint8_t tag_over_32_bits[] = {0x8a, 0x80, 0x80, 0x80, 0x10, 0x01, 'a'};
+    static const uint8_t len_long_varint[] = {0x0a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                              0x80, 0x80, 0x80, 0x80, 0x00, 'a'};
+    static const uint8_t len_beyond[] = {0x0a, 0x10, 'a', 'b', 'c'};
+    static const uint8_t len_huge[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 'a'};
+    static const uint8_t field0_wt2[] = {0x02, 0x01, 'a'};
+    static const uint8_t field0_wt0[] = {0x00, 0x01};
+    static const uint8_t name_cut[] = {0x0a};
+    static const uint8_t tag_cut[] = {0x8a};
+    static const uint8_t len_cut[] = {0x0a, 0x85};
+    static const uint8_t name_nul[] = {0x0a, 0x03, 'a', 0x00, 'b'};
+    static const uint8_t wire_types[] = {3, 4, 6, 7};
+
+    (void)state;
+    expect_scan(long_varint, sizeof(long_varint), GW_SCAN_ERROR, "varint over 10 bytes or 64 bits");
+    expect_scan(varint_65_bits, sizeof(varint_65_bits), GW_SCAN_ERROR,
+                "varint over 10 bytes or 64 bits");
+    expect_scan(tag_over_32_bits, sizeof(tag_over_32_bits), GW_SCAN_ERROR,
+                "field tag over 32 bits");
+    expect_scan(len_long_varint, sizeof(len_long_varint), GW_SCAN_ERROR,
+                "varint over 10 bytes or 64 bits");
+    expect_scan(len_beyond, sizeof(len_beyond), GW_SCAN_ERROR,
+                "model_name longer than its message");
+    expect_scan(len_huge, sizeof(len_huge), GW_SCAN_ERROR, "model_name longer than its message");
+    expect_scan(field0_wt2, sizeof(field0_wt2), GW_SCAN_ERROR, "field number 0");
+    expect_scan(field0_wt0, sizeof(field0_wt0), GW_SCAN_ERROR, "field number 0");
+    expect_scan(name_cut, sizeof(name_cut), GW_SCAN_ERROR,
+                "model_name cut by the end of the message");
+    expect_scan(tag_cut, sizeof(tag_cut), GW_SCAN_ERROR, "varint cut by the end of the message");
+    expect_scan(len_cut, sizeof(len_cut), GW_SCAN_ERROR, "varint cut by the end of the message");
+    expect_scan(name_nul, sizeof(name_nul), GW_SCAN_ERROR, "model_name contains a NUL byte");
+    /* Wire types 3, 4, 6 and 7 are errors whatever the field. */
+    for (size_t i = 0; i < sizeof(wire_types); i++) {
+        uint8_t f1[] = {(uint8_t)(1 << 3 | wire_types[i]), 0x01, 'a'};
+        uint8_t f2[] = {(uint8_t)(2 << 3 | wire_types[i]), 0x01, 'a'};
+
+        expect_scan(f1, sizeof(f1), GW_SCAN_ERROR, "invalid wire type");
+        expect_scan(f2, sizeof(f2), GW_SCAN_ERROR, "invalid wire type");
+    }
+}
+
+static void test_scan_valid_but_absent(void **state)
+{
+    static const uint8_t f1_varint[] = {0x08, 0x05};                 /* field 1, wire type 0 */
+    static const uint8_t f1_fixed32[] = {0x0d, 1, 2, 3, 4};          /* field 1, wire type 5 */
+    static const uint8_t f1_empty[] = {0x0a, 0x00, 0x12, 0x01, 'v'}; /* empty string */
+    static const uint8_t f7_bytes[] = {0x3a, 0x02, 0xff, 0xfe};      /* raw contents first */
+    static const uint8_t big_field[] = {0xfa, 0xff, 0xff, 0xff, 0x0f, 0x00}; /* field 2^29-1 */
+    static const uint8_t padded_tag[] = {0x8a, 0x80, 0x00, 0x01, 'q'};       /* non-minimal tag */
+
+    (void)state;
+    expect_scan(f1_varint, sizeof(f1_varint), GW_SCAN_ABSENT, NULL);
+    expect_scan(f1_fixed32, sizeof(f1_fixed32), GW_SCAN_ABSENT, NULL);
+    expect_scan(f1_empty, sizeof(f1_empty), GW_SCAN_ABSENT, NULL);
+    expect_scan(f7_bytes, sizeof(f7_bytes), GW_SCAN_ABSENT, NULL);
+    expect_scan(big_field, sizeof(big_field), GW_SCAN_ABSENT, NULL);
+    /* A tag written in more bytes than needed is still field 1. */
+    expect_scan(padded_tag, sizeof(padded_tag), GW_SCAN_FOUND, NULL);
+}
+
+static void test_scan_truncated_stream_finishes_absent(void **state)
+{
+    size_t n;
+    uint8_t *buf = infer_request("resnet50", 16, &n);
+
+    (void)state;
+    /* The stream ends inside the prefix, inside the name, or before any
+     * byte: finish() turns MORE into ABSENT. */
+    for (size_t cut = 0; cut < 5 + 1 + 1 + 8; cut++) {
+        struct gw_model_scan s;
+        size_t used;
+
+        gw_model_scan_init(&s);
+        assert_int_equal(gw_model_scan_feed(&s, buf, cut, &used), GW_SCAN_MORE);
+        assert_int_equal(used, cut);
+        assert_int_equal(gw_model_scan_finish(&s), GW_SCAN_ABSENT);
+        assert_int_equal(gw_model_scan_finish(&s), GW_SCAN_ABSENT);
+        assert_int_equal(gw_model_scan_feed(&s, buf, n, NULL), GW_SCAN_ABSENT);
+    }
+    free(buf);
+}
+
+static void test_scan_reads_first_message_only(void **state)
+{
+    size_t n1, n2;
+    uint8_t *a = infer_request("first", 8, &n1);
+    uint8_t *b = infer_request("second", 8, &n2);
+    uint8_t *both = malloc(n1 + n2);
+    struct scan_out o;
+
+    (void)state;
+    memcpy(both, a, n1);
+    memcpy(both + n1, b, n2);
+    o = scan_once(both, n1 + n2);
+    assert_int_equal(o.result, GW_SCAN_FOUND);
+    assert_string_equal(o.name, "first");
+    assert_int_equal(o.consumed, 5 + 1 + 1 + 5);
+    free(both);
+    free(a);
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timeout_parse_every_unit),
+        cmocka_unit_test(test_timeout_parse_saturates),
+        cmocka_unit_test(test_timeout_parse_rejects_malformed),
+        cmocka_unit_test(test_timeout_parse_uses_length_not_nul),
+        cmocka_unit_test(test_timeout_format_finest_unit),
+        cmocka_unit_test(test_timeout_format_rounds_down),
+        cmocka_unit_test(test_timeout_round_trip),
+        cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_status_parse),
+        cmocka_unit_test(test_message_encode),
+        cmocka_unit_test(test_message_encode_truncates_whole_escapes),
+        cmocka_unit_test(test_framer_whole_stream),
+        cmocka_unit_test(test_framer_every_split_point),
+        cmocka_unit_test(test_framer_byte_by_byte),
+        cmocka_unit_test(test_framer_over_limit),
+        cmocka_unit_test(test_scan_real_infer_request_every_split),
+        cmocka_unit_test(test_scan_two_byte_length_varint),
+        cmocka_unit_test(test_scan_name_length_limit),
+        cmocka_unit_test(test_scan_other_kserve_requests),
+        cmocka_unit_test(test_scan_field_2_first_is_absent),
+        cmocka_unit_test(test_scan_empty_and_compressed),
+        cmocka_unit_test(test_scan_malformed),
+        cmocka_unit_test(test_scan_valid_but_absent),
+        cmocka_unit_test(test_scan_truncated_stream_finishes_absent),
+        cmocka_unit_test(test_scan_reads_first_message_only),
+    };
+    return cmocka_run_group_tests_name("grpcwire", tests, NULL, NULL);
+}
