@@ -2,8 +2,8 @@
 # Builds infergw and runs every test, twice: a Release build with warnings as
 # errors (build/), then an ASan+UBSan build (build-asan/). Installs missing
 # Debian packages first (as root) and the Node test client from the npm
-# registry. Exits non-zero if anything failed; the last line printed is
-# ctest's summary of the sanitizer run.
+# registry. Exits non-zero if anything failed (it stops after a failing
+# Release run); the last line printed is the summary of the last ctest run.
 #
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
 # Environment: JOBS (build parallelism, default: number of CPUs).

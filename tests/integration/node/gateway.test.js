@@ -106,8 +106,10 @@ class Proc {
 
   async stop(timeoutMs = 20000) {
     if (!this.exited) this.child.kill('SIGTERM');
-    const timer = sleep(timeoutMs).then(() => 'timeout');
-    const res = await Promise.race([this.exit, timer]);
+    let timer;
+    const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+    const res = await Promise.race([this.exit, timeout]);
+    clearTimeout(timer);
     if (res === 'timeout') {
       this.child.kill('SIGKILL');
       throw new Error(`${this.name} did not exit within ${timeoutMs} ms`);

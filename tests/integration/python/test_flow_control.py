@@ -40,7 +40,8 @@ def tensor():
         "<%df" % TENSOR_FLOATS, *[2 * v + 1 for v in vals])
 
 
-class FlowControlTest(h.GatewayTestCase):
+class _FlowControlBase(h.GatewayTestCase):
+    """One gateway per test class, so that no test's baseline carries another's buffers."""
     N_REPLICAS = 1
     GATEWAY_ARGS = ("--stream-window-bytes", str(STREAM_WINDOW),
                     "--conn-window-bytes", str(CONN_WINDOW))
@@ -89,6 +90,9 @@ class FlowControlTest(h.GatewayTestCase):
         return [e for e in self.replica.events("call") if "StreamInfer" in e.get("method", "")
                 and e.get("status") == "OK" and not e.get("cancelled")]
 
+
+class GrpcClientStopsReadingTest(_FlowControlBase):
+
     def test_grpc_client_stops_reading(self):
         base = self._baseline()
         done_before = len(self._stream_done_in_replica())
@@ -127,6 +131,9 @@ class FlowControlTest(h.GatewayTestCase):
         self.assertGreater(len(self.replica.events("cancelled")), cancelled_before,
                            "cancelling the stalled stream must reach the replica")
         self._unary(self.stub)
+
+
+class RawClientStopsReadingTest(_FlowControlBase):
 
     def test_raw_client_stops_reading_socket(self):
         """An HTTP/2 client that opens huge windows and then never reads its
