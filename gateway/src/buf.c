@@ -84,25 +84,25 @@ size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n)
 {
     uint8_t *out = dst;
     size_t done = 0;
-    while (done < n && q->head) {
+    while (done < n && q->len > 0) {
         struct gw_buf_chunk *c = q->head;
         size_t avail = c->len - q->head_off;
         size_t k = n - done < avail ? n - done : avail;
         memcpy(out + done, c->data + q->head_off, k);
         done += k;
+        q->len -= k;
         q->head_off += k;
-        if (q->head_off == c->len && (c->next || c->len == GW_BUF_CHUNK)) {
+        if (q->head_off < c->len)
+            break; /* <dst> is full */
+        if (c->next) {
             q->head = c->next;
-            if (!q->head)
-                q->tail = NULL;
             q->head_off = 0;
             gw_free(c);
-        } else if (q->head_off == c->len) {
-            /* Last, partly filled chunk fully read: rewind it for reuse. */
+        } else {
+            /* The only chunk is drained: keep it for the next append. */
             c->len = 0;
             q->head_off = 0;
         }
     }
-    q->len -= done;
     return done;
 }

@@ -116,6 +116,28 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     return 0;
 }
 
+/* Logs the GOAWAY frames the gateway sends with an error: they say why a
+ * client connection was torn down (a protocol violation nghttp2 found). */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    struct gw_srv_conn *sc = ud;
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+        gw_log(GW_LOG_WARN, "client_goaway", "{s:s, s:s, s:s%}", "peer", sc->peer, "error",
+               nghttp2_http2_strerror(frame->goaway.error_code), "detail",
+               (const char *)frame->goaway.opaque_data, frame->goaway.opaque_data_len);
+    return 0;
+}
+
+static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
+                                 int lib_error_code, void *ud)
+{
+    struct gw_srv_conn *sc = ud;
+    gw_log(GW_LOG_DEBUG, "client_invalid_frame", "{s:s, s:i, s:i, s:s}", "peer", sc->peer,
+           "type", frame->hd.type, "stream", frame->hd.stream_id, "error",
+           nghttp2_strerror(lib_error_code));
+    return 0;
+}
+
 int gw_h2srv_setup(struct gw_worker *w)
 {
     if (nghttp2_session_callbacks_new(&w->srv_cbs) != 0)
@@ -125,6 +147,9 @@ int gw_h2srv_setup(struct gw_worker *w)
     nghttp2_session_callbacks_set_on_frame_recv_callback(w->srv_cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(w->srv_cbs, on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(w->srv_cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(w->srv_cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(w->srv_cbs,
+                                                                 on_invalid_frame_recv);
     if (nghttp2_option_new(&w->srv_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);

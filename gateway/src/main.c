@@ -40,6 +40,16 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    int prc = gw_worker_probe_listen(cfg.listen);
+    if (prc < 0) {
+        gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg.listen, "error",
+               prc == -EADDRINUSE ? "address already in use (is another infergw running?)"
+                                  : strerror(-prc));
+        gw_routes_free(&routes);
+        gw_config_free(&cfg);
+        return 1;
+    }
+
     /* Signals go to the signalfd only: block them before threads start. */
     sigset_t set;
     sigemptyset(&set);

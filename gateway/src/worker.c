@@ -17,7 +17,7 @@
 #include "log.h"
 #include "upstream.h"
 
-static int open_listener(const char *addr)
+static int open_listener(const char *addr, int reuseport)
 {
     char host[256];
     uint16_t port;
@@ -38,7 +38,8 @@ static int open_listener(const char *addr)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
         int e = -errno;
         close(fd);
@@ -47,6 +48,15 @@ static int open_listener(const char *addr)
     }
     freeaddrinfo(res);
     return fd;
+}
+
+int gw_worker_probe_listen(const char *addr)
+{
+    int fd = open_listener(addr, 0);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
 }
 
 static void grace_over_cb(struct gw_timer *t, void *arg)
@@ -112,7 +122,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
-    int fd = open_listener(cfg->listen);
+    int fd = open_listener(cfg->listen, 1);
     if (fd < 0) {
         gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg->listen, "error",
                strerror(-fd));

@@ -45,6 +45,11 @@ struct gw_worker {
  * or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
                    const struct gw_routes *routes);
+/* Checks that <addr> can be listened on by this process alone: binding
+ * without SO_REUSEPORT fails when any other process listens there, which
+ * SO_REUSEPORT would otherwise hide by silently sharing the port.
+ * Returns 0 or a negative errno. */
+int gw_worker_probe_listen(const char *addr);
 /* Starts the worker's thread. Returns 0 or a positive errno. */
 int gw_worker_start(struct gw_worker *w);
 /* Asks the worker, from any thread, to stop accepting, send GOAWAY, let
