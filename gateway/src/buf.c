@@ -9,8 +9,22 @@
 struct gw_buf_chunk {
     struct gw_buf_chunk *next;
     size_t len; /* bytes written into data */
-    uint8_t data[GW_BUF_CHUNK];
+    size_t cap;
+    uint8_t data[];
 };
+
+/* Chunks start small (most gRPC messages are) and double with each new
+ * chunk of a queue up to GW_BUF_CHUNK, so a 100-byte call costs a 256-byte
+ * allocation and a 12 MiB one mostly 16 KiB chunks. */
+#define GW_BUF_MIN 256
+
+static size_t next_cap(size_t want, const struct gw_buf_chunk *prev)
+{
+    size_t cap = prev && prev->cap * 2 > want ? prev->cap * 2 : want;
+    if (cap < GW_BUF_MIN)
+        cap = GW_BUF_MIN;
+    return cap > GW_BUF_CHUNK ? GW_BUF_CHUNK : cap;
+}
 
 void gw_bufq_init(struct gw_bufq *q)
 {
@@ -31,13 +45,14 @@ void gw_bufq_reset(struct gw_bufq *q)
 int gw_bufq_append(struct gw_bufq *q, const void *p, size_t n)
 {
     const uint8_t *src = p;
-    /* Count the chunks needed first so that a failed allocation leaves the
-     * queue exactly as it was. */
-    size_t room = q->tail ? GW_BUF_CHUNK - q->tail->len : 0;
-    size_t need = n > room ? (n - room + GW_BUF_CHUNK - 1) / GW_BUF_CHUNK : 0;
-    struct gw_buf_chunk *first = NULL, *last = NULL;
-    for (size_t i = 0; i < need; i++) {
-        struct gw_buf_chunk *c = gw_malloc(sizeof(*c));
+    /* Allocate every chunk needed first so that a failed allocation leaves
+     * the queue exactly as it was. */
+    size_t room = q->tail ? q->tail->cap - q->tail->len : 0;
+    size_t left = n > room ? n - room : 0;
+    struct gw_buf_chunk *first = NULL, *last = NULL, *prev = q->tail;
+    while (left > 0) {
+        size_t cap = next_cap(left, prev);
+        struct gw_buf_chunk *c = gw_malloc(sizeof(*c) + cap);
         if (!c) {
             while (first) {
                 struct gw_buf_chunk *next = first->next;
@@ -48,11 +63,13 @@ int gw_bufq_append(struct gw_bufq *q, const void *p, size_t n)
         }
         c->next = NULL;
         c->len = 0;
+        c->cap = cap;
         if (last)
             last->next = c;
         else
             first = c;
-        last = c;
+        last = prev = c;
+        left -= cap < left ? cap : left;
     }
     if (room) {
         size_t k = n < room ? n : room;
@@ -69,7 +86,7 @@ int gw_bufq_append(struct gw_bufq *q, const void *p, size_t n)
             q->head = first;
         q->tail = last;
         for (struct gw_buf_chunk *c = first; c; c = c->next) {
-            size_t k = n < GW_BUF_CHUNK ? n : GW_BUF_CHUNK;
+            size_t k = n < c->cap ? n : c->cap;
             memcpy(c->data, src, k);
             c->len = k;
             src += k;

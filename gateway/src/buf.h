@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_BUF_CHUNK 16384
+#define GW_BUF_CHUNK 16384 /* largest chunk */
 
 struct gw_buf_chunk;
 

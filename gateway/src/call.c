@@ -152,8 +152,7 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
                             "content-type is not application/grpc: this endpoint serves gRPC");
     } else if (name_is(name, namelen, "x-model")) {
         if (valuelen == 0 || valuelen > GW_MODEL_NAME_MAX) {
-            set_bad_request(c, GW_GRPC_INVALID_ARGUMENT,
-                            "x-model must be 1 to 255 bytes long");
+            set_bad_request(c, GW_GRPC_INVALID_ARGUMENT, "x-model must be 1 to 255 bytes long");
             return 0;
         }
         memcpy(c->pool_name, value, valuelen);
@@ -255,8 +254,7 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
         nghttp2_session_consume(client_sess(c), c->sid, len);
         if (c->local != GW_LOCAL_NONE && !c->resp_done) {
             if (c->reqbuf.len + len > LOCAL_REQ_MAX)
-                gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s",
-                             c->path);
+                gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s", c->path);
             else if (gw_bufq_append(&c->reqbuf, data, len) < 0)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         }
@@ -309,9 +307,8 @@ void gw_call_on_req_end(struct gw_call *c)
 
 /* --- upstream attempt ---------------------------------------------------- */
 
-static ssize_t req_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                           size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                           void *user_data)
+static ssize_t req_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct gw_call *c = source->ptr;
     size_t n = gw_bufq_read(&c->reqbuf, buf, length);
@@ -353,8 +350,8 @@ static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
         gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded before a replica was tried");
         return;
     }
-    uint32_t point = c->has_key ? gw_hash32(c->route_key, c->route_key_len)
-                                : gw_loop_rand(&w->loop);
+    uint32_t point =
+        c->has_key ? gw_hash32(c->route_key, c->route_key_len) : gw_loop_rand(&w->loop);
     for (;;) {
         int id = gw_routes_pick(pool, point, eligible_cb, w, c->tried, c->ntried);
         if (id < 0) {
@@ -679,8 +676,8 @@ void gw_call_on_upstream_lost(struct gw_call *c, int connected, const char *reas
                 return;
             }
         }
-        gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s",
-                     replica_addr(c), reason);
+        gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s", replica_addr(c),
+                     reason);
     }
     maybe_free(c);
 }
@@ -791,8 +788,8 @@ static void answer_local(struct gw_call *c)
         return;
     }
     gw_bufq_read(&c->reqbuf, req, len);
-    uint32_t mlen = (uint32_t)req[1] << 24 | (uint32_t)req[2] << 16 | (uint32_t)req[3] << 8 |
-                    req[4];
+    uint32_t mlen =
+        (uint32_t)req[1] << 24 | (uint32_t)req[2] << 16 | (uint32_t)req[3] << 8 | req[4];
     if (req[0] != 0 || mlen != len - 5) {
         gw_free(req);
         gw_call_fail(c, req[0] != 0 ? GW_GRPC_UNIMPLEMENTED : GW_GRPC_INVALID_ARGUMENT,

@@ -43,18 +43,18 @@ enum gw_local_method {
 };
 
 struct gw_attempt {
-    struct gw_up_conn *uc; /* NULL once its connection is gone */
-    int32_t sid;           /* upstream stream id, -1 before submit */
-    uint32_t replica;      /* global replica id */
+    struct gw_up_conn *uc;          /* NULL once its connection is gone */
+    int32_t sid;                    /* upstream stream id, -1 before submit */
+    uint32_t replica;               /* global replica id */
     struct gw_attempt *prev, *next; /* in uc's list */
-    unsigned open : 1;     /* upstream stream exists and is not closed */
-    unsigned sent : 1;     /* some of the request may have reached the replica */
+    unsigned open : 1;              /* upstream stream exists and is not closed */
+    unsigned sent : 1;              /* some of the request may have reached the replica */
 };
 
 struct gw_call {
     struct gw_worker *w;
     struct gw_srv_conn *sc;
-    int32_t sid; /* client stream id */
+    int32_t sid;                 /* client stream id */
     struct gw_call *prev, *next; /* in sc's list */
     uint64_t id;
 
@@ -66,7 +66,7 @@ struct gw_call {
     size_t pool_len;
     char *route_key;
     size_t route_key_len;
-    uint64_t deadline_ns; /* 0 = none */
+    uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
     struct gw_bufq reqbuf;

@@ -287,8 +287,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             break;
         case OPT_MAX_MESSAGE:
             if (parse_u32(optarg, 1024, 1u << 30, &cfg->max_message_bytes) < 0) {
-                set_err(err, errlen, "--max-message-bytes '%s': expected 1024..1073741824",
-                        optarg);
+                set_err(err, errlen, "--max-message-bytes '%s': expected 1024..1073741824", optarg);
                 return -1;
             }
             break;
@@ -308,8 +307,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             break;
         case OPT_MAX_STREAMS:
             if (parse_u32(optarg, 1, 1u << 20, &cfg->max_concurrent_streams) < 0) {
-                set_err(err, errlen, "--max-concurrent-streams '%s': expected 1..1048576",
-                        optarg);
+                set_err(err, errlen, "--max-concurrent-streams '%s': expected 1..1048576", optarg);
                 return -1;
             }
             break;

@@ -20,8 +20,8 @@
 
 #include "loop.h"
 
-#define GW_CONN_READ  65536
-#define GW_CONN_WBUF  65536
+#define GW_CONN_READ 65536
+#define GW_CONN_WBUF 65536
 
 struct gw_conn;
 

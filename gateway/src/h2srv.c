@@ -57,8 +57,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* request trailers carry nothing gRPC uses */
@@ -128,12 +127,12 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
-static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
-                                 int lib_error_code, void *ud)
+static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, int lib_error_code,
+                                 void *ud)
 {
     struct gw_srv_conn *sc = ud;
-    gw_log(GW_LOG_DEBUG, "client_invalid_frame", "{s:s, s:i, s:i, s:s}", "peer", sc->peer,
-           "type", frame->hd.type, "stream", frame->hd.stream_id, "error",
+    gw_log(GW_LOG_DEBUG, "client_invalid_frame", "{s:s, s:i, s:i, s:s}", "peer", sc->peer, "type",
+           frame->hd.type, "stream", frame->hd.stream_id, "error",
            nghttp2_strerror(lib_error_code));
     return 0;
 }
@@ -148,8 +147,7 @@ int gw_h2srv_setup(struct gw_worker *w)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(w->srv_cbs, on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(w->srv_cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(w->srv_cbs, on_frame_send);
-    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(w->srv_cbs,
-                                                                 on_invalid_frame_recv);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(w->srv_cbs, on_invalid_frame_recv);
     if (nghttp2_option_new(&w->srv_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);

@@ -79,8 +79,8 @@ int gw_localsvc_answer(enum gw_local_method m, const uint8_t *req, size_t len, i
             *errmsg = "malformed HealthCheckRequest";
             return 3; /* INVALID_ARGUMENT */
         }
-        int known = hr->service[0] == '\0' ||
-                    !strcmp(hr->service, "inference.GRPCInferenceService");
+        int known =
+            hr->service[0] == '\0' || !strcmp(hr->service, "inference.GRPCInferenceService");
         grpc__health__v1__health_check_request__free_unpacked(hr, NULL);
         if (!known) {
             *errmsg = "unknown service: the gateway reports '' and "

@@ -63,8 +63,8 @@ void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
     /* Put time, level and event first so the line reads well in a terminal. */
-    json_t *line = json_pack("{s:s, s:s, s:s}", "time", when, "level", level_names[level], "event",
-                             event);
+    json_t *line =
+        json_pack("{s:s, s:s, s:s}", "time", when, "level", level_names[level], "event", event);
     if (line) {
         json_object_update(line, obj);
         char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);

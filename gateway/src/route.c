@@ -110,8 +110,7 @@ void gw_routes_free(struct gw_routes *rt)
     memset(rt, 0, sizeof(*rt));
 }
 
-const struct gw_pool *gw_routes_find_pool(const struct gw_routes *rt, const char *name,
-                                          size_t len)
+const struct gw_pool *gw_routes_find_pool(const struct gw_routes *rt, const char *name, size_t len)
 {
     for (size_t i = 0; i < rt->npools; i++)
         if (rt->pools[i].name_len == len && !memcmp(rt->pools[i].name, name, len))

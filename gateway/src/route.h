@@ -46,8 +46,7 @@ int gw_routes_build(struct gw_routes *rt, const struct gw_config *cfg, char *err
 void gw_routes_free(struct gw_routes *rt);
 
 /* The pool named <name> (<len> bytes), or NULL. */
-const struct gw_pool *gw_routes_find_pool(const struct gw_routes *rt, const char *name,
-                                          size_t len);
+const struct gw_pool *gw_routes_find_pool(const struct gw_routes *rt, const char *name, size_t len);
 
 /* Is global replica <id> eligible for a call right now? */
 typedef int (*gw_routes_eligible_fn)(uint32_t replica_id, void *ctx);

@@ -37,8 +37,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;

@@ -36,7 +36,7 @@ struct gw_upstream {
     const struct gw_replica *replica;
     struct gw_up_conn **conns; /* --upstream-conns slots, NULL = none */
     int nconns;
-    unsigned failures;   /* consecutive failed connects */
+    unsigned failures;    /* consecutive failed connects */
     uint64_t retry_at_ns; /* no connect before this while failures > 0 */
     int down_logged;
 };

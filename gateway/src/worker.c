@@ -25,8 +25,8 @@ static int open_listener(const char *addr, int reuseport)
         return -EINVAL;
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
         return -EADDRNOTAVAIL;

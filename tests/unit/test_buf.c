@@ -1,0 +1,142 @@
+/* Unit tests for gateway/src/buf.c: bytes come out in order and intact
+ * across chunk boundaries and any read sizes, chunks are freed as they drain,
+ * and a failed allocation leaves the queue unchanged. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "mem.h"
+
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 131 + 7);
+}
+
+static int reset_hook(void **state)
+{
+    (void)state;
+    gw_mem_fail_after(-1);
+    return 0;
+}
+
+/* Appends <total> bytes in pieces of <wsize> and reads them back in pieces of
+ * <rsize>, interleaved, checking every byte and the queued length. */
+static void roundtrip(size_t total, size_t wsize, size_t rsize)
+{
+    static uint8_t src[200000], dst[200000];
+    for (size_t i = 0; i < total; i++)
+        src[i] = pattern(i);
+    struct gw_bufq q;
+    gw_bufq_init(&q);
+    size_t wrote = 0, read = 0;
+    while (read < total) {
+        if (wrote < total) {
+            size_t k = total - wrote < wsize ? total - wrote : wsize;
+            assert_int_equal(gw_bufq_append(&q, src + wrote, k), 0);
+            wrote += k;
+        }
+        assert_int_equal(q.len, wrote - read);
+        size_t got = gw_bufq_read(&q, dst + read, rsize);
+        size_t expect = wrote - read < rsize ? wrote - read : rsize;
+        assert_int_equal(got, expect);
+        read += got;
+    }
+    assert_int_equal(q.len, 0);
+    assert_memory_equal(src, dst, total);
+    assert_int_equal(gw_bufq_read(&q, dst, 10), 0);
+    gw_bufq_reset(&q);
+}
+
+static void test_roundtrip_shapes(void **state)
+{
+    (void)state;
+    long before = gw_mem_live();
+    roundtrip(1, 1, 1);
+    roundtrip(100, 100, 16384);
+    roundtrip(100000, 7, 5);
+    roundtrip(100000, 16384, 16384);
+    roundtrip(150000, 40000, 333);
+    roundtrip(150000, 300, 70000);
+    roundtrip(65536, 65536, 1);
+    assert_int_equal(gw_mem_live(), before);
+}
+
+static void test_small_message_small_allocation(void **state)
+{
+    (void)state;
+    struct gw_bufq q;
+    gw_bufq_init(&q);
+    uint8_t b[100] = {1};
+    long before = gw_mem_live();
+    assert_int_equal(gw_bufq_append(&q, b, sizeof(b)), 0);
+    /* One chunk for a small message, reused once drained. */
+    assert_int_equal(gw_mem_live(), before + 1);
+    uint8_t out[100];
+    assert_int_equal(gw_bufq_read(&q, out, sizeof(out)), 100);
+    assert_int_equal(gw_bufq_append(&q, b, sizeof(b)), 0);
+    assert_int_equal(gw_mem_live(), before + 1);
+    gw_bufq_reset(&q);
+    assert_int_equal(gw_mem_live(), before);
+}
+
+static void test_chunks_freed_as_they_drain(void **state)
+{
+    (void)state;
+    static uint8_t big[100000];
+    struct gw_bufq q;
+    gw_bufq_init(&q);
+    long before = gw_mem_live();
+    assert_int_equal(gw_bufq_append(&q, big, sizeof(big)), 0);
+    long full = gw_mem_live() - before;
+    assert_true(full >= (long)(sizeof(big) / GW_BUF_CHUNK));
+    static uint8_t out[100000];
+    assert_int_equal(gw_bufq_read(&q, out, 90000), 90000);
+    assert_true(gw_mem_live() - before < full);
+    gw_bufq_reset(&q);
+    assert_int_equal(gw_mem_live(), before);
+}
+
+static void test_enomem_leaves_queue_unchanged(void **state)
+{
+    (void)state;
+    static uint8_t big[50000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = pattern(i);
+    struct gw_bufq q;
+    gw_bufq_init(&q);
+    assert_int_equal(gw_bufq_append(&q, big, 10), 0);
+    long before = gw_mem_live();
+    /* Fail the 1st, 2nd, ... allocation of a multi-chunk append in turn. */
+    for (long n = 0; n < 6; n++) {
+        gw_mem_fail_after(n);
+        int rc = gw_bufq_append(&q, big + 10, sizeof(big) - 10);
+        gw_mem_fail_after(-1);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, -12); /* -ENOMEM */
+        assert_int_equal(q.len, 10);
+        assert_int_equal(gw_mem_live(), before);
+    }
+    static uint8_t out[50000];
+    gw_bufq_reset(&q);
+    assert_int_equal(gw_bufq_append(&q, big, sizeof(big)), 0);
+    assert_int_equal(gw_bufq_read(&q, out, sizeof(out)), sizeof(big));
+    assert_memory_equal(big, out, sizeof(big));
+    gw_bufq_reset(&q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_roundtrip_shapes, reset_hook),
+        cmocka_unit_test_setup(test_small_message_small_allocation, reset_hook),
+        cmocka_unit_test_setup(test_chunks_freed_as_they_drain, reset_hook),
+        cmocka_unit_test_setup(test_enomem_leaves_queue_unchanged, reset_hook),
+    };
+    return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
+}
