@@ -243,7 +243,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     snprintf(cfg->route_header, sizeof(cfg->route_header), "x-route-key");
     cfg->log_level = GW_LOG_INFO;
 
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
     int c;
     uint32_t v;

@@ -1,0 +1,154 @@
+/* Unit tests for gateway/src/config.c: defaults, every flag's validation
+ * (the refusal names the flag and value), pools, and address splitting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static int parse(struct gw_config *cfg, char *err, size_t errlen, int argc, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, argc);
+    argv[0] = "infergw";
+    for (int i = 1; i < argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc] = NULL;
+    err[0] = '\0';
+    return gw_config_parse(cfg, argc, argv, err, errlen);
+}
+
+static void test_defaults_and_pools(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 4, "--pool", "demo=127.0.0.1:1,[::1]:2",
+                           "--pool=default=localhost:3"),
+                     0);
+    assert_string_equal(cfg.listen, "127.0.0.1:7100");
+    assert_true(cfg.workers >= 1);
+    assert_int_equal(cfg.upstream_conns, 2);
+    assert_int_equal(cfg.max_message_bytes, 16u << 20);
+    assert_int_equal(cfg.stream_window_bytes, 1u << 20);
+    assert_int_equal(cfg.shutdown_grace_ms, 15000);
+    assert_string_equal(cfg.route_header, "x-route-key");
+    assert_int_equal(cfg.npools, 2);
+    assert_string_equal(cfg.pools[0].name, "demo");
+    assert_int_equal(cfg.pools[0].naddrs, 2);
+    assert_string_equal(cfg.pools[0].addrs[1], "[::1]:2");
+    assert_string_equal(cfg.pools[1].name, "default");
+    assert_string_equal(cfg.pools[1].addrs[0], "localhost:3");
+    gw_config_free(&cfg);
+}
+
+static void test_numbers(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--workers", "3",
+                           "--max-message-bytes", "2048"),
+                     0);
+    assert_int_equal(cfg.workers, 3);
+    assert_int_equal(cfg.max_message_bytes, 2048);
+    gw_config_free(&cfg);
+
+    const char *bad[][2] = {
+        {"--workers", "0"},
+        {"--workers", "x"},
+        {"--workers", "-1"},
+        {"--max-message-bytes", "10"},
+        {"--stream-window-bytes", "100"},
+        {"--upstream-conns", "65"},
+        {"--shutdown-grace-ms", "1e3"},
+        {"--connect-timeout-ms", ""},
+        {"--log-level", "loud"},
+        {"--route-header", "X-Key"},
+        {"--auth", "jwt"},
+        {"--listen", "nohost"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),
+                         -1);
+        assert_non_null(strstr(err, bad[i][0]));
+        gw_config_free(&cfg);
+    }
+}
+
+static void test_bad_pools(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    const char *bad[] = {"demo",     "=h:1",         "demo=",     "demo=h",
+                         "demo=h:0", "demo=h:1,h:1", "de mo=h:1", "demo=h:1,,h:2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", bad[i]), -1);
+        assert_non_null(strstr(err, "--pool"));
+        gw_config_free(&cfg);
+    }
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--pool", "a=h:2"), -1);
+    assert_non_null(strstr(err, "given twice"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 1), -1);
+    assert_non_null(strstr(err, "no pool"));
+    gw_config_free(&cfg);
+}
+
+static void test_unknown_and_help(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 4, "--pool", "a=h:1", "--frobnicate"), -1);
+    assert_non_null(strstr(err, "--frobnicate"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 4, "--pool", "a=h:1", "stray"), -1);
+    assert_non_null(strstr(err, "stray"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 2, "--workers"), -1);
+    assert_non_null(strstr(err, "needs a value"));
+    gw_config_free(&cfg);
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    int rc = parse(&cfg, err, sizeof(err), 2, "--help");
+    fclose(stdout);
+    stdout = saved;
+    assert_int_equal(rc, 1);
+    gw_config_free(&cfg);
+}
+
+static void test_split_addr(void **state)
+{
+    (void)state;
+    char host[64];
+    uint16_t port;
+    assert_int_equal(gw_config_split_addr("127.0.0.1:7100", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 7100);
+    assert_int_equal(gw_config_split_addr("[::1]:80", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 80);
+    assert_int_equal(gw_config_split_addr("h:65536", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_config_split_addr(":80", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_config_split_addr("[::1]80", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_config_split_addr("h:8x", host, sizeof(host), &port), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_pools), cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
+        cmocka_unit_test(test_split_addr),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
