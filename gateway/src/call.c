@@ -87,10 +87,6 @@ static void call_free(struct gw_call *c)
     gw_hdrlist_reset(&c->resp_trailers);
     gw_bufq_reset(&c->reqbuf);
     gw_bufq_reset(&c->respbuf);
-    gw_free(c->scan);
-    gw_free(c->path);
-    gw_free(c->authority);
-    gw_free(c->route_key);
     struct gw_worker *w = c->w;
     gw_free(c);
     gw_worker_check_drained(w);
@@ -121,21 +117,16 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
                           const uint8_t *value, size_t valuelen)
 {
     if (namelen > 0 && name[0] == ':') {
-        if (name_is(name, namelen, ":path")) {
-            gw_free(c->path);
-            c->path = gw_strndup((const char *)value, valuelen);
-            if (!c->path)
-                return -1;
-        } else if (name_is(name, namelen, ":authority")) {
-            gw_free(c->authority);
-            c->authority = gw_strndup((const char *)value, valuelen);
-            if (!c->authority)
-                return -1;
-        } else if (name_is(name, namelen, ":method")) {
-            if (valuelen != 4 || memcmp(value, "POST", 4) != 0)
-                set_bad_request(c, GW_GRPC_UNIMPLEMENTED, "gRPC calls use the POST method");
-        }
-        return 0;
+        /* :path and :authority are kept in req_hdrs (they arrive first, so
+         * they stay ahead of the metadata when forwarded). */
+        int keep = name_is(name, namelen, ":path");
+        if (name_is(name, namelen, ":authority"))
+            keep = c->has_authority = 1;
+        if (name_is(name, namelen, ":method") && (valuelen != 4 || memcmp(value, "POST", 4) != 0))
+            set_bad_request(c, GW_GRPC_UNIMPLEMENTED, "gRPC calls use the POST method");
+        if (!keep)
+            return 0;
+        return gw_hdrlist_add(&c->req_hdrs, name, namelen, value, valuelen) < 0 ? -1 : 0;
     }
     if (name_is(name, namelen, "grpc-timeout")) {
         uint64_t ns;
@@ -160,12 +151,7 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
         c->pool_len = valuelen;
         c->pool_known = 1;
     } else if (name_is(name, namelen, c->w->cfg->route_header)) {
-        gw_free(c->route_key);
-        c->route_key = gw_strndup((const char *)value, valuelen);
-        if (!c->route_key)
-            return -1;
-        c->route_key_len = valuelen;
-        c->has_key = 1;
+        c->has_key = 1; /* read back from req_hdrs once the headers are complete */
     } else if (name_is(name, namelen, "te")) {
         if (valuelen == 8 && !memcmp(value, "trailers", 8))
             c->has_te = 1;
@@ -190,6 +176,9 @@ static int is_model_method(const char *path)
 
 void gw_call_on_req_headers_done(struct gw_call *c)
 {
+    c->path = gw_hdrlist_get(&c->req_hdrs, ":path", NULL);
+    if (c->has_key)
+        c->route_key = gw_hdrlist_get(&c->req_hdrs, c->w->cfg->route_header, &c->route_key_len);
     if (c->bad_request) {
         gw_call_fail(c, c->bad_request_code, "%s", c->bad_request);
         return;
@@ -208,12 +197,8 @@ void gw_call_on_req_headers_done(struct gw_call *c)
     if (c->local != GW_LOCAL_NONE)
         return; /* answered once the request message is complete */
     if (!c->pool_known && is_model_method(c->path)) {
-        c->scan = gw_malloc(sizeof(*c->scan));
-        if (!c->scan) {
-            gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-            return;
-        }
-        gw_model_scan_init(c->scan);
+        gw_model_scan_init(&c->scan);
+        c->scanning = 1;
         return; /* routed once model_name is read */
     }
     call_route(c);
@@ -222,19 +207,18 @@ void gw_call_on_req_headers_done(struct gw_call *c)
 /* Applies a finished model_name scan. */
 static void scan_done(struct gw_call *c, int result)
 {
+    c->scanning = 0;
     if (result == GW_SCAN_ERROR) {
         gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT, "cannot read model_name from the request: %s",
-                     c->scan->error ? c->scan->error : "malformed message");
+                     c->scan.error ? c->scan.error : "malformed message");
         return;
     }
-    if (result == GW_SCAN_FOUND && c->scan->name_len > 0) {
-        memcpy(c->pool_name, c->scan->name, c->scan->name_len);
-        c->pool_name[c->scan->name_len] = '\0';
-        c->pool_len = c->scan->name_len;
+    if (result == GW_SCAN_FOUND && c->scan.name_len > 0) {
+        memcpy(c->pool_name, c->scan.name, c->scan.name_len);
+        c->pool_name[c->scan.name_len] = '\0';
+        c->pool_len = c->scan.name_len;
         c->pool_known = 1;
     }
-    gw_free(c->scan);
-    c->scan = NULL;
     call_route(c);
 }
 
@@ -274,8 +258,8 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
-    if (c->scan) {
-        int r = gw_model_scan_feed(c->scan, data, len, NULL);
+    if (c->scanning) {
+        int r = gw_model_scan_feed(&c->scan, data, len, NULL);
         if (r != GW_SCAN_MORE)
             scan_done(c, r);
         return;
@@ -298,8 +282,8 @@ void gw_call_on_req_end(struct gw_call *c)
         gw_call_fail(c, GW_GRPC_INTERNAL, "request ended in the middle of a gRPC message");
         return;
     }
-    if (c->scan) {
-        scan_done(c, gw_model_scan_finish(c->scan));
+    if (c->scanning) {
+        scan_done(c, gw_model_scan_finish(&c->scan));
         return;
     }
     resume_upstream(c);
@@ -377,9 +361,9 @@ static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
         size_t n = 0;
         nv[n++] = (nghttp2_nv)NV_LIT(":method", "POST");
         nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
-        nv[n++] = nv_str(":path", c->path);
-        nv[n++] = nv_str(":authority", c->authority ? c->authority : replica_addr(c));
-        n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n);
+        if (!c->has_authority)
+            nv[n++] = nv_str(":authority", replica_addr(c));
+        n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
         if (!c->has_te)
             nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
         char tbuf[GW_GRPC_TIMEOUT_BUFLEN];

@@ -59,23 +59,24 @@ struct gw_call {
     uint64_t id;
 
     /* request */
-    char *path;
-    char *authority;
-    struct gw_hdrlist req_hdrs; /* metadata to forward */
+    struct gw_hdrlist req_hdrs; /* :path, :authority, then metadata to forward */
+    const char *path;           /* in req_hdrs once the request headers are complete */
     char pool_name[GW_MODEL_NAME_MAX + 1];
     size_t pool_len;
-    char *route_key;
+    const char *route_key; /* in req_hdrs */
     size_t route_key_len;
     uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
     struct gw_bufq reqbuf;
     struct gw_framer req_framer;
-    struct gw_model_scan *scan; /* while the pool is not known yet */
+    struct gw_model_scan scan; /* while .scanning: the pool is not known yet */
     enum gw_local_method local;
     const char *bad_request; /* set while reading headers: answer this, route nothing */
     int bad_request_code;
     unsigned has_te : 1;
+    unsigned has_authority : 1;
+    unsigned scanning : 1;
     unsigned has_key : 1;
     unsigned pool_known : 1;
     unsigned routed : 1;

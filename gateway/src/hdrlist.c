@@ -8,14 +8,32 @@
 
 void gw_hdrlist_init(struct gw_hdrlist *h)
 {
-    memset(h, 0, sizeof(*h));
+    h->buf = h->inline_buf;
+    h->cap = sizeof(h->inline_buf);
+    h->len = 0;
+    h->ent = h->inline_ent;
+    h->ncap = GW_HDRLIST_INLINE_ENTS;
+    h->n = 0;
 }
 
 void gw_hdrlist_reset(struct gw_hdrlist *h)
 {
-    gw_free(h->buf);
-    gw_free(h->ent);
+    if (h->buf != h->inline_buf)
+        gw_free(h->buf);
+    if (h->ent != h->inline_ent)
+        gw_free(h->ent);
     gw_hdrlist_init(h);
+}
+
+/* Grows an inline-or-heap array to <cap> elements of <size> bytes. */
+static void *grow(void *cur, const void *inline_store, size_t used, size_t cap, size_t size)
+{
+    if (cur != inline_store)
+        return gw_realloc(cur, cap * size);
+    void *p = gw_malloc(cap * size);
+    if (p)
+        memcpy(p, cur, used * size);
+    return p;
 }
 
 int gw_hdrlist_add(struct gw_hdrlist *h, const void *name, size_t nlen, const void *value,
@@ -23,19 +41,20 @@ int gw_hdrlist_add(struct gw_hdrlist *h, const void *name, size_t nlen, const vo
 {
     if (nlen > UINT32_MAX / 4 || vlen > UINT32_MAX / 4 || h->len > UINT32_MAX / 2)
         return -ENOMEM;
-    if (h->len + nlen + vlen > h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 512;
-        while (cap < h->len + nlen + vlen)
+    size_t need = h->len + nlen + vlen + 1;
+    if (need > h->cap) {
+        size_t cap = h->cap * 2;
+        while (cap < need)
             cap *= 2;
-        char *nb = gw_realloc(h->buf, cap);
+        char *nb = grow(h->buf, h->inline_buf, h->len, cap, 1);
         if (!nb)
             return -ENOMEM;
         h->buf = nb;
         h->cap = cap;
     }
     if (h->n == h->ncap) {
-        size_t ncap = h->ncap ? h->ncap * 2 : 16;
-        struct gw_hdr_ent *ne = gw_realloc(h->ent, ncap * sizeof(*ne));
+        size_t ncap = h->ncap * 2;
+        struct gw_hdr_ent *ne = grow(h->ent, h->inline_ent, h->n, ncap, sizeof(*ne));
         if (!ne)
             return -ENOMEM;
         h->ent = ne;
@@ -51,6 +70,7 @@ int gw_hdrlist_add(struct gw_hdrlist *h, const void *name, size_t nlen, const vo
     if (vlen)
         memcpy(h->buf + h->len, value, vlen);
     h->len += vlen;
+    h->buf[h->len++] = '\0';
     return 0;
 }
 
@@ -60,7 +80,8 @@ const char *gw_hdrlist_get(const struct gw_hdrlist *h, const char *name, size_t 
     for (size_t i = 0; i < h->n; i++) {
         const struct gw_hdr_ent *e = &h->ent[i];
         if (e->name_len == nlen && !memcmp(h->buf + e->name_off, name, nlen)) {
-            *vlen = e->value_len;
+            if (vlen)
+                *vlen = e->value_len;
             return h->buf + e->value_off;
         }
     }

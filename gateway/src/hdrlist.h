@@ -5,7 +5,10 @@
  * forwards request metadata later) must copy them. A list keeps all bytes in
  * one growing buffer plus an offset table, and turns into an nghttp2_nv
  * array on demand (nghttp2 copies the array at submit time, so it may live
- * on the stack). Loop thread only, owned by one call.
+ * on the stack). A typical gRPC header block fits the inline space, so a
+ * list costs no allocation until it outgrows it. Each value is followed by
+ * a NUL (not counted in its length), so values can be read as C strings.
+ * Loop thread only, owned by one call.
  */
 #ifndef INFERGW_HDRLIST_H
 #define INFERGW_HDRLIST_H
@@ -18,11 +21,16 @@ struct gw_hdr_ent {
     uint32_t name_off, name_len, value_off, value_len;
 };
 
+#define GW_HDRLIST_INLINE_BYTES 384
+#define GW_HDRLIST_INLINE_ENTS  12
+
 struct gw_hdrlist {
-    char *buf;
+    char *buf; /* inline_buf until it outgrows it */
     size_t len, cap;
-    struct gw_hdr_ent *ent;
+    struct gw_hdr_ent *ent; /* inline_ent until it outgrows it */
     size_t n, ncap;
+    char inline_buf[GW_HDRLIST_INLINE_BYTES];
+    struct gw_hdr_ent inline_ent[GW_HDRLIST_INLINE_ENTS];
 };
 
 void gw_hdrlist_init(struct gw_hdrlist *h);
@@ -30,7 +38,8 @@ void gw_hdrlist_reset(struct gw_hdrlist *h);
 /* Appends a copy of name/value. Returns 0 or -ENOMEM (list unchanged). */
 int gw_hdrlist_add(struct gw_hdrlist *h, const void *name, size_t nlen, const void *value,
                    size_t vlen);
-/* Value of the first header called <name>, or NULL; *vlen gets its length. */
+/* Value (NUL-terminated) of the first header called <name>, or NULL; *vlen
+ * (may be NULL) gets its length. Valid until the next add or reset. */
 const char *gw_hdrlist_get(const struct gw_hdrlist *h, const char *name, size_t *vlen);
 /* Fills nv[0..h->n) from the list (pointers into h, valid until the next
  * add or reset) and returns h->n. <nv> must have room for h->n entries. */
