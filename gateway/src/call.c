@@ -46,7 +46,7 @@ static void mark_client_dirty(struct gw_call *c)
 
 static const char *replica_addr(const struct gw_call *c)
 {
-    return c->w->routes->replicas[c->att.replica].addr;
+    return c->att.up ? c->att.up->addr : "(none)";
 }
 
 static void deadline_cb(struct gw_timer *t, void *arg)
@@ -150,8 +150,6 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
         c->pool_name[valuelen] = '\0';
         c->pool_len = valuelen;
         c->pool_known = 1;
-    } else if (name_is(name, namelen, c->w->cfg->route_header)) {
-        c->has_key = 1; /* read back from req_hdrs once the headers are complete */
     } else if (name_is(name, namelen, "te")) {
         if (valuelen == 8 && !memcmp(value, "trailers", 8))
             c->has_te = 1;
@@ -177,8 +175,6 @@ static int is_model_method(const char *path)
 void gw_call_on_req_headers_done(struct gw_call *c)
 {
     c->path = gw_hdrlist_get(&c->req_hdrs, ":path", NULL);
-    if (c->has_key)
-        c->route_key = gw_hdrlist_get(&c->req_hdrs, c->w->cfg->route_header, &c->route_key_len);
     if (c->bad_request) {
         gw_call_fail(c, c->bad_request_code, "%s", c->bad_request);
         return;
@@ -309,9 +305,19 @@ static ssize_t req_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t 
     return (ssize_t)n;
 }
 
-static int eligible_cb(uint32_t id, void *ctx)
+/* A replica of the worker's snapshot may take this call: not draining,
+ * not tried by this call already, and reachable. */
+static int eligible_cb(uint32_t idx, void *ctx)
 {
-    return gw_upstream_eligible(ctx, id);
+    struct gw_call *c = ctx;
+    struct gw_worker *w = c->w;
+    if (w->routes->replicas[idx].drain)
+        return 0;
+    struct gw_upstream *up = w->upmap[idx];
+    for (size_t i = 0; i < c->ntried; i++)
+        if (c->tried[i] == up)
+            return 0;
+    return gw_upstream_eligible(up);
 }
 
 #define NV_LIT(n, v)                                                                               \
@@ -325,6 +331,42 @@ static nghttp2_nv nv_str(const char *n, const char *v)
     return nv;
 }
 
+/* Opens the attempt's stream on <uc>. Returns 0, or -1 after failing the call. */
+static int submit_attempt(struct gw_call *c, struct gw_up_conn *uc, uint64_t now)
+{
+    size_t cap = c->req_hdrs.n + 8;
+    nghttp2_nv stack_nv[48];
+    nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
+    if (!nv) {
+        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    nv[n++] = (nghttp2_nv)NV_LIT(":method", "POST");
+    nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
+    if (!c->has_authority)
+        nv[n++] = nv_str(":authority", replica_addr(c));
+    n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
+    if (!c->has_te)
+        nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
+    char tbuf[GW_GRPC_TIMEOUT_BUFLEN];
+    if (c->deadline_ns) {
+        gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
+        nv[n++] = nv_str("grpc-timeout", tbuf);
+    }
+    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = req_read_cb};
+    int32_t sid = gw_upstream_submit(uc, &c->att, nv, n, &prd, c);
+    if (nv != stack_nv)
+        gw_free(nv);
+    if (sid < 0) {
+        gw_call_fail(c, GW_GRPC_INTERNAL, "cannot open a stream to replica %s: %s", replica_addr(c),
+                     nghttp2_strerror(sid));
+        return -1;
+    }
+    c->routed = 1;
+    return 0;
+}
+
 /* Starts an attempt on the best eligible replica of the call's pool. */
 static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
 {
@@ -334,55 +376,38 @@ static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
         gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded before a replica was tried");
         return;
     }
-    uint32_t point =
-        c->has_key ? gw_hash32(c->route_key, c->route_key_len) : gw_loop_rand(&w->loop);
+    size_t keylen = 0;
+    const char *key = gw_hdrlist_get(&c->req_hdrs, pool->tun.route_header, &keylen);
+    uint32_t point = key ? gw_hash32(key, keylen) : gw_loop_rand(&w->loop);
+
+    /* Bounded loads need the in-flight count of each of the pool's replicas. */
+    uint32_t stack_load[128], *load = NULL;
+    size_t nr = pool->ring.nreplicas;
+    if (pool->tun.balance_factor > 0 && nr > 0) {
+        load = nr <= 128 ? stack_load : gw_malloc(nr * sizeof(*load));
+        for (size_t i = 0; load && i < nr; i++)
+            load[i] = w->upmap[pool->replica_ids[i]]->inflight;
+    }
+    const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     for (;;) {
-        int id = gw_routes_pick(pool, point, eligible_cb, w, c->tried, c->ntried);
-        if (id < 0) {
+        int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
+        if (idx < 0 || c->ntried == max_tried) {
             gw_call_fail(c, GW_GRPC_UNAVAILABLE,
                          "no replica of pool '%s' is reachable (%zu configured)", pool->name,
                          pool->ring.nreplicas);
-            return;
+            break;
         }
-        if (c->ntried < sizeof(c->tried) / sizeof(c->tried[0]))
-            c->tried[c->ntried++] = (uint32_t)id;
-        struct gw_up_conn *uc = gw_upstream_conn_for(w, (uint32_t)id);
+        struct gw_upstream *up = w->upmap[idx];
+        c->tried[c->ntried++] = up;
+        struct gw_up_conn *uc = gw_upstream_conn_for(up);
         if (!uc)
             continue;
-        c->att.replica = (uint32_t)id;
-
-        size_t cap = c->req_hdrs.n + 8;
-        nghttp2_nv stack_nv[48];
-        nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
-        if (!nv) {
-            gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-            return;
-        }
-        size_t n = 0;
-        nv[n++] = (nghttp2_nv)NV_LIT(":method", "POST");
-        nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
-        if (!c->has_authority)
-            nv[n++] = nv_str(":authority", replica_addr(c));
-        n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
-        if (!c->has_te)
-            nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
-        char tbuf[GW_GRPC_TIMEOUT_BUFLEN];
-        if (c->deadline_ns) {
-            gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
-            nv[n++] = nv_str("grpc-timeout", tbuf);
-        }
-        nghttp2_data_provider prd = {.source.ptr = c, .read_callback = req_read_cb};
-        int32_t sid = gw_upstream_submit(uc, &c->att, nv, n, &prd, c);
-        if (nv != stack_nv)
-            gw_free(nv);
-        if (sid < 0) {
-            gw_call_fail(c, GW_GRPC_INTERNAL, "cannot open a stream to replica %s: %s",
-                         replica_addr(c), nghttp2_strerror(sid));
-            return;
-        }
-        c->routed = 1;
-        return;
+        c->att.up = up;
+        submit_attempt(c, uc, now);
+        break;
     }
+    if (load != stack_load)
+        gw_free(load);
 }
 
 static void call_route(struct gw_call *c)
@@ -751,7 +776,8 @@ static int pools_ready(struct gw_worker *w)
         const struct gw_pool *p = &rt->pools[i];
         int any = 0;
         for (size_t j = 0; j < p->ring.nreplicas && !any; j++)
-            any = gw_upstream_eligible(w, p->replica_ids[j]);
+            any = !rt->replicas[p->replica_ids[j]].drain &&
+                  gw_upstream_eligible(w->upmap[p->replica_ids[j]]);
         if (!any)
             return 0;
     }

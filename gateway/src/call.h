@@ -33,6 +33,7 @@ struct gw_worker;
 struct gw_srv_conn;
 struct gw_up_conn;
 struct gw_pool;
+struct gw_upstream;
 
 enum gw_local_method {
     GW_LOCAL_NONE = 0,
@@ -45,7 +46,7 @@ enum gw_local_method {
 struct gw_attempt {
     struct gw_up_conn *uc;          /* NULL once its connection is gone */
     int32_t sid;                    /* upstream stream id, -1 before submit */
-    uint32_t replica;               /* global replica id */
+    struct gw_upstream *up;         /* the replica (lives as long as the worker) */
     struct gw_attempt *prev, *next; /* in uc's list */
     unsigned open : 1;              /* upstream stream exists and is not closed */
     unsigned sent : 1;              /* some of the request may have reached the replica */
@@ -63,8 +64,6 @@ struct gw_call {
     const char *path;           /* in req_hdrs once the request headers are complete */
     char pool_name[GW_MODEL_NAME_MAX + 1];
     size_t pool_len;
-    const char *route_key; /* in req_hdrs */
-    size_t route_key_len;
     uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
@@ -77,7 +76,6 @@ struct gw_call {
     unsigned has_te : 1;
     unsigned has_authority : 1;
     unsigned scanning : 1;
-    unsigned has_key : 1;
     unsigned pool_known : 1;
     unsigned routed : 1;
     unsigned req_eos : 1;
@@ -85,7 +83,7 @@ struct gw_call {
 
     /* attempt (one per call in this version) */
     struct gw_attempt att;
-    uint32_t tried[4];
+    struct gw_upstream *tried[8]; /* replicas this call went to, not to pick again */
     size_t ntried;
 
     /* response */

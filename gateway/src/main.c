@@ -33,8 +33,8 @@ int main(int argc, char **argv)
            "--auth=none: every call is accepted without authentication; use only for local "
            "development");
 
-    struct gw_routes routes;
-    if (gw_routes_build(&routes, &cfg, err, sizeof(err)) < 0) {
+    struct gw_routes *routes = gw_routes_from_config(&cfg, err, sizeof(err));
+    if (!routes) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
         gw_config_free(&cfg);
         return 2;
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
         gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg.listen, "error",
                prc == -EADDRINUSE ? "address already in use (is another infergw running?)"
                                   : strerror(-prc));
-        gw_routes_free(&routes);
+        gw_routes_unref(routes);
         gw_config_free(&cfg);
         return 1;
     }
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     }
     int started = 0, status = 0;
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, &routes) < 0) {
+        if (gw_worker_init(&workers[i], i, &cfg, routes) < 0) {
             gw_worker_free(&workers[i]);
             status = 1;
             break;
@@ -78,11 +78,11 @@ int main(int argc, char **argv)
         started++;
     }
     if (status == 0) {
-        for (size_t i = 0; i < routes.npools; i++) {
+        for (size_t i = 0; i < routes->npools; i++) {
             json_t *reps = json_array();
-            for (size_t j = 0; j < routes.pools[i].ring.nreplicas; j++)
-                json_array_append_new(reps, json_string(routes.pools[i].ring.replicas[j]));
-            gw_log(GW_LOG_INFO, "pool", "{s:s, s:o}", "pool", routes.pools[i].name, "replicas",
+            for (size_t j = 0; j < routes->pools[i].ring.nreplicas; j++)
+                json_array_append_new(reps, json_string(routes->pools[i].ring.replicas[j]));
+            gw_log(GW_LOG_INFO, "pool", "{s:s, s:o}", "pool", routes->pools[i].name, "replicas",
                    reps);
         }
         gw_log(GW_LOG_INFO, "listening", "{s:s, s:i, s:s}", "addr", cfg.listen, "workers",
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
-    gw_routes_free(&routes);
+    gw_routes_unref(routes);
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
     return status;

@@ -1,4 +1,4 @@
-/* route — static routing table over rings; see route.h. */
+/* route — refcounted routing snapshots over rings; see route.h. */
 #include "route.h"
 
 #include <netdb.h>
@@ -31,12 +31,20 @@ static int resolve(struct gw_replica *r, char *err, size_t errlen)
     return 0;
 }
 
-/* Returns the global id of <addr>, adding it to the table if new, or -1. */
-static int replica_id(struct gw_routes *rt, const char *addr, char *err, size_t errlen)
+int gw_routes_find_replica(const struct gw_routes *rt, const char *addr)
 {
     for (size_t i = 0; i < rt->nreplicas; i++)
         if (!strcmp(rt->replicas[i].addr, addr))
             return (int)i;
+    return -1;
+}
+
+/* Returns the index of <addr>, adding it if new, or -1 (err set). */
+static int replica_index(struct gw_routes *rt, const char *addr, char *err, size_t errlen)
+{
+    int i = gw_routes_find_replica(rt, addr);
+    if (i >= 0)
+        return i;
     struct gw_replica *nr = gw_realloc(rt->replicas, (rt->nreplicas + 1) * sizeof(*nr));
     if (!nr) {
         snprintf(err, errlen, "out of memory");
@@ -45,7 +53,6 @@ static int replica_id(struct gw_routes *rt, const char *addr, char *err, size_t 
     rt->replicas = nr;
     struct gw_replica *r = &rt->replicas[rt->nreplicas];
     memset(r, 0, sizeof(*r));
-    r->id = (uint32_t)rt->nreplicas;
     r->addr = gw_strdup(addr);
     if (!r->addr) {
         snprintf(err, errlen, "out of memory");
@@ -54,48 +61,10 @@ static int replica_id(struct gw_routes *rt, const char *addr, char *err, size_t 
     rt->nreplicas++;
     if (resolve(r, err, errlen) < 0)
         return -1;
-    return (int)r->id;
+    return (int)rt->nreplicas - 1;
 }
 
-int gw_routes_build(struct gw_routes *rt, const struct gw_config *cfg, char *err, size_t errlen)
-{
-    memset(rt, 0, sizeof(*rt));
-    rt->pools = gw_calloc(cfg->npools, sizeof(*rt->pools));
-    if (!rt->pools) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < cfg->npools; i++) {
-        const struct gw_pool_conf *pc = &cfg->pools[i];
-        struct gw_pool *p = &rt->pools[i];
-        rt->npools++;
-        p->name = gw_strdup(pc->name);
-        p->replica_ids = gw_calloc(pc->naddrs, sizeof(uint32_t));
-        if (!p->name || !p->replica_ids) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        p->name_len = strlen(p->name);
-        int rc = gw_ring_build(&p->ring, (const char *const *)pc->addrs, NULL, pc->naddrs);
-        if (rc < 0) {
-            snprintf(err, errlen, "pool %s: cannot build the ring (%s)", pc->name,
-                     rc == -22 ? "invalid replica list" : "out of memory");
-            goto fail;
-        }
-        for (size_t j = 0; j < p->ring.nreplicas; j++) {
-            int id = replica_id(rt, p->ring.replicas[j], err, errlen);
-            if (id < 0)
-                goto fail;
-            p->replica_ids[j] = (uint32_t)id;
-        }
-    }
-    return 0;
-fail:
-    gw_routes_free(rt);
-    return -1;
-}
-
-void gw_routes_free(struct gw_routes *rt)
+static void routes_free(struct gw_routes *rt)
 {
     for (size_t i = 0; i < rt->npools; i++) {
         if (rt->pools[i].ring.points || rt->pools[i].ring.replicas)
@@ -107,7 +76,96 @@ void gw_routes_free(struct gw_routes *rt)
     for (size_t i = 0; i < rt->nreplicas; i++)
         gw_free(rt->replicas[i].addr);
     gw_free(rt->replicas);
-    memset(rt, 0, sizeof(*rt));
+    gw_free(rt);
+}
+
+struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npools,
+                                  const struct gw_tunables *global, const char *const *drained,
+                                  size_t ndrained, uint64_t version, char *err, size_t errlen)
+{
+    struct gw_routes *rt = gw_calloc(1, sizeof(*rt));
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&rt->refs, 1);
+    rt->version = version;
+    rt->global = *global;
+    rt->pools = gw_calloc(npools ? npools : 1, sizeof(*rt->pools));
+    if (!rt->pools) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < npools; i++) {
+        const struct gw_pool_spec *ps = &pools[i];
+        struct gw_pool *p = &rt->pools[i];
+        rt->npools++;
+        p->name = gw_strdup(ps->name);
+        p->replica_ids = gw_calloc(ps->n ? ps->n : 1, sizeof(uint32_t));
+        if (!p->name || !p->replica_ids) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        p->name_len = strlen(p->name);
+        p->from_redis = ps->from_redis;
+        p->tun = *global;
+        if (ps->tun)
+            gw_tunables_overlay(&p->tun, ps->tun);
+        if (ps->n == 0)
+            continue; /* a pool without replicas: every call gets UNAVAILABLE */
+        int rc = gw_ring_build(&p->ring, ps->addrs, ps->weights, ps->n);
+        if (rc < 0) {
+            snprintf(err, errlen, "pool %s: cannot build the ring (%s)", ps->name,
+                     rc == -22 ? "invalid replica list" : "out of memory");
+            goto fail;
+        }
+        for (size_t j = 0; j < p->ring.nreplicas; j++) {
+            int id = replica_index(rt, p->ring.replicas[j], err, errlen);
+            if (id < 0)
+                goto fail;
+            p->replica_ids[j] = (uint32_t)id;
+        }
+    }
+    for (size_t i = 0; i < ndrained; i++) {
+        int id = gw_routes_find_replica(rt, drained[i]);
+        if (id >= 0)
+            rt->replicas[id].drain = 1;
+    }
+    return rt;
+fail:
+    routes_free(rt);
+    return NULL;
+}
+
+struct gw_routes *gw_routes_from_config(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    struct gw_pool_spec *specs = gw_calloc(cfg->npools ? cfg->npools : 1, sizeof(*specs));
+    if (!specs) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->npools; i++) {
+        specs[i].name = cfg->pools[i].name;
+        specs[i].addrs = (const char *const *)cfg->pools[i].addrs;
+        specs[i].n = cfg->pools[i].naddrs;
+    }
+    struct gw_tunables global;
+    gw_tunables_defaults(&global);
+    memcpy(global.route_header, cfg->route_header, sizeof(global.route_header));
+    struct gw_routes *rt = gw_routes_build(specs, cfg->npools, &global, NULL, 0, 0, err, errlen);
+    gw_free(specs);
+    return rt;
+}
+
+void gw_routes_ref(struct gw_routes *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+}
+
+void gw_routes_unref(struct gw_routes *rt)
+{
+    if (rt && atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) == 1)
+        routes_free(rt);
 }
 
 const struct gw_pool *gw_routes_find_pool(const struct gw_routes *rt, const char *name, size_t len)
@@ -122,24 +180,21 @@ struct pick_ctx {
     const struct gw_pool *pool;
     gw_routes_eligible_fn eligible;
     void *ctx;
-    const uint32_t *exclude;
-    size_t nexclude;
 };
 
 static int pick_eligible(uint32_t ring_idx, void *arg)
 {
     struct pick_ctx *pc = arg;
-    uint32_t id = pc->pool->replica_ids[ring_idx];
-    for (size_t i = 0; i < pc->nexclude; i++)
-        if (pc->exclude[i] == id)
-            return 0;
-    return pc->eligible ? pc->eligible(id, pc->ctx) : 1;
+    return pc->eligible(pc->pool->replica_ids[ring_idx], pc->ctx);
 }
 
 int gw_routes_pick(const struct gw_pool *pool, uint32_t point, gw_routes_eligible_fn eligible,
-                   void *ctx, const uint32_t *exclude, size_t nexclude)
+                   void *ctx, const uint32_t *inflight)
 {
-    struct pick_ctx pc = {pool, eligible, ctx, exclude, nexclude};
+    if (pool->ring.npoints == 0)
+        return GW_ENOREPLICA;
+    struct pick_ctx pc = {pool, eligible, ctx};
+    (void)inflight; /* bounded loads: see gw_ring_pick_bounded */
     int idx = gw_ring_pick(&pool->ring, point, pick_eligible, &pc, NULL, 0);
     if (idx < 0)
         return GW_ENOREPLICA;

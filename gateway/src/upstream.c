@@ -58,7 +58,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         /* Streams above last_stream_id are closed by nghttp2 (REFUSED_STREAM);
          * the rest finish; no new stream goes here. */
         uc->goaway = 1;
-        gw_log(GW_LOG_INFO, "replica_goaway", "{s:s, s:i}", "replica", uc->up->replica->addr,
+        gw_log(GW_LOG_INFO, "replica_goaway", "{s:s, s:i}", "replica", uc->up->addr,
                "last_stream_id", frame->goaway.last_stream_id);
         if (uc->nstreams == 0)
             gw_conn_close(&uc->conn, "GOAWAY from replica");
@@ -120,23 +120,85 @@ int gw_upstream_setup(struct gw_worker *w)
     /* Until the replica's SETTINGS arrive, assume the common gRPC limit. */
     nghttp2_option_set_peer_max_concurrent_streams(w->up_opt, 100);
 
-    size_t n = w->routes->nreplicas;
-    w->ups = gw_calloc(n ? n : 1, sizeof(*w->ups));
-    if (!w->ups)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        struct gw_upstream *up = &w->ups[i];
-        up->w = w;
-        up->replica = &w->routes->replicas[i];
-        up->nconns = w->cfg->upstream_conns;
-        up->conns = gw_calloc((size_t)up->nconns, sizeof(*up->conns));
-        if (!up->conns)
-            return -ENOMEM;
+    return 0;
+}
+
+static struct gw_upstream *upstream_find(struct gw_worker *w, const char *addr)
+{
+    for (size_t i = 0; i < w->nups; i++)
+        if (!strcmp(w->ups[i]->addr, addr))
+            return w->ups[i];
+    return NULL;
+}
+
+static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_replica *r)
+{
+    struct gw_upstream **nu = gw_realloc(w->ups, (w->nups + 1) * sizeof(*nu));
+    if (!nu)
+        return NULL;
+    w->ups = nu;
+    struct gw_upstream *up = gw_calloc(1, sizeof(*up));
+    if (!up)
+        return NULL;
+    up->w = w;
+    up->nconns = w->cfg->upstream_conns;
+    up->addr = gw_strdup(r->addr);
+    up->conns = gw_calloc((size_t)up->nconns, sizeof(*up->conns));
+    if (!up->addr || !up->conns) {
+        gw_free(up->addr);
+        gw_free(up->conns);
+        gw_free(up);
+        return NULL;
     }
-    /* Connect to every replica now, so the first calls find connections up
-     * and a dead replica is known before a call is routed to it. */
-    for (size_t i = 0; i < n; i++)
-        gw_upstream_conn_for(w, (uint32_t)i);
+    memcpy(&up->sa, &r->sa, r->salen);
+    up->salen = r->salen;
+    w->ups[w->nups++] = up;
+    return up;
+}
+
+int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt)
+{
+    struct gw_upstream **map = gw_calloc(rt->nreplicas ? rt->nreplicas : 1, sizeof(*map));
+    if (!map)
+        return -ENOMEM;
+    for (size_t i = 0; i < rt->nreplicas; i++) {
+        struct gw_upstream *up = upstream_find(w, rt->replicas[i].addr);
+        if (!up)
+            up = upstream_new(w, &rt->replicas[i]);
+        if (!up) {
+            gw_free(map);
+            return -ENOMEM;
+        }
+        map[i] = up;
+    }
+    for (size_t i = 0; i < w->nups; i++)
+        w->ups[i]->in_use = 0;
+    for (size_t i = 0; i < rt->nreplicas; i++)
+        map[i]->in_use = 1;
+    gw_free(w->upmap);
+    w->upmap = map;
+    for (size_t i = 0; i < w->nups; i++) {
+        struct gw_upstream *up = w->ups[i];
+        if (up->in_use) {
+            /* Connect now, so the first calls find a connection up and a
+             * dead replica is known before a call is routed to it. */
+            int any = 0;
+            for (int j = 0; j < up->nconns; j++)
+                any |= up->conns[j] != NULL;
+            if (!any)
+                gw_upstream_conn_for(up);
+            continue;
+        }
+        /* Gone from the snapshot: no new streams; close when idle. */
+        for (int j = 0; j < up->nconns; j++) {
+            struct gw_up_conn *uc = up->conns[j];
+            if (!uc)
+                continue;
+            uc->goaway = 1;
+            if (uc->nstreams == 0)
+                gw_conn_close(&uc->conn, "replica left the routing table");
+        }
+    }
     return 0;
 }
 
@@ -150,10 +212,8 @@ static void up_conn_free(struct gw_up_conn *uc)
 
 void gw_upstream_teardown(struct gw_worker *w)
 {
-    if (!w->ups)
-        return;
-    for (size_t i = 0; i < w->routes->nreplicas; i++) {
-        struct gw_upstream *up = &w->ups[i];
+    for (size_t i = 0; i < w->nups; i++) {
+        struct gw_upstream *up = w->ups[i];
         for (int j = 0; up->conns && j < up->nconns; j++) {
             struct gw_up_conn *uc = up->conns[j];
             if (!uc)
@@ -166,9 +226,14 @@ void gw_upstream_teardown(struct gw_worker *w)
             up_conn_free(uc);
         }
         gw_free(up->conns);
+        gw_free(up->addr);
+        gw_free(up);
     }
     gw_free(w->ups);
     w->ups = NULL;
+    w->nups = 0;
+    gw_free(w->upmap);
+    w->upmap = NULL;
 }
 
 static void up_conn_on_close(struct gw_conn *conn, const char *reason)
@@ -189,16 +254,17 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         up->retry_at_ns = w->loop.now_ns + backoff;
         if (!up->down_logged) {
             up->down_logged = 1;
-            gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s, s:i}", "replica",
-                   up->replica->addr, "reason", reason, "worker", w->index);
+            gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s, s:i}", "replica", up->addr,
+                   "reason", reason, "worker", w->index);
         }
     } else {
-        gw_log(GW_LOG_DEBUG, "upstream_closed", "{s:s, s:s}", "replica", up->replica->addr,
-               "reason", reason);
+        gw_log(GW_LOG_DEBUG, "upstream_closed", "{s:s, s:s}", "replica", up->addr, "reason",
+               reason);
     }
     /* Detach every attempt first: re-routing one may open new streams. */
     struct gw_attempt *list = uc->attempts;
     uc->attempts = NULL;
+    up->inflight -= (uint32_t)uc->nstreams;
     uc->nstreams = 0;
     for (struct gw_attempt *a = list; a; a = a->next)
         a->uc = NULL;
@@ -218,8 +284,8 @@ static void up_conn_on_connected(struct gw_conn *conn)
     uc->connected = 1;
     gw_loop_timer_cancel(&up->w->loop, &uc->connect_timer);
     if (up->down_logged)
-        gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", up->replica->addr,
-               "worker", up->w->index);
+        gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", up->addr, "worker",
+               up->w->index);
     up->failures = 0;
     up->down_logged = 0;
 }
@@ -239,23 +305,22 @@ static void record_failure(struct gw_upstream *up, const char *why)
     up->retry_at_ns = up->w->loop.now_ns + BACKOFF_MIN_NS;
     if (!up->down_logged) {
         up->down_logged = 1;
-        gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s}", "replica", up->replica->addr,
-               "reason", why);
+        gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s}", "replica", up->addr, "reason",
+               why);
     }
 }
 
 static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
 {
     struct gw_worker *w = up->w;
-    const struct gw_replica *r = up->replica;
-    int fd = socket(r->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         record_failure(up, strerror(errno));
         return NULL;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (const struct sockaddr *)&r->sa, r->salen) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)&up->sa, up->salen) < 0 && errno != EINPROGRESS) {
         record_failure(up, strerror(errno));
         close(fd);
         return NULL;
@@ -293,9 +358,8 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
     return uc;
 }
 
-int gw_upstream_eligible(struct gw_worker *w, uint32_t id)
+int gw_upstream_eligible(const struct gw_upstream *up)
 {
-    const struct gw_upstream *up = &w->ups[id];
     if (up->failures == 0)
         return 1;
     /* Backing off: eligible only when a connection is up anyway, or when the
@@ -305,12 +369,14 @@ int gw_upstream_eligible(struct gw_worker *w, uint32_t id)
         if (uc && uc->connected && !uc->goaway && !uc->conn.closing)
             return 1;
     }
-    return w->loop.now_ns >= up->retry_at_ns;
+    return up->w->loop.now_ns >= up->retry_at_ns;
 }
 
-struct gw_up_conn *gw_upstream_conn_for(struct gw_worker *w, uint32_t id)
+struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up)
 {
-    struct gw_upstream *up = &w->ups[id];
+    struct gw_worker *w = up->w;
+    if (!up->in_use)
+        return NULL;
     struct gw_up_conn *best = NULL;
     int free_slot = -1;
     for (int i = 0; i < up->nconns; i++) {
@@ -352,6 +418,7 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const ng
         uc->attempts->prev = a;
     uc->attempts = a;
     uc->nstreams++;
+    uc->up->inflight++;
     gw_conn_mark_dirty(&uc->conn);
     return sid;
 }
@@ -369,6 +436,7 @@ void gw_upstream_detach(struct gw_attempt *a)
         a->next->prev = a->prev;
     a->prev = a->next = NULL;
     uc->nstreams--;
+    uc->up->inflight--;
     a->uc = NULL;
     if (uc->goaway && uc->nstreams == 0)
         gw_conn_close(&uc->conn, "drained after GOAWAY");

@@ -71,9 +71,33 @@ static void grace_over_cb(struct gw_timer *t, void *arg)
     gw_h2srv_close_all(w);
 }
 
+void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt)
+{
+    gw_routes_ref(rt);
+    struct gw_routes *old = atomic_exchange(&w->pending, rt);
+    gw_routes_unref(old); /* offered before but never taken up */
+    gw_loop_wake(&w->loop);
+}
+
+static void adopt_pending(struct gw_worker *w)
+{
+    struct gw_routes *rt = atomic_exchange(&w->pending, NULL);
+    if (!rt)
+        return;
+    if (gw_upstream_adopt(w, rt) < 0) {
+        gw_log(GW_LOG_ERROR, "routes_not_applied", "{s:i, s:I, s:s}", "worker", w->index, "version",
+               (json_int_t)rt->version, "error", "out of memory");
+        gw_routes_unref(rt);
+        return;
+    }
+    gw_routes_unref(w->routes);
+    w->routes = rt;
+}
+
 static void worker_on_wake(struct gw_loop *loop)
 {
     struct gw_worker *w = loop->owner;
+    adopt_pending(w);
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
@@ -107,12 +131,14 @@ void gw_worker_check_drained(struct gw_worker *w)
 }
 
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   const struct gw_routes *routes)
+                   struct gw_routes *routes)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    gw_routes_ref(routes);
     w->routes = routes;
+    atomic_init(&w->pending, NULL);
     w->listen_io.fd = -1;
     atomic_init(&w->drain_requested, 0);
     int rc = gw_loop_init(&w->loop, worker_on_wake, w);
@@ -132,7 +158,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         close(fd);
         return -1;
     }
-    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0) {
+    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -186,4 +212,7 @@ void gw_worker_free(struct gw_worker *w)
     if (w->up_opt)
         nghttp2_option_del(w->up_opt);
     gw_loop_free(&w->loop);
+    gw_routes_unref(atomic_exchange(&w->pending, NULL));
+    gw_routes_unref(w->routes);
+    w->routes = NULL;
 }

@@ -27,11 +27,14 @@ struct gw_worker {
     pthread_t thread;
     struct gw_loop loop;
     const struct gw_config *cfg;
-    const struct gw_routes *routes;
+    struct gw_routes *routes;            /* current snapshot (a reference of ours) */
+    _Atomic(struct gw_routes *) pending; /* offered by the control plane */
+    struct gw_upstream **upmap;          /* routes->replicas[i] -> its upstream */
     struct gw_io listen_io;
     struct gw_srv_conn *conns; /* accepted client connections */
     size_t nconns;
-    struct gw_upstream *ups; /* one per replica, indexed by gw_replica.id */
+    struct gw_upstream **ups; /* every replica address seen */
+    size_t nups;
     nghttp2_session_callbacks *srv_cbs, *up_cbs;
     nghttp2_option *srv_opt, *up_opt;
     atomic_int drain_requested;
@@ -41,10 +44,14 @@ struct gw_worker {
     int exit_code;
 };
 
-/* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks). Returns 0
- * or -1 after logging why (e.g. the listen address is taken). */
+/* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
+ * initial snapshot <routes> (the worker takes a reference of its own).
+ * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   const struct gw_routes *routes);
+                   struct gw_routes *routes);
+/* Hands snapshot <rt> to the worker from any thread (the worker takes a
+ * reference of its own); it switches to it at its next wake-up. */
+void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt);
 /* Checks that <addr> can be listened on by this process alone: binding
  * without SO_REUSEPORT fails when any other process listens there, which
  * SO_REUSEPORT would otherwise hide by silently sharing the port.
