@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # the stop functions run from traps
+# Runs infergw locally on a fresh Debian 12 machine: installs missing Debian
+# packages, builds Release into build/, starts 3 reference replicas and the
+# gateway on loopback, makes sample calls through the gateway with the Python
+# client generated from proto/, prints what to try next and waits. Ctrl-C stops
+# everything it started and exits 0.
+#
+# Usage: deploy/run-local.sh [--smoke] [--help]      (from any directory)
+#   --smoke   exit after the sample calls: 0 if every call returned the right
+#             answer, 1 otherwise; everything started is stopped either way
+#
+# Environment:
+#   GATEWAY_PORT   gateway port on 127.0.0.1 [7100]
+#   REPLICA_PORTS  the 3 replica ports, comma or space separated [7201,7202,7203]
+#   BUILD_DIR      build directory, relative to the repository root [build]
+#   JOBS           build parallelism [number of CPUs]
+# Ports must be below 32768 (the kernel's ephemeral range starts there).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+SMOKE=0
+for arg in "$@"; do
+  case $arg in
+    --smoke) SMOKE=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run-local.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+GATEWAY_PORT=${GATEWAY_PORT:-7100}
+IFS=', ' read -r -a RPORTS <<<"${REPLICA_PORTS:-7201,7202,7203}" || true
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+PY=/usr/bin/python3 # Debian's python3-grpcio, whatever python3 is first on PATH
+PYGEN=$ROOT/$BUILD_DIR/pygen
+RUN_DIR=$ROOT/$BUILD_DIR/run-local
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'run-local.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- ports: valid, distinct, free ------------------------------------------------
+((${#RPORTS[@]} == 3)) || die "REPLICA_PORTS must name 3 ports, got '${REPLICA_PORTS:-}'"
+valid_port() { # <port> -> prints it in decimal, or dies
+  if ! [[ $1 =~ ^0*[0-9]{1,5}$ ]] || ((10#$1 < 1 || 10#$1 >= 32768)); then
+    die "port '$1' is not a number in 1..32767 (ports from 32768 up are the ephemeral range)"
+  fi
+  echo $((10#$1))
+}
+GATEWAY_PORT=$(valid_port "$GATEWAY_PORT")
+for i in 0 1 2; do RPORTS[i]=$(valid_port "${RPORTS[i]}"); done
+GW_ADDR=127.0.0.1:$GATEWAY_PORT
+declare -A seen=()
+for p in "$GATEWAY_PORT" "${RPORTS[@]}"; do
+  [[ -z ${seen[$p]:-} ]] || die "port $p is given twice"
+  seen[$p]=1
+done
+
+# --- packages ----------------------------------------------------------------------
+# shellcheck source=deploy/lib/deps.sh
+. "$ROOT/deploy/lib/deps.sh"
+infergw_ensure_packages run-local.sh build-essential cmake pkg-config libnghttp2-dev libssl-dev \
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libcmocka-dev python3-grpcio \
+  python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2
+
+# A listener (any address) on the port, as `ss` shows it; empty when free. gRPC
+# servers set SO_REUSEPORT, so a leftover process would silently share the port:
+# check before starting anything.
+port_user() {
+  local out
+  out=$(ss -ltnpH "sport = :$1") || die "'ss -ltn' failed; cannot check whether port $1 is free"
+  [[ -z $out ]] || awk 'NR == 1 { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' <<<"$out"
+}
+busy=0
+for p in "$GATEWAY_PORT" "${RPORTS[@]}"; do
+  u=$(port_user "$p")
+  if [[ -n $u ]]; then
+    role=gateway
+    [[ $p == "$GATEWAY_PORT" ]] || role=replica
+    echo "run-local.sh: port $p ($role) is already in use: $u" >&2
+    busy=1
+  fi
+done
+((busy == 0)) || die "stop what holds the port(s) above, or choose others, e.g.
+  GATEWAY_PORT=7110 REPLICA_PORTS=7211,7212,7213 $0 ${*:-}"
+
+# --- build -------------------------------------------------------------------------
+say "building Release into $BUILD_DIR/"
+cmake -S "$ROOT" -B "$ROOT/$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$ROOT/$BUILD_DIR" -j "$JOBS"
+BIN=$ROOT/$BUILD_DIR/bin
+for b in infergw infergw-replica; do
+  [[ -x $BIN/$b ]] || die "the build produced no $BIN/$b"
+done
+
+# --- Python stubs from proto/ (in the build tree) ------------------------------------
+# health.proto is compiled from its own directory, so its module is `health_pb2`:
+# a grpc/ package directory in the stubs would shadow grpcio's `grpc`.
+gen_stubs() { # <include dir> <proto file> <module it produces>
+  local inc=$1 src=$1/$2 out=$PYGEN/$3
+  [[ -f $out && $out -nt $src ]] && return 0
+  protoc -I "$inc" --python_out="$PYGEN" --grpc_out="$PYGEN" \
+    --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin "$src"
+}
+say "generating Python stubs into $BUILD_DIR/pygen/"
+mkdir -p "$PYGEN"
+gen_stubs "$ROOT/proto" grpc_predict_v2.proto grpc_predict_v2_pb2_grpc.py
+gen_stubs "$ROOT/proto/grpc/health/v1" health.proto health_pb2_grpc.py
+
+# --- processes: start, wait for "listening", stop ------------------------------------
+PIDS=()   # everything started, in start order
+NAMES=()
+GW_PID=
+SLEEP_PID=
+STOPPED=0
+
+stop_all() {
+  ((STOPPED == 0)) || return 0
+  STOPPED=1
+  [[ -z $SLEEP_PID ]] || kill "$SLEEP_PID" 2>/dev/null || true
+  ((${#PIDS[@]})) || return 0
+  local i pid t alive limit
+  # The gateway first (it drains: GOAWAY, in-flight calls finish), then the replicas.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    limit=50 # replicas cancel what still runs after 1 s
+    [[ $pid != "$GW_PID" ]] || limit=170 # the gateway's default grace is 15 s
+    for ((t = 0; t < limit; t++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "run-local.sh: ${NAMES[i]} (pid $pid) did not stop on SIGTERM; sending SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  alive=0
+  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  if ((alive)); then
+    echo "run-local.sh: some processes are still running: ${PIDS[*]}" >&2
+  else
+    echo "stopped: ${NAMES[*]} (logs kept in ${RUN_DIR#"$ROOT"/}/)"
+  fi
+}
+on_exit() {
+  local rc=$?
+  stop_all
+  exit "$rc"
+}
+trap on_exit EXIT
+if ((SMOKE)); then
+  trap 'echo; echo "interrupted"; exit 1' INT TERM
+else
+  trap 'echo; echo "stopping..."; exit 0' INT TERM
+fi
+
+# Each program runs with its parent-death signal set to SIGTERM (setpriv execs,
+# so the pid is the program's): even if this script is killed with SIGKILL,
+# nothing it started outlives it.
+LAUNCH=()
+command -v setpriv >/dev/null 2>&1 && LAUNCH=(setpriv --pdeathsig TERM --)
+
+start() { # <name> <argv...>; the log goes to $RUN_DIR/<name>.log
+  local name=$1 log=$RUN_DIR/$1.log
+  shift
+  printf '# %s\n' "$*" >"$log"
+  "${LAUNCH[@]}" "$@" >>"$log" 2>&1 </dev/null &
+  PIDS+=("$!")
+  NAMES+=("$name")
+}
+
+wait_listening() { # <name> <pid>
+  local name=$1 pid=$2 log=$RUN_DIR/$1.log t
+  for ((t = 0; t < 150; t++)); do # up to 15 s
+    if grep -q '"event":"listening"' "$log"; then
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run-local.sh: $name (pid $pid) exited before listening; the end of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "run-local.sh: $name (pid $pid) logged no \"listening\" line within 15 s; the end of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
+
+mkdir -p "$RUN_DIR"
+rm -f "$RUN_DIR"/*.log
+say "starting 3 replicas and the gateway on loopback (logs in ${RUN_DIR#"$ROOT"/}/)"
+ADDRS=() IDS=()
+for i in 1 2 3; do
+  port=${RPORTS[i - 1]}
+  ADDRS+=("127.0.0.1:$port")
+  IDS+=("replica-$i")
+  start "replica-$i" "$BIN/infergw-replica" --listen "127.0.0.1:$port" --id "replica-$i" --model demo
+done
+for i in 0 1 2; do wait_listening "${NAMES[i]}" "${PIDS[i]}"; done
+POOL=$(IFS=,; echo "${ADDRS[*]}")
+start gateway "$BIN/infergw" --listen "$GW_ADDR" --auth=none --pool "demo=$POOL" --pool "default=$POOL"
+GW_PID=${PIDS[3]}
+wait_listening gateway "$GW_PID"
+for i in 0 1 2 3; do
+  printf '   %-10s pid %-7s %s\n' "${NAMES[i]}" "${PIDS[i]}" \
+    "$([[ $i == 3 ]] && echo "$GW_ADDR (--auth=none)" || echo "${ADDRS[i]}")"
+done
+printf '%s\n' "${PIDS[@]}" >"$RUN_DIR/pids"
+
+# --- sample calls ----------------------------------------------------------------------
+say "sample calls"
+rc=0
+INFERGW_PYGEN=$PYGEN "$PY" "$ROOT/deploy/sample_client.py" --target "$GW_ADDR" \
+  demo --replicas "$(IFS=,; echo "${IDS[*]}")" || rc=$?
+
+if ((SMOKE)); then
+  if ((rc == 0)); then
+    say "smoke: PASS"
+  else
+    say "smoke: FAIL (logs in ${RUN_DIR#"$ROOT"/}/)"
+    rc=1
+  fi
+  exit "$rc"
+fi
+((rc == 0)) || echo "(some sample calls failed: see above and the logs in ${RUN_DIR#"$ROOT"/}/)"
+
+# --- what to try next, then wait ----------------------------------------------------------
+CLIENT="/usr/bin/python3 deploy/sample_client.py"
+[[ $GW_ADDR == 127.0.0.1:7100 ]] || CLIENT+=" --target $GW_ADDR"
+[[ $BUILD_DIR == build ]] || CLIENT="INFERGW_PYGEN=$BUILD_DIR/pygen $CLIENT"
+cat <<EOF
+
+==> infergw is running: gateway $GW_ADDR, replicas ${ADDRS[*]}
+
+Try next (from $ROOT, in another terminal):
+  # ModelInfer through the gateway, the same routing key 3 times; then a stream of 3
+  $CLIENT infer 1 2 3 --key user-7 --count 3
+  $CLIENT stream 10 20 --responses 3
+  $CLIENT --help
+  # a one-liner with the generated stubs (Debian's python3-grpcio is /usr/bin/python3)
+  PYTHONPATH=$BUILD_DIR/pygen /usr/bin/python3 -c 'import grpc, grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as g; print(g.GRPCInferenceServiceStub(grpc.insecure_channel("$GW_ADDR")).ServerReady(pb.ServerReadyRequest()))'
+  # drain: the gateway sends GOAWAY, lets in-flight calls finish, exits 0 (then this script stops)
+  kill -TERM $GW_PID
+  # replica-1 reports NOT_SERVING on grpc.health.v1 (SIGUSR2: back to SERVING)
+  kill -USR1 ${PIDS[0]}
+  # the logs (JSON lines), and every flag
+  tail -f ${RUN_DIR#"$ROOT"/}/gateway.log ${RUN_DIR#"$ROOT"/}/replica-*.log
+  $BUILD_DIR/bin/infergw --help; $BUILD_DIR/bin/infergw-replica --help
+
+Press Ctrl-C to stop everything.
+EOF
+
+while kill -0 "$GW_PID" 2>/dev/null; do
+  sleep 1 &
+  SLEEP_PID=$!
+  wait "$SLEEP_PID" || true
+done
+SLEEP_PID=
+gw_rc=0
+wait "$GW_PID" || gw_rc=$?
+echo
+echo "the gateway (pid $GW_PID) exited with status $gw_rc; its last log lines:"
+tail -n 5 "$RUN_DIR/gateway.log"
+echo "stopping the replicas..."
+exit 0
