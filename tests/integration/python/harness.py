@@ -454,6 +454,14 @@ class GatewayTestCase(unittest.TestCase):
         cls.addClassCleanup(cls.channel.close)
         cls.stub = infer_stub(cls.channel)
 
+    def setUp(self):
+        """Fails at once, with the reason, when a process of the cluster has died."""
+        for p in ([self.cluster.gateway] if self.cluster.gateway else []) + self.cluster.replicas:
+            if not p.stopped and p.popen.poll() is not None:
+                p.check_sanitizers()
+                raise AssertionError("%s died (exit %s) before this test; log:\n%s"
+                                     % (p.name, p.popen.returncode, p.tail()))
+
     def require_gateway(self):
         if DIRECT:
             self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")

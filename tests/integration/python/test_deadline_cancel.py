@@ -23,6 +23,7 @@ class DeadlineCancelTest(h.GatewayTestCase):
     REPLICA_ARGS = ("--latency-ms", "500")
 
     def setUp(self):
+        super().setUp()
         self.replica = self.cluster.replicas[0]
 
     def _cancellations(self):

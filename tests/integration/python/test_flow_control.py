@@ -52,6 +52,7 @@ class _FlowControlBase(h.GatewayTestCase):
         cls.raw_in, cls.raw_out = tensor()
 
     def setUp(self):
+        super().setUp()
         self.require_gateway()
         self.gw = self.cluster.gateway
         self.replica = self.cluster.replicas[0]

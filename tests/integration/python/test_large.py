@@ -64,6 +64,7 @@ class MessageLimitTest(h.GatewayTestCase):
     GATEWAY_ARGS = ("--max-message-bytes", str(1 * MiB))
 
     def setUp(self):
+        super().setUp()
         self.require_gateway()
 
     def _still_serving(self):

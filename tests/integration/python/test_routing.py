@@ -11,6 +11,7 @@ class RoutingTest(h.GatewayTestCase):
     N_REPLICAS = 3
 
     def setUp(self):
+        super().setUp()
         self.require_gateway()
 
     def _replica(self, stub, key=None, model_md=None):
