@@ -25,9 +25,9 @@
 
 #include "grpc_predict_v2.pb-c.h"
 
-#define CC_METHOD "/inference.GRPCInferenceService/ModelInfer"
+#define CC_METHOD       "/inference.GRPCInferenceService/ModelInfer"
 #define CC_MAX_REPLICAS 64
-#define CC_ID_LEN 128
+#define CC_ID_LEN       128
 
 struct cc_opts {
     const char *target;
@@ -36,24 +36,37 @@ struct cc_opts {
     const char *route_key;  /* x-route-key metadata, NULL = not sent */
     int raw;                /* 1 = raw_input_contents, 0 = typed contents */
     long count;
-    long deadline_ms;       /* 0 = no deadline */
+    long deadline_ms; /* 0 = no deadline */
     long elements;
-    int expect_status;      /* grpc_status_code expected for every call */
-    int same_replica;       /* every call must see the same x-replica-id */
-    int min_replicas;       /* at least that many distinct x-replica-id */
+    int expect_status; /* grpc_status_code expected for every call */
+    int same_replica;  /* every call must see the same x-replica-id */
+    int min_replicas;  /* at least that many distinct x-replica-id */
 };
 
 struct cc_result {
     grpc_status_code status;
     char message[256];
     char replica[CC_ID_LEN];
-    char check[256];        /* empty = every check passed */
+    char check[256]; /* empty = every check passed */
 };
 
 static const char *const cc_status_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 #define CC_N_STATUS ((int)(sizeof(cc_status_names) / sizeof(cc_status_names[0])))
@@ -247,13 +260,11 @@ static void cc_call(grpc_channel *ch, const struct cc_opts *o, const uint8_t *re
     memset(ops, 0, sizeof(ops));
     grpc_metadata_array_init(&initial);
     grpc_metadata_array_init(&trailing);
-    deadline = o->deadline_ms > 0
-                   ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                  gpr_time_from_millis(o->deadline_ms, GPR_TIMESPAN))
-                   : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    deadline = o->deadline_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                 gpr_time_from_millis(o->deadline_ms, GPR_TIMESPAN))
+                                  : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                    grpc_slice_from_static_string(CC_METHOD), NULL, deadline,
-                                    NULL);
+                                    grpc_slice_from_static_string(CC_METHOD), NULL, deadline, NULL);
     if (o->route_key != NULL) {
         memset(&md[n_md], 0, sizeof(md[n_md]));
         md[n_md].key = grpc_slice_from_static_string("x-route-key");
@@ -331,22 +342,21 @@ static void cc_call(grpc_channel *ch, const struct cc_opts *o, const uint8_t *re
 
 static void cc_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: c_client --target HOST:PORT [options]\n"
-            "  --target HOST:PORT     gateway or replica address (required)\n"
-            "  --mode typed|raw       tensor representation (default typed)\n"
-            "  --count N              number of calls, one after another (default 1)\n"
-            "  --elements N           FP32 elements in the tensor (default 16)\n"
-            "  --deadline-ms N        per-call deadline (default none)\n"
-            "  --model-name NAME      KServe model_name in the request (default demo)\n"
-            "  --x-model NAME         send x-model metadata\n"
-            "  --route-key KEY        send x-route-key metadata\n"
-            "  --expect-status CODE   status every call must end with, name or number "
-            "(default OK)\n"
-            "  --same-replica         every call must be answered by the same x-replica-id\n"
-            "  --min-replicas N       at least N distinct x-replica-id must be seen\n"
-            "example: c_client --target 127.0.0.1:7100 --mode raw --count 10 --route-key k1 "
-            "--same-replica\n");
+    fprintf(f, "usage: c_client --target HOST:PORT [options]\n"
+               "  --target HOST:PORT     gateway or replica address (required)\n"
+               "  --mode typed|raw       tensor representation (default typed)\n"
+               "  --count N              number of calls, one after another (default 1)\n"
+               "  --elements N           FP32 elements in the tensor (default 16)\n"
+               "  --deadline-ms N        per-call deadline (default none)\n"
+               "  --model-name NAME      KServe model_name in the request (default demo)\n"
+               "  --x-model NAME         send x-model metadata\n"
+               "  --route-key KEY        send x-route-key metadata\n"
+               "  --expect-status CODE   status every call must end with, name or number "
+               "(default OK)\n"
+               "  --same-replica         every call must be answered by the same x-replica-id\n"
+               "  --min-replicas N       at least N distinct x-replica-id must be seen\n"
+               "example: c_client --target 127.0.0.1:7100 --mode raw --count 10 --route-key k1 "
+               "--same-replica\n");
 }
 
 static int cc_parse_long(const char *s, long min, long *out)
@@ -388,7 +398,9 @@ static int cc_parse_opts(int argc, char **argv, struct cc_opts *o)
     o->elements = 16;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 't': o->target = optarg; break;
+        case 't':
+            o->target = optarg;
+            break;
         case 'm':
             if (strcmp(optarg, "raw") == 0)
                 o->raw = 1;
@@ -407,21 +419,32 @@ static int cc_parse_opts(int argc, char **argv, struct cc_opts *o)
             if (cc_parse_long(optarg, 1, &o->deadline_ms))
                 return -1;
             break;
-        case 'n': o->model_name = optarg; break;
-        case 'x': o->x_model = optarg; break;
-        case 'k': o->route_key = optarg; break;
+        case 'n':
+            o->model_name = optarg;
+            break;
+        case 'x':
+            o->x_model = optarg;
+            break;
+        case 'k':
+            o->route_key = optarg;
+            break;
         case 's':
             if ((o->expect_status = cc_parse_status(optarg)) < 0)
                 return -1;
             break;
-        case 'S': o->same_replica = 1; break;
+        case 'S':
+            o->same_replica = 1;
+            break;
         case 'R':
             if (cc_parse_long(optarg, 1, &v) || v > CC_MAX_REPLICAS)
                 return -1;
             o->min_replicas = (int)v;
             break;
-        case 'h': cc_usage(stdout); exit(0);
-        default: return -1;
+        case 'h':
+            cc_usage(stdout);
+            exit(0);
+        default:
+            return -1;
         }
     }
     return o->target != NULL && optind == argc ? 0 : -1;

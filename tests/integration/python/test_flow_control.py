@@ -20,7 +20,6 @@ import struct
 import time
 import unittest
 
-import grpc
 
 import harness as h
 
