@@ -78,10 +78,15 @@ run_suite() { # <build dir> <label> <cmake args...>
   fi
   cmake --build "$dir" -j "$JOBS"
   log "ctest ($label)"
-  (cd "$dir" && exec ctest --output-on-failure --timeout 600) &
+  (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1 | tee "$dir/ctest.log"
+   exit "${PIPESTATUS[0]}") &
   CTEST_PID=$!
   wait "$CTEST_PID" || rc=$?
   CTEST_PID=
+  # ctest prints its timing and the list of failed tests after the summary
+  # line; repeat the summary so that it is the last line of the run.
+  echo
+  grep -E '^[0-9]+% tests passed' "$dir/ctest.log" | tail -n 1 || echo "ctest ($label) printed no summary"
   return "$rc"
 }
 
