@@ -181,6 +181,15 @@ static void conn_flush(struct gw_conn *c)
 
 static void conn_finish(struct gw_conn *c)
 {
+    /* gw_conn_close() may have queued <c> again: the owner frees it below. */
+    if (c->dirty) {
+        for (struct gw_conn **pp = &c->loop->dirty; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == c) {
+                *pp = c->dirty_next;
+                break;
+            }
+        c->dirty = 0;
+    }
     gw_loop_del(c->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
