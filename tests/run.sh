@@ -19,28 +19,11 @@ log() { printf '\n==> %s\n' "$*"; }
 PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
           libprotobuf-c-dev protobuf-c-compiler libhiredis-dev redis-server libcmocka-dev
           libjansson-dev libmicrohttpd-dev python3-grpcio python3-protobuf protobuf-compiler
-          protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2)
+          protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2 redis-sentinel)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  # A nodejs that bundles npm (as NodeSource's does) stands in for Debian's npm.
-  if [[ $p == npm ]] && command -v npm >/dev/null 2>&1; then
-    continue
-  fi
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
-  fi
-done
-if ((${#missing[@]})); then
-  log "installing missing packages: ${missing[*]}"
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "tests/run.sh: missing packages (${missing[*]}); run as root or install them" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=../deploy/lib/deps.sh
+source "$ROOT/deploy/lib/deps.sh"
+infergw_ensure_packages tests/run.sh "${PACKAGES[@]}"
 
 # --- the Node test client --------------------------------------------------------
 NODE_DIR=$ROOT/tests/integration/node
