@@ -9,9 +9,15 @@
  * given the same replicas in any order produce the same sequence. A key
  * belongs to the first point at or after it, so among points with equal
  * tokens the first one in that order owns the arc; gw_ring_share uses the
- * same rule. Pick remembers which replicas it has already turned down in a
- * small bitmap on the stack, so a pool whose replicas are mostly down costs
- * one eligibility call per replica, not one per vnode.
+ * same rule. Every pick is one clockwise walk (ring_walk) that remembers the
+ * replicas it has already turned down in a bitmap on the stack (rings hold at
+ * most GW_RING_MAX_REPLICAS replicas), so a pool whose replicas are mostly
+ * down costs one eligibility call per replica, not one per vnode, and the
+ * walk stops once every replica has been turned down. The bounded-load pick
+ * first takes a census of the eligible replicas (it needs their number and
+ * their calls in flight for the cap) and hands the walk its answers, so the
+ * predicate is asked once per replica and the walk and the census agree even
+ * if health changes meanwhile on another thread.
  */
 #include "ring.h"
 #include "mem.h"
@@ -84,7 +90,7 @@ int gw_ring_build(struct gw_ring *out, const char *const *addrs, const uint32_t 
     size_t i, maxlen = 0, np = 0;
     int rc;
 
-    if (n == 0 || n > INT32_MAX || !addrs)
+    if (n == 0 || n > GW_RING_MAX_REPLICAS || !addrs)
         return -EINVAL;
     for (i = 0; i < n; i++) {
         uint32_t w = weights ? weights[i] : GW_RING_DEFAULT_VNODES;
@@ -191,33 +197,132 @@ static size_t ring_lower_bound(const struct gw_ring *r, uint32_t point)
     return lo;
 }
 
-#define PICK_MEMO_BITS 1024
+/* One bit per ring replica index. */
+#define BITMAP_WORDS ((GW_RING_MAX_REPLICAS + 63) / 64)
+
+static inline int bit_get(const uint64_t *map, uint32_t idx)
+{
+    return (int)(map[idx / 64] >> (idx % 64) & 1);
+}
+
+static inline void bit_set(uint64_t *map, uint32_t idx)
+{
+    map[idx / 64] |= 1ull << (idx % 64);
+}
+
+static int is_excluded(uint32_t idx, const uint32_t *exclude, size_t nexclude)
+{
+    for (size_t e = 0; e < nexclude; e++)
+        if (exclude[e] == idx)
+            return 1;
+    return 0;
+}
+
+/* The clockwise walk behind every pick. Eligibility comes from <census>
+ * (a bitmap of eligible replicas) when given, else from <eligible>, asked at
+ * most once per replica. Returns the first eligible, non-excluded replica
+ * whose load stays within <cap> (<inflight> NULL = no load check); failing
+ * that, the first eligible non-excluded replica met; failing that,
+ * GW_ENOREPLICA. Stops as soon as <nlive> distinct replicas have been turned
+ * down: every replica that is on a point has been seen. */
+static int ring_walk(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                     void *ctx, const uint64_t *census, const uint32_t *exclude, size_t nexclude,
+                     const uint32_t *inflight, uint64_t cap, size_t nlive)
+{
+    uint64_t seen[BITMAP_WORDS];
+    size_t start, k, nseen = 0;
+    int fallback = GW_ENOREPLICA;
+
+    /* Rings come from gw_ring_build, which enforces the maximum; the check
+     * keeps a hand-made ring from writing past the bitmap. */
+    if (r->npoints == 0 || r->nreplicas > GW_RING_MAX_REPLICAS)
+        return GW_ENOREPLICA;
+    memset(seen, 0, (r->nreplicas + 63) / 64 * sizeof(seen[0]));
+    start = ring_lower_bound(r, point);
+    for (k = 0; k < r->npoints; k++) {
+        size_t at = start + k < r->npoints ? start + k : start + k - r->npoints;
+        uint32_t idx = r->points[at].replica;
+
+        if (bit_get(seen, idx))
+            continue;
+        bit_set(seen, idx);
+        nseen++;
+        if (!is_excluded(idx, exclude, nexclude) &&
+            (census ? bit_get(census, idx) : !eligible || eligible(idx, ctx))) {
+            if (!inflight || (uint64_t)inflight[idx] + 1 <= cap)
+                return (int)idx;
+            if (fallback == GW_ENOREPLICA)
+                fallback = (int)idx; /* over the cap: only if all others are too */
+        }
+        if (nseen == nlive)
+            break;
+    }
+    return fallback;
+}
 
 int gw_ring_pick(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible, void *ctx,
                  const uint32_t *exclude, size_t nexclude)
 {
-    uint64_t refused[PICK_MEMO_BITS / 64] = {0};
-    size_t start, k;
+    /* nlive = nreplicas is an upper bound: with weight-0 replicas the walk
+     * simply ends at the last point. */
+    return ring_walk(r, point, eligible, ctx, NULL, exclude, nexclude, NULL, UINT64_MAX,
+                     r->nreplicas);
+}
 
-    if (r->npoints == 0)
+uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double balance_factor)
+{
+    double cap;
+    uint64_t whole;
+
+    if (!(balance_factor > 0) || n_eligible == 0)
+        return UINT64_MAX;
+    cap = balance_factor * ((double)total_inflight + 1.0) / (double)n_eligible;
+    /* Balance factors are decimals (1.1) that binary floating point holds a
+     * hair off, so 1.1 x 100 / 10 comes out as 11.000000000000002; scaling
+     * down by 1e-12 before rounding up keeps it 11. Below 10,000 calls per
+     * replica the shift is under 1e-8, while a value that is truly above a
+     * whole number is so by at least 1 / (n_eligible x 1000) = 2.4e-7 for a
+     * factor of up to three decimals: no true fraction is rounded down. */
+    cap *= 1.0 - 1e-12;
+    if (cap >= 18446744073709549568.0) /* the largest double below 2^64 */
+        return UINT64_MAX;
+    whole = (uint64_t)cap; /* rounding up by hand keeps ring.c free of libm */
+    return (double)whole < cap ? whole + 1 : whole;
+}
+
+int gw_ring_pick_capped(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                        void *ctx, const uint32_t *exclude, size_t nexclude,
+                        const uint32_t *inflight, uint64_t cap)
+{
+    return ring_walk(r, point, eligible, ctx, NULL, exclude, nexclude, inflight, cap, r->nreplicas);
+}
+
+int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                         void *ctx, const uint32_t *exclude, size_t nexclude,
+                         const uint32_t *inflight, double balance_factor)
+{
+    uint64_t census[BITMAP_WORDS], total = 0;
+    size_t i, nlive = 0, neligible = 0;
+
+    if (!(balance_factor > 0) || !inflight)
+        return gw_ring_pick(r, point, eligible, ctx, exclude, nexclude);
+    if (r->npoints == 0 || r->nreplicas > GW_RING_MAX_REPLICAS)
         return GW_ENOREPLICA;
-    start = ring_lower_bound(r, point);
-    for (k = 0; k < r->npoints; k++) {
-        uint32_t idx = r->points[(start + k) % r->npoints].replica;
-        int memo = idx < PICK_MEMO_BITS;
-        size_t e;
-
-        if (memo && (refused[idx / 64] >> (idx % 64) & 1))
+    memset(census, 0, (r->nreplicas + 63) / 64 * sizeof(census[0]));
+    for (i = 0; i < r->nreplicas; i++) {
+        if (r->weights[i] == 0) /* on no point: can take no call, counts for nothing */
             continue;
-        for (e = 0; e < nexclude; e++)
-            if (exclude[e] == idx)
-                break;
-        if (e == nexclude && (!eligible || eligible(idx, ctx)))
-            return (int)idx;
-        if (memo)
-            refused[idx / 64] |= 1ull << (idx % 64);
+        nlive++;
+        if (eligible && !eligible((uint32_t)i, ctx))
+            continue;
+        bit_set(census, (uint32_t)i);
+        neligible++;
+        total += inflight[i];
     }
-    return GW_ENOREPLICA;
+    if (neligible == 0)
+        return GW_ENOREPLICA;
+    return ring_walk(r, point, eligible, ctx, census, exclude, nexclude, inflight,
+                     gw_ring_load_cap(total, neligible, balance_factor), nlive);
 }
 
 double gw_ring_share(const struct gw_ring *r, uint32_t idx)

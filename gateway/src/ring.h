@@ -9,6 +9,12 @@
  * wrapping), by binary search. Equal tokens are ordered by replica address so
  * the order never depends on insertion.
  *
+ * Bounded loads (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with
+ * Bounded Loads"): with a balance factor c > 0, a replica that already carries
+ * its share of the calls in flight, times c, is passed over for the next one
+ * clockwise, so a hot key spills onto its neighbours instead of piling onto one
+ * replica, while every other key keeps its replica.
+ *
  * A ring is immutable once built and may be shared by threads read-only.
  */
 #ifndef INFERGW_RING_H
@@ -19,7 +25,10 @@
 
 #define GW_RING_DEFAULT_VNODES 100
 #define GW_RING_MAX_VNODES     10000 /* per replica; keeps a bad weight from eating memory */
-#define GW_ENOREPLICA          (-2)
+/* Replicas per ring. A pick keeps a bit per replica on its stack (at most
+ * 2 x 512 bytes), so it never allocates. */
+#define GW_RING_MAX_REPLICAS 4096
+#define GW_ENOREPLICA        (-2)
 
 /* First four bytes of SHA-256(<data>), big-endian. Thread-safe. Aborts the
  * process if OpenSSL cannot compute SHA-256 (a broken installation), since a
@@ -44,8 +53,8 @@ struct gw_ring {
  * GW_RING_DEFAULT_VNODES each; weight 0 = the replica is on no point).
  * Replica indexes in the ring are the positions in <addrs>, which is copied.
  * Duplicated addresses are rejected. Returns 0 and fills *out, or -EINVAL
- * (n == 0, n over INT32_MAX, duplicate, NULL or empty address, weight over
- * GW_RING_MAX_VNODES) / -ENOMEM; *out untouched on failure.
+ * (n == 0, n over GW_RING_MAX_REPLICAS, duplicate, NULL or empty address,
+ * weight over GW_RING_MAX_VNODES) / -ENOMEM; *out untouched on failure.
  * Free with gw_ring_free(). */
 int gw_ring_build(struct gw_ring *out, const char *const *addrs, const uint32_t *weights, size_t n);
 /* Frees what gw_ring_build() allocated and zeroes *r; a zeroed ring is a
@@ -58,9 +67,61 @@ typedef int (*gw_ring_eligible_fn)(uint32_t idx, void *ctx);
 /* Walks clockwise from <point> and returns the index of the first replica
  * that is not in <exclude> (an array of <nexclude> replica indexes, may be
  * NULL) and for which <eligible> (may be NULL = all) says yes. Passing over a
- * replica moves no other key. Returns the replica index, or GW_ENOREPLICA. */
+ * replica moves no other key. Returns the replica index, or GW_ENOREPLICA.
+ *
+ * The second choice (for a hedge or a retry) is the next distinct eligible
+ * replica clockwise: call the same pick again with the first choice in
+ * <exclude>; a third, with both; and so on.
+ *
+ * Pure: reads only the ring and its arguments, calls <eligible> (on the
+ * calling thread) at most once per replica, allocates nothing; any thread may
+ * call it on a shared ring. O(log points + points walked). */
 int gw_ring_pick(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible, void *ctx,
                  const uint32_t *exclude, size_t nexclude);
+
+/* The bounded-load cap: the most calls a replica may have in flight, the new
+ * call included, when <total_inflight> calls are in flight on <n_eligible>
+ * eligible replicas before it: ceil(c x (total_inflight + 1) / n_eligible).
+ * Returns UINT64_MAX (no bound) when c <= 0 or c is not a number, or
+ * <n_eligible> is 0. A product that is whole in decimal arithmetic but lands
+ * a hair above it in binary (1.1 x 100 / 10) counts as whole. Pure. */
+uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double balance_factor);
+
+/* Like gw_ring_pick, but also passes over every replica whose in-flight
+ * count plus the new call would exceed <cap>: inflight[idx] + 1 > cap, with
+ * <inflight> indexed by ring replica index (nreplicas entries; NULL = no
+ * bound). When every replica that gw_ring_pick would accept is over the cap,
+ * returns the one gw_ring_pick returns: balance never refuses a call.
+ * For callers that keep the eligible total themselves (see
+ * gw_ring_load_cap): O(log points + points walked), one <eligible> call per
+ * replica met. Pure, like gw_ring_pick. */
+int gw_ring_pick_capped(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                        void *ctx, const uint32_t *exclude, size_t nexclude,
+                        const uint32_t *inflight, uint64_t cap);
+
+/* Consistent hashing with bounded loads. Counts the replicas that are on at
+ * least one point and that <eligible> accepts (n_eligible; replicas in
+ * <exclude> count too) and the calls in flight on them (<inflight>, indexed
+ * by ring replica index), then picks as gw_ring_pick_capped with the cap
+ * gw_ring_load_cap(total, n_eligible, <balance_factor>): a replica whose
+ * count plus the new call would exceed ceil(c x (total + 1) / n_eligible) is
+ * passed over for the next replica clockwise. When every eligible replica is
+ * over the cap, returns the first eligible one clockwise (the gw_ring_pick
+ * answer): balance never refuses a call. <balance_factor> <= 0 (or NaN) or
+ * <inflight> NULL: exactly gw_ring_pick. The second choice: the same call
+ * with the first choice in <exclude>.
+ *
+ * Returns the ring replica index, or GW_ENOREPLICA when no replica is
+ * eligible. Pure: reads only its inputs (the caller keeps <inflight> stable
+ * during the call, e.g. per-worker counts on the worker's thread), calls
+ * <eligible> once per replica with a point, allocates nothing.
+ * O(nreplicas + log points + points walked): the census is the cost, one
+ * <eligible> call per replica; a caller that keeps n_eligible and the total
+ * itself gets O(log points + points walked) from gw_ring_pick_capped with
+ * gw_ring_load_cap. */
+int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                         void *ctx, const uint32_t *exclude, size_t nexclude,
+                         const uint32_t *inflight, double balance_factor);
 
 /* Share of the 2^32 hash space that replica <idx> owns (0..1): the keys
  * gw_ring_pick() sends to it when every replica is eligible. 0 for an index

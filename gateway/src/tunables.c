@@ -45,9 +45,15 @@ static void say(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
 static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
-    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+    /* strtoull would also take leading white space of any kind and a sign. */
+    if (!is_digit(*s))
         return -1;
     char *end;
     errno = 0;
@@ -97,7 +103,28 @@ static int valid_header(const char *s)
     return 1;
 }
 
-/* A comma list of "/service/method" paths. */
+/* A plain decimal: digits, optionally a point and more digits. strtod
+ * alone would also take white space, a sign, hex floats, exponents, inf and
+ * nan. */
+static int is_plain_decimal(const char *s)
+{
+    size_t i = 0;
+    while (is_digit(s[i]))
+        i++;
+    if (i == 0)
+        return 0;
+    if (s[i] == '.') {
+        size_t frac = ++i;
+        while (is_digit(s[i]))
+            i++;
+        if (i == frac)
+            return 0;
+    }
+    return s[i] == '\0';
+}
+
+/* A comma list of "/service/method" paths: exactly two slashes, neither part
+ * empty. */
 static int valid_paths(const char *s)
 {
     if (strlen(s) >= 512)
@@ -105,7 +132,9 @@ static int valid_paths(const char *s)
     while (*s) {
         const char *comma = strchr(s, ',');
         size_t n = comma ? (size_t)(comma - s) : strlen(s);
-        if (n < 4 || s[0] != '/' || !memchr(s + 1, '/', n - 1))
+        const char *slash = n ? memchr(s + 1, '/', n - 1) : NULL;
+        if (n < 4 || s[0] != '/' || !slash || slash == s + 1 || slash == s + n - 1 ||
+            memchr(slash + 1, '/', (size_t)(s + n - slash - 1)))
             return 0;
         for (size_t i = 0; i < n; i++)
             if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
@@ -131,7 +160,8 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         char *end;
         errno = 0;
         double d = strtod(value, &end);
-        if (!*value || *end || errno || !isfinite(d) || !(d == 0 || (d >= 1.0 && d <= 100.0))) {
+        if (!is_plain_decimal(value) || *end || errno || !isfinite(d) ||
+            !(d == 0 || (d >= 1.0 && d <= 100.0))) {
             say(err, errlen, "balance_factor '%s': expected 0 (off) or a number from 1.0 to 100",
                 value);
             return -2;
@@ -215,9 +245,20 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
 {
     int n = 0;
     switch (f) {
-    case GW_TUN_BALANCE_FACTOR:
-        n = snprintf(out, cap, "%g", t->balance_factor);
+    case GW_TUN_BALANCE_FACTOR: {
+        /* The shortest text that reads back as the same double: %g alone
+         * keeps 6 digits, so 1.123456789 would come back as 1.12346. Values
+         * are 0 or 1..100, so from 3 significant digits on %g never uses an
+         * exponent, which set would refuse. */
+        char num[32];
+        for (int prec = 3; prec <= 17; prec++) {
+            snprintf(num, sizeof(num), "%.*g", prec, t->balance_factor);
+            if (strtod(num, NULL) == t->balance_factor)
+                break;
+        }
+        n = snprintf(out, cap, "%s", num);
         break;
+    }
     case GW_TUN_HEDGE_DELAY_MS:
         if (t->hedge_delay_ms == GW_HEDGE_OFF)
             n = snprintf(out, cap, "off");
@@ -236,17 +277,20 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
         n = snprintf(out, cap, "%u", t->retry_max_attempts);
         break;
     case GW_TUN_RETRY_ON: {
+        /* Built in full here, then cut to <cap>: writing in place would
+         * touch out[0] when cap is 0. 16 names and commas fit in 256. */
+        char list[256];
         size_t len = 0;
-        out[0] = '\0';
+        list[0] = '\0';
         for (int code = 1; code <= 16; code++) {
             if (!(t->retry_on & (1u << code)))
                 continue;
-            int k = snprintf(out + len, len < cap ? cap - len : 0, "%s%s", len ? "," : "",
+            int k = snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
                              gw_grpc_status_name(code));
-            if (k > 0)
+            if (k > 0 && (size_t)k < sizeof(list) - len)
                 len += (size_t)k;
         }
-        n = (int)len;
+        n = snprintf(out, cap, "%s", list);
         break;
     }
     case GW_TUN_RETRY_BUDGET_PERCENT:

@@ -1,12 +1,17 @@
 /* Unit tests for gateway/src/ring.c: the pinned hash, ring order, lookup,
- * passing over replicas, shares, weights, validation, and every allocation
- * failure of gw_ring_build. */
+ * passing over replicas, shares, weights, validation, every allocation
+ * failure of gw_ring_build, bounded loads, and the ring's acceptance
+ * properties over 1,000,000 keys (moves on removal, fair shares, member
+ * order, bounded load under a Zipf stream). All randomness comes from a
+ * fixed-seed generator, so every run sees the same keys. */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -30,11 +35,19 @@ static void test_hash32_pinned_vectors(void **state)
         {"10.0.0.1:8000#99", 0x30242df6u},
         {"replica-b:9000#7", 0x74385c3bu},
         {"user-42", 0x6d894aa3u},
+        {"[::1]:8000#0", 0xc427739eu},
+        {"caf\xc3\xa9:1#3", 0x8e5af3fdu}, /* UTF-8 bytes, hashed as they are */
+        {"127.0.0.1:9001#99", 0xcda47d2fu},
+        {"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+         "xxxxxxxxxxxxxxxxxxxxxxxxxx",
+         0x09ecb6ebu}, /* 100 bytes: more than one SHA-256 block */
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         assert_int_equal(gw_hash32(v[i].in, strlen(v[i].in)), v[i].want);
+    /* The length counts, not a terminating NUL. */
+    assert_int_equal(gw_hash32("a\0b", 3), 0x59b271aeu);
 }
 
 static const char *const five[] = {
@@ -379,6 +392,737 @@ static void test_build_allocation_failures(void **state)
     assert_int_equal(gw_mem_live(), base - 8);
 }
 
+static void test_build_rejects_too_many_replicas(void **state)
+{
+    enum { N = GW_RING_MAX_REPLICAS + 1 };
+    static char names[N][24];
+    static const char *addrs[N];
+    struct gw_ring r;
+
+    (void)state;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.%zu.%zu.1:80", i / 256, i % 256);
+        addrs[i] = names[i];
+    }
+    memset(&r, 0x5a, sizeof(r));
+    assert_int_equal(gw_ring_build(&r, addrs, NULL, N), -EINVAL);
+    assert_int_equal(r.npoints, 0x5a5a5a5a5a5a5a5aull);
+    /* The maximum itself is fine, and a pick on it sees every replica. */
+    {
+        uint32_t *w = calloc(N, sizeof(*w));
+        uint32_t last = GW_RING_MAX_REPLICAS - 1;
+        int calls = 0;
+
+        assert_non_null(w);
+        w[last] = 1; /* one point, on the last replica: the rest weigh 0 */
+        assert_int_equal(gw_ring_build(&r, addrs, w, GW_RING_MAX_REPLICAS), 0);
+        assert_int_equal(gw_ring_pick(&r, 99, NULL, NULL, NULL, 0), (int)last);
+        assert_int_equal(gw_ring_pick(&r, 99, none_eligible, &calls, NULL, 0), GW_ENOREPLICA);
+        assert_int_equal(calls, 1);
+        gw_ring_free(&r);
+        free(w);
+    }
+}
+
+/* --- shared helpers for the tests below ------------------------------------- */
+
+/* splitmix64: a fixed-seed generator, so every run sees the same keys. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(uint64_t *s)
+{
+    return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint32_t hash_str(const char *s)
+{
+    return gw_hash32(s, strlen(s));
+}
+
+/* Eligibility from a bitmap of up to 64 replicas; counts the calls. */
+struct elig {
+    uint64_t ok;
+    int calls;
+};
+
+static int elig_fn(uint32_t idx, void *ctx)
+{
+    struct elig *e = ctx;
+
+    e->calls++;
+    return idx < 64 && (e->ok >> idx & 1);
+}
+
+/* 1,000,000 random keys, hashed once for every test that needs them. */
+#define NKEYS 1000000
+static uint32_t *g_points;
+
+static int keys_setup(void **state)
+{
+    uint64_t seed = 20240601;
+
+    (void)state;
+    g_points = malloc(NKEYS * sizeof(*g_points));
+    if (!g_points)
+        return -1;
+    for (size_t k = 0; k < NKEYS; k++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "key-%016llx", (unsigned long long)rng_next(&seed));
+
+        g_points[k] = gw_hash32(key, (size_t)n);
+    }
+    return 0;
+}
+
+static int keys_teardown(void **state)
+{
+    (void)state;
+    free(g_points);
+    g_points = NULL;
+    return 0;
+}
+
+/* --- pinned answers -------------------------------------------------------- */
+
+/* The replica (and the second and third choices) for a few keys on the
+ * five-replica ring, computed once outside this code base by a short
+ * independent script (Python hashlib SHA-256 of "<addr>#<i>", points sorted
+ * by (token, address), bisect for the first token >= the key's hash). A
+ * change here means two gateway versions would route the same key
+ * differently. */
+static void test_pick_pinned_vectors(void **state)
+{
+    static const struct {
+        const char *key;
+        uint32_t point;
+        int choice[3];
+    } v[] = {
+        {"user-1", 0xc6c289e4u, {2, 3, 1}},
+        {"user-2", 0xd92b69cfu, {2, 0, 4}},
+        {"user-3", 0x92303aa0u, {4, 1, 0}},
+        {"tenant-7/model-a", 0x1dfa82c9u, {4, 3, 2}},
+        {"session-42", 0x92e76c73u, {4, 1, 0}},
+        {"", 0xe3b0c442u, {3, 2, 4}},
+        {"\xc3\xa9t\xc3\xa9", 0xbd010c64u, {1, 2, 4}},
+    };
+    static const struct {
+        uint32_t point;
+        int choice[3];
+    } at[] = {
+        {0, {0, 1, 3}},
+        {UINT32_MAX, {0, 1, 3}},
+        {0x80000000u, {2, 1, 0}},
+    };
+    struct gw_ring r;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, NULL, 5), 0);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        uint32_t ex[2];
+
+        assert_int_equal(hash_str(v[i].key), v[i].point);
+        for (int c = 0; c < 3; c++) {
+            int got = gw_ring_pick(&r, v[i].point, NULL, NULL, ex, (size_t)c);
+
+            assert_int_equal(got, v[i].choice[c]);
+            if (c < 2)
+                ex[c] = (uint32_t)got;
+        }
+    }
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        uint32_t ex[2] = {(uint32_t)at[i].choice[0], (uint32_t)at[i].choice[1]};
+
+        for (int c = 0; c < 3; c++)
+            assert_int_equal(gw_ring_pick(&r, at[i].point, NULL, NULL, ex, (size_t)c),
+                             at[i].choice[c]);
+    }
+    gw_ring_free(&r);
+}
+
+static void test_load_cap(void **state)
+{
+    (void)state;
+    assert_int_equal(gw_ring_load_cap(0, 10, 1.25), 1);
+    assert_int_equal(gw_ring_load_cap(199, 10, 1.25), 25); /* 1.25 x 200 / 10 */
+    assert_int_equal(gw_ring_load_cap(200, 10, 1.25), 26); /* 25.125 rounds up */
+    assert_int_equal(gw_ring_load_cap(49, 5, 1.1), 11);    /* exactly 11, not 11.000...2 */
+    assert_int_equal(gw_ring_load_cap(99, 10, 1.1), 11);   /* likewise */
+    assert_int_equal(gw_ring_load_cap(100, 10, 1.1), 12);  /* 11.11 */
+    assert_int_equal(gw_ring_load_cap(9, 1, 1.0), 10);     /* one replica takes all */
+    assert_int_equal(gw_ring_load_cap(3, 4, 0.5), 1);      /* below 1: still at least 1 */
+    assert_int_equal(gw_ring_load_cap(4095, 4096, 1.0), 1);
+    assert_int_equal(gw_ring_load_cap(0, 0, 1.25), UINT64_MAX); /* nobody eligible */
+    assert_int_equal(gw_ring_load_cap(5, 3, 0), UINT64_MAX);    /* off */
+    assert_int_equal(gw_ring_load_cap(5, 3, -1.0), UINT64_MAX);
+    assert_int_equal(gw_ring_load_cap(5, 3, NAN), UINT64_MAX);
+    assert_int_equal(gw_ring_load_cap(5, 3, INFINITY), UINT64_MAX);
+    assert_int_equal(gw_ring_load_cap(UINT64_MAX, 1, 100.0), UINT64_MAX); /* saturates */
+}
+
+/* Bounded picks on the five-replica ring; the expected replicas follow from
+ * the pinned clockwise orders above and the cap, worked out by hand. */
+static void test_bounded_pinned_vectors(void **state)
+{
+    static const struct {
+        uint32_t point;
+        uint32_t inflight[5];
+        double c;
+        int nexclude;
+        uint32_t exclude;
+        int want;
+    } v[] = {
+        /* user-1 walks 2, 3, 1, 4, 0. Cap ceil(1.25 x 7 / 5) = 2: 2 is full. */
+        {0xc6c289e4u, {0, 0, 6, 0, 0}, 1.25, 0, 0, 3},
+        /* Cap ceil(1.25 x 13 / 5) = 4: 2 and 3 are full. */
+        {0xc6c289e4u, {0, 0, 6, 6, 0}, 1.25, 0, 0, 1},
+        /* Cap ceil(1.1 x 50 / 5) = 11: 2 and 3 at 11 are full (12 would let 2 in). */
+        {0xc6c289e4u, {8, 8, 11, 11, 11}, 1.1, 0, 0, 1},
+        /* Cap ceil(1.2 x 50 / 5) = 12: 2 fits. */
+        {0xc6c289e4u, {8, 8, 11, 11, 11}, 1.2, 0, 0, 2},
+        /* Off: the ring's answer however loaded. */
+        {0xc6c289e4u, {0, 0, 100, 0, 0}, 0, 0, 0, 2},
+        /* Cap ceil(0.5 x 11 / 5) = 2 and all at 2: nobody fits, first eligible. */
+        {0xc6c289e4u, {2, 2, 2, 2, 2}, 0.5, 0, 0, 2},
+        /* user-2 walks 2, 0, 4, 3, 1. Cap ceil(1.25 x 7 / 5) = 2. */
+        {0xd92b69cfu, {3, 0, 3, 0, 0}, 1.25, 0, 0, 4},
+        /* user-3 walks 4, 1, 0, 3, 2; 4 excluded (a hedge); cap 2; 1 is full. */
+        {0x92303aa0u, {0, 5, 0, 0, 0}, 1.25, 1, 4, 0},
+        /* Everyone equal and within the cap: no change. */
+        {0x92303aa0u, {4, 4, 4, 4, 4}, 1.25, 0, 0, 4},
+    };
+    struct gw_ring r;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, NULL, 5), 0);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        uint64_t total = 0;
+
+        assert_int_equal(gw_ring_pick_bounded(&r, v[i].point, NULL, NULL, &v[i].exclude,
+                                              (size_t)v[i].nexclude, v[i].inflight, v[i].c),
+                         v[i].want);
+        for (int j = 0; j < 5; j++)
+            total += v[i].inflight[j];
+        assert_int_equal(gw_ring_pick_capped(&r, v[i].point, NULL, NULL, &v[i].exclude,
+                                             (size_t)v[i].nexclude, v[i].inflight,
+                                             gw_ring_load_cap(total, 5, v[i].c)),
+                         v[i].want);
+    }
+    gw_ring_free(&r);
+}
+
+/* Balance factor off (0, negative, NaN) or no in-flight counts: exactly
+ * gw_ring_pick, with any eligibility and exclusions. */
+static void test_bounded_off_is_pick(void **state)
+{
+    static const double off[] = {0.0, -1.0, NAN};
+    uint32_t inflight[5] = {50, 0, 7, 300, 1};
+    uint64_t seed = 7;
+    struct gw_ring r;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, NULL, 5), 0);
+    for (int k = 0; k < 20000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed), ex = (uint32_t)(rng_next(&seed) % 5);
+        size_t nex = k % 2;
+        struct elig e = {rng_next(&seed) & 0x1f, 0};
+        int want = gw_ring_pick(&r, point, elig_fn, &e, &ex, nex);
+
+        for (size_t o = 0; o < 3; o++)
+            assert_int_equal(
+                gw_ring_pick_bounded(&r, point, elig_fn, &e, &ex, nex, inflight, off[o]), want);
+        assert_int_equal(gw_ring_pick_bounded(&r, point, elig_fn, &e, &ex, nex, NULL, 1.25), want);
+        assert_int_equal(
+            gw_ring_pick_capped(&r, point, elig_fn, &e, &ex, nex, inflight, UINT64_MAX), want);
+        assert_int_equal(gw_ring_pick_capped(&r, point, elig_fn, &e, &ex, nex, NULL, 0), want);
+    }
+    /* Nothing in flight: every replica fits, so the bound changes nothing. */
+    memset(inflight, 0, sizeof(inflight));
+    for (int k = 0; k < 20000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed);
+
+        assert_int_equal(gw_ring_pick_bounded(&r, point, NULL, NULL, NULL, 0, inflight, 1.25),
+                         gw_ring_pick(&r, point, NULL, NULL, NULL, 0));
+    }
+    gw_ring_free(&r);
+}
+
+/* The bounded pick against a reference built only from the documented
+ * behaviour: the clockwise order of distinct replicas comes from repeated
+ * gw_ring_pick calls with the earlier choices excluded; the answer is the
+ * first of them, eligible and not excluded, with inflight + 1 <= cap, where
+ * cap is computed here from the census in integers; else the first eligible
+ * one. A ring of 12 replicas with mixed weights, random loads, eligibility
+ * and exclusions, balance factors 1.25 and 0.75 (the latter makes everyone
+ * over the cap often enough to exercise the fallback). */
+static void test_bounded_matches_reference_walk(void **state)
+{
+    enum { N = 12 };
+    static const char *const addrs[N] = {
+        "10.2.0.1:9000", "10.2.0.2:9000",  "10.2.0.3:9000",  "10.2.0.4:9000",
+        "10.2.0.5:9000", "10.2.0.6:9000",  "10.2.0.7:9000",  "10.2.0.8:9000",
+        "10.2.0.9:9000", "10.2.0.10:9000", "10.2.0.11:9000", "10.2.0.12:9000",
+    };
+    static const uint32_t w[N] = {100, 50, 0, 100, 200, 1, 100, 100, 30, 0, 100, 100};
+    uint64_t seed = 99;
+    struct gw_ring r;
+    long passed_over = 0, fell_back = 0;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, addrs, w, N), 0);
+    for (int k = 0; k < 30000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed), inflight[N], order[N], ex[2];
+        size_t norder = 0, nex = (size_t)(rng_next(&seed) % 3);
+        uint64_t total = 0, n = 0, cap;
+        struct elig e = {rng_next(&seed) | rng_next(&seed), 0}; /* ~3/4 eligible */
+        uint64_t num = k % 2 ? 5 : 3;                           /* c = num / 4 */
+        int want = GW_ENOREPLICA, first = GW_ENOREPLICA, got;
+
+        for (int i = 0; i < N; i++)
+            inflight[i] = (uint32_t)(rng_next(&seed) % 40);
+        for (size_t i = 0; i < nex; i++)
+            ex[i] = (uint32_t)(rng_next(&seed) % N);
+        for (int i = 0; i < N; i++) {
+            if (w[i] && (e.ok >> i & 1)) {
+                n++;
+                total += inflight[i];
+            }
+        }
+        /* ceil(c (total + 1) / n) = ceil(num (total + 1) / 4n) */
+        cap = n ? (num * (total + 1) + 4 * n - 1) / (4 * n) : 0;
+        /* Every replica that is on a point, clockwise from the key. */
+        for (;;) {
+            int p = gw_ring_pick(&r, point, NULL, NULL, order, norder);
+
+            if (p < 0)
+                break;
+            order[norder++] = (uint32_t)p;
+        }
+        assert_int_equal(norder, N - 2);
+        for (size_t i = 0; i < norder; i++) {
+            uint32_t idx = order[i];
+
+            if (!(e.ok >> idx & 1) || (nex > 0 && ex[0] == idx) || (nex > 1 && ex[1] == idx))
+                continue;
+            if (first < 0)
+                first = (int)idx;
+            if (inflight[idx] + 1 <= cap) {
+                want = (int)idx;
+                break;
+            }
+        }
+        if (want < 0)
+            want = first;
+        got = gw_ring_pick_bounded(&r, point, elig_fn, &e, ex, nex, inflight, (double)num / 4);
+        assert_int_equal(got, want);
+        assert_int_equal(gw_ring_pick_capped(&r, point, elig_fn, &e, ex, nex, inflight, cap), want);
+        passed_over += want != first;
+        fell_back += want >= 0 && inflight[want] + 1 > cap;
+    }
+    print_message("      reference walk: %ld passed over, %ld fell back\n", passed_over, fell_back);
+    /* The random loads exercised both paths. */
+    assert_true(passed_over > 1000);
+    assert_true(fell_back > 10);
+    gw_ring_free(&r);
+}
+
+/* The census counts only replicas that are on a point and eligible, and
+ * only their calls; it asks each of them once, and the walk asks nobody
+ * again. */
+static void test_bounded_census(void **state)
+{
+    static const uint32_t w[] = {100, 0, 100, 100, 100};
+    struct gw_ring r;
+    /* 1 weighs 0 and 4 is ineligible: their loads must not raise the cap. */
+    uint32_t inflight[5] = {2, 1000, 2, 2, 1000};
+    struct elig e = {0x0f, 0};
+    uint64_t seed = 3;
+    int passed_over = 0;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, w, 5), 0);
+    for (int k = 0; k < 2000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed);
+        int first = gw_ring_pick(&r, point, elig_fn, &e, NULL, 0), got;
+
+        /* n = 3 (0, 2, 3), total 6: cap ceil(1.25 x 7 / 3) = 3, so 2 fits. */
+        e.calls = 0;
+        got = gw_ring_pick_bounded(&r, point, elig_fn, &e, NULL, 0, inflight, 1.25);
+        assert_int_equal(got, first);
+        assert_int_equal(e.calls, 4); /* 0, 2, 3, 4: not the weightless 1 */
+    }
+    /* Now 0 carries 4: cap ceil(1.25 x 9 / 3) = 4, so 0 is full and its
+     * keys go on to the next eligible replica clockwise. */
+    inflight[0] = 4;
+    for (int k = 0; k < 2000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed), ex = 0;
+        int first = gw_ring_pick(&r, point, elig_fn, &e, NULL, 0);
+        int got = gw_ring_pick_bounded(&r, point, elig_fn, &e, NULL, 0, inflight, 1.25);
+
+        if (first == 0) {
+            assert_int_equal(got, gw_ring_pick(&r, point, elig_fn, &e, &ex, 1));
+            passed_over++;
+        } else {
+            assert_int_equal(got, first);
+        }
+    }
+    assert_true(passed_over > 300);
+    gw_ring_free(&r);
+}
+
+static void test_bounded_falls_back_never_refuses(void **state)
+{
+    static const uint32_t zero[] = {0, 0};
+    struct gw_ring r;
+    uint32_t inflight[5] = {10, 10, 10, 10, 10};
+    struct elig none = {0, 0}, only3 = {1u << 3, 0};
+    uint64_t seed = 11;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, NULL, 5), 0);
+    for (int k = 0; k < 2000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed), ex = (uint32_t)(k % 5);
+
+        /* A factor below 1 puts everyone over the cap: the ring's answer. */
+        assert_int_equal(gw_ring_pick_bounded(&r, point, NULL, NULL, NULL, 0, inflight, 0.5),
+                         gw_ring_pick(&r, point, NULL, NULL, NULL, 0));
+        /* With the first choice excluded, the second. */
+        assert_int_equal(gw_ring_pick_bounded(&r, point, NULL, NULL, &ex, 1, inflight, 0.5),
+                         gw_ring_pick(&r, point, NULL, NULL, &ex, 1));
+        /* One eligible replica, however loaded, takes the call. */
+        inflight[3] = 1000;
+        assert_int_equal(gw_ring_pick_bounded(&r, point, elig_fn, &only3, NULL, 0, inflight, 1.25),
+                         3);
+        inflight[3] = 10;
+        assert_int_equal(gw_ring_pick_bounded(&r, point, elig_fn, &none, NULL, 0, inflight, 1.25),
+                         GW_ENOREPLICA);
+    }
+    /* Every eligible replica excluded: none. */
+    {
+        static const uint32_t all[] = {0, 1, 2, 3, 4};
+
+        assert_int_equal(gw_ring_pick_bounded(&r, 5, NULL, NULL, all, 5, inflight, 1.25),
+                         GW_ENOREPLICA);
+    }
+    gw_ring_free(&r);
+    /* A ring with no points. */
+    assert_int_equal(gw_ring_build(&r, five, zero, 2), 0);
+    assert_int_equal(gw_ring_pick_bounded(&r, 5, NULL, NULL, NULL, 0, inflight, 1.25),
+                     GW_ENOREPLICA);
+    assert_int_equal(gw_ring_pick_capped(&r, 5, NULL, NULL, NULL, 0, inflight, 3), GW_ENOREPLICA);
+    gw_ring_free(&r);
+}
+
+/* --- acceptance over 1,000,000 keys ------------------------------------------- */
+
+/* Ten replicas on loopback ports, 100 vnodes each. With 100 vnodes a share
+ * is a sum of 100 arcs, so it spreads around the fair share with a relative
+ * standard deviation of about sqrt(0.9 / 100) = 9.5% (test_share_spread_
+ * over_random_sets measures it): for about one 10-replica set in three every
+ * replica lands within +-15%. These addresses are such a set, and the
+ * removal and share acceptance checks are pinned on it. */
+#define N10 10
+static const char *const ten[N10] = {
+    "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003", "127.0.0.1:9004", "127.0.0.1:9005",
+    "127.0.0.1:9006", "127.0.0.1:9007", "127.0.0.1:9008", "127.0.0.1:9009", "127.0.0.1:9010",
+};
+
+/* Replica of every key on <r>. */
+static int *pick_all(const struct gw_ring *r)
+{
+    int *owner = malloc(NKEYS * sizeof(*owner));
+
+    assert_non_null(owner);
+    for (size_t k = 0; k < NKEYS; k++)
+        owner[k] = gw_ring_pick(r, g_points[k], NULL, NULL, NULL, 0);
+    return owner;
+}
+
+/* Removing one of ten replicas moves only the keys it owned (all of them,
+ * to the replica next clockwise, as if it were merely ineligible) and at
+ * most 1.15/N of the keys; done for each of the ten in turn. */
+static void test_acceptance_remove_one_of_ten(void **state)
+{
+    struct gw_ring full;
+    int *owner;
+    size_t owned[N10] = {0}, worst = 0;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&full, ten, NULL, N10), 0);
+    owner = pick_all(&full);
+    for (size_t k = 0; k < NKEYS; k++)
+        owned[owner[k]]++;
+    for (uint32_t gone = 0; gone < N10; gone++) {
+        const char *rest[N10 - 1];
+        uint32_t to_full[N10 - 1];
+        struct gw_ring less;
+        size_t moved = 0, n = 0;
+
+        for (uint32_t i = 0; i < N10; i++) {
+            if (i == gone)
+                continue;
+            to_full[n] = i;
+            rest[n++] = ten[i];
+        }
+        assert_int_equal(gw_ring_build(&less, rest, NULL, N10 - 1), 0);
+        for (size_t k = 0; k < NKEYS; k++) {
+            uint32_t now = to_full[gw_ring_pick(&less, g_points[k], NULL, NULL, NULL, 0)];
+
+            if (now == (uint32_t)owner[k])
+                continue;
+            assert_int_equal(owner[k], gone); /* only the removed replica's keys move */
+            assert_int_equal(now, gw_ring_pick(&full, g_points[k], NULL, NULL, &gone, 1));
+            moved++;
+        }
+        assert_int_equal(moved, owned[gone]); /* and every one of them does */
+        assert_true(moved <= NKEYS * 115 / 100 / N10);
+        if (moved > worst)
+            worst = moved;
+        gw_ring_free(&less);
+    }
+    print_message("      remove 1 of 10: at most %zu of %d keys moved (%.3f/N)\n", worst, NKEYS,
+                  (double)worst * N10 / NKEYS);
+    free(owner);
+    gw_ring_free(&full);
+}
+
+/* Each of the ten owns within +-15% of a fair share, by gw_ring_share and by
+ * counting keys, and the two agree. */
+static void test_acceptance_fair_share(void **state)
+{
+    struct gw_ring r;
+    int *owner;
+    size_t owned[N10] = {0};
+    double lo = 1, hi = 0;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, ten, NULL, N10), 0);
+    owner = pick_all(&r);
+    for (size_t k = 0; k < NKEYS; k++)
+        owned[owner[k]]++;
+    for (uint32_t i = 0; i < N10; i++) {
+        double share = gw_ring_share(&r, i) * N10, counted = (double)owned[i] * N10 / NKEYS;
+
+        assert_true(share >= 0.85 && share <= 1.15);
+        assert_true(counted >= 0.85 && counted <= 1.15);
+        /* 1,000,000 keys measure a share to about 0.3% of a fair share. */
+        assert_true(fabs(share - counted) < 0.02);
+        lo = fmin(lo, counted);
+        hi = fmax(hi, counted);
+    }
+    print_message("      fair share: keys per replica from %.3f to %.3f of fair\n", lo, hi);
+    free(owner);
+    gw_ring_free(&r);
+}
+
+/* The spread of shares over 300 random 10-replica sets matches what 100
+ * vnodes can give: relative standard deviation near sqrt(0.9 / 100), most
+ * replicas within +-15%. A broken hash or lost vnodes would show here. */
+static void test_share_spread_over_random_sets(void **state)
+{
+    enum { SETS = 300 };
+    uint64_t seed = 4242;
+    double sum2 = 0;
+    long within = 0, sets_within = 0;
+
+    (void)state;
+    for (int s = 0; s < SETS; s++) {
+        char names[N10][32];
+        const char *addrs[N10];
+        struct gw_ring r;
+        int all = 1;
+
+        for (int i = 0; i < N10; i++) {
+            uint64_t x = rng_next(&seed);
+
+            snprintf(names[i], sizeof(names[i]), "10.%u.%u.%u:%u", (unsigned)(x & 255),
+                     (unsigned)(x >> 8 & 255), (unsigned)(x >> 16 & 255) % 254 + 1,
+                     (unsigned)(x >> 24 & 0x7fff) + 1024);
+            addrs[i] = names[i];
+        }
+        if (gw_ring_build(&r, addrs, NULL, N10) != 0)
+            continue; /* a duplicate address: astronomically unlikely */
+        for (uint32_t i = 0; i < N10; i++) {
+            double rel = gw_ring_share(&r, i) * N10 - 1;
+
+            sum2 += rel * rel;
+            within += fabs(rel) <= 0.15;
+            all &= fabs(rel) <= 0.15;
+        }
+        sets_within += all;
+        gw_ring_free(&r);
+    }
+    {
+        double sd = sqrt(sum2 / (SETS * N10));
+
+        print_message("      100 vnodes: share sd %.4f, %.1f%% of replicas and %.1f%% of "
+                      "10-replica sets within +-15%%\n",
+                      sd, 100.0 * within / (SETS * N10), 100.0 * sets_within / SETS);
+        assert_true(sd > 0.085 && sd < 0.105);
+        assert_true(within > SETS * N10 * 85 / 100);
+    }
+}
+
+/* Rings built from the same members in different orders answer the same
+ * address for every one of the 1,000,000 keys. */
+static void test_acceptance_member_order(void **state)
+{
+    struct gw_ring a;
+    int *owner;
+    uint64_t seed = 5;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&a, ten, NULL, N10), 0);
+    owner = pick_all(&a);
+    for (int o = 0; o < 3; o++) {
+        const char *perm[N10];
+        uint32_t to_a[N10];
+        struct gw_ring b;
+
+        for (int i = 0; i < N10; i++)
+            perm[i] = ten[o == 0 ? N10 - 1 - i : i];
+        if (o > 0) /* Fisher-Yates with the fixed generator */
+            for (int i = N10 - 1; i > 0; i--) {
+                int j = (int)(rng_next(&seed) % (uint64_t)(i + 1));
+                const char *t = perm[i];
+
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+        for (int i = 0; i < N10; i++)
+            for (uint32_t j = 0; j < N10; j++)
+                if (!strcmp(perm[i], ten[j]))
+                    to_a[i] = j;
+        assert_int_equal(gw_ring_build(&b, perm, NULL, N10), 0);
+        for (size_t k = 0; k < NKEYS; k++)
+            assert_int_equal(to_a[gw_ring_pick(&b, g_points[k], NULL, NULL, NULL, 0)], owner[k]);
+        gw_ring_free(&b);
+    }
+    free(owner);
+    gw_ring_free(&a);
+}
+
+/* A Zipf(1.1) stream over 10,000 keys, with calls arriving and completing so
+ * that 180..220 are in flight (a reflected random walk from the fixed
+ * generator). Runs the stream with ten eligible replicas and again with one
+ * of them draining (ineligible: n = 9). At every pick the chosen replica's
+ * in-flight count, the new call included, is at most ceil(c x mean), the
+ * mean taken over the eligible replicas with the new call, as in the
+ * algorithm. Without the bound the same stream goes over it, so the check
+ * has teeth. */
+struct zipf_run {
+    long picks, passed_over, over_cap;
+    uint32_t max_seen;
+};
+
+static void zipf_stream(const struct gw_ring *r, const uint32_t *points, const double *cdf,
+                        size_t nkeys, double c, int draining, struct zipf_run *out)
+{
+    enum { STEPS = 300000, CALLS_MAX = 256 };
+    uint32_t inflight[N10] = {0}, calls[CALLS_MAX];
+    size_t ncalls = 0;
+    uint64_t seed = 1101, total = 0;
+    struct elig e = {(1u << N10) - 1, 0};
+    uint64_t n = N10;
+
+    if (draining >= 0) {
+        e.ok &= ~(1ull << draining);
+        n--;
+    }
+    memset(out, 0, sizeof(*out));
+    for (int step = 0; step < STEPS; step++) {
+        int arrive = ncalls < 180 || (ncalls <= 220 && (rng_next(&seed) & 1));
+
+        if (arrive) {
+            double u = rng_unit(&seed);
+            size_t lo = 0, hi = nkeys - 1;
+            uint64_t cap;
+            int got;
+
+            while (lo < hi) { /* the first rank whose cumulative weight exceeds u */
+                size_t mid = (lo + hi) / 2;
+
+                if (cdf[mid] > u)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            /* cap in integers: ceil(5 (total + 1) / 4n) */
+            cap = (5 * (total + 1) + 4 * n - 1) / (4 * n);
+            got = gw_ring_pick_bounded(r, points[lo], elig_fn, &e, NULL, 0, inflight, c);
+            assert_true(got >= 0 && got != draining);
+            out->picks++;
+            out->passed_over += got != gw_ring_pick(r, points[lo], elig_fn, &e, NULL, 0);
+            inflight[got]++;
+            total++;
+            out->over_cap += inflight[got] > cap;
+            if (inflight[got] > out->max_seen)
+                out->max_seen = inflight[got];
+            assert_true(ncalls < CALLS_MAX);
+            calls[ncalls++] = (uint32_t)got;
+        } else {
+            size_t which = (size_t)(rng_next(&seed) % ncalls);
+
+            inflight[calls[which]]--;
+            total--;
+            calls[which] = calls[--ncalls];
+        }
+    }
+}
+
+static void test_acceptance_bounded_zipf(void **state)
+{
+    enum { ZKEYS = 10000 };
+    struct gw_ring r;
+    uint32_t *points = malloc(ZKEYS * sizeof(*points));
+    double *cdf = malloc(ZKEYS * sizeof(*cdf)), sum = 0;
+    struct zipf_run run;
+
+    (void)state;
+    assert_non_null(points);
+    assert_non_null(cdf);
+    for (size_t i = 0; i < ZKEYS; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "zipf-%zu", i);
+
+        points[i] = gw_hash32(key, (size_t)n);
+        sum += pow((double)(i + 1), -1.1);
+        cdf[i] = sum;
+    }
+    for (size_t i = 0; i < ZKEYS; i++)
+        cdf[i] /= sum;
+    cdf[ZKEYS - 1] = 2.0; /* rounding never runs past the last rank */
+    assert_int_equal(gw_ring_build(&r, ten, NULL, N10), 0);
+
+    for (int draining = -1; draining <= 3; draining += 4) {
+        zipf_stream(&r, points, cdf, ZKEYS, 1.25, draining, &run);
+        print_message("      zipf c=1.25 %s: %ld picks, %.1f%% passed over, max in flight %u, "
+                      "%ld over the cap\n",
+                      draining < 0 ? "10 eligible" : "9 eligible", run.picks,
+                      100.0 * run.passed_over / run.picks, run.max_seen, run.over_cap);
+        assert_true(run.picks > 100000);
+        assert_int_equal(run.over_cap, 0);
+        /* The bound was needed, and most calls still went to their own replica. */
+        assert_true(run.passed_over > 0);
+        assert_true(run.passed_over < run.picks / 2);
+
+        zipf_stream(&r, points, cdf, ZKEYS, 0, draining, &run);
+        print_message("      zipf c=0 (off): max in flight %u, %ld picks over the cap\n",
+                      run.max_seen, run.over_cap);
+        assert_true(run.over_cap > 1000);
+    }
+    gw_ring_free(&r);
+    free(points);
+    free(cdf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +1138,19 @@ int main(void)
         cmocka_unit_test(test_weight_zero),
         cmocka_unit_test(test_build_rejects_invalid),
         cmocka_unit_test(test_build_allocation_failures),
+        cmocka_unit_test(test_build_rejects_too_many_replicas),
+        cmocka_unit_test(test_pick_pinned_vectors),
+        cmocka_unit_test(test_load_cap),
+        cmocka_unit_test(test_bounded_pinned_vectors),
+        cmocka_unit_test(test_bounded_off_is_pick),
+        cmocka_unit_test(test_bounded_matches_reference_walk),
+        cmocka_unit_test(test_bounded_census),
+        cmocka_unit_test(test_bounded_falls_back_never_refuses),
+        cmocka_unit_test(test_acceptance_remove_one_of_ten),
+        cmocka_unit_test(test_acceptance_fair_share),
+        cmocka_unit_test(test_share_spread_over_random_sets),
+        cmocka_unit_test(test_acceptance_member_order),
+        cmocka_unit_test(test_acceptance_bounded_zipf),
     };
-    return cmocka_run_group_tests_name("ring", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("ring", tests, keys_setup, keys_teardown);
 }
