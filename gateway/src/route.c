@@ -194,8 +194,8 @@ int gw_routes_pick(const struct gw_pool *pool, uint32_t point, gw_routes_eligibl
     if (pool->ring.npoints == 0)
         return GW_ENOREPLICA;
     struct pick_ctx pc = {pool, eligible, ctx};
-    (void)inflight; /* bounded loads: see gw_ring_pick_bounded */
-    int idx = gw_ring_pick(&pool->ring, point, pick_eligible, &pc, NULL, 0);
+    int idx = gw_ring_pick_bounded(&pool->ring, point, pick_eligible, &pc, NULL, 0, inflight,
+                                   pool->tun.balance_factor);
     if (idx < 0)
         return GW_ENOREPLICA;
     return (int)pool->replica_ids[idx];
