@@ -11,34 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-static const char *const status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
-const char *rp_config_code_name(grpc_status_code code)
-{
-    if ((int)code < 0 || (size_t)code >= sizeof(status_names) / sizeof(status_names[0]))
-        return "UNKNOWN";
-    return status_names[code];
-}
+#include "grpcwire.h"
 
 void rp_config_usage(FILE *out)
 {
@@ -117,20 +91,15 @@ static int parse_fraction(const char *s, double *out)
     return 0;
 }
 
+/* A gRPC status by name or number, OK excluded: an injected error is never
+ * OK. */
 static int parse_code(const char *s, grpc_status_code *out)
 {
-    long n;
-    if (parse_long(s, 1, 16, &n) == 0) {
-        *out = (grpc_status_code)n;
-        return 0;
-    }
-    for (size_t i = 1; i < sizeof(status_names) / sizeof(status_names[0]); i++) {
-        if (strcasecmp(s, status_names[i]) == 0) {
-            *out = (grpc_status_code)i;
-            return 0;
-        }
-    }
-    return -1;
+    int code = gw_grpc_status_parse(s);
+    if (code <= GW_GRPC_OK)
+        return -1;
+    *out = (grpc_status_code)code;
+    return 0;
 }
 
 /* HOST:PORT with a port 0..65535 ("[v6]:port" included), or a grpc

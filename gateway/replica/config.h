@@ -49,8 +49,4 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
 /* Writes the --help text: every flag, its default and an example. */
 void rp_config_usage(FILE *out);
 
-/* The canonical name of a gRPC status code ("UNAVAILABLE"), or "UNKNOWN"
- * for a value outside 0..16. */
-const char *rp_config_code_name(grpc_status_code code);
-
 #endif

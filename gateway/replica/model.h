@@ -55,7 +55,7 @@ struct rp_model_result {
     Inference__ModelInferResponse__InferOutputTensor **tensor_ptrs;
     Inference__InferTensorContents *contents; /* typed inputs only */
     ProtobufCBinaryData *raw;                 /* raw inputs only */
-    char (*names)[24];
+    char (*names)[32];                        /* "OUTPUT<i>": room for any size_t */
     size_t n;
 };
 

@@ -32,9 +32,10 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 
+#include "grpcwire.h"
 #include "jlog.h"
 #include "service.h"
-#include "timerq.h"
+#include "timer.h"
 
 #ifndef RP_VERSION
 #define RP_VERSION "0"
@@ -93,7 +94,7 @@ struct call {
     grpc_byte_buffer *recv_bb, *send_bb;
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     grpc_metadata md_out[2];
-    struct rp_timer timer;
+    struct gw_timer timer; /* the delay of the job at the head; runs on_timer */
     struct job *head, *tail;
     int njobs;
     long requests;
@@ -108,7 +109,7 @@ struct worker {
     pthread_t thread;
     int thread_started;
     grpc_completion_queue *cq;
-    struct rp_timerq timers;
+    struct gw_timer_heap timers;
     uint64_t rng;
     int pending_requests;
     int live_calls;
@@ -134,20 +135,12 @@ struct rp_server {
 
 /* --- time and randomness ---------------------------------------------------- */
 
-/* gpr's monotonic clock, so that deadlines handed to grpc agree with it. */
-static uint64_t now_ns(void)
+/* Times are gw_now_ns() (CLOCK_MONOTONIC), the clock of the timer heaps.
+ * gpr's monotonic clock is offset from it, so grpc core is handed deadlines
+ * relative to now (GPR_TIMESPAN), never absolute times. */
+static gpr_timespec in_ns(uint64_t ns)
 {
-    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static gpr_timespec at_ns(uint64_t ns)
-{
-    gpr_timespec t;
-    t.tv_sec = (int64_t)(ns / 1000000000ull);
-    t.tv_nsec = (int32_t)(ns % 1000000000ull);
-    t.clock_type = GPR_CLOCK_MONOTONIC;
-    return t;
+    return gpr_time_from_nanos((int64_t)ns, GPR_TIMESPAN);
 }
 
 static uint64_t splitmix64(uint64_t x)
@@ -365,7 +358,7 @@ static void send_status(struct call *c, struct job *j)
     if (j->injected) {
         /* An injected error's initial metadata is empty or already sent, so
          * md_out is free for the trailers. */
-        set_md(&c->md_out[0], "x-injected-error", rp_config_code_name(j->code));
+        set_md(&c->md_out[0], "x-injected-error", gw_grpc_status_name(j->code));
         set_md(&c->md_out[1], "x-replica-id", cfg->id);
         ops[n].data.send_status_from_server.trailing_metadata_count = 2;
         ops[n].data.send_status_from_server.trailing_metadata = c->md_out;
@@ -394,11 +387,12 @@ static void pump(struct call *c)
     struct worker *w = c->w;
     struct job *j;
 
-    while (!c->closed && !c->failed && !c->send_busy && !rp_timer_armed(&c->timer) &&
+    while (!c->closed && !c->failed && !c->send_busy && !gw_timer_armed(&c->timer) &&
            (j = c->head)) {
         if (!j->started) {
             j->started = 1;
-            if (j->delay_ns && rp_timerq_add(&w->timers, &c->timer, now_ns() + j->delay_ns) == 0)
+            if (j->delay_ns &&
+                gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + j->delay_ns) == 0)
                 break;
         }
         if (!c->status_sent && j->has_msg && j->sent < j->count) {
@@ -519,7 +513,7 @@ static void on_close(struct call *c, int ok)
     if (!ok)
         c->cancelled = 1;
     /* Nothing more will be sent: drop the delay and what was queued. */
-    rp_timerq_cancel(&w->timers, &c->timer);
+    gw_timer_heap_cancel(&w->timers, &c->timer);
     while (c->head)
         call_pop(c);
 }
@@ -548,7 +542,7 @@ static void log_call(struct call *c)
         return;
     rp_jlog_begin(&l, "call", s->cfg->id);
     rp_jlog_str(&l, "method", c->path);
-    rp_jlog_str(&l, "status", rp_config_code_name(c->status));
+    rp_jlog_str(&l, "status", gw_grpc_status_name(c->status));
     rp_jlog_bool(&l, "cancelled", 0);
     rp_jlog_end(&l);
 }
@@ -630,6 +624,15 @@ static void call_start(struct call *c)
     }
 }
 
+/* A job's delay is over: its sends can start. */
+static void on_timer(struct gw_timer *t, void *arg)
+{
+    struct call *c = arg;
+
+    pump(c);
+    maybe_finish(c);
+}
+
 static void on_new(struct slot *sl, int ok)
 {
     struct worker *w = sl->w;
@@ -647,6 +650,7 @@ static void on_new(struct slot *sl, int ok)
         grpc_metadata_array_destroy(&sl->md);
     } else {
         c->w = w;
+        gw_timer_init(&c->timer, on_timer, c);
         c->call = sl->call;
         c->details = sl->details;
         c->md = sl->md;
@@ -693,13 +697,6 @@ static void dispatch(void *tag, int ok)
     maybe_finish(c);
 }
 
-static void on_timer(struct rp_timer *t)
-{
-    struct call *c = (struct call *)((char *)t - offsetof(struct call, timer));
-    pump(c);
-    maybe_finish(c);
-}
-
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -714,12 +711,12 @@ static void *worker_main(void *arg)
         slot_request(sl);
     }
     for (;;) {
-        uint64_t now = now_ns(), wake;
-        struct rp_timer *t;
+        uint64_t now = gw_now_ns(), wake;
+        struct gw_timer *t;
         grpc_event ev;
 
-        while ((t = rp_timerq_pop_expired(&w->timers, now)))
-            on_timer(t);
+        while ((t = gw_timer_heap_pop_expired(&w->timers, now)))
+            t->cb(t, t->arg);
         if (atomic_load(&s->cancel_all) && !w->cancelled_all) {
             w->cancelled_all = 1;
             for (struct call *c = w->calls; c; c = c->next)
@@ -728,10 +725,12 @@ static void *worker_main(void *arg)
         }
         if (atomic_load(&s->exiting) && w->pending_requests == 0 && w->live_calls == 0)
             break;
-        wake = rp_timerq_next(&w->timers);
+        /* grpc core has no timer or alarm API in C: the worker sleeps no
+         * longer than until the earliest expiry in its own heap. */
+        wake = gw_timer_heap_next(&w->timers);
         if (wake > now + IDLE_WAKE_NS)
             wake = now + IDLE_WAKE_NS;
-        ev = grpc_completion_queue_next(w->cq, at_ns(wake), NULL);
+        ev = grpc_completion_queue_next(w->cq, in_ns(wake > now ? wake - now : 0), NULL);
         if (ev.type == GRPC_OP_COMPLETE)
             dispatch(ev.tag, ev.success);
         else if (ev.type == GRPC_QUEUE_SHUTDOWN)
@@ -741,7 +740,7 @@ static void *worker_main(void *arg)
         grpc_call_details_destroy(&w->slots[i].details);
         grpc_metadata_array_destroy(&w->slots[i].md);
     }
-    rp_timerq_free(&w->timers);
+    gw_timer_heap_free(&w->timers);
     return NULL;
 }
 
@@ -769,7 +768,7 @@ static void format_addr(char *buf, size_t len, const char *listen, int port)
 static void wait_live_calls(struct rp_server *s, uint64_t until_ns)
 {
     struct timespec pause = {0, 2 * 1000000};
-    while (atomic_load(&s->live_calls) > 0 && now_ns() < until_ns)
+    while (atomic_load(&s->live_calls) > 0 && gw_now_ns() < until_ns)
         nanosleep(&pause, NULL);
 }
 
@@ -782,10 +781,10 @@ static int wait_shutdown_tag(struct rp_server *s, gpr_timespec deadline)
 
 void rp_server_stop(struct rp_server *s, long grace_ms, struct rp_stats *stats)
 {
-    uint64_t until = now_ns() + (uint64_t)grace_ms * NS_PER_MS;
+    uint64_t grace_ns = (uint64_t)grace_ms * NS_PER_MS, until = gw_now_ns() + grace_ns;
 
     grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, s);
-    if (!wait_shutdown_tag(s, at_ns(until))) {
+    if (!wait_shutdown_tag(s, in_ns(grace_ns))) {
         grpc_server_cancel_all_calls(s->server);
         atomic_store(&s->cancel_all, 1);
         wait_shutdown_tag(s, gpr_inf_future(GPR_CLOCK_MONOTONIC));
@@ -877,7 +876,7 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
         w->s = s;
         w->index = i;
         w->rng = splitmix64(cfg->seed + (uint64_t)i) | 1;
-        rp_timerq_init(&w->timers);
+        gw_timer_heap_init(&w->timers);
         w->cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->server, w->cq, NULL);
     }
