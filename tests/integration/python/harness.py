@@ -470,3 +470,107 @@ class GatewayTestCase(unittest.TestCase):
         rid = replica_of(call)
         self.assertIn(rid, self.cluster.ids, "x-replica-id %r is not one of ours" % (rid,))
         return rid
+
+
+# --------------------------------------------------------------------------
+# Redis (the control plane): servers on loopback and a minimal RESP client
+# --------------------------------------------------------------------------
+
+def redis_connect(port, timeout=5.0):
+    """A connection to 127.0.0.1:<port>: (socket, buffered reader)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return s, s.makefile("rb")
+
+
+def redis_send(conn, *args):
+    """Sends one command; arguments are str, bytes or int."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    conn[0].sendall(b"".join(out))
+
+
+def redis_read(conn):
+    """Reads one reply: str, int, None or a list; an error reply raises RuntimeError."""
+    line = conn[1].readline()
+    if not line.endswith(b"\r\n"):
+        raise RuntimeError("redis: connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else conn[1].read(n + 2)[:-2].decode("utf-8", "surrogateescape")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [redis_read(conn) for _ in range(n)]
+    raise RuntimeError("redis: unexpected reply %r" % line)
+
+
+def redis_call(conn, *args):
+    """One command and its reply on <conn> (from redis_connect)."""
+    redis_send(conn, *args)
+    return redis_read(conn)
+
+
+def redis_close(conn):
+    conn[1].close()
+    conn[0].close()
+
+
+def _wait_redis(proc, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.popen.poll() is not None:
+            raise AssertionError("%s exited with %s; log:\n%s"
+                                 % (proc.name, proc.popen.returncode, proc.tail()))
+        if port_accepts(proc.port):
+            try:
+                conn = redis_connect(proc.port, timeout=1.0)
+                try:
+                    if redis_call(conn, "PING") == "PONG":
+                        return proc
+                finally:
+                    redis_close(conn)
+            except RuntimeError as e:
+                if "NOAUTH" in str(e):  # up, and wants a password
+                    return proc
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise AssertionError("%s not answering PING on %s; log:\n%s"
+                         % (proc.name, proc.addr, proc.tail()))
+
+
+def start_redis(*args, port=None, name="redis"):
+    """Starts redis-server on a free loopback port with no persistence and its own
+    directory under the work dir; extra redis-server flags in <args>. Returns the
+    Proc once it answers PING."""
+    port = port or free_port()
+    d = os.path.join(WORK_DIR, "%d-%s-%d" % (os.getpid(), name, port))
+    os.makedirs(d, exist_ok=True)
+    argv = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d] + list(args)
+    return _wait_redis(Proc(name, argv, port))
+
+
+def start_sentinel(master_port, master="mymaster", port=None, auth_pass=None):
+    """Starts a Redis Sentinel on a free loopback port watching the master on
+    127.0.0.1:<master_port> under the name <master> (quorum 1), with the
+    master's password <auth_pass> if it has one."""
+    port = port or free_port()
+    d = os.path.join(WORK_DIR, "%d-sentinel-%d" % (os.getpid(), port))
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "sentinel.conf")  # Sentinel rewrites its config file
+    with open(conf, "w") as f:
+        f.write("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n"
+                % (port, d, master, master_port))
+        if auth_pass:
+            f.write("sentinel auth-pass %s %s\n" % (master, auth_pass))
+    argv = [shutil.which("redis-server") or "/usr/bin/redis-server", conf, "--sentinel"]
+    return _wait_redis(Proc("sentinel", argv, port))

@@ -1,0 +1,886 @@
+/* infergw-ctl — the operator CLI: edits the pools, rings, tunables and
+ * replica states that the gateways load from Redis (key layout in
+ * DESIGN.md), and shows what the gateways will make of them.
+ *
+ * Every write is one Lua script run with EVAL: it checks what must exist
+ * (the pool, the replica), bumps <prefix>version and changes the keys, all
+ * atomically, so a gateway never loads half a change and two operators
+ * never interleave. INCR comes right after the checks and before any other
+ * write: Redis does not roll a script back, and INCR is the only write that
+ * can fail on a value (a version that is not a number), so failing there
+ * leaves everything untouched. After the script the new version is
+ * PUBLISHed on <prefix>changed; if that message is lost the gateways still
+ * see the version change at their next poll. Ring members are computed here
+ * (ring.h's gw_hash32) and passed to the script; the script finds the
+ * members a replica already has by their "<host:port>#" prefix, which no
+ * other replica's members share because '#' cannot occur in an address.
+ *
+ * Argument checks, ring and conf computations and output formats live in
+ * ctlargs.c and ctlview.c (pure, unit-tested); this file only talks to
+ * Redis.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlargs.h"
+#include "config.h"
+#include "ctlview.h"
+#include "mem.h"
+#include "redisconn.h"
+#include "ring.h"
+#include "tunables.h"
+
+#define KEYLEN 512 /* prefix <= 127, pool <= 255, replica <= 299 */
+
+/* --- the scripts ----------------------------------------------------------------- */
+
+/* KEYS: pools, version. ARGV: pool. */
+static const char script_pool_add[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {'exists'} end\n"
+    "local v = redis.call('INCR', KEYS[2])\n"
+    "redis.call('SADD', KEYS[1], ARGV[1])\n"
+    "return {'ok', v}\n";
+
+/* KEYS: pools, ring, conf, version. ARGV: pool. */
+static const char script_pool_remove[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'nopool'} end\n"
+    "local v = redis.call('INCR', KEYS[4])\n"
+    "redis.call('SREM', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "return {'ok', v}\n";
+
+/* KEYS: pools, ring, version. ARGV: pool, "<host:port>#", mode (add, weight,
+ * remove), the most replicas a ring takes, then score/member pairs of the
+ * replica's new vnodes. Returns {'ok', old vnode count, version} or a
+ * refusal: nopool, noreplica, {'exists', count} (add), {'full', replicas}
+ * (add), {'same', count} (weight: nothing to change). */
+static const char script_replica_set[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'nopool'} end\n"
+    "local old, have, addrs, n = {}, {}, {}, 0\n"
+    "for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do\n"
+    "  if string.sub(m, 1, #ARGV[2]) == ARGV[2] then old[#old + 1] = m; have[m] = true end\n"
+    "  local a = string.match(m, '^(.*)#')\n"
+    "  if a and not addrs[a] then addrs[a] = true; n = n + 1 end\n"
+    "end\n"
+    "if ARGV[3] == 'add' and #old > 0 then return {'exists', #old} end\n"
+    "if ARGV[3] == 'add' and n >= tonumber(ARGV[4]) then return {'full', n} end\n"
+    "if ARGV[3] ~= 'add' and #old == 0 then return {'noreplica'} end\n"
+    "if ARGV[3] == 'weight' and #old * 2 == #ARGV - 4 then\n"
+    "  local same = true\n"
+    "  for i = 6, #ARGV, 2 do if not have[ARGV[i]] then same = false; break end end\n"
+    "  if same then return {'same', #old} end\n"
+    "end\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "for i = 1, #old, 1000 do\n"
+    "  redis.call('ZREM', KEYS[2], unpack(old, i, math.min(i + 999, #old)))\n"
+    "end\n"
+    "for i = 5, #ARGV, 1000 do\n"
+    "  redis.call('ZADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "end\n"
+    "return {'ok', #old, v}\n";
+
+/* KEYS: pools, replica hash, version. ARGV: prefix, "<host:port>#0", state.
+ * The replica must be on some pool's ring (every replica has vnode #0), or
+ * have a state already (so a replica removed from every pool can still be
+ * undrained). */
+static const char script_state[] =
+    "local found = redis.call('EXISTS', KEYS[2]) == 1\n"
+    "if not found then\n"
+    "  for _, p in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "    if redis.call('ZSCORE', ARGV[1] .. 'pool:' .. p .. ':ring', ARGV[2]) then\n"
+    "      found = true; break\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if not found then return {'noreplica'} end\n"
+    "if (redis.call('HGET', KEYS[2], 'state') or 'active') == ARGV[3] then return {'same'} end\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "redis.call('HSET', KEYS[2], 'state', ARGV[3])\n"
+    "return {'ok', v}\n";
+
+/* KEYS: pools, conf hash, version. ARGV: pool ('' = global), field, value. */
+static const char script_conf_set[] =
+    "if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then\n"
+    "  return {'nopool'}\n"
+    "end\n"
+    "if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[3] then return {'same'} end\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+    "return {'ok', v}\n";
+
+/* KEYS: pools, conf hash, version. ARGV: pool ('' = global), field. */
+static const char script_conf_unset[] =
+    "if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then\n"
+    "  return {'nopool'}\n"
+    "end\n"
+    "if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return {'notset'} end\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "return {'ok', v}\n";
+
+/* Reads, in one atomic step. KEYS: pools, ring. ARGV: pool. */
+static const char script_read_ring[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {0} end\n"
+    "return {1, redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')}\n";
+
+/* KEYS: pools, global conf, pool conf. ARGV: pool ('' = global only). */
+static const char script_read_conf[] =
+    "if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {0} end\n"
+    "local p = {}\n"
+    "if ARGV[1] ~= '' then p = redis.call('HGETALL', KEYS[3]) end\n"
+    "return {1, redis.call('HGETALL', KEYS[2]), p}\n";
+
+/* --- plumbing ------------------------------------------------------------------------ */
+
+struct ctl {
+    const struct ctl_args *a;
+    redisContext *c;
+};
+
+static int say(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "infergw-ctl: <message>" on stderr; returns <code>. */
+static int say(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("infergw-ctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+/* Checks a reply: NULL (I/O error) and error replies are reported. */
+static redisReply *checked(struct ctl *x, redisReply *r)
+{
+    if (!r) {
+        say(CTL_EXIT_REDIS, "redis: %s", x->c->errstr[0] ? x->c->errstr : "no reply");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        say(CTL_EXIT_REDIS, "redis answered: %s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static redisReply *cmd(struct ctl *x, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(x->c, fmt, ap);
+    va_end(ap);
+    return checked(x, r);
+}
+
+/* Builds "<prefix><rest>". The operands are length-checked, so it fits. */
+#define KEY(buf, ...) gw_redis_key(buf, sizeof(buf), x->a->prefix, __VA_ARGS__)
+
+/* Arguments of one EVAL, copied. */
+struct evalargs {
+    char **v;
+    size_t *len;
+    size_t n, cap;
+    int oom;
+};
+
+static void ea_push(struct evalargs *e, const char *s, size_t len)
+{
+    if (e->oom)
+        return;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 16;
+        char **v = gw_realloc(e->v, cap * sizeof(*v));
+        size_t *l = v ? gw_realloc(e->len, cap * sizeof(*l)) : NULL;
+
+        if (v)
+            e->v = v;
+        if (!v || !l) {
+            e->oom = 1;
+            return;
+        }
+        e->len = l;
+        e->cap = cap;
+    }
+    e->v[e->n] = gw_strndup(s, len);
+    if (!e->v[e->n]) {
+        e->oom = 1;
+        return;
+    }
+    e->len[e->n++] = len;
+}
+
+static void ea_str(struct evalargs *e, const char *s)
+{
+    ea_push(e, s, strlen(s));
+}
+
+static void ea_free(struct evalargs *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        gw_free(e->v[i]);
+    gw_free(e->v);
+    gw_free(e->len);
+}
+
+/* Starts "EVAL <script> <nkeys>". */
+static void ea_eval(struct evalargs *e, const char *script, int nkeys)
+{
+    char n[16];
+
+    memset(e, 0, sizeof(*e));
+    ea_str(e, "EVAL");
+    ea_str(e, script);
+    snprintf(n, sizeof(n), "%d", nkeys);
+    ea_str(e, n);
+}
+
+/* Runs the EVAL and frees <e>. Returns an array reply whose first element
+ * is an integer or status text, or NULL (reported). */
+static redisReply *ea_run(struct ctl *x, struct evalargs *e)
+{
+    redisReply *r = NULL;
+
+    if (e->oom)
+        say(CTL_EXIT_REDIS, "out of memory");
+    else
+        r = checked(x, redisCommandArgv(x->c, (int)e->n, (const char **)e->v, e->len));
+    ea_free(e);
+    if (r && (r->type != REDIS_REPLY_ARRAY || r->elements == 0)) {
+        say(CTL_EXIT_REDIS, "unexpected script reply");
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static int status_is(const redisReply *r, const char *s)
+{
+    const redisReply *e = r->element[0];
+
+    return e->type == REDIS_REPLY_STRING && !strcmp(e->str, s);
+}
+
+/* Integer element <i> of a script reply (0 when absent). */
+static long long int_at(const redisReply *r, size_t i)
+{
+    return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
+                                                                         : 0;
+}
+
+/* Announces version <v> after a write. */
+static void publish(struct ctl *x, long long v)
+{
+    char ch[KEYLEN];
+    redisReply *r;
+
+    KEY(ch, "changed");
+    r = redisCommand(x->c, "PUBLISH %s %lld", ch, v);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        say(0,
+            "warning: written (version %lld) but PUBLISH failed (%s); gateways see the change "
+            "at their next version poll",
+            v, r ? r->str : x->c->errstr);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* Reports the outcome of a write: <version> < 0 when nothing changed.
+ * <extra> (may be NULL, taken) carries the command's fields for --json. */
+static int report(struct ctl *x, long long version, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int report(struct ctl *x, long long version, json_t *extra, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (version >= 0)
+        publish(x, version);
+    if (x->a->json) {
+        json_t *o = extra ? extra : json_object();
+
+        json_object_set_new(o, "changed", json_boolean(version >= 0));
+        json_object_set_new(o, "version", version >= 0 ? json_integer(version) : json_null());
+        ctl_view_print_json(stdout, o);
+        return CTL_EXIT_OK;
+    }
+    json_decref(extra);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (version >= 0)
+        printf(" (version %lld)", version);
+    putchar('\n');
+    return CTL_EXIT_OK;
+}
+
+static int no_pool(const char *pool)
+{
+    return say(CTL_EXIT_NOTFOUND, "pool %s does not exist; create it with: infergw-ctl pool add %s",
+               pool, pool);
+}
+
+/* --- pools ---------------------------------------------------------------------------- */
+
+static int pool_add(struct ctl *x)
+{
+    char pools[KEYLEN], ver[KEYLEN];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(pools, "pools");
+    KEY(ver, "version");
+    ea_eval(&e, script_pool_add, 2);
+    ea_str(&e, pools);
+    ea_str(&e, ver);
+    ea_str(&e, x->a->pool);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    if (status_is(r, "exists"))
+        rc = report(x, -1, json_pack("{s:s}", "pool", x->a->pool), "pool %s already exists",
+                    x->a->pool);
+    else
+        rc = report(x, int_at(r, 1), json_pack("{s:s}", "pool", x->a->pool), "pool %s added",
+                    x->a->pool);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int pool_remove(struct ctl *x)
+{
+    char pools[KEYLEN], ring[KEYLEN], conf[KEYLEN], ver[KEYLEN];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(pools, "pools");
+    KEY(ring, "pool:%s:ring", x->a->pool);
+    KEY(conf, "pool:%s:conf", x->a->pool);
+    KEY(ver, "version");
+    ea_eval(&e, script_pool_remove, 4);
+    ea_str(&e, pools);
+    ea_str(&e, ring);
+    ea_str(&e, conf);
+    ea_str(&e, ver);
+    ea_str(&e, x->a->pool);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    if (status_is(r, "nopool"))
+        rc = say(CTL_EXIT_NOTFOUND, "pool %s does not exist", x->a->pool);
+    else
+        rc = report(x, int_at(r, 1), json_pack("{s:s}", "pool", x->a->pool),
+                    "pool %s removed with its ring and conf", x->a->pool);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int pool_list(struct ctl *x)
+{
+    char pools[KEYLEN];
+    redisReply *r;
+    const char **names;
+
+    KEY(pools, "pools");
+    if (!(r = cmd(x, "SMEMBERS %s", pools)))
+        return CTL_EXIT_REDIS;
+    names = gw_calloc(r->elements + 1, sizeof(*names));
+    if (!names) {
+        freeReplyObject(r);
+        return say(CTL_EXIT_REDIS, "out of memory");
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        names[i] = r->element[i]->str ? r->element[i]->str : "";
+    qsort(names, r->elements, sizeof(*names), cmp_str);
+    if (x->a->json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < r->elements; i++)
+            json_array_append_new(arr, json_string(names[i]));
+        ctl_view_print_json(stdout, arr);
+    } else {
+        for (size_t i = 0; i < r->elements; i++)
+            printf("%s\n", names[i]);
+    }
+    gw_free(names);
+    freeReplyObject(r);
+    return CTL_EXIT_OK;
+}
+
+/* Warns when <addr>'s host does not resolve here: a gateway that cannot
+ * resolve it refuses the pool's whole new ring. Only a warning, since the
+ * gateways' resolver may know names this machine does not. */
+static void warn_unresolvable(const char *addr, const char *pool)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    char host[256], port[8];
+    uint16_t p;
+
+    if (gw_config_split_addr(addr, host, sizeof(host), &p) < 0)
+        return;
+    snprintf(port, sizeof(port), "%u", p);
+    if (getaddrinfo(host, port, &hints, &res) == 0 && res) {
+        freeaddrinfo(res);
+        return;
+    }
+    say(0,
+        "warning: %s does not resolve here; gateways that cannot resolve it keep the last good "
+        "ring of pool %s",
+        host, pool);
+}
+
+/* --- replicas -------------------------------------------------------------------------- */
+
+enum set_mode { SET_ADD, SET_WEIGHT, SET_REMOVE };
+
+static int replica_set(struct ctl *x, enum set_mode mode)
+{
+    static const char *const modes[] = {"add", "weight", "remove"};
+    const struct ctl_args *a = x->a;
+    char pools[KEYLEN], ring[KEYLEN], ver[KEYLEN], prefix[320], member[320];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(pools, "pools");
+    KEY(ring, "pool:%s:ring", a->pool);
+    KEY(ver, "version");
+    snprintf(prefix, sizeof(prefix), "%s#", a->replica);
+    ea_eval(&e, script_replica_set, 3);
+    ea_str(&e, pools);
+    ea_str(&e, ring);
+    ea_str(&e, ver);
+    ea_str(&e, a->pool);
+    ea_str(&e, prefix);
+    ea_str(&e, modes[mode]);
+    snprintf(member, sizeof(member), "%d", GW_RING_MAX_REPLICAS);
+    ea_str(&e, member);
+    for (uint32_t i = 0; mode != SET_REMOVE && i < a->weight; i++) {
+        char score[16];
+        int n = ctl_view_member(member, sizeof(member), a->replica, i);
+
+        snprintf(score, sizeof(score), "%u", gw_hash32(member, (size_t)n));
+        ea_str(&e, score);
+        ea_push(&e, member, (size_t)n);
+    }
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+
+    long long old = int_at(r, 1);
+    json_t *j = json_pack("{s:s, s:s}", "pool", a->pool, "replica", a->replica);
+
+    if (status_is(r, "nopool")) {
+        json_decref(j);
+        rc = no_pool(a->pool);
+    } else if (status_is(r, "noreplica")) {
+        json_decref(j);
+        rc = say(CTL_EXIT_NOTFOUND, "replica %s is not in pool %s", a->replica, a->pool);
+    } else if (status_is(r, "exists") && old != a->weight) {
+        json_decref(j);
+        rc = say(CTL_EXIT_USAGE,
+                 "replica %s is already in pool %s with %lld vnodes; change its weight with: "
+                 "infergw-ctl replica weight %s %s %u",
+                 a->replica, a->pool, old, a->pool, a->replica, a->weight);
+    } else if (status_is(r, "full")) {
+        json_decref(j);
+        rc = say(CTL_EXIT_USAGE, "pool %s already has %lld replicas, the most a ring takes",
+                 a->pool, old);
+    } else if (status_is(r, "exists") || status_is(r, "same")) {
+        json_object_set_new(j, "weight", json_integer(old));
+        rc = report(x, -1, j, "replica %s is already in pool %s with %lld vnodes", a->replica,
+                    a->pool, old);
+    } else if (mode == SET_ADD) {
+        warn_unresolvable(a->replica, a->pool);
+        json_object_set_new(j, "weight", json_integer(a->weight));
+        rc = report(x, int_at(r, 2), j, "replica %s added to pool %s with %u vnodes", a->replica,
+                    a->pool, a->weight);
+    } else if (mode == SET_WEIGHT) {
+        json_object_set_new(j, "old_weight", json_integer(old));
+        json_object_set_new(j, "weight", json_integer(a->weight));
+        rc = report(x, int_at(r, 2), j, "replica %s in pool %s: %lld -> %u vnodes", a->replica,
+                    a->pool, old, a->weight);
+    } else {
+        json_object_set_new(j, "old_weight", json_integer(old));
+        rc = report(x, int_at(r, 2), j, "replica %s removed from pool %s (had %lld vnodes)",
+                    a->replica, a->pool, old);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int replica_state(struct ctl *x, int drain)
+{
+    const char *state = drain ? "drain" : "active";
+    char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN], member0[320];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(pools, "pools");
+    KEY(hash, "replica:%s", x->a->replica);
+    KEY(ver, "version");
+    ctl_view_member(member0, sizeof(member0), x->a->replica, 0);
+    ea_eval(&e, script_state, 3);
+    ea_str(&e, pools);
+    ea_str(&e, hash);
+    ea_str(&e, ver);
+    ea_str(&e, x->a->prefix);
+    ea_str(&e, member0);
+    ea_str(&e, state);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    json_t *j = json_pack("{s:s, s:s}", "replica", x->a->replica, "state", state);
+    if (status_is(r, "noreplica")) {
+        json_decref(j);
+        rc = say(CTL_EXIT_NOTFOUND,
+                 "replica %s is in no pool; add it with: infergw-ctl replica add <pool> %s",
+                 x->a->replica, x->a->replica);
+    } else if (status_is(r, "same")) {
+        rc = report(x, -1, j, "replica %s is already %s", x->a->replica,
+                    drain ? "draining" : "active");
+    } else {
+        rc = report(x, int_at(r, 1), j, "replica %s %s", x->a->replica,
+                    drain ? "drained: no new calls; in-flight calls finish"
+                          : "active: takes new calls again");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* A pool's ring as the gateways build it, with the replicas' states. */
+struct pool_ring {
+    struct ctl_ring_view view;
+    struct gw_ring ring; /* zeroed when the pool has no replicas */
+    int *drain;
+    struct ctl_problems probs;
+};
+
+static void pool_ring_free(struct pool_ring *p)
+{
+    ctl_view_ring_free(&p->view);
+    gw_ring_free(&p->ring);
+    gw_free(p->drain);
+}
+
+static int load_states(struct ctl *x, struct pool_ring *p)
+{
+    char key[KEYLEN];
+
+    p->drain = gw_calloc(p->view.n ? p->view.n : 1, sizeof(*p->drain));
+    if (!p->drain)
+        return say(CTL_EXIT_REDIS, "out of memory");
+    for (size_t i = 0; i < p->view.n; i++) {
+        KEY(key, "replica:%s", p->view.addrs[i]);
+        redisAppendCommand(x->c, "HGET %s state", key);
+    }
+    for (size_t i = 0; i < p->view.n; i++) {
+        void *v = NULL;
+        redisReply *r;
+
+        if (redisGetReply(x->c, &v) != REDIS_OK || !(r = checked(x, v)))
+            return CTL_EXIT_REDIS;
+        p->drain[i] = ctl_view_state(p->view.addrs[i],
+                                     r->type == REDIS_REPLY_STRING ? r->str : NULL, &p->probs);
+        freeReplyObject(r);
+    }
+    return CTL_EXIT_OK;
+}
+
+static int load_pool_ring(struct ctl *x, struct pool_ring *p)
+{
+    char pools[KEYLEN], ring[KEYLEN];
+    struct evalargs e;
+    redisReply *r, *z;
+    const char **members = NULL, **scores = NULL;
+    int rc = CTL_EXIT_REDIS;
+
+    memset(p, 0, sizeof(*p));
+    KEY(pools, "pools");
+    KEY(ring, "pool:%s:ring", x->a->pool);
+    ea_eval(&e, script_read_ring, 2);
+    ea_str(&e, pools);
+    ea_str(&e, ring);
+    ea_str(&e, x->a->pool);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    if (int_at(r, 0) == 0) {
+        freeReplyObject(r);
+        return no_pool(x->a->pool);
+    }
+    z = r->element[1];
+    size_t n = z->type == REDIS_REPLY_ARRAY ? z->elements / 2 : 0;
+    members = gw_calloc(n + 1, sizeof(*members));
+    scores = gw_calloc(n + 1, sizeof(*scores));
+    if (!members || !scores) {
+        say(CTL_EXIT_REDIS, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        members[i] = z->element[2 * i]->str;
+        scores[i] = z->element[2 * i + 1]->str;
+    }
+    if (ctl_view_ring_parse(&p->view, members, scores, n, &p->probs) < 0) {
+        say(CTL_EXIT_REDIS, "out of memory");
+        goto out;
+    }
+    if (p->view.n) {
+        int b =
+            gw_ring_build(&p->ring, (const char *const *)p->view.addrs, p->view.weights, p->view.n);
+        if (b < 0) {
+            /* The replicas are valid and distinct: -EINVAL means too many. */
+            say(CTL_EXIT_REDIS, "cannot build the ring of pool %s: %s", x->a->pool,
+                b == -ENOMEM ? "out of memory" : "more replicas than a ring takes");
+            goto out;
+        }
+    }
+    rc = load_states(x, p);
+out:
+    gw_free(members);
+    gw_free(scores);
+    freeReplyObject(r);
+    if (rc != CTL_EXIT_OK)
+        pool_ring_free(p);
+    return rc;
+}
+
+/* ring show, replica list, route. */
+static int show_ring(struct ctl *x)
+{
+    struct pool_ring p;
+    int rc = load_pool_ring(x, &p);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    ctl_problems_print(&p.probs, stderr);
+    if (p.probs.total)
+        say(0, "warning: the gateways refuse invalid ring entries (see above); the view below "
+               "leaves them out");
+    if (x->a->cmd == CTL_RING_SHOW) {
+        ctl_view_print_ring(stdout, x->a->json, x->a->pool, &p.ring, p.drain);
+    } else if (x->a->cmd == CTL_REPLICA_LIST) {
+        ctl_view_print_replicas(stdout, x->a->json, x->a->pool, &p.ring, p.drain);
+    } else {
+        uint32_t point;
+        int first, second;
+
+        ctl_view_route(&p.ring, p.drain, x->a->key, strlen(x->a->key), &point, &first, &second);
+        ctl_view_print_route(stdout, x->a->json, x->a->pool, x->a->key, point, &p.ring, first,
+                             second);
+        if (first < 0)
+            rc = say(CTL_EXIT_NOTFOUND, "pool %s has %s", x->a->pool,
+                     p.view.n ? "no active replica (all drained)" : "no replicas");
+    }
+    pool_ring_free(&p);
+    return rc;
+}
+
+/* --- tunables ---------------------------------------------------------------------------- */
+
+static void conf_keys(struct ctl *x, char *pools, char *hash, char *ver)
+{
+    snprintf(pools, KEYLEN, "%spools", x->a->prefix);
+    if (x->a->pool)
+        snprintf(hash, KEYLEN, "%spool:%s:conf", x->a->prefix, x->a->pool);
+    else
+        snprintf(hash, KEYLEN, "%sconf", x->a->prefix);
+    snprintf(ver, KEYLEN, "%sversion", x->a->prefix);
+}
+
+static int conf_write(struct ctl *x, int set)
+{
+    const struct ctl_args *a = x->a;
+    char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    conf_keys(x, pools, hash, ver);
+    ea_eval(&e, set ? script_conf_set : script_conf_unset, 3);
+    ea_str(&e, pools);
+    ea_str(&e, hash);
+    ea_str(&e, ver);
+    ea_str(&e, a->pool ? a->pool : "");
+    ea_str(&e, a->field);
+    if (set)
+        ea_str(&e, a->value);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+
+    json_t *j = json_pack("{s:s?, s:s, s:s?}", "pool", a->pool, "field", a->field, "value",
+                          set ? a->value : NULL);
+    char where[300];
+
+    if (a->pool)
+        snprintf(where, sizeof(where), "for pool %s", a->pool);
+    else
+        snprintf(where, sizeof(where), "globally");
+    if (status_is(r, "nopool")) {
+        json_decref(j);
+        rc = no_pool(a->pool);
+    } else if (status_is(r, "notset")) {
+        json_decref(j);
+        rc = say(CTL_EXIT_NOTFOUND, "%s is not set %s (in %s)", a->field, where, hash);
+    } else if (status_is(r, "same")) {
+        rc = report(x, -1, j, "%s is already %s %s", a->field, a->value, where);
+    } else if (set) {
+        rc = report(x, int_at(r, 1), j, "%s set to %s %s", a->field, a->value, where);
+    } else {
+        rc = report(x, int_at(r, 1), j, "%s unset %s", a->field, where);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Field/value strings of an HGETALL reply; caller frees the array. */
+static const char **pairs_of(const redisReply *h, size_t *n)
+{
+    size_t k = h && h->type == REDIS_REPLY_ARRAY ? h->elements / 2 : 0;
+    const char **p = gw_calloc(2 * k + 1, sizeof(*p));
+
+    *n = k;
+    for (size_t i = 0; p && i < 2 * k; i++)
+        p[i] = h->element[i]->str;
+    return p;
+}
+
+static int conf_get(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN], global[KEYLEN];
+    struct ctl_conf_value vals[GW_TUN_COUNT];
+    struct ctl_problems probs = {0};
+    struct evalargs e;
+    const char **gp, **pp;
+    size_t ng, np;
+    redisReply *r;
+
+    conf_keys(x, pools, hash, ver);
+    KEY(global, "conf");
+    ea_eval(&e, script_read_conf, 3);
+    ea_str(&e, pools);
+    ea_str(&e, global);
+    ea_str(&e, hash);
+    ea_str(&e, a->pool ? a->pool : "");
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    if (int_at(r, 0) == 0) {
+        freeReplyObject(r);
+        return no_pool(a->pool);
+    }
+    gp = pairs_of(r->elements > 1 ? r->element[1] : NULL, &ng);
+    pp = pairs_of(r->elements > 2 ? r->element[2] : NULL, &np);
+    if (!gp || !pp) {
+        gw_free(gp);
+        gw_free(pp);
+        freeReplyObject(r);
+        return say(CTL_EXIT_REDIS, "out of memory");
+    }
+    ctl_view_conf(vals, global, gp, ng, hash, a->pool ? pp : NULL, np, &probs);
+    ctl_problems_print(&probs, stderr);
+    ctl_view_print_conf(stdout, a->json, a->pool, vals,
+                        a->field ? gw_tunables_field(a->field) : -1);
+    gw_free(gp);
+    gw_free(pp);
+    freeReplyObject(r);
+    return CTL_EXIT_OK;
+}
+
+static int version(struct ctl *x)
+{
+    char ver[KEYLEN];
+    redisReply *r;
+
+    KEY(ver, "version");
+    if (!(r = cmd(x, "GET %s", ver)))
+        return CTL_EXIT_REDIS;
+    const char *v = r->type == REDIS_REPLY_STRING ? r->str : "0";
+    if (x->a->json)
+        ctl_view_print_json(stdout, json_pack("{s:s}", "version", v));
+    else
+        printf("%s\n", v);
+    freeReplyObject(r);
+    return CTL_EXIT_OK;
+}
+
+static int dispatch(struct ctl *x)
+{
+    switch (x->a->cmd) {
+    case CTL_POOL_ADD:
+        return pool_add(x);
+    case CTL_POOL_REMOVE:
+        return pool_remove(x);
+    case CTL_POOL_LIST:
+        return pool_list(x);
+    case CTL_REPLICA_ADD:
+        return replica_set(x, SET_ADD);
+    case CTL_REPLICA_WEIGHT:
+        return replica_set(x, SET_WEIGHT);
+    case CTL_REPLICA_REMOVE:
+        return replica_set(x, SET_REMOVE);
+    case CTL_REPLICA_DRAIN:
+        return replica_state(x, 1);
+    case CTL_REPLICA_UNDRAIN:
+        return replica_state(x, 0);
+    case CTL_REPLICA_LIST:
+    case CTL_RING_SHOW:
+    case CTL_ROUTE:
+        return show_ring(x);
+    case CTL_CONF_GET:
+        return conf_get(x);
+    case CTL_CONF_SET:
+        return conf_write(x, 1);
+    case CTL_CONF_UNSET:
+        return conf_write(x, 0);
+    case CTL_VERSION:
+        return version(x);
+    case CTL_HELP:
+        break;
+    }
+    return CTL_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl_args a;
+    struct gw_redis_url url;
+    struct ctl x = {.a = &a};
+    char err[1024];
+    int rc;
+
+    rc = ctl_args_parse(&a, argc, argv, getenv("INFERGW_REDIS"), err, sizeof(err));
+    if (rc != 0)
+        return say(rc, "%s", err);
+    if (a.cmd == CTL_HELP) {
+        ctl_args_usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (gw_redis_url_parse(a.redis_url, &url, err, sizeof(err)) < 0)
+        return say(CTL_EXIT_USAGE, "--redis: %s", err);
+    x.c = gw_redis_connect(&url, a.timeout_ms, NULL, 0, err, sizeof(err));
+    if (!x.c) {
+        char where[600];
+
+        gw_redis_url_format(&url, where, sizeof(where));
+        return say(CTL_EXIT_REDIS, "cannot reach Redis at %s: %s", where, err);
+    }
+    rc = dispatch(&x);
+    redisFree(x.c);
+    if (fflush(stdout) != 0 && rc == CTL_EXIT_OK)
+        rc = CTL_EXIT_REDIS;
+    return rc;
+}

@@ -1,0 +1,520 @@
+/* ctlargs — infergw-ctl's command line; see ctlargs.h.
+ *
+ * One pass sorts argv into flags and positional words; the first one or two
+ * words name the command (looked up in a table that also lists its operands
+ * and the flags it takes), the rest are its operands, each validated by its
+ * kind. The table drives the checks, so adding a command is one row plus
+ * its help text.
+ */
+#include "ctlargs.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "redisconn.h"
+#include "ring.h"
+#include "tunables.h"
+
+#define MAX_WORDS 16
+
+/* Command flags a command may take. */
+#define F_WEIGHT 1u
+#define F_POOL   2u
+
+/* Operand kinds, one letter each in cmd_spec.ops:
+ * P pool, R replica, W weight, F tunable field, f optional tunable field,
+ * U any field name (unset may remove a field the gateway does not know),
+ * V tunable value (checked against the field), K route key. */
+struct cmd_spec {
+    const char *name; /* for messages */
+    const char *w1, *w2;
+    enum ctl_cmd cmd;
+    const char *ops;
+    unsigned flags;
+};
+
+static const struct cmd_spec cmds[] = {
+    {"pool add", "pool", "add", CTL_POOL_ADD, "P", 0},
+    {"pool remove", "pool", "remove", CTL_POOL_REMOVE, "P", 0},
+    {"pool list", "pool", "list", CTL_POOL_LIST, "", 0},
+    {"replica add", "replica", "add", CTL_REPLICA_ADD, "PR", F_WEIGHT},
+    {"replica remove", "replica", "remove", CTL_REPLICA_REMOVE, "PR", 0},
+    {"replica weight", "replica", "weight", CTL_REPLICA_WEIGHT, "PRW", 0},
+    {"replica drain", "replica", "drain", CTL_REPLICA_DRAIN, "R", 0},
+    {"replica undrain", "replica", "undrain", CTL_REPLICA_UNDRAIN, "R", 0},
+    {"replica list", "replica", "list", CTL_REPLICA_LIST, "P", 0},
+    {"conf get", "conf", "get", CTL_CONF_GET, "f", F_POOL},
+    {"conf set", "conf", "set", CTL_CONF_SET, "FV", F_POOL},
+    {"conf unset", "conf", "unset", CTL_CONF_UNSET, "U", F_POOL},
+    {"ring show", "ring", "show", CTL_RING_SHOW, "P", 0},
+    {"route", "route", NULL, CTL_ROUTE, "PK", 0},
+    {"version", "version", NULL, CTL_VERSION, "", 0},
+    {"help", "help", NULL, CTL_HELP, "", 0},
+};
+
+static void say(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+const char *ctl_args_cmd_name(enum ctl_cmd cmd)
+{
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (cmds[i].cmd == cmd)
+            return cmds[i].name;
+    return "?";
+}
+
+/* --- operand checks ----------------------------------------------------- */
+
+/* 1..max bytes of printable ASCII without space; <extra> lists further
+ * refused characters. */
+static int printable_word(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c <= 0x20 || c >= 0x7f || strchr(extra, c))
+            return 0;
+    }
+    return 1;
+}
+
+int ctl_check_pool(const char *name, char *err, size_t errlen)
+{
+    if (printable_word(name, CTL_MAX_NAME, ","))
+        return 0;
+    say(err, errlen,
+        "pool name '%s' refused: expected 1..%d printable characters, no spaces or commas", name,
+        CTL_MAX_NAME);
+    return -1;
+}
+
+int ctl_check_replica(const char *addr, char *err, size_t errlen)
+{
+    char host[256], canon[300];
+    uint16_t port;
+
+    if (!printable_word(addr, sizeof(canon) - 1, "#,/@") ||
+        gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+        say(err, errlen,
+            "replica address '%s' refused: expected host:port or [ipv6]:port (port 1..65535; "
+            "no spaces or '#', ',', '/', '@')",
+            addr);
+        return -1;
+    }
+    if (strchr(host, ':'))
+        snprintf(canon, sizeof(canon), "[%s]:%u", host, port);
+    else
+        snprintf(canon, sizeof(canon), "%s:%u", host, port);
+    if (strcmp(canon, addr) != 0) {
+        say(err, errlen,
+            "replica address '%s' refused: write it as %s (one spelling per replica, or the "
+            "ring would hold it twice)",
+            addr, canon);
+        return -1;
+    }
+    return 0;
+}
+
+int ctl_check_weight(const char *s, uint32_t *out, char *err, size_t errlen)
+{
+    unsigned long v = 0;
+    size_t n = strlen(s);
+
+    for (size_t i = 0; i < n && v <= GW_RING_MAX_VNODES; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            v = 0;
+            break;
+        }
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (n == 0 || n > 5 || v < 1 || v > GW_RING_MAX_VNODES) {
+        say(err, errlen, "weight '%s' refused: expected a number of vnodes from 1 to %d", s,
+            GW_RING_MAX_VNODES);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int check_prefix(const char *p, char *err, size_t errlen)
+{
+    if (printable_word(p, 127, ""))
+        return 0;
+    say(err, errlen, "--redis-prefix '%s' refused: expected 1..127 printable characters", p);
+    return -1;
+}
+
+static int check_timeout(const char *s, int *out, char *err, size_t errlen)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (s[0] < '0' || s[0] > '9' || *end || v < 10 || v > 60000) {
+        say(err, errlen, "--timeout-ms '%s' refused: expected 10..60000", s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int check_field(const char *f, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char names[400];
+
+    if (gw_tunables_field(f) >= 0)
+        return 0;
+    names[0] = '\0';
+    for (int i = 0; i < GW_TUN_COUNT; i++)
+        len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+                                gw_tunable_names[i]);
+    say(err, errlen, "unknown tunable '%s'; the tunables are: %s", f, names);
+    return -1;
+}
+
+/* --- parsing ---------------------------------------------------------------- */
+
+/* Matches "--name" or "--name=value" in <arg>. Returns 0 when no match, 1
+ * and *inline_val (NULL when there is no '=') when it matches. */
+static int flag_is(const char *arg, const char *name, const char **inline_val)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '\0') {
+        *inline_val = NULL;
+        return 1;
+    }
+    if (arg[n] == '=') {
+        *inline_val = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+static const struct cmd_spec *find_cmd(const char *const *words, size_t nwords, size_t *used,
+                                       char *err, size_t errlen)
+{
+    const struct cmd_spec *first = NULL;
+    char subs[128] = "";
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (strcmp(cmds[i].w1, words[0]) != 0)
+            continue;
+        first = &cmds[i];
+        if (!cmds[i].w2) {
+            *used = 1;
+            return &cmds[i];
+        }
+        if (nwords > 1 && !strcmp(cmds[i].w2, words[1])) {
+            *used = 2;
+            return &cmds[i];
+        }
+        len +=
+            (size_t)snprintf(subs + len, sizeof(subs) - len, "%s%s", len ? ", " : "", cmds[i].w2);
+    }
+    if (!first)
+        say(err, errlen,
+            "unknown command '%s': expected pool, replica, conf, ring, route, version or help "
+            "(see --help)",
+            words[0]);
+    else if (nwords > 1)
+        say(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
+            subs);
+    else
+        say(err, errlen, "'%s' needs one of: %s", words[0], subs);
+    return NULL;
+}
+
+static const char *op_name(char k)
+{
+    switch (k) {
+    case 'P':
+        return "<pool>";
+    case 'R':
+        return "<host:port>";
+    case 'W':
+        return "<weight>";
+    case 'F':
+    case 'f':
+    case 'U':
+        return "<field>";
+    case 'V':
+        return "<value>";
+    case 'K':
+        return "<key>";
+    }
+    return "?";
+}
+
+static int take_operand(struct ctl_args *a, char kind, const char *w, char *err, size_t errlen)
+{
+    switch (kind) {
+    case 'P':
+        a->pool = w;
+        return ctl_check_pool(w, err, errlen);
+    case 'R':
+        a->replica = w;
+        return ctl_check_replica(w, err, errlen);
+    case 'W':
+        return ctl_check_weight(w, &a->weight, err, errlen);
+    case 'F':
+    case 'f':
+        a->field = w;
+        return check_field(w, err, errlen);
+    case 'U':
+        a->field = w;
+        if (printable_word(w, CTL_MAX_NAME, ""))
+            return 0;
+        say(err, errlen, "field name '%s' refused: expected 1..%d printable characters", w,
+            CTL_MAX_NAME);
+        return -1;
+    case 'V': {
+        struct gw_tunables t;
+        char why[300];
+
+        a->value = w;
+        gw_tunables_defaults(&t);
+        if (gw_tunables_set(&t, a->field, w, why, sizeof(why)) == 0)
+            return 0;
+        say(err, errlen, "refused, nothing written: %s", why);
+        return -1;
+    }
+    case 'K':
+        a->key = w;
+        if (w[0])
+            return 0;
+        say(err, errlen, "empty route key: a call without a key is spread by load, not routed");
+        return -1;
+    }
+    return -1;
+}
+
+int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_redis, char *err,
+                   size_t errlen)
+{
+    const char *words[MAX_WORDS];
+    size_t nwords = 0, used = 0, nops;
+    const char *weight_flag = NULL, *pool_flag = NULL;
+    int help = 0, ended = 0;
+    const struct cmd_spec *spec;
+
+    memset(a, 0, sizeof(*a));
+    a->redis_url = env_redis && env_redis[0] ? env_redis : CTL_DEFAULT_REDIS;
+    a->prefix = GW_REDIS_DEFAULT_PREFIX;
+    a->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
+    a->weight = GW_RING_DEFAULT_VNODES;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v = NULL;
+
+        if (ended || arg[0] != '-' || arg[1] == '\0') {
+            if (nwords == MAX_WORDS) {
+                say(err, errlen, "too many arguments (see --help)");
+                return CTL_EXIT_USAGE;
+            }
+            words[nwords++] = arg;
+            continue;
+        }
+        if (!strcmp(arg, "--")) {
+            ended = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            help = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--json")) {
+            a->json = 1;
+            continue;
+        }
+        static const char *const names[] = {"--redis", "--redis-prefix", "--timeout-ms", "--weight",
+                                            "--pool"};
+        size_t k;
+
+        for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+            if (flag_is(arg, names[k], &v))
+                break;
+        if (k == sizeof(names) / sizeof(names[0])) {
+            say(err, errlen, "unknown flag '%s' (see --help; put a key starting with '-' after --)",
+                arg);
+            return CTL_EXIT_USAGE;
+        }
+        if (!v) {
+            if (i + 1 >= argc) {
+                say(err, errlen, "%s needs a value", names[k]);
+                return CTL_EXIT_USAGE;
+            }
+            v = argv[++i];
+        }
+        switch (k) {
+        case 0:
+            a->redis_url = v;
+            break;
+        case 1:
+            if (check_prefix(v, err, errlen) < 0)
+                return CTL_EXIT_USAGE;
+            a->prefix = v;
+            break;
+        case 2:
+            if (check_timeout(v, &a->timeout_ms, err, errlen) < 0)
+                return CTL_EXIT_USAGE;
+            break;
+        case 3:
+            weight_flag = v;
+            break;
+        default:
+            pool_flag = v;
+            break;
+        }
+    }
+    if (help) {
+        a->cmd = CTL_HELP;
+        return 0;
+    }
+    if (nwords == 0) {
+        say(err, errlen, "no command given (see --help)");
+        return CTL_EXIT_USAGE;
+    }
+    spec = find_cmd(words, nwords, &used, err, errlen);
+    if (!spec)
+        return CTL_EXIT_USAGE;
+    a->cmd = spec->cmd;
+
+    nops = strlen(spec->ops);
+    size_t min = nops - (nops && spec->ops[nops - 1] == 'f');
+    if (nwords - used < min || nwords - used > nops) {
+        char syn[128];
+        size_t len = 0;
+
+        for (size_t k = 0; k < nops; k++)
+            len += (size_t)snprintf(syn + len, sizeof(syn) - len, " %s%s%s",
+                                    spec->ops[k] == 'f' ? "[" : "", op_name(spec->ops[k]),
+                                    spec->ops[k] == 'f' ? "]" : "");
+        say(err, errlen, "%s: %s operands; usage: infergw-ctl %s%s (see --help)",
+            ctl_args_cmd_name(spec->cmd), nwords - used < min ? "missing" : "too many",
+            ctl_args_cmd_name(spec->cmd), syn);
+        return CTL_EXIT_USAGE;
+    }
+    if ((weight_flag && !(spec->flags & F_WEIGHT)) || (pool_flag && !(spec->flags & F_POOL))) {
+        say(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd),
+            weight_flag && !(spec->flags & F_WEIGHT) ? "--weight" : "--pool");
+        return CTL_EXIT_USAGE;
+    }
+    if (weight_flag && ctl_check_weight(weight_flag, &a->weight, err, errlen) < 0)
+        return CTL_EXIT_USAGE;
+    if (pool_flag) {
+        a->pool = pool_flag;
+        if (ctl_check_pool(pool_flag, err, errlen) < 0)
+            return CTL_EXIT_USAGE;
+    }
+    for (size_t k = 0; used + k < nwords; k++)
+        if (take_operand(a, spec->ops[k], words[used + k], err, errlen) < 0)
+            return CTL_EXIT_USAGE;
+    return 0;
+}
+
+void ctl_args_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "Usage: infergw-ctl [flags] <command> [operands]\n"
+        "\n"
+        "Operator CLI for infergw: edits the pools, rings, tunables and replica states that\n"
+        "the gateways load from Redis. Every write is atomic, bumps <prefix>version and is\n"
+        "announced on channel <prefix>changed; gateways apply it within about a second.\n"
+        "\n"
+        "Pools and replicas:\n"
+        "  pool add <pool>                   create a pool (model); idempotent\n"
+        "  pool remove <pool>                delete a pool with its ring and conf\n"
+        "  pool list                         pool names, one per line\n"
+        "  replica add <pool> <host:port> [--weight N]\n"
+        "                                    put a replica on the pool's ring with N vnodes\n"
+        "                                    (1..10000) [100]; the pool must exist; a replica\n"
+        "                                    already there with the same weight is left alone\n"
+        "  replica remove <pool> <host:port> take a replica off the pool's ring (its drain\n"
+        "                                    state, shared by all pools, stays)\n"
+        "  replica weight <pool> <host:port> <N>\n"
+        "                                    change its vnode count (rewritten atomically)\n"
+        "  replica drain <host:port>         state drain: no new calls in any pool; in-flight\n"
+        "                                    calls finish; its keys go to the next replica;\n"
+        "                                    the replica must be on some pool's ring\n"
+        "  replica undrain <host:port>       state active again\n"
+        "  replica list <pool>               address, weight (vnodes) and state\n"
+        "\n"
+        "Tunables (global: <prefix>conf; per pool: <prefix>pool:<pool>:conf):\n"
+        "  conf get [--pool P] [field]       effective value and its source: default, global\n"
+        "                                    or pool\n"
+        "  conf set [--pool P] <field> <value>\n"
+        "                                    validated first: a bad value is refused (exit 2)\n"
+        "                                    and nothing is written\n"
+        "  conf unset [--pool P] <field>     back to the global value or the default; exit 3\n"
+        "                                    when it is not set there\n"
+        "  fields: balance_factor (0 off, or 1.0..100) [1.25]; hedge_delay_ms (off, auto,\n"
+        "  1..600000) [off]; hedge_budget_percent (0..100) [10]; hedge_exclude (comma list\n"
+        "  of /pkg.Service/Method) []; retry_max_attempts (1..10) [3]; retry_on (comma list\n"
+        "  of gRPC status names) [UNAVAILABLE]; retry_budget_percent (0..100) [20];\n"
+        "  per_try_timeout_ms (0 none, 1..3600000) [0]; route_header (lowercase metadata\n"
+        "  key) [x-route-key, or the gateway's --route-header]\n"
+        "\n"
+        "Ring:\n"
+        "  ring show <pool>                  replicas, vnodes, share of the hash space each\n"
+        "                                    owns, state\n"
+        "  route <pool> <key>                the replica the gateways pick for routing key <key>\n"
+        "                                    when every replica is healthy, and the second\n"
+        "                                    choice (used for hedges and retries). Drained\n"
+        "                                    replicas are passed over as the gateways do: they\n"
+        "                                    stay on the ring and their keys go to the next\n"
+        "                                    replica clockwise; health and load, which only\n"
+        "                                    the gateways see, are not taken into account;\n"
+        "                                    exit 3 when no replica is eligible\n"
+        "  version                           the current <prefix>version\n"
+        "  help                              this text\n"
+        "\n"
+        "Flags (anywhere on the line; -- ends them):\n"
+        "  --redis URL          redis://[[user]:password@]host:port[/db] or\n"
+        "                       sentinel://[[user]:password@]h1:p1,h2:p2/MASTER[/db]\n"
+        "                       [$INFERGW_REDIS, else " CTL_DEFAULT_REDIS "]\n"
+        "  --redis-prefix P     prefix of every key [" GW_REDIS_DEFAULT_PREFIX "]\n"
+        "  --timeout-ms N       connect and command timeout, 10..60000 [%d]\n"
+        "  --json               machine-readable output: one JSON document on stdout;\n"
+        "                       writes print {..., \"changed\": bool, \"version\": N|null}\n"
+        "  --weight N           replica add: vnodes, 1..10000 [100]\n"
+        "  --pool P             conf get/set/unset: the pool's own tunables [global]\n"
+        "  --help, -h           this text\n"
+        "\n"
+        "Ring layout: member <host:port>#<i> for i = 0..N-1, score = first 4 bytes of\n"
+        "SHA-256(member) read big-endian; a key goes to the first member with score >=\n"
+        "the same hash of the key, wrapping (ties ordered by address).\n"
+        "\n"
+        "Exit codes: 0 ok; 1 Redis unreachable or answered an error; 2 usage or validation\n"
+        "error (nothing written); 3 not found (pool, replica or field). Errors go to stderr\n"
+        "and start with \"infergw-ctl: \".\n"
+        "\n"
+        "Examples:\n"
+        "  infergw-ctl pool add demo\n"
+        "  infergw-ctl replica add demo 127.0.0.1:7201 --weight 200\n"
+        "  infergw-ctl replica drain 127.0.0.1:7201\n"
+        "  infergw-ctl conf set --pool demo hedge_delay_ms 50\n"
+        "  infergw-ctl route demo customer-42\n"
+        "  infergw-ctl --redis sentinel://10.0.0.5:26379,10.0.0.6:26379/infergw ring show demo\n"
+        "  INFERGW_REDIS=redis://:secret@10.0.0.7:6379/1 infergw-ctl --json replica list demo\n",
+        CTL_DEFAULT_TIMEOUT_MS);
+}

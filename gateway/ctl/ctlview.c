@@ -1,0 +1,398 @@
+/* ctlview — infergw-ctl's pure computations and output; see ctlview.h.
+ *
+ * The ring parser mirrors the gateway's loader rule for rule (member
+ * syntax, token check, vnodes #0..#w-1) so that what `ring show` and
+ * `route` compute is what the gateways compute; where the gateways would
+ * refuse the ring, the problem is reported rather than hidden. JSON goes
+ * through jansson, never hand-built strings.
+ */
+#include "ctlview.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "mem.h"
+
+void ctl_problems_add(struct ctl_problems *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!p)
+        return;
+    p->total++;
+    if (p->n == CTL_MAX_PROBLEMS)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(p->msg[p->n++], sizeof(p->msg[0]), fmt, ap);
+    va_end(ap);
+}
+
+void ctl_problems_print(const struct ctl_problems *p, FILE *out)
+{
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(out, "infergw-ctl: warning: %s\n", p->msg[i]);
+    if (p->total > p->n)
+        fprintf(out, "infergw-ctl: warning: ... and %zu more\n", p->total - p->n);
+}
+
+int ctl_view_member(char *buf, size_t cap, const char *addr, uint32_t i)
+{
+    int n = snprintf(buf, cap, "%s#%u", addr, i);
+
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* --- ring --------------------------------------------------------------------- */
+
+struct member {
+    const char *addr; /* into <bufs> */
+    size_t alen;
+    uint32_t vnode;
+};
+
+static int cmp_member(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    size_t n = x->alen < y->alen ? x->alen : y->alen;
+    int c = memcmp(x->addr, y->addr, n);
+
+    if (c)
+        return c;
+    if (x->alen != y->alen)
+        return x->alen < y->alen ? -1 : 1;
+    return x->vnode < y->vnode ? -1 : x->vnode > y->vnode;
+}
+
+/* Parses one member; returns 0 and fills <m>, or -1 with <probs> told. */
+static int parse_member(const char *member, const char *score, struct member *m,
+                        struct ctl_problems *probs)
+{
+    const char *hash = strrchr(member, '#');
+    char addr[300], host[256], *end;
+    unsigned long vnode;
+    unsigned long long tok;
+    uint16_t port;
+    size_t alen;
+
+    /* No sign, no leading zero: "#01" would name vnode 1 with another token. */
+    if (!hash || hash == member || hash[1] < '0' || hash[1] > '9' || (hash[1] == '0' && hash[2])) {
+        ctl_problems_add(probs, "ring member '%s' is not <host:port>#<vnode>", member);
+        return -1;
+    }
+    errno = 0;
+    vnode = strtoul(hash + 1, &end, 10);
+    if (*end || errno || vnode >= GW_RING_MAX_VNODES) {
+        ctl_problems_add(probs, "ring member '%s': vnode is not 0..%d", member,
+                         GW_RING_MAX_VNODES - 1);
+        return -1;
+    }
+    alen = (size_t)(hash - member);
+    if (alen >= sizeof(addr)) {
+        ctl_problems_add(probs, "ring member '%.40s...': address too long", member);
+        return -1;
+    }
+    memcpy(addr, member, alen);
+    addr[alen] = '\0';
+    if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+        ctl_problems_add(probs, "ring member '%s': '%s' is not host:port", member, addr);
+        return -1;
+    }
+    errno = 0;
+    tok = strtoull(score, &end, 10);
+    if (*end || errno || score[0] < '0' || score[0] > '9' || tok > UINT32_MAX ||
+        tok != gw_hash32(member, strlen(member))) {
+        ctl_problems_add(probs,
+                         "ring member '%s': score %s is not its token %u (first 4 bytes of "
+                         "SHA-256, big-endian)",
+                         member, score, gw_hash32(member, strlen(member)));
+        return -1;
+    }
+    m->addr = member;
+    m->alen = alen;
+    m->vnode = (uint32_t)vnode;
+    return 0;
+}
+
+int ctl_view_ring_parse(struct ctl_ring_view *v, const char *const *members,
+                        const char *const *scores, size_t n, struct ctl_problems *probs)
+{
+    struct ctl_ring_view r = {0};
+    struct member *ms = NULL;
+    size_t nm = 0;
+    int rc = -ENOMEM;
+
+    ms = gw_malloc((n ? n : 1) * sizeof(*ms));
+    r.addrs = gw_calloc(n ? n : 1, sizeof(*r.addrs));
+    r.weights = gw_calloc(n ? n : 1, sizeof(*r.weights));
+    if (!ms || !r.addrs || !r.weights)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (members[i] && scores[i] && parse_member(members[i], scores[i], &ms[nm], probs) == 0)
+            nm++;
+    if (nm)
+        qsort(ms, nm, sizeof(*ms), cmp_member);
+    for (size_t i = 0; i < nm;) {
+        size_t j = i;
+
+        while (j < nm && ms[j].alen == ms[i].alen && !memcmp(ms[j].addr, ms[i].addr, ms[i].alen))
+            j++;
+        /* ms[i..j) is one replica, sorted by vnode: #0..#w-1 means the last
+         * index is count-1 (indexes are distinct: ZSET members are). */
+        if (ms[j - 1].vnode != j - i - 1)
+            ctl_problems_add(probs,
+                             "replica %.*s has %zu vnodes but not #0..#%zu (gateways refuse "
+                             "this ring and keep their last good one)",
+                             (int)ms[i].alen, ms[i].addr, j - i, j - i - 1);
+        r.addrs[r.n] = gw_strndup(ms[i].addr, ms[i].alen);
+        if (!r.addrs[r.n])
+            goto out;
+        r.weights[r.n] = (uint32_t)(j - i);
+        r.n++;
+        i = j;
+    }
+    *v = r;
+    rc = 0;
+out:
+    if (rc)
+        ctl_view_ring_free(&r);
+    gw_free(ms);
+    return rc;
+}
+
+void ctl_view_ring_free(struct ctl_ring_view *v)
+{
+    if (v->addrs)
+        for (size_t i = 0; i < v->n; i++)
+            gw_free(v->addrs[i]);
+    gw_free(v->addrs);
+    gw_free(v->weights);
+    memset(v, 0, sizeof(*v));
+}
+
+int ctl_view_state(const char *addr, const char *state, struct ctl_problems *probs)
+{
+    if (!state || !strcmp(state, "active"))
+        return 0;
+    if (!strcmp(state, "drain"))
+        return 1;
+    ctl_problems_add(probs,
+                     "replica %s: state '%s' is not active or drain (gateways keep its last "
+                     "good state; shown as active)",
+                     addr, state);
+    return 0;
+}
+
+/* --- route ---------------------------------------------------------------------- */
+
+static int not_drained(uint32_t idx, void *ctx)
+{
+    const int *drain = ctx;
+
+    return !drain || !drain[idx];
+}
+
+void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, size_t keylen,
+                    uint32_t *point, int *first, int *second)
+{
+    uint32_t ex;
+
+    *point = gw_hash32(key, keylen);
+    *first = *second = -1;
+    if (!r || r->npoints == 0)
+        return;
+    *first = gw_ring_pick(r, *point, not_drained, (void *)drain, NULL, 0);
+    if (*first < 0) {
+        *first = -1;
+        return;
+    }
+    ex = (uint32_t)*first;
+    *second = gw_ring_pick(r, *point, not_drained, (void *)drain, &ex, 1);
+    if (*second < 0)
+        *second = -1;
+}
+
+/* --- tunables --------------------------------------------------------------------- */
+
+const char *ctl_view_source_name(enum ctl_conf_source s)
+{
+    switch (s) {
+    case CTL_SRC_GLOBAL:
+        return "global";
+    case CTL_SRC_POOL:
+        return "pool";
+    default:
+        return "default";
+    }
+}
+
+static void apply_pairs(struct gw_tunables *t, const char *key, const char *const *pairs, size_t n,
+                        struct ctl_problems *probs)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *f = pairs[2 * i], *val = pairs[2 * i + 1];
+        char why[300];
+
+        if (!f || !val)
+            continue;
+        int rc = gw_tunables_set(t, f, val, why, sizeof(why));
+
+        if (rc == -1)
+            ctl_problems_add(probs, "%s: %s (gateways ignore it)", key, why);
+        else if (rc < 0)
+            ctl_problems_add(probs, "%s: %s (gateways ignore it and keep their last good value)",
+                             key, why);
+    }
+}
+
+void ctl_view_conf(struct ctl_conf_value out[GW_TUN_COUNT], const char *gkey,
+                   const char *const *gpairs, size_t ng, const char *pkey,
+                   const char *const *ppairs, size_t np, struct ctl_problems *probs)
+{
+    struct gw_tunables eff, pool;
+
+    gw_tunables_defaults(&eff);
+    eff.set = 0;
+    apply_pairs(&eff, gkey, gpairs, ng, probs);
+    gw_tunables_defaults(&pool);
+    pool.set = 0;
+    if (ppairs)
+        apply_pairs(&pool, pkey, ppairs, np, probs);
+    uint32_t gset = eff.set;
+    gw_tunables_overlay(&eff, &pool);
+    for (int f = 0; f < GW_TUN_COUNT; f++) {
+        gw_tunables_format(&eff, (enum gw_tunable_field)f, out[f].value, sizeof(out[f].value));
+        out[f].source = pool.set & (1u << f) ? CTL_SRC_POOL
+                        : gset & (1u << f)   ? CTL_SRC_GLOBAL
+                                             : CTL_SRC_DEFAULT;
+    }
+}
+
+/* --- output ------------------------------------------------------------------------ */
+
+void ctl_view_print_json(FILE *out, json_t *doc)
+{
+    if (doc) {
+        json_dumpf(doc, out, JSON_COMPACT | JSON_ENSURE_ASCII);
+        fputc('\n', out);
+        json_decref(doc);
+    }
+}
+
+static const char *state_name(const int *drain, size_t i)
+{
+    return drain && drain[i] ? "drain" : "active";
+}
+
+/* Column width for the addresses of <r>, at least <min>. */
+static int addr_width(const struct gw_ring *r, int min)
+{
+    size_t w = (size_t)min;
+
+    for (size_t i = 0; r && i < r->nreplicas; i++)
+        if (strlen(r->replicas[i]) > w)
+            w = strlen(r->replicas[i]);
+    return (int)w;
+}
+
+void ctl_view_print_replicas(FILE *out, int json, const char *pool, const struct gw_ring *r,
+                             const int *drain)
+{
+    size_t n = r ? r->nreplicas : 0;
+
+    if (json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:I, s:s}", "address", r->replicas[i],
+                                                 "weight", (json_int_t)r->weights[i], "state",
+                                                 state_name(drain, i)));
+        ctl_view_print_json(out, json_pack("{s:s, s:o}", "pool", pool, "replicas", arr));
+        return;
+    }
+    if (n == 0) {
+        fprintf(out, "pool %s has no replicas\n", pool);
+        return;
+    }
+    int w = addr_width(r, 7);
+    fprintf(out, "%-*s  %6s  %s\n", w, "ADDRESS", "WEIGHT", "STATE");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%-*s  %6u  %s\n", w, r->replicas[i], r->weights[i], state_name(drain, i));
+}
+
+void ctl_view_print_ring(FILE *out, int json, const char *pool, const struct gw_ring *r,
+                         const int *drain)
+{
+    size_t n = r ? r->nreplicas : 0;
+
+    if (json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:I, s:f, s:s}", "address", r->replicas[i],
+                                                 "vnodes", (json_int_t)r->weights[i], "share",
+                                                 gw_ring_share(r, (uint32_t)i), "state",
+                                                 state_name(drain, i)));
+        ctl_view_print_json(out, json_pack("{s:s, s:I, s:o}", "pool", pool, "vnodes",
+                                           (json_int_t)(r ? r->npoints : 0), "replicas", arr));
+        return;
+    }
+    if (n == 0) {
+        fprintf(out, "pool %s: empty ring (no replicas)\n", pool);
+        return;
+    }
+    fprintf(out, "pool %s: %zu replica%s, %zu vnodes\n", pool, n, n == 1 ? "" : "s", r->npoints);
+    int w = addr_width(r, 7);
+    fprintf(out, "%-*s  %6s  %7s  %s\n", w, "REPLICA", "VNODES", "SHARE", "STATE");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%-*s  %6u  %6.2f%%  %s\n", w, r->replicas[i], r->weights[i],
+                100.0 * gw_ring_share(r, (uint32_t)i), state_name(drain, i));
+}
+
+void ctl_view_print_route(FILE *out, int json, const char *pool, const char *key, uint32_t point,
+                          const struct gw_ring *r, int first, int second)
+{
+    const char *a = first >= 0 ? r->replicas[first] : NULL;
+    const char *b = second >= 0 ? r->replicas[second] : NULL;
+
+    if (json) {
+        ctl_view_print_json(out, json_pack("{s:s, s:s, s:I, s:s?, s:s?}", "pool", pool, "key", key,
+                                           "point", (json_int_t)point, "replica", a, "second", b));
+        return;
+    }
+    fprintf(out, "%s (second choice: %s; key point %u)\n", a ? a : "none", b ? b : "none", point);
+}
+
+void ctl_view_print_conf(FILE *out, int json, const char *pool,
+                         const struct ctl_conf_value vals[GW_TUN_COUNT], int field)
+{
+    int lo = field >= 0 ? field : 0, hi = field >= 0 ? field + 1 : GW_TUN_COUNT;
+
+    if (json) {
+        json_t *arr = json_array();
+
+        for (int f = lo; f < hi; f++)
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:s, s:s, s:s?}", "field", gw_tunable_names[f],
+                                            "value", vals[f].value, "source",
+                                            ctl_view_source_name(vals[f].source), "pool", pool));
+        if (field >= 0) {
+            ctl_view_print_json(out, json_incref(json_array_get(arr, 0)));
+            json_decref(arr);
+        } else {
+            ctl_view_print_json(out, arr);
+        }
+        return;
+    }
+    for (int f = lo; f < hi; f++) {
+        const char *src = ctl_view_source_name(vals[f].source);
+
+        fprintf(out, "%-21s %-24s %s%s%s\n", gw_tunable_names[f],
+                vals[f].value[0] ? vals[f].value : "\"\"", src,
+                vals[f].source == CTL_SRC_POOL ? " " : "",
+                vals[f].source == CTL_SRC_POOL ? pool : "");
+    }
+}

@@ -1,0 +1,112 @@
+/* ctlview — what infergw-ctl computes from Redis replies without talking to
+ * Redis: ring members and their tokens, a pool's replicas read back from
+ * its ring ZSET (with the gateway's validation), the effective tunables and
+ * their sources, the route of a key, and the text and JSON output of the
+ * read commands.
+ *
+ * Pure logic over plain arrays, so every rule is unit-tested; ctl.c only
+ * moves replies in and out. The ring is always a gw_ring built by
+ * gw_ring_build() from the replicas and vnode counts found in the ZSET,
+ * exactly as the gateway builds it, so infergw-ctl and the gateways cannot
+ * disagree about where a key goes.
+ */
+#ifndef INFERGW_CTL_VIEW_H
+#define INFERGW_CTL_VIEW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "ring.h"
+#include "tunables.h"
+
+#define CTL_MAX_PROBLEMS 20
+
+/* Problems found in what Redis holds (values the gateways refuse). Keeps
+ * the first CTL_MAX_PROBLEMS messages; <total> counts them all. */
+struct ctl_problems {
+    char msg[CTL_MAX_PROBLEMS][320];
+    size_t n, total;
+};
+
+void ctl_problems_add(struct ctl_problems *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Writes each problem as "infergw-ctl: warning: ..." to <out>. */
+void ctl_problems_print(const struct ctl_problems *p, FILE *out);
+
+/* Writes ring member "<addr>#<i>" into <buf>. Returns its length, or -1
+ * when it does not fit. Its token is gw_hash32() of those bytes. */
+int ctl_view_member(char *buf, size_t cap, const char *addr, uint32_t i);
+
+/* A pool's replicas read back from its ring ZSET. */
+struct ctl_ring_view {
+    char **addrs;      /* sorted; owned */
+    uint32_t *weights; /* vnode count of each */
+    size_t n;
+};
+
+/* Groups ZSET <members> and their <scores> (as Redis returns them, decimal
+ * strings) by replica address, applying the gateway's rules: a member is
+ * "<host:port>#<i>" with i in 0..9999, the score is the member's token, and
+ * a replica's vnodes are exactly #0..#w-1. A member that breaks a rule is
+ * left out and reported in <probs> (the gateways then refuse the whole ring
+ * and keep their last good one, which this tool cannot see). Returns 0, or
+ * -ENOMEM (<v> untouched). Free with ctl_view_ring_free(). */
+int ctl_view_ring_parse(struct ctl_ring_view *v, const char *const *members,
+                        const char *const *scores, size_t n, struct ctl_problems *probs);
+void ctl_view_ring_free(struct ctl_ring_view *v);
+
+/* A replica's state from HASH replica:<addr> field state (NULL = unset =
+ * active). Returns 1 for drain, 0 for active; any other value is reported
+ * in <probs> and counted as active. */
+int ctl_view_state(const char *addr, const char *state, struct ctl_problems *probs);
+
+/* The route of <key>: its point gw_hash32(key), the first replica clockwise
+ * that is not drained, and the next distinct one (the second choice).
+ * <drain> has one flag per ring replica (NULL = none drained). *first and
+ * *second are -1 when there is none. */
+void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, size_t keylen,
+                    uint32_t *point, int *first, int *second);
+
+enum ctl_conf_source { CTL_SRC_DEFAULT = 0, CTL_SRC_GLOBAL, CTL_SRC_POOL };
+
+struct ctl_conf_value {
+    char value[600];
+    enum ctl_conf_source source;
+};
+
+/* Effective tunables from the field/value pairs of the global hash
+ * (<gpairs>, 2*<ng> strings) and the pool's hash (<ppairs>, NULL when no
+ * pool), as the gateway computes them: defaults, overlaid by valid global
+ * values, overlaid by valid pool values. Invalid values and unknown fields
+ * are reported in <probs> naming <gkey>/<pkey> (the gateways ignore them
+ * and keep their last good value). */
+void ctl_view_conf(struct ctl_conf_value out[GW_TUN_COUNT], const char *gkey,
+                   const char *const *gpairs, size_t ng, const char *pkey,
+                   const char *const *ppairs, size_t np, struct ctl_problems *probs);
+
+const char *ctl_view_source_name(enum ctl_conf_source s);
+
+/* --- output (text for people, JSON with --json) ---------------------------- */
+
+/* Writes <doc> compact on one line, ASCII only, and drops the reference
+ * (takes ownership; NULL, from a failed json_pack, writes nothing). */
+void ctl_view_print_json(FILE *out, json_t *doc);
+
+/* replica list: address, weight, state per replica of <r>. */
+void ctl_view_print_replicas(FILE *out, int json, const char *pool, const struct gw_ring *r,
+                             const int *drain);
+/* ring show: replicas, vnodes, share of the hash space, state. */
+void ctl_view_print_ring(FILE *out, int json, const char *pool, const struct gw_ring *r,
+                         const int *drain);
+/* route: first (-1: none) and second choice. */
+void ctl_view_print_route(FILE *out, int json, const char *pool, const char *key, uint32_t point,
+                          const struct gw_ring *r, int first, int second);
+/* conf get: one field (<field> >= 0) or all (-1). JSON: an object
+ * {field, value, source, pool} for one field, an array of them for all. */
+void ctl_view_print_conf(FILE *out, int json, const char *pool,
+                         const struct ctl_conf_value vals[GW_TUN_COUNT], int field);
+
+#endif

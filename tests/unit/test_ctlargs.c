@@ -1,0 +1,336 @@
+/* Unit tests for gateway/ctl/ctlargs.c: infergw-ctl's command line —
+ * defaults and the environment, flags anywhere, every command and its
+ * operands, every refusal (exit code 2 with a reason), the operand checks,
+ * and a --help that names every command, flag and exit code. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctlargs.h"
+
+static char err[1024];
+
+/* Parses the NULL-terminated words after the program name. */
+static int parse_env(struct ctl_args *a, const char *env, ...)
+{
+    char *argv[64];
+    int argc = 1;
+    va_list ap;
+
+    argv[0] = "infergw-ctl";
+    va_start(ap, env);
+    for (char *w; (w = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = w;
+    va_end(ap);
+    argv[argc] = NULL;
+    err[0] = '\0';
+    return ctl_args_parse(a, argc, argv, env, err, sizeof(err));
+}
+
+#define parse(a, ...) parse_env(a, NULL, __VA_ARGS__, (char *)NULL)
+
+static void refused(const char *needle, int rc)
+{
+    assert_int_equal(rc, CTL_EXIT_USAGE);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' lacks '%s'", err, needle);
+}
+
+static void test_defaults_and_env(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(parse(&a, "pool", "list"), 0);
+    assert_int_equal(a.cmd, CTL_POOL_LIST);
+    assert_string_equal(a.redis_url, "redis://127.0.0.1:6379");
+    assert_string_equal(a.prefix, "infergw:");
+    assert_int_equal(a.timeout_ms, CTL_DEFAULT_TIMEOUT_MS);
+    assert_int_equal(a.json, 0);
+    assert_null(a.pool);
+
+    assert_int_equal(parse_env(&a, "redis://10.0.0.1:6379/2", "version", (char *)NULL), 0);
+    assert_string_equal(a.redis_url, "redis://10.0.0.1:6379/2");
+    assert_int_equal(a.cmd, CTL_VERSION);
+    /* An empty variable counts as unset; --redis beats the environment. */
+    assert_int_equal(parse_env(&a, "", "version", (char *)NULL), 0);
+    assert_string_equal(a.redis_url, "redis://127.0.0.1:6379");
+    assert_int_equal(
+        parse_env(&a, "redis://env:1", "--redis", "redis://flag:2", "version", (char *)NULL), 0);
+    assert_string_equal(a.redis_url, "redis://flag:2");
+}
+
+static void test_flags_anywhere(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(parse(&a, "pool", "list", "--json", "--redis=redis://h:1", "--redis-prefix",
+                           "t1:", "--timeout-ms=500"),
+                     0);
+    assert_int_equal(a.cmd, CTL_POOL_LIST);
+    assert_int_equal(a.json, 1);
+    assert_string_equal(a.redis_url, "redis://h:1");
+    assert_string_equal(a.prefix, "t1:");
+    assert_int_equal(a.timeout_ms, 500);
+
+    assert_int_equal(parse(&a, "--json", "replica", "--weight", "7", "add", "demo", "h:1"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_ADD);
+    assert_int_equal(a.weight, 7);
+
+    /* --help wins wherever it is, even after an unknown command. */
+    assert_int_equal(parse(&a, "frob", "--help"), 0);
+    assert_int_equal(a.cmd, CTL_HELP);
+    assert_int_equal(parse(&a, "-h"), 0);
+    assert_int_equal(a.cmd, CTL_HELP);
+    assert_int_equal(parse(&a, "help"), 0);
+    assert_int_equal(a.cmd, CTL_HELP);
+}
+
+static void test_commands(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(parse(&a, "pool", "add", "demo"), 0);
+    assert_int_equal(a.cmd, CTL_POOL_ADD);
+    assert_string_equal(a.pool, "demo");
+    assert_int_equal(parse(&a, "pool", "remove", "demo"), 0);
+    assert_int_equal(a.cmd, CTL_POOL_REMOVE);
+
+    assert_int_equal(parse(&a, "replica", "add", "demo", "127.0.0.1:7201"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_ADD);
+    assert_string_equal(a.pool, "demo");
+    assert_string_equal(a.replica, "127.0.0.1:7201");
+    assert_int_equal(a.weight, 100);
+    assert_int_equal(parse(&a, "replica", "remove", "demo", "[::1]:7201"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_REMOVE);
+    assert_string_equal(a.replica, "[::1]:7201");
+    assert_int_equal(parse(&a, "replica", "weight", "demo", "h:1", "10000"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_WEIGHT);
+    assert_int_equal(a.weight, 10000);
+    assert_int_equal(parse(&a, "replica", "drain", "h:1"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_DRAIN);
+    assert_null(a.pool);
+    assert_int_equal(parse(&a, "replica", "undrain", "h:1"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_UNDRAIN);
+    assert_int_equal(parse(&a, "replica", "list", "demo"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_LIST);
+
+    assert_int_equal(parse(&a, "conf", "get"), 0);
+    assert_int_equal(a.cmd, CTL_CONF_GET);
+    assert_null(a.field);
+    assert_null(a.pool);
+    assert_int_equal(parse(&a, "conf", "get", "--pool", "demo", "retry_on"), 0);
+    assert_string_equal(a.pool, "demo");
+    assert_string_equal(a.field, "retry_on");
+    assert_int_equal(parse(&a, "conf", "set", "hedge_delay_ms", "auto", "--pool=demo"), 0);
+    assert_int_equal(a.cmd, CTL_CONF_SET);
+    assert_string_equal(a.field, "hedge_delay_ms");
+    assert_string_equal(a.value, "auto");
+    assert_string_equal(a.pool, "demo");
+    /* An empty value is fine where the tunable accepts it. */
+    assert_int_equal(parse(&a, "conf", "set", "hedge_exclude", ""), 0);
+    assert_string_equal(a.value, "");
+    /* unset takes any field name, so junk written by hand can be removed. */
+    assert_int_equal(parse(&a, "conf", "unset", "not_a_tunable"), 0);
+    assert_int_equal(a.cmd, CTL_CONF_UNSET);
+    assert_string_equal(a.field, "not_a_tunable");
+
+    assert_int_equal(parse(&a, "ring", "show", "demo"), 0);
+    assert_int_equal(a.cmd, CTL_RING_SHOW);
+    assert_int_equal(parse(&a, "route", "demo", "customer 42"), 0);
+    assert_int_equal(a.cmd, CTL_ROUTE);
+    assert_string_equal(a.key, "customer 42");
+    assert_int_equal(parse(&a, "route", "demo", "--", "-k"), 0);
+    assert_string_equal(a.key, "-k");
+    assert_int_equal(parse(&a, "--json", "route", "demo", "--", "--json"), 0);
+    assert_string_equal(a.key, "--json");
+    assert_int_equal(a.json, 1);
+    assert_int_equal(parse(&a, "version"), 0);
+    assert_int_equal(a.cmd, CTL_VERSION);
+
+    assert_string_equal(ctl_args_cmd_name(CTL_REPLICA_WEIGHT), "replica weight");
+    assert_string_equal(ctl_args_cmd_name(CTL_ROUTE), "route");
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    refused("no command", parse(&a, "--json"));
+    refused("unknown command 'frob'", parse(&a, "frob"));
+    refused("'pool' needs one of: add, remove, list", parse(&a, "pool"));
+    refused("'replica' takes add, remove, weight, drain, undrain, list",
+            parse(&a, "replica", "frob"));
+    refused("missing operands", parse(&a, "pool", "add"));
+    refused("usage: infergw-ctl replica weight <pool> <host:port> <weight>",
+            parse(&a, "replica", "weight", "demo", "h:1"));
+    refused("too many operands", parse(&a, "pool", "list", "x"));
+    refused("too many operands", parse(&a, "conf", "get", "retry_on", "x"));
+    refused("unknown flag '--frob'", parse(&a, "pool", "list", "--frob"));
+    refused("unknown flag '-x'", parse(&a, "route", "demo", "-x"));
+    refused("--pool needs a value", parse(&a, "conf", "get", "--pool"));
+    refused("replica drain does not take --weight",
+            parse(&a, "replica", "drain", "h:1", "--weight", "3"));
+    refused("pool add does not take --pool", parse(&a, "pool", "add", "x", "--pool", "y"));
+    refused("weight '0'", parse(&a, "replica", "add", "demo", "h:1", "--weight", "0"));
+    refused("weight 'x'", parse(&a, "replica", "weight", "demo", "h:1", "x"));
+    refused("pool name 'a b'", parse(&a, "pool", "add", "a b"));
+    refused("pool name 'a,b'", parse(&a, "conf", "get", "--pool", "a,b"));
+    refused("replica address 'h'", parse(&a, "replica", "drain", "h"));
+    refused("--timeout-ms '9'", parse(&a, "version", "--timeout-ms", "9"));
+    refused("--timeout-ms '60001'", parse(&a, "version", "--timeout-ms", "60001"));
+    refused("--timeout-ms '1x'", parse(&a, "version", "--timeout-ms", "1x"));
+    refused("--redis-prefix ''", parse(&a, "version", "--redis-prefix="));
+    refused("empty route key", parse(&a, "route", "demo", ""));
+
+    /* Tunables: unknown names list the known ones; bad values say what is
+     * accepted and that nothing was written. */
+    refused("unknown tunable 'hedge_delay'", parse(&a, "conf", "get", "hedge_delay"));
+    refused("route_header", parse(&a, "conf", "set", "nope", "1"));
+    refused("refused, nothing written: hedge_delay_ms 'banana'",
+            parse(&a, "conf", "set", "hedge_delay_ms", "banana"));
+    refused("expected off, auto, or 1..600000", parse(&a, "conf", "set", "hedge_delay_ms", "0"));
+    refused("balance_factor '0.5'", parse(&a, "conf", "set", "balance_factor", "0.5"));
+    refused("retry_on 'OK'", parse(&a, "conf", "set", "retry_on", "OK"));
+    refused("field name 'a b'", parse(&a, "conf", "unset", "a b"));
+}
+
+static void test_check_pool(void **state)
+{
+    (void)state;
+    char name[300];
+
+    assert_int_equal(ctl_check_pool("demo", err, sizeof(err)), 0);
+    assert_int_equal(ctl_check_pool("resnet-50_v2.onnx:1", err, sizeof(err)), 0);
+    memset(name, 'p', 255);
+    name[255] = '\0';
+    assert_int_equal(ctl_check_pool(name, err, sizeof(err)), 0);
+    name[255] = 'p';
+    name[256] = '\0';
+    assert_int_equal(ctl_check_pool(name, err, sizeof(err)), -1);
+    const char *bad[] = {"", "a b", "a,b", "a\tb", "caf\xc3\xa9", "a\x7f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ctl_check_pool(bad[i], err, sizeof(err)), -1);
+}
+
+static void test_check_replica(void **state)
+{
+    (void)state;
+    const char *good[] = {"127.0.0.1:7201", "[::1]:80", "replica-1.example.com:65535", "h:1",
+                          "[fe80::1]:9000"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (ctl_check_replica(good[i], err, sizeof(err)) != 0)
+            fail_msg("refused %s: %s", good[i], err);
+
+    const char *bad[] = {"",       "h",       "h:",     "h:0",          "h:65536", "h:x",
+                         "h#1:80", "h:80#0",  "a b:1",  "a,b:1",        "a/b:1",   "u@h:1",
+                         ":80",    "[::1]80", "[::1]:", "caf\xc3\xa9:1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (ctl_check_replica(bad[i], err, sizeof(err)) != -1)
+            fail_msg("accepted %s", bad[i]);
+
+    /* One spelling per replica: the refusal says which. */
+    assert_int_equal(ctl_check_replica("h:080", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "write it as h:80"));
+    assert_int_equal(ctl_check_replica("::1:80", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "write it as [::1]:80"));
+    assert_int_equal(ctl_check_replica("[h]:80", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "write it as h:80"));
+}
+
+static void test_check_weight(void **state)
+{
+    (void)state;
+    uint32_t w = 42;
+
+    assert_int_equal(ctl_check_weight("1", &w, err, sizeof(err)), 0);
+    assert_int_equal(w, 1);
+    assert_int_equal(ctl_check_weight("10000", &w, err, sizeof(err)), 0);
+    assert_int_equal(w, 10000);
+    const char *bad[] = {"",   "0",   "10001", "99999999999999999999", "-1", "+5", " 5",
+                         "5 ", "1e3", "0x10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        w = 42;
+        assert_int_equal(ctl_check_weight(bad[i], &w, err, sizeof(err)), -1);
+        assert_int_equal(w, 42);
+    }
+}
+
+static void test_usage_names_everything(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    assert_non_null(f);
+    ctl_args_usage(f);
+    fclose(f);
+    const char *needles[] = {"pool add <pool>",
+                             "pool remove <pool>",
+                             "pool list",
+                             "replica add <pool> <host:port>",
+                             "--weight N",
+                             "replica remove",
+                             "replica weight",
+                             "replica drain",
+                             "replica undrain",
+                             "replica list",
+                             "conf get",
+                             "conf set",
+                             "conf unset",
+                             "ring show",
+                             "route <pool> <key>",
+                             "version",
+                             "--redis URL",
+                             "INFERGW_REDIS",
+                             "redis://127.0.0.1:6379",
+                             "sentinel://",
+                             "--redis-prefix",
+                             "[infergw:]",
+                             "--timeout-ms",
+                             "[2000]",
+                             "--json",
+                             "--help",
+                             "--pool P",
+                             "Exit codes: 0 ok; 1 Redis",
+                             "2 usage",
+                             "3 not found",
+                             "Examples:",
+                             "hedge_delay_ms",
+                             "route_header",
+                             "Drained"};
+    for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
+        if (!strstr(text, needles[i]))
+            fail_msg("--help lacks '%s'", needles[i]);
+    /* Fits an 80-column terminal. */
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+
+        if (n > 90)
+            fail_msg("--help line over 90 columns: %.*s", (int)n, line);
+        line += n + (nl != NULL);
+    }
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_env), cmocka_unit_test(test_flags_anywhere),
+        cmocka_unit_test(test_commands),         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_check_pool),       cmocka_unit_test(test_check_replica),
+        cmocka_unit_test(test_check_weight),     cmocka_unit_test(test_usage_names_everything),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
