@@ -30,6 +30,10 @@ enum {
     OPT_ROUTE_HEADER,
     OPT_AUTH,
     OPT_LOG_LEVEL,
+    OPT_REDIS,
+    OPT_REDIS_PREFIX,
+    OPT_REDIS_TIMEOUT,
+    OPT_REDIS_POLL,
     OPT_VERSION,
 };
 
@@ -48,6 +52,10 @@ static const struct option long_opts[] = {
     {"route-header", required_argument, NULL, OPT_ROUTE_HEADER},
     {"auth", required_argument, NULL, OPT_AUTH},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
+    {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
+    {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -66,7 +74,16 @@ void gw_config_usage(FILE *out)
             "  --workers N                   worker threads, each with its own epoll loop and\n"
             "                                SO_REUSEPORT listener [one per online CPU]\n"
             "  --pool NAME=HOST:PORT[,...]   a static pool (model) and its replicas; repeatable.\n"
-            "                                Calls that name no model use pool 'default' [none]\n"
+            "                                Calls that name no model use pool 'default'. With\n"
+            "                                --redis, Redis wins for the pools it defines [none]\n"
+            "  --redis URL                   control plane: redis://[:password@]host:port[/db] or\n"
+            "                                sentinel://[:password@]h:p,h:p/MASTER[/db]; pools,\n"
+            "                                rings, tunables and drains are read from there and\n"
+            "                                follow every change [none: --pool only]\n"
+            "  --redis-prefix P              prefix of every Redis key [infergw:]\n"
+            "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
+            "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
+            "                                change message was lost [1000]\n"
             "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
             "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
             "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
@@ -91,7 +108,8 @@ void gw_config_usage(FILE *out)
             "\n"
             "Example:\n"
             "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
-            "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n");
+            "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
+            "  infergw --auth=none --redis redis://127.0.0.1:6379\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -242,6 +260,9 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->connect_timeout_ms = 1000;
     snprintf(cfg->route_header, sizeof(cfg->route_header), "x-route-key");
     cfg->log_level = GW_LOG_INFO;
+    snprintf(cfg->redis_prefix, sizeof(cfg->redis_prefix), "infergw:");
+    cfg->redis_timeout_ms = 1000;
+    cfg->redis_poll_ms = 1000;
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -365,6 +386,42 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             cfg->log_level = l;
             break;
         }
+        case OPT_REDIS:
+            if (strlen(optarg) >= sizeof(cfg->redis_url) ||
+                (strncmp(optarg, "redis://", 8) != 0 && strncmp(optarg, "sentinel://", 11) != 0)) {
+                set_err(err, errlen,
+                        "--redis '%s': expected redis://[:password@]host:port[/db] or "
+                        "sentinel://[:password@]h:p[,h:p...]/MASTER[/db]",
+                        optarg);
+                return -1;
+            }
+            snprintf(cfg->redis_url, sizeof(cfg->redis_url), "%s", optarg);
+            break;
+        case OPT_REDIS_PREFIX: {
+            size_t n = strlen(optarg);
+            int ok = n > 0 && n < sizeof(cfg->redis_prefix);
+            for (size_t i = 0; ok && i < n; i++)
+                ok = (unsigned char)optarg[i] > 0x20 && (unsigned char)optarg[i] < 0x7f;
+            if (!ok) {
+                set_err(err, errlen, "--redis-prefix '%s': expected 1..127 printable characters",
+                        optarg);
+                return -1;
+            }
+            memcpy(cfg->redis_prefix, optarg, n + 1);
+            break;
+        }
+        case OPT_REDIS_TIMEOUT:
+            if (parse_u32(optarg, 10, 60000, &cfg->redis_timeout_ms) < 0) {
+                set_err(err, errlen, "--redis-timeout-ms '%s': expected 10..60000", optarg);
+                return -1;
+            }
+            break;
+        case OPT_REDIS_POLL:
+            if (parse_u32(optarg, 50, 60000, &cfg->redis_poll_ms) < 0) {
+                set_err(err, errlen, "--redis-poll-ms '%s': expected 50..60000", optarg);
+                return -1;
+            }
+            break;
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -377,8 +434,9 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         set_err(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
         return -1;
     }
-    if (cfg->npools == 0) {
-        set_err(err, errlen, "no pool configured: give at least one --pool NAME=HOST:PORT");
+    if (cfg->npools == 0 && !cfg->redis_url[0]) {
+        set_err(err, errlen,
+                "no pool configured: give at least one --pool NAME=HOST:PORT, or --redis URL");
         return -1;
     }
     return 0;

@@ -33,6 +33,10 @@ struct gw_config {
     uint32_t connect_timeout_ms;
     char route_header[64];
     int log_level;
+    char redis_url[512]; /* "" = no control plane */
+    char redis_prefix[128];
+    uint32_t redis_timeout_ms;
+    uint32_t redis_poll_ms;
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help

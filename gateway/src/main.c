@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctrl.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -33,11 +34,25 @@ int main(int argc, char **argv)
            "--auth=none: every call is accepted without authentication; use only for local "
            "development");
 
-    struct gw_routes *routes = gw_routes_from_config(&cfg, err, sizeof(err));
-    if (!routes) {
+    struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
+    if (!flags) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
         gw_config_free(&cfg);
         return 2;
+    }
+    /* With --redis, start from what Redis holds when it answers now. */
+    struct gw_ctrl ctl;
+    int use_ctrl = cfg.redis_url[0] != '\0';
+    struct gw_routes *routes = flags;
+    if (use_ctrl) {
+        if (gw_ctrl_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
+            fprintf(stderr, "infergw: --redis: %s\n", err);
+            gw_routes_unref(flags);
+            gw_config_free(&cfg);
+            return 2;
+        }
+        routes = gw_ctrl_initial(&ctl);
+        gw_routes_unref(flags);
     }
 
     int prc = gw_worker_probe_listen(cfg.listen);
@@ -45,6 +60,8 @@ int main(int argc, char **argv)
         gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg.listen, "error",
                prc == -EADDRINUSE ? "address already in use (is another infergw running?)"
                                   : strerror(-prc));
+        if (use_ctrl)
+            gw_ctrl_stop(&ctl);
         gw_routes_unref(routes);
         gw_config_free(&cfg);
         return 1;
@@ -77,6 +94,10 @@ int main(int argc, char **argv)
         }
         started++;
     }
+    if (status == 0 && use_ctrl && gw_ctrl_start(&ctl, workers, started) != 0) {
+        gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "cannot start the control plane");
+        status = 1;
+    }
     if (status == 0) {
         for (size_t i = 0; i < routes->npools; i++) {
             json_t *reps = json_array();
@@ -108,6 +129,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < started; i++)
             gw_worker_drain(&workers[i]);
     }
+    if (use_ctrl)
+        gw_ctrl_stop(&ctl); /* no more snapshots offered to the workers */
     for (int i = 0; i < started; i++) {
         gw_worker_join(&workers[i]);
         gw_worker_free(&workers[i]);

@@ -1,0 +1,68 @@
+/* ctrl — the control plane: a thread that keeps the routing snapshot in
+ * step with Redis.
+ *
+ * It loads the keys of the contract (pools, each pool's ring ZSET and conf
+ * HASH, the global conf HASH, replica states) into a new snapshot, validates
+ * every value, and hands the snapshot to each worker (gw_worker_offer_routes);
+ * workers never wait on Redis. It reloads when a writer PUBLISHes on
+ * <prefix>changed and also polls <prefix>version every --redis-poll-ms, so a
+ * lost message costs at most one poll period.
+ *
+ * Validation: a bad value is refused with a log line naming key, field and
+ * value, the config-error counter goes up, and the last good value stays (a
+ * pool whose ring has a bad member keeps its previous ring; a bad tunable
+ * keeps its previous value). Fail static: while Redis is unreachable the
+ * workers keep the last good snapshot, and the thread reconnects with
+ * backoff (100 ms doubling to 5 s); sentinel:// URLs are followed across a
+ * failover (the node is checked to be a master on every poll).
+ *
+ * Pools given with --pool that Redis does not define stay as configured;
+ * Redis wins for the pools it defines.
+ */
+#ifndef INFERGW_CTRL_H
+#define INFERGW_CTRL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "redisconn.h"
+#include "route.h"
+
+struct gw_worker;
+
+struct gw_ctrl {
+    const struct gw_config *cfg;
+    struct gw_redis_url url;
+    struct gw_worker *workers;
+    int nworkers;
+    pthread_t thread;
+    int started;
+    int stopfd; /* eventfd: wakes the thread to stop */
+    atomic_int stop;
+    struct gw_routes *current; /* last snapshot published (our reference) */
+    struct gw_routes *flags;   /* the snapshot of the --pool flags */
+    /* Read by other threads (metrics, readiness). */
+    atomic_int redis_up;
+    atomic_ullong version;       /* infergw:version of the snapshot in force */
+    atomic_ullong config_errors; /* values refused */
+    atomic_ullong reloads;       /* snapshots published from Redis */
+    atomic_ullong loaded_at_ms;  /* CLOCK_REALTIME of the last publish */
+};
+
+/* Prepares the control plane for cfg->redis_url. <flags> is the snapshot of
+ * the --pool flags (the ctrl takes a reference). Returns 0, or -1 with the
+ * reason in <err> (bad URL). */
+int gw_ctrl_init(struct gw_ctrl *ctl, const struct gw_config *cfg, struct gw_routes *flags,
+                 char *err, size_t errlen);
+/* Tries one load now (blocking, bounded by the Redis timeout), before the
+ * workers exist. Returns the snapshot to start with (a new reference): the
+ * Redis one, or the flags one when Redis cannot be read. */
+struct gw_routes *gw_ctrl_initial(struct gw_ctrl *ctl);
+/* Starts the thread, which publishes to <workers>. Returns 0 or an errno. */
+int gw_ctrl_start(struct gw_ctrl *ctl, struct gw_worker *workers, int nworkers);
+/* Stops and joins the thread, frees everything. */
+void gw_ctrl_stop(struct gw_ctrl *ctl);
+
+#endif
