@@ -467,30 +467,36 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     return (ssize_t)n;
 }
 
-/* Submits the held response headers with a data provider: the commit point. */
-static void commit_response(struct gw_call *c)
+/* Submits the held response headers to the client: with a data provider
+ * (messages and trailers follow), or alone with END_STREAM when <with_data>
+ * is 0 (a trailers-only response). A failure resets the client stream. */
+static void submit_held_headers(struct gw_call *c, int with_data)
 {
     if (c->resp_submitted || !client_alive(c))
         return;
+    c->resp_submitted = 1;
     size_t cap = c->resp_hdrs.n + 1;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
-    if (!nv) {
-        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-        return;
+    int rv = NGHTTP2_ERR_NOMEM;
+    if (nv) {
+        nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
+        size_t n = 1 + gw_hdrlist_to_nv(&c->resp_hdrs, nv + 1);
+        nghttp2_data_provider prd = {.source.ptr = c, .read_callback = resp_read_cb};
+        rv = nghttp2_submit_response(client_sess(c), c->sid, nv, n, with_data ? &prd : NULL);
+        if (nv != stack_nv)
+            gw_free(nv);
     }
-    nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
-    size_t n = 1 + gw_hdrlist_to_nv(&c->resp_hdrs, nv + 1);
-    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = resp_read_cb};
-    int rv = nghttp2_submit_response(client_sess(c), c->sid, nv, n, &prd);
-    if (nv != stack_nv)
-        gw_free(nv);
-    if (rv != 0) {
+    if (rv != 0)
         nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
                                   NGHTTP2_INTERNAL_ERROR);
-    }
-    c->resp_submitted = 1;
     mark_client_dirty(c);
+}
+
+/* The commit point: headers go out, messages and trailers follow. */
+static void commit_response(struct gw_call *c)
+{
+    submit_held_headers(c, 1);
 }
 
 int gw_call_on_resp_header(struct gw_call *c, const uint8_t *name, size_t namelen,
@@ -557,24 +563,7 @@ void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
         }
         c->resp_done = 1;
         gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-        if (!client_alive(c))
-            return;
-        size_t cap = c->resp_hdrs.n + 1;
-        nghttp2_nv stack_nv[48];
-        nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
-        if (!nv) {
-            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
-                                      NGHTTP2_INTERNAL_ERROR);
-            mark_client_dirty(c);
-            return;
-        }
-        nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
-        size_t n = 1 + gw_hdrlist_to_nv(&c->resp_hdrs, nv + 1);
-        nghttp2_submit_response(client_sess(c), c->sid, nv, n, NULL);
-        if (nv != stack_nv)
-            gw_free(nv);
-        c->resp_submitted = 1;
-        mark_client_dirty(c);
+        submit_held_headers(c, 0);
         return;
     }
     /* Trailers: the final status. */

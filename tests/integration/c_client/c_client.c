@@ -23,6 +23,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "grpcwire.h"
 #include "grpc_predict_v2.pb-c.h"
 
 #define CC_METHOD       "/inference.GRPCInferenceService/ModelInfer"
@@ -50,46 +51,16 @@ struct cc_result {
     char check[256]; /* empty = every check passed */
 };
 
-static const char *const cc_status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-#define CC_N_STATUS ((int)(sizeof(cc_status_names) / sizeof(cc_status_names[0])))
-
+/* Status names come from the gateway's grpcwire module (one table). */
 static const char *cc_status_name(int code)
 {
-    return code >= 0 && code < CC_N_STATUS ? cc_status_names[code] : "?";
+    return gw_grpc_status_name(code);
 }
 
 /* Accepts a status name ("NOT_FOUND") or number ("5"); returns -1 otherwise. */
 static int cc_parse_status(const char *s)
 {
-    char *end;
-    long v;
-
-    for (int i = 0; i < CC_N_STATUS; i++)
-        if (strcmp(s, cc_status_names[i]) == 0)
-            return i;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < 0 || v >= CC_N_STATUS)
-        return -1;
-    return (int)v;
+    return gw_grpc_status_parse(s);
 }
 
 /* Writes <s> as a JSON string body (without quotes) into <out>. */
