@@ -1,0 +1,106 @@
+/* Unit tests for gateway/src/hdrlist.c: copies survive the caller's
+ * buffers, growth past the inline storage keeps every entry, values read
+ * back NUL-terminated, and a failed allocation leaves the list unchanged. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hdrlist.h"
+#include "mem.h"
+
+static void test_add_get_nv(void **state)
+{
+    (void)state;
+    struct gw_hdrlist h;
+    gw_hdrlist_init(&h);
+    char name[16], value[16];
+    strcpy(name, "x-route-key");
+    strcpy(value, "user-42");
+    assert_int_equal(gw_hdrlist_add(&h, name, strlen(name), value, strlen(value)), 0);
+    memset(name, 'z', sizeof(name)); /* the list holds its own copy */
+    memset(value, 'z', sizeof(value));
+    assert_int_equal(gw_hdrlist_add(&h, "empty", 5, "", 0), 0);
+    size_t len = 0;
+    const char *v = gw_hdrlist_get(&h, "x-route-key", &len);
+    assert_non_null(v);
+    assert_int_equal(len, 7);
+    assert_string_equal(v, "user-42");
+    v = gw_hdrlist_get(&h, "empty", &len);
+    assert_non_null(v);
+    assert_int_equal(len, 0);
+    assert_null(gw_hdrlist_get(&h, "x-route", NULL));
+    nghttp2_nv nv[2];
+    assert_int_equal(gw_hdrlist_to_nv(&h, nv), 2);
+    assert_int_equal(nv[0].namelen, 11);
+    assert_memory_equal(nv[0].name, "x-route-key", 11);
+    assert_memory_equal(nv[0].value, "user-42", 7);
+    gw_hdrlist_reset(&h);
+    assert_int_equal(h.n, 0);
+}
+
+static void test_growth_keeps_entries(void **state)
+{
+    (void)state;
+    struct gw_hdrlist h;
+    gw_hdrlist_init(&h);
+    long before = gw_mem_live();
+    char name[32], value[200];
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "x-meta-%d", i);
+        memset(value, 'a' + i % 26, sizeof(value));
+        assert_int_equal(gw_hdrlist_add(&h, name, strlen(name), value, 100 + i % 50), 0);
+    }
+    assert_true(gw_mem_live() > before); /* outgrew the inline space */
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "x-meta-%d", i);
+        size_t len;
+        const char *v = gw_hdrlist_get(&h, name, &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)(100 + i % 50));
+        assert_int_equal(v[0], 'a' + i % 26);
+        assert_int_equal(v[len], '\0');
+    }
+    gw_hdrlist_reset(&h);
+    assert_int_equal(gw_mem_live(), before);
+}
+
+static void test_enomem_leaves_list_unchanged(void **state)
+{
+    (void)state;
+    struct gw_hdrlist h;
+    gw_hdrlist_init(&h);
+    char big[1000];
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(gw_hdrlist_add(&h, "a", 1, "1", 1), 0);
+    gw_mem_fail_after(0);
+    assert_int_equal(gw_hdrlist_add(&h, "big", 3, big, sizeof(big)), -12);
+    gw_mem_fail_after(-1);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(gw_hdrlist_get(&h, "a", NULL), "1");
+    assert_int_equal(gw_hdrlist_add(&h, "big", 3, big, sizeof(big)), 0);
+    assert_int_equal(h.n, 2);
+    gw_hdrlist_reset(&h);
+}
+
+/* Arms the allocation hook so gw_mem_live() counts (nothing fails). */
+static int count_allocations(void **state)
+{
+    (void)state;
+    gw_mem_fail_after(-1);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_get_nv),
+        cmocka_unit_test(test_growth_keeps_entries),
+        cmocka_unit_test(test_enomem_leaves_list_unchanged),
+    };
+    return cmocka_run_group_tests_name("hdrlist", tests, count_allocations, NULL);
+}
