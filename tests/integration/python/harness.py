@@ -574,3 +574,218 @@ def start_sentinel(master_port, master="mymaster", port=None, auth_pass=None):
             f.write("sentinel auth-pass %s %s\n" % (master, auth_pass))
     argv = [shutil.which("redis-server") or "/usr/bin/redis-server", conf, "--sentinel"]
     return _wait_redis(Proc("sentinel", argv, port))
+
+
+# --------------------------------------------------------------------------
+# Control plane: infergw-ctl, Sentinel groups, the documented ring, steady load
+# --------------------------------------------------------------------------
+
+def redis_url(proc):
+    """redis:// URL of a redis-server Proc from start_redis."""
+    return "redis://127.0.0.1:%d" % proc.port
+
+
+def run_ctl(url, *args, timeout=30.0, expect=0):
+    """Runs infergw-ctl --redis <url> <args>; returns the CompletedProcess.
+    Raises AssertionError when the exit code is not <expect> (None: any)."""
+    argv = [_bin("infergw-ctl"), "--redis", url] + [str(a) for a in args]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    for marker in SANITIZER_MARKERS:
+        if marker in p.stderr:
+            raise AssertionError("infergw-ctl: sanitizer report:\n" + p.stderr)
+    if expect is not None and p.returncode != expect:
+        raise AssertionError("%s -> exit %d (expected %d)\nstdout:\n%s\nstderr:\n%s"
+                             % (" ".join(argv), p.returncode, expect, p.stdout, p.stderr))
+    return p
+
+
+def ctl_version(out):
+    """The version an infergw-ctl write printed, "... (version N)", or None."""
+    i = out.rfind("(version ")
+    if i < 0:
+        return None
+    j = out.find(")", i)
+    return int(out[i + 9:j]) if j > 0 else None
+
+
+def start_sentinel_group(master_port, master, n=3, quorum=2, down_after_ms=1000,
+                         failover_timeout_ms=5000):
+    """Starts <n> Redis Sentinels on free loopback ports watching the master on
+    127.0.0.1:<master_port> as <master> with the given quorum and timings, each
+    with its own config file and directory. Returns their Procs."""
+    procs = []
+    try:
+        for _ in range(n):
+            port = free_port()
+            d = os.path.join(WORK_DIR, "%d-sentinel-%d" % (os.getpid(), port))
+            os.makedirs(d, exist_ok=True)
+            conf = os.path.join(d, "sentinel.conf")  # Sentinel rewrites it
+            with open(conf, "w") as f:
+                f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                        "sentinel monitor %s 127.0.0.1 %d %d\n"
+                        "sentinel down-after-milliseconds %s %d\n"
+                        "sentinel failover-timeout %s %d\n"
+                        % (port, d, master, master_port, quorum, master, down_after_ms,
+                           master, failover_timeout_ms))
+            argv = [shutil.which("redis-server") or "/usr/bin/redis-server", conf, "--sentinel"]
+            procs.append(_wait_redis(Proc("sentinel", argv, port)))
+    except BaseException:
+        for p in procs:
+            if p.popen.poll() is None:
+                p.popen.kill()
+                p.wait_exit(5)
+        raise
+    return procs
+
+
+def redis_query(port, *args, timeout=1.0):
+    """One command on a fresh connection to 127.0.0.1:<port>; None when the
+    server cannot be reached or answers an error."""
+    try:
+        conn = redis_connect(port, timeout=timeout)
+    except OSError:
+        return None
+    try:
+        return redis_call(conn, *args)
+    except (OSError, RuntimeError):
+        return None
+    finally:
+        redis_close(conn)
+
+
+def sentinel_master_addr(sentinel_port, master):
+    """"host:port" of <master> as one sentinel names it now, or None."""
+    r = redis_query(sentinel_port, "SENTINEL", "get-master-addr-by-name", master)
+    return "%s:%s" % (r[0], r[1]) if isinstance(r, list) and len(r) == 2 else None
+
+
+def ring_token(s):
+    """The documented ring hash: first 4 bytes of SHA-256, big-endian."""
+    import hashlib
+    return int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "big")
+
+
+class RingModel:
+    """The ring as infergw-ctl --help documents it: member <addr>#<i> for
+    i < weight at ring_token(member); a key goes to the first member with
+    token >= ring_token(key), wrapping, ties by address; drained replicas are
+    passed over. Load and health are not modelled."""
+
+    def __init__(self, weights, drained=()):
+        self.points = sorted((ring_token("%s#%d" % (a, i)), a)
+                             for a, w in weights.items() for i in range(w))
+        self.tokens = [t for t, _ in self.points]
+        self.drained = set(drained)
+
+    def owner(self, key):
+        return self.owner_of_point(ring_token(key))
+
+    def owner_of_point(self, point):
+        """The replica of the first eligible member at or after <point>."""
+        import bisect
+        start = bisect.bisect_left(self.tokens, point)
+        for k in range(len(self.points)):
+            addr = self.points[(start + k) % len(self.points)][1]
+            if addr not in self.drained:
+                return addr
+        return None
+
+
+def log_time(ev):
+    """The "time" of a JSON log line (UTC, ms) as seconds since the epoch."""
+    import calendar
+    t = ev["time"]  # 2026-11-28T02:57:58.294Z
+    secs = calendar.timegm(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S"))
+    frac = t[20:-1] if len(t) > 20 else "0"
+    return secs + float("0." + frac)
+
+
+class SteadyLoad:
+    """Unary ModelInfer calls at a fixed rate from a background thread, each
+    with the next routing key of <keys> (round robin), on its own channel.
+    Every call is recorded as a dict: key, sent and done (time.time()),
+    replica (x-replica-id), code (grpc.StatusCode), ok (status OK and the
+    right answer)."""
+
+    def __init__(self, target, keys, rate=100.0, timeout=10.0, model="demo"):
+        self.target = target
+        self.keys = list(keys)
+        self.interval = 1.0 / rate
+        self.timeout = timeout
+        self.model = model
+        self.records = []
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._outstanding = 0
+        self._idle = threading.Condition(self._lock)
+        self._channel = channel(target)
+        self._stub = infer_stub(self._channel)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _done(self, fut, key, sent, vals):
+        rec = {"key": key, "sent": sent, "done": time.time(), "replica": None,
+               "code": None, "ok": False}
+        try:
+            rec["code"] = fut.code()
+            rec["replica"] = md_get(fut.initial_metadata(), "x-replica-id")
+            if rec["code"] == grpc.StatusCode.OK:
+                out = list(fut.result().outputs[0].contents.fp32_contents)
+                rec["ok"] = out == expected(vals)
+        except Exception as e:  # noqa: BLE001 - recorded as a failed call
+            rec["error"] = repr(e)
+        with self._lock:
+            self.records.append(rec)
+            self._outstanding -= 1
+            self._idle.notify_all()
+
+    def _run(self):
+        vals = values(4)
+        next_t = time.monotonic()
+        i = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < next_t:
+                self._stop.wait(next_t - now)
+                continue
+            key = self.keys[i % len(self.keys)]
+            i += 1
+            with self._lock:
+                self._outstanding += 1
+            sent = time.time()
+            try:
+                fut = self._stub.ModelInfer.future(typed_request(vals, model=self.model),
+                                                   metadata=[("x-route-key", key)],
+                                                   timeout=self.timeout)
+                fut.add_done_callback(lambda f, k=key, s=sent: self._done(f, k, s, vals))
+            except Exception as e:  # noqa: BLE001
+                with self._lock:
+                    self._outstanding -= 1
+                    self.records.append({"key": key, "sent": sent, "done": time.time(),
+                                         "replica": None, "code": None, "ok": False,
+                                         "error": repr(e)})
+            self.sent += 1
+            # Fixed rate; after a stall, start again from now rather than burst.
+            next_t = max(next_t + self.interval, time.monotonic() - self.interval)
+
+    def stop(self):
+        """Stops sending, waits for every call in flight; returns the records."""
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            end = time.monotonic() + self.timeout + 5
+            while self._outstanding > 0 and time.monotonic() < end:
+                self._idle.wait(0.1)
+        self._channel.close()
+        return self.snapshot()
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.records)
+
+    def failures(self, records=None):
+        return [r for r in (self.snapshot() if records is None else records) if not r["ok"]]
