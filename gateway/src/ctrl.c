@@ -25,7 +25,6 @@
 #include "worker.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define MAX_VNODE      10000
 
 struct lpool {
@@ -520,7 +519,10 @@ static void *ctrl_main(void *arg)
                 atomic_store(&ctl->redis_up, 0);
                 if (ctrl_wait(ctl, backoff))
                     break;
-                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+                /* Capped at the poll period: a Redis that comes back is
+                 * noticed as fast as a change would be. */
+                int cap = (int)cfg->redis_poll_ms;
+                backoff = backoff * 2 > cap ? cap : backoff * 2;
                 continue;
             }
             freeReplyObject(r);

@@ -13,7 +13,7 @@
  * pool whose ring has a bad member keeps its previous ring; a bad tunable
  * keeps its previous value). Fail static: while Redis is unreachable the
  * workers keep the last good snapshot, and the thread reconnects with
- * backoff (100 ms doubling to 5 s); sentinel:// URLs are followed across a
+ * backoff (100 ms doubling up to --redis-poll-ms); sentinel:// URLs are followed across a
  * failover (the node is checked to be a master on every poll).
  *
  * Pools given with --pool that Redis does not define stay as configured;
