@@ -542,6 +542,21 @@ static int http_to_grpc(int http)
     }
 }
 
+/* The replica's final header block <h> decides the call: it must carry
+ * grpc-status. Returns 0 (status decided, deadline disarmed) or -1 after
+ * failing the call. */
+static int final_status(struct gw_call *c, const struct gw_hdrlist *h)
+{
+    if (!gw_hdrlist_get(h, "grpc-status", NULL)) {
+        gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
+                     replica_addr(c));
+        return -1;
+    }
+    c->resp_done = 1;
+    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+    return 0;
+}
+
 void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
 {
     if (c->resp_done)
@@ -555,27 +570,14 @@ void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
         if (!end_stream)
             return; /* held until the first message or the final status */
         /* Trailers-only: relay it as one HEADERS frame with END_STREAM. */
-        size_t vlen;
-        if (!gw_hdrlist_get(&c->resp_hdrs, "grpc-status", &vlen)) {
-            gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
-                         replica_addr(c));
-            return;
-        }
-        c->resp_done = 1;
-        gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-        submit_held_headers(c, 0);
+        if (final_status(c, &c->resp_hdrs) == 0)
+            submit_held_headers(c, 0);
         return;
     }
     /* Trailers: the final status. */
-    size_t vlen;
-    if (!gw_hdrlist_get(&c->resp_trailers, "grpc-status", &vlen)) {
-        gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s sent trailers without grpc-status",
-                     replica_addr(c));
+    if (final_status(c, &c->resp_trailers) < 0)
         return;
-    }
     c->trailers_ready = 1;
-    c->resp_done = 1;
-    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     if (!client_alive(c))
         return;
     if (!c->resp_submitted)
