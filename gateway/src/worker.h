@@ -5,7 +5,9 @@
  * client connections it accepted, the calls on them, and its own upstream
  * pool of HTTP/2 connections to every replica. A call and all its attempts
  * live on one worker, so the data path takes no lock. Other threads talk to a
- * worker only through gw_worker_drain() (eventfd wake-up).
+ * worker only through gw_worker_drain() and gw_worker_offer_routes() (an
+ * atomic hand-over plus an eventfd wake-up); the worker switches to an
+ * offered routing snapshot between events, so a call never sees two.
  */
 #ifndef INFERGW_WORKER_H
 #define INFERGW_WORKER_H
