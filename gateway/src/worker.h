@@ -7,7 +7,7 @@
  * live on one worker, so the data path takes no lock. Other threads talk to a
  * worker only through gw_worker_drain() and gw_worker_offer_routes() (an
  * atomic hand-over plus an eventfd wake-up); the worker switches to an
- * offered routing snapshot between events, so a call never sees two.
+ * offered routing snapshot between events, never in the middle of one.
  */
 #ifndef INFERGW_WORKER_H
 #define INFERGW_WORKER_H
