@@ -1,0 +1,118 @@
+"""infergw-bench against a real gateway: closed loop by count, open loop at a
+fixed rate (achieved rate and total), statuses counted by name against
+replicas that always fail, latency percentiles in order, and the flags that
+must refuse to run."""
+
+import json
+import os
+import subprocess
+import unittest
+
+import harness as h
+
+PCTS = ("min", "p50", "p90", "p99", "p99.9", "max")
+
+
+def run_bench(target, *args, timeout=60, expect=0):
+    argv = [h._bin("infergw-bench"), "--json"] + list(args) + [target]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != expect:
+        raise AssertionError("%s exited %d (expected %d)\nstdout: %s\nstderr: %s"
+                             % (" ".join(argv), p.returncode, expect, p.stdout, p.stderr))
+    if expect != 0:
+        return p
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    if len(lines) != 1:
+        raise AssertionError("expected one JSON line, got:\n%s" % p.stdout)
+    return json.loads(lines[0])
+
+
+class BenchTest(h.GatewayTestCase):
+    N_REPLICAS = 2
+
+    def assertMonotonic(self, r):
+        lat = r["latency_us"]
+        vals = [lat[k] for k in PCTS]
+        self.assertEqual(vals, sorted(vals), "percentiles out of order: %r" % (lat,))
+        self.assertGreater(lat["p50"], 0)
+        self.assertLessEqual(lat["min"], lat["mean"])
+        self.assertLessEqual(lat["mean"], lat["max"])
+
+    def test_closed_loop_count(self):
+        r = run_bench(self.cluster.target, "--count", "2000", "--concurrency", "16",
+                      "--connections", "2", "--route-keys", "50", "--key-dist", "zipf",
+                      "--metadata", "x-bench:1", "--deadline-ms", "5000")
+        self.assertEqual(r["mode"], "closed")
+        self.assertEqual(r["issued"], 2000)
+        self.assertEqual(r["completed"], 2000)
+        self.assertEqual(r["status"], {"OK": 2000})
+        self.assertEqual((r["no_status"], r["connection_lost"], r["unfinished"]), (0, 0, 0))
+        self.assertGreater(r["achieved_rate"], 0)
+        self.assertMonotonic(r)
+
+    def test_open_loop_rate(self):
+        gw = self.cluster.gateway
+        extra = ["--cpu-pid", str(gw.pid)] if gw else []
+        r = run_bench(self.cluster.target, "--rate", "500", "--duration", "2",
+                      "--route-keys", "100", *extra)
+        self.assertEqual(r["mode"], "open")
+        self.assertAlmostEqual(r["achieved_rate"], 500, delta=50)
+        self.assertGreaterEqual(r["completed"], 950)
+        self.assertLessEqual(r["completed"], 1050)
+        self.assertEqual(r["status"], {"OK": r["completed"]})
+        self.assertEqual(r["issued"], r["completed"])
+        self.assertMonotonic(r)
+        if gw:
+            self.assertGreaterEqual(r["cpu_s"], 0)
+            self.assertEqual(r["cpu_pid"], gw.pid)
+
+    def test_open_loop_poisson_count(self):
+        r = run_bench(self.cluster.target, "--rate", "1000", "--arrival", "poisson",
+                      "--count", "500", "--connections", "3", "--payload-bytes", "4096")
+        self.assertEqual(r["completed"], 500)
+        self.assertEqual(r["status"], {"OK": 500})
+        self.assertGreater(r["request_bytes"], 4096)
+        self.assertMonotonic(r)
+
+    def test_payload_file(self):
+        """--payload-file sends a raw serialized message, gRPC-framed:
+        ModelReadyRequest{name: "demo"} (field 1, length 4) to ModelReady."""
+        path = os.path.join(h.WORK_DIR, "%d-bench-ready.bin" % os.getpid())
+        with open(path, "wb") as f:
+            f.write(b"\x0a\x04demo")
+        r = run_bench(self.cluster.target, "--count", "100", "--payload-file", path,
+                      "--method", "/inference.GRPCInferenceService/ModelReady")
+        self.assertEqual(r["status"], {"OK": 100})
+
+    def test_refuses_unbounded_and_bad_flags(self):
+        p = run_bench(self.cluster.target, "--rate", "10", expect=2)
+        self.assertIn("--duration", p.stderr)
+        run_bench(self.cluster.target, "--duration", "3601", expect=2)
+        run_bench(self.cluster.target, "--count", "1", "--key-dist", "pareto", expect=2)
+
+    def test_help_lists_every_flag(self):
+        p = subprocess.run([h._bin("infergw-bench"), "--help"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(p.returncode, 0)
+        for flag in ("--target", "--method", "--payload-file", "--payload-bytes", "--model",
+                     "--metadata", "--route-keys", "--key-dist", "--rate", "--arrival",
+                     "--concurrency", "--connections", "--duration", "--count",
+                     "--deadline-ms", "--cpu-pid", "--seed", "--json", "Example"):
+            self.assertIn(flag, p.stdout)
+
+
+class BenchErrorStatusTest(h.GatewayTestCase):
+    N_REPLICAS = 1
+    REPLICA_ARGS = ("--error-fraction", "1", "--error-code", "UNAVAILABLE")
+
+    def test_statuses_counted_by_name(self):
+        r = run_bench(self.cluster.target, "--count", "300", "--concurrency", "8")
+        self.assertEqual(r["completed"], 300)
+        self.assertEqual(r["status"], {"UNAVAILABLE": 300})
+        lat = r["latency_us"]
+        vals = [lat[k] for k in PCTS]
+        self.assertEqual(vals, sorted(vals))
+
+
+if __name__ == "__main__":
+    unittest.main()
