@@ -66,6 +66,7 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
     c->sid = sid;
     c->id = ++sc->w->calls_started;
     c->att.sid = -1;
+    c->status = -1;
     c->att_start_ns = sc->w->loop.now_ns;
     gw_hdrlist_init(&c->req_hdrs);
     gw_hdrlist_init(&c->resp_hdrs);
@@ -81,6 +82,10 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
 
 static void call_free(struct gw_call *c)
 {
+    int st = c->status >= 0 ? c->status : gw_metrics_status_of(&c->resp_trailers, &c->resp_hdrs);
+    gw_metrics_call_end(c->w->metrics, c->w->routes, c->pool_len ? c->pool_name : NULL, c->pool_len,
+                        c->path, st < 0 ? GW_GRPC_CANCELLED : st,
+                        c->w->loop.now_ns - c->att_start_ns);
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     gw_hdrlist_reset(&c->req_hdrs);
     gw_hdrlist_reset(&c->resp_hdrs);
@@ -649,6 +654,9 @@ static void release_attempt(struct gw_call *c)
 void gw_call_on_upstream_close(struct gw_call *c, uint32_t error_code)
 {
     const char *addr = replica_addr(c);
+    int st = gw_metrics_status_of(&c->resp_trailers, &c->resp_hdrs);
+    gw_metrics_attempt(c->att.up ? c->att.up->metrics : NULL, GW_KIND_PRIMARY,
+                       error_code != NGHTTP2_NO_ERROR || st < 0 ? GW_OUTCOME_RESET : st);
     release_attempt(c);
     if (!c->resp_done) {
         if (error_code == NGHTTP2_NO_ERROR)
@@ -665,6 +673,8 @@ void gw_call_on_upstream_lost(struct gw_call *c, int connected, const char *reas
 {
     c->att.uc = NULL;
     c->att.open = 0;
+    gw_metrics_attempt(c->att.up ? c->att.up->metrics : NULL, GW_KIND_PRIMARY,
+                       connected ? GW_OUTCOME_CONNECTION_LOST : GW_OUTCOME_CONNECT_FAILED);
     if (!c->resp_done && client_alive(c)) {
         if (!connected) {
             /* The connection never came up, so nothing of this call left the
@@ -709,6 +719,7 @@ void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
     if (c->resp_done)
         return;
     c->resp_done = 1;
+    c->status = code;
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     char msg[512];
     va_list ap;

@@ -96,6 +96,7 @@ struct gw_call {
     unsigned trailers_ready : 1;   /* resp_trailers complete: send after respbuf drains */
     unsigned resp_done : 1;        /* final status decided */
     int http_status;
+    int status; /* the status gw_call_fail() answered with, -1 = none (metrics) */
 };
 
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on

@@ -34,6 +34,7 @@ enum {
     OPT_REDIS_PREFIX,
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
+    OPT_ADMIN,
     OPT_VERSION,
 };
 
@@ -56,6 +57,7 @@ static const struct option long_opts[] = {
     {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
+    {"admin", required_argument, NULL, OPT_ADMIN},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -84,6 +86,10 @@ void gw_config_usage(FILE *out)
             "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
             "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
             "                                change message was lost [1000]\n"
+            "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
+            "                                /debug/replicas; 'off' disables it. A taken default\n"
+            "                                port is logged and skipped; a taken --admin address\n"
+            "                                is an error [127.0.0.1:7190]\n"
             "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
             "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
             "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
@@ -263,6 +269,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     snprintf(cfg->redis_prefix, sizeof(cfg->redis_prefix), "infergw:");
     cfg->redis_timeout_ms = 1000;
     cfg->redis_poll_ms = 1000;
+    snprintf(cfg->admin, sizeof(cfg->admin), "127.0.0.1:7190");
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -422,6 +429,19 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 return -1;
             }
             break;
+        case OPT_ADMIN: {
+            char host[128];
+            uint16_t port;
+            if (strcmp(optarg, "off") != 0 &&
+                (strlen(optarg) >= sizeof(cfg->admin) ||
+                 gw_config_split_addr(optarg, host, sizeof(host), &port) < 0)) {
+                set_err(err, errlen, "--admin '%s': expected HOST:PORT or off", optarg);
+                return -1;
+            }
+            snprintf(cfg->admin, sizeof(cfg->admin), "%s", strcmp(optarg, "off") ? optarg : "");
+            cfg->admin_explicit = 1;
+            break;
+        }
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;

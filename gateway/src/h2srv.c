@@ -183,6 +183,7 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
     if (sc->next)
         sc->next->prev = sc->prev;
     w->nconns--;
+    gw_metrics_conns_add(w->metrics, -1);
     gw_free(sc);
     gw_worker_check_drained(w);
 }
@@ -237,6 +238,7 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
         w->conns->prev = sc;
     w->conns = sc;
     w->nconns++;
+    gw_metrics_conns_add(w->metrics, 1);
     gw_conn_mark_dirty(&sc->conn);
 }
 

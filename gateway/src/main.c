@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
 #include "ctrl.h"
 #include "log.h"
@@ -98,6 +99,10 @@ int main(int argc, char **argv)
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "cannot start the control plane");
         status = 1;
     }
+    struct gw_admin admin = {0};
+    if (status == 0 &&
+        gw_admin_start(&admin, &cfg, workers, (size_t)started, use_ctrl ? &ctl : NULL) < 0)
+        status = 1;
     if (status == 0) {
         for (size_t i = 0; i < routes->npools; i++) {
             json_t *reps = json_array();
@@ -129,6 +134,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < started; i++)
             gw_worker_drain(&workers[i]);
     }
+    gw_admin_stop(&admin); /* reads worker and ctrl state: goes first */
     if (use_ctrl)
         gw_ctrl_stop(&ctl); /* no more snapshots offered to the workers */
     for (int i = 0; i < started; i++) {

@@ -141,6 +141,7 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     if (!up)
         return NULL;
     up->w = w;
+    up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
     up->addr = gw_strdup(r->addr);
     up->conns = gw_calloc((size_t)up->nconns, sizeof(*up->conns));
@@ -236,6 +237,15 @@ void gw_upstream_teardown(struct gw_worker *w)
     w->upmap = NULL;
 }
 
+/* Whether a connection to <up> is up (for the replica_reachable gauge). */
+static int any_connected(const struct gw_upstream *up)
+{
+    for (int i = 0; i < up->nconns; i++)
+        if (up->conns[i] && up->conns[i]->connected && !up->conns[i]->conn.closing)
+            return 1;
+    return 0;
+}
+
 static void up_conn_on_close(struct gw_conn *conn, const char *reason)
 {
     struct gw_up_conn *uc = (struct gw_up_conn *)conn;
@@ -265,6 +275,8 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     struct gw_attempt *list = uc->attempts;
     uc->attempts = NULL;
     up->inflight -= (uint32_t)uc->nstreams;
+    gw_metrics_inflight_add(up->metrics, -(int64_t)uc->nstreams);
+    gw_metrics_set_reachable(up->metrics, any_connected(up));
     uc->nstreams = 0;
     for (struct gw_attempt *a = list; a; a = a->next)
         a->uc = NULL;
@@ -282,6 +294,7 @@ static void up_conn_on_connected(struct gw_conn *conn)
     struct gw_up_conn *uc = (struct gw_up_conn *)conn;
     struct gw_upstream *up = uc->up;
     uc->connected = 1;
+    gw_metrics_set_reachable(up->metrics, 1);
     gw_loop_timer_cancel(&up->w->loop, &uc->connect_timer);
     if (up->down_logged)
         gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", up->addr, "worker",
@@ -419,6 +432,7 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const ng
     uc->attempts = a;
     uc->nstreams++;
     uc->up->inflight++;
+    gw_metrics_inflight_add(uc->up->metrics, 1);
     gw_conn_mark_dirty(&uc->conn);
     return sid;
 }
@@ -437,6 +451,7 @@ void gw_upstream_detach(struct gw_attempt *a)
     a->prev = a->next = NULL;
     uc->nstreams--;
     uc->up->inflight--;
+    gw_metrics_inflight_add(uc->up->metrics, -1);
     a->uc = NULL;
     if (uc->goaway && uc->nstreams == 0)
         gw_conn_close(&uc->conn, "drained after GOAWAY");

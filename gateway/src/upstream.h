@@ -25,6 +25,7 @@
 struct gw_worker;
 struct gw_attempt;
 struct gw_routes;
+struct gw_metrics_replica;
 
 struct gw_up_conn {
     struct gw_conn conn;
@@ -48,6 +49,8 @@ struct gw_upstream {
     int down_logged;
     int in_use;        /* listed by the worker's current snapshot */
     uint32_t inflight; /* attempts open on this worker */
+    /* this replica's series in w->metrics */
+    struct gw_metrics_replica *metrics;
 };
 
 /* Creates the nghttp2 callbacks and options. Returns 0 or -ENOMEM. */

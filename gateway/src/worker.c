@@ -92,6 +92,7 @@ static void adopt_pending(struct gw_worker *w)
     }
     gw_routes_unref(w->routes);
     w->routes = rt;
+    gw_metrics_set_routes(w->metrics, rt);
 }
 
 static void worker_on_wake(struct gw_loop *loop)
@@ -148,6 +149,13 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
+    w->metrics = gw_metrics_new();
+    if (!w->metrics) {
+        gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
+               "out of memory");
+        return -1;
+    }
+    gw_metrics_set_routes(w->metrics, routes);
     int fd = open_listener(cfg->listen, 1);
     if (fd < 0) {
         gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg->listen, "error",
@@ -215,4 +223,6 @@ void gw_worker_free(struct gw_worker *w)
     gw_routes_unref(atomic_exchange(&w->pending, NULL));
     gw_routes_unref(w->routes);
     w->routes = NULL;
+    gw_metrics_free(w->metrics);
+    w->metrics = NULL;
 }

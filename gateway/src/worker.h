@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "loop.h"
+#include "metrics.h"
 #include "route.h"
 
 struct gw_srv_conn;
@@ -44,6 +45,7 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
+    struct gw_metrics *metrics; /* written by this worker only; read by the admin thread */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the

@@ -1,0 +1,259 @@
+/* admin — admin HTTP on libmicrohttpd's own thread (see admin.h). */
+#include "admin.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctrl.h"
+#include "log.h"
+#include "mem.h"
+#include "worker.h"
+
+static uint64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Worker <m>'s entry for replica <addr>, or NULL when it has none yet. */
+static struct gw_metrics_replica *replica_of(struct gw_metrics *m, const char *addr)
+{
+    size_t n = atomic_load_explicit(&m->nreplicas, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(m->replicas[i].name, addr))
+            return &m->replicas[i];
+    return NULL;
+}
+
+/* Whether pool <name> has an eligible replica in worker <m>'s view. */
+static int pool_ready_on(struct gw_metrics *m, const struct gw_routes *rt, const char *name)
+{
+    const struct gw_pool *p = gw_routes_find_pool(rt, name, strlen(name));
+    if (!p)
+        return 0;
+    for (size_t j = 0; j < p->ring.nreplicas; j++) {
+        const struct gw_replica *r = &rt->replicas[p->replica_ids[j]];
+        struct gw_metrics_replica *mr = replica_of(m, r->addr);
+        if (!r->drain && mr && atomic_load_explicit(&mr->reachable, memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
+
+int gw_admin_ready(struct gw_metrics *const *ms, size_t n, char *why, size_t whylen)
+{
+    struct gw_routes **rts = gw_calloc(n ? n : 1, sizeof(*rts));
+    if (!rts) {
+        snprintf(why, whylen, "out of memory");
+        return 0;
+    }
+    for (size_t w = 0; w < n; w++)
+        rts[w] = gw_metrics_get_routes(ms[w]);
+    int ready = 1;
+    if (n == 0 || !rts[0]) {
+        snprintf(why, whylen, "no routing snapshot loaded");
+        ready = 0;
+    } else if (rts[0]->npools == 0) {
+        snprintf(why, whylen, "no pool configured");
+        ready = 0;
+    }
+    for (size_t i = 0; ready && i < rts[0]->npools; i++) {
+        const char *name = rts[0]->pools[i].name;
+        int any = 0;
+        for (size_t w = 0; w < n && !any; w++)
+            any = rts[w] && pool_ready_on(ms[w], rts[w], name);
+        if (!any) {
+            snprintf(why, whylen, "pool '%s' has no eligible replica (reachable and not draining)",
+                     name);
+            ready = 0;
+        }
+    }
+    for (size_t w = 0; w < n; w++)
+        gw_routes_unref(rts[w]);
+    gw_free(rts);
+    return ready;
+}
+
+static char *render_metrics(struct gw_admin *a, size_t *len)
+{
+    struct gw_metrics_global g = {0};
+    uint64_t now = realtime_ms(), loaded = a->started_ms;
+    if (a->ctl) {
+        g.have_ctrl = 1;
+        g.redis_up = atomic_load(&a->ctl->redis_up);
+        g.config_version = atomic_load(&a->ctl->version);
+        g.config_errors = atomic_load(&a->ctl->config_errors);
+        uint64_t at = atomic_load(&a->ctl->loaded_at_ms);
+        if (at)
+            loaded = at;
+    }
+    g.config_age_seconds = now > loaded ? (double)(now - loaded) / 1000.0 : 0.0;
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f)
+        return NULL;
+    int rc = gw_metrics_render(a->ms, a->nworkers, &g, f);
+    if (fclose(f) != 0 || rc < 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static char *render_replicas(struct gw_admin *a, size_t *len)
+{
+    struct gw_routes *rt = a->nworkers ? gw_metrics_get_routes(a->ms[0]) : NULL;
+    json_t *root = json_object(), *arr = json_array();
+    json_object_set_new(root, "version", json_integer(rt ? (json_int_t)rt->version : 0));
+    json_object_set_new(root, "replicas", arr);
+    for (size_t i = 0; rt && i < rt->nreplicas; i++) {
+        const struct gw_replica *r = &rt->replicas[i];
+        int reachable = 0;
+        int64_t inflight = 0;
+        for (size_t w = 0; w < a->nworkers; w++) {
+            struct gw_metrics_replica *mr = replica_of(a->ms[w], r->addr);
+            if (!mr)
+                continue;
+            reachable |= atomic_load_explicit(&mr->reachable, memory_order_relaxed) != 0;
+            inflight += atomic_load_explicit(&mr->inflight, memory_order_relaxed);
+        }
+        json_t *pools = json_array();
+        for (size_t p = 0; p < rt->npools; p++)
+            for (size_t j = 0; j < rt->pools[p].ring.nreplicas; j++)
+                if (rt->pools[p].replica_ids[j] == i)
+                    json_array_append_new(pools, json_string(rt->pools[p].name));
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:b, s:I, s:b}", "address", r->addr,
+                                             "pools", pools, "reachable", reachable, "inflight",
+                                             (json_int_t)inflight, "drain", r->drain));
+    }
+    gw_routes_unref(rt);
+    char *s = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    if (s)
+        *len = strlen(s);
+    return s;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", type);
+    enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                  ...) __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                  ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return MHD_NO;
+    return reply(conn, status, "text/plain; charset=utf-8", s, (size_t)n, MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct gw_admin *a = cls;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    if (!strcmp(url, "/healthz"))
+        return reply_text(conn, MHD_HTTP_OK, "ok\n");
+    if (!strcmp(url, "/readyz")) {
+        char why[512];
+        if (gw_admin_ready(a->ms, a->nworkers, why, sizeof(why)))
+            return reply_text(conn, MHD_HTTP_OK, "ready\n");
+        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", why);
+    }
+    size_t len = 0;
+    if (!strcmp(url, "/metrics")) {
+        char *body = render_metrics(a, &len);
+        if (!body)
+            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len,
+                     MHD_RESPMEM_MUST_FREE);
+    }
+    if (!strcmp(url, "/debug/replicas")) {
+        char *body = render_replicas(a, &len);
+        if (!body)
+            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+    }
+    return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                      "not found; try /metrics, /healthz, /readyz, /debug/replicas\n");
+}
+
+int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,
+                   size_t nworkers, struct gw_ctrl *ctl)
+{
+    memset(a, 0, sizeof(*a));
+    if (!cfg->admin[0])
+        return 0;
+    a->ctl = ctl;
+    a->started_ms = realtime_ms();
+    a->nworkers = nworkers;
+    a->ms = gw_calloc(nworkers ? nworkers : 1, sizeof(*a->ms));
+    if (!a->ms) {
+        gw_log(GW_LOG_ERROR, "admin_failed", "{s:s}", "error", "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < nworkers; i++)
+        a->ms[i] = workers[i].metrics;
+
+    char host[128], port[8];
+    uint16_t p = 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    const char *error = NULL;
+    if (gw_config_split_addr(cfg->admin, host, sizeof(host), &p) < 0)
+        error = "not HOST:PORT";
+    snprintf(port, sizeof(port), "%u", (unsigned)p);
+    if (!error && getaddrinfo(host, port, &hints, &ai) != 0)
+        error = "cannot resolve the host";
+    if (!error) {
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+        if (ai->ai_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+        a->daemon = MHD_start_daemon(flags, p, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
+                                     ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+        freeaddrinfo(ai);
+        if (!a->daemon)
+            error = "cannot listen there (address in use?)";
+    }
+    if (error) {
+        gw_log(cfg->admin_explicit ? GW_LOG_ERROR : GW_LOG_WARN, "admin_not_started", "{s:s, s:s}",
+               "addr", cfg->admin, "error", error);
+        gw_free(a->ms);
+        a->ms = NULL;
+        return cfg->admin_explicit ? -1 : 0;
+    }
+    gw_log(GW_LOG_INFO, "admin_listening", "{s:s}", "addr", cfg->admin);
+    return 0;
+}
+
+void gw_admin_stop(struct gw_admin *a)
+{
+    if (a->daemon)
+        MHD_stop_daemon(a->daemon);
+    a->daemon = NULL;
+    gw_free(a->ms);
+    a->ms = NULL;
+}

@@ -1,0 +1,181 @@
+/* metrics — per-worker counters and histograms, merged on scrape into the
+ * Prometheus text exposition format.
+ *
+ * Each worker owns one struct gw_metrics and is its only writer: a counter
+ * bump is a relaxed load and a relaxed store of an _Atomic uint64_t (no
+ * lock-prefixed read-modify-write, no line shared with another worker), so
+ * the request path pays an add and a store. The scraper thread (admin.c)
+ * reads the same fields with relaxed loads: values never tear, and a scrape
+ * sees each counter at some recent point.
+ *
+ * Pools and replicas come and go with the routing snapshot, so their series
+ * are keyed by name in small bounded per-worker tables, never by snapshot
+ * index. An entry is filled in by its worker, then published by a release
+ * store of the table's count; entries are never removed or moved, so the
+ * scraper can read every entry below the count it loaded (acquire) without
+ * any lock. Beyond the bound, new names fold into an entry named "other".
+ * Pool labels name only pools of the worker's snapshot ("unknown" for the
+ * rest, "none" when a call named no pool), and method labels only the
+ * KServe v2 and grpc.health.v1 methods ("other" for the rest), so a client
+ * cannot grow the series without bound.
+ *
+ * The worker also publishes a reference to its current snapshot here
+ * (gw_metrics_set_routes, under a mutex taken only when the snapshot
+ * changes), so the admin thread can read the pools and drain states of a
+ * snapshot nobody frees under it.
+ */
+#ifndef INFERGW_METRICS_H
+#define INFERGW_METRICS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hdrlist.h"
+#include "route.h"
+
+#define GW_METRICS_MAX_POOLS    64
+#define GW_METRICS_MAX_REPLICAS 256
+#define GW_METRICS_NAME_MAX     255
+#define GW_METRICS_NCODES       17 /* gRPC status codes 0..16 */
+
+/* Methods with a label of their own; the rest count as GW_METHOD_OTHER. */
+enum gw_metrics_method {
+    GW_METHOD_SERVER_LIVE,
+    GW_METHOD_SERVER_READY,
+    GW_METHOD_MODEL_READY,
+    GW_METHOD_SERVER_METADATA,
+    GW_METHOD_MODEL_METADATA,
+    GW_METHOD_MODEL_INFER,
+    GW_METHOD_MODEL_STREAM_INFER,
+    GW_METHOD_HEALTH_CHECK,
+    GW_METHOD_HEALTH_WATCH,
+    GW_METHOD_OTHER,
+    GW_METHOD_COUNT
+};
+
+/* How an upstream attempt ended: a gRPC status the replica sent (0..16), or
+ * one of these. */
+enum gw_metrics_outcome {
+    GW_OUTCOME_CONNECT_FAILED = GW_METRICS_NCODES, /* its connection never came up */
+    GW_OUTCOME_RESET,                              /* stream reset / ended without a status */
+    GW_OUTCOME_CONNECTION_LOST,                    /* connection closed under it */
+    GW_OUTCOME_COUNT
+};
+
+/* Attempt kinds (only primary attempts exist so far; retry and hedge come
+ * with the call engine's retries and hedges). */
+enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_COUNT };
+
+/* Upper bounds (seconds) of the call duration histogram; +Inf is implicit. */
+#define GW_METRICS_NBUCKETS 14
+extern const double gw_metrics_buckets[GW_METRICS_NBUCKETS];
+
+typedef _Atomic uint64_t gw_counter;
+
+struct gw_metrics_pool {
+    char name[GW_METRICS_NAME_MAX + 1];
+    gw_counter calls[GW_METHOD_COUNT][GW_METRICS_NCODES];
+    gw_counter buckets[GW_METRICS_NBUCKETS + 1]; /* per bucket, not cumulative; last = +Inf */
+    gw_counter duration_ns_sum;
+};
+
+struct gw_metrics_replica {
+    char name[GW_METRICS_NAME_MAX + 1];
+    gw_counter attempts[GW_KIND_COUNT][GW_OUTCOME_COUNT];
+    _Atomic int64_t inflight;
+    _Atomic int reachable; /* a connection to it is up (worker's view) */
+};
+
+struct gw_metrics {
+    _Atomic size_t npools, nreplicas;                       /* published entries */
+    struct gw_metrics_pool pools[GW_METRICS_MAX_POOLS + 3]; /* + "other", "unknown", "none" */
+    struct gw_metrics_replica replicas[GW_METRICS_MAX_REPLICAS + 1];
+    _Atomic int64_t client_connections;
+    pthread_mutex_t routes_mu;
+    struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
+};
+
+/* Values that do not come from the workers, gathered by the scraper. */
+struct gw_metrics_global {
+    int have_ctrl; /* a Redis control plane is configured */
+    int redis_up;
+    uint64_t config_version;
+    double config_age_seconds;
+    uint64_t config_errors;
+};
+
+/* Allocates zeroed metrics for one worker. Returns NULL when out of memory.
+ * Caller frees with gw_metrics_free(). */
+struct gw_metrics *gw_metrics_new(void);
+/* Frees <m> and drops its snapshot reference. NULL is a no-op. */
+void gw_metrics_free(struct gw_metrics *m);
+
+/* Replaces the published snapshot by <rt> (takes a reference of its own).
+ * Worker thread. */
+void gw_metrics_set_routes(struct gw_metrics *m, struct gw_routes *rt);
+/* A new reference to the published snapshot, or NULL; caller drops it with
+ * gw_routes_unref(). Any thread. */
+struct gw_routes *gw_metrics_get_routes(struct gw_metrics *m);
+
+/* The method label index of :path <path> (NULL = other). */
+enum gw_metrics_method gw_metrics_method_of(const char *path);
+/* The grpc-status in <trailers>, else in <hdrs> (trailers-only), or -1. */
+int gw_metrics_status_of(const struct gw_hdrlist *trailers, const struct gw_hdrlist *hdrs);
+
+/* The entry of replica <addr>, created when new (the overflow entry when
+ * the table is full). Worker thread; the pointer lives as long as <m>. */
+struct gw_metrics_replica *gw_metrics_replica(struct gw_metrics *m, const char *addr);
+
+/* Counts a finished call: pool <pool> (<len> bytes, NULL = none), looked up
+ * in <rt> when first seen; :path <path>; gRPC status <code>; duration in ns.
+ * Worker thread. */
+void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
+                         size_t len, const char *path, int code, uint64_t duration_ns);
+
+static inline void gw_counter_add(gw_counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Counts an attempt on <r> of kind <kind> ending in <outcome> (a gRPC status
+ * or enum gw_metrics_outcome). Worker thread. */
+static inline void gw_metrics_attempt(struct gw_metrics_replica *r, int kind, int outcome)
+{
+    if (r && outcome >= 0 && outcome < GW_OUTCOME_COUNT)
+        gw_counter_add(&r->attempts[kind][outcome], 1);
+}
+static inline void gw_metrics_inflight_add(struct gw_metrics_replica *r, int64_t d)
+{
+    if (r)
+        atomic_store_explicit(&r->inflight,
+                              atomic_load_explicit(&r->inflight, memory_order_relaxed) + d,
+                              memory_order_relaxed);
+}
+static inline void gw_metrics_set_reachable(struct gw_metrics_replica *r, int up)
+{
+    if (r)
+        atomic_store_explicit(&r->reachable, up, memory_order_relaxed);
+}
+static inline void gw_metrics_conns_add(struct gw_metrics *m, int64_t d)
+{
+    if (m)
+        atomic_store_explicit(&m->client_connections,
+                              atomic_load_explicit(&m->client_connections, memory_order_relaxed) +
+                                  d,
+                              memory_order_relaxed);
+}
+
+/* Writes the merged metrics of <n> workers and <g> to <out> in the
+ * Prometheus text format (version 0.0.4). Scraper thread. Returns 0, or -1
+ * when out of memory. */
+int gw_metrics_render(struct gw_metrics *const *ws, size_t n, const struct gw_metrics_global *g,
+                      FILE *out);
+
+/* Writes <v> to <out> escaped as a Prometheus label value (\\, \", \n). */
+void gw_metrics_write_label(FILE *out, const char *v);
+
+#endif
