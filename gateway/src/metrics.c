@@ -11,6 +11,13 @@
 const double gw_metrics_buckets[GW_METRICS_NBUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+/* gw_metrics_buckets in ns, for the request path (le: a call of exactly a
+ * bound's duration falls in that bucket). */
+static const uint64_t bucket_ns[GW_METRICS_NBUCKETS] = {
+    500000ULL,     1000000ULL,    2500000ULL,    5000000ULL,    10000000ULL,
+    25000000ULL,   50000000ULL,   100000000ULL,  250000000ULL,  500000000ULL,
+    1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL};
+
 static const char *const method_names[GW_METHOD_COUNT] = {
     [GW_METHOD_SERVER_LIVE] = "/inference.GRPCInferenceService/ServerLive",
     [GW_METHOD_SERVER_READY] = "/inference.GRPCInferenceService/ServerReady",
@@ -78,12 +85,30 @@ struct gw_routes *gw_metrics_get_routes(struct gw_metrics *m)
     return rt;
 }
 
+#define KSERVE_PREFIX "/inference.GRPCInferenceService/"
+#define HEALTH_PREFIX "/grpc.health.v1.Health/"
+
+/* Compares the method part after the service prefix both share, so a call
+ * costs one prefix compare and a few short ones. */
 enum gw_metrics_method gw_metrics_method_of(const char *path)
 {
     if (!path)
         return GW_METHOD_OTHER;
-    for (int i = 0; i < GW_METHOD_OTHER; i++)
-        if (!strcmp(path, method_names[i]))
+    int first, last;
+    size_t plen;
+    if (!strncmp(path, KSERVE_PREFIX, sizeof(KSERVE_PREFIX) - 1)) {
+        first = GW_METHOD_SERVER_LIVE;
+        last = GW_METHOD_MODEL_STREAM_INFER;
+        plen = sizeof(KSERVE_PREFIX) - 1;
+    } else if (!strncmp(path, HEALTH_PREFIX, sizeof(HEALTH_PREFIX) - 1)) {
+        first = GW_METHOD_HEALTH_CHECK;
+        last = GW_METHOD_HEALTH_WATCH;
+        plen = sizeof(HEALTH_PREFIX) - 1;
+    } else {
+        return GW_METHOD_OTHER;
+    }
+    for (int i = first; i <= last; i++)
+        if (!strcmp(path + plen, method_names[i] + plen))
             return (enum gw_metrics_method)i;
     return GW_METHOD_OTHER;
 }
@@ -189,9 +214,8 @@ void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const
     if (code < 0 || code >= GW_METRICS_NCODES)
         code = GW_GRPC_UNKNOWN;
     gw_counter_add(&p->calls[gw_metrics_method_of(path)][code], 1);
-    double s = (double)duration_ns / 1e9;
     size_t b = 0;
-    while (b < GW_METRICS_NBUCKETS && s > gw_metrics_buckets[b])
+    while (b < GW_METRICS_NBUCKETS && duration_ns > bucket_ns[b])
         b++;
     gw_counter_add(&p->buckets[b], 1);
     gw_counter_add(&p->duration_ns_sum, duration_ns);

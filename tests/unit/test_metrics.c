@@ -225,6 +225,9 @@ static void test_method_and_status(void **state)
     assert_int_equal(gw_metrics_method_of("/inference.GRPCInferenceService/ModelInferX"),
                      GW_METHOD_OTHER);
     assert_int_equal(gw_metrics_method_of(NULL), GW_METHOD_OTHER);
+    assert_int_equal(gw_metrics_method_of("/grpc.health.v1.Health/Watch"), GW_METHOD_HEALTH_WATCH);
+    assert_int_equal(gw_metrics_method_of("/inference.GRPCInferenceService/"), GW_METHOD_OTHER);
+    assert_int_equal(gw_metrics_method_of("/grpc.health.v1.Health/ModelInfer"), GW_METHOD_OTHER);
     struct gw_hdrlist tr, hd;
     gw_hdrlist_init(&tr);
     gw_hdrlist_init(&hd);
@@ -240,13 +243,39 @@ static void test_method_and_status(void **state)
     gw_hdrlist_reset(&hd);
 }
 
+/* A bound belongs to its own bucket (le = less or equal). */
+static void test_bucket_bounds(void **state)
+{
+    const char *pools[] = {"p"};
+    struct gw_routes *rt = routes_of(pools, 1);
+    struct gw_metrics *m = gw_metrics_new();
+    for (int b = 0; b < GW_METRICS_NBUCKETS; b++) {
+        uint64_t ns = (uint64_t)(gw_metrics_buckets[b] * 1e9 + 0.5);
+        gw_metrics_call_end(m, rt, "p", 1, NULL, GW_GRPC_OK, ns);
+        gw_metrics_call_end(m, rt, "p", 1, NULL, GW_GRPC_OK, ns + 1);
+    }
+    struct gw_metrics_global g = {0};
+    char *text = render(&m, 1, &g);
+    for (int b = 0; b < GW_METRICS_NBUCKETS; b++) {
+        char series[128];
+        snprintf(series, sizeof(series),
+                 "infergw_call_duration_seconds_bucket{pool=\"p\",le=\"%g\"}",
+                 gw_metrics_buckets[b]);
+        assert_true(sample(text, series) == 2 * b + 1);
+    }
+    assert_true(sample(text, "infergw_call_duration_seconds_count{pool=\"p\"}") ==
+                2 * GW_METRICS_NBUCKETS);
+    free(text);
+    gw_metrics_free(m);
+    gw_routes_unref(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_merge_and_format),
-        cmocka_unit_test(test_label_escaping),
-        cmocka_unit_test(test_bounded_tables),
-        cmocka_unit_test(test_method_and_status),
+        cmocka_unit_test(test_merge_and_format), cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_bounded_tables),   cmocka_unit_test(test_method_and_status),
+        cmocka_unit_test(test_bucket_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
