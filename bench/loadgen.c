@@ -250,29 +250,6 @@ static int lg_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     return 0;
 }
 
-/* The gRPC code a client reports for an HTTP status without grpc-status
- * (gRPC's "HTTP to gRPC status code mapping"). */
-static int lg_http_to_grpc(int http)
-{
-    switch (http) {
-    case 400:
-        return GW_GRPC_INTERNAL;
-    case 401:
-        return GW_GRPC_UNAUTHENTICATED;
-    case 403:
-        return GW_GRPC_PERMISSION_DENIED;
-    case 404:
-        return GW_GRPC_UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-        return GW_GRPC_UNAVAILABLE;
-    default:
-        return -1;
-    }
-}
-
 static int lg_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, void *ud)
 {
     struct lg_conn *lc = ud;
@@ -282,7 +259,7 @@ static int lg_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, voi
         return 0;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
     if (c->grpc_status < 0 && c->http_status != 200)
-        c->grpc_status = lg_http_to_grpc(c->http_status);
+        c->grpc_status = gw_grpc_status_from_http(c->http_status);
     lg_call_end(lc->gen, c, 0);
     return 0;
 }

@@ -524,29 +524,6 @@ int gw_call_on_resp_header(struct gw_call *c, const uint8_t *name, size_t namele
     return gw_hdrlist_add(h, name, namelen, value, valuelen) < 0 ? -1 : 0;
 }
 
-/* gRPC's mapping of HTTP status codes to gRPC status when a peer answers
- * without grpc-status (grpc/doc/http-grpc-status-mapping.md). */
-static int http_to_grpc(int http)
-{
-    switch (http) {
-    case 400:
-        return GW_GRPC_INTERNAL;
-    case 401:
-        return GW_GRPC_UNAUTHENTICATED;
-    case 403:
-        return GW_GRPC_PERMISSION_DENIED;
-    case 404:
-        return GW_GRPC_UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-        return GW_GRPC_UNAVAILABLE;
-    default:
-        return GW_GRPC_UNKNOWN;
-    }
-}
-
 /* The replica's final header block <h> decides the call: it must carry
  * grpc-status. Returns 0 (status decided, deadline disarmed) or -1 after
  * failing the call. */
@@ -568,7 +545,7 @@ void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
         return;
     if (!c->resp_in_trailers) {
         if (c->http_status != 200) {
-            gw_call_fail(c, http_to_grpc(c->http_status), "replica %s answered HTTP %d",
+            gw_call_fail(c, gw_grpc_status_from_http(c->http_status), "replica %s answered HTTP %d",
                          replica_addr(c), c->http_status);
             return;
         }

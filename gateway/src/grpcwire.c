@@ -385,3 +385,24 @@ int gw_model_scan_finish(struct gw_model_scan *s)
         scan_end(s, GW_SCAN_ABSENT, NULL);
     return s->result;
 }
+
+int gw_grpc_status_from_http(int http_status)
+{
+    switch (http_status) {
+    case 400:
+        return GW_GRPC_INTERNAL;
+    case 401:
+        return GW_GRPC_UNAUTHENTICATED;
+    case 403:
+        return GW_GRPC_PERMISSION_DENIED;
+    case 404:
+        return GW_GRPC_UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return GW_GRPC_UNAVAILABLE;
+    default:
+        return GW_GRPC_UNKNOWN;
+    }
+}

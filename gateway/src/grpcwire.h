@@ -42,6 +42,11 @@ enum gw_grpc_status {
 
 /* "OK", "CANCELLED", ... ; "UNKNOWN_STATUS" for codes outside 0..16. */
 const char *gw_grpc_status_name(int code);
+/* The gRPC status a client reports for an HTTP response status without
+ * grpc-status (gRPC's HTTP-to-gRPC status mapping): 400 INTERNAL,
+ * 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
+ * 429/502/503/504 UNAVAILABLE, anything else UNKNOWN. */
+int gw_grpc_status_from_http(int http_status);
 /* Parses a status given as a name ("UNAVAILABLE", case-insensitive) or a
  * decimal number 0..16. Returns the code, or -1 when it is neither. */
 int gw_grpc_status_parse(const char *s);

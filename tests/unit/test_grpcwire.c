@@ -808,6 +808,20 @@ static void test_scan_reads_first_message_only(void **state)
     free(b);
 }
 
+static void test_status_from_http(void **state)
+{
+    (void)state;
+    assert_int_equal(gw_grpc_status_from_http(400), GW_GRPC_INTERNAL);
+    assert_int_equal(gw_grpc_status_from_http(401), GW_GRPC_UNAUTHENTICATED);
+    assert_int_equal(gw_grpc_status_from_http(403), GW_GRPC_PERMISSION_DENIED);
+    assert_int_equal(gw_grpc_status_from_http(404), GW_GRPC_UNIMPLEMENTED);
+    for (int h = 0; h < 4; h++)
+        assert_int_equal(gw_grpc_status_from_http((int[]){429, 502, 503, 504}[h]),
+                         GW_GRPC_UNAVAILABLE);
+    assert_int_equal(gw_grpc_status_from_http(500), GW_GRPC_UNKNOWN);
+    assert_int_equal(gw_grpc_status_from_http(200), GW_GRPC_UNKNOWN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_timeout_round_trip),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_status_parse),
+        cmocka_unit_test(test_status_from_http),
         cmocka_unit_test(test_message_encode),
         cmocka_unit_test(test_message_encode_truncates_whole_escapes),
         cmocka_unit_test(test_framer_whole_stream),
