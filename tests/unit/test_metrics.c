@@ -33,7 +33,10 @@ static struct gw_routes *routes_of(const char *const *pools, size_t n)
 }
 
 /* Renders <n> workers' metrics into a NUL-terminated string (caller frees). */
-static char *render(struct gw_metrics *const *ws, size_t n, const struct gw_metrics_global *g)
+/* noinline: inlined, gcc 12 mistakes the memstream buffer for a dangling
+ * local (-Wdangling-pointer) in Release builds. */
+__attribute__((noinline)) static char *render(struct gw_metrics *const *ws, size_t n,
+                                              const struct gw_metrics_global *g)
 {
     char *buf = NULL;
     size_t len = 0;
