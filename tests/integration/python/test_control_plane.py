@@ -333,16 +333,19 @@ class RejectedValuesTest(ControlPlaneCase):
             nxt = model.owner_of_point(h.ring_token("%s#100" % r2))
             if nxt != r2:
                 break
-        self.assertNotEqual(nxt, r2)
         member = "%s#100" % r2
         # If the gateway took the member at its real token, or at the score
-        # written, one of these keys would move to r2: include both.
-        k1 = next(k for k in ("grow-%d" % i for i in range(1000000))
-                  if grown.owner(k) != model.owner(k))
+        # written, one of these keys would move to r2: include both. (With
+        # some port sets every replica's #100 falls inside its own arc; then
+        # no key can show the first case and only the second is probed.)
+        extra = []
+        if nxt != r2:
+            extra.append(next(k for k in ("grow-%d" % i for i in range(1000000))
+                              if grown.owner(k) != model.owner(k)))
         k2 = next(k for k in ("score-%d" % i for i in range(1000)) if model.owner(k) != r2)
         wrong = h.ring_token(k2)
         self.assertNotEqual(wrong, h.ring_token(member))
-        keys = self.KEYS[:48] + [k1, k2]
+        keys = self.KEYS[:48] + extra + [k2]
         before = self.routes(self.stub, keys)
         v = self.raw_write(("ZADD", "infergw:pool:%s:ring" % POOL, wrong, member))
         self.check_rejected(v, "infergw:pool:%s:ring" % POOL, member, str(wrong))
