@@ -504,6 +504,17 @@ static void commit_response(struct gw_call *c)
     submit_held_headers(c, 1);
 }
 
+/* Response bytes or the final status are ready for the client: commit the
+ * held headers the first time, else wake the client's data provider. */
+static void relay_response(struct gw_call *c)
+{
+    if (!c->resp_submitted)
+        commit_response(c);
+    else
+        nghttp2_session_resume_data(client_sess(c), c->sid);
+    mark_client_dirty(c);
+}
+
 int gw_call_on_resp_header(struct gw_call *c, const uint8_t *name, size_t namelen,
                            const uint8_t *value, size_t valuelen)
 {
@@ -562,11 +573,7 @@ void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
     c->trailers_ready = 1;
     if (!client_alive(c))
         return;
-    if (!c->resp_submitted)
-        commit_response(c);
-    else
-        nghttp2_session_resume_data(client_sess(c), c->sid);
-    mark_client_dirty(c);
+    relay_response(c);
 }
 
 void gw_call_on_resp_data(struct gw_call *c, const uint8_t *data, size_t len)
@@ -590,11 +597,7 @@ void gw_call_on_resp_data(struct gw_call *c, const uint8_t *data, size_t len)
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
-    if (!c->resp_submitted)
-        commit_response(c);
-    else
-        nghttp2_session_resume_data(client_sess(c), c->sid);
-    mark_client_dirty(c);
+    relay_response(c);
 }
 
 /* The reason an upstream RST_STREAM gives, as a gRPC status (gRPC's

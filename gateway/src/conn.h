@@ -63,6 +63,13 @@ void gw_conn_mark_dirty(struct gw_conn *c);
 void gw_conn_close(struct gw_conn *c, const char *reason);
 /* Frees the write buffer; call from on_close after the session is deleted. */
 void gw_conn_release(struct gw_conn *c);
+/* The call a stream of session <s> belongs to (its stream user data), or
+ * NULL for stream 0 and streams without one. */
+static inline void *gw_conn_stream_data(nghttp2_session *s, int32_t sid)
+{
+    return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+}
+
 /* Flushes every dirty connection of <loop> (called by the loop). */
 void gw_conn_flush_dirty(struct gw_loop *loop);
 

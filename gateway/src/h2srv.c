@@ -38,7 +38,7 @@ void gw_srv_conn_remove_call(struct gw_srv_conn *sc, struct gw_call *c)
 
 static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
 {
-    return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+    return gw_conn_stream_data(s, sid);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)

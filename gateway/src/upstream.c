@@ -25,7 +25,7 @@ static struct gw_call *attempt_call(struct gw_attempt *a)
 
 static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
 {
-    return sid > 0 ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+    return gw_conn_stream_data(s, sid);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)

@@ -394,6 +394,19 @@ def expected(vals):
 # A cluster of replicas behind one gateway, for a test class
 # --------------------------------------------------------------------------
 
+def stop_all(procs):
+    """Stops every process in <procs>, in order, even when one of them fails
+    its exit checks; then raises one AssertionError naming every failure."""
+    errors = []
+    for p in procs:
+        try:
+            p.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        raise AssertionError("\n\n".join(errors))
+
+
 class Cluster:
     """<n> replicas (ids <prefix>0..) and a gateway with pools demo + default."""
 
@@ -428,14 +441,7 @@ class Cluster:
 
     def stop(self):
         """Stops the gateway first, then the replicas; asserts clean exits."""
-        errors = []
-        for p in ([self.gateway] if self.gateway else []) + self.replicas:
-            try:
-                p.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-        if errors:
-            raise AssertionError("\n\n".join(errors))
+        stop_all(([self.gateway] if self.gateway else []) + self.replicas)
 
 
 class GatewayTestCase(unittest.TestCase):

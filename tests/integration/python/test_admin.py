@@ -13,7 +13,7 @@ import urllib.request
 
 import grpc
 
-from harness import (DIRECT, free_port, health_stub, health_pb2, infer_stub, channel,
+from harness import (stop_all, DIRECT, free_port, health_stub, health_pb2, infer_stub, channel,
                      start_gateway, start_replica, typed_request, values)
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -104,14 +104,7 @@ class AdminTest(unittest.TestCase):
 
     @classmethod
     def _stop_all(cls):
-        errors = []
-        for p in cls.procs:
-            try:
-                p.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-        if errors:
-            raise AssertionError("\n\n".join(errors))
+        stop_all(cls.procs)
 
     @classmethod
     def _wait_ready(cls, want, timeout=15.0, poke=None):

@@ -78,14 +78,7 @@ class EveryReplicaDownTest(unittest.TestCase):
         self.addCleanup(self._stop_all)
 
     def _stop_all(self):
-        errors = []
-        for p in reversed(self.procs):
-            try:
-                p.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-        if errors:
-            raise AssertionError("\n".join(errors))
+        h.stop_all(list(reversed(self.procs)))
 
     def _expect_unavailable(self, stub, pool, **kw):
         t0 = time.monotonic()

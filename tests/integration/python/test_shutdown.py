@@ -21,14 +21,7 @@ class ShutdownTest(unittest.TestCase):
         self.addCleanup(self._stop_all)
 
     def _stop_all(self):
-        errors = []
-        for p in [self.gw] + self.replicas:
-            try:
-                p.stop()
-            except AssertionError as e:
-                errors.append(str(e))
-        if errors:
-            raise AssertionError("\n".join(errors))
+        h.stop_all([self.gw] + self.replicas)
 
     def test_sigterm_with_50_calls_in_flight(self):
         with h.channel(self.gw.addr) as ch:
