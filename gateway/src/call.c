@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "h2srv.h"
 #include "headers.h"
 #include "localsvc.h"
@@ -195,6 +196,8 @@ void gw_call_on_req_headers_done(struct gw_call *c)
         }
     }
     c->local = gw_localsvc_match(c->path);
+    if (c->local != GW_LOCAL_HEALTH_CHECK && gw_auth_on_headers(c) < 0)
+        return;
     if (c->local != GW_LOCAL_NONE)
         return; /* answered once the request message is complete */
     if (!c->pool_known && is_model_method(c->path)) {
@@ -435,6 +438,8 @@ static void call_route(struct gw_call *c)
         return;
     }
     c->pool_known = 1;
+    if (gw_auth_on_pool(c, pool) < 0)
+        return;
     call_attempt(c, pool);
 }
 

@@ -24,6 +24,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdint.h>
 
+#include "authdb.h"
 #include "buf.h"
 #include "grpcwire.h"
 #include "hdrlist.h"
@@ -80,6 +81,7 @@ struct gw_call {
     unsigned routed : 1;
     unsigned req_eos : 1;
     unsigned client_closed : 1;
+    char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
 
     /* attempt (one per call in this version) */
     struct gw_attempt att;

@@ -22,6 +22,13 @@ struct gw_srv_conn {
     struct gw_srv_conn *prev, *next; /* in the worker's list */
     struct gw_call *calls;           /* calls on this connection */
     char peer[64];
+    /* TLS (set by the handshake; all NULL/0 on h2c). The peer identity is
+     * filled only for a client certificate that verified (mutual TLS). */
+    unsigned tls : 1;
+    unsigned peer_verified : 1;
+    char *peer_cn;    /* subject CN, owned, or NULL */
+    char **peer_sans; /* subjectAltNames as "DNS:<name>", "URI:<uri>", "IP:<addr>", owned */
+    size_t peer_nsans;
     unsigned goaway_sent : 1;
 };
 

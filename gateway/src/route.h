@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "authdb.h"
 #include "config.h"
 #include "ring.h"
 #include "tunables.h"
@@ -50,6 +51,7 @@ struct gw_routes {
     struct gw_pool *pools;
     size_t npools;
     struct gw_tunables global;
+    struct gw_authdb *authdb; /* tenants and API keys; NULL = none loaded */
 };
 
 /* One pool to build: replicas and their weights (vnode counts). */
