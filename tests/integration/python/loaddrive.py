@@ -3,7 +3,8 @@
 ModelInfer calls leave at scheduled times t0 + i/rate whatever happens to
 the calls already sent (open loop: a slow or hung gateway does not slow the
 sender down, as it would a closed loop), each with its own deadline (1 s by
-default) and, optionally, an x-route-key from a set of N keys (round robin).
+default) and, optionally, an x-route-key from a set of keys (round robin: N
+keys <prefix>-<i>, or a list given by the caller).
 Every call is recorded:
 
   index, key, scheduled (s after t0), sent (s after t0), done (s after t0),
@@ -244,7 +245,10 @@ class LoadDriver:
         self.deadline = float(deadline)
         self.slack = float(slack)
         self.model = model
-        self.keys = ["%s-%d" % (key_prefix, i) for i in range(keys)] if keys else []
+        if isinstance(keys, int):
+            self.keys = ["%s-%d" % (key_prefix, i) for i in range(keys)]
+        else:
+            self.keys = list(keys)
         self.metadata = list(metadata)
         self.nchannels = max(1, int(channels))
         self.vals = h.values(nvalues)
