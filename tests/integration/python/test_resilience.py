@@ -146,6 +146,31 @@ class EjectWatch:
         self._t.join(2)
 
 
+def attempts_by_kind(admin_port):
+    """{kind: count} of infergw_upstream_attempts_total from /metrics, summed
+    over replicas and outcomes (kind "primary", and the kinds the call engine
+    adds for retries and hedges); {} when /metrics cannot be read."""
+    try:
+        code, body = http_get(admin_port, "/metrics", timeout=2.0)
+    except OSError:
+        return {}
+    if code != 200:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        if not line.startswith("infergw_upstream_attempts_total{"):
+            continue
+        m = re.search(r'kind="([^"]*)"', line)
+        kind = m.group(1) if m else "?"
+        out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def kinds_delta(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+            if after.get(k, 0) - before.get(k, 0)}
+
+
 def modelinfer_attempts(replica):
     """Upstream attempts a replica saw, from its JSON log lines: finished
     ModelInfer calls ("call") plus cancelled ones ("cancelled", e.g. a hedge
@@ -246,6 +271,7 @@ class KillReplicaTest(ResilienceCase):
         victim = self.replicas[1]
         d = ld.LoadDriver(self.gw.addr, rate=RATE, duration=6.0, deadline=DEADLINE, keys=64)
         watch = EjectWatch(self.admin_port, victim.addr)
+        kinds = attempts_by_kind(self.admin_port)
         d.start()
         while d.elapsed() < 2.0:
             time.sleep(0.01)
@@ -258,11 +284,14 @@ class KillReplicaTest(ResilienceCase):
         victim.wait_exit(5)
         res = d.wait()
         watch.stop()
+        kinds = kinds_delta(kinds, attempts_by_kind(self.admin_port))
         eject_s = None if watch.out_at is None else watch.out_at - killed_at
         after = res.between(killed_el, None)
         report("kill9", "%s | after kill: calls=%d failed=%d p99=%.1fms | out after %s (polls %d, last %s)"
+               " | gateway attempts by kind %s"
                % (res.summary_line("all"), after.count(), len(after.failed()), after.pct_ms(0.99),
-                  "-" if eject_s is None else "%.3fs" % eject_s, watch.polls, json.dumps(watch.last)))
+                  "-" if eject_s is None else "%.3fs" % eject_s, watch.polls, json.dumps(watch.last),
+                  json.dumps(kinds)))
         self.assertDriverKeptUp(res, "kill9")
         self.assertNoLate(res, "kill9")
         self.assertNoFailures(res, "kill9")
@@ -284,6 +313,7 @@ class StopReplicaTest(ResilienceCase):
         stop_el = 3.0
         d = ld.LoadDriver(self.gw.addr, rate=RATE, duration=8.0, deadline=DEADLINE, keys=64)
         watch = EjectWatch(self.admin_port, victim.addr)
+        kinds = attempts_by_kind(self.admin_port)
         d.start()
         while d.elapsed() < stop_el:
             time.sleep(0.005)
@@ -293,6 +323,7 @@ class StopReplicaTest(ResilienceCase):
         stop_el = d.elapsed()
         res = d.wait()
         watch.stop()
+        kinds = kinds_delta(kinds, attempts_by_kind(self.admin_port))
         victim.send_signal(signal.SIGCONT)
         normal = res.between(0.5, stop_el)
         fault = res.between(stop_el, None)
@@ -301,9 +332,9 @@ class StopReplicaTest(ResilienceCase):
         bound = self.HEDGE_MS + 2 * normal_p99
         out_s = None if watch.out_at is None else watch.out_at - stopped_at
         report("sigstop", "%s | normal p99=%.1fms, after stop p99=%.1fms p99.9=%.1fms, bound %d+2x%.1f=%.1fms"
-               " | shown out after %s"
+               " | shown out after %s | gateway attempts by kind %s"
                % (res.summary_line("all"), normal_p99, fault_p99, fault.pct_ms(0.999), self.HEDGE_MS,
-                  normal_p99, bound, "-" if out_s is None else "%.3fs" % out_s))
+                  normal_p99, bound, "-" if out_s is None else "%.3fs" % out_s, json.dumps(kinds)))
         self.assertDriverKeptUp(res, "sigstop")
         self.assertNoLate(res, "sigstop")
         self.assertNoFailures(res, "sigstop")
@@ -316,12 +347,14 @@ class ErrorAfterHeadersTest(ResilienceCase):
     def test_unavailable_in_trailers_30pct(self):
         self.bring_up(replica_args=((), ("--error-fraction", "0.3", "--error-code", "UNAVAILABLE",
                                          "--error-after-headers"), ()))
+        kinds = attempts_by_kind(self.admin_port)
         res = ld.LoadDriver(self.gw.addr, rate=RATE, duration=5.0, deadline=DEADLINE, keys=64).run()
+        kinds = kinds_delta(kinds, attempts_by_kind(self.admin_port))
         bad = self.replicas[1]
         injected = sum(1 for ev in bad.events("call") if ev.get("status") == "UNAVAILABLE")
         frac = res.success_fraction()
-        report("error30", "%s | success=%.4f injected UNAVAILABLE at the replica=%d"
-               % (res.summary_line("all"), frac, injected))
+        report("error30", "%s | success=%.4f injected UNAVAILABLE at the replica=%d | gateway attempts "
+               "by kind %s" % (res.summary_line("all"), frac, injected, json.dumps(kinds)))
         self.assertDriverKeptUp(res, "error30")
         self.assertNoLate(res, "error30")
         self.assertGreater(injected, 0, "the replica injected no error: the test proves nothing")
@@ -344,14 +377,16 @@ class SlowTailTest(ResilienceCase):
         def phase(label):
             time.sleep(0.3)  # calls of the previous phase have logged
             before = sum(modelinfer_attempts(p) for p in self.replicas)
+            kinds = attempts_by_kind(self.admin_port)
             res = ld.LoadDriver(self.gw.addr, rate=RATE, duration=5.0, deadline=DEADLINE,
                                 keys=keys).run()
             time.sleep(0.5)  # hedges cancelled at the end have logged
             after = sum(modelinfer_attempts(p) for p in self.replicas)
+            kinds = kinds_delta(kinds, attempts_by_kind(self.admin_port))
             attempts = after - before
             extra = (attempts - res.count()) / res.count()
-            report("tail-" + label, "%s | upstream attempts=%d extra=%.2f%%"
-                   % (res.summary_line(label), attempts, 100 * extra))
+            report("tail-" + label, "%s | upstream attempts=%d extra=%.2f%% | gateway attempts by kind %s"
+                   % (res.summary_line(label), attempts, 100 * extra, json.dumps(kinds)))
             return res, extra
 
         off, extra_off = phase("off")
@@ -382,16 +417,19 @@ class AllFailingTest(ResilienceCase):
         self.bring_up(replica_args=(fail, fail, fail))
         time.sleep(0.3)
         before = sum(modelinfer_attempts(p) for p in self.replicas)
+        kinds = attempts_by_kind(self.admin_port)
         res = ld.LoadDriver(self.gw.addr, rate=200.0, duration=4.0, deadline=DEADLINE, keys=64).run()
         time.sleep(0.5)
         attempts = sum(modelinfer_attempts(p) for p in self.replicas) - before
+        kinds = kinds_delta(kinds, attempts_by_kind(self.admin_port))
         calls = res.count()
         bound = 1.2 * calls + WORKERS * RETRY_BUDGET_MIN
         empty = [r for r in res.records if r.code == "UNAVAILABLE" and not (r.message or "").strip()]
         messages = sorted({r.message for r in res.records if r.code == "UNAVAILABLE"})[:3]
-        report("allfail", "%s | upstream attempts=%d (%.3f per call), bound 1.2x%d+%dx%d=%.0f | messages %r"
+        report("allfail", "%s | upstream attempts=%d (%.3f per call), bound 1.2x%d+%dx%d=%.0f | "
+               "gateway attempts by kind %s | messages %r"
                % (res.summary_line("all"), attempts, attempts / calls, calls, WORKERS, RETRY_BUDGET_MIN,
-                  bound, messages))
+                  bound, json.dumps(kinds), messages))
         self.assertDriverKeptUp(res, "allfail")
         self.assertNoLate(res, "allfail")
         self.assertEqual(res.by_status(), {"UNAVAILABLE": calls})
