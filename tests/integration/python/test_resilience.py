@@ -47,10 +47,25 @@ DEADLINE = 1.0
 RATE = 300.0
 WORKERS = 2  # harness.start_gateway's --workers; each worker keeps its own budgets
 
-# The retry budget's minimum (tokens a worker's pool budget starts with and
-# never holds fewer than for a new window), from gateway/src/policy.h and
-# README once the call engine defines it; per worker.
-RETRY_BUDGET_MIN = 10
+
+
+def _budget_min(name, default):
+    """The call engine's budget minimum <name> (extra attempts each worker's
+    pool budget starts with and always allows), read from its #define in
+    gateway/src/call.c or policy.h so the bound follows the code; <default>
+    when no source defines it."""
+    for rel in ("gateway/src/call.c", "gateway/src/policy.h"):
+        try:
+            with open(os.path.join(h.SOURCE_DIR, rel)) as f:
+                m = re.search(r"^#define\s+%s\s+(\d+)" % name, f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            return int(m.group(1))
+    return default
+
+
+RETRY_BUDGET_MIN = _budget_min("RETRY_BUDGET_MIN", 10)  # per worker
 
 # Health flags for the fault cases, passed only when the gateway has them.
 HEALTH_FLAGS = (("--keepalive-ms", "200"), ("--keepalive-timeout-ms", "300"),
