@@ -272,10 +272,12 @@ class ResilienceCase(unittest.TestCase):
                          % (case, len(res.failed()), res.count(), "\n".join(res.failed_lines())))
 
     def assertDriverKeptUp(self, res, case):
-        # The driver's own lag must stay far below the figures it measures;
-        # otherwise the run says nothing about the gateway.
+        # Latencies are measured from the actual send, so a send that left a
+        # few ms late (other work on the 2 vCPUs) costs nothing; a driver that
+        # fell far behind its schedule no longer makes open-loop load, and
+        # the run says nothing about the gateway.
         p50, p99, mx = res.send_lateness()
-        self.assertLess(p99, 20.0, "%s: the load driver sent late (p99 %.1f ms, max %.1f ms): "
+        self.assertLess(p99, 100.0, "%s: the load driver sent late (p99 %.1f ms, max %.1f ms): "
                         "the machine is too loaded for this run" % (case, p99, mx))
 
 
