@@ -37,7 +37,7 @@
 #define HEDGE_BUDGET_MIN 10
 /* The observed latency is used once it rests on this many samples. */
 #define LATENCY_MIN_SAMPLES 50
-#define MS ((uint64_t)1000000)
+#define MS                  ((uint64_t)1000000)
 
 static void call_route(struct gw_call *c);
 static void answer_local(struct gw_call *c);
@@ -662,7 +662,8 @@ static int path_listed(const char *list, const char *path)
 static void arm_hedge(struct gw_call *c, const struct gw_pool *pool)
 {
     int32_t d = pool->tun.hedge_delay_ms;
-    if (d == GW_HEDGE_OFF || !c->replayable || !c->ps || path_listed(pool->tun.hedge_exclude, c->path))
+    if (d == GW_HEDGE_OFF || !c->replayable || !c->ps ||
+        path_listed(pool->tun.hedge_exclude, c->path))
         return;
     uint64_t delay = d == GW_HEDGE_AUTO
                          ? gw_latency_quantile(&c->ps->latency, 0.95, LATENCY_MIN_SAMPLES)
@@ -750,10 +751,10 @@ static void attempt_failed(struct gw_attempt *a, int code, int relayable, int re
         finish_failed(c);
         return;
     }
-    uint32_t delay_ms = a->pushback > 0 ? a->pushback_ms
-                                        : gw_policy_backoff_ms(c->retries, GW_BACKOFF_BASE_MS,
-                                                               GW_BACKOFF_CAP_MS,
-                                                               gw_loop_rand(&w->loop));
+    uint32_t delay_ms = a->pushback > 0
+                            ? a->pushback_ms
+                            : gw_policy_backoff_ms(c->retries, GW_BACKOFF_BASE_MS,
+                                                   GW_BACKOFF_CAP_MS, gw_loop_rand(&w->loop));
     uint64_t at = now + (uint64_t)delay_ms * MS;
     if (!gw_policy_attempt_allowed(at, c->deadline_ns, attempt_floor(c))) {
         gw_metrics_policy(w->metrics, GW_POLICY_RETRY_DEADLINE);
@@ -1147,15 +1148,15 @@ void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
     if (c->winner == a) {
         if (!c->resp_done) {
             if (error_code == NGHTTP2_NO_ERROR)
-                gw_call_fail(c, GW_GRPC_INTERNAL,
-                             "replica %s ended the call without a gRPC status", attempt_addr(a));
+                gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without a gRPC status",
+                             attempt_addr(a));
             else
                 gw_call_fail(c, rst_to_grpc(error_code), "replica %s reset the stream: %s",
                              attempt_addr(a), nghttp2_http2_strerror(error_code));
         }
     } else if (error_code == NGHTTP2_NO_ERROR) {
-        attempt_failed(a, GW_GRPC_INTERNAL, 0, 0,
-                       "replica %s ended the call without a gRPC status", attempt_addr(a));
+        attempt_failed(a, GW_GRPC_INTERNAL, 0, 0, "replica %s ended the call without a gRPC status",
+                       attempt_addr(a));
     } else {
         /* A reset before any answer: the replica (or something between)
          * gave up on the stream; another replica may do better. */
@@ -1171,9 +1172,9 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
     a->uc = NULL;
     a->open = 0;
     gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
-    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind,
-                       attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST
-                                                    : GW_OUTCOME_CONNECT_FAILED));
+    gw_metrics_attempt(
+        a->up ? a->up->metrics : NULL, a->kind,
+        attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST : GW_OUTCOME_CONNECT_FAILED));
     if (a->finished && c->winner != a) {
         maybe_free(c);
         return;
@@ -1208,7 +1209,8 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
     c->client_closed = 1;
     cancel_timers(c);
     if (!c->sc->conn.closed && c->req_total > c->req_consumed)
-        nghttp2_session_consume_connection(client_sess(c), (size_t)(c->req_total - c->req_consumed));
+        nghttp2_session_consume_connection(client_sess(c),
+                                           (size_t)(c->req_total - c->req_consumed));
     c->req_consumed = c->req_total;
     gw_bufq_reset(&c->reqlog);
     c->req_base = c->req_total;
@@ -1223,7 +1225,27 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
     maybe_free(c);
 }
 
+static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 4, 0)));
+
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    call_fail_v(c, code, -1, fmt, ap);
+    va_end(ap);
+}
+
+void gw_call_fail_pushback(struct gw_call *c, int code, uint32_t pushback_ms, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    call_fail_v(c, code, pushback_ms, fmt, ap);
+    va_end(ap);
+}
+
+static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const char *fmt,
+                        va_list ap)
 {
     if (c->resp_done)
         return;
@@ -1231,10 +1253,7 @@ void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
     c->status = code;
     cancel_timers(c);
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     gw_log(code == GW_GRPC_NOT_FOUND || code == GW_GRPC_DEADLINE_EXCEEDED ? GW_LOG_DEBUG
                                                                           : GW_LOG_INFO,
            "call_failed", "{s:I, s:s?, s:s, s:s}", "call", (json_int_t)c->id, "path", c->path,
@@ -1245,13 +1264,15 @@ void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
     if (!client_alive(c))
         return;
 
-    char enc[1024], st[12];
+    char enc[1024], st[12], pb[24];
     gw_grpc_message_encode(msg, enc, sizeof(enc));
     snprintf(st, sizeof(st), "%d", code);
+    snprintf(pb, sizeof(pb), "%" PRId64, pushback_ms);
     if (!c->resp_submitted) {
         nghttp2_nv nv[] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc"),
-                           nv_str("grpc-status", st), nv_str("grpc-message", enc)};
-        nghttp2_submit_response(client_sess(c), c->sid, nv, 4, NULL);
+                           nv_str("grpc-status", st), nv_str("grpc-message", enc),
+                           nv_str("grpc-retry-pushback-ms", pb)};
+        nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL);
         c->resp_submitted = 1;
     } else {
         /* Headers (and maybe messages) already went out: drop what is still

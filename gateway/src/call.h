@@ -76,14 +76,14 @@ struct gw_attempt {
     struct gw_upstream *up;         /* the replica (lives as long as the worker) */
     struct gw_attempt *prev, *next; /* in uc's list */
     uint64_t start_ns;
-    uint64_t req_off; /* request log offset this attempt has sent up to */
+    uint64_t req_off;           /* request log offset this attempt has sent up to */
     struct gw_hdrlist hdrs;     /* response headers, held until the commit point */
     struct gw_hdrlist trailers; /* response trailers */
     struct gw_timer try_timer;  /* per_try_timeout_ms */
     uint32_t pushback_ms;
     int http_status;
-    uint8_t kind;     /* enum gw_attempt_kind */
-    int8_t pushback;  /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
+    uint8_t kind;             /* enum gw_attempt_kind */
+    int8_t pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
     unsigned open : 1;        /* upstream stream exists and is not closed */
     unsigned in_trailers : 1; /* the header block being read is trailers */
     unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
@@ -105,10 +105,10 @@ struct gw_call {
     uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
-    struct gw_bufq reqlog;  /* request bytes [req_base, req_total) */
-    uint64_t req_base;      /* bytes dropped from the front of reqlog */
-    uint64_t req_total;     /* bytes received from the client */
-    uint64_t req_consumed;  /* bytes handed back to the client session */
+    struct gw_bufq reqlog; /* request bytes [req_base, req_total) */
+    uint64_t req_base;     /* bytes dropped from the front of reqlog */
+    uint64_t req_total;    /* bytes received from the client */
+    uint64_t req_consumed; /* bytes handed back to the client session */
     struct gw_framer req_framer;
     struct gw_model_scan scan; /* while .scanning: the pool is not known yet */
     enum gw_local_method local;
@@ -121,24 +121,24 @@ struct gw_call {
     unsigned routed : 1;
     unsigned req_eos : 1;
     unsigned client_closed : 1;
-    unsigned replayable : 1; /* reqlog still holds the whole request */
-    unsigned hedge_ok : 1;   /* this call may be hedged */
+    unsigned replayable : 1;             /* reqlog still holds the whole request */
+    unsigned hedge_ok : 1;               /* this call may be hedged */
     char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
 
     /* attempts: att[0] is the primary (embedded), the others allocated */
     struct gw_attempt first;
     struct gw_attempt *att[GW_CALL_MAX_ATTEMPTS];
     size_t natt;
-    struct gw_attempt *winner; /* committed attempt, or NULL */
+    struct gw_attempt *winner;                           /* committed attempt, or NULL */
     struct gw_upstream *tried[GW_CALL_MAX_ATTEMPTS + 4]; /* replicas this call went to */
     size_t ntried;
-    unsigned retries;          /* retry attempts started */
-    struct gw_poolstate *ps;   /* the pool's latency estimator and budgets (worker-owned) */
+    unsigned retries;        /* retry attempts started */
+    struct gw_poolstate *ps; /* the pool's latency estimator and budgets (worker-owned) */
     struct gw_timer retry_timer;
     struct gw_timer hedge_timer;
-    struct gw_attempt *last_failed; /* the latest failed attempt, relayed if nothing better */
-    char fail_msg[160];              /* why the latest attempt failed */
-    int fail_code;                   /* and the status that stands for it */
+    struct gw_attempt *last_failed;     /* the latest failed attempt, relayed if nothing better */
+    char fail_msg[160];                 /* why the latest attempt failed */
+    int fail_code;                      /* and the status that stands for it */
     unsigned last_failed_relayable : 1; /* last_failed holds the replica's own answer */
 
     /* response (the winner's headers and trailers live in the winner) */
@@ -149,7 +149,7 @@ struct gw_call {
     unsigned resp_submitted : 1; /* response HEADERS submitted to the client */
     unsigned trailers_ready : 1; /* trailers complete: send after respbuf drains */
     unsigned resp_done : 1;      /* final status decided */
-    int status; /* the status gw_call_fail() answered with, -1 = none (metrics) */
+    int status;                  /* the status gw_call_fail() answered with, -1 = none (metrics) */
 };
 
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
@@ -179,5 +179,9 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
 /* Ends the call with a gateway-made status (no-op once the status is decided). */
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, adding grpc-retry-pushback-ms: <pushback_ms> to a trailers-only
+ * answer (over-rate callers learn when to come back). */
+void gw_call_fail_pushback(struct gw_call *c, int code, uint32_t pushback_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif
