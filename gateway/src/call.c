@@ -548,7 +548,8 @@ static struct gw_attempt *attempt_new(struct gw_call *c, enum gw_attempt_kind ki
 /* Starts an attempt of <kind> on the best eligible replica of <pool> that
  * this call has not tried: <reuse> (an attempt whose connection never came
  * up, so nothing was sent) or a new one. Returns 0, or -1 with nothing
- * started when no replica can take it (the reason in c->fail_msg). */
+ * started when no replica can take it (the reason in c->start_msg and
+ * c->start_code). */
 static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw_attempt *reuse,
                          enum gw_attempt_kind kind)
 {
@@ -568,10 +569,10 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
     }
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     int rc = -1;
-    snprintf(c->fail_msg, sizeof(c->fail_msg),
+    snprintf(c->start_msg, sizeof(c->start_msg),
              "no replica of pool '%s' is reachable (%zu configured)", pool->name,
              pool->ring.nreplicas);
-    c->fail_code = GW_GRPC_UNAVAILABLE;
+    c->start_code = GW_GRPC_UNAVAILABLE;
     while (c->ntried < max_tried) {
         int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
         if (idx < 0)
@@ -583,8 +584,8 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
             continue;
         struct gw_attempt *a = reuse ? reuse : attempt_new(c, kind);
         if (!a) {
-            snprintf(c->fail_msg, sizeof(c->fail_msg), "gateway out of memory");
-            c->fail_code = GW_GRPC_RESOURCE_EXHAUSTED;
+            snprintf(c->start_msg, sizeof(c->start_msg), "gateway out of memory");
+            c->start_code = GW_GRPC_RESOURCE_EXHAUSTED;
             break;
         }
         a->up = up;
@@ -600,9 +601,9 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
             break;
         }
         a->finished = 1;
-        snprintf(c->fail_msg, sizeof(c->fail_msg), "cannot open a stream to replica %s: %s",
+        snprintf(c->start_msg, sizeof(c->start_msg), "cannot open a stream to replica %s: %s",
                  up->addr, nghttp2_strerror(err));
-        c->fail_code = GW_GRPC_INTERNAL;
+        c->start_code = GW_GRPC_INTERNAL;
         break;
     }
     if (load != stack_load)
@@ -784,10 +785,10 @@ static void retry_cb(struct gw_timer *t, void *arg)
     c->retries++;
     if (attempt_start(c, pool, NULL, GW_ATTEMPT_RETRY) < 0) {
         /* No replica left to try: the last failure stands. */
-        if (c->last_failed_relayable)
-            finish_failed(c);
-        else
-            gw_call_fail(c, c->fail_code, "%s", c->fail_msg);
+        if (!c->last_failed_relayable)
+            snprintf(c->fail_msg + strlen(c->fail_msg), sizeof(c->fail_msg) - strlen(c->fail_msg),
+                     "; %s", c->start_msg);
+        finish_failed(c);
     }
 }
 
@@ -808,14 +809,8 @@ static void hedge_cb(struct gw_timer *t, void *arg)
         gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_BUDGET);
         return;
     }
-    char msg[sizeof(c->fail_msg)];
-    int code = c->fail_code;
-    memcpy(msg, c->fail_msg, sizeof(msg));
-    if (attempt_start(c, pool, NULL, GW_ATTEMPT_HEDGE) < 0) {
-        /* No second replica: the primary carries on alone. */
-        memcpy(c->fail_msg, msg, sizeof(msg));
-        c->fail_code = code;
-    }
+    /* Without a second replica the primary carries on alone. */
+    attempt_start(c, pool, NULL, GW_ATTEMPT_HEDGE);
 }
 
 static void try_timeout_cb(struct gw_timer *t, void *arg)
@@ -870,7 +865,7 @@ static void call_route(struct gw_call *c)
         return;
     }
     if (attempt_start(c, pool, NULL, GW_ATTEMPT_PRIMARY) < 0) {
-        gw_call_fail(c, c->fail_code, "%s", c->fail_msg);
+        gw_call_fail(c, c->start_code, "%s", c->start_msg);
         return;
     }
     if (c->replayable && c->req_total > w->cfg->retry_buffer_bytes)
@@ -1195,7 +1190,8 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
             return;
         a->finished = 1;
         if (running_attempts(c, a) == 0 && !gw_timer_armed(&c->retry_timer))
-            gw_call_fail(c, c->fail_code, "%s", c->fail_msg);
+            gw_call_fail(c, c->start_code, "%s (connecting to replica %s failed: %s)", c->start_msg,
+                         attempt_addr(a), reason);
         maybe_free(c);
         return;
     }

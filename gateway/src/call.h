@@ -136,9 +136,11 @@ struct gw_call {
     struct gw_poolstate *ps; /* the pool's latency estimator and budgets (worker-owned) */
     struct gw_timer retry_timer;
     struct gw_timer hedge_timer;
-    struct gw_attempt *last_failed;     /* the latest failed attempt, relayed if nothing better */
-    char fail_msg[160];                 /* why the latest attempt failed */
-    int fail_code;                      /* and the status that stands for it */
+    struct gw_attempt *last_failed; /* the latest failed attempt, relayed if nothing better */
+    char fail_msg[160];             /* why the latest attempt failed */
+    int fail_code;                  /* and the status that stands for it */
+    char start_msg[128];            /* why the latest attempt could not start */
+    int start_code;
     unsigned last_failed_relayable : 1; /* last_failed holds the replica's own answer */
 
     /* response (the winner's headers and trailers live in the winner) */
