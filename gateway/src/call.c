@@ -498,14 +498,13 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
     if (!c->has_te)
         nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
-    /* The replica's deadline: the caller's, or the per-try timeout if sooner. */
-    uint64_t budget = c->deadline_ns ? c->deadline_ns - now : 0;
+    /* The replica gets the caller's deadline; a per-try timeout is the
+     * gateway's to enforce (it resets the stream and tries elsewhere, where
+     * a replica giving up by itself would answer DEADLINE_EXCEEDED). */
     uint64_t per_try = (uint64_t)pool->tun.per_try_timeout_ms * MS;
-    if (per_try && (!budget || per_try < budget))
-        budget = per_try;
     char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[12];
-    if (budget) {
-        gw_grpc_timeout_format(budget, tbuf);
+    if (c->deadline_ns) {
+        gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
         nv[n++] = nv_str("grpc-timeout", tbuf);
     }
     if (c->natt > 1) {
