@@ -201,9 +201,11 @@ def failover_one(args, h, ld, tr, fault):
         out_s = None if watch.out_at is None else watch.out_at - t_fault
         before, after = res.between(0.5, el), res.between(el, None)
         sys.stderr.write("%s\n" % res.report(fault))
-        return ("| %s | %d | %d %s | %s | %s | %s | %s | %s |"
-                % (fault, res.count(), len(res.failed()),
-                   json.dumps({k: v for k, v in res.by_status().items() if k != "OK"}) if res.failed() else "",
+        failed = "%d" % len(res.failed())
+        if res.failed():
+            failed += " " + json.dumps({k: v for k, v in res.by_status().items() if k != "OK"})
+        return ("| %s | %d | %s | %s | %s | %s | %s | %s |"
+                % (fault, res.count(), failed,
                    "not seen" if out_s is None else "%.3f s" % out_s,
                    fmt(before.pct_ms(0.99)), fmt(after.pct_ms(0.99)), fmt(after.pct_ms(0.999)),
                    " ".join("%s=%d" % kv for kv in sorted(kinds.items())) or "-"))
