@@ -9,9 +9,9 @@ Every call is recorded:
 
   index, key, scheduled (s after t0), sent (s after t0), done (s after t0),
   latency (done - sent, s), code (grpc status name), message (grpc details),
-  replica (x-replica-id of the initial metadata, None when the gateway
-  answered itself), ok (OK and the right answer), late (latency > deadline +
-  slack).
+  replica (x-replica-id of the initial metadata, or of the trailers for a
+  trailers-only answer; None when the gateway answered itself), ok (OK
+  and the right answer), late (latency > deadline + slack).
 
 "late" means the answer reached the caller after its deadline. The client
 enforces its deadline too (grpc core ends the call with DEADLINE_EXCEEDED
@@ -347,6 +347,8 @@ class LoadDriver:
             code = c.name if c is not None else "NONE"
             message = fut.details()
             replica = h.md_get(fut.initial_metadata(), "x-replica-id")
+            if replica is None:  # a trailers-only answer carries it in the trailers
+                replica = h.md_get(fut.trailing_metadata(), "x-replica-id")
             if c == grpc.StatusCode.OK:
                 out = list(fut.result().outputs[0].contents.fp32_contents)
                 ok = out == self.want
