@@ -36,6 +36,7 @@ enum {
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
     OPT_ADMIN,
+    OPT_ACCESS_LOG,
     OPT_VERSION,
 };
 
@@ -60,6 +61,7 @@ static const struct option long_opts[] = {
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
     {"admin", required_argument, NULL, OPT_ADMIN},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -89,6 +91,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
+        "                                method, replicas tried, status, duration) appended\n"
+        "                                to PATH, or - for stdout [off]\n"
         "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
@@ -441,6 +446,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 set_err(err, errlen, "--redis-poll-ms '%s': expected 50..60000", optarg);
                 return -1;
             }
+            break;
+        case OPT_ACCESS_LOG:
+            if (strlen(optarg) >= sizeof(cfg->access_log)) {
+                set_err(err, errlen, "--access-log: path longer than %zu bytes",
+                        sizeof(cfg->access_log) - 1);
+                return -1;
+            }
+            snprintf(cfg->access_log, sizeof(cfg->access_log), "%s",
+                     strcmp(optarg, "off") ? optarg : "");
             break;
         case OPT_ADMIN: {
             char host[128];
