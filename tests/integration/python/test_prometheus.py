@@ -11,7 +11,6 @@ import collections
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
