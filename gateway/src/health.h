@@ -35,9 +35,12 @@
  *    down with an exponential retry time (100 ms doubling to 5 s) shared by
  *    all workers; the first frame received from the replica on any
  *    connection clears it.
- * The checker (worker 0) also notices ejections that ended and logs
- * replica_returned; eligibility itself compares ejected_until_ns with the
- * clock, so a replica returns on time whichever thread looks.
+ * The checker (hcheck.h, worker 0) also notices ejections that ended and
+ * logs replica_returned; eligibility itself compares ejected_until_ns with
+ * the clock, so a replica returns on time whichever thread looks.
+ *
+ * Everything here except gw_health_report() is pure state logic on the
+ * records (no I/O, times passed in), unit-tested in tests/unit/test_health.c.
  */
 #ifndef INFERGW_HEALTH_H
 #define INFERGW_HEALTH_H
@@ -47,8 +50,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-#include "timer.h"
 
 struct gw_upstream;
 struct gw_up_conn;
@@ -168,40 +169,6 @@ int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns);
  * (retryable status like UNAVAILABLE, stream reset, connection lost,
  * per-try timeout). Loop thread. */
 void gw_health_report(struct gw_upstream *up, int ok);
-
-/* --- the active checker (one worker) ------------------------------------ */
-
-/* A check in flight on one upstream, embedded in struct gw_upstream. */
-struct gw_hcheck {
-    struct gw_up_conn *uc; /* connection carrying it, NULL = none in flight */
-    int32_t sid;
-    uint64_t started_ns;
-    struct gw_timer timeout;
-    int grpc_status; /* -1 until seen */
-    int http_status;
-    uint8_t body[64]; /* the response message (a HealthCheckResponse is tiny) */
-    size_t body_len;
-    int body_overflow;
-    uint8_t req[16]; /* the request, framed */
-    size_t req_len, req_off;
-};
-
-/* Starts the checker on worker <w> (its loop thread, before it runs): a
- * tick every --health-interval-ms (or every second, for ejection returns,
- * when checks are off). Returns 0 or -ENOMEM. */
-int gw_health_checker_start(struct gw_worker *w);
-/* Cancels the tick and every check in flight (worker exit). */
-void gw_health_checker_stop(struct gw_worker *w);
-/* Prepares the check slot of a new upstream. */
-void gw_health_check_init(struct gw_upstream *up);
-
-/* Upstream stream events of a check (upstream.c dispatches them). */
-void gw_health_check_on_header(struct gw_upstream *up, const uint8_t *name, size_t namelen,
-                               const uint8_t *value, size_t valuelen);
-void gw_health_check_on_data(struct gw_upstream *up, const uint8_t *data, size_t len);
-/* The check's stream closed (<error_code> from nghttp2) or never left
- * (<error_code> = NGHTTP2_REFUSED_STREAM), or its connection is gone. */
-void gw_health_check_on_close(struct gw_upstream *up, uint32_t error_code);
 
 /* Writes infergw_replica_health, infergw_replica_ejections_total,
  * infergw_health_checks_total and infergw_upstream_keepalive_timeouts_total

@@ -61,7 +61,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         return 0;
     struct gw_up_conn *uc = ud;
     if (is_check(uc, frame->hd.stream_id)) {
-        gw_health_check_on_header(uc->up, name, namelen, value, valuelen);
+        gw_hcheck_on_header(uc->up, name, namelen, value, valuelen);
         return 0;
     }
     struct gw_call *c = stream_call(s, frame->hd.stream_id);
@@ -110,7 +110,7 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, co
     struct gw_up_conn *uc = ud;
     if (is_check(uc, sid)) {
         nghttp2_session_consume(s, sid, len);
-        gw_health_check_on_data(uc->up, data, len);
+        gw_hcheck_on_data(uc->up, data, len);
         return 0;
     }
     struct gw_call *c = stream_call(s, sid);
@@ -126,7 +126,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 {
     struct gw_up_conn *uc = ud;
     if (is_check(uc, sid)) {
-        gw_health_check_on_close(uc->up, error_code);
+        gw_hcheck_on_close(uc->up, error_code);
         return 0;
     }
     struct gw_call *c = stream_call(s, sid);
@@ -146,7 +146,7 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
         return 0;
     struct gw_up_conn *uc = ud;
     if (is_check(uc, frame->hd.stream_id)) {
-        gw_health_check_on_close(uc->up, NGHTTP2_REFUSED_STREAM);
+        gw_hcheck_on_close(uc->up, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
     struct gw_call *c = stream_call(s, frame->hd.stream_id);
@@ -196,7 +196,7 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
         return NULL;
     up->w = w;
     up->health = gw_health_get(w->health, r->addr);
-    gw_health_check_init(up);
+    gw_hcheck_init(up);
     up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
     up->addr = gw_strdup(r->addr);
@@ -323,7 +323,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         if (up->conns[i] == uc)
             up->conns[i] = NULL;
     if (uc->check_sid)
-        gw_health_check_on_close(up, NGHTTP2_CONNECT_ERROR);
+        gw_hcheck_on_close(up, NGHTTP2_CONNECT_ERROR);
     int connected = uc->connected;
     if (!uc->alive) {
         /* Never became an HTTP/2 connection: the replica is down. */

@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "hcheck.h"
 #include "health.h"
 #include "timer.h"
 

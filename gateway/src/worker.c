@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "call.h"
 #include "h2srv.h"
+#include "hcheck.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -169,7 +170,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0 ||
-        (index == 0 && gw_health_checker_start(w) < 0)) {
+        (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -210,7 +211,7 @@ void gw_worker_free(struct gw_worker *w)
         gw_conn_close(&sc->conn, "worker exit");
         gw_conn_flush_dirty(&w->loop);
     }
-    gw_health_checker_stop(w);
+    gw_hcheck_stop(w);
     gw_upstream_teardown(w);
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);
