@@ -16,6 +16,7 @@
 #include "h2srv.h"
 #include "hcheck.h"
 #include "log.h"
+#include "poolstate.h"
 #include "upstream.h"
 
 static int open_listener(const char *addr, int reuseport)
@@ -230,4 +231,5 @@ void gw_worker_free(struct gw_worker *w)
     w->routes = NULL;
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
+    gw_poolstate_free_all(&w->poolstates);
 }
