@@ -49,7 +49,7 @@ struct gw_worker {
     struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
     struct gw_health_registry *health; /* the process's replica health (borrowed) */
     struct gw_timer health_timer;      /* worker 0: active checks, ejection returns */
-    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
+    struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
