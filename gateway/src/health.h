@@ -14,7 +14,7 @@
  *
  * Every field is an atomic, read with relaxed loads: the data path takes no
  * lock. Writers:
- *  - active state: only the checker (worker 0) writes it. Every
+ *  - active state: only the checker (hcheck.h, worker 0) writes it. Every
  *    --health-interval-ms it sends grpc.health.v1.Health/Check (service "")
  *    to each replica of its snapshot over its own upstream connections (a
  *    small unary call on an nghttp2 client stream), with --health-timeout-ms;
@@ -23,7 +23,7 @@
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
  *    state is "unknown", which is eligible.
  *  - passive state: every worker, through gw_health_report() from the call
- *    engine and from keepalive timeouts. --outlier-failures consecutive
+ *    engine and from keepalive timeouts (upstream.c). --outlier-failures consecutive
  *    failures eject the replica for min(--outlier-base-ms × times ejected,
  *    --outlier-max-ms), unless that would eject more than
  *    --outlier-max-percent of the replicas of a pool that contains it. The
@@ -39,8 +39,10 @@
  * logs replica_returned; eligibility itself compares ejected_until_ns with
  * the clock, so a replica returns on time whichever thread looks.
  *
- * Everything here except gw_health_report() is pure state logic on the
- * records (no I/O, times passed in), unit-tested in tests/unit/test_health.c.
+ * The records and their state machine are plain logic (no sockets, times
+ * passed in), unit-tested in tests/unit/test_health.c; gw_health_report()
+ * is the call engine's entry point (it reads the worker's snapshot and
+ * logs), and gw_health_render_metrics() writes the health series on scrape.
  */
 #ifndef INFERGW_HEALTH_H
 #define INFERGW_HEALTH_H
