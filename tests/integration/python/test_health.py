@@ -54,7 +54,8 @@ class HealthCase(unittest.TestCase):
     """Per test: 3 replicas (one may get extra flags) behind a gateway with
     fast health settings and an admin port."""
 
-    BAD_ARGS = ()  # flags of the third replica
+    BAD_ARGS = ()  # flags of the last BAD_COUNT replicas
+    BAD_COUNT = 1
 
     def setUp(self):
         if h.DIRECT:
@@ -62,7 +63,7 @@ class HealthCase(unittest.TestCase):
         self.procs = []
         self.replicas = []
         for i in range(3):
-            extra = self.BAD_ARGS if i == 2 else ()
+            extra = self.BAD_ARGS if i >= 3 - self.BAD_COUNT else ()
             r = h.start_replica("%s-r%d" % (type(self).__name__.lower(), i), *extra)
             self.procs.append(r)
             self.replicas.append(r)
@@ -236,6 +237,15 @@ class Killed(HealthCase):
         self.assertTrue(self.gw.events("replica_unreachable"))
 
 
+def require_reports(case):
+    """Skips <case> until the call engine reports attempt outcomes."""
+    src = os.path.join(h.SOURCE_DIR, "gateway", "src", "call.c")
+    with open(src) as f:
+        if "gw_health_report" not in f.read():
+            case.skipTest("the call engine does not report attempt outcomes "
+                          "(gw_health_report) yet")
+
+
 class Ejection(HealthCase):
     """The third replica answers every inference call with UNAVAILABLE."""
 
@@ -246,11 +256,7 @@ class Ejection(HealthCase):
                 "--outlier-max-ms", "4000")
 
     def setUp(self):
-        src = os.path.join(h.SOURCE_DIR, "gateway", "src", "call.c")
-        with open(src) as f:
-            if "gw_health_report" not in f.read():
-                self.skipTest("the call engine does not report attempt outcomes "
-                              "(gw_health_report) yet")
+        require_reports(self)
         super().setUp()
 
     def test_failing_replica_ejected_and_returns(self):
@@ -285,14 +291,49 @@ class Ejection(HealthCase):
         self.assertTrue(again, "not ejected again: %s" % self.replica_view(bad.addr))
         self.assertGreater(self.replica_view(bad.addr)["ejected_for_ms"], 2000)
 
-    def test_cap_keeps_half_the_pool(self):
-        """Only the third replica fails, so only it may be ejected; the
-        other two never are, whatever the load (--outlier-max-percent 50)."""
+    def test_healthy_replicas_never_ejected(self):
+        """Only the third replica fails: the other two are never ejected."""
         for k in KEYS[:60]:
             self.call(k)
         views = {r["address"]: r for r in self.replicas_view()}
         for r in self.replicas[:2]:
             self.assertEqual(views[r.addr]["times_ejected"], 0)
+
+
+class EjectionCap(HealthCase):
+    """Two of the three replicas answer UNAVAILABLE: with
+    --outlier-max-percent 50 at most one of them is out at any time (1 of 3)."""
+
+    BAD_ARGS = ("--error-fraction", "1", "--error-code", "14")
+    BAD_COUNT = 2
+
+    def gateway_args(self):
+        return ("--outlier-failures", "5", "--outlier-base-ms", "1000",
+                "--outlier-max-ms", "1000")
+
+    def setUp(self):
+        require_reports(self)
+        super().setUp()
+
+    def test_at_most_half_the_pool_ejected(self):
+        bad = [r.addr for r in self.replicas[1:]]
+        most, ejected_ever = 0, set()
+        end = time.monotonic() + 4.0
+        i = 0
+        while time.monotonic() < end:
+            for k in KEYS[i % len(KEYS):i % len(KEYS) + 10]:
+                self.call(k)
+            i += 10
+            views = {r["address"]: r for r in self.replicas_view()}
+            out = [a for a in bad if views[a]["ejected"]]
+            ejected_ever.update(out)
+            most = max(most, len(out))
+            self.assertFalse(views[self.replicas[0].addr]["ejected"])
+        self.assertEqual(most, 1, "ejected at once: %d of 3" % most)
+        self.assertTrue(ejected_ever)
+        # The refusals are not logged as ejections: one per time ejected.
+        times = sum(v["times_ejected"] for v in self.replicas_view())
+        self.assertEqual(len(self.gw.events("replica_ejected")), times)
 
 
 if __name__ == "__main__":
