@@ -33,8 +33,8 @@
  *  - transport state: every worker. A failed connect, a connection that never
  *    sent its HTTP/2 SETTINGS, or a PING keepalive timeout marks the replica
  *    down with an exponential retry time (100 ms doubling to 5 s) shared by
- *    all workers; the first frame received from the replica on any
- *    connection clears it.
+ *    all workers; any frame received from the replica afterwards, on any
+ *    connection of any worker, clears it.
  * The checker (hcheck.h, worker 0) also notices ejections that ended and
  * logs replica_returned; eligibility itself compares ejected_until_ns with
  * the clock, so a replica returns on time whichever thread looks.

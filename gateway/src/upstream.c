@@ -75,6 +75,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     uc->last_recv_ns = uc->up->w->loop.now_ns;
     if (!uc->alive)
         up_conn_alive(uc);
+    else if (gw_health_conn_alive(uc->up->health)) /* a load unless it was down */
+        gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", uc->up->addr, "worker",
+               uc->up->w->index);
     if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
         uc->pings_since_data = 0;
     if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
@@ -321,8 +324,9 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     if (uc->check_sid)
         gw_hcheck_on_close(up, NGHTTP2_CONNECT_ERROR);
     int connected = uc->connected;
-    if (!uc->alive) {
-        /* Never became an HTTP/2 connection: the replica is down. */
+    if (!uc->alive && !uc->goaway) {
+        /* Never became an HTTP/2 connection (and not because it left the
+         * snapshot while connecting): the replica is down. */
         record_failure(up, reason);
     } else {
         gw_log(GW_LOG_DEBUG, "upstream_closed", "{s:s, s:s}", "replica", up->addr, "reason",
@@ -497,14 +501,11 @@ int gw_upstream_eligible(const struct gw_upstream *up)
         return 0;
     if (atomic_load_explicit(&up->health->connect_failures, memory_order_relaxed) == 0)
         return 1;
-    /* Down: eligible only when this worker has a live connection anyway, or
-     * when the backoff is over and a new connect may be tried. */
-    for (int i = 0; i < up->nconns; i++) {
-        const struct gw_up_conn *uc = up->conns[i];
-        if (uc && uc->alive && !uc->goaway && !uc->conn.closing)
-            return 1;
-    }
-    return !gw_health_conn_backing_off(up->health, now);
+    /* Down until a frame arrives from it on any connection of any worker.
+     * The health checks connect to a down replica every interval; without
+     * them, a call may try once the backoff is over. (A live connection of
+     * this worker proves nothing: a stopped replica keeps its connections.) */
+    return up->w->cfg->health_interval_ms == 0 && !gw_health_conn_backing_off(up->health, now);
 }
 
 static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe)

@@ -13,13 +13,16 @@
  * A connection counts as alive once the replica's first frame (its
  * SETTINGS) arrives; until then the connect timer (--connect-timeout-ms)
  * runs, so a replica whose kernel accepts but whose process does not answer
- * is noticed. A failed connect or handshake marks the replica down in its
- * health record with a backoff (100 ms doubling to 5 s) shared by all
- * workers: while it lasts and a worker has no live connection to it, the
- * replica is not eligible and the ring walk moves on to the next one. A live
- * connection that the replica drops is reconnected at once, so a killed
- * replica is known to be down within a connect attempt. Calls whose
- * connection never came up had sent nothing, so they are routed again.
+ * is noticed. A failed connect or handshake, or a keepalive timeout, marks
+ * the replica down in its health record (shared by all workers, with a
+ * backoff of 100 ms doubling to 5 s): it is not eligible, and the ring walk
+ * moves on to the next replica, until a frame arrives from it on any
+ * connection. The health checks connect to a down replica every interval
+ * (ignoring the backoff), so that is how it comes back; with checks off, a
+ * call may try it again once the backoff is over. A live connection that the
+ * replica drops is reconnected at once, so a killed replica is known to be
+ * down within a connect attempt. Calls whose connection never came up had
+ * sent nothing, so they are routed again.
  *
  * Keepalive: while a connection carries streams and nothing has arrived on
  * it for --keepalive-ms, it sends a PING; with no ACK within
@@ -94,8 +97,8 @@ int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt);
 void gw_upstream_teardown(struct gw_worker *w);
 
 /* Whether <up> can take a call now: its health record says it is not
- * ejected, unhealthy or NOT_SERVING, and it is not down (or this worker has
- * a live connection to it, or its retry time has come). */
+ * ejected, unhealthy or NOT_SERVING, and not down (with health checks off,
+ * a down replica whose backoff is over may be tried). */
 int gw_upstream_eligible(const struct gw_upstream *up);
 /* A connection to <up> able to take a new stream (connecting ones
  * included), opening one if needed; NULL when none can be had. */
