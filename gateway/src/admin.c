@@ -119,7 +119,8 @@ static char *render_metrics(struct gw_admin *a, size_t *len)
 }
 
 /* The fields of replica health record <h>: "health" (unknown, healthy,
- * unhealthy, not_serving), "eligible" as far as health goes, "ejected",
+ * unhealthy, not_serving), "eligible" (not ejected, unhealthy,
+ * NOT_SERVING or down), "ejected",
  * "ejected_until" (RFC 3339 UTC, or null), "ejected_for_ms", "times_ejected",
  * "consecutive_failures" (passive), "consecutive_check_failures", "down"
  * (connects or keepalives failing), "keepalive_timeouts". */
@@ -128,6 +129,7 @@ static json_t *health_json(struct gw_health *h)
     uint64_t now = gw_now_ns();
     uint64_t until = atomic_load_explicit(&h->ejected_until_ns, memory_order_relaxed);
     int ejected = gw_health_ejected(h, now);
+    int down = atomic_load_explicit(&h->connect_failures, memory_order_relaxed) != 0;
     json_t *until_json = json_null();
     if (ejected) {
         uint64_t ms = realtime_ms() + (until - now) / 1000000u;
@@ -142,12 +144,12 @@ static json_t *health_json(struct gw_health *h)
     return json_pack(
         "{s:s, s:b, s:b, s:o, s:I, s:i, s:i, s:i, s:b, s:I}", "health",
         gw_health_state_name(atomic_load_explicit(&h->state, memory_order_relaxed)), "eligible",
-        gw_health_usable(h, now), "ejected", ejected, "ejected_until", until_json, "ejected_for_ms",
-        (json_int_t)(ejected ? (until - now) / 1000000u : 0), "times_ejected",
+        gw_health_usable(h, now) && !down, "ejected", ejected, "ejected_until", until_json,
+        "ejected_for_ms", (json_int_t)(ejected ? (until - now) / 1000000u : 0), "times_ejected",
         (int)atomic_load_explicit(&h->times_ejected, memory_order_relaxed), "consecutive_failures",
         (int)atomic_load_explicit(&h->failures, memory_order_relaxed), "consecutive_check_failures",
-        (int)atomic_load_explicit(&h->check_fail, memory_order_relaxed), "down",
-        atomic_load_explicit(&h->connect_failures, memory_order_relaxed) != 0, "keepalive_timeouts",
+        (int)atomic_load_explicit(&h->check_fail, memory_order_relaxed), "down", down,
+        "keepalive_timeouts",
         (json_int_t)atomic_load_explicit(&h->keepalive_timeouts, memory_order_relaxed));
 }
 
