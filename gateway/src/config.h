@@ -46,8 +46,9 @@ struct gw_config {
     uint32_t healthy_threshold, unhealthy_threshold;
     uint32_t outlier_failures; /* consecutive failures that eject; 0 = never */
     uint32_t outlier_base_ms, outlier_max_ms, outlier_max_percent;
-    char admin[128];    /* admin HTTP address; "" = off */
-    int admin_explicit; /* --admin given: failing to listen there is fatal */
+    char admin[128];      /* admin HTTP address; "" = off */
+    char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
+    int admin_explicit;   /* --admin given: failing to listen there is fatal */
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help

@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "config.h"
 #include "ctrl.h"
@@ -35,6 +36,12 @@ int main(int argc, char **argv)
     gw_log(GW_LOG_WARN, "auth_disabled", "{s:s}", "message",
            "--auth=none: every call is accepted without authentication; use only for local "
            "development");
+
+    if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: --access-log: %s\n", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
 
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
@@ -147,6 +154,7 @@ int main(int argc, char **argv)
     }
     gw_free(workers);
     gw_health_registry_free(health); /* after every worker is gone */
+    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "health.h"
+#include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
 #include "route.h"
@@ -50,6 +51,8 @@ struct gw_worker {
     struct gw_health_registry *health; /* the process's replica health (borrowed) */
     struct gw_timer health_timer;      /* worker 0: active checks, ejection returns */
     struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
+    struct gw_accesslog_buf alog;      /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;        /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
@@ -77,5 +80,8 @@ void gw_worker_free(struct gw_worker *w);
 
 /* Called when a client connection or a call ends, to finish a drain. */
 void gw_worker_check_drained(struct gw_worker *w);
+/* Adds a line to the worker's access log buffer (written out within
+ * GW_ACCESSLOG_FLUSH_MS). Worker thread. */
+void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e);
 
 #endif
