@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpcwire.h"
 #include "health.h"
 #include "log.h"
 #include "upstream.h"
@@ -154,6 +155,10 @@ static enum gw_health_result check_verdict(const struct gw_hcheck *c, const char
     if (c->http_status != 200) {
         *why = "HTTP status is not 200";
         return GW_HC_ERROR;
+    }
+    if (c->grpc_status == GW_GRPC_UNIMPLEMENTED) {
+        *why = "grpc.health.v1 is UNIMPLEMENTED by the replica";
+        return GW_HC_UNIMPLEMENTED;
     }
     if (c->grpc_status != 0) {
         *why = c->grpc_status < 0 ? "no grpc-status" : "grpc-status is not OK";

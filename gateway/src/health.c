@@ -113,7 +113,8 @@ const char *gw_health_state_name(enum gw_health_state s)
 
 const char *gw_health_result_name(enum gw_health_result r)
 {
-    static const char *const names[] = {"serving", "not_serving", "error", "timeout"};
+    static const char *const names[] = {"serving", "not_serving", "error", "timeout",
+                                        "unimplemented"};
     return (unsigned)r < GW_HC_NRESULTS ? names[r] : "error";
 }
 
@@ -122,7 +123,11 @@ int gw_health_apply_check(struct gw_health *h, enum gw_health_result r, uint32_t
 {
     int prev = atomic_load_explicit(&h->state, memory_order_relaxed), next = prev;
     add64(&h->checks[r], 1);
-    if (r == GW_HC_SERVING) {
+    if (r == GW_HC_UNIMPLEMENTED) {
+        atomic_store_explicit(&h->check_ok, 0, memory_order_relaxed);
+        atomic_store_explicit(&h->check_fail, 0, memory_order_relaxed);
+        next = GW_HEALTH_UNKNOWN;
+    } else if (r == GW_HC_SERVING) {
         uint32_t ok = ld32(&h->check_ok) + 1;
         atomic_store_explicit(&h->check_ok, ok, memory_order_relaxed);
         atomic_store_explicit(&h->check_fail, 0, memory_order_relaxed);

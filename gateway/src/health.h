@@ -21,7 +21,8 @@
  *    --healthy-threshold consecutive SERVING answers make the replica
  *    healthy, --unhealthy-threshold consecutive NOT_SERVING / error / timeout
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
- *    state is "unknown", which is eligible.
+ *    state is "unknown", which is eligible; a replica that answers
+ *    UNIMPLEMENTED (no health service) stays "unknown".
  *  - passive state: every worker, through gw_health_report() from the call
  *    engine and from keepalive timeouts (upstream.c). --outlier-failures consecutive
  *    failures eject the replica for min(--outlier-base-ms × times ejected,
@@ -73,6 +74,7 @@ enum gw_health_result {
     GW_HC_NOT_SERVING,
     GW_HC_ERROR, /* no connection, stream reset, non-OK grpc-status, bad message */
     GW_HC_TIMEOUT,
+    GW_HC_UNIMPLEMENTED, /* grpc-status UNIMPLEMENTED: the replica has no health service */
     GW_HC_NRESULTS
 };
 
@@ -133,8 +135,10 @@ const char *gw_health_state_name(enum gw_health_state s);
 const char *gw_health_result_name(enum gw_health_result r);
 
 /* Applies check result <r> to <h> with the thresholds. Returns the new state
- * when it changed, or -1. Only one thread (the checker) may call it for a
- * given record. */
+ * when it changed, or -1. GW_HC_UNIMPLEMENTED (a replica without the
+ * grpc.health.v1 service) puts it back to "unknown", which is eligible: no
+ * health service is not a failure, and passive ejection still applies. Only
+ * one thread (the checker) may call it for a given record. */
 int gw_health_apply_check(struct gw_health *h, enum gw_health_result r, uint32_t healthy_threshold,
                           uint32_t unhealthy_threshold);
 

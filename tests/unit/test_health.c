@@ -137,6 +137,12 @@ static void test_active_thresholds(void **state)
     /* Threshold 1 flips on every result. */
     assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 1, 1), GW_HEALTH_HEALTHY);
     assert_int_equal(gw_health_apply_check(h, GW_HC_NOT_SERVING, 1, 1), GW_HEALTH_NOT_SERVING);
+    /* No health service: back to unknown (eligible), and it stays there. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_UNIMPLEMENTED, 1, 1), GW_HEALTH_UNKNOWN);
+    assert_true(gw_health_usable(h, 0));
+    assert_int_equal(gw_health_apply_check(h, GW_HC_UNIMPLEMENTED, 1, 1), -1);
+    assert_int_equal(h->check_fail, 0);
+    assert_int_equal(h->checks[GW_HC_UNIMPLEMENTED], 2);
     /* Every result is counted. */
     assert_int_equal(h->checks[GW_HC_SERVING], 7);
     assert_int_equal(h->checks[GW_HC_NOT_SERVING], 4);
