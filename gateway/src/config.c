@@ -144,7 +144,7 @@ void gw_config_usage(FILE *out)
         "  --healthy-threshold N         consecutive SERVING answers that make a replica\n"
         "                                healthy again [2]\n"
         "  --unhealthy-threshold N       consecutive NOT_SERVING / failed checks that take a\n"
-        "                                replica out of the rings [2]\n"
+        "                                replica out of routing [2]\n"
         "  --outlier-failures N          consecutive failed calls (UNAVAILABLE, reset, lost\n"
         "                                connection, per-try timeout) that eject a replica;\n"
         "                                0 = never [5]\n"
