@@ -76,6 +76,13 @@ def parse_exposition(text):
     return out
 
 
+def infer_events(replica, event):
+    """The replica's <event> log lines ("call" or "cancelled") of ModelInfer calls: the
+    gateway's active health checks (grpc.health.v1 Check) are logged too, and are not
+    upstream attempts."""
+    return [e for e in replica.events(event) if e.get("method") == INFER]
+
+
 def total(samples, name, **match):
     """Sum of <name> over the samples whose labels include <match>."""
     return sum(v for n, labels, v in samples
@@ -235,7 +242,7 @@ class _ClusterCase(unittest.TestCase):
         gateway counted for it (lines are written when a call is freed)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if all(len(r.events("call")) + len(r.events("cancelled"))
+            if all(len(infer_events(r, "call")) + len(infer_events(r, "cancelled"))
                    >= attempts_by_replica.get(r.addr, 0) for r in replicas):
                 return
             time.sleep(0.05)
@@ -293,6 +300,13 @@ class ScrapeUnderLoadTest(_ClusterCase):
               "%d lines)\n%s(exit %d)" % (self.admin_port, len(text.splitlines()), out, code))
         self.assertEqual(code, 0, out)
         self.assertEqual(out.strip(), "", out)
+        # ... and it held every family the rules read (auth and rate-limit counters aside).
+        names = {n for n, _, _ in parse_exposition(text)}
+        for name in ("infergw_calls_total", "infergw_call_duration_seconds_bucket",
+                     "infergw_upstream_attempts_total", "infergw_replica_reachable",
+                     "infergw_replica_health", "infergw_replica_ejections_total",
+                     "infergw_retries_refused_total", "infergw_hedges_refused_total"):
+            self.assertIn(name, names)
 
         # 2. Counters after the run equal what the client and the replicas counted.
         s = parse_exposition(self.scrape())
@@ -310,8 +324,8 @@ class ScrapeUnderLoadTest(_ClusterCase):
         self.assertEqual(total(s, "infergw_upstream_attempts_total", kind="primary"), load.calls)
         retried_lines = 0
         for r in self.reps:
-            lines = r.events("call")
-            cancelled = r.events("cancelled")
+            lines = infer_events(r, "call")
+            cancelled = infer_events(r, "cancelled")
             attempts = total(s, "infergw_upstream_attempts_total", replica=r.addr)
             self.assertEqual(attempts, len(lines) + len(cancelled), r.name)
             self.assertEqual(total(s, "infergw_upstream_attempts_total", replica=r.addr,
@@ -322,13 +336,14 @@ class ScrapeUnderLoadTest(_ClusterCase):
                                  len([e for e in lines if e.get("status") == st_name]),
                                  "%s %s" % (r.name, st_name))
             retried_lines += len([e for e in lines if e.get("previous_attempts")])
-        failed_r0 = len([e for e in self.reps[0].events("call") if e.get("status") == "UNAVAILABLE"])
+        failed_r0 = len([e for e in infer_events(self.reps[0], "call")
+                         if e.get("status") == "UNAVAILABLE"])
         self.assertGreater(failed_r0, 5, "fault injection made too few failures")
         retries = total(s, "infergw_upstream_attempts_total", kind="retry")
         print("gateway: %d calls, %d primary + %d retry attempts; replicas logged %s call lines, "
               "%d with previous_attempts; r0 failed %d"
               % (calls, total(s, "infergw_upstream_attempts_total", kind="primary"), retries,
-                 [len(r.events("call")) for r in self.reps], retried_lines, failed_r0))
+                 [len(infer_events(r, "call")) for r in self.reps], retried_lines, failed_r0))
         self.assertEqual(retries, retried_lines)
         self.assertGreater(retries, 0)
         # Every failure of r0 was retried (budget 20% + 10 is far from spent) and answered.
@@ -337,7 +352,7 @@ class ScrapeUnderLoadTest(_ClusterCase):
         self.assertEqual(load.codes["OK"] + load.codes["UNAVAILABLE"], load.calls)
         self.assertEqual(load.codes["UNAVAILABLE"], refused)
         self.assertEqual(load.answered.get("r0", 0), len(
-            [e for e in self.reps[0].events("call") if e.get("status") == "OK"]))
+            [e for e in infer_events(self.reps[0], "call") if e.get("status") == "OK"]))
 
         # 3. The Prometheus server: the call counter as the client counted it.
         result, want, end = None, float(load.calls), time.monotonic() + 30
@@ -410,8 +425,8 @@ class HedgeCountersTest(_ClusterCase):
         s = parse_exposition(self.scrape())
         hedges = total(s, "infergw_upstream_attempts_total", kind="hedge")
         won = total(s, "infergw_hedges_won_total")
-        r0_cancelled = len(self.reps[0].events("cancelled"))
-        hedge_lines = sum(len([e for e in r.events("call") if e.get("previous_attempts")])
+        r0_cancelled = len(infer_events(self.reps[0], "cancelled"))
+        hedge_lines = sum(len([e for e in infer_events(r, "call") if e.get("previous_attempts")])
                           for r in self.reps[1:])
         print("gateway: %d calls, %d hedge attempts, %d hedges won, %d refused; r0 cancelled "
               "%d, r1+r2 call lines with previous_attempts %d"
@@ -427,7 +442,8 @@ class HedgeCountersTest(_ClusterCase):
         self.assertEqual(total(s, "infergw_upstream_attempts_total", kind="primary"), load.calls)
         for r in self.reps:
             self.assertEqual(total(s, "infergw_upstream_attempts_total", replica=r.addr),
-                             len(r.events("call")) + len(r.events("cancelled")), r.name)
+                             len(infer_events(r, "call")) + len(infer_events(r, "cancelled")),
+                             r.name)
         self.assertEqual(total(s, "infergw_upstream_attempts_total", replica=self.reps[0].addr,
                                outcome="CANCELLED"), r0_cancelled)
 
