@@ -389,6 +389,63 @@ class ScrapeUnderLoadTest(_ClusterCase):
 
 
 @unittest.skipIf(h.DIRECT, "needs the gateway (INFERGW_IT_DIRECT=1)")
+class ReplicaDownAlertTest(_ClusterCase):
+    """InfergwReplicaDown, live: of three replicas, b is taken off the ring with infergw-ctl
+    and stopped (the gateway still exports it as unreachable), c is stopped while still on the
+    ring. Prometheus, evaluating infergw-rules.yml, holds a pending alert for c only."""
+
+    def test_replica_down_pending_for_the_dead_replica_only(self):
+        a, b, c = (h.start_replica(n) for n in ("a", "b", "c"))
+        self.procs += [a, b, c]
+        redis = h.start_redis()
+        self.procs.append(redis)
+        url = h.redis_url(redis)
+        h.run_ctl(url, "pool", "add", "demo")
+        for r in (a, b, c):
+            h.run_ctl(url, "replica", "add", "demo", r.addr)
+        self.admin_port = h.free_port()
+        gw = h.start_gateway({}, "--redis", url, "--admin", "127.0.0.1:%d" % self.admin_port)
+        self.procs.insert(0, gw)
+        gw.wait_event(lambda e: True, timeout=5, event="config_applied")
+        ch = h.channel(gw.addr)
+        self.addCleanup(ch.close)
+        stub = h.infer_stub(ch)
+        for i in range(30):  # connections up to every replica
+            stub.ModelInfer(h.typed_request([1.0]), metadata=[("x-route-key", "k%d" % i)],
+                            timeout=5)
+        v = h.ctl_version(h.run_ctl(url, "replica", "remove", "demo", b.addr).stdout)
+        self.assertIsNotNone(v)
+        self.assertTrue(gw.wait_event(lambda e: e.get("version", 0) >= v, timeout=10,
+                                      event="config_applied"))
+        b.stop()
+        c.stop()
+        prom = PrometheusServer(["127.0.0.1:%d" % self.admin_port])
+        self.procs.insert(0, prom)
+
+        def down_alerts():
+            for g in prom.rules() or []:
+                for r in g["rules"]:
+                    if r["name"] == "InfergwReplicaDown":
+                        return {x["labels"]["replica"]: x["state"] for x in r.get("alerts", [])}
+            return None
+
+        end, alerts = time.monotonic() + 30, None
+        while time.monotonic() < end:
+            s = parse_exposition(self.scrape())
+            gone = {addr for addr in (b.addr, c.addr)
+                    if total(s, "infergw_replica_reachable", replica=addr) == 0}
+            alerts = down_alerts()
+            if gone == {b.addr, c.addr} and alerts and c.addr in alerts:
+                break
+            time.sleep(0.5)
+        time.sleep(3)  # a few more evaluations with both replicas unreachable
+        alerts = down_alerts()
+        print("exported unreachable: %s; InfergwReplicaDown alerts: %s" % (sorted(gone), alerts))
+        self.assertEqual(gone, {b.addr, c.addr})
+        self.assertEqual(alerts, {c.addr: "pending"})
+
+
+@unittest.skipIf(h.DIRECT, "needs the gateway (INFERGW_IT_DIRECT=1)")
 class HedgeCountersTest(_ClusterCase):
     """r0 answers after 1 s, r1 and r2 at once; pool demo hedges after 50 ms with a budget of
     every call (tunables through infergw-ctl and Redis). Every call whose first replica is r0
