@@ -106,8 +106,8 @@ class RulesTest(unittest.TestCase):
         self.assertIn("SUCCESS", out)
 
     def test_every_alert_is_tested_and_documented(self):
-        """Each alert has severity, summary, description and runbook, and a firing case in
-        the unit tests."""
+        """Each alert has severity, summary, description and runbook, and the unit tests have
+        a case where it fires and one where it does not."""
         with open(RULES) as f:
             rules = f.read()
         with open(RULES_TEST) as f:
@@ -123,6 +123,9 @@ class RulesTest(unittest.TestCase):
                      if t.split("\n", 2)[1].strip().startswith("exp_alerts:")
                      and "exp_labels" in t.split("alertname:", 1)[0]]
             self.assertTrue(fired, "no unit test makes %s fire" % name)
+            quiet = [t for t in tests.split("alertname: " + name)[1:]
+                     if t.split("\n", 2)[1].strip() == "exp_alerts: []"]
+            self.assertTrue(quiet, "no unit test checks that %s stays quiet" % name)
 
     def test_check_config(self):
         code, out = run_promtool("check", "config", CONFIG)
