@@ -5,7 +5,9 @@ client counted (and evaluates every rule of infergw-rules.yml without error), an
 with known outcomes each counter equals what the client and the replicas counted: calls by
 status, attempts per replica (the replicas' call and cancelled log lines), retries (the call
 lines carrying grpc-previous-rpc-attempts), hedges and hedges won (the slow replica's
-cancellations)."""
+cancellations), outlier ejections (the gateway's replica_ejected log lines); and that
+InfergwReplicaDown, evaluated live, pages for a dead replica of the ring and not for one taken
+off it."""
 
 import collections
 import json
@@ -356,6 +358,12 @@ class ScrapeUnderLoadTest(_ClusterCase):
         self.assertEqual(load.codes["UNAVAILABLE"], refused)
         self.assertEqual(load.answered.get("r0", 0), len(
             [e for e in infer_events(self.reps[0], "call") if e.get("status") == "OK"]))
+        # Outlier ejections (r0 may fail often enough in a row): as the gateway logged them.
+        ejected = collections.Counter(e.get("replica") for e in gw.events("replica_ejected"))
+        print("ejections logged: %s" % dict(ejected))
+        for r in self.reps:
+            self.assertEqual(total(s, "infergw_replica_ejections_total", replica=r.addr),
+                             ejected.get(r.addr, 0), r.name)
 
         # 3. The Prometheus server: the call counter as the client counted it.
         result, want, end = None, float(load.calls), time.monotonic() + 30
