@@ -351,9 +351,10 @@ class StopReplicaTest(ResilienceCase):
         bound = self.HEDGE_MS + 2 * normal_p99
         out_s = None if watch.out_at is None else watch.out_at - stopped_at
         report("sigstop", "%s | normal p99=%.1fms, after stop p99=%.1fms p99.9=%.1fms, bound %d+2x%.1f=%.1fms"
-               " | shown out after %s | gateway attempts by kind %s"
+               " | shown out after %s (%s) | gateway attempts by kind %s"
                % (res.summary_line("all"), normal_p99, fault_p99, fault.pct_ms(0.999), self.HEDGE_MS,
-                  normal_p99, bound, "-" if out_s is None else "%.3fs" % out_s, json.dumps(kinds)))
+                  normal_p99, bound, "-" if out_s is None else "%.3fs" % out_s, json.dumps(watch.last),
+                  json.dumps(kinds)))
         self.assertDriverKeptUp(res, "sigstop")
         self.assertNoLate(res, "sigstop")
         self.assertNoFailures(res, "sigstop")
