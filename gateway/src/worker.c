@@ -79,6 +79,26 @@ void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt)
     gw_loop_wake(&w->loop);
 }
 
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *ctx)
+{
+    SSL_CTX_up_ref(ctx);
+    SSL_CTX *old = atomic_exchange(&w->tls_pending, ctx);
+    SSL_CTX_free(old); /* offered before but never taken up (NULL: no-op) */
+    gw_loop_wake(&w->loop);
+}
+
+SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w)
+{
+    if (atomic_load_explicit(&w->tls_pending, memory_order_relaxed)) {
+        SSL_CTX *ctx = atomic_exchange(&w->tls_pending, NULL);
+        if (ctx) {
+            SSL_CTX_free(w->tls_ctx);
+            w->tls_ctx = ctx;
+        }
+    }
+    return w->tls_ctx;
+}
+
 static void adopt_pending(struct gw_worker *w)
 {
     struct gw_routes *rt = atomic_exchange(&w->pending, NULL);
@@ -99,6 +119,7 @@ static void worker_on_wake(struct gw_loop *loop)
 {
     struct gw_worker *w = loop->owner;
     adopt_pending(w);
+    gw_worker_tls_ctx(w);
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
@@ -132,11 +153,16 @@ void gw_worker_check_drained(struct gw_worker *w)
 }
 
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes)
+                   struct gw_routes *routes, SSL_CTX *tls, SSL_CTX *up_tls)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    atomic_init(&w->tls_pending, NULL);
+    if (tls && SSL_CTX_up_ref(tls) == 1)
+        w->tls_ctx = tls;
+    if (up_tls && SSL_CTX_up_ref(up_tls) == 1)
+        w->up_tls_ctx = up_tls;
     gw_routes_ref(routes);
     w->routes = routes;
     atomic_init(&w->pending, NULL);
@@ -225,4 +251,8 @@ void gw_worker_free(struct gw_worker *w)
     w->routes = NULL;
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
+    SSL_CTX_free(atomic_exchange(&w->tls_pending, NULL));
+    SSL_CTX_free(w->tls_ctx);
+    SSL_CTX_free(w->up_tls_ctx);
+    w->tls_ctx = w->up_tls_ctx = NULL;
 }

@@ -8,11 +8,15 @@
  * worker only through gw_worker_drain() and gw_worker_offer_routes() (an
  * atomic hand-over plus an eventfd wake-up); the worker switches to an
  * offered routing snapshot between events, never in the middle of one.
+ * A reloaded TLS certificate arrives the same way (gw_worker_offer_tls): a
+ * new SSL_CTX reference swapped in atomically, taken up before the next
+ * accept, while connections made with the old context keep theirs.
  */
 #ifndef INFERGW_WORKER_H
 #define INFERGW_WORKER_H
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -45,14 +49,26 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics; /* written by this worker only; read by the admin thread */
+    struct gw_metrics *metrics;     /* written by this worker only; read by the admin thread */
+    SSL_CTX *tls_ctx;               /* front-end TLS (a reference of ours), NULL = h2c */
+    _Atomic(SSL_CTX *) tls_pending; /* offered by a certificate reload */
+    SSL_CTX *up_tls_ctx;            /* TLS towards replicas (a reference), NULL = h2c */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
- * initial snapshot <routes> (the worker takes a reference of its own).
+ * initial snapshot <routes> and the TLS contexts <tls> (front end) and
+ * <up_tls> (replicas), either NULL for cleartext h2c; the worker takes
+ * references of its own to all three.
  * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes);
+                   struct gw_routes *routes, SSL_CTX *tls, SSL_CTX *up_tls);
+/* Hands front-end TLS context <ctx> to the worker from any thread (the
+ * worker takes a reference of its own); connections accepted from then on
+ * use it. */
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *ctx);
+/* The front-end TLS context for a new connection (borrowed; the SSL made
+ * from it holds its own reference), or NULL for h2c. Worker thread. */
+SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w);
 /* Hands snapshot <rt> to the worker from any thread (the worker takes a
  * reference of its own); it switches to it at its next wake-up. */
 void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt);
