@@ -34,6 +34,8 @@ struct rp_config {
     uint64_t seed;
     int seed_given;
     int quiet;
+    const char *tls_cert; /* borrowed; PEM chain, with tls_key: serve TLS */
+    const char *tls_key;
 };
 
 #define RP_CONFIG_OK   0
