@@ -247,6 +247,12 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+if [[ $SCENARIO == tls ]]; then
+  for n in infergw-tls haproxy-tls; do
+    echo "$n: $(grep -E '^(TLS Protocol|Cipher|Server Temp Key):' "$WORK/$n.1.out" | tr '\n' ' ')"
+  done
+  echo
+fi
 NAMES=$(for t in "${TARGETS[@]}"; do printf '%s ' "${t%%|*}"; done)
 python3 - "$WORK/rounds.tsv" "$REQUESTS" "$ROUNDS" "$PAYLOAD" "$SCENARIO" "$NAMES" <<'PY'
 import statistics, sys
