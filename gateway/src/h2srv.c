@@ -269,7 +269,6 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
                    "cannot start TLS (out of memory)");
             goto fail_conn;
         }
-        SSL_set_app_data(ssl, sc);
         sc->tls = 1;
     }
     if (nghttp2_session_server_new2(&sc->conn.sess, w->srv_cbs, sc, w->srv_opt) != 0)
@@ -319,6 +318,12 @@ void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
 void gw_h2srv_goaway_all(struct gw_worker *w)
 {
     for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
+        if (sc->conn.tls_hs) {
+            /* No HTTP/2 yet, so no call to wait for: do not let a
+             * half-done handshake hold the drain up. */
+            gw_conn_close(&sc->conn, "draining before the TLS handshake finished");
+            continue;
+        }
         nghttp2_submit_shutdown_notice(sc->conn.sess);
         gw_conn_mark_dirty(&sc->conn);
     }

@@ -211,6 +211,8 @@ int main(int argc, char **argv)
         struct sigaction sa = {.sa_handler = SIG_DFL};
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        struct sigaction ign = {.sa_handler = SIG_IGN};
+        sigaction(SIGHUP, &ign, NULL); /* no reload while draining */
         pthread_sigmask(SIG_UNBLOCK, &set, NULL);
         if (sfd >= 0)
             close(sfd);
