@@ -65,9 +65,18 @@ enum gw_metrics_outcome {
     GW_OUTCOME_COUNT
 };
 
-/* Attempt kinds (only primary attempts exist so far; retry and hedge come
- * with the call engine's retries and hedges). */
-enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_COUNT };
+/* Attempt kinds (the same order as enum gw_attempt_kind in call.h). */
+enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_RETRY, GW_KIND_HEDGE, GW_KIND_COUNT };
+
+/* Decisions of the retry and hedge policy, per worker. */
+enum gw_metrics_policy {
+    GW_POLICY_RETRY_BUDGET,   /* a retry the retry budget refused */
+    GW_POLICY_RETRY_DEADLINE, /* a retry that could not finish within the deadline */
+    GW_POLICY_RETRY_PUSHBACK, /* a retry a malformed or negative pushback forbade */
+    GW_POLICY_HEDGE_BUDGET,   /* a hedge the hedge budget refused */
+    GW_POLICY_HEDGE_WON,      /* calls answered by their hedge */
+    GW_POLICY_COUNT
+};
 
 /* Why a TLS handshake failed (label reason of
  * infergw_tls_handshake_failures_total); names in gw_metrics_tls_fail_name. */
@@ -114,6 +123,7 @@ struct gw_metrics {
     _Atomic int64_t client_connections;
     gw_counter tls_handshakes[GW_TLS_SIDE_COUNT];
     gw_counter tls_failures[GW_TLS_SIDE_COUNT][GW_TLS_FAIL_COUNT];
+    gw_counter policy[GW_POLICY_COUNT];
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
 };
@@ -167,6 +177,11 @@ static inline void gw_metrics_attempt(struct gw_metrics_replica *r, int kind, in
 {
     if (r && outcome >= 0 && outcome < GW_OUTCOME_COUNT)
         gw_counter_add(&r->attempts[kind][outcome], 1);
+}
+static inline void gw_metrics_policy(struct gw_metrics *m, enum gw_metrics_policy p)
+{
+    if (m)
+        gw_counter_add(&m->policy[p], 1);
 }
 static inline void gw_metrics_inflight_add(struct gw_metrics_replica *r, int64_t d)
 {

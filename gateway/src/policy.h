@@ -56,7 +56,7 @@ int gw_budget_take(struct gw_budget *b, uint64_t now_ns, unsigned percent, unsig
 #define GW_LATENCY_BUCKETS (64 + 40 * GW_LATENCY_SUB) /* 1 µs .. ~2^46 µs */
 struct gw_latency {
     uint32_t counts[GW_LATENCY_BUCKETS];
-    uint64_t total;    /* samples since the last halving, after halving */
+    uint64_t total;    /* samples held: the sum of counts, after halvings */
     uint32_t halflife; /* samples between halvings */
     uint32_t since_halving;
 };

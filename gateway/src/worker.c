@@ -15,6 +15,7 @@
 #include "call.h"
 #include "h2srv.h"
 #include "log.h"
+#include "poolstate.h"
 #include "upstream.h"
 
 static int open_listener(const char *addr, int reuseport)
@@ -255,4 +256,5 @@ void gw_worker_free(struct gw_worker *w)
     SSL_CTX_free(w->tls_ctx);
     SSL_CTX_free(w->up_tls_ctx);
     w->tls_ctx = w->up_tls_ctx = NULL;
+    gw_poolstate_free_all(&w->poolstates);
 }

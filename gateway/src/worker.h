@@ -49,10 +49,11 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics;     /* written by this worker only; read by the admin thread */
-    SSL_CTX *tls_ctx;               /* front-end TLS (a reference of ours), NULL = h2c */
-    _Atomic(SSL_CTX *) tls_pending; /* offered by a certificate reload */
-    SSL_CTX *up_tls_ctx;            /* TLS towards replicas (a reference), NULL = h2c */
+    struct gw_metrics *metrics;      /* written by this worker only; read by the admin thread */
+    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
+    SSL_CTX *tls_ctx;                /* front-end TLS (a reference of ours), NULL = h2c */
+    _Atomic(SSL_CTX *) tls_pending;  /* offered by a certificate reload */
+    SSL_CTX *up_tls_ctx;             /* TLS towards replicas (a reference), NULL = h2c */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
