@@ -201,8 +201,11 @@ static int srv_conn_on_tls(struct gw_conn *conn, int fail, const char *detail)
     struct gw_worker *w = sc->w;
     if (fail >= 0) {
         gw_metrics_tls_failed(w->metrics, GW_TLS_SIDE_CLIENT, fail);
-        gw_log(GW_LOG_INFO, "tls_handshake_failed", "{s:s, s:s, s:s}", "peer", sc->peer, "reason",
-               gw_metrics_tls_fail_name(fail), "detail", detail);
+        /* A connection closed before its handshake is what TCP health
+         * checks and port probes do: counted, but logged at debug only. */
+        gw_log(fail == GW_TLS_FAIL_PEER_CLOSED ? GW_LOG_DEBUG : GW_LOG_INFO, "tls_handshake_failed",
+               "{s:s, s:s, s:s}", "peer", sc->peer, "reason", gw_metrics_tls_fail_name(fail),
+               "detail", detail);
         return 0;
     }
     gw_metrics_tls_ok(w->metrics, GW_TLS_SIDE_CLIENT);

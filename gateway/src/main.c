@@ -5,6 +5,7 @@
  * (GOAWAY, in-flight calls finish within the grace period) and exit 0; a
  * second one exits at once. */
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,17 @@
 #include "tls.h"
 #include "worker.h"
 
+/* Warns when the certificate <ctx> presents has expired or soon will:
+ * clients would refuse it, and nothing else in the gateway would say why. */
+static void tls_check_expiry(SSL_CTX *ctx, const char *file)
+{
+    int days = gw_tls_days_left(ctx);
+    if (days == INT_MIN || days >= 14)
+        return;
+    gw_log(GW_LOG_WARN, days < 0 ? "tls_certificate_expired" : "tls_certificate_expires_soon",
+           "{s:s, s:i}", "file", file, "days_left", days);
+}
+
 /* Builds the TLS contexts the flags ask for into <tls> and <up_tls> (NULL
  * when not asked for). Returns 0, or -1 with the reason in <err>. */
 static int tls_setup(const struct gw_config *cfg, SSL_CTX **tls, SSL_CTX **up_tls, char *err,
@@ -36,6 +48,7 @@ static int tls_setup(const struct gw_config *cfg, SSL_CTX **tls, SSL_CTX **up_tl
         gw_tls_describe_ctx(*tls, desc, sizeof(desc));
         gw_log(GW_LOG_INFO, "tls_certificate", "{s:s, s:s, s:b}", "certificate", desc, "file",
                cfg->tls_cert, "mutual_tls", cfg->tls_client_ca != NULL);
+        tls_check_expiry(*tls, cfg->tls_cert);
     } else {
         gw_log(GW_LOG_INFO, "tls_off", "{s:s}", "message",
                "no --tls-cert: clients connect over plaintext h2c");
@@ -73,8 +86,9 @@ static void tls_reload(const struct gw_config *cfg, struct gw_worker *workers, i
         gw_worker_offer_tls(&workers[i], ctx);
     char desc[512];
     gw_tls_describe_ctx(ctx, desc, sizeof(desc));
-    SSL_CTX_free(ctx); /* the workers hold their own references */
     gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s}", "certificate", desc, "file", cfg->tls_cert);
+    tls_check_expiry(ctx, cfg->tls_cert);
+    SSL_CTX_free(ctx); /* the workers hold their own references */
 }
 
 int main(int argc, char **argv)

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
@@ -237,6 +238,15 @@ void gw_tls_describe_ctx(SSL_CTX *ctx, char *out, size_t outlen)
     BIO_free(b);
     snprintf(out, outlen, "subject=%s, serial=%s, not_after=%s", subject, serial, not_after);
     ERR_clear_error();
+}
+
+int gw_tls_days_left(SSL_CTX *ctx)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    int days = 0, secs = 0;
+    if (!x || ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) != 1)
+        return INT_MIN;
+    return days - (days == 0 && secs < 0 ? 1 : 0);
 }
 
 int gw_tls_classify_failure(SSL *ssl, int ssl_err, char *detail, size_t detaillen)

@@ -50,6 +50,10 @@ SSL *gw_tls_client_ssl_new(SSL_CTX *ctx, const char *host);
  * presents into <out> (for logs). */
 void gw_tls_describe_ctx(SSL_CTX *ctx, char *out, size_t outlen);
 
+/* Whole days until the certificate <ctx> presents expires (negative once it
+ * has), or INT_MIN when there is none. */
+int gw_tls_days_left(SSL_CTX *ctx);
+
 /* Names why the handshake of <ssl> failed, given SSL_get_error() <ssl_err>
  * of the failed call: returns an enum gw_metrics_tls_fail value and writes a
  * one-line reason (the OpenSSL reason, the certificate verification result)

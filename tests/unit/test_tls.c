@@ -142,6 +142,7 @@ static void test_server_ctx_from_files(void **state)
     gw_tls_describe_ctx(ctx, desc, sizeof(desc));
     assert_non_null(strstr(desc, "CN=replica"));
     assert_non_null(strstr(desc, "serial="));
+    assert_int_equal(gw_tls_days_left(ctx), 0); /* made to expire in an hour */
     SSL_CTX_free(ctx);
 
     ctx = gw_tls_server_ctx_new(file("nope.pem"), file("server.key"), NULL, err, sizeof(err));
