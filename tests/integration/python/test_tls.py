@@ -207,6 +207,36 @@ class TlsFrontEndTest(_TlsGateway):
         self.assertGreaterEqual(
             metric(self.admin_port, "infergw_tls_handshakes_total", side="client"), 1)
 
+    def test_large_messages_and_streams_over_tls(self):
+        """12 MiB each way (TLS writes that fill the socket and resume on
+        EPOLLOUT) and a bidi stream, several calls at once on one connection."""
+        import struct
+        from concurrent.futures import ThreadPoolExecutor
+        ch = tls_channel(self.target)
+        try:
+            stub = h.infer_stub(ch)
+            vals = h.values(12 * h.MiB // 4)
+            raw = struct.pack("<%df" % len(vals), *vals)
+            want = struct.pack("<%df" % len(vals), *h.expected(vals))
+
+            def big(_):
+                resp = stub.ModelInfer(h.raw_request(raw, rid="big"), timeout=60)
+                return resp.raw_output_contents[0] == want
+
+            def stream(i):
+                reqs = [h.typed_request(h.values(8, base=i + k), rid="s%d" % k,
+                                        params={"stream_responses": 3}) for k in range(5)]
+                outs = [list(r.infer_response.outputs[0].contents.fp32_contents)
+                        for r in stub.ModelStreamInfer(iter(reqs), timeout=30)]
+                return outs == [h.expected(h.values(8, base=i + k)) for k in range(5)
+                                for _ in range(3)]
+
+            with ThreadPoolExecutor(6) as pool:
+                results = list(pool.map(big, range(2))) + list(pool.map(stream, range(4)))
+            self.assertEqual(results, [True] * 6)
+        finally:
+            ch.close()
+
     def test_h2c_client_is_refused(self):
         before = failures(self.admin_port, "not_tls")
         ch = h.channel_unready(self.target)
