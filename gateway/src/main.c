@@ -65,30 +65,46 @@ static int tls_setup(const struct gw_config *cfg, SSL_CTX **tls, SSL_CTX **up_tl
     return 0;
 }
 
-/* SIGHUP: a new front-end context from the same files; the workers take it
- * up for the connections they accept next. A bad new pair keeps the old. */
+/* SIGHUP: new contexts from the same files (front end, and replicas when
+ * --upstream-tls-ca is set); the workers take them up for the connections
+ * they make next. A file that no longer loads keeps the old context. */
 static void tls_reload(const struct gw_config *cfg, struct gw_worker *workers, int n)
 {
-    if (!cfg->tls_cert) {
+    if (!cfg->tls_cert && !cfg->upstream_tls_ca) {
         gw_log(GW_LOG_INFO, "reload", "{s:s}", "message",
-               "SIGHUP: no --tls-cert, nothing to reload");
+               "SIGHUP: no --tls-cert or --upstream-tls-ca, nothing to reload");
         return;
     }
     char err[512] = "";
-    SSL_CTX *ctx =
-        gw_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
-    if (!ctx) {
-        gw_log(GW_LOG_ERROR, "tls_reload_failed", "{s:s, s:s}", "error", err, "message",
-               "the previous certificate stays in use");
-        return;
+    SSL_CTX *front = NULL, *up = NULL;
+    if (cfg->tls_cert) {
+        front = gw_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err,
+                                      sizeof(err));
+        if (!front)
+            gw_log(GW_LOG_ERROR, "tls_reload_failed", "{s:s, s:s, s:s}", "side", "client", "error",
+                   err, "message", "the previous certificate stays in use");
+    }
+    if (cfg->upstream_tls_ca) {
+        up = gw_tls_client_ctx_new(cfg->upstream_tls_ca, cfg->upstream_tls_cert,
+                                   cfg->upstream_tls_key, err, sizeof(err));
+        if (!up)
+            gw_log(GW_LOG_ERROR, "tls_reload_failed", "{s:s, s:s, s:s}", "side", "upstream",
+                   "error", err, "message", "the previous CA and certificate stay in use");
     }
     for (int i = 0; i < n; i++)
-        gw_worker_offer_tls(&workers[i], ctx);
-    char desc[512];
-    gw_tls_describe_ctx(ctx, desc, sizeof(desc));
-    gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s}", "certificate", desc, "file", cfg->tls_cert);
-    tls_check_expiry(ctx, cfg->tls_cert);
-    SSL_CTX_free(ctx); /* the workers hold their own references */
+        gw_worker_offer_tls(&workers[i], front, up);
+    if (front) {
+        char desc[512];
+        gw_tls_describe_ctx(front, desc, sizeof(desc));
+        gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s, s:s}", "side", "client", "certificate",
+               desc, "file", cfg->tls_cert);
+        tls_check_expiry(front, cfg->tls_cert);
+    }
+    if (up)
+        gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s}", "side", "upstream", "file",
+               cfg->upstream_tls_ca);
+    SSL_CTX_free(front); /* the workers hold their own references */
+    SSL_CTX_free(up);
 }
 
 int main(int argc, char **argv)

@@ -80,23 +80,37 @@ void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt)
     gw_loop_wake(&w->loop);
 }
 
-void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *ctx)
+/* Puts a reference to <ctx> in <slot>, dropping one offered before but
+ * never taken up. */
+static void offer_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX *ctx)
 {
-    SSL_CTX_up_ref(ctx);
-    SSL_CTX *old = atomic_exchange(&w->tls_pending, ctx);
-    SSL_CTX_free(old); /* offered before but never taken up (NULL: no-op) */
+    if (!ctx || SSL_CTX_up_ref(ctx) != 1)
+        return;
+    SSL_CTX_free(atomic_exchange(slot, ctx));
+}
+
+/* Takes up the context offered in <slot>, if any, in place of <*cur>. */
+static void adopt_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX **cur)
+{
+    if (!atomic_load_explicit(slot, memory_order_relaxed))
+        return;
+    SSL_CTX *ctx = atomic_exchange(slot, NULL);
+    if (ctx) {
+        SSL_CTX_free(*cur);
+        *cur = ctx;
+    }
+}
+
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up)
+{
+    offer_ctx(&w->tls_pending, front);
+    offer_ctx(&w->up_tls_pending, up);
     gw_loop_wake(&w->loop);
 }
 
 SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w)
 {
-    if (atomic_load_explicit(&w->tls_pending, memory_order_relaxed)) {
-        SSL_CTX *ctx = atomic_exchange(&w->tls_pending, NULL);
-        if (ctx) {
-            SSL_CTX_free(w->tls_ctx);
-            w->tls_ctx = ctx;
-        }
-    }
+    adopt_ctx(&w->tls_pending, &w->tls_ctx);
     return w->tls_ctx;
 }
 
@@ -121,6 +135,7 @@ static void worker_on_wake(struct gw_loop *loop)
     struct gw_worker *w = loop->owner;
     adopt_pending(w);
     gw_worker_tls_ctx(w);
+    adopt_ctx(&w->up_tls_pending, &w->up_tls_ctx);
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
@@ -160,6 +175,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
     w->index = index;
     w->cfg = cfg;
     atomic_init(&w->tls_pending, NULL);
+    atomic_init(&w->up_tls_pending, NULL);
     if (tls && SSL_CTX_up_ref(tls) == 1)
         w->tls_ctx = tls;
     if (up_tls && SSL_CTX_up_ref(up_tls) == 1)
@@ -253,6 +269,7 @@ void gw_worker_free(struct gw_worker *w)
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
     SSL_CTX_free(atomic_exchange(&w->tls_pending, NULL));
+    SSL_CTX_free(atomic_exchange(&w->up_tls_pending, NULL));
     SSL_CTX_free(w->tls_ctx);
     SSL_CTX_free(w->up_tls_ctx);
     w->tls_ctx = w->up_tls_ctx = NULL;

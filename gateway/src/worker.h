@@ -10,7 +10,8 @@
  * offered routing snapshot between events, never in the middle of one.
  * A reloaded TLS certificate arrives the same way (gw_worker_offer_tls): a
  * new SSL_CTX reference swapped in atomically, taken up before the next
- * accept, while connections made with the old context keep theirs.
+ * accept (or, for replicas, at the next wake-up), while connections made
+ * with the old context keep theirs.
  */
 #ifndef INFERGW_WORKER_H
 #define INFERGW_WORKER_H
@@ -49,11 +50,12 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics;      /* written by this worker only; read by the admin thread */
-    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
-    SSL_CTX *tls_ctx;                /* front-end TLS (a reference of ours), NULL = h2c */
-    _Atomic(SSL_CTX *) tls_pending;  /* offered by a certificate reload */
-    SSL_CTX *up_tls_ctx;             /* TLS towards replicas (a reference), NULL = h2c */
+    struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
+    struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
+    SSL_CTX *tls_ctx;                  /* front-end TLS (a reference of ours), NULL = h2c */
+    _Atomic(SSL_CTX *) tls_pending;    /* offered by a certificate reload */
+    SSL_CTX *up_tls_ctx;               /* TLS towards replicas (a reference), NULL = h2c */
+    _Atomic(SSL_CTX *) up_tls_pending; /* offered by a reload of the replica CA/cert */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
@@ -63,10 +65,12 @@ struct gw_worker {
  * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
                    struct gw_routes *routes, SSL_CTX *tls, SSL_CTX *up_tls);
-/* Hands front-end TLS context <ctx> to the worker from any thread (the
- * worker takes a reference of its own); connections accepted from then on
- * use it. */
-void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *ctx);
+/* Hands reloaded TLS contexts to the worker from any thread: <front> for
+ * the connections it accepts from then on, <up> for the replica connections
+ * it opens from then on (NULL: that one is unchanged). The worker takes
+ * references of its own; open connections keep the context they were made
+ * with. */
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up);
 /* The front-end TLS context for a new connection (borrowed; the SSL made
  * from it holds its own reference), or NULL for h2c. Worker thread. */
 SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w);

@@ -402,7 +402,7 @@ class UpstreamTlsTest(unittest.TestCase):
     def start_gateway(self, ca):
         admin = h.free_port()
         gw = h.start_gateway({"demo": [self.replica.addr]}, "--admin", "127.0.0.1:%d" % admin,
-                             "--upstream-tls-ca", cpath(ca))
+                             "--upstream-tls-ca", ca if os.path.isabs(ca) else cpath(ca))
         self.addCleanup(lambda: h.stop_all([gw]))
         return gw, admin
 
@@ -433,6 +433,33 @@ class UpstreamTlsTest(unittest.TestCase):
         self.assertIsNotNone(ev, gw.tail())
         self.assertGreaterEqual(metric(admin, "infergw_tls_handshake_failures_total",
                                        side="upstream", reason="certificate_verify_failed"), 1)
+
+
+    def test_sighup_reloads_the_replica_ca(self):
+        live = cpath("live-upstream-ca.pem")
+        shutil.copy(cpath("otherca.pem"), live)
+        gw, admin = self.start_gateway(live)
+        ch = h.channel(gw.addr)
+        try:
+            with self.assertRaises(grpc.RpcError) as cm:
+                infer(ch)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            shutil.copy(cpath("ca.pem"), live)
+            gw.send_signal(signal.SIGHUP)
+            self.assertIsNotNone(gw.wait_event(lambda e: e.get("side") == "upstream",
+                                               event="tls_reloaded", timeout=10), gw.tail())
+            # The replica is in connect backoff (up to 5 s): new connections
+            # made after the reload use the new CA.
+            end, ok = time.monotonic() + 20, False
+            while not ok and time.monotonic() < end:
+                try:
+                    vals, resp, call = infer(ch)
+                    ok = list(resp.outputs[0].contents.fp32_contents) == h.expected(vals)
+                except grpc.RpcError:
+                    time.sleep(0.2)
+            self.assertTrue(ok, "no successful call after reloading the right CA:\n" + gw.tail())
+        finally:
+            ch.close()
 
 
 class TlsFlagsTest(unittest.TestCase):
