@@ -1,7 +1,7 @@
 /* main — infergw: parse flags, build the routing table and the TLS
  * contexts, start one worker per core, then wait for signals on the main
- * thread (signalfd): SIGHUP reloads the TLS certificate and key (built here,
- * off the workers, then offered to each); SIGTERM/SIGINT drain every worker
+ * thread (signalfd): SIGHUP reloads the TLS certificate and key, and the
+ * replica CA (built here, off the workers, then offered to each); SIGTERM/SIGINT drain every worker
  * (GOAWAY, in-flight calls finish within the grace period) and exit 0; a
  * second one exits at once. */
 #include <errno.h>
