@@ -103,22 +103,21 @@ taskset -c 0 "$BUILD/bin/infergw-bench-upstream" --listen 127.0.0.1:$UP --payloa
 PIDS+=($!)
 wait_port $UP
 
-start_proxies_overhead() {
-taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GW --workers 1 --upstream-conns 1 --auth=none \
-  --pool demo=127.0.0.1:$UP 2>"$WORK/gw.log" &
-PIDS+=($!); GW_PID=$!
-
+# Starts HAProxy (1 thread, on cpu1) in front of the upstream, its frontend
+# bound as "bind $1"; sets HAP_PID.
+start_haproxy() {
 cat >"$WORK/haproxy.cfg" <<CFG
 global
     nbthread 1
     maxconn 4000
+    ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
     mode http
     timeout connect 5s
     timeout client 60s
     timeout server 60s
 frontend fe
-    bind 127.0.0.1:$HAP proto h2
+    bind $1
     default_backend be
 backend be
     balance hash hdr(x-route-key)
@@ -128,6 +127,14 @@ backend be
 CFG
 taskset -c 1 haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
 PIDS+=($!); HAP_PID=$!
+}
+
+start_proxies_overhead() {
+taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GW --workers 1 --upstream-conns 1 --auth=none \
+  --pool demo=127.0.0.1:$UP 2>"$WORK/gw.log" &
+PIDS+=($!); GW_PID=$!
+
+start_haproxy "127.0.0.1:$HAP proto h2"
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<CFG
@@ -172,27 +179,8 @@ PIDS+=($!); GWT_PID=$!
 taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GW --workers 1 --upstream-conns 1 --auth=none \
   --admin off --pool demo=127.0.0.1:$UP 2>"$WORK/gw.log" &
 PIDS+=($!); GW_PID=$!
-cat >"$WORK/haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 4000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend fe
-    bind 127.0.0.1:$HAPT ssl crt $WORK/haproxy.pem alpn h2
-    default_backend be
-backend be
-    balance hash hdr(x-route-key)
-    hash-type consistent
-    http-reuse always
-    server s1 127.0.0.1:$UP proto h2
-CFG
-taskset -c 1 haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
-PIDS+=($!); HAPT_PID=$!
+start_haproxy "127.0.0.1:$HAPT ssl crt $WORK/haproxy.pem alpn h2"
+HAPT_PID=$HAP_PID
 wait_port $GWT; wait_port $GW; wait_port $HAPT
 }
 
