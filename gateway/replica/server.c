@@ -877,9 +877,9 @@ static char *read_pem(const char *flag, const char *path, char *err, size_t errl
     return buf;
 }
 
-/* Server credentials: TLS from --tls-cert/--tls-key (no client certificate
- * asked for), else plaintext. NULL with a message in <err> when a file
- * cannot be read. */
+/* Server credentials: TLS from --tls-cert/--tls-key (with --tls-client-ca,
+ * a verified client certificate is required), else plaintext. NULL with a
+ * message in <err> when a file cannot be read. */
 static grpc_server_credentials *server_credentials(const struct rp_config *cfg, char *err,
                                                    size_t errlen)
 {
@@ -888,11 +888,18 @@ static grpc_server_credentials *server_credentials(const struct rp_config *cfg, 
     grpc_ssl_pem_key_cert_pair pair;
     char *cert = read_pem("--tls-cert", cfg->tls_cert, err, errlen);
     char *key = cert ? read_pem("--tls-key", cfg->tls_key, err, errlen) : NULL;
+    char *ca = key && cfg->tls_client_ca
+                   ? read_pem("--tls-client-ca", cfg->tls_client_ca, err, errlen)
+                   : NULL;
     grpc_server_credentials *creds = NULL;
-    if (cert && key) {
+    if (cert && key && (ca || !cfg->tls_client_ca)) {
         pair.cert_chain = cert;
         pair.private_key = key;
-        creds = grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL);
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
         if (!creds)
             snprintf(err, errlen, "--tls-cert/--tls-key: grpc refused the certificate or key");
     }
@@ -901,6 +908,7 @@ static grpc_server_credentials *server_credentials(const struct rp_config *cfg, 
         free(key);
     }
     free(cert);
+    free(ca);
     return creds;
 }
 

@@ -435,6 +435,29 @@ class UpstreamTlsTest(unittest.TestCase):
                                        side="upstream", reason="certificate_verify_failed"), 1)
 
 
+    def test_client_certificate_towards_a_replica_that_requires_one(self):
+        r = h.start_replica("tls-mtls-r0", "--quiet", "--tls-cert", cpath("server1.pem"),
+                            "--tls-key", cpath("server1.key"), "--tls-client-ca", cpath("ca.pem"))
+        self.addCleanup(lambda: h.stop_all([r]))
+        for client, works in ((("client.pem", "client.key"), True), (None, False)):
+            args = ["--upstream-tls-ca", cpath("ca.pem")]
+            if client:
+                args += ["--upstream-tls-cert", cpath(client[0]),
+                         "--upstream-tls-key", cpath(client[1])]
+            gw = h.start_gateway({"demo": [r.addr]}, "--admin", "off", *args)
+            ch = h.channel(gw.addr)
+            try:
+                if works:
+                    vals, resp, call = infer(ch)
+                    self.assertEqual(h.replica_of(call), "tls-mtls-r0")
+                else:
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        infer(ch)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            finally:
+                ch.close()
+                h.stop_all([gw])
+
     def test_sighup_reloads_the_replica_ca(self):
         live = cpath("live-upstream-ca.pem")
         shutil.copy(cpath("otherca.pem"), live)
