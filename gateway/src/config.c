@@ -43,6 +43,7 @@ enum {
     OPT_UP_TLS_CA,
     OPT_UP_TLS_CERT,
     OPT_UP_TLS_KEY,
+    OPT_ACCESS_LOG,
     OPT_VERSION,
 };
 
@@ -74,6 +75,7 @@ static const struct option long_opts[] = {
     {"upstream-tls-ca", required_argument, NULL, OPT_UP_TLS_CA},
     {"upstream-tls-cert", required_argument, NULL, OPT_UP_TLS_CERT},
     {"upstream-tls-key", required_argument, NULL, OPT_UP_TLS_KEY},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -104,6 +106,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
+        "                                method, replicas tried, status, duration) appended\n"
+        "                                to PATH, or - for stdout [off]\n"
         "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
@@ -522,6 +527,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 set_err(err, errlen, "--redis-poll-ms '%s': expected 50..60000", optarg);
                 return -1;
             }
+            break;
+        case OPT_ACCESS_LOG:
+            if (strlen(optarg) >= sizeof(cfg->access_log)) {
+                set_err(err, errlen, "--access-log: path longer than %zu bytes",
+                        sizeof(cfg->access_log) - 1);
+                return -1;
+            }
+            snprintf(cfg->access_log, sizeof(cfg->access_log), "%s",
+                     strcmp(optarg, "off") ? optarg : "");
             break;
         case OPT_ADMIN: {
             char host[128];

@@ -38,8 +38,9 @@ struct gw_config {
     char redis_prefix[128];
     uint32_t redis_timeout_ms;
     uint32_t redis_poll_ms;
-    char admin[128];    /* admin HTTP address; "" = off */
-    int admin_explicit; /* --admin given: failing to listen there is fatal */
+    char admin[128];      /* admin HTTP address; "" = off */
+    char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
+    int admin_explicit;   /* --admin given: failing to listen there is fatal */
     /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
     char *tls_cert, *tls_key, *tls_client_ca;
     uint32_t tls_handshake_timeout_ms;

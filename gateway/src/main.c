@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "config.h"
 #include "ctrl.h"
@@ -123,10 +124,17 @@ int main(int argc, char **argv)
            "--auth=none: every call is accepted without authentication; use only for local "
            "development");
 
+    if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: --access-log: %s\n", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
+
     SSL_CTX *tls = NULL, *up_tls = NULL;
     if (tls_setup(&cfg, &tls, &up_tls, err, sizeof(err)) < 0) {
         fprintf(stderr, "infergw: %s\n", err);
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_accesslog_close();
         gw_config_free(&cfg);
         return 2;
     }
@@ -260,6 +268,7 @@ int main(int argc, char **argv)
     gw_free(workers);
     SSL_CTX_free(tls);
     SSL_CTX_free(up_tls);
+    gw_accesslog_close(); /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);

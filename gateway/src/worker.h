@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
 #include "route.h"
@@ -56,6 +57,8 @@ struct gw_worker {
     _Atomic(SSL_CTX *) tls_pending;    /* offered by a certificate reload */
     SSL_CTX *up_tls_ctx;               /* TLS towards replicas (a reference), NULL = h2c */
     _Atomic(SSL_CTX *) up_tls_pending; /* offered by a reload of the replica CA/cert */
+    struct gw_accesslog_buf alog;      /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;        /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
@@ -92,5 +95,8 @@ void gw_worker_free(struct gw_worker *w);
 
 /* Called when a client connection or a call ends, to finish a drain. */
 void gw_worker_check_drained(struct gw_worker *w);
+/* Adds a line to the worker's access log buffer (written out within
+ * GW_ACCESSLOG_FLUSH_MS). Worker thread. */
+void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e);
 
 #endif
