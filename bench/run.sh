@@ -22,7 +22,9 @@
 #   haproxy-tls  HAProxy terminating the same TLS (bind ... ssl crt alpn h2),
 #                h2c to the upstream, http-reuse always, 1 thread,
 # and, as the reference in the same run, infergw over h2c (no TLS). Pinning,
-# rounds and the grpc-status check as above.
+# rounds and the grpc-status check as above. Then new connections: 4 x 500
+# h2load clients each doing one full handshake and one call, for the
+# connections per second and the proxy's CPU per new TLS connection.
 #
 # Ports: 21300 (upstream), 21310 infergw, 21320 haproxy, 21330 nginx; tls:
 # 21340 (upstream), 21341 infergw TLS, 21342 infergw h2c, 21343 haproxy TLS.
@@ -40,7 +42,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -265,3 +267,27 @@ g, h = med(gw), med(ref)
 if float(h[4]) > 0:
     print(f"\n{gw} CPU per call / {ref} CPU per call: {float(g[4]) / float(h[4]):.2f}")
 PY
+
+# tls: new connections. Each h2load client opens one connection, does the
+# handshake (full, no resumption) and one call; 500 clients at once, 4 times
+# per target. The proxy's CPU per connection is what a handshake costs it.
+if [[ $SCENARIO == tls ]]; then
+  echo
+  echo "new TLS connections: h2load -c500 -n500 -m1 (one call per connection), 4 runs each"
+  echo "| target | connections/s | proxy CPU µs/connection | succeeded |"
+  echo "|---|---|---|---|"
+  for t in "infergw-tls|https://127.0.0.1:$GWT|$GWT_PID" "haproxy-tls|https://127.0.0.1:$HAPT|$HAPT_PID"; do
+    IFS='|' read -r tname turl tpid <<<"$t"
+    secs=0 ticks=0 ok=0
+    for run in 1 2 3 4; do
+      before=$(cpu_ticks "$tpid")
+      taskset -c 0 h2load -c500 -n500 -m1 -d "$WORK/req.bin" "${HDRS[@]}" "$turl$PATHQ" \
+        >"$WORK/$tname.hs$run.out" 2>&1
+      after=$(cpu_ticks "$tpid")
+      ticks=$((ticks + after - before))
+      secs=$(python3 -c "import re,sys; t=open(sys.argv[1]).read(); m=re.search(r'finished in ([\d.]+)(m?s)', t); print($secs + float(m.group(1)) / (1000 if m.group(2) == 'ms' else 1))" "$WORK/$tname.hs$run.out")
+      ok=$((ok + $(grep -oE '[0-9]+ succeeded' "$WORK/$tname.hs$run.out" | cut -d' ' -f1)))
+    done
+    python3 -c "import sys; s, t, hz, ok = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]); print(f'| {sys.argv[5]} | {2000 / s:.0f} | {t / hz * 1e6 / 2000:.0f} | {ok} |')" "$secs" "$ticks" "$HZ" "$ok" "$tname"
+  done
+fi
