@@ -43,6 +43,16 @@ enum {
     OPT_UP_TLS_CA,
     OPT_UP_TLS_CERT,
     OPT_UP_TLS_KEY,
+    OPT_KEEPALIVE,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_HEALTH_INTERVAL,
+    OPT_HEALTH_TIMEOUT,
+    OPT_HEALTHY_THRESHOLD,
+    OPT_UNHEALTHY_THRESHOLD,
+    OPT_OUTLIER_FAILURES,
+    OPT_OUTLIER_BASE,
+    OPT_OUTLIER_MAX,
+    OPT_OUTLIER_MAX_PERCENT,
     OPT_ACCESS_LOG,
     OPT_VERSION,
 };
@@ -75,6 +85,16 @@ static const struct option long_opts[] = {
     {"upstream-tls-ca", required_argument, NULL, OPT_UP_TLS_CA},
     {"upstream-tls-cert", required_argument, NULL, OPT_UP_TLS_CERT},
     {"upstream-tls-key", required_argument, NULL, OPT_UP_TLS_KEY},
+    {"keepalive-ms", required_argument, NULL, OPT_KEEPALIVE},
+    {"keepalive-timeout-ms", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"health-interval-ms", required_argument, NULL, OPT_HEALTH_INTERVAL},
+    {"health-timeout-ms", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+    {"healthy-threshold", required_argument, NULL, OPT_HEALTHY_THRESHOLD},
+    {"unhealthy-threshold", required_argument, NULL, OPT_UNHEALTHY_THRESHOLD},
+    {"outlier-failures", required_argument, NULL, OPT_OUTLIER_FAILURES},
+    {"outlier-base-ms", required_argument, NULL, OPT_OUTLIER_BASE},
+    {"outlier-max-ms", required_argument, NULL, OPT_OUTLIER_MAX},
+    {"outlier-max-percent", required_argument, NULL, OPT_OUTLIER_MAX_PERCENT},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
@@ -144,6 +164,24 @@ void gw_config_usage(FILE *out)
         "  --upstream-tls-cert FILE      client certificate presented to replicas (with\n"
         "                                --upstream-tls-key) [none]\n"
         "  --upstream-tls-key FILE       PEM private key of --upstream-tls-cert [none]\n"
+        "  --keepalive-ms N              send an HTTP/2 PING on an upstream connection that\n"
+        "                                carries calls and has heard nothing for N ms; 0 = off\n"
+        "                                [1000]\n"
+        "  --keepalive-timeout-ms N      close the connection (its calls fail over) and count\n"
+        "                                a replica failure when the PING ACK takes longer [1000]\n"
+        "  --health-interval-ms N        grpc.health.v1 Check of every replica every N ms;\n"
+        "                                0 = off [1000]\n"
+        "  --health-timeout-ms N         a check without an answer by then failed [500]\n"
+        "  --healthy-threshold N         consecutive SERVING answers that make a replica\n"
+        "                                healthy again [2]\n"
+        "  --unhealthy-threshold N       consecutive NOT_SERVING / failed checks that take a\n"
+        "                                replica out of routing [2]\n"
+        "  --outlier-failures N          consecutive failed calls (UNAVAILABLE, reset, lost\n"
+        "                                connection, per-try timeout) that eject a replica;\n"
+        "                                0 = never [5]\n"
+        "  --outlier-base-ms N           ejection time per time ejected [10000]\n"
+        "  --outlier-max-ms N            longest ejection [300000]\n"
+        "  --outlier-max-percent N       most of a pool (percent) ejected at once [50]\n"
         "  --auth none                   authentication mode; 'none' (local development\n"
         "                                only, logged as a warning) is the only mode in this\n"
         "                                version [none]\n"
@@ -159,7 +197,9 @@ void gw_config_usage(FILE *out)
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
         "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
         "  infergw --auth=none --pool demo=127.0.0.1:7201 --tls-cert /etc/infergw/cert.pem \\\n"
-        "      --tls-key /etc/infergw/key.pem --tls-client-ca /etc/infergw/clients-ca.pem\n");
+        "      --tls-key /etc/infergw/key.pem --tls-client-ca /etc/infergw/clients-ca.pem\n"
+        "  infergw --auth=none --pool demo=127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203 \\\n"
+        "      --health-interval-ms 500 --unhealthy-threshold 2 --outlier-failures 5\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -226,6 +266,50 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+/* The replica health flags: one table of name, field and range. */
+static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
+                             size_t errlen)
+{
+    static const struct {
+        int opt;
+        const char *name;
+        size_t off;
+        uint32_t min, max;
+    } flags[] = {
+        {OPT_KEEPALIVE, "--keepalive-ms", offsetof(struct gw_config, keepalive_ms), 0, 3600000},
+        {OPT_KEEPALIVE_TIMEOUT, "--keepalive-timeout-ms",
+         offsetof(struct gw_config, keepalive_timeout_ms), 10, 600000},
+        {OPT_HEALTH_INTERVAL, "--health-interval-ms",
+         offsetof(struct gw_config, health_interval_ms), 0, 3600000},
+        {OPT_HEALTH_TIMEOUT, "--health-timeout-ms", offsetof(struct gw_config, health_timeout_ms),
+         10, 600000},
+        {OPT_HEALTHY_THRESHOLD, "--healthy-threshold",
+         offsetof(struct gw_config, healthy_threshold), 1, 100},
+        {OPT_UNHEALTHY_THRESHOLD, "--unhealthy-threshold",
+         offsetof(struct gw_config, unhealthy_threshold), 1, 100},
+        {OPT_OUTLIER_FAILURES, "--outlier-failures", offsetof(struct gw_config, outlier_failures),
+         0, 100000},
+        {OPT_OUTLIER_BASE, "--outlier-base-ms", offsetof(struct gw_config, outlier_base_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX, "--outlier-max-ms", offsetof(struct gw_config, outlier_max_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX_PERCENT, "--outlier-max-percent",
+         offsetof(struct gw_config, outlier_max_percent), 0, 100},
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (flags[i].opt != opt)
+            continue;
+        uint32_t *field = (uint32_t *)((char *)cfg + flags[i].off);
+        if (parse_u32(arg, flags[i].min, flags[i].max, field) < 0) {
+            set_err(err, errlen, "%s '%s': expected %u..%u", flags[i].name, arg,
+                    (unsigned)flags[i].min, (unsigned)flags[i].max);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
 }
 
 int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
@@ -363,6 +447,16 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->redis_poll_ms = 1000;
     snprintf(cfg->admin, sizeof(cfg->admin), "127.0.0.1:7190");
     cfg->tls_handshake_timeout_ms = 10000;
+    cfg->keepalive_ms = 1000;
+    cfg->keepalive_timeout_ms = 1000;
+    cfg->health_interval_ms = 1000;
+    cfg->health_timeout_ms = 500;
+    cfg->healthy_threshold = 2;
+    cfg->unhealthy_threshold = 2;
+    cfg->outlier_failures = 5;
+    cfg->outlier_base_ms = 10000;
+    cfg->outlier_max_ms = 300000;
+    cfg->outlier_max_percent = 50;
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -581,6 +675,19 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             if (set_path(&cfg->upstream_tls_key, "--upstream-tls-key", optarg, err, errlen) < 0)
                 return -1;
             break;
+        case OPT_KEEPALIVE:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_HEALTH_INTERVAL:
+        case OPT_HEALTH_TIMEOUT:
+        case OPT_HEALTHY_THRESHOLD:
+        case OPT_UNHEALTHY_THRESHOLD:
+        case OPT_OUTLIER_FAILURES:
+        case OPT_OUTLIER_BASE:
+        case OPT_OUTLIER_MAX:
+        case OPT_OUTLIER_MAX_PERCENT:
+            if (parse_health_flag(cfg, c, optarg, err, errlen) < 0)
+                return -1;
+            break;
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -595,6 +702,20 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     }
     if (check_tls_flags(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->outlier_max_ms < cfg->outlier_base_ms) {
+        set_err(err, errlen,
+                "--outlier-max-ms %u is below --outlier-base-ms %u: the longest ejection cannot "
+                "be shorter than the first",
+                (unsigned)cfg->outlier_max_ms, (unsigned)cfg->outlier_base_ms);
+        return -1;
+    }
+    if (cfg->health_interval_ms > 0 && cfg->health_timeout_ms > cfg->health_interval_ms) {
+        set_err(err, errlen,
+                "--health-timeout-ms %u is above --health-interval-ms %u: a check must end "
+                "before the next one starts",
+                (unsigned)cfg->health_timeout_ms, (unsigned)cfg->health_interval_ms);
+        return -1;
+    }
     if (cfg->npools == 0 && !cfg->redis_url[0]) {
         set_err(err, errlen,
                 "no pool configured: give at least one --pool NAME=HOST:PORT, or --redis URL");

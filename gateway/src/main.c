@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "config.h"
 #include "ctrl.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -187,14 +188,17 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    struct gw_health_registry *health = gw_health_registry_new();
     struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
-    if (!workers) {
+    if (!workers || !health) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        gw_free(workers);
+        gw_health_registry_free(health);
         return 1;
     }
     int started = 0, status = 0;
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, routes, tls, up_tls) < 0) {
+        if (gw_worker_init(&workers[i], i, &cfg, routes, health, tls, up_tls) < 0) {
             gw_worker_free(&workers[i]);
             status = 1;
             break;
@@ -268,7 +272,8 @@ int main(int argc, char **argv)
     gw_free(workers);
     SSL_CTX_free(tls);
     SSL_CTX_free(up_tls);
-    gw_accesslog_close(); /* after the workers flushed their lines */
+    gw_health_registry_free(health); /* after every worker is gone */
+    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);

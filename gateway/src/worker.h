@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "health.h"
 #include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
@@ -52,6 +53,8 @@ struct gw_worker {
     uint64_t calls_started;
     int exit_code;
     struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
+    struct gw_health_registry *health; /* the process's replica health (borrowed) */
+    struct gw_timer health_timer;      /* worker 0: active checks, ejection returns */
     struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
     SSL_CTX *tls_ctx;                  /* front-end TLS (a reference of ours), NULL = h2c */
     _Atomic(SSL_CTX *) tls_pending;    /* offered by a certificate reload */
@@ -62,12 +65,15 @@ struct gw_worker {
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
- * initial snapshot <routes> and the TLS contexts <tls> (front end) and
- * <up_tls> (replicas), either NULL for cleartext h2c; the worker takes
- * references of its own to all three.
+ * initial snapshot <routes> (the worker takes a reference of its own), the
+ * shared replica health registry <health> (borrowed; it must outlive the
+ * worker) and the TLS contexts <tls> (front end) and <up_tls> (replicas),
+ * either NULL for cleartext h2c (the worker takes references of its own).
+ * Worker 0 also runs the active health checker.
  * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes, SSL_CTX *tls, SSL_CTX *up_tls);
+                   struct gw_routes *routes, struct gw_health_registry *health, SSL_CTX *tls,
+                   SSL_CTX *up_tls);
 /* Hands reloaded TLS contexts to the worker from any thread: <front> for
  * the connections it accepts from then on, <up> for the replica connections
  * it opens from then on (NULL: that one is unchanged). The worker takes
