@@ -22,8 +22,8 @@ failover: fresh processes per fault, hedge_delay_ms = --failover-hedge-ms,
   them. Load for --failover-s seconds; at 1/3 of it one replica gets
   kill -9 (or SIGSTOP, SIGCONT at the end). Reported: failed calls (with
   their statuses), time from the fault until /debug/replicas shows the
-  replica out (unreachable, ejected or unhealthy; polled every 10 ms), p99
-  before and after the fault.
+  replica out (not eligible: down, ejected, unhealthy or NOT_SERVING;
+  polled every 10 ms), p99 before and after the fault.
 
 Prints markdown tables (with the machine and the command) on stdout.
 Run with Debian's /usr/bin/python3 (python3-grpcio):
