@@ -16,10 +16,13 @@ cd "$ROOT"
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- packages ------------------------------------------------------------------
-PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
-          libprotobuf-c-dev protobuf-c-compiler libhiredis-dev redis-server libcmocka-dev
-          libjansson-dev libmicrohttpd-dev python3-grpcio python3-protobuf protobuf-compiler
-          protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2 redis-sentinel)
+# The build itself (packages and commands) is deploy/lib/build.sh, shared with
+# deploy/docker/Dockerfile; the rest is what the tests need.
+# shellcheck source=../deploy/lib/build.sh
+source "$ROOT/deploy/lib/build.sh"
+PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
+          python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
+          clang iproute2 redis-sentinel)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"
@@ -53,13 +56,8 @@ trap 'exit 130' INT TERM
 run_suite() { # <build dir> <label> <cmake args...>
   local dir=$1 label=$2 rc=0
   shift 2
-  mkdir -p "$dir"
   log "configure + build ($label) in ${dir#"$ROOT"/}"
-  if ! cmake -S "$ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
-    cat "$dir/configure.log"
-    return 1
-  fi
-  cmake --build "$dir" -j "$JOBS"
+  infergw_build "$dir" "$@" || return 1
   log "ctest ($label)"
   (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1 | tee "$dir/ctest.log"
    exit "${PIPESTATUS[0]}") &
@@ -75,7 +73,7 @@ run_suite() { # <build dir> <label> <cmake args...>
 
 # 1. Release, warnings are errors. Stop here on failure, so that the last line
 #    printed is the summary of the run that failed.
-run_suite "$ROOT/build" release -DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON
+run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"
 
 # 2. ASan + UBSan over the whole suite again. Any report aborts the process;
 #    the harness scans the captured output of the gateway and replicas for
