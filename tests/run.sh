@@ -22,7 +22,7 @@ log() { printf '\n==> %s\n' "$*"; }
 source "$ROOT/deploy/lib/build.sh"
 PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
           python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
-          clang iproute2 redis-sentinel python3-yaml systemd)
+          clang iproute2 redis-sentinel prometheus python3-yaml systemd)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"

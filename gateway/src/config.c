@@ -36,6 +36,17 @@ enum {
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
     OPT_ADMIN,
+    OPT_KEEPALIVE,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_HEALTH_INTERVAL,
+    OPT_HEALTH_TIMEOUT,
+    OPT_HEALTHY_THRESHOLD,
+    OPT_UNHEALTHY_THRESHOLD,
+    OPT_OUTLIER_FAILURES,
+    OPT_OUTLIER_BASE,
+    OPT_OUTLIER_MAX,
+    OPT_OUTLIER_MAX_PERCENT,
+    OPT_ACCESS_LOG,
     OPT_VERSION,
 };
 
@@ -60,6 +71,17 @@ static const struct option long_opts[] = {
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
     {"admin", required_argument, NULL, OPT_ADMIN},
+    {"keepalive-ms", required_argument, NULL, OPT_KEEPALIVE},
+    {"keepalive-timeout-ms", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"health-interval-ms", required_argument, NULL, OPT_HEALTH_INTERVAL},
+    {"health-timeout-ms", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+    {"healthy-threshold", required_argument, NULL, OPT_HEALTHY_THRESHOLD},
+    {"unhealthy-threshold", required_argument, NULL, OPT_UNHEALTHY_THRESHOLD},
+    {"outlier-failures", required_argument, NULL, OPT_OUTLIER_FAILURES},
+    {"outlier-base-ms", required_argument, NULL, OPT_OUTLIER_BASE},
+    {"outlier-max-ms", required_argument, NULL, OPT_OUTLIER_MAX},
+    {"outlier-max-percent", required_argument, NULL, OPT_OUTLIER_MAX_PERCENT},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -89,6 +111,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
+        "                                method, replicas tried, status, duration) appended\n"
+        "                                to PATH, or - for stdout [off]\n"
         "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
@@ -108,6 +133,24 @@ void gw_config_usage(FILE *out)
         "                                finish after GOAWAY before the gateway exits [15000]\n"
         "  --connect-timeout-ms N        TCP connect timeout towards replicas [1000]\n"
         "  --route-header NAME           metadata key holding the routing key [x-route-key]\n"
+        "  --keepalive-ms N              send an HTTP/2 PING on an upstream connection that\n"
+        "                                carries calls and has heard nothing for N ms; 0 = off\n"
+        "                                [1000]\n"
+        "  --keepalive-timeout-ms N      close the connection (its calls fail over) and count\n"
+        "                                a replica failure when the PING ACK takes longer [1000]\n"
+        "  --health-interval-ms N        grpc.health.v1 Check of every replica every N ms;\n"
+        "                                0 = off [1000]\n"
+        "  --health-timeout-ms N         a check without an answer by then failed [500]\n"
+        "  --healthy-threshold N         consecutive SERVING answers that make a replica\n"
+        "                                healthy again [2]\n"
+        "  --unhealthy-threshold N       consecutive NOT_SERVING / failed checks that take a\n"
+        "                                replica out of routing [2]\n"
+        "  --outlier-failures N          consecutive failed calls (UNAVAILABLE, reset, lost\n"
+        "                                connection, per-try timeout) that eject a replica;\n"
+        "                                0 = never [5]\n"
+        "  --outlier-base-ms N           ejection time per time ejected [10000]\n"
+        "  --outlier-max-ms N            longest ejection [300000]\n"
+        "  --outlier-max-percent N       most of a pool (percent) ejected at once [50]\n"
         "  --auth none                   authentication mode; 'none' (local development\n"
         "                                only, logged as a warning) is the only mode in this\n"
         "                                version [none]\n"
@@ -121,7 +164,9 @@ void gw_config_usage(FILE *out)
         "Example:\n"
         "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
-        "  infergw --auth=none --redis redis://127.0.0.1:6379\n");
+        "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
+        "  infergw --auth=none --pool demo=127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203 \\\n"
+        "      --health-interval-ms 500 --unhealthy-threshold 2 --outlier-failures 5\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -141,6 +186,50 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+/* The replica health flags: one table of name, field and range. */
+static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
+                             size_t errlen)
+{
+    static const struct {
+        int opt;
+        const char *name;
+        size_t off;
+        uint32_t min, max;
+    } flags[] = {
+        {OPT_KEEPALIVE, "--keepalive-ms", offsetof(struct gw_config, keepalive_ms), 0, 3600000},
+        {OPT_KEEPALIVE_TIMEOUT, "--keepalive-timeout-ms",
+         offsetof(struct gw_config, keepalive_timeout_ms), 10, 600000},
+        {OPT_HEALTH_INTERVAL, "--health-interval-ms",
+         offsetof(struct gw_config, health_interval_ms), 0, 3600000},
+        {OPT_HEALTH_TIMEOUT, "--health-timeout-ms", offsetof(struct gw_config, health_timeout_ms),
+         10, 600000},
+        {OPT_HEALTHY_THRESHOLD, "--healthy-threshold",
+         offsetof(struct gw_config, healthy_threshold), 1, 100},
+        {OPT_UNHEALTHY_THRESHOLD, "--unhealthy-threshold",
+         offsetof(struct gw_config, unhealthy_threshold), 1, 100},
+        {OPT_OUTLIER_FAILURES, "--outlier-failures", offsetof(struct gw_config, outlier_failures),
+         0, 100000},
+        {OPT_OUTLIER_BASE, "--outlier-base-ms", offsetof(struct gw_config, outlier_base_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX, "--outlier-max-ms", offsetof(struct gw_config, outlier_max_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX_PERCENT, "--outlier-max-percent",
+         offsetof(struct gw_config, outlier_max_percent), 0, 100},
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (flags[i].opt != opt)
+            continue;
+        uint32_t *field = (uint32_t *)((char *)cfg + flags[i].off);
+        if (parse_u32(arg, flags[i].min, flags[i].max, field) < 0) {
+            set_err(err, errlen, "%s '%s': expected %u..%u", flags[i].name, arg,
+                    (unsigned)flags[i].min, (unsigned)flags[i].max);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
 }
 
 int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
@@ -277,6 +366,16 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->redis_timeout_ms = 1000;
     cfg->redis_poll_ms = 1000;
     snprintf(cfg->admin, sizeof(cfg->admin), "127.0.0.1:7190");
+    cfg->keepalive_ms = 1000;
+    cfg->keepalive_timeout_ms = 1000;
+    cfg->health_interval_ms = 1000;
+    cfg->health_timeout_ms = 500;
+    cfg->healthy_threshold = 2;
+    cfg->unhealthy_threshold = 2;
+    cfg->outlier_failures = 5;
+    cfg->outlier_base_ms = 10000;
+    cfg->outlier_max_ms = 300000;
+    cfg->outlier_max_percent = 50;
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -442,6 +541,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 return -1;
             }
             break;
+        case OPT_ACCESS_LOG:
+            if (strlen(optarg) >= sizeof(cfg->access_log)) {
+                set_err(err, errlen, "--access-log: path longer than %zu bytes",
+                        sizeof(cfg->access_log) - 1);
+                return -1;
+            }
+            snprintf(cfg->access_log, sizeof(cfg->access_log), "%s",
+                     strcmp(optarg, "off") ? optarg : "");
+            break;
         case OPT_ADMIN: {
             char host[128];
             uint16_t port;
@@ -455,6 +563,19 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             cfg->admin_explicit = 1;
             break;
         }
+        case OPT_KEEPALIVE:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_HEALTH_INTERVAL:
+        case OPT_HEALTH_TIMEOUT:
+        case OPT_HEALTHY_THRESHOLD:
+        case OPT_UNHEALTHY_THRESHOLD:
+        case OPT_OUTLIER_FAILURES:
+        case OPT_OUTLIER_BASE:
+        case OPT_OUTLIER_MAX:
+        case OPT_OUTLIER_MAX_PERCENT:
+            if (parse_health_flag(cfg, c, optarg, err, errlen) < 0)
+                return -1;
+            break;
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -465,6 +586,20 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     }
     if (optind < argc) {
         set_err(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+        return -1;
+    }
+    if (cfg->outlier_max_ms < cfg->outlier_base_ms) {
+        set_err(err, errlen,
+                "--outlier-max-ms %u is below --outlier-base-ms %u: the longest ejection cannot "
+                "be shorter than the first",
+                (unsigned)cfg->outlier_max_ms, (unsigned)cfg->outlier_base_ms);
+        return -1;
+    }
+    if (cfg->health_interval_ms > 0 && cfg->health_timeout_ms > cfg->health_interval_ms) {
+        set_err(err, errlen,
+                "--health-timeout-ms %u is above --health-interval-ms %u: a check must end "
+                "before the next one starts",
+                (unsigned)cfg->health_timeout_ms, (unsigned)cfg->health_interval_ms);
         return -1;
     }
     if (cfg->npools == 0 && !cfg->redis_url[0]) {

@@ -11,9 +11,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "config.h"
 #include "ctrl.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -34,6 +36,12 @@ int main(int argc, char **argv)
     gw_log(GW_LOG_WARN, "auth_disabled", "{s:s}", "message",
            "--auth=none: every call is accepted without authentication; use only for local "
            "development");
+
+    if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: --access-log: %s\n", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
 
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
@@ -76,14 +84,17 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    struct gw_health_registry *health = gw_health_registry_new();
     struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
-    if (!workers) {
+    if (!workers || !health) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        gw_free(workers);
+        gw_health_registry_free(health);
         return 1;
     }
     int started = 0, status = 0;
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, routes) < 0) {
+        if (gw_worker_init(&workers[i], i, &cfg, routes, health) < 0) {
             gw_worker_free(&workers[i]);
             status = 1;
             break;
@@ -142,6 +153,8 @@ int main(int argc, char **argv)
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
+    gw_health_registry_free(health); /* after every worker is gone */
+    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);

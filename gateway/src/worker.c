@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "call.h"
 #include "h2srv.h"
+#include "hcheck.h"
 #include "log.h"
 #include "poolstate.h"
 #include "upstream.h"
@@ -132,12 +133,26 @@ void gw_worker_check_drained(struct gw_worker *w)
         w->loop.stop = 1;
 }
 
+static void alog_flush_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_worker *w = arg;
+    gw_accesslog_flush(&w->alog);
+}
+
+void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e)
+{
+    if (gw_accesslog_append(&w->alog, e))
+        gw_loop_timer_in(&w->loop, &w->alog_timer, (uint64_t)GW_ACCESSLOG_FLUSH_MS * 1000000);
+}
+
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes)
+                   struct gw_routes *routes, struct gw_health_registry *health)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    w->health = health;
+    gw_timer_init(&w->health_timer, NULL, NULL);
     gw_routes_ref(routes);
     w->routes = routes;
     atomic_init(&w->pending, NULL);
@@ -150,6 +165,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
+    gw_timer_init(&w->alog_timer, alog_flush_cb, w);
     w->metrics = gw_metrics_new();
     if (!w->metrics) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
@@ -167,7 +183,8 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         close(fd);
         return -1;
     }
-    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0) {
+    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0 ||
+        (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -208,6 +225,7 @@ void gw_worker_free(struct gw_worker *w)
         gw_conn_close(&sc->conn, "worker exit");
         gw_conn_flush_dirty(&w->loop);
     }
+    gw_hcheck_stop(w);
     gw_upstream_teardown(w);
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);
@@ -227,4 +245,6 @@ void gw_worker_free(struct gw_worker *w)
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
     gw_poolstate_free_all(&w->poolstates);
+    gw_loop_timer_cancel(&w->loop, &w->alog_timer);
+    gw_accesslog_buf_free(&w->alog);
 }
