@@ -317,6 +317,34 @@ class Docker(unittest.TestCase):
         targets = sorted(t for job in conf["scrape_configs"] for sc in job["static_configs"]
                          for t in sc["targets"])
         self.assertEqual(targets, sorted(admins))
+        self.assertEqual([j["job_name"] for j in conf["scrape_configs"]], ["infergw"],
+                         "deploy/prometheus/infergw-rules.yml selects job=\"infergw\"")
+
+    def test_compose_prometheus_config(self):
+        """Every file the compose file mounts exists; Prometheus' configuration,
+        laid out as it is mounted in the container, passes promtool."""
+        doc = yaml.safe_load(read(os.path.join(DOCKER, "compose.yaml")))
+        mounts = {}
+        for name, svc in doc["services"].items():
+            for v in svc.get("volumes", []):
+                src, _, rest = v.partition(":")
+                if src.startswith("."):
+                    path = os.path.normpath(os.path.join(DOCKER, src))
+                    self.assertTrue(os.path.isfile(path), "%s mounts a missing %s" % (name, src))
+                    if "prometheus" in str(svc.get("image", "")):
+                        mounts[rest.split(":")[0]] = path
+        self.assertIn("/etc/prometheus/prometheus.yml", mounts)
+        promtool = shutil.which("promtool")
+        if not promtool:
+            self.skipTest("promtool missing (Debian package prometheus)")
+        with tempfile.TemporaryDirectory(prefix="infergw-prom-") as tmp:
+            for target, src in mounts.items():
+                self.assertTrue(target.startswith("/etc/prometheus/"), target)
+                shutil.copy(src, os.path.join(tmp, os.path.basename(target)))
+            r = subprocess.run([promtool, "check", "config", os.path.join(tmp, "prometheus.yml")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("rule files found", r.stdout + r.stderr)
 
 
 # --------------------------------------------------------------------------
