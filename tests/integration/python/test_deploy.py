@@ -4,7 +4,8 @@
   programs pointed at the build tree (a copy of the units in a temporary
   directory); no warnings either. The gateway unit has the hardening options,
   stops with SIGTERM and gives the drain (--shutdown-grace-ms of the example
-  environment file) time to finish.
+  environment file) time to finish; `systemd-analyze security` rates every
+  unit "OK" (exposure < 2.5 of 10).
 - Docker: the build stage of the Dockerfile builds with deploy/lib/build.sh
   --release, the recipe tests/run.sh uses (no cmake line of its own anywhere);
   the runtime stage runs as a non-root user with a HEALTHCHECK on /healthz;
@@ -126,6 +127,23 @@ class SystemdUnits(unittest.TestCase):
             mine = [l for l in out.splitlines()
                     if tmp in l or any(os.path.basename(c).split("@")[0] in l for c in copies)]
             self.assertEqual(mine, [], "warnings about the units:\n" + out)
+
+    def test_systemd_analyze_security(self):
+        """systemd's own exposure score (0 = locked down, 10 = unprotected)
+        stays "OK" (< 2.5) for every unit."""
+        exe = shutil.which("systemd-analyze")
+        self.assertIsNotNone(exe, "systemd-analyze missing (Debian package systemd)")
+        with tempfile.TemporaryDirectory(prefix="infergw-units-") as tmp:
+            for u in self.units():
+                dst = os.path.join(tmp, os.path.basename(u))
+                with open(dst, "w", encoding="utf-8") as f:
+                    f.write(read(u).replace("/usr/local/bin/", BIN_DIR.rstrip("/") + "/"))
+                r = subprocess.run([exe, "security", "--offline=true", "--no-pager", dst],
+                                   capture_output=True, text=True, timeout=60)
+                m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
+                self.assertIsNotNone(m, r.stdout + r.stderr)
+                print("systemd-analyze security %s: %s" % (os.path.basename(u), m.group(1)))
+                self.assertLess(float(m.group(1)), 2.5, os.path.basename(u))
 
     def test_gateway_unit_drains_and_is_hardened(self):
         unit = parse_unit(os.path.join(SYSTEMD, "infergw.service"))
