@@ -57,7 +57,7 @@ run_suite() { # <build dir> <label> <cmake args...>
   local dir=$1 label=$2 rc=0
   shift 2
   log "configure + build ($label) in ${dir#"$ROOT"/}"
-  infergw_build "$dir" "$@" || return 1
+  infergw_build "$dir" "$@" || return
   log "ctest ($label)"
   (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1 | tee "$dir/ctest.log"
    exit "${PIPESTATUS[0]}") &
