@@ -49,6 +49,10 @@ struct gw_config {
     char admin[128];      /* admin HTTP address; "" = off */
     char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
     int admin_explicit;   /* --admin given: failing to listen there is fatal */
+    /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
+    char *tls_cert, *tls_key, *tls_client_ca;
+    uint32_t tls_handshake_timeout_ms;
+    char *upstream_tls_ca, *upstream_tls_cert, *upstream_tls_key;
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help
