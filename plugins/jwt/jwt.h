@@ -119,4 +119,11 @@ int jwt_keyset_load_file(struct jwt_keyset *ks, const char *path, char *err, siz
 int jwt_keyset_add(struct jwt_keyset *ks, const struct jwt_key *k);
 void jwt_keyset_free(struct jwt_keyset *ks);
 
+/* The built-in plugin's descriptor (jwt_plugin.c), and the cache counters
+ * of one of its worker states: calls answered from the cache, and
+ * signature verifications done. */
+struct infergw_plugin;
+extern const struct infergw_plugin infergw_jwt_plugin;
+void jwt_plugin_cache_stats(const void *wstate, uint64_t *hits, uint64_t *verified);
+
 #endif

@@ -41,7 +41,15 @@ struct cache_ent {
 
 struct jwt_wstate {
     struct cache_ent *ents; /* cache_sets * WAYS */
+    uint64_t hits, verified;
 };
+
+void jwt_plugin_cache_stats(const void *wstate, uint64_t *hits, uint64_t *verified)
+{
+    const struct jwt_wstate *w = wstate;
+    *hits = w ? w->hits : 0;
+    *verified = w ? w->verified : 0;
+}
 
 static void jwt_destroy(void *state)
 {
@@ -216,13 +224,17 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
         set = cache_set(s, w, hash);
         for (int i = 0; i < WAYS; i++)
             if (set[i].until && CRYPTO_memcmp(set[i].hash, hash, 32) == 0) {
-                if (now <= set[i].until)
+                if (now <= set[i].until) {
+                    w->hits++;
                     return infergw_auth_accept(ans, set[i].tenant, strlen(set[i].tenant));
+                }
                 set[i].until = 0; /* expired: verify again, which says so */
             }
     }
     struct jwt_claims c;
     struct jwt_error e;
+    if (w)
+        w->verified++;
     if (jwt_verify(&s->keys, &s->pol, tok, len, now, &c, &e) < 0)
         return infergw_auth_reject(ans, e.reason, e.message);
     if (set) {
