@@ -76,6 +76,7 @@ static void routes_free(struct gw_routes *rt)
     for (size_t i = 0; i < rt->nreplicas; i++)
         gw_free(rt->replicas[i].addr);
     gw_free(rt->replicas);
+    gw_authdb_free(rt->authdb);
     gw_free(rt);
 }
 
