@@ -264,22 +264,6 @@ static int keep_previous_ring(struct lpool *lp, const struct gw_pool *prev)
 
 /* ---- tenants and API keys ---- */
 
-/* Writes the SCAN pattern matching every key "<prefix><kind>:..." into
- * <buf>, with glob characters of the prefix escaped. Returns 0 or -1. */
-static int scan_pattern(char *buf, size_t cap, const char *prefix, const char *kind)
-{
-    size_t n = 0;
-    for (const char *p = prefix; *p; p++) {
-        if (n + 2 >= cap)
-            return -1;
-        if (strchr("*?[]\\", *p))
-            buf[n++] = '\\';
-        buf[n++] = *p;
-    }
-    int w = snprintf(buf + n, cap - n, "%s:*", kind);
-    return w < 0 || (size_t)w >= cap - n ? -1 : 0;
-}
-
 /* The value of <field> in an HGETALL reply, or NULL. */
 static const char *hash_field(const redisReply *h, const char *field)
 {
@@ -300,8 +284,9 @@ static int scan_records(struct gw_ctrl *ctl, redisContext *c, struct load *ld, c
                         record_fn fn, const struct gw_authdb *prev)
 {
     const char *prefix = ctl->cfg->redis_prefix;
-    char pattern[600];
-    if (scan_pattern(pattern, sizeof(pattern), prefix, kind) < 0)
+    char pattern[600], rest[64];
+    snprintf(rest, sizeof(rest), "%s:*", kind);
+    if (gw_redis_scan_pattern(pattern, sizeof(pattern), prefix, rest) < 0)
         return -1;
     size_t skip = strlen(prefix) + strlen(kind) + 1;
     char cursor[32] = "0";
