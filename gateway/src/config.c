@@ -35,6 +35,8 @@ enum {
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
     OPT_ADMIN,
+    OPT_TENANTS,
+    OPT_API_KEYS,
     OPT_VERSION,
     OPT_PLUGIN,
     OPT_JWT_KEYS,
@@ -66,6 +68,8 @@ static const struct option long_opts[] = {
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
     {"admin", required_argument, NULL, OPT_ADMIN},
+    {"tenants", required_argument, NULL, OPT_TENANTS},
+    {"api-keys", required_argument, NULL, OPT_API_KEYS},
     {"version", no_argument, NULL, OPT_VERSION},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"jwt-keys", required_argument, NULL, OPT_JWT_KEYS},
@@ -107,6 +111,12 @@ void gw_config_usage(FILE *out)
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
         "                                is an error [127.0.0.1:7190]\n"
+        "  --tenants FILE                tenants without Redis, one a line:\n"
+        "                                NAME models=A,B|* [rps=N] [burst=N]; not with\n"
+        "                                --redis (Redis holds them there) [none]\n"
+        "  --api-keys FILE               API keys without Redis, one a line: the SHA-256 hex\n"
+        "                                of the key (never the key), tenant=NAME\n"
+        "                                [expires_at=UNIX]; needs --tenants [none]\n"
         "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
         "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
         "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
@@ -574,6 +584,17 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             cfg->admin_explicit = 1;
             break;
         }
+        case OPT_TENANTS:
+        case OPT_API_KEYS: {
+            char *dst = c == OPT_TENANTS ? cfg->tenants_file : cfg->api_keys_file;
+            if (!optarg[0] || strlen(optarg) >= sizeof(cfg->tenants_file)) {
+                set_err(err, errlen, "%s '%s': expected a file path",
+                        c == OPT_TENANTS ? "--tenants" : "--api-keys", optarg);
+                return -1;
+            }
+            snprintf(dst, sizeof(cfg->tenants_file), "%s", optarg);
+            break;
+        }
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -584,6 +605,18 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     }
     if (optind < argc) {
         set_err(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+        return -1;
+    }
+    /* One source of truth for who may call: with Redis, a revoked key must
+     * not live on in a file. */
+    if (cfg->redis_url[0] && (cfg->tenants_file[0] || cfg->api_keys_file[0])) {
+        set_err(err, errlen,
+                "--tenants/--api-keys cannot be combined with --redis: with Redis, tenants and "
+                "API keys are read from Redis (add them with infergw-ctl tenant/key)");
+        return -1;
+    }
+    if (cfg->api_keys_file[0] && !cfg->tenants_file[0]) {
+        set_err(err, errlen, "--api-keys needs --tenants (the tenants the keys belong to)");
         return -1;
     }
     if (cfg->npools == 0 && !cfg->redis_url[0]) {

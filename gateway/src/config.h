@@ -52,8 +52,10 @@ struct gw_config {
     char redis_prefix[128];
     uint32_t redis_timeout_ms;
     uint32_t redis_poll_ms;
-    char admin[128];    /* admin HTTP address; "" = off */
-    int admin_explicit; /* --admin given: failing to listen there is fatal */
+    char admin[128];         /* admin HTTP address; "" = off */
+    int admin_explicit;      /* --admin given: failing to listen there is fatal */
+    char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
+    char api_keys_file[512]; /* --api-keys; "" = none */
     struct gw_auth_conf auth;
 };
 

@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "authdb.h"
 #include "config.h"
 #include "ctrl.h"
 #include "log.h"
@@ -48,6 +49,11 @@ int main(int argc, char **argv)
         gw_config_free(&cfg);
         return 2;
     }
+    if (flags->authdb)
+        gw_log(GW_LOG_INFO, "tenants_loaded", "{s:s, s:s, s:i, s:i}", "tenants_file",
+               cfg.tenants_file, "api_keys_file", cfg.api_keys_file, "tenants",
+               (int)gw_authdb_ntenants(flags->authdb), "api_keys",
+               (int)gw_authdb_napikeys(flags->authdb));
     /* With --redis, start from what Redis holds when it answers now. */
     struct gw_ctrl ctl;
     int use_ctrl = cfg.redis_url[0] != '\0';

@@ -143,12 +143,38 @@ static void test_split_addr(void **state)
     assert_int_equal(gw_config_split_addr("h:8x", host, sizeof(host), &port), -1);
 }
 
+static void test_tenant_files(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--tenants", "t.conf",
+                           "--api-keys=k.conf", "--auth=none"),
+                     0);
+    assert_string_equal(cfg.tenants_file, "t.conf");
+    assert_string_equal(cfg.api_keys_file, "k.conf");
+    gw_config_free(&cfg);
+    /* Keys need their tenants; files and Redis do not mix. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--api-keys", "k.conf"),
+                     -1);
+    assert_non_null(strstr(err, "--tenants"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--redis", "redis://127.0.0.1:6379",
+                           "--tenants", "t.conf"),
+                     -1);
+    assert_non_null(strstr(err, "--redis"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--tenants", ""), -1);
+    assert_non_null(strstr(err, "--tenants"));
+    gw_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_pools), cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
-        cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_split_addr),         cmocka_unit_test(test_tenant_files),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
