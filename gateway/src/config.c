@@ -21,6 +21,7 @@ enum {
     OPT_POOL,
     OPT_UPSTREAM_CONNS,
     OPT_MAX_MESSAGE,
+    OPT_RETRY_BUFFER,
     OPT_STREAM_WINDOW,
     OPT_CONN_WINDOW,
     OPT_MAX_STREAMS,
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
     {"pool", required_argument, NULL, OPT_POOL},
     {"upstream-conns", required_argument, NULL, OPT_UPSTREAM_CONNS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"retry-buffer-bytes", required_argument, NULL, OPT_RETRY_BUFFER},
     {"stream-window-bytes", required_argument, NULL, OPT_STREAM_WINDOW},
     {"conn-window-bytes", required_argument, NULL, OPT_CONN_WINDOW},
     {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
@@ -120,6 +122,9 @@ void gw_config_usage(FILE *out)
         "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
         "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
         "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
+        "  --retry-buffer-bytes N        request bytes kept per call for retries and hedges;\n"
+        "                                a longer request is sent to one replica only\n"
+        "                                (0 = never retry or hedge) [4194304]\n"
         "  --stream-window-bytes N       HTTP/2 flow-control window per stream: the most\n"
         "                                the gateway buffers per call and direction [1048576]\n"
         "  --conn-window-bytes N         HTTP/2 flow-control window per connection [16777216]\n"
@@ -387,6 +392,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->workers = ncpu > 0 ? (int)ncpu : 1;
     cfg->upstream_conns = 2;
     cfg->max_message_bytes = 16u << 20;
+    cfg->retry_buffer_bytes = 4u << 20;
     cfg->stream_window_bytes = 1u << 20;
     cfg->conn_window_bytes = 16u << 20;
     cfg->max_concurrent_streams = 1024;
@@ -448,6 +454,12 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_MAX_MESSAGE:
             if (parse_u32(optarg, 1024, 1u << 30, &cfg->max_message_bytes) < 0) {
                 set_err(err, errlen, "--max-message-bytes '%s': expected 1024..1073741824", optarg);
+                return -1;
+            }
+            break;
+        case OPT_RETRY_BUFFER:
+            if (parse_u32(optarg, 0, 1u << 30, &cfg->retry_buffer_bytes) < 0) {
+                set_err(err, errlen, "--retry-buffer-bytes '%s': expected 0..1073741824", optarg);
                 return -1;
             }
             break;

@@ -34,7 +34,7 @@ static const char *const method_names[GW_METHOD_COUNT] = {
 static const char *const outcome_names[GW_OUTCOME_COUNT - GW_METRICS_NCODES] = {
     "CONNECT_FAILED", "RESET", "CONNECTION_LOST"};
 
-static const char *const kind_names[GW_KIND_COUNT] = {"primary"};
+static const char *const kind_names[GW_KIND_COUNT] = {"primary", "retry", "hedge"};
 
 /* Pool entries that are not pools of the snapshot. */
 #define POOL_NONE     "none"
@@ -416,6 +416,29 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
         conns += atomic_load_explicit(&ws[w]->client_connections, memory_order_relaxed);
     header(out, "infergw_client_connections", "gauge", "Client connections open.");
     fprintf(out, "infergw_client_connections %" PRId64 "\n", conns);
+    static const char *const policy_names[GW_POLICY_COUNT] = {
+        "infergw_retries_refused_total{reason=\"budget\"}",
+        "infergw_retries_refused_total{reason=\"deadline\"}",
+        "infergw_retries_refused_total{reason=\"pushback\"}",
+        "infergw_hedges_refused_total{reason=\"budget\"}",
+        "infergw_hedges_won_total",
+    };
+    for (int p = 0; p < GW_POLICY_COUNT; p++) {
+        uint64_t v = 0;
+        for (size_t w = 0; w < nw; w++)
+            v += atomic_load_explicit(&ws[w]->policy[p], memory_order_relaxed);
+        if (p == GW_POLICY_RETRY_BUDGET)
+            header(out, "infergw_retries_refused_total", "counter",
+                   "Retries not made: the retry budget was spent, the deadline left too little "
+                   "time, or the replica's grpc-retry-pushback-ms forbade it.");
+        else if (p == GW_POLICY_HEDGE_BUDGET)
+            header(out, "infergw_hedges_refused_total", "counter",
+                   "Hedges not sent because the hedge budget was spent.");
+        else if (p == GW_POLICY_HEDGE_WON)
+            header(out, "infergw_hedges_won_total", "counter",
+                   "Calls whose hedge answered before the attempt it hedged.");
+        fprintf(out, "%s %" PRIu64 "\n", policy_names[p], v);
+    }
     header(out, "infergw_config_version", "gauge",
            "infergw:version of the routing snapshot in force (0 = --pool flags only).");
     fprintf(out, "infergw_config_version %" PRIu64 "\n", g->config_version);

@@ -15,6 +15,7 @@
 #include "call.h"
 #include "h2srv.h"
 #include "log.h"
+#include "poolstate.h"
 #include "upstream.h"
 
 static int open_listener(const char *addr, int reuseport)
@@ -225,4 +226,5 @@ void gw_worker_free(struct gw_worker *w)
     w->routes = NULL;
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
+    gw_poolstate_free_all(&w->poolstates);
 }

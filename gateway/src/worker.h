@@ -46,6 +46,7 @@ struct gw_worker {
     uint64_t calls_started;
     int exit_code;
     struct gw_metrics *metrics; /* written by this worker only; read by the admin thread */
+    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
