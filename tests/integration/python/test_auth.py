@@ -246,6 +246,11 @@ class AuthTest(unittest.TestCase):
         detail = self.assertRefused(md(self.slow_key), grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     "over its rate limit", secret=self.slow_key, model="other")
         self.assertIn("retry in", detail)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.infer(md(self.slow_key), model="other")
+        pushback = h.md_get(cm.exception.trailing_metadata(), "grpc-retry-pushback-ms")
+        self.assertIsNotNone(pushback)
+        self.assertGreater(int(pushback), 1000)  # the next token is ~100 s away
 
     # --- JWT -----------------------------------------------------------------------
 
