@@ -18,6 +18,21 @@ struct gw_pool_conf {
     size_t naddrs;
 };
 
+/* Authentication (auth.c builds the plugin chain from this). */
+struct gw_auth_conf {
+    int none;       /* --auth=none: no authentication at all */
+    char **plugins; /* --plugin PATH[:ARGS], in chain order */
+    size_t nplugins;
+    char **jwt_keys; /* --jwt-keys FILE (PEM or JWKS); JWT is on when any */
+    size_t njwt_keys;
+    char jwt_issuer[256];   /* "" = not checked */
+    char jwt_audience[256]; /* "" = not checked */
+    char jwt_tenant_claim[64];
+    uint32_t jwt_leeway_s;
+    uint32_t jwt_cache_size;   /* verified tokens cached per worker */
+    char mtls_tenant_from[16]; /* "", "cn", "san-dns", "san-uri" */
+};
+
 struct gw_config {
     char listen[128];
     int workers;
@@ -41,6 +56,7 @@ struct gw_config {
     int admin_explicit;      /* --admin given: failing to listen there is fatal */
     char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
     char api_keys_file[512]; /* --api-keys; "" = none */
+    struct gw_auth_conf auth;
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help

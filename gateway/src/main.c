@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "authdb.h"
 #include "config.h"
 #include "ctrl.h"
@@ -32,13 +33,19 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     gw_log_set_level(cfg.log_level);
-    gw_log(GW_LOG_WARN, "auth_disabled", "{s:s}", "message",
-           "--auth=none: every call is accepted without authentication; use only for local "
-           "development");
+    /* The authentication chain: plugins are loaded and keys read now, so a
+     * bad plugin or key file stops the start (exit 2). */
+    if (gw_auth_init(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: %s\n", err);
+        gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
 
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
     }
@@ -55,6 +62,7 @@ int main(int argc, char **argv)
         if (gw_ctrl_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
             fprintf(stderr, "infergw: --redis: %s\n", err);
             gw_routes_unref(flags);
+            gw_auth_shutdown();
             gw_config_free(&cfg);
             return 2;
         }
@@ -70,6 +78,7 @@ int main(int argc, char **argv)
         if (use_ctrl)
             gw_ctrl_stop(&ctl);
         gw_routes_unref(routes);
+        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 1;
     }
@@ -149,6 +158,7 @@ int main(int argc, char **argv)
     }
     gw_free(workers);
     gw_routes_unref(routes);
+    gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
     return status;
