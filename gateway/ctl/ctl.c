@@ -939,7 +939,8 @@ static int scan_records(struct ctl *x, const char *rest, struct records *out)
             }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
-    qsort(out->names, out->n, sizeof(char *), cmp_str);
+    if (out->n)
+        qsort(out->names, out->n, sizeof(char *), cmp_str);
     size_t u = 0;
     for (size_t i = 0; i < out->n; i++) {
         if (u && !strcmp(out->names[u - 1], out->names[i]))
