@@ -20,14 +20,13 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import time
 import unittest
 import urllib.request
 
 import harness as h
+import test_ctl
 
-CTL = os.path.join(h.BIN_DIR, "infergw-ctl")
 KEY_RE = re.compile(r"^igw_[A-Za-z0-9_-]{43}$")
 
 
@@ -35,57 +34,8 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class RedisCase(unittest.TestCase):
-    """One redis-server per class, flushed before each test."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.redis = h.start_redis(name="redis-tenants")
-        cls.addClassCleanup(cls.redis.stop)
-        cls.url = h.redis_url(cls.redis)
-        cls.r = h.redis_connect(cls.redis.port)
-        cls.addClassCleanup(h.redis_close, cls.r)
-
-    def setUp(self):
-        self.call("FLUSHALL")
-
-    def call(self, *args):
-        return h.redis_call(self.r, *args)
-
-    def ctl(self, *args, expect=0):
-        p = subprocess.run([CTL, "--redis", self.url] + [str(a) for a in args],
-                           capture_output=True, text=True, timeout=60)
-        for marker in h.SANITIZER_MARKERS:
-            self.assertNotIn(marker, p.stderr)
-        if expect is not None:
-            self.assertEqual(p.returncode, expect, "%s -> %d\nstdout:\n%s\nstderr:\n%s"
-                             % (" ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
-        if p.returncode != 0:
-            self.assertTrue(p.stderr.startswith("infergw-ctl: "), p.stderr)
-        return p
-
-    def version(self):
-        return int(self.call("GET", "infergw:version") or 0)
-
-    def dump(self):
-        """Every key with its contents, as one text, and as a dict."""
-        out = {}
-        for k in self.call("KEYS", "*"):
-            t = self.call("TYPE", k)
-            if t == "hash":
-                out[k] = sorted(self.call("HGETALL", k))
-            elif t == "string":
-                out[k] = self.call("GET", k)
-            else:
-                out[k] = t
-        return out
-
-    def refused(self, code, needle, *args):
-        before = self.dump()
-        p = self.ctl(*args, expect=code)
-        self.assertIn(needle, p.stderr)
-        self.assertEqual(self.dump(), before, "refused command %r wrote to Redis" % (args,))
-        return p
+class RedisCase(test_ctl.CtlCase):
+    """One redis-server per class, flushed before each test (test_ctl's)."""
 
     def new_key(self, tenant, *args):
         p = self.ctl("key", "create", tenant, *args)
@@ -144,8 +94,8 @@ class TenantCtlTest(RedisCase):
         digest = sha(key)
         self.assertEqual(self.call("HGETALL", "infergw:apikey:" + digest), ["tenant", "acme"])
         # The key text is nowhere in Redis: not in a key name, not in a value.
-        self.assertNotIn(key, json.dumps(self.dump()))
-        self.assertNotIn(key[4:], json.dumps(self.dump()))
+        self.assertNotIn(key, json.dumps(self.snapshot()))
+        self.assertNotIn(key[4:], json.dumps(self.snapshot()))
         # key list: the 12-digit prefix, the tenant, never the key or whole hash.
         out = self.ctl("key", "list").stdout
         self.assertIn(digest[:12], out)
