@@ -939,7 +939,8 @@ static int scan_records(struct ctl *x, const char *rest, struct records *out)
             }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
-    qsort(out->names, out->n, sizeof(char *), cmp_str);
+    if (out->n)
+        qsort(out->names, out->n, sizeof(char *), cmp_str);
     size_t u = 0;
     for (size_t i = 0; i < out->n; i++) {
         if (u && !strcmp(out->names[u - 1], out->names[i]))
@@ -987,6 +988,15 @@ static const char *record_suffix(struct ctl *x, const char *name, const char *ki
 {
     size_t skip = strlen(x->a->prefix) + strlen(kind) + 1;
     return strlen(name) >= skip ? name + skip : "";
+}
+
+/* The SHA-256 hex of API key <key>: the name of its record. */
+static void key_hex(const char *key, char hex[GW_AUTHDB_HASH_HEX + 1])
+{
+    uint8_t h[32];
+
+    gw_apikey_hash(key, strlen(key), h);
+    gw_apikey_hash_to_hex(h, hex);
 }
 
 static int tenant_add(struct ctl *x)
@@ -1168,7 +1178,7 @@ out:
 static int key_create(struct ctl *x)
 {
     const struct ctl_args *a = x->a;
-    uint8_t raw[32], hash[32];
+    uint8_t raw[32];
     char text[CTL_KEY_LEN + 1], hex[GW_AUTHDB_HASH_HEX + 1], tkey[KEYLEN], kkey[KEYLEN],
         ver[KEYLEN], exp[32] = "";
     int64_t now = (int64_t)time(NULL), expires_at = a->expires_at;
@@ -1187,8 +1197,7 @@ static int key_create(struct ctl *x)
         return say(CTL_EXIT_REDIS, "cannot get random bytes from OpenSSL; nothing written");
     ctl_key_format(raw, text);
     OPENSSL_cleanse(raw, sizeof(raw));
-    gw_apikey_hash(text, strlen(text), hash);
-    gw_apikey_hash_to_hex(hash, hex);
+    key_hex(text, hex);
     KEY(tkey, "tenant:%s", a->tenant);
     KEY(kkey, "apikey:%s", hex);
     KEY(ver, "version");
@@ -1242,9 +1251,7 @@ static int key_revoke(struct ctl *x)
     int rc;
 
     if (!a->revoke_is_hash) {
-        uint8_t h[32];
-        gw_apikey_hash(a->revoke, strlen(a->revoke), h);
-        gw_apikey_hash_to_hex(h, hex);
+        key_hex(a->revoke, hex);
     } else if (strlen(a->revoke) == GW_AUTHDB_HASH_HEX) {
         snprintf(hex, sizeof(hex), "%s", a->revoke);
     } else {
@@ -1343,11 +1350,9 @@ static int key_list(struct ctl *x)
 /* key hash: no Redis. */
 static int key_hash(const struct ctl_args *a)
 {
-    uint8_t h[32];
     char hex[GW_AUTHDB_HASH_HEX + 1];
 
-    gw_apikey_hash(a->key, strlen(a->key), h);
-    gw_apikey_hash_to_hex(h, hex);
+    key_hex(a->key, hex);
     if (a->json)
         ctl_view_print_json(stdout, json_pack("{s:s}", "hash", hex));
     else

@@ -218,19 +218,29 @@ static uint64_t key_hash_at(const struct gw_authdb *db, size_t r)
     return key_slot_hash(db->keys[r].hash);
 }
 
+/* <arr> (<n> records of <size> bytes, room for *<cap>) with room for one
+ * more: the same array, or a larger one (*cap updated); NULL when out of
+ * memory (<arr> unchanged). */
+static void *room(void *arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    size_t nc = *cap ? *cap * 2 : 8;
+    void *na = gw_realloc(arr, nc * size);
+    if (na)
+        *cap = nc;
+    return na;
+}
+
 /* Appends <t> (whose allocations it takes over on success). */
 static int tenant_append(struct gw_authdb *db, struct gw_tenant *t)
 {
     if (tenant_find(db, t->name) >= 0)
         return GW_AUTHDB_EEXIST;
-    if (db->ntenants == db->tcap) {
-        size_t nc = db->tcap ? db->tcap * 2 : 8;
-        struct gw_tenant *nt = gw_realloc(db->tenants, nc * sizeof(*nt));
-        if (!nt)
-            return GW_AUTHDB_ENOMEM;
-        db->tenants = nt;
-        db->tcap = nc;
-    }
+    struct gw_tenant *nt = room(db->tenants, &db->tcap, db->ntenants, sizeof(*nt));
+    if (!nt)
+        return GW_AUTHDB_ENOMEM;
+    db->tenants = nt;
     if (index_grow(&db->tindex, &db->tislots, db->ntenants, tenant_hash_at, db) < 0)
         return GW_AUTHDB_ENOMEM;
     db->tenants[db->ntenants] = *t;
@@ -495,14 +505,10 @@ int gw_authdb_add_apikey(struct gw_authdb *db, const uint8_t sha256[32], const c
         return GW_AUTHDB_ENOENT;
     if (key_find(db, sha256) >= 0)
         return GW_AUTHDB_EEXIST;
-    if (db->nkeys == db->kcap) {
-        size_t nc = db->kcap ? db->kcap * 2 : 8;
-        struct apikey *nk = gw_realloc(db->keys, nc * sizeof(*nk));
-        if (!nk)
-            return GW_AUTHDB_ENOMEM;
-        db->keys = nk;
-        db->kcap = nc;
-    }
+    struct apikey *nk = room(db->keys, &db->kcap, db->nkeys, sizeof(*nk));
+    if (!nk)
+        return GW_AUTHDB_ENOMEM;
+    db->keys = nk;
     if (index_grow(&db->kindex, &db->kislots, db->nkeys, key_hash_at, db) < 0)
         return GW_AUTHDB_ENOMEM;
     struct apikey *k = &db->keys[db->nkeys];
