@@ -12,6 +12,9 @@
 #include "ctrl.h"
 #include "log.h"
 #include "mem.h"
+#include "ring.h"
+#include "route.h"
+#include "tunables.h"
 #include "worker.h"
 
 static uint64_t realtime_ms(void)
@@ -140,6 +143,63 @@ static char *render_replicas(struct gw_admin *a, size_t *len)
     return s;
 }
 
+/* /debug/ring?pool=P[&key=K]: pool P's ring as this gateway holds it — each
+ * replica's weight, drain state and share of the key space, the effective
+ * tunables, and for key K the ring's answer (first replica clockwise, and
+ * the order a retry or hedge would walk). Returns NULL with *status 404 for
+ * an unknown pool. */
+static char *render_ring(struct gw_admin *a, const char *pool, const char *key, size_t *len,
+                         unsigned *status)
+{
+    struct gw_routes *rt = a->nworkers ? gw_metrics_get_routes(a->ms[0]) : NULL;
+    const struct gw_pool *p = rt && pool ? gw_routes_find_pool(rt, pool, strlen(pool)) : NULL;
+    if (!p) {
+        gw_routes_unref(rt);
+        *status = MHD_HTTP_NOT_FOUND;
+        return NULL;
+    }
+    json_t *root = json_pack("{s:s, s:I, s:I}", "pool", p->name, "version", (json_int_t)rt->version,
+                             "points", (json_int_t)p->ring.npoints);
+    json_t *reps = json_array(), *tun = json_object();
+    for (size_t j = 0; j < p->ring.nreplicas; j++) {
+        const struct gw_replica *r = &rt->replicas[p->replica_ids[j]];
+        json_array_append_new(reps, json_pack("{s:s, s:I, s:b, s:f}", "address", r->addr, "weight",
+                                              (json_int_t)p->ring.weights[j], "drain", r->drain,
+                                              "share", gw_ring_share(&p->ring, (uint32_t)j)));
+    }
+    json_object_set_new(root, "replicas", reps);
+    for (int f = 0; f < GW_TUN_COUNT; f++) {
+        char v[600];
+        gw_tunables_format(&p->tun, (enum gw_tunable_field)f, v, sizeof(v));
+        json_object_set_new(tun, gw_tunable_names[f], json_string(v));
+    }
+    json_object_set_new(root, "tunables", tun);
+    if (key) {
+        /* The walk a call with this key makes when every replica is
+         * eligible: first choice, then each retry or hedge in turn. */
+        uint32_t point = gw_hash32(key, strlen(key)), order[16];
+        size_t n = 0, cap = sizeof(order) / sizeof(order[0]);
+        json_t *walk = json_array();
+        while (n < cap && n < p->ring.nreplicas) {
+            int idx = gw_ring_pick(&p->ring, point, NULL, NULL, order, n);
+            if (idx < 0)
+                break;
+            order[n++] = (uint32_t)idx;
+            json_array_append_new(walk, json_string(p->ring.replicas[idx]));
+        }
+        json_object_set_new(
+            root, "key",
+            json_pack("{s:s, s:I, s:o}", "key", key, "hash", (json_int_t)point, "walk", walk));
+    }
+    gw_routes_unref(rt);
+    char *s = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    if (s)
+        *len = strlen(s);
+    *status = MHD_HTTP_OK;
+    return s;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              char *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
@@ -197,8 +257,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
     }
+    if (!strcmp(url, "/debug/ring")) {
+        const char *pool = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pool");
+        const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "key");
+        unsigned status = 0;
+        char *body = render_ring(a, pool, key, &len, &status);
+        if (status == MHD_HTTP_NOT_FOUND)
+            return reply_text(conn, status, "no pool '%s' in the routing snapshot (use ?pool=P)\n",
+                              pool ? pool : "");
+        if (!body)
+            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+    }
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
-                      "not found; try /metrics, /healthz, /readyz, /debug/replicas\n");
+                      "not found; try /metrics, /healthz, /readyz, /debug/replicas, "
+                      "/debug/ring?pool=P[&key=K]\n");
 }
 
 int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,

@@ -15,7 +15,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "h2srv.h"
 #include "headers.h"
@@ -134,12 +136,52 @@ static void cancel_timers(struct gw_call *c)
     gw_loop_timer_cancel(&c->w->loop, &c->hedge_timer);
 }
 
+/* Writes the call's access log line (--access-log). */
+static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
+{
+    struct gw_access_attempt atts[GW_ACCESSLOG_MAX_ATTEMPTS];
+    size_t n = 0;
+    for (size_t i = 0; i < c->natt && n < GW_ACCESSLOG_MAX_ATTEMPTS; i++) {
+        const struct gw_attempt *a = c->att[i];
+        atts[n].replica = attempt_addr(a);
+        atts[n].kind = kind_names[a->kind];
+        atts[n++].outcome = a->outcome >= 0 ? gw_metrics_outcome_name(a->outcome) : "NONE";
+    }
+    /* The caller's x-request-id when it is a sane token, else the gateway's. */
+    char rid[72];
+    size_t rlen = 0;
+    const char *given = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &rlen);
+    if (given && rlen > 0 && rlen <= 64)
+        snprintf(rid, sizeof(rid), "%.*s", (int)rlen, given);
+    else
+        snprintf(rid, sizeof(rid), "%d-%" PRIx64, c->w->index, c->id);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct gw_access_entry e = {
+        .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+        .request_id = rid,
+        .peer = c->sc->peer,
+        .tenant = c->tenant,
+        .pool = c->pool_len ? c->pool_name : "",
+        .method = c->path ? c->path : "",
+        .code = code,
+        .duration_ms = (double)duration_ns / 1e6,
+        .req_bytes = c->req_total,
+        .resp_bytes = c->resp_total,
+        .attempts = atts,
+        .nattempts = n,
+    };
+    gw_worker_access_log(c->w, &e);
+}
+
 static void call_free(struct gw_call *c)
 {
     int st = c->status >= 0 ? c->status : gw_metrics_status_of(resp_trailers(c), resp_hdrs(c));
+    uint64_t duration = c->w->loop.now_ns - c->att_start_ns;
     gw_metrics_call_end(c->w->metrics, c->w->routes, c->pool_len ? c->pool_name : NULL, c->pool_len,
-                        c->path, st < 0 ? GW_GRPC_CANCELLED : st,
-                        c->w->loop.now_ns - c->att_start_ns);
+                        c->path, st < 0 ? GW_GRPC_CANCELLED : st, duration);
+    if (gw_accesslog_enabled())
+        access_log(c, st < 0 ? GW_GRPC_CANCELLED : st, duration);
     cancel_timers(c);
     for (size_t i = 0; i < c->natt; i++) {
         struct gw_attempt *a = c->att[i];
@@ -537,6 +579,7 @@ static struct gw_attempt *attempt_new(struct gw_call *c, enum gw_attempt_kind ki
     a->call = c;
     a->sid = -1;
     a->kind = (uint8_t)kind;
+    a->outcome = -1;
     gw_hdrlist_init(&a->hdrs);
     gw_hdrlist_init(&a->trailers);
     gw_timer_init(&a->try_timer, try_timeout_cb, a);
@@ -1084,6 +1127,7 @@ void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
+    c->resp_total += len;
     relay_response(c);
 }
 
@@ -1132,8 +1176,9 @@ static void release_attempt(struct gw_attempt *a)
 void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
 {
     struct gw_call *c = a->call;
-    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind,
-                       attempt_outcome(a, error_code != NGHTTP2_NO_ERROR ? GW_OUTCOME_RESET : -1));
+    a->outcome =
+        (int16_t)attempt_outcome(a, error_code != NGHTTP2_NO_ERROR ? GW_OUTCOME_RESET : -1);
+    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind, a->outcome);
     release_attempt(a);
     if (a->finished && c->winner != a) {
         maybe_free(c);
@@ -1166,9 +1211,9 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
     a->uc = NULL;
     a->open = 0;
     gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
-    gw_metrics_attempt(
-        a->up ? a->up->metrics : NULL, a->kind,
-        attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST : GW_OUTCOME_CONNECT_FAILED));
+    a->outcome = (int16_t)attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST
+                                                       : GW_OUTCOME_CONNECT_FAILED);
+    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind, a->outcome);
     if (a->finished && c->winner != a) {
         maybe_free(c);
         return;

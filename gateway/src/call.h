@@ -82,6 +82,7 @@ struct gw_attempt {
     struct gw_timer try_timer;  /* per_try_timeout_ms */
     uint32_t pushback_ms;
     int http_status;
+    int16_t outcome;          /* how it ended (gw_metrics outcome), -1 = not yet */
     uint8_t kind;             /* enum gw_attempt_kind */
     int8_t pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
     unsigned open : 1;        /* upstream stream exists and is not closed */
@@ -147,6 +148,7 @@ struct gw_call {
     struct gw_hdrlist resp_hdrs;     /* gateway-made responses */
     struct gw_hdrlist resp_trailers; /* gateway-made responses */
     struct gw_bufq respbuf;
+    uint64_t resp_total; /* response bytes relayed from the winner */
     struct gw_framer resp_framer;
     unsigned resp_submitted : 1; /* response HEADERS submitted to the client */
     unsigned trailers_ready : 1; /* trailers complete: send after respbuf drains */

@@ -38,6 +38,7 @@ enum {
     OPT_ADMIN,
     OPT_TENANTS,
     OPT_API_KEYS,
+    OPT_ACCESS_LOG,
     OPT_VERSION,
     OPT_PLUGIN,
     OPT_JWT_KEYS,
@@ -72,6 +73,7 @@ static const struct option long_opts[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"tenants", required_argument, NULL, OPT_TENANTS},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"jwt-keys", required_argument, NULL, OPT_JWT_KEYS},
@@ -109,6 +111,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
+        "                                method, replicas tried, status, duration) appended\n"
+        "                                to PATH, or - for stdout [off]\n"
         "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
@@ -581,6 +586,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 set_err(err, errlen, "--redis-poll-ms '%s': expected 50..60000", optarg);
                 return -1;
             }
+            break;
+        case OPT_ACCESS_LOG:
+            if (strlen(optarg) >= sizeof(cfg->access_log)) {
+                set_err(err, errlen, "--access-log: path longer than %zu bytes",
+                        sizeof(cfg->access_log) - 1);
+                return -1;
+            }
+            snprintf(cfg->access_log, sizeof(cfg->access_log), "%s",
+                     strcmp(optarg, "off") ? optarg : "");
             break;
         case OPT_ADMIN: {
             char host[128];

@@ -54,6 +54,7 @@ struct gw_config {
     uint32_t redis_timeout_ms;
     uint32_t redis_poll_ms;
     char admin[128];         /* admin HTTP address; "" = off */
+    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
     int admin_explicit;      /* --admin given: failing to listen there is fatal */
     char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
     char api_keys_file[512]; /* --api-keys; "" = none */

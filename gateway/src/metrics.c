@@ -126,6 +126,15 @@ static int parse_status(const char *v, size_t len)
     return st;
 }
 
+const char *gw_metrics_outcome_name(int outcome)
+{
+    if (outcome >= 0 && outcome < GW_METRICS_NCODES)
+        return gw_grpc_status_name(outcome);
+    if (outcome >= GW_METRICS_NCODES && outcome < GW_OUTCOME_COUNT)
+        return outcome_names[outcome - GW_METRICS_NCODES];
+    return "UNKNOWN";
+}
+
 int gw_metrics_status_of(const struct gw_hdrlist *trailers, const struct gw_hdrlist *hdrs)
 {
     size_t len = 0;
@@ -338,9 +347,7 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
                 fputs("infergw_upstream_attempts_total{replica=\"", out);
                 gw_metrics_write_label(out, mr[i].name);
                 fprintf(out, "\",kind=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", kind_names[k],
-                        o < GW_METRICS_NCODES ? gw_grpc_status_name(o)
-                                              : outcome_names[o - GW_METRICS_NCODES],
-                        mr[i].attempts[k][o]);
+                        gw_metrics_outcome_name(o), mr[i].attempts[k][o]);
             }
     header(out, "infergw_inflight_calls", "gauge",
            "Attempts open on each replica, summed over workers.");

@@ -146,6 +146,9 @@ struct gw_routes *gw_metrics_get_routes(struct gw_metrics *m);
 
 /* The method label index of :path <path> (NULL = other). */
 enum gw_metrics_method gw_metrics_method_of(const char *path);
+/* The label of an attempt outcome: a gRPC status name or CONNECT_FAILED,
+ * RESET, CONNECTION_LOST ("UNKNOWN" out of range). */
+const char *gw_metrics_outcome_name(int outcome);
 /* The grpc-status in <trailers>, else in <hdrs> (trailers-only), or -1. */
 int gw_metrics_status_of(const struct gw_hdrlist *trailers, const struct gw_hdrlist *hdrs);
 

@@ -179,6 +179,55 @@ class RetryTest(_Setup):
                          [])
 
 
+class AccessLogTest(_Setup):
+    def test_access_log_lists_every_attempt(self):
+        """--access-log: one JSON line per call with its request id, pool,
+        status, and each attempt's replica, kind and outcome; no secret."""
+        import json
+        import os
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(prefix="infergw-alog-"), "access.log")
+        self.start(["--error-fraction", "1", "--error-after-headers"],
+                   gateway_args=("--access-log", path))
+        by_rid = {}
+        for i in range(30):
+            rid = "rid-%d" % i
+            resp, call = self.stub.ModelInfer.with_call(
+                h.typed_request([1]), timeout=5,
+                metadata=[("x-route-key", "a-%d" % i), ("x-request-id", rid),
+                          ("authorization", "Bearer sk-secret-%d" % i)])
+            by_rid[rid] = h.replica_of(call)
+        end = time.monotonic() + 5
+        lines = []
+        while time.monotonic() < end:
+            with open(path) as f:
+                lines = [json.loads(l) for l in f if l.strip()]
+            if len(lines) >= 30:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(lines), 30)
+        with open(path) as f:
+            self.assertNotIn("sk-secret", f.read())
+        r0 = self.reps[0].addr
+        retried = 0
+        for ln in lines:
+            self.assertIn(ln["request_id"], by_rid)
+            self.assertEqual(ln["status"], "OK")
+            self.assertEqual(ln["pool"], "demo")
+            self.assertEqual(ln["method"], "/inference.GRPCInferenceService/ModelInfer")
+            self.assertEqual(ln["attempts"], len(ln["upstream"]))
+            last = ln["upstream"][-1]
+            self.assertEqual(last["outcome"], "OK")
+            self.assertNotEqual(last["replica"], r0)
+            if ln["attempts"] == 2:
+                retried += 1
+                self.assertEqual(ln["upstream"][0],
+                                 {"replica": r0, "kind": "primary", "outcome": "UNAVAILABLE"})
+                self.assertEqual(last["kind"], "retry")
+        self.assertEqual(retried, len(calls_logged(self.reps[0])))
+        self.assertGreater(retried, 0)
+
+
 class HedgeTest(_Setup):
     def test_slow_replica_is_hedged_and_the_loser_cancelled(self):
         """r0 takes 2 s on every call; with hedge_delay_ms 30, calls keyed to
