@@ -165,7 +165,9 @@ void gw_config_usage(FILE *out)
         "Example:\n"
         "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
-        "  infergw --auth=none --redis redis://127.0.0.1:6379\n");
+        "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
+        "  infergw --redis redis://127.0.0.1:6379 --jwt-keys /etc/infergw/jwks.json \\\n"
+        "      --jwt-issuer https://idp.example --jwt-audience infergw\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
