@@ -38,6 +38,16 @@ enum {
     OPT_ADMIN,
     OPT_TENANTS,
     OPT_API_KEYS,
+    OPT_KEEPALIVE,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_HEALTH_INTERVAL,
+    OPT_HEALTH_TIMEOUT,
+    OPT_HEALTHY_THRESHOLD,
+    OPT_UNHEALTHY_THRESHOLD,
+    OPT_OUTLIER_FAILURES,
+    OPT_OUTLIER_BASE,
+    OPT_OUTLIER_MAX,
+    OPT_OUTLIER_MAX_PERCENT,
     OPT_ACCESS_LOG,
     OPT_VERSION,
     OPT_PLUGIN,
@@ -73,6 +83,16 @@ static const struct option long_opts[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"tenants", required_argument, NULL, OPT_TENANTS},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
+    {"keepalive-ms", required_argument, NULL, OPT_KEEPALIVE},
+    {"keepalive-timeout-ms", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"health-interval-ms", required_argument, NULL, OPT_HEALTH_INTERVAL},
+    {"health-timeout-ms", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+    {"healthy-threshold", required_argument, NULL, OPT_HEALTHY_THRESHOLD},
+    {"unhealthy-threshold", required_argument, NULL, OPT_UNHEALTHY_THRESHOLD},
+    {"outlier-failures", required_argument, NULL, OPT_OUTLIER_FAILURES},
+    {"outlier-base-ms", required_argument, NULL, OPT_OUTLIER_BASE},
+    {"outlier-max-ms", required_argument, NULL, OPT_OUTLIER_MAX},
+    {"outlier-max-percent", required_argument, NULL, OPT_OUTLIER_MAX_PERCENT},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
@@ -155,6 +175,24 @@ void gw_config_usage(FILE *out)
         "  --mtls-tenant-from cn|san-dns|san-uri\n"
         "                                tenant of a verified client certificate: its\n"
         "                                subject CN or first DNS/URI SAN [off]\n"
+        "  --keepalive-ms N              send an HTTP/2 PING on an upstream connection that\n"
+        "                                carries calls and has heard nothing for N ms; 0 = off\n"
+        "                                [1000]\n"
+        "  --keepalive-timeout-ms N      close the connection (its calls fail over) and count\n"
+        "                                a replica failure when the PING ACK takes longer [1000]\n"
+        "  --health-interval-ms N        grpc.health.v1 Check of every replica every N ms;\n"
+        "                                0 = off [1000]\n"
+        "  --health-timeout-ms N         a check without an answer by then failed [500]\n"
+        "  --healthy-threshold N         consecutive SERVING answers that make a replica\n"
+        "                                healthy again [2]\n"
+        "  --unhealthy-threshold N       consecutive NOT_SERVING / failed checks that take a\n"
+        "                                replica out of routing [2]\n"
+        "  --outlier-failures N          consecutive failed calls (UNAVAILABLE, reset, lost\n"
+        "                                connection, per-try timeout) that eject a replica;\n"
+        "                                0 = never [5]\n"
+        "  --outlier-base-ms N           ejection time per time ejected [10000]\n"
+        "  --outlier-max-ms N            longest ejection [300000]\n"
+        "  --outlier-max-percent N       most of a pool (percent) ejected at once [50]\n"
         "  --log-level LEVEL             debug, info, warn or error [info]\n"
         "  --version                     print the version and exit\n"
         "  -h, --help                    print this help and exit\n"
@@ -167,7 +205,9 @@ void gw_config_usage(FILE *out)
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
         "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
         "  infergw --redis redis://127.0.0.1:6379 --jwt-keys /etc/infergw/jwks.json \\\n"
-        "      --jwt-issuer https://idp.example --jwt-audience infergw\n");
+        "      --jwt-issuer https://idp.example --jwt-audience infergw\n"
+        "  infergw --auth=none --pool demo=127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203 \\\n"
+        "      --health-interval-ms 500 --unhealthy-threshold 2 --outlier-failures 5\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -187,6 +227,50 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+/* The replica health flags: one table of name, field and range. */
+static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
+                             size_t errlen)
+{
+    static const struct {
+        int opt;
+        const char *name;
+        size_t off;
+        uint32_t min, max;
+    } flags[] = {
+        {OPT_KEEPALIVE, "--keepalive-ms", offsetof(struct gw_config, keepalive_ms), 0, 3600000},
+        {OPT_KEEPALIVE_TIMEOUT, "--keepalive-timeout-ms",
+         offsetof(struct gw_config, keepalive_timeout_ms), 10, 600000},
+        {OPT_HEALTH_INTERVAL, "--health-interval-ms",
+         offsetof(struct gw_config, health_interval_ms), 0, 3600000},
+        {OPT_HEALTH_TIMEOUT, "--health-timeout-ms", offsetof(struct gw_config, health_timeout_ms),
+         10, 600000},
+        {OPT_HEALTHY_THRESHOLD, "--healthy-threshold",
+         offsetof(struct gw_config, healthy_threshold), 1, 100},
+        {OPT_UNHEALTHY_THRESHOLD, "--unhealthy-threshold",
+         offsetof(struct gw_config, unhealthy_threshold), 1, 100},
+        {OPT_OUTLIER_FAILURES, "--outlier-failures", offsetof(struct gw_config, outlier_failures),
+         0, 100000},
+        {OPT_OUTLIER_BASE, "--outlier-base-ms", offsetof(struct gw_config, outlier_base_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX, "--outlier-max-ms", offsetof(struct gw_config, outlier_max_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX_PERCENT, "--outlier-max-percent",
+         offsetof(struct gw_config, outlier_max_percent), 0, 100},
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (flags[i].opt != opt)
+            continue;
+        uint32_t *field = (uint32_t *)((char *)cfg + flags[i].off);
+        if (parse_u32(arg, flags[i].min, flags[i].max, field) < 0) {
+            set_err(err, errlen, "%s '%s': expected %u..%u", flags[i].name, arg,
+                    (unsigned)flags[i].min, (unsigned)flags[i].max);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
 }
 
 int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
@@ -415,6 +499,16 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     snprintf(cfg->auth.jwt_tenant_claim, sizeof(cfg->auth.jwt_tenant_claim), "sub");
     cfg->auth.jwt_leeway_s = 30;
     cfg->auth.jwt_cache_size = 4096;
+    cfg->keepalive_ms = 1000;
+    cfg->keepalive_timeout_ms = 1000;
+    cfg->health_interval_ms = 1000;
+    cfg->health_timeout_ms = 500;
+    cfg->healthy_threshold = 2;
+    cfg->unhealthy_threshold = 2;
+    cfg->outlier_failures = 5;
+    cfg->outlier_base_ms = 10000;
+    cfg->outlier_max_ms = 300000;
+    cfg->outlier_max_percent = 50;
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -622,6 +716,19 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             snprintf(dst, sizeof(cfg->tenants_file), "%s", optarg);
             break;
         }
+        case OPT_KEEPALIVE:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_HEALTH_INTERVAL:
+        case OPT_HEALTH_TIMEOUT:
+        case OPT_HEALTHY_THRESHOLD:
+        case OPT_UNHEALTHY_THRESHOLD:
+        case OPT_OUTLIER_FAILURES:
+        case OPT_OUTLIER_BASE:
+        case OPT_OUTLIER_MAX:
+        case OPT_OUTLIER_MAX_PERCENT:
+            if (parse_health_flag(cfg, c, optarg, err, errlen) < 0)
+                return -1;
+            break;
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -644,6 +751,20 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     }
     if (cfg->api_keys_file[0] && !cfg->tenants_file[0]) {
         set_err(err, errlen, "--api-keys needs --tenants (the tenants the keys belong to)");
+        return -1;
+    }
+    if (cfg->outlier_max_ms < cfg->outlier_base_ms) {
+        set_err(err, errlen,
+                "--outlier-max-ms %u is below --outlier-base-ms %u: the longest ejection cannot "
+                "be shorter than the first",
+                (unsigned)cfg->outlier_max_ms, (unsigned)cfg->outlier_base_ms);
+        return -1;
+    }
+    if (cfg->health_interval_ms > 0 && cfg->health_timeout_ms > cfg->health_interval_ms) {
+        set_err(err, errlen,
+                "--health-timeout-ms %u is above --health-interval-ms %u: a check must end "
+                "before the next one starts",
+                (unsigned)cfg->health_timeout_ms, (unsigned)cfg->health_interval_ms);
         return -1;
     }
     if (cfg->npools == 0 && !cfg->redis_url[0]) {

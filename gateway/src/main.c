@@ -17,6 +17,7 @@
 #include "authdb.h"
 #include "config.h"
 #include "ctrl.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -99,14 +100,17 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    struct gw_health_registry *health = gw_health_registry_new();
     struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
-    if (!workers) {
+    if (!workers || !health) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        gw_free(workers);
+        gw_health_registry_free(health);
         return 1;
     }
     int started = 0, status = 0;
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, routes) < 0) {
+        if (gw_worker_init(&workers[i], i, &cfg, routes, health) < 0) {
             gw_worker_free(&workers[i]);
             status = 1;
             break;
@@ -165,7 +169,8 @@ int main(int argc, char **argv)
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
-    gw_accesslog_close(); /* after the workers flushed their lines */
+    gw_health_registry_free(health); /* after every worker is gone */
+    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);

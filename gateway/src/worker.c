@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "call.h"
 #include "h2srv.h"
+#include "hcheck.h"
 #include "log.h"
 #include "poolstate.h"
 #include "upstream.h"
@@ -145,11 +146,13 @@ void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e)
 }
 
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes)
+                   struct gw_routes *routes, struct gw_health_registry *health)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    w->health = health;
+    gw_timer_init(&w->health_timer, NULL, NULL);
     gw_routes_ref(routes);
     w->routes = routes;
     atomic_init(&w->pending, NULL);
@@ -180,7 +183,8 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         close(fd);
         return -1;
     }
-    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0) {
+    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0 ||
+        (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -221,6 +225,7 @@ void gw_worker_free(struct gw_worker *w)
         gw_conn_close(&sc->conn, "worker exit");
         gw_conn_flush_dirty(&w->loop);
     }
+    gw_hcheck_stop(w);
     gw_upstream_teardown(w);
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "health.h"
 #include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
@@ -46,17 +47,21 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics;      /* written by this worker only; read by the admin thread */
-    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
-    struct gw_accesslog_buf alog;    /* --access-log lines waiting to be written */
-    struct gw_timer alog_timer;      /* writes them out at the latest after a moment */
+    struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
+    struct gw_health_registry *health; /* the process's replica health (borrowed) */
+    struct gw_timer health_timer;      /* worker 0: active checks, ejection returns */
+    struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
+    struct gw_accesslog_buf alog;      /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;        /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
- * initial snapshot <routes> (the worker takes a reference of its own).
+ * initial snapshot <routes> (the worker takes a reference of its own) and
+ * the shared replica health registry <health> (borrowed; it must outlive the
+ * worker). Worker 0 also runs the active health checker.
  * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes);
+                   struct gw_routes *routes, struct gw_health_registry *health);
 /* Hands snapshot <rt> to the worker from any thread (the worker takes a
  * reference of its own); it switches to it at its next wake-up. */
 void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt);
