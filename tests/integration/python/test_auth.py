@@ -130,9 +130,11 @@ class AuthTest(unittest.TestCase):
         h.redis_query(cls.redis.port, "PUBLISH", "infergw:changed", "test")
 
         cls.admin_port = h.free_port()
+        cls.access_log = os.path.join(cls.tmp, "access.log")
         cls.gw = h.start_gateway(
             {"demo": [cls.r_demo.addr], "other": [cls.r_other.addr]},
             "--auth=on", "--redis", cls.url, "--log-level", "debug",
+            "--access-log", cls.access_log,
             "--admin", "127.0.0.1:%d" % cls.admin_port,
             "--jwt-keys", cls.rsa_path, "--jwt-keys", cls.jwks_path,
             "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE)
@@ -328,6 +330,13 @@ class AuthTest(unittest.TestCase):
 
     # --- metrics and logs -------------------------------------------------------------
 
+    def read_access_log(self):
+        try:
+            with open(self.access_log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
     def test_zz_metrics_and_no_secrets_in_logs(self):
         # Runs last (name order): every other test has used its credentials.
         self.assertRefused(md("igwtest-unknown-key"), grpc.StatusCode.UNAUTHENTICATED,
@@ -343,6 +352,12 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(self.served(), self.expected_served)
         logs = "".join(p.log_text() for p in self.procs)
         self.assertIn('"event":"auth_refused"', logs)  # debug lines were written
+        end = time.monotonic() + 5  # access log lines are written within 200 ms
+        while '"tenant":"acme"' not in self.read_access_log() and time.monotonic() < end:
+            time.sleep(0.05)
+        access = self.read_access_log()
+        self.assertIn('"tenant":"acme"', access)
+        logs += access
         for secret in self.used:
             self.assertNotIn(secret, logs)
             for part in secret.split("."):
