@@ -370,6 +370,11 @@ static const char *const reason_names[GW_METRICS_NREASONS] = {
     "bad_claims", "unknown_tenant", "model_not_allowed",
 };
 
+const char *gw_metrics_auth_reason_name(int reason)
+{
+    return reason >= 0 && reason < GW_METRICS_NREASONS ? reason_names[reason] : reason_names[0];
+}
+
 static void render_auth(struct gw_metrics *const *ws, size_t nw, FILE *out)
 {
     header(out, "infergw_auth_failures_total", "counter",

@@ -249,6 +249,9 @@ static void test_auth_counters(void **state)
     assert_true(sample(text, "infergw_ratelimited_total{tenant=\"t\\\"x\"}") == 1);
     assert_true(sample(text, "infergw_ratelimited_total{tenant=\"other\"}") == 11);
     assert_non_null(strstr(text, "# TYPE infergw_ratelimited_total counter\n"));
+    assert_string_equal(gw_metrics_auth_reason_name(GW_AUTH_REASON_UNKNOWN_TENANT),
+                        "unknown_tenant");
+    assert_string_equal(gw_metrics_auth_reason_name(-1), "refused");
     free(text);
     gw_metrics_free(w[0]);
     gw_metrics_free(w[1]);
