@@ -29,7 +29,7 @@ while (($#)); do
   case $1 in
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh auth: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
