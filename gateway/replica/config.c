@@ -40,6 +40,9 @@ void rp_config_usage(FILE *out)
             "                         number 1..16 [UNAVAILABLE]\n"
             "  --error-after-headers  send response headers before an injected error\n"
             "                         (status in trailers) instead of trailers-only [off]\n"
+            "  --error-pushback V     send grpc-retry-pushback-ms: V (sent as given, so\n"
+            "                         malformed values can be tried) with injected\n"
+            "                         errors [none]\n"
             "  --threads N            completion-queue threads, 1..%d [2]\n"
             "  --seed N               random seed for the fractions [from the clock]\n"
             "  --quiet                no per-call log lines (cancellations and\n"
@@ -137,9 +140,10 @@ static void add_model(struct rp_config *cfg, const char *name)
 }
 
 static const char *const switches[] = {"--error-after-headers", "--quiet", "--help", "-h"};
-static const char *const valued[] = {
-    "--listen",         "--id",         "--model",   "--latency-ms", "--slow-ms", "--slow-fraction",
-    "--error-fraction", "--error-code", "--threads", "--seed"};
+static const char *const valued[] = {"--listen",         "--id",         "--model",
+                                     "--latency-ms",     "--slow-ms",    "--slow-fraction",
+                                     "--error-fraction", "--error-code", "--error-pushback",
+                                     "--threads",        "--seed"};
 
 static int in_list(const char *name, const char *const *list, size_t n)
 {
@@ -216,6 +220,10 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
             cfg->quiet = 1;
         } else if (strcmp(name, "--error-after-headers") == 0) {
             cfg->error_after_headers = 1;
+        } else if (strcmp(name, "--error-pushback") == 0) {
+            if (strlen(value) > 64)
+                return bad(err, errlen, name, value, "is longer than 64 characters");
+            cfg->error_pushback = value;
         } else if (strcmp(name, "--listen") == 0) {
             if (!valid_listen(value))
                 return bad(err, errlen, name, value, "is not HOST:PORT (port 0..65535)");

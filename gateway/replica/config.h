@@ -30,6 +30,7 @@ struct rp_config {
     double error_fraction;
     grpc_status_code error_code;
     int error_after_headers;
+    const char *error_pushback; /* grpc-retry-pushback-ms with injected errors, or NULL */
     int threads;
     uint64_t seed;
     int seed_given;

@@ -93,7 +93,7 @@ struct call {
     int npending; /* batches started and not completed */
     grpc_byte_buffer *recv_bb, *send_bb;
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
-    grpc_metadata md_out[2];
+    grpc_metadata md_out[3];
     struct gw_timer timer; /* the delay of the job at the head; runs on_timer */
     struct job *head, *tail;
     int njobs;
@@ -361,6 +361,10 @@ static void send_status(struct call *c, struct job *j)
         set_md(&c->md_out[0], "x-injected-error", gw_grpc_status_name(j->code));
         set_md(&c->md_out[1], "x-replica-id", cfg->id);
         ops[n].data.send_status_from_server.trailing_metadata_count = 2;
+        if (cfg->error_pushback) {
+            set_md(&c->md_out[2], "grpc-retry-pushback-ms", cfg->error_pushback);
+            ops[n].data.send_status_from_server.trailing_metadata_count = 3;
+        }
         ops[n].data.send_status_from_server.trailing_metadata = c->md_out;
     }
     if (j->detail) {
@@ -544,6 +548,16 @@ static void log_call(struct call *c)
     rp_jlog_str(&l, "method", c->path);
     rp_jlog_str(&l, "status", gw_grpc_status_name(c->status));
     rp_jlog_bool(&l, "cancelled", 0);
+    /* How many attempts came before this one (a retry or hedge through infergw). */
+    for (size_t i = 0; i < c->md.count; i++)
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, "grpc-previous-rpc-attempts") == 0) {
+            char v[16];
+            size_t len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+            len = len < sizeof(v) - 1 ? len : sizeof(v) - 1;
+            memcpy(v, GRPC_SLICE_START_PTR(c->md.metadata[i].value), len);
+            v[len] = '\0';
+            rp_jlog_str(&l, "previous_attempts", v);
+        }
     rp_jlog_end(&l);
 }
 

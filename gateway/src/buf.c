@@ -97,20 +97,37 @@ int gw_bufq_append(struct gw_bufq *q, const void *p, size_t n)
     return 0;
 }
 
-size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n)
+size_t gw_bufq_peek(const struct gw_bufq *q, size_t skip, void *dst, size_t n)
 {
     uint8_t *out = dst;
+    size_t done = 0;
+    size_t off = q->head_off + skip;
+    for (const struct gw_buf_chunk *c = q->head; c && done < n; c = c->next) {
+        if (off >= c->len) {
+            off -= c->len;
+            continue;
+        }
+        size_t avail = c->len - off;
+        size_t k = n - done < avail ? n - done : avail;
+        memcpy(out + done, c->data + off, k);
+        done += k;
+        off = 0;
+    }
+    return done;
+}
+
+size_t gw_bufq_drop(struct gw_bufq *q, size_t n)
+{
     size_t done = 0;
     while (done < n && q->len > 0) {
         struct gw_buf_chunk *c = q->head;
         size_t avail = c->len - q->head_off;
         size_t k = n - done < avail ? n - done : avail;
-        memcpy(out + done, c->data + q->head_off, k);
         done += k;
         q->len -= k;
         q->head_off += k;
         if (q->head_off < c->len)
-            break; /* <dst> is full */
+            break;
         if (c->next) {
             q->head = c->next;
             q->head_off = 0;
@@ -122,4 +139,9 @@ size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n)
         }
     }
     return done;
+}
+
+size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n)
+{
+    return gw_bufq_drop(q, gw_bufq_peek(q, 0, dst, n));
 }

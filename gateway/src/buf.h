@@ -31,5 +31,11 @@ int gw_bufq_append(struct gw_bufq *q, const void *p, size_t n);
 /* Copies up to <n> bytes from the front into <dst> and drops them.
  * Returns the number of bytes copied. */
 size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n);
+/* Copies up to <n> bytes, starting <skip> bytes after the front, into <dst>
+ * without dropping anything (a replay log read by several readers). Returns
+ * the number of bytes copied. */
+size_t gw_bufq_peek(const struct gw_bufq *q, size_t skip, void *dst, size_t n);
+/* Drops up to <n> bytes from the front. Returns the number dropped. */
+size_t gw_bufq_drop(struct gw_bufq *q, size_t n);
 
 #endif

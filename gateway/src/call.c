@@ -4,7 +4,9 @@
  * are handed back to that session with nghttp2_session_consume() only when
  * the other session has taken them (a data provider copied them into a
  * frame), or when they are dropped. Dropped bytes are consumed too, or the
- * connection window would leak and the connection stall.
+ * connection window would leak and the connection stall. With several
+ * attempts reading one request log, request bytes are consumed once, when
+ * the furthest attempt takes them.
  */
 #include "call.h"
 
@@ -13,21 +15,35 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "h2srv.h"
 #include "headers.h"
 #include "localsvc.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
+#include "policy.h"
+#include "poolstate.h"
 #include "route.h"
 #include "upstream.h"
 #include "worker.h"
 
 #define KSERVE_PREFIX "/inference.GRPCInferenceService/"
 #define LOCAL_REQ_MAX 65536 /* requests the gateway answers itself are tiny */
+/* Budgets start with (and always allow) this many extra attempts per worker
+ * and pool, so a quiet pool can still retry or hedge its first failures. */
+#define RETRY_BUDGET_MIN 10
+#define HEDGE_BUDGET_MIN 10
+/* The observed latency is used once it rests on this many samples. */
+#define LATENCY_MIN_SAMPLES 50
+#define MS                  ((uint64_t)1000000)
 
 static void call_route(struct gw_call *c);
+static void answer_local(struct gw_call *c);
+static void submit_held_headers(struct gw_call *c, int with_data);
 
 static nghttp2_session *client_sess(struct gw_call *c)
 {
@@ -45,17 +61,47 @@ static void mark_client_dirty(struct gw_call *c)
         gw_conn_mark_dirty(&c->sc->conn);
 }
 
-static const char *replica_addr(const struct gw_call *c)
+static const char *attempt_addr(const struct gw_attempt *a)
 {
-    return c->att.up ? c->att.up->addr : "(none)";
+    return a && a->up ? a->up->addr : "(none)";
+}
+
+static const char *const kind_names[] = {"primary", "retry", "hedge"};
+
+/* The grpc-status in header list <h>, or -1. */
+static int status_in(const struct gw_hdrlist *h)
+{
+    return gw_metrics_status_of(h, h);
+}
+
+/* Passive health: tells the replica's record how an attempt went. */
+static void report_outcome(const struct gw_attempt *a, int ok)
+{
+    (void)a;
+    (void)ok;
+}
+
+/* The committed response's header lists: the winner's, or the gateway's own. */
+static struct gw_hdrlist *resp_hdrs(struct gw_call *c)
+{
+    return c->winner ? &c->winner->hdrs : &c->resp_hdrs;
+}
+
+static struct gw_hdrlist *resp_trailers(struct gw_call *c)
+{
+    return c->winner ? &c->winner->trailers : &c->resp_trailers;
 }
 
 static void deadline_cb(struct gw_timer *t, void *arg)
 {
     struct gw_call *c = arg;
     gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout %" PRIu64 " ms)",
-                 (c->deadline_ns - c->att_start_ns + 999999) / 1000000);
+                 (c->deadline_ns - c->att_start_ns + MS - 1) / MS);
 }
+
+static void retry_cb(struct gw_timer *t, void *arg);
+static void hedge_cb(struct gw_timer *t, void *arg);
+static void try_timeout_cb(struct gw_timer *t, void *arg);
 
 struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
 {
@@ -66,42 +112,117 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
     c->sc = sc;
     c->sid = sid;
     c->id = ++sc->w->calls_started;
-    c->att.sid = -1;
     c->status = -1;
     c->att_start_ns = sc->w->loop.now_ns;
+    c->replayable = sc->w->cfg->retry_buffer_bytes > 0;
     gw_hdrlist_init(&c->req_hdrs);
     gw_hdrlist_init(&c->resp_hdrs);
     gw_hdrlist_init(&c->resp_trailers);
-    gw_bufq_init(&c->reqbuf);
+    gw_bufq_init(&c->reqlog);
     gw_bufq_init(&c->respbuf);
     gw_framer_init(&c->req_framer);
     gw_framer_init(&c->resp_framer);
     gw_timer_init(&c->deadline_timer, deadline_cb, c);
+    gw_timer_init(&c->retry_timer, retry_cb, c);
+    gw_timer_init(&c->hedge_timer, hedge_cb, c);
     gw_srv_conn_add_call(sc, c);
     return c;
 }
 
+static void cancel_timers(struct gw_call *c)
+{
+    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+    gw_loop_timer_cancel(&c->w->loop, &c->retry_timer);
+    gw_loop_timer_cancel(&c->w->loop, &c->hedge_timer);
+}
+
+/* Writes the call's access log line (--access-log). */
+static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
+{
+    struct gw_access_attempt atts[GW_ACCESSLOG_MAX_ATTEMPTS];
+    size_t n = 0;
+    for (size_t i = 0; i < c->natt && n < GW_ACCESSLOG_MAX_ATTEMPTS; i++) {
+        const struct gw_attempt *a = c->att[i];
+        atts[n].replica = attempt_addr(a);
+        atts[n].kind = kind_names[a->kind];
+        atts[n++].outcome = a->outcome >= 0 ? gw_metrics_outcome_name(a->outcome) : "NONE";
+    }
+    /* The caller's x-request-id when it is a sane token, else the gateway's. */
+    char rid[72];
+    size_t rlen = 0;
+    const char *given = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &rlen);
+    if (given && rlen > 0 && rlen <= 64)
+        snprintf(rid, sizeof(rid), "%.*s", (int)rlen, given);
+    else
+        snprintf(rid, sizeof(rid), "%d-%" PRIx64, c->w->index, c->id);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct gw_access_entry e = {
+        .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+        .request_id = rid,
+        .peer = c->sc->peer,
+        .tenant = c->tenant,
+        .pool = c->pool_len ? c->pool_name : "",
+        .method = c->path ? c->path : "",
+        .code = code,
+        .duration_ms = (double)duration_ns / 1e6,
+        .req_bytes = c->req_total,
+        .resp_bytes = c->resp_total,
+        .attempts = atts,
+        .nattempts = n,
+    };
+    gw_worker_access_log(c->w, &e);
+}
+
 static void call_free(struct gw_call *c)
 {
-    int st = c->status >= 0 ? c->status : gw_metrics_status_of(&c->resp_trailers, &c->resp_hdrs);
+    int st = c->status >= 0 ? c->status : gw_metrics_status_of(resp_trailers(c), resp_hdrs(c));
+    uint64_t duration = c->w->loop.now_ns - c->att_start_ns;
     gw_metrics_call_end(c->w->metrics, c->w->routes, c->pool_len ? c->pool_name : NULL, c->pool_len,
-                        c->path, st < 0 ? GW_GRPC_CANCELLED : st,
-                        c->w->loop.now_ns - c->att_start_ns);
-    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+                        c->path, st < 0 ? GW_GRPC_CANCELLED : st, duration);
+    if (gw_accesslog_enabled())
+        access_log(c, st < 0 ? GW_GRPC_CANCELLED : st, duration);
+    cancel_timers(c);
+    for (size_t i = 0; i < c->natt; i++) {
+        struct gw_attempt *a = c->att[i];
+        gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
+        gw_hdrlist_reset(&a->hdrs);
+        gw_hdrlist_reset(&a->trailers);
+        if (a != &c->first)
+            gw_free(a);
+    }
     gw_hdrlist_reset(&c->req_hdrs);
     gw_hdrlist_reset(&c->resp_hdrs);
     gw_hdrlist_reset(&c->resp_trailers);
-    gw_bufq_reset(&c->reqbuf);
+    gw_bufq_reset(&c->reqlog);
     gw_bufq_reset(&c->respbuf);
     struct gw_worker *w = c->w;
     gw_free(c);
     gw_worker_check_drained(w);
 }
 
+static int any_open(const struct gw_call *c)
+{
+    for (size_t i = 0; i < c->natt; i++)
+        if (c->att[i]->open)
+            return 1;
+    return 0;
+}
+
+/* Attempts still waiting for an outcome (not failed, cancelled or won). */
+static size_t running_attempts(const struct gw_call *c, const struct gw_attempt *except)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->natt; i++)
+        if (c->att[i] != except && !c->att[i]->finished && c->att[i]->open)
+            n++;
+    return n;
+}
+
 /* A call goes when neither side can call back into it any more. */
 static void maybe_free(struct gw_call *c)
 {
-    if (c->client_closed && !c->att.open)
+    if (c->client_closed && !any_open(c))
         call_free(c);
 }
 
@@ -159,6 +280,8 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
     } else if (name_is(name, namelen, "te")) {
         if (valuelen == 8 && !memcmp(value, "trailers", 8))
             c->has_te = 1;
+    } else if (name_is(name, namelen, "grpc-previous-rpc-attempts")) {
+        return 0; /* the gateway sets its own count */
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
         return 0;
@@ -226,11 +349,71 @@ static void scan_done(struct gw_call *c, int result)
     call_route(c);
 }
 
+/* --- the request log ----------------------------------------------------- */
+
+/* Hands request bytes up to log offset <off> back to the client session. */
+static void consume_request(struct gw_call *c, uint64_t off)
+{
+    if (off <= c->req_consumed)
+        return;
+    size_t n = (size_t)(off - c->req_consumed);
+    c->req_consumed = off;
+    if (client_alive(c)) {
+        nghttp2_session_consume(client_sess(c), c->sid, n);
+        gw_conn_mark_dirty(&c->sc->conn);
+    }
+}
+
+/* Once the call can start no other attempt, the log keeps only what an open
+ * attempt has not sent yet. */
+static void trim_request(struct gw_call *c)
+{
+    if (c->replayable)
+        return;
+    uint64_t low = c->req_total;
+    for (size_t i = 0; i < c->natt; i++) {
+        const struct gw_attempt *a = c->att[i];
+        if (a->open && !a->cancelled && a->req_off < low)
+            low = a->req_off;
+    }
+    if (low > c->req_base) {
+        gw_bufq_drop(&c->reqlog, (size_t)(low - c->req_base));
+        consume_request(c, low);
+        c->req_base = low;
+    }
+}
+
+static void attempt_cancel(struct gw_attempt *a);
+
+/* The request outgrew --retry-buffer-bytes, or the call committed: keep one
+ * attempt (the winner, else the one furthest into the request), cancel the
+ * others and let the log drop what was sent. */
+static void stop_replay(struct gw_call *c)
+{
+    if (!c->replayable)
+        return;
+    c->replayable = 0;
+    gw_loop_timer_cancel(&c->w->loop, &c->hedge_timer);
+    struct gw_attempt *keep = c->winner;
+    for (size_t i = 0; !keep && i < c->natt; i++) {
+        struct gw_attempt *a = c->att[i];
+        if (a->open && !a->finished && (!keep || a->req_off > keep->req_off))
+            keep = a;
+    }
+    for (size_t i = 0; i < c->natt; i++)
+        if (c->att[i] != keep && !c->att[i]->finished)
+            attempt_cancel(c->att[i]);
+    trim_request(c);
+}
+
 static void resume_upstream(struct gw_call *c)
 {
-    if (c->att.open && c->att.uc) {
-        nghttp2_session_resume_data(c->att.uc->conn.sess, c->att.sid);
-        gw_conn_mark_dirty(&c->att.uc->conn);
+    for (size_t i = 0; i < c->natt; i++) {
+        struct gw_attempt *a = c->att[i];
+        if (a->open && !a->cancelled && a->uc) {
+            nghttp2_session_resume_data(a->uc->conn.sess, a->sid);
+            gw_conn_mark_dirty(&a->uc->conn);
+        }
     }
 }
 
@@ -241,9 +424,9 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
          * answers it itself): hand the window back now. */
         nghttp2_session_consume(client_sess(c), c->sid, len);
         if (c->local != GW_LOCAL_NONE && !c->resp_done) {
-            if (c->reqbuf.len + len > LOCAL_REQ_MAX)
+            if (c->reqlog.len + len > LOCAL_REQ_MAX)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s", c->path);
-            else if (gw_bufq_append(&c->reqbuf, data, len) < 0)
+            else if (gw_bufq_append(&c->reqlog, data, len) < 0)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         }
         return;
@@ -257,11 +440,14 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
                      c->req_framer.last_len, max);
         return;
     }
-    if (gw_bufq_append(&c->reqbuf, data, len) < 0) {
+    if (gw_bufq_append(&c->reqlog, data, len) < 0) {
         nghttp2_session_consume(client_sess(c), c->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
+    c->req_total += len;
+    if (c->replayable && c->req_total > c->w->cfg->retry_buffer_bytes && c->routed)
+        stop_replay(c);
     if (c->scanning) {
         int r = gw_model_scan_feed(&c->scan, data, len, NULL);
         if (r != GW_SCAN_MORE)
@@ -270,8 +456,6 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     }
     resume_upstream(c);
 }
-
-static void answer_local(struct gw_call *c);
 
 void gw_call_on_req_end(struct gw_call *c)
 {
@@ -293,18 +477,18 @@ void gw_call_on_req_end(struct gw_call *c)
     resume_upstream(c);
 }
 
-/* --- upstream attempt ---------------------------------------------------- */
+/* --- attempts ------------------------------------------------------------ */
 
 static ssize_t req_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
-    struct gw_call *c = source->ptr;
-    size_t n = gw_bufq_read(&c->reqbuf, buf, length);
-    if (n > 0 && client_alive(c)) {
-        nghttp2_session_consume(client_sess(c), c->sid, n);
-        gw_conn_mark_dirty(&c->sc->conn);
-    }
-    if (c->reqbuf.len == 0 && c->req_eos) {
+    struct gw_attempt *a = source->ptr;
+    struct gw_call *c = a->call;
+    size_t n = gw_bufq_peek(&c->reqlog, (size_t)(a->req_off - c->req_base), buf, length);
+    a->req_off += n;
+    consume_request(c, a->req_off);
+    trim_request(c);
+    if (a->req_off == c->req_total && c->req_eos) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         return (ssize_t)n;
     }
@@ -314,7 +498,7 @@ static ssize_t req_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t 
 }
 
 /* A replica of the worker's snapshot may take this call: not draining,
- * not tried by this call already, and reachable. */
+ * not tried by this call already, and reachable and healthy. */
 static int eligible_cb(uint32_t idx, void *ctx)
 {
     struct gw_call *c = ctx;
@@ -339,51 +523,80 @@ static nghttp2_nv nv_str(const char *n, const char *v)
     return nv;
 }
 
-/* Opens the attempt's stream on <uc>. Returns 0, or -1 after failing the call. */
-static int submit_attempt(struct gw_call *c, struct gw_up_conn *uc, uint64_t now)
+/* Opens attempt <a>'s stream on <uc>. Returns 0 or a negative nghttp2 error. */
+static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_conn *uc,
+                          const struct gw_pool *pool, uint64_t now)
 {
     size_t cap = c->req_hdrs.n + 8;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
-    if (!nv) {
-        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-        return -1;
-    }
+    if (!nv)
+        return NGHTTP2_ERR_NOMEM;
     size_t n = 0;
     nv[n++] = (nghttp2_nv)NV_LIT(":method", "POST");
     nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
     if (!c->has_authority)
-        nv[n++] = nv_str(":authority", replica_addr(c));
+        nv[n++] = nv_str(":authority", attempt_addr(a));
     n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
     if (!c->has_te)
         nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
-    char tbuf[GW_GRPC_TIMEOUT_BUFLEN];
+    /* The replica gets the caller's deadline; a per-try timeout is the
+     * gateway's to enforce (it resets the stream and tries elsewhere, where
+     * a replica giving up by itself would answer DEADLINE_EXCEEDED). */
+    uint64_t per_try = (uint64_t)pool->tun.per_try_timeout_ms * MS;
+    char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[12];
     if (c->deadline_ns) {
         gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
         nv[n++] = nv_str("grpc-timeout", tbuf);
     }
-    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = req_read_cb};
-    int32_t sid = gw_upstream_submit(uc, &c->att, nv, n, &prd, c);
+    if (c->natt > 1) {
+        snprintf(pbuf, sizeof(pbuf), "%zu", c->natt - 1);
+        nv[n++] = nv_str("grpc-previous-rpc-attempts", pbuf);
+    }
+    nghttp2_data_provider prd = {.source.ptr = a, .read_callback = req_read_cb};
+    a->req_off = c->req_base;
+    int32_t sid = gw_upstream_submit(uc, a, nv, n, &prd);
     if (nv != stack_nv)
         gw_free(nv);
-    if (sid < 0) {
-        gw_call_fail(c, GW_GRPC_INTERNAL, "cannot open a stream to replica %s: %s", replica_addr(c),
-                     nghttp2_strerror(sid));
-        return -1;
+    if (sid < 0)
+        return sid;
+    if (per_try && gw_loop_timer_at(&c->w->loop, &a->try_timer, now + per_try) < 0) {
+        /* Without its timer the attempt is still bounded by the deadline. */
+        gw_log(GW_LOG_WARN, "per_try_timer_failed", "{s:I}", "call", (json_int_t)c->id);
     }
     c->routed = 1;
     return 0;
 }
 
-/* Starts an attempt on the best eligible replica of the call's pool. */
-static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
+/* A fresh attempt of <kind>, or NULL when the call has no room or memory. */
+static struct gw_attempt *attempt_new(struct gw_call *c, enum gw_attempt_kind kind)
+{
+    if (c->natt == GW_CALL_MAX_ATTEMPTS)
+        return NULL;
+    struct gw_attempt *a = c->natt == 0 ? &c->first : gw_calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->call = c;
+    a->sid = -1;
+    a->kind = (uint8_t)kind;
+    a->outcome = -1;
+    gw_hdrlist_init(&a->hdrs);
+    gw_hdrlist_init(&a->trailers);
+    gw_timer_init(&a->try_timer, try_timeout_cb, a);
+    c->att[c->natt++] = a;
+    return a;
+}
+
+/* Starts an attempt of <kind> on the best eligible replica of <pool> that
+ * this call has not tried: <reuse> (an attempt whose connection never came
+ * up, so nothing was sent) or a new one. Returns 0, or -1 with nothing
+ * started when no replica can take it (the reason in c->start_msg and
+ * c->start_code). */
+static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw_attempt *reuse,
+                         enum gw_attempt_kind kind)
 {
     struct gw_worker *w = c->w;
     uint64_t now = w->loop.now_ns;
-    if (c->deadline_ns && now >= c->deadline_ns) {
-        gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded before a replica was tried");
-        return;
-    }
     size_t keylen = 0;
     const char *key = gw_hdrlist_get(&c->req_hdrs, pool->tun.route_header, &keylen);
     uint32_t point = key ? gw_hash32(key, keylen) : gw_loop_rand(&w->loop);
@@ -397,25 +610,263 @@ static void call_attempt(struct gw_call *c, const struct gw_pool *pool)
             load[i] = w->upmap[pool->replica_ids[i]]->inflight;
     }
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
-    for (;;) {
+    int rc = -1;
+    snprintf(c->start_msg, sizeof(c->start_msg),
+             "no replica of pool '%s' is reachable (%zu configured)", pool->name,
+             pool->ring.nreplicas);
+    c->start_code = GW_GRPC_UNAVAILABLE;
+    while (c->ntried < max_tried) {
         int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
-        if (idx < 0 || c->ntried == max_tried) {
-            gw_call_fail(c, GW_GRPC_UNAVAILABLE,
-                         "no replica of pool '%s' is reachable (%zu configured)", pool->name,
-                         pool->ring.nreplicas);
+        if (idx < 0)
             break;
-        }
         struct gw_upstream *up = w->upmap[idx];
         c->tried[c->ntried++] = up;
         struct gw_up_conn *uc = gw_upstream_conn_for(up);
         if (!uc)
             continue;
-        c->att.up = up;
-        submit_attempt(c, uc, now);
+        struct gw_attempt *a = reuse ? reuse : attempt_new(c, kind);
+        if (!a) {
+            snprintf(c->start_msg, sizeof(c->start_msg), "gateway out of memory");
+            c->start_code = GW_GRPC_RESOURCE_EXHAUSTED;
+            break;
+        }
+        a->up = up;
+        a->start_ns = now;
+        a->finished = a->cancelled = 0;
+        int err = submit_attempt(c, a, uc, pool, now);
+        if (err == 0) {
+            rc = 0;
+            if (kind != GW_ATTEMPT_PRIMARY || reuse)
+                gw_log(GW_LOG_DEBUG, "attempt_started", "{s:I, s:s, s:s, s:s, s:i}", "call",
+                       (json_int_t)c->id, "pool", pool->name, "replica", up->addr, "kind",
+                       kind_names[a->kind], "attempt", (int)c->natt);
+            break;
+        }
+        a->finished = 1;
+        snprintf(c->start_msg, sizeof(c->start_msg), "cannot open a stream to replica %s: %s",
+                 up->addr, nghttp2_strerror(err));
+        c->start_code = GW_GRPC_INTERNAL;
         break;
     }
     if (load != stack_load)
         gw_free(load);
+    return rc;
+}
+
+/* Resets attempt <a>'s stream (the replica sees the cancellation); its
+ * events are ignored from now on. */
+static void attempt_cancel(struct gw_attempt *a)
+{
+    a->cancelled = 1;
+    a->finished = 1;
+    gw_loop_timer_cancel(&a->call->w->loop, &a->try_timer);
+    if (a->open && a->uc) {
+        nghttp2_submit_rst_stream(a->uc->conn.sess, NGHTTP2_FLAG_NONE, a->sid, NGHTTP2_CANCEL);
+        gw_conn_mark_dirty(&a->uc->conn);
+    }
+}
+
+static void cancel_attempts(struct gw_call *c, const struct gw_attempt *except)
+{
+    for (size_t i = 0; i < c->natt; i++)
+        if (c->att[i] != except && !c->att[i]->cancelled && c->att[i]->open)
+            attempt_cancel(c->att[i]);
+}
+
+static const struct gw_pool *call_pool(const struct gw_call *c)
+{
+    return gw_routes_find_pool(c->w->routes, c->pool_name, c->pool_len);
+}
+
+/* The deadline floor: no retry or hedge starts unless more than this is
+ * left of the caller's deadline. The pool's observed p50 (0 until known). */
+static uint64_t attempt_floor(const struct gw_call *c)
+{
+    return c->ps ? gw_latency_quantile(&c->ps->latency, 0.5, LATENCY_MIN_SAMPLES) : 0;
+}
+
+/* Whether <path> is listed in the comma list <list> (hedge_exclude). */
+static int path_listed(const char *list, const char *path)
+{
+    size_t plen = strlen(path);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == plen && memcmp(p, path, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* Arms the hedge timer of a call whose pool hedges. */
+static void arm_hedge(struct gw_call *c, const struct gw_pool *pool)
+{
+    int32_t d = pool->tun.hedge_delay_ms;
+    if (d == GW_HEDGE_OFF || !c->replayable || !c->ps ||
+        path_listed(pool->tun.hedge_exclude, c->path))
+        return;
+    uint64_t delay = d == GW_HEDGE_AUTO
+                         ? gw_latency_quantile(&c->ps->latency, 0.95, LATENCY_MIN_SAMPLES)
+                         : (uint64_t)d * MS;
+    if (delay == 0)
+        return; /* auto, and too few samples yet */
+    gw_loop_timer_at(&c->w->loop, &c->hedge_timer, c->w->loop.now_ns + delay);
+}
+
+/* Ends a call whose attempts all failed and which will not retry: the last
+ * replica answer is relayed as the replica sent it; a transport failure
+ * becomes the gateway's own status with what went wrong. */
+static void finish_failed(struct gw_call *c)
+{
+    struct gw_attempt *a = c->last_failed;
+    if (!a || !c->last_failed_relayable) {
+        gw_call_fail(c, c->fail_code, "%s", c->fail_msg);
+        return;
+    }
+    c->winner = a;
+    c->resp_done = 1;
+    cancel_timers(c);
+    cancel_attempts(c, a);
+    if (!client_alive(c))
+        return;
+    if (a->trailers.n == 0) {
+        /* Trailers-only: one HEADERS frame with END_STREAM. */
+        submit_held_headers(c, 0);
+        return;
+    }
+    c->trailers_ready = 1;
+    submit_held_headers(c, 1);
+}
+
+/* Whether a final status <code> from attempt <a> may be retried: listed in
+ * the pool's retry_on, or RESOURCE_EXHAUSTED with the replica's pushback. */
+static int status_retryable(const struct gw_pool *pool, const struct gw_attempt *a, int code)
+{
+    if (code <= GW_GRPC_OK || code > GW_GRPC_UNAUTHENTICATED)
+        return 0;
+    if (code == GW_GRPC_RESOURCE_EXHAUSTED)
+        return a->pushback > 0;
+    return (pool->tun.retry_on >> code) & 1;
+}
+
+/* Attempt <a> failed before the commit point (a retryable status, an HTTP
+ * error, a reset, a lost connection or its per-try timeout): <code> and the
+ * message say how. <relayable> says the replica's own answer can be relayed
+ * if nothing better comes; <retryable> whether another replica may be tried.
+ * Waits for attempts still running; else retries within the budgets and the
+ * deadline, or ends the call. */
+static void attempt_failed(struct gw_attempt *a, int code, int relayable, int retryable,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void attempt_failed(struct gw_attempt *a, int code, int relayable, int retryable,
+                           const char *fmt, ...)
+{
+    struct gw_call *c = a->call;
+    struct gw_worker *w = c->w;
+    a->finished = 1;
+    gw_loop_timer_cancel(&w->loop, &a->try_timer);
+    report_outcome(a, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+    va_end(ap);
+    c->fail_code = code;
+    c->last_failed = a;
+    c->last_failed_relayable = relayable;
+    gw_log(GW_LOG_DEBUG, "attempt_failed", "{s:I, s:s, s:s, s:s, s:s}", "call", (json_int_t)c->id,
+           "replica", attempt_addr(a), "kind", kind_names[a->kind], "status",
+           gw_grpc_status_name(code), "message", c->fail_msg);
+    if (c->resp_done || c->winner || !client_alive(c))
+        return;
+    if (running_attempts(c, a) > 0 || gw_timer_armed(&c->retry_timer))
+        return; /* a hedge (or the hedged attempt) may still answer */
+
+    const struct gw_pool *pool = call_pool(c);
+    uint64_t now = w->loop.now_ns;
+    if (!pool || !retryable || !c->replayable || c->natt >= pool->tun.retry_max_attempts) {
+        finish_failed(c);
+        return;
+    }
+    if (a->pushback < 0) {
+        gw_metrics_policy(w->metrics, GW_POLICY_RETRY_PUSHBACK);
+        finish_failed(c);
+        return;
+    }
+    uint32_t delay_ms = a->pushback > 0
+                            ? a->pushback_ms
+                            : gw_policy_backoff_ms(c->retries, GW_BACKOFF_BASE_MS,
+                                                   GW_BACKOFF_CAP_MS, gw_loop_rand(&w->loop));
+    uint64_t at = now + (uint64_t)delay_ms * MS;
+    if (!gw_policy_attempt_allowed(at, c->deadline_ns, attempt_floor(c))) {
+        gw_metrics_policy(w->metrics, GW_POLICY_RETRY_DEADLINE);
+        finish_failed(c);
+        return;
+    }
+    if (!gw_budget_take(&c->ps->retry_budget, now, pool->tun.retry_budget_percent,
+                        RETRY_BUDGET_MIN)) {
+        gw_metrics_policy(w->metrics, GW_POLICY_RETRY_BUDGET);
+        finish_failed(c);
+        return;
+    }
+    if (gw_loop_timer_at(&w->loop, &c->retry_timer, at) < 0)
+        finish_failed(c);
+}
+
+static void retry_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_call *c = arg;
+    if (c->resp_done || c->winner || !client_alive(c))
+        return;
+    const struct gw_pool *pool = call_pool(c);
+    if (!pool || !c->replayable) {
+        finish_failed(c);
+        return;
+    }
+    c->retries++;
+    if (attempt_start(c, pool, NULL, GW_ATTEMPT_RETRY) < 0) {
+        /* No replica left to try: the last failure stands. */
+        if (!c->last_failed_relayable)
+            snprintf(c->fail_msg + strlen(c->fail_msg), sizeof(c->fail_msg) - strlen(c->fail_msg),
+                     "; %s", c->start_msg);
+        finish_failed(c);
+    }
+}
+
+static void hedge_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_call *c = arg;
+    struct gw_worker *w = c->w;
+    if (c->resp_done || c->winner || !c->replayable || !client_alive(c))
+        return;
+    const struct gw_pool *pool = call_pool(c);
+    if (!pool || running_attempts(c, NULL) != 1 || c->natt >= pool->tun.retry_max_attempts + 1)
+        return;
+    uint64_t now = w->loop.now_ns;
+    if (!gw_policy_attempt_allowed(now, c->deadline_ns, attempt_floor(c)))
+        return;
+    if (!gw_budget_take(&c->ps->hedge_budget, now, pool->tun.hedge_budget_percent,
+                        HEDGE_BUDGET_MIN)) {
+        gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_BUDGET);
+        return;
+    }
+    /* Without a second replica the primary carries on alone. */
+    attempt_start(c, pool, NULL, GW_ATTEMPT_HEDGE);
+}
+
+static void try_timeout_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_attempt *a = arg;
+    struct gw_call *c = a->call;
+    if (a->finished || c->winner == a)
+        return;
+    const struct gw_pool *pool = call_pool(c);
+    uint32_t ms = pool ? pool->tun.per_try_timeout_ms : 0;
+    attempt_cancel(a);
+    attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1,
+                   "replica %s did not answer within per_try_timeout_ms (%" PRIu32 " ms)",
+                   attempt_addr(a), ms);
 }
 
 static void call_route(struct gw_call *c)
@@ -426,7 +877,7 @@ static void call_route(struct gw_call *c)
         memcpy(c->pool_name, "default", 8);
         c->pool_len = 7;
     }
-    const struct gw_pool *pool = gw_routes_find_pool(c->w->routes, c->pool_name, c->pool_len);
+    const struct gw_pool *pool = call_pool(c);
     if (!pool) {
         if (!c->pool_known)
             gw_call_fail(c, GW_GRPC_NOT_FOUND,
@@ -440,7 +891,28 @@ static void call_route(struct gw_call *c)
     c->pool_known = 1;
     if (gw_auth_on_pool(c, pool) < 0)
         return;
-    call_attempt(c, pool);
+    struct gw_worker *w = c->w;
+    uint64_t now = w->loop.now_ns;
+    c->ps = gw_poolstate_get(&w->poolstates, c->pool_name, c->pool_len);
+    if (c->ps) {
+        gw_budget_on_call(&c->ps->retry_budget, now, pool->tun.retry_budget_percent,
+                          RETRY_BUDGET_MIN);
+        gw_budget_on_call(&c->ps->hedge_budget, now, pool->tun.hedge_budget_percent,
+                          HEDGE_BUDGET_MIN);
+    } else {
+        c->replayable = 0; /* no budgets without memory: one attempt */
+    }
+    if (c->deadline_ns && now >= c->deadline_ns) {
+        gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded before a replica was tried");
+        return;
+    }
+    if (attempt_start(c, pool, NULL, GW_ATTEMPT_PRIMARY) < 0) {
+        gw_call_fail(c, c->start_code, "%s", c->start_msg);
+        return;
+    }
+    if (c->replayable && c->req_total > w->cfg->retry_buffer_bytes)
+        stop_replay(c); /* the scan for model_name read past the buffer */
+    arm_hedge(c, pool);
 }
 
 /* --- response ------------------------------------------------------------ */
@@ -450,16 +922,17 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
                             void *user_data)
 {
     struct gw_call *c = source->ptr;
+    struct gw_attempt *a = c->winner;
     size_t n = gw_bufq_read(&c->respbuf, buf, length);
-    if (n > 0 && c->att.uc) {
-        nghttp2_session_consume(c->att.uc->conn.sess, c->att.sid, n);
-        gw_conn_mark_dirty(&c->att.uc->conn);
+    if (n > 0 && a && a->uc) {
+        nghttp2_session_consume(a->uc->conn.sess, a->sid, n);
+        gw_conn_mark_dirty(&a->uc->conn);
     }
     if (c->respbuf.len == 0 && c->trailers_ready) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         nghttp2_nv nv[64];
-        size_t nt = c->resp_trailers.n < 64 ? c->resp_trailers.n : 64;
-        struct gw_hdrlist *t = &c->resp_trailers;
+        struct gw_hdrlist *t = resp_trailers(c);
+        size_t nt = t->n < 64 ? t->n : 64;
         for (size_t i = 0; i < nt; i++) {
             nv[i].name = (uint8_t *)t->buf + t->ent[i].name_off;
             nv[i].namelen = t->ent[i].name_len;
@@ -485,13 +958,14 @@ static void submit_held_headers(struct gw_call *c, int with_data)
     if (c->resp_submitted || !client_alive(c))
         return;
     c->resp_submitted = 1;
-    size_t cap = c->resp_hdrs.n + 1;
+    struct gw_hdrlist *h = resp_hdrs(c);
+    size_t cap = h->n + 1;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
     int rv = NGHTTP2_ERR_NOMEM;
     if (nv) {
         nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
-        size_t n = 1 + gw_hdrlist_to_nv(&c->resp_hdrs, nv + 1);
+        size_t n = 1 + gw_hdrlist_to_nv(h, nv + 1);
         nghttp2_data_provider prd = {.source.ptr = c, .read_callback = resp_read_cb};
         rv = nghttp2_submit_response(client_sess(c), c->sid, nv, n, with_data ? &prd : NULL);
         if (nv != stack_nv)
@@ -503,105 +977,157 @@ static void submit_held_headers(struct gw_call *c, int with_data)
     mark_client_dirty(c);
 }
 
-/* The commit point: headers go out, messages and trailers follow. */
-static void commit_response(struct gw_call *c)
-{
-    submit_held_headers(c, 1);
-}
-
-/* Response bytes or the final status are ready for the client: commit the
+/* Response bytes or the final status are ready for the client: send the
  * held headers the first time, else wake the client's data provider. */
 static void relay_response(struct gw_call *c)
 {
     if (!c->resp_submitted)
-        commit_response(c);
+        submit_held_headers(c, 1);
     else
         nghttp2_session_resume_data(client_sess(c), c->sid);
     mark_client_dirty(c);
 }
 
-int gw_call_on_resp_header(struct gw_call *c, const uint8_t *name, size_t namelen,
+/* The commit point: attempt <a> answers the call; every other attempt is
+ * reset and no new one starts. */
+static void commit(struct gw_attempt *a)
+{
+    struct gw_call *c = a->call;
+    struct gw_worker *w = c->w;
+    c->winner = a;
+    gw_loop_timer_cancel(&w->loop, &a->try_timer);
+    gw_loop_timer_cancel(&w->loop, &c->retry_timer);
+    gw_loop_timer_cancel(&w->loop, &c->hedge_timer);
+    cancel_attempts(c, a);
+    if (c->ps)
+        gw_latency_add(&c->ps->latency, w->loop.now_ns - a->start_ns);
+    if (a->kind == GW_ATTEMPT_HEDGE)
+        gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_WON);
+    report_outcome(a, 1);
+    stop_replay(c);
+}
+
+int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
                            const uint8_t *value, size_t valuelen)
 {
-    if (c->resp_done && !c->resp_in_trailers)
+    struct gw_call *c = a->call;
+    if (a->cancelled || c->resp_done)
         return 0;
     if (namelen > 0 && name[0] == ':') {
-        if (!c->resp_in_trailers && name_is(name, namelen, ":status")) {
+        if (!a->in_trailers && name_is(name, namelen, ":status")) {
             int st = 0;
             for (size_t i = 0; i < valuelen && i < 3; i++)
                 st = st * 10 + (value[i] - '0');
-            c->http_status = st;
+            a->http_status = st;
         }
         return 0;
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
         return 0;
-    struct gw_hdrlist *h = c->resp_in_trailers ? &c->resp_trailers : &c->resp_hdrs;
+    if (name_is(name, namelen, "grpc-retry-pushback-ms"))
+        a->pushback =
+            gw_policy_pushback_parse((const char *)value, valuelen, &a->pushback_ms) == 0 ? 1 : -1;
+    struct gw_hdrlist *h = a->in_trailers ? &a->trailers : &a->hdrs;
     return gw_hdrlist_add(h, name, namelen, value, valuelen) < 0 ? -1 : 0;
 }
 
-/* The replica's final header block <h> decides the call: it must carry
- * grpc-status. Returns 0 (status decided, deadline disarmed) or -1 after
- * failing the call. */
-static int final_status(struct gw_call *c, const struct gw_hdrlist *h)
+/* Attempt <a>'s final header block <h> (trailers, or the headers of a
+ * trailers-only answer) arrived before any response message: a retryable
+ * status fails the attempt, anything else answers the call. */
+static void attempt_final(struct gw_attempt *a, const struct gw_hdrlist *h, int trailers_only)
 {
-    if (!gw_hdrlist_get(h, "grpc-status", NULL)) {
-        gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
-                     replica_addr(c));
-        return -1;
+    struct gw_call *c = a->call;
+    int code = status_in(h);
+    if (code < 0) {
+        attempt_failed(a, GW_GRPC_INTERNAL, 0, 0, "replica %s ended the call without grpc-status",
+                       attempt_addr(a));
+        return;
     }
+    const struct gw_pool *pool = call_pool(c);
+    if (pool && status_retryable(pool, a, code)) {
+        attempt_failed(a, code, 1, 1, "replica %s answered %s", attempt_addr(a),
+                       gw_grpc_status_name(code));
+        return;
+    }
+    commit(a);
     c->resp_done = 1;
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-    return 0;
-}
-
-void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream)
-{
-    if (c->resp_done)
-        return;
-    if (!c->resp_in_trailers) {
-        if (c->http_status != 200) {
-            gw_call_fail(c, gw_grpc_status_from_http(c->http_status), "replica %s answered HTTP %d",
-                         replica_addr(c), c->http_status);
-            return;
-        }
-        if (!end_stream)
-            return; /* held until the first message or the final status */
-        /* Trailers-only: relay it as one HEADERS frame with END_STREAM. */
-        if (final_status(c, &c->resp_hdrs) == 0)
-            submit_held_headers(c, 0);
-        return;
-    }
-    /* Trailers: the final status. */
-    if (final_status(c, &c->resp_trailers) < 0)
-        return;
-    c->trailers_ready = 1;
     if (!client_alive(c))
         return;
+    if (trailers_only) {
+        submit_held_headers(c, 0);
+        return;
+    }
+    c->trailers_ready = 1;
     relay_response(c);
 }
 
-void gw_call_on_resp_data(struct gw_call *c, const uint8_t *data, size_t len)
+void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream)
 {
-    nghttp2_session *us = c->att.uc->conn.sess;
-    if (c->resp_done || !client_alive(c)) {
-        nghttp2_session_consume(us, c->att.sid, len);
+    struct gw_call *c = a->call;
+    if (a->cancelled || c->resp_done)
+        return;
+    if (!a->in_trailers) {
+        if (a->http_status != 200) {
+            int code = gw_grpc_status_from_http(a->http_status);
+            const struct gw_pool *pool = call_pool(c);
+            int retryable = pool && ((pool->tun.retry_on >> code) & 1);
+            if (c->winner == a) {
+                gw_call_fail(c, code, "replica %s answered HTTP %d", attempt_addr(a),
+                             a->http_status);
+                return;
+            }
+            attempt_cancel(a);
+            attempt_failed(a, code, 0, retryable, "replica %s answered HTTP %d", attempt_addr(a),
+                           a->http_status);
+            return;
+        }
+        if (end_stream)
+            attempt_final(a, &a->hdrs, 1); /* trailers-only */
+        return;                            /* else held until a message or the status */
+    }
+    if (c->winner != a) {
+        attempt_final(a, &a->trailers, 0);
         return;
     }
+    /* The committed attempt's trailers: the final status. */
+    if (status_in(&a->trailers) < 0) {
+        gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
+                     attempt_addr(a));
+        return;
+    }
+    c->resp_done = 1;
+    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+    c->trailers_ready = 1;
+    if (client_alive(c))
+        relay_response(c);
+}
+
+void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
+{
+    struct gw_call *c = a->call;
+    nghttp2_session *us = a->uc->conn.sess;
+    if (a->cancelled || c->resp_done || !client_alive(c)) {
+        nghttp2_session_consume(us, a->sid, len);
+        return;
+    }
+    if (!c->winner)
+        commit(a); /* the first response message decides the call */
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->resp_framer, data, len, max) < 0) {
-        nghttp2_session_consume(us, c->att.sid, len);
+        nghttp2_session_consume(us, a->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "response message of %" PRIu32 " bytes from replica %s exceeds the "
                      "gateway's limit of %" PRIu32 " bytes (--max-message-bytes)",
-                     c->resp_framer.last_len, replica_addr(c), max);
+                     c->resp_framer.last_len, attempt_addr(a), max);
         return;
     }
     if (gw_bufq_append(&c->respbuf, data, len) < 0) {
-        nghttp2_session_consume(us, c->att.sid, len);
+        nghttp2_session_consume(us, a->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
+    c->resp_total += len;
     relay_response(c);
 }
 
@@ -623,67 +1149,111 @@ static int rst_to_grpc(uint32_t err)
     }
 }
 
-/* Releases what the attempt still holds of its connection: response bytes
- * not yet taken by the client are consumed at connection level now, since
- * the stream that carried them is gone. */
-static void release_attempt(struct gw_call *c)
+/* How attempt <a> ended, for the attempts counter. */
+static int attempt_outcome(const struct gw_attempt *a, int transport_outcome)
 {
-    if (c->att.uc && c->respbuf.len > 0) {
-        nghttp2_session_consume_connection(c->att.uc->conn.sess, c->respbuf.len);
-        gw_conn_mark_dirty(&c->att.uc->conn);
-    }
-    gw_upstream_detach(&c->att);
-    c->att.open = 0;
+    if (a->cancelled)
+        return GW_GRPC_CANCELLED;
+    int st = gw_metrics_status_of(&a->trailers, &a->hdrs);
+    return transport_outcome >= 0 || st < 0 ? transport_outcome : st;
 }
 
-void gw_call_on_upstream_close(struct gw_call *c, uint32_t error_code)
+/* Releases what attempt <a> still holds of its connection: response bytes
+ * of the winner not yet taken by the client are consumed at connection
+ * level now, since the stream that carried them is gone. */
+static void release_attempt(struct gw_attempt *a)
 {
-    const char *addr = replica_addr(c);
-    int st = gw_metrics_status_of(&c->resp_trailers, &c->resp_hdrs);
-    gw_metrics_attempt(c->att.up ? c->att.up->metrics : NULL, GW_KIND_PRIMARY,
-                       error_code != NGHTTP2_NO_ERROR || st < 0 ? GW_OUTCOME_RESET : st);
-    release_attempt(c);
-    if (!c->resp_done) {
-        if (error_code == NGHTTP2_NO_ERROR)
-            gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without a gRPC status",
-                         addr);
-        else
-            gw_call_fail(c, rst_to_grpc(error_code), "replica %s reset the stream: %s", addr,
-                         nghttp2_http2_strerror(error_code));
+    struct gw_call *c = a->call;
+    if (a->uc && c->winner == a && c->respbuf.len > 0) {
+        nghttp2_session_consume_connection(a->uc->conn.sess, c->respbuf.len);
+        gw_conn_mark_dirty(&a->uc->conn);
+    }
+    gw_upstream_detach(a);
+    a->open = 0;
+    gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
+}
+
+void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
+{
+    struct gw_call *c = a->call;
+    a->outcome =
+        (int16_t)attempt_outcome(a, error_code != NGHTTP2_NO_ERROR ? GW_OUTCOME_RESET : -1);
+    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind, a->outcome);
+    release_attempt(a);
+    if (a->finished && c->winner != a) {
+        maybe_free(c);
+        return;
+    }
+    if (c->winner == a) {
+        if (!c->resp_done) {
+            if (error_code == NGHTTP2_NO_ERROR)
+                gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without a gRPC status",
+                             attempt_addr(a));
+            else
+                gw_call_fail(c, rst_to_grpc(error_code), "replica %s reset the stream: %s",
+                             attempt_addr(a), nghttp2_http2_strerror(error_code));
+        }
+    } else if (error_code == NGHTTP2_NO_ERROR) {
+        attempt_failed(a, GW_GRPC_INTERNAL, 0, 0, "replica %s ended the call without a gRPC status",
+                       attempt_addr(a));
+    } else {
+        /* A reset before any answer: the replica (or something between)
+         * gave up on the stream; another replica may do better. */
+        attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1, "replica %s reset the stream: %s",
+                       attempt_addr(a), nghttp2_http2_strerror(error_code));
     }
     maybe_free(c);
 }
 
-void gw_call_on_upstream_lost(struct gw_call *c, int connected, const char *reason)
+void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *reason)
 {
-    c->att.uc = NULL;
-    c->att.open = 0;
-    gw_metrics_attempt(c->att.up ? c->att.up->metrics : NULL, GW_KIND_PRIMARY,
-                       connected ? GW_OUTCOME_CONNECTION_LOST : GW_OUTCOME_CONNECT_FAILED);
-    if (!c->resp_done && client_alive(c)) {
-        if (!connected) {
-            /* The connection never came up, so nothing of this call left the
-             * gateway: route it again, past this replica. */
-            const struct gw_pool *pool =
-                gw_routes_find_pool(c->w->routes, c->pool_name, c->pool_len);
-            if (pool) {
-                call_attempt(c, pool);
-                return;
-            }
-        }
-        gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s", replica_addr(c),
-                     reason);
+    struct gw_call *c = a->call;
+    a->uc = NULL;
+    a->open = 0;
+    gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
+    a->outcome = (int16_t)attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST
+                                                       : GW_OUTCOME_CONNECT_FAILED);
+    gw_metrics_attempt(a->up ? a->up->metrics : NULL, a->kind, a->outcome);
+    if (a->finished && c->winner != a) {
+        maybe_free(c);
+        return;
     }
+    if (c->winner == a) {
+        if (!c->resp_done)
+            gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s",
+                         attempt_addr(a), reason);
+        maybe_free(c);
+        return;
+    }
+    if (!connected && !c->resp_done && client_alive(c)) {
+        /* The connection never came up, so nothing of this attempt left the
+         * gateway: route it again, past this replica, as the same attempt. */
+        report_outcome(a, 0);
+        const struct gw_pool *pool = call_pool(c);
+        if (pool && attempt_start(c, pool, a, a->kind) == 0)
+            return;
+        a->finished = 1;
+        if (running_attempts(c, a) == 0 && !gw_timer_armed(&c->retry_timer))
+            gw_call_fail(c, c->start_code, "%s (connecting to replica %s failed: %s)", c->start_msg,
+                         attempt_addr(a), reason);
+        maybe_free(c);
+        return;
+    }
+    attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1, "connection to replica %s lost: %s",
+                   attempt_addr(a), reason);
     maybe_free(c);
 }
 
 void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
 {
     c->client_closed = 1;
-    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-    if (!c->sc->conn.closed && c->reqbuf.len > 0)
-        nghttp2_session_consume_connection(client_sess(c), c->reqbuf.len);
-    gw_bufq_reset(&c->reqbuf);
+    cancel_timers(c);
+    if (!c->sc->conn.closed && c->req_total > c->req_consumed)
+        nghttp2_session_consume_connection(client_sess(c),
+                                           (size_t)(c->req_total - c->req_consumed));
+    c->req_consumed = c->req_total;
+    gw_bufq_reset(&c->reqlog);
+    c->req_base = c->req_total;
     gw_srv_conn_remove_call(c->sc, c);
     if (!c->resp_done) {
         c->resp_done = 1;
@@ -691,59 +1261,72 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
                "path", c->path, "reason",
                error_code == NGHTTP2_NO_ERROR ? "client closed the stream" : "client reset");
     }
-    if (c->att.open && c->att.uc) {
-        nghttp2_submit_rst_stream(c->att.uc->conn.sess, NGHTTP2_FLAG_NONE, c->att.sid,
-                                  NGHTTP2_CANCEL);
-        gw_conn_mark_dirty(&c->att.uc->conn);
-    }
+    cancel_attempts(c, NULL);
     maybe_free(c);
 }
 
+static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 4, 0)));
+
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    call_fail_v(c, code, -1, fmt, ap);
+    va_end(ap);
+}
+
+void gw_call_fail_pushback(struct gw_call *c, int code, uint32_t pushback_ms, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    call_fail_v(c, code, pushback_ms, fmt, ap);
+    va_end(ap);
+}
+
+static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const char *fmt,
+                        va_list ap)
 {
     if (c->resp_done)
         return;
     c->resp_done = 1;
     c->status = code;
-    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+    cancel_timers(c);
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     gw_log(code == GW_GRPC_NOT_FOUND || code == GW_GRPC_DEADLINE_EXCEEDED ? GW_LOG_DEBUG
                                                                           : GW_LOG_INFO,
            "call_failed", "{s:I, s:s?, s:s, s:s}", "call", (json_int_t)c->id, "path", c->path,
            "status", gw_grpc_status_name(code), "message", msg);
 
-    if (c->att.open && c->att.uc) {
-        nghttp2_submit_rst_stream(c->att.uc->conn.sess, NGHTTP2_FLAG_NONE, c->att.sid,
-                                  NGHTTP2_CANCEL);
-        gw_conn_mark_dirty(&c->att.uc->conn);
-    }
+    struct gw_attempt *win = c->winner;
+    cancel_attempts(c, NULL);
     if (!client_alive(c))
         return;
 
-    char enc[1024], st[12];
+    char enc[1024], st[12], pb[24];
     gw_grpc_message_encode(msg, enc, sizeof(enc));
     snprintf(st, sizeof(st), "%d", code);
+    snprintf(pb, sizeof(pb), "%" PRId64, pushback_ms);
     if (!c->resp_submitted) {
         nghttp2_nv nv[] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc"),
-                           nv_str("grpc-status", st), nv_str("grpc-message", enc)};
-        nghttp2_submit_response(client_sess(c), c->sid, nv, 4, NULL);
+                           nv_str("grpc-status", st), nv_str("grpc-message", enc),
+                           nv_str("grpc-retry-pushback-ms", pb)};
+        nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL);
         c->resp_submitted = 1;
     } else {
         /* Headers (and maybe messages) already went out: drop what is still
          * queued and end with the status in trailers. */
         size_t dropped = c->respbuf.len;
         gw_bufq_reset(&c->respbuf);
-        if (dropped && c->att.uc) {
-            nghttp2_session_consume(c->att.uc->conn.sess, c->att.sid, dropped);
-            gw_conn_mark_dirty(&c->att.uc->conn);
+        if (dropped && win && win->uc) {
+            nghttp2_session_consume(win->uc->conn.sess, win->sid, dropped);
+            gw_conn_mark_dirty(&win->uc->conn);
         }
-        gw_hdrlist_reset(&c->resp_trailers);
-        if (gw_hdrlist_add(&c->resp_trailers, "grpc-status", 11, st, strlen(st)) < 0 ||
-            gw_hdrlist_add(&c->resp_trailers, "grpc-message", 12, enc, strlen(enc)) < 0) {
+        struct gw_hdrlist *t = resp_trailers(c);
+        gw_hdrlist_reset(t);
+        if (gw_hdrlist_add(t, "grpc-status", 11, st, strlen(st)) < 0 ||
+            gw_hdrlist_add(t, "grpc-message", 12, enc, strlen(enc)) < 0) {
             nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
                                       NGHTTP2_INTERNAL_ERROR);
         } else {
@@ -774,7 +1357,7 @@ static int pools_ready(struct gw_worker *w)
 static void answer_local(struct gw_call *c)
 {
     uint8_t *req = NULL;
-    size_t len = c->reqbuf.len;
+    size_t len = c->reqlog.len;
     if (len < 5) {
         gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT, "request message missing");
         return;
@@ -784,7 +1367,7 @@ static void answer_local(struct gw_call *c)
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
-    gw_bufq_read(&c->reqbuf, req, len);
+    gw_bufq_read(&c->reqlog, req, len);
     uint32_t mlen =
         (uint32_t)req[1] << 24 | (uint32_t)req[2] << 16 | (uint32_t)req[3] << 8 | req[4];
     if (req[0] != 0 || mlen != len - 5) {
@@ -814,5 +1397,5 @@ static void answer_local(struct gw_call *c)
     c->trailers_ready = 1;
     c->resp_done = 1;
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-    commit_response(c);
+    submit_held_headers(c, 1);
 }

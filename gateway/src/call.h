@@ -1,22 +1,42 @@
-/* call — the call engine: one client stream relayed to one replica stream.
+/* call — the call engine: one client stream relayed to 1..n replica
+ * streams (attempts).
  *
  * A call is created when a client opens a stream. It collects the request
- * headers, decides the pool (x-model, else the KServe model_name scanned
- * from the first message, else "default") and the routing key, then starts
- * an attempt on an upstream connection. Bytes flow through two bounded
- * queues: request DATA from the client waits in reqbuf until the upstream
- * data provider takes it, and only then is it consumed on the client session
- * (WINDOW_UPDATE), so HTTP/2 flow control holds end to end; responses
- * likewise through respbuf. Response headers are held until the first
- * response DATA or the final status (the commit point), so a later version
- * can still retry a status that arrives in trailers.
+ * headers, authenticates them (auth.h), decides the pool (x-model, else the
+ * KServe model_name scanned from the first message, else "default") and the
+ * routing key, then starts its primary attempt on the ring's first eligible
+ * replica.
+ *
+ * Request bytes are kept in a replay log (reqlog) while the call may still
+ * start another attempt, up to --retry-buffer-bytes; each attempt's data
+ * provider reads the log from its own offset, and bytes are consumed on the
+ * client session (WINDOW_UPDATE) when the furthest attempt has taken them, so
+ * HTTP/2 flow control holds end to end. A request larger than the buffer
+ * makes the call single-attempt: others are cancelled, no more start, and the
+ * log drops what was sent.
+ *
+ * Response headers of every attempt are held until that attempt's first
+ * response DATA or its final status. That is the commit point: the attempt
+ * wins, every other attempt is reset (RST_STREAM CANCEL, which the replica
+ * sees), and from then on the winner's bytes flow to the client through
+ * respbuf. A final status in retry_on (RESOURCE_EXHAUSTED only with a valid
+ * grpc-retry-pushback-ms), an HTTP error, a reset stream or a lost connection
+ * before the commit point is a failed attempt: when the pool's retry budget,
+ * retry_max_attempts, the request log and the caller's deadline (minus a
+ * floor: the pool's observed p50) allow, the call tries the next eligible
+ * replica on the ring after a full-jitter backoff (or the replica's pushback),
+ * sending grpc-previous-rpc-attempts; otherwise the last failure is relayed
+ * as the replica sent it, or, for transport failures, as UNAVAILABLE.
+ * Hedging: after hedge_delay_ms (fixed, or auto = the pool's observed p95 of
+ * time to first response) with no response yet, one hedge attempt goes to
+ * the next eligible replica, within the hedge budget; the first response wins.
+ * per_try_timeout_ms bounds each attempt until its commit point.
  *
  * Every ending has a defined answer: the gateway's own errors are gRPC
  * statuses (trailers-only, or trailers after relayed data), the deadline
- * (grpc-timeout) ends the call with DEADLINE_EXCEEDED and resets the upstream
- * stream, a client reset cancels the upstream stream at once. A call is freed
- * when both its client stream and its upstream stream are closed. Loop
- * thread only.
+ * (grpc-timeout) ends the call with DEADLINE_EXCEEDED and resets every
+ * attempt, a client reset cancels every attempt at once. A call is freed when
+ * its client stream and all its attempts' streams are closed. Loop thread only.
  */
 #ifndef INFERGW_CALL_H
 #define INFERGW_CALL_H
@@ -35,6 +55,7 @@ struct gw_srv_conn;
 struct gw_up_conn;
 struct gw_pool;
 struct gw_upstream;
+struct gw_poolstate;
 
 enum gw_local_method {
     GW_LOCAL_NONE = 0,
@@ -44,13 +65,30 @@ enum gw_local_method {
     GW_LOCAL_HEALTH_CHECK,
 };
 
+enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
+
+#define GW_CALL_MAX_ATTEMPTS 12 /* retry_max_attempts (at most 10) + a hedge + slack */
+
 struct gw_attempt {
+    struct gw_call *call;
     struct gw_up_conn *uc;          /* NULL once its connection is gone */
     int32_t sid;                    /* upstream stream id, -1 before submit */
     struct gw_upstream *up;         /* the replica (lives as long as the worker) */
     struct gw_attempt *prev, *next; /* in uc's list */
-    unsigned open : 1;              /* upstream stream exists and is not closed */
-    unsigned sent : 1;              /* some of the request may have reached the replica */
+    uint64_t start_ns;
+    uint64_t req_off;           /* request log offset this attempt has sent up to */
+    struct gw_hdrlist hdrs;     /* response headers, held until the commit point */
+    struct gw_hdrlist trailers; /* response trailers */
+    struct gw_timer try_timer;  /* per_try_timeout_ms */
+    uint32_t pushback_ms;
+    int http_status;
+    int16_t outcome;          /* how it ended (gw_metrics outcome), -1 = not yet */
+    uint8_t kind;             /* enum gw_attempt_kind */
+    int8_t pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
+    unsigned open : 1;        /* upstream stream exists and is not closed */
+    unsigned in_trailers : 1; /* the header block being read is trailers */
+    unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
+    unsigned cancelled : 1;   /* reset by the gateway: its events are ignored */
 };
 
 struct gw_call {
@@ -68,7 +106,10 @@ struct gw_call {
     uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
-    struct gw_bufq reqbuf;
+    struct gw_bufq reqlog; /* request bytes [req_base, req_total) */
+    uint64_t req_base;     /* bytes dropped from the front of reqlog */
+    uint64_t req_total;    /* bytes received from the client */
+    uint64_t req_consumed; /* bytes handed back to the client session */
     struct gw_framer req_framer;
     struct gw_model_scan scan; /* while .scanning: the pool is not known yet */
     enum gw_local_method local;
@@ -81,24 +122,38 @@ struct gw_call {
     unsigned routed : 1;
     unsigned req_eos : 1;
     unsigned client_closed : 1;
+    unsigned replayable : 1;             /* reqlog still holds the whole request */
+    unsigned hedge_ok : 1;               /* this call may be hedged */
     char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
 
-    /* attempt (one per call in this version) */
-    struct gw_attempt att;
-    struct gw_upstream *tried[8]; /* replicas this call went to, not to pick again */
+    /* attempts: att[0] is the primary (embedded), the others allocated */
+    struct gw_attempt first;
+    struct gw_attempt *att[GW_CALL_MAX_ATTEMPTS];
+    size_t natt;
+    struct gw_attempt *winner;                           /* committed attempt, or NULL */
+    struct gw_upstream *tried[GW_CALL_MAX_ATTEMPTS + 4]; /* replicas this call went to */
     size_t ntried;
+    unsigned retries;        /* retry attempts started */
+    struct gw_poolstate *ps; /* the pool's latency estimator and budgets (worker-owned) */
+    struct gw_timer retry_timer;
+    struct gw_timer hedge_timer;
+    struct gw_attempt *last_failed; /* the latest failed attempt, relayed if nothing better */
+    char fail_msg[160];             /* why the latest attempt failed */
+    int fail_code;                  /* and the status that stands for it */
+    char start_msg[128];            /* why the latest attempt could not start */
+    int start_code;
+    unsigned last_failed_relayable : 1; /* last_failed holds the replica's own answer */
 
-    /* response */
-    struct gw_hdrlist resp_hdrs;
-    struct gw_hdrlist resp_trailers;
+    /* response (the winner's headers and trailers live in the winner) */
+    struct gw_hdrlist resp_hdrs;     /* gateway-made responses */
+    struct gw_hdrlist resp_trailers; /* gateway-made responses */
     struct gw_bufq respbuf;
+    uint64_t resp_total; /* response bytes relayed from the winner */
     struct gw_framer resp_framer;
-    unsigned resp_in_trailers : 1; /* the upstream header block being read is trailers */
-    unsigned resp_submitted : 1;   /* response HEADERS submitted to the client */
-    unsigned trailers_ready : 1;   /* resp_trailers complete: send after respbuf drains */
-    unsigned resp_done : 1;        /* final status decided */
-    int http_status;
-    int status; /* the status gw_call_fail() answered with, -1 = none (metrics) */
+    unsigned resp_submitted : 1; /* response HEADERS submitted to the client */
+    unsigned trailers_ready : 1; /* trailers complete: send after respbuf drains */
+    unsigned resp_done : 1;      /* final status decided */
+    int status;                  /* the status gw_call_fail() answered with, -1 = none (metrics) */
 };
 
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
@@ -114,18 +169,23 @@ void gw_call_on_req_end(struct gw_call *c);
 /* The client stream closed (normally, by reset, or with its connection). */
 void gw_call_on_client_close(struct gw_call *c, uint32_t error_code);
 
-/* Upstream side events (from upstream's nghttp2 callbacks). */
-int gw_call_on_resp_header(struct gw_call *c, const uint8_t *name, size_t namelen,
+/* Upstream side events of attempt <a> (from upstream's nghttp2 callbacks). */
+int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
                            const uint8_t *value, size_t valuelen);
-void gw_call_on_resp_headers_done(struct gw_call *c, int end_stream);
-void gw_call_on_resp_data(struct gw_call *c, const uint8_t *data, size_t len);
-/* The upstream stream closed with <error_code> (NGHTTP2_* codes). */
-void gw_call_on_upstream_close(struct gw_call *c, uint32_t error_code);
-/* The attempt's connection failed; <connected> says whether it ever came up. */
-void gw_call_on_upstream_lost(struct gw_call *c, int connected, const char *reason);
+void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream);
+void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len);
+/* The attempt's upstream stream closed with <error_code> (NGHTTP2_* codes). */
+void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code);
+/* The attempt's connection failed; <connected> says whether it ever came up
+ * (if not, nothing of the call reached the replica). */
+void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *reason);
 
 /* Ends the call with a gateway-made status (no-op once the status is decided). */
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, adding grpc-retry-pushback-ms: <pushback_ms> to a trailers-only
+ * answer (over-rate callers learn when to come back). */
+void gw_call_fail_pushback(struct gw_call *c, int code, uint32_t pushback_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

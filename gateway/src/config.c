@@ -21,6 +21,7 @@ enum {
     OPT_POOL,
     OPT_UPSTREAM_CONNS,
     OPT_MAX_MESSAGE,
+    OPT_RETRY_BUFFER,
     OPT_STREAM_WINDOW,
     OPT_CONN_WINDOW,
     OPT_MAX_STREAMS,
@@ -37,6 +38,7 @@ enum {
     OPT_ADMIN,
     OPT_TENANTS,
     OPT_API_KEYS,
+    OPT_ACCESS_LOG,
     OPT_VERSION,
     OPT_PLUGIN,
     OPT_JWT_KEYS,
@@ -54,6 +56,7 @@ static const struct option long_opts[] = {
     {"pool", required_argument, NULL, OPT_POOL},
     {"upstream-conns", required_argument, NULL, OPT_UPSTREAM_CONNS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"retry-buffer-bytes", required_argument, NULL, OPT_RETRY_BUFFER},
     {"stream-window-bytes", required_argument, NULL, OPT_STREAM_WINDOW},
     {"conn-window-bytes", required_argument, NULL, OPT_CONN_WINDOW},
     {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
@@ -70,6 +73,7 @@ static const struct option long_opts[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"tenants", required_argument, NULL, OPT_TENANTS},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"jwt-keys", required_argument, NULL, OPT_JWT_KEYS},
@@ -107,6 +111,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
+        "                                method, replicas tried, status, duration) appended\n"
+        "                                to PATH, or - for stdout [off]\n"
         "  --admin HOST:PORT|off         admin HTTP: /metrics (Prometheus), /healthz, /readyz,\n"
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
@@ -120,6 +127,9 @@ void gw_config_usage(FILE *out)
         "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
         "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
         "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
+        "  --retry-buffer-bytes N        request bytes kept per call for retries and hedges;\n"
+        "                                a longer request is sent to one replica only\n"
+        "                                (0 = never retry or hedge) [4194304]\n"
         "  --stream-window-bytes N       HTTP/2 flow-control window per stream: the most\n"
         "                                the gateway buffers per call and direction [1048576]\n"
         "  --conn-window-bytes N         HTTP/2 flow-control window per connection [16777216]\n"
@@ -388,6 +398,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->workers = ncpu > 0 ? (int)ncpu : 1;
     cfg->upstream_conns = 2;
     cfg->max_message_bytes = 16u << 20;
+    cfg->retry_buffer_bytes = 4u << 20;
     cfg->stream_window_bytes = 1u << 20;
     cfg->conn_window_bytes = 16u << 20;
     cfg->max_concurrent_streams = 1024;
@@ -449,6 +460,12 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_MAX_MESSAGE:
             if (parse_u32(optarg, 1024, 1u << 30, &cfg->max_message_bytes) < 0) {
                 set_err(err, errlen, "--max-message-bytes '%s': expected 1024..1073741824", optarg);
+                return -1;
+            }
+            break;
+        case OPT_RETRY_BUFFER:
+            if (parse_u32(optarg, 0, 1u << 30, &cfg->retry_buffer_bytes) < 0) {
+                set_err(err, errlen, "--retry-buffer-bytes '%s': expected 0..1073741824", optarg);
                 return -1;
             }
             break;
@@ -570,6 +587,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 set_err(err, errlen, "--redis-poll-ms '%s': expected 50..60000", optarg);
                 return -1;
             }
+            break;
+        case OPT_ACCESS_LOG:
+            if (strlen(optarg) >= sizeof(cfg->access_log)) {
+                set_err(err, errlen, "--access-log: path longer than %zu bytes",
+                        sizeof(cfg->access_log) - 1);
+                return -1;
+            }
+            snprintf(cfg->access_log, sizeof(cfg->access_log), "%s",
+                     strcmp(optarg, "off") ? optarg : "");
             break;
         case OPT_ADMIN: {
             char host[128];

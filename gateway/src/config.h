@@ -40,6 +40,7 @@ struct gw_config {
     size_t npools;
     int upstream_conns;
     uint32_t max_message_bytes;
+    uint32_t retry_buffer_bytes; /* request bytes kept for replay (retries, hedges) */
     uint32_t stream_window_bytes;
     uint32_t conn_window_bytes;
     uint32_t max_concurrent_streams;
@@ -54,6 +55,7 @@ struct gw_config {
     uint32_t redis_poll_ms;
     char admin[128];         /* admin HTTP address; "" = off */
     int admin_explicit;      /* --admin given: failing to listen there is fatal */
+    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
     char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
     char api_keys_file[512]; /* --api-keys; "" = none */
     struct gw_auth_conf auth;

@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "auth.h"
 #include "authdb.h"
@@ -38,6 +39,13 @@ int main(int argc, char **argv)
     if (gw_auth_init(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "infergw: %s\n", err);
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
+
+    if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: --access-log: %s\n", err);
+        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
     }
@@ -157,6 +165,7 @@ int main(int argc, char **argv)
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
+    gw_accesslog_close(); /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);

@@ -34,7 +34,7 @@ static const char *const method_names[GW_METHOD_COUNT] = {
 static const char *const outcome_names[GW_OUTCOME_COUNT - GW_METRICS_NCODES] = {
     "CONNECT_FAILED", "RESET", "CONNECTION_LOST"};
 
-static const char *const kind_names[GW_KIND_COUNT] = {"primary"};
+static const char *const kind_names[GW_KIND_COUNT] = {"primary", "retry", "hedge"};
 
 /* Pool entries that are not pools of the snapshot. */
 #define POOL_NONE     "none"
@@ -124,6 +124,15 @@ static int parse_status(const char *v, size_t len)
         st = st * 10 + (v[i] - '0');
     }
     return st;
+}
+
+const char *gw_metrics_outcome_name(int outcome)
+{
+    if (outcome >= 0 && outcome < GW_METRICS_NCODES)
+        return gw_grpc_status_name(outcome);
+    if (outcome >= GW_METRICS_NCODES && outcome < GW_OUTCOME_COUNT)
+        return outcome_names[outcome - GW_METRICS_NCODES];
+    return "UNKNOWN";
 }
 
 int gw_metrics_status_of(const struct gw_hdrlist *trailers, const struct gw_hdrlist *hdrs)
@@ -338,9 +347,7 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
                 fputs("infergw_upstream_attempts_total{replica=\"", out);
                 gw_metrics_write_label(out, mr[i].name);
                 fprintf(out, "\",kind=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", kind_names[k],
-                        o < GW_METRICS_NCODES ? gw_grpc_status_name(o)
-                                              : outcome_names[o - GW_METRICS_NCODES],
-                        mr[i].attempts[k][o]);
+                        gw_metrics_outcome_name(o), mr[i].attempts[k][o]);
             }
     header(out, "infergw_inflight_calls", "gauge",
            "Attempts open on each replica, summed over workers.");
@@ -416,6 +423,29 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
         conns += atomic_load_explicit(&ws[w]->client_connections, memory_order_relaxed);
     header(out, "infergw_client_connections", "gauge", "Client connections open.");
     fprintf(out, "infergw_client_connections %" PRId64 "\n", conns);
+    static const char *const policy_names[GW_POLICY_COUNT] = {
+        "infergw_retries_refused_total{reason=\"budget\"}",
+        "infergw_retries_refused_total{reason=\"deadline\"}",
+        "infergw_retries_refused_total{reason=\"pushback\"}",
+        "infergw_hedges_refused_total{reason=\"budget\"}",
+        "infergw_hedges_won_total",
+    };
+    for (int p = 0; p < GW_POLICY_COUNT; p++) {
+        uint64_t v = 0;
+        for (size_t w = 0; w < nw; w++)
+            v += atomic_load_explicit(&ws[w]->policy[p], memory_order_relaxed);
+        if (p == GW_POLICY_RETRY_BUDGET)
+            header(out, "infergw_retries_refused_total", "counter",
+                   "Retries not made: the retry budget was spent, the deadline left too little "
+                   "time, or the replica's grpc-retry-pushback-ms forbade it.");
+        else if (p == GW_POLICY_HEDGE_BUDGET)
+            header(out, "infergw_hedges_refused_total", "counter",
+                   "Hedges not sent because the hedge budget was spent.");
+        else if (p == GW_POLICY_HEDGE_WON)
+            header(out, "infergw_hedges_won_total", "counter",
+                   "Calls whose hedge answered before the attempt it hedged.");
+        fprintf(out, "%s %" PRIu64 "\n", policy_names[p], v);
+    }
     header(out, "infergw_config_version", "gauge",
            "infergw:version of the routing snapshot in force (0 = --pool flags only).");
     fprintf(out, "infergw_config_version %" PRIu64 "\n", g->config_version);

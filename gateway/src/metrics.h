@@ -65,9 +65,18 @@ enum gw_metrics_outcome {
     GW_OUTCOME_COUNT
 };
 
-/* Attempt kinds (only primary attempts exist so far; retry and hedge come
- * with the call engine's retries and hedges). */
-enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_COUNT };
+/* Attempt kinds (the same order as enum gw_attempt_kind in call.h). */
+enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_RETRY, GW_KIND_HEDGE, GW_KIND_COUNT };
+
+/* Decisions of the retry and hedge policy, per worker. */
+enum gw_metrics_policy {
+    GW_POLICY_RETRY_BUDGET,   /* a retry the retry budget refused */
+    GW_POLICY_RETRY_DEADLINE, /* a retry that could not finish within the deadline */
+    GW_POLICY_RETRY_PUSHBACK, /* a retry a malformed or negative pushback forbade */
+    GW_POLICY_HEDGE_BUDGET,   /* a hedge the hedge budget refused */
+    GW_POLICY_HEDGE_WON,      /* calls answered by their hedge */
+    GW_POLICY_COUNT
+};
 
 /* Upper bounds (seconds) of the call duration histogram; +Inf is implicit. */
 #define GW_METRICS_NBUCKETS 14
@@ -108,6 +117,7 @@ struct gw_metrics {
     struct gw_metrics_tenant tenants[GW_METRICS_MAX_TENANTS + 1]; /* + "other" */
     gw_counter auth_failures[GW_METRICS_NREASONS];
     _Atomic int64_t client_connections;
+    gw_counter policy[GW_POLICY_COUNT];
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
 };
@@ -136,6 +146,9 @@ struct gw_routes *gw_metrics_get_routes(struct gw_metrics *m);
 
 /* The method label index of :path <path> (NULL = other). */
 enum gw_metrics_method gw_metrics_method_of(const char *path);
+/* The label of an attempt outcome: a gRPC status name or CONNECT_FAILED,
+ * RESET, CONNECTION_LOST ("UNKNOWN" out of range). */
+const char *gw_metrics_outcome_name(int outcome);
 /* The grpc-status in <trailers>, else in <hdrs> (trailers-only), or -1. */
 int gw_metrics_status_of(const struct gw_hdrlist *trailers, const struct gw_hdrlist *hdrs);
 
@@ -173,6 +186,11 @@ static inline void gw_metrics_attempt(struct gw_metrics_replica *r, int kind, in
 {
     if (r && outcome >= 0 && outcome < GW_OUTCOME_COUNT)
         gw_counter_add(&r->attempts[kind][outcome], 1);
+}
+static inline void gw_metrics_policy(struct gw_metrics *m, enum gw_metrics_policy p)
+{
+    if (m)
+        gw_counter_add(&m->policy[p], 1);
 }
 static inline void gw_metrics_inflight_add(struct gw_metrics_replica *r, int64_t d)
 {

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define GW_BACKOFF_BASE_MS 25
-#define GW_BACKOFF_CAP_MS 250
+#define GW_BACKOFF_CAP_MS  250
 
 /* Full-jitter exponential backoff before retry number <retry> (0 = the
  * first retry): uniform in [0, min(cap_ms, base_ms * 2^retry)], drawn from
@@ -52,12 +52,12 @@ int gw_budget_take(struct gw_budget *b, uint64_t now_ns, unsigned percent, unsig
 /* An online latency estimator: a log-linear histogram (buckets at most
  * 1/32 of their value wide) whose counts are halved every <half-life> of
  * samples, so it follows a pool whose latency changes. Fixed size, embeddable. */
-#define GW_LATENCY_SUB 32
+#define GW_LATENCY_SUB     32
 #define GW_LATENCY_BUCKETS (64 + 40 * GW_LATENCY_SUB) /* 1 µs .. ~2^46 µs */
 struct gw_latency {
     uint32_t counts[GW_LATENCY_BUCKETS];
-    uint64_t total;     /* samples since the last halving, after halving */
-    uint32_t halflife;  /* samples between halvings */
+    uint64_t total;    /* samples held: the sum of counts, after halvings */
+    uint32_t halflife; /* samples between halvings */
     uint32_t since_halving;
 };
 

@@ -18,21 +18,17 @@
 #define BACKOFF_MIN_NS 100000000ULL  /* 100 ms */
 #define BACKOFF_MAX_NS 5000000000ULL /* 5 s */
 
-static struct gw_call *attempt_call(struct gw_attempt *a)
-{
-    return (struct gw_call *)((char *)a - offsetof(struct gw_call, att));
-}
-
-static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
+/* The attempt a stream belongs to (its stream user data), or NULL. */
+static struct gw_attempt *stream_attempt(nghttp2_session *s, int32_t sid)
 {
     return gw_conn_stream_data(s, sid);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
-    struct gw_call *c = stream_call(s, frame->hd.stream_id);
-    if (c && frame->hd.type == NGHTTP2_HEADERS)
-        c->resp_in_trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
+    if (a && frame->hd.type == NGHTTP2_HEADERS)
+        a->in_trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
     return 0;
 }
 
@@ -41,8 +37,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct gw_call *c = stream_call(s, frame->hd.stream_id);
-    if (c && gw_call_on_resp_header(c, name, namelen, value, valuelen) < 0)
+    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
+    if (a && gw_call_on_resp_header(a, name, namelen, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
@@ -51,9 +47,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 {
     struct gw_up_conn *uc = ud;
     if (frame->hd.type == NGHTTP2_HEADERS) {
-        struct gw_call *c = stream_call(s, frame->hd.stream_id);
-        if (c)
-            gw_call_on_resp_headers_done(c, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
+        if (a)
+            gw_call_on_resp_headers_done(a, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
     } else if (frame->hd.type == NGHTTP2_GOAWAY) {
         /* Streams above last_stream_id are closed by nghttp2 (REFUSED_STREAM);
          * the rest finish; no new stream goes here. */
@@ -69,21 +65,21 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                               size_t len, void *ud)
 {
-    struct gw_call *c = stream_call(s, sid);
-    if (!c) {
+    struct gw_attempt *a = stream_attempt(s, sid);
+    if (!a) {
         nghttp2_session_consume(s, sid, len);
         return 0;
     }
-    gw_call_on_resp_data(c, data, len);
+    gw_call_on_resp_data(a, data, len);
     return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
 {
-    struct gw_call *c = stream_call(s, sid);
-    if (c) {
+    struct gw_attempt *a = stream_attempt(s, sid);
+    if (a) {
         nghttp2_session_set_stream_user_data(s, sid, NULL);
-        gw_call_on_upstream_close(c, error_code);
+        gw_call_on_upstream_close(a, error_code);
     }
     return 0;
 }
@@ -95,12 +91,12 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct gw_call *c = stream_call(s, frame->hd.stream_id);
-    if (!c)
+    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
+    if (!a)
         return 0;
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, NULL);
-    gw_upstream_detach(&c->att);
-    gw_call_on_upstream_lost(c, 0, nghttp2_strerror(lib_error_code));
+    gw_upstream_detach(a);
+    gw_call_on_upstream_lost(a, 0, nghttp2_strerror(lib_error_code));
     return 0;
 }
 
@@ -284,7 +280,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         struct gw_attempt *a = list;
         list = a->next;
         a->prev = a->next = NULL;
-        gw_call_on_upstream_lost(attempt_call(a), connected, reason);
+        gw_call_on_upstream_lost(a, connected, reason);
     }
     up_conn_free(uc);
 }
@@ -417,9 +413,9 @@ struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up)
 }
 
 int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
-                           size_t nvlen, nghttp2_data_provider *prd, void *stream_data)
+                           size_t nvlen, nghttp2_data_provider *prd)
 {
-    int32_t sid = nghttp2_submit_request(uc->conn.sess, NULL, nv, nvlen, prd, stream_data);
+    int32_t sid = nghttp2_submit_request(uc->conn.sess, NULL, nv, nvlen, prd, a);
     if (sid < 0)
         return sid;
     a->uc = uc;

@@ -68,10 +68,10 @@ int gw_upstream_eligible(const struct gw_upstream *up);
  * included), opening one if needed; NULL when none can be had. */
 struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up);
 
-/* Opens a stream for attempt <a> of a call on <uc>. Returns the stream id or
- * a negative nghttp2 error. */
+/* Opens a stream for attempt <a> of a call on <uc> (the attempt is the
+ * stream's user data). Returns the stream id or a negative nghttp2 error. */
 int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
-                           size_t nvlen, nghttp2_data_provider *prd, void *stream_data);
+                           size_t nvlen, nghttp2_data_provider *prd);
 /* Detaches <a> from its connection (its stream closed or was abandoned). */
 void gw_upstream_detach(struct gw_attempt *a);
 

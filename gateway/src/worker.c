@@ -15,6 +15,7 @@
 #include "call.h"
 #include "h2srv.h"
 #include "log.h"
+#include "poolstate.h"
 #include "upstream.h"
 
 static int open_listener(const char *addr, int reuseport)
@@ -131,6 +132,18 @@ void gw_worker_check_drained(struct gw_worker *w)
         w->loop.stop = 1;
 }
 
+static void alog_flush_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_worker *w = arg;
+    gw_accesslog_flush(&w->alog);
+}
+
+void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e)
+{
+    if (gw_accesslog_append(&w->alog, e))
+        gw_loop_timer_in(&w->loop, &w->alog_timer, (uint64_t)GW_ACCESSLOG_FLUSH_MS * 1000000);
+}
+
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
                    struct gw_routes *routes)
 {
@@ -149,6 +162,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
+    gw_timer_init(&w->alog_timer, alog_flush_cb, w);
     w->metrics = gw_metrics_new();
     if (!w->metrics) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
@@ -225,4 +239,7 @@ void gw_worker_free(struct gw_worker *w)
     w->routes = NULL;
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
+    gw_poolstate_free_all(&w->poolstates);
+    gw_loop_timer_cancel(&w->loop, &w->alog_timer);
+    gw_accesslog_buf_free(&w->alog);
 }

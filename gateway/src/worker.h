@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
 #include "route.h"
@@ -45,7 +46,10 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics; /* written by this worker only; read by the admin thread */
+    struct gw_metrics *metrics;      /* written by this worker only; read by the admin thread */
+    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
+    struct gw_accesslog_buf alog;    /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;      /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
@@ -71,5 +75,8 @@ void gw_worker_free(struct gw_worker *w);
 
 /* Called when a client connection or a call ends, to finish a drain. */
 void gw_worker_check_drained(struct gw_worker *w);
+/* Adds a line to the worker's access log buffer (written out within
+ * GW_ACCESSLOG_FLUSH_MS). Worker thread. */
+void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e);
 
 #endif

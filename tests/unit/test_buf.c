@@ -130,6 +130,38 @@ static void test_enomem_leaves_queue_unchanged(void **state)
     gw_bufq_reset(&q);
 }
 
+/* A replay log: several readers peek at their own offsets across chunk
+ * boundaries while the front is dropped once everyone has read it. */
+static void test_peek_at_offsets_and_drop(void **state)
+{
+    (void)state;
+    struct gw_bufq q;
+    gw_bufq_init(&q);
+    static uint8_t src[70000], out[70000];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (uint8_t)(i * 7 + 3);
+    for (size_t off = 0; off < sizeof(src); off += 1000)
+        assert_int_equal(gw_bufq_append(&q, src + off, 1000), 0);
+    /* Two readers: one at the front, one 20000 bytes in. */
+    assert_int_equal(gw_bufq_peek(&q, 0, out, 5), 5);
+    assert_memory_equal(out, src, 5);
+    assert_int_equal(gw_bufq_peek(&q, 20000, out, 30000), 30000);
+    assert_memory_equal(out, src + 20000, 30000);
+    /* Past the end: only what is there. */
+    assert_int_equal(gw_bufq_peek(&q, 69990, out, 100), 10);
+    assert_memory_equal(out, src + 69990, 10);
+    assert_int_equal(gw_bufq_peek(&q, 70000, out, 100), 0);
+    assert_int_equal(q.len, sizeof(src)); /* peeking drops nothing */
+    /* Dropping moves the front; offsets are then relative to it. */
+    assert_int_equal(gw_bufq_drop(&q, 33333), 33333);
+    assert_int_equal(q.len, sizeof(src) - 33333);
+    assert_int_equal(gw_bufq_peek(&q, 1, out, 40000), sizeof(src) - 33334);
+    assert_memory_equal(out, src + 33334, sizeof(src) - 33334);
+    assert_int_equal(gw_bufq_drop(&q, 100000), sizeof(src) - 33333);
+    assert_int_equal(q.len, 0);
+    gw_bufq_reset(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +169,7 @@ int main(void)
         cmocka_unit_test_setup(test_small_message_small_allocation, reset_hook),
         cmocka_unit_test_setup(test_chunks_freed_as_they_drain, reset_hook),
         cmocka_unit_test_setup(test_enomem_leaves_queue_unchanged, reset_hook),
+        cmocka_unit_test_setup(test_peek_at_offsets_and_drop, reset_hook),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
 }
