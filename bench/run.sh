@@ -2,6 +2,7 @@
 # Benchmarks infergw beside its peers in the same run, on loopback.
 #
 #   bench/run.sh [overhead] [--requests N] [--rounds R] [--payload BYTES]
+#   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
 #
 # overhead (the only scenario so far): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -21,6 +22,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The authentication scenario lives in its own script (bench/auth.sh).
+if [[ ${1:-} == auth ]]; then
+  shift
+  exec "$ROOT/bench/auth.sh" "$@"
+fi
 SCENARIO=overhead
 REQUESTS=300000
 ROUNDS=3

@@ -278,9 +278,9 @@ int gw_auth_on_headers(struct gw_call *c)
     uint32_t retry_ms = 0;
     if (gw_ratelimit_take(t, w->loop.now_ns, &retry_ms) < 0) {
         gw_metrics_ratelimited(w->metrics, t->name);
-        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
-                     "tenant '%s' is over its rate limit (%g calls/s): retry in %u ms", t->name,
-                     t->rps, retry_ms);
+        gw_call_fail_pushback(c, GW_GRPC_RESOURCE_EXHAUSTED, retry_ms,
+                              "tenant '%s' is over its rate limit (%g calls/s): retry in %u ms",
+                              t->name, t->rps, retry_ms);
         return -1;
     }
     return 0;

@@ -326,8 +326,7 @@ static int plain_value(const char *s, size_t max)
 }
 
 /* The authentication flags (--plugin, --jwt-*, --mtls-tenant-from). */
-static int auth_opt(struct gw_auth_conf *a, int opt, const char *name, const char *v, char *err,
-                    size_t errlen)
+static int auth_opt(struct gw_auth_conf *a, int opt, const char *v, char *err, size_t errlen)
 {
     switch (opt) {
     case OPT_PLUGIN:
@@ -350,8 +349,8 @@ static int auth_opt(struct gw_auth_conf *a, int opt, const char *name, const cha
     case OPT_JWT_AUDIENCE: {
         char *dst = opt == OPT_JWT_ISSUER ? a->jwt_issuer : a->jwt_audience;
         if (!plain_value(v, sizeof(a->jwt_issuer))) {
-            set_err(err, errlen, "%s '%s': expected 1..255 printable characters, no comma", name,
-                    v);
+            set_err(err, errlen, "%s '%s': expected 1..255 printable characters, no comma",
+                    opt == OPT_JWT_ISSUER ? "--jwt-issuer" : "--jwt-audience", v);
             return -1;
         }
         snprintf(dst, sizeof(a->jwt_issuer), "%s", v);
@@ -539,7 +538,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_JWT_LEEWAY:
         case OPT_JWT_CACHE:
         case OPT_MTLS_TENANT_FROM:
-            if (auth_opt(&cfg->auth, c, name, optarg, err, errlen) < 0)
+            if (auth_opt(&cfg->auth, c, optarg, err, errlen) < 0)
                 return -1;
             break;
         case OPT_LOG_LEVEL: {

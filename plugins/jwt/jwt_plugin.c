@@ -16,6 +16,7 @@
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,7 +249,7 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
                 victim = &set[i];
         }
         memcpy(victim->hash, hash, 32);
-        victim->until = c.exp + s->pol.leeway_s;
+        victim->until = c.exp > INT64_MAX - s->pol.leeway_s ? INT64_MAX : c.exp + s->pol.leeway_s;
         memcpy(victim->tenant, c.tenant, sizeof(c.tenant));
     }
     return infergw_auth_accept(ans, c.tenant, strlen(c.tenant));
