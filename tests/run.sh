@@ -9,7 +9,7 @@
 #
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
 # Environment: JOBS (build parallelism, default: number of CPUs),
-#   FUZZ_TARGETS (default "token"), FUZZ_SECONDS (default 60; 0 skips fuzzing).
+#   FUZZ_TARGETS (default "token authdb_file"), FUZZ_SECONDS (default 60; 0 skips fuzzing).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -85,7 +85,7 @@ run_suite "$ROOT/build" release -DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON
 #    target (ASan, UBSan or a FUZZ_CHECK) and fails the run; the crashing
 #    input is left in build-fuzz/ (crash-*).
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-FUZZ_TARGETS=${FUZZ_TARGETS:-token}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"token authdb_file"}
 if ((FUZZ_SECONDS > 0)); then
   FUZZ_DIR=$ROOT/build-fuzz
   log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
