@@ -546,7 +546,7 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
      * gateway's to enforce (it resets the stream and tries elsewhere, where
      * a replica giving up by itself would answer DEADLINE_EXCEEDED). */
     uint64_t per_try = (uint64_t)pool->tun.per_try_timeout_ms * MS;
-    char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[12];
+    char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[24];
     if (c->deadline_ns) {
         gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
         nv[n++] = nv_str("grpc-timeout", tbuf);

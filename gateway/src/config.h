@@ -67,6 +67,10 @@ struct gw_config {
     char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
     char api_keys_file[512]; /* --api-keys; "" = none */
     struct gw_auth_conf auth;
+    /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
+    char *tls_cert, *tls_key, *tls_client_ca;
+    uint32_t tls_handshake_timeout_ms;
+    char *upstream_tls_ca, *upstream_tls_cert, *upstream_tls_key;
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help

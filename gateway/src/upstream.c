@@ -14,6 +14,7 @@
 #include "log.h"
 #include "mem.h"
 #include "route.h"
+#include "tls.h"
 #include "worker.h"
 
 #define MS_NS 1000000ULL
@@ -433,8 +434,38 @@ static void ka_timer_cb(struct gw_timer *t, void *arg)
     ka_arm(uc, now + (uint64_t)w->cfg->keepalive_timeout_ms * MS_NS);
 }
 
+/* Counts the TLS handshake with a replica; a failure's reason also ends up
+ * in the close reason (replica_unreachable log, the calls' message). */
+static int up_conn_on_tls(struct gw_conn *conn, int fail, const char *detail)
+{
+    struct gw_up_conn *uc = (struct gw_up_conn *)conn;
+    if (fail < 0)
+        gw_metrics_tls_ok(uc->up->w->metrics, GW_TLS_SIDE_UPSTREAM);
+    else
+        gw_metrics_tls_failed(uc->up->w->metrics, GW_TLS_SIDE_UPSTREAM, fail);
+    return 0;
+}
+
 static const struct gw_conn_ops up_conn_ops = {.on_close = up_conn_on_close,
-                                               .on_connected = up_conn_on_connected};
+                                               .on_connected = up_conn_on_connected,
+                                               .on_tls_handshake = up_conn_on_tls};
+
+/* Puts TLS on a new connection to <up> when --upstream-tls-ca is set: the
+ * replica's certificate must name the host of its address. */
+static int up_tls_start(struct gw_up_conn *uc)
+{
+    struct gw_worker *w = uc->up->w;
+    char host[256];
+    uint16_t port;
+    if (!w->up_tls_ctx)
+        return 0;
+    if (gw_config_split_addr(uc->up->addr, host, sizeof(host), &port) < 0)
+        return -EINVAL;
+    SSL *ssl = gw_tls_client_ssl_new(w->up_tls_ctx, host);
+    if (!ssl)
+        return -ENOMEM;
+    return gw_conn_tls_start(&uc->conn, ssl, 1, 0);
+}
 
 static void connect_timeout_cb(struct gw_timer *t, void *arg)
 {
@@ -473,7 +504,8 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
         gw_free(uc);
         return NULL;
     }
-    if (nghttp2_session_client_new2(&uc->conn.sess, w->up_cbs, uc, w->up_opt) != 0) {
+    if (up_tls_start(uc) < 0 ||
+        nghttp2_session_client_new2(&uc->conn.sess, w->up_cbs, uc, w->up_opt) != 0) {
         gw_loop_del(&w->loop, &uc->conn.io);
         close(fd);
         gw_conn_release(&uc->conn);

@@ -197,6 +197,57 @@ static void test_health_flags(void **state)
     gw_config_free(&cfg);
 }
 
+static void test_tls_flags(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_null(cfg.tls_cert);
+    assert_null(cfg.upstream_tls_ca);
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);
+    gw_config_free(&cfg);
+
+    assert_int_equal(parse(&cfg, err, sizeof(err), 15, "--pool", "a=h:1", "--tls-cert", "c.pem",
+                           "--tls-key", "k.pem", "--tls-client-ca", "ca.pem",
+                           "--tls-handshake-timeout-ms", "500", "--upstream-tls-ca", "up.pem",
+                           "--upstream-tls-cert=uc.pem", "--upstream-tls-key=uk.pem"),
+                     0);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_string_equal(cfg.tls_client_ca, "ca.pem");
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 500);
+    assert_string_equal(cfg.upstream_tls_ca, "up.pem");
+    assert_string_equal(cfg.upstream_tls_cert, "uc.pem");
+    assert_string_equal(cfg.upstream_tls_key, "uk.pem");
+    gw_config_free(&cfg);
+    assert_null(cfg.tls_cert);
+
+    struct {
+        int argc;
+        const char *a[4];
+        const char *want;
+    } bad[] = {
+        {2, {"--tls-cert", "c.pem"}, "--tls-cert given without --tls-key"},
+        {2, {"--tls-key", "k.pem"}, "--tls-key given without --tls-cert"},
+        {2, {"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert"},
+        {2, {"--tls-cert", ""}, "--tls-cert needs a file name"},
+        {2, {"--tls-handshake-timeout-ms", "5"}, "--tls-handshake-timeout-ms '5'"},
+        {4, {"--upstream-tls-ca", "a", "--upstream-tls-cert", "c"}, "without --upstream-tls-key"},
+        {4, {"--upstream-tls-cert", "c", "--upstream-tls-key", "k"}, "needs --upstream-tls-ca"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = bad[i].argc == 2
+                     ? parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i].a[0], bad[i].a[1])
+                     : parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", bad[i].a[0], bad[i].a[1],
+                             bad[i].a[2], bad[i].a[3]);
+        assert_int_equal(rc, -1);
+        if (!strstr(err, bad[i].want))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].want);
+        gw_config_free(&cfg);
+    }
+}
+
 static void test_split_addr(void **state)
 {
     (void)state;
@@ -321,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
         cmocka_unit_test(test_health_flags),       cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_tenant_files),       cmocka_unit_test(test_auth_flags),
+        cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
