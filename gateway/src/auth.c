@@ -186,6 +186,25 @@ fail:
     return -1;
 }
 
+int gw_auth_reload(void)
+{
+    int failed = 0;
+    for (size_t i = 0; i < g_auth.chain.n; i++) {
+        const struct gw_plugin *p = &g_auth.chain.p[i];
+        if (!p->desc->reload)
+            continue;
+        char err[256] = "";
+        if (p->desc->reload(p->state, err, sizeof(err)) < 0) {
+            failed++;
+            gw_log(GW_LOG_ERROR, "auth_reload_failed", "{s:s, s:s}", "plugin", p->desc->name,
+                   "error", err[0] ? err : "reload failed");
+        } else {
+            gw_log(GW_LOG_INFO, "auth_reloaded", "{s:s}", "plugin", p->desc->name);
+        }
+    }
+    return failed;
+}
+
 void gw_auth_shutdown(void)
 {
     gw_plugin_chain_free(&g_auth.chain);

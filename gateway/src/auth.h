@@ -25,6 +25,11 @@ struct gw_worker;
  * cannot be loaded, another plugin ABI, a bad key file: exit 2). Main
  * thread, before the workers start. */
 int gw_auth_init(const struct gw_config *cfg, char *err, size_t errlen);
+/* SIGHUP: asks every plugin that can (e.g. JWT: its key files) to read its
+ * files again, while the workers run; logs auth_reloaded or
+ * auth_reload_failed (the plugin keeps what it had) for each. Returns the
+ * number of plugins that failed. Main thread. */
+int gw_auth_reload(void);
 /* Destroys the chain. Main thread, after the workers stopped. */
 void gw_auth_shutdown(void);
 

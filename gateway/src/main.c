@@ -1,9 +1,10 @@
 /* main — infergw: parse flags, build the routing table and the TLS
  * contexts, start one worker per core, then wait for signals on the main
  * thread (signalfd): SIGHUP reloads the TLS certificate and key, and the
- * replica CA (built here, off the workers, then offered to each); SIGTERM/SIGINT drain every worker
- * (GOAWAY, in-flight calls finish within the grace period) and exit 0; a
- * second one exits at once. */
+ * replica CA (built here, off the workers, then offered to each), and the
+ * JWT verification keys; SIGTERM/SIGINT drain every worker (GOAWAY,
+ * in-flight calls finish within the grace period) and exit 0; a second one
+ * exits at once. */
 #include <errno.h>
 #include <limits.h>
 #include <jansson.h>
@@ -258,6 +259,7 @@ int main(int argc, char **argv)
                 continue;
             if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
                 tls_reload(&cfg, workers, started);
+                gw_auth_reload(); /* JWT keys */
                 continue;
             }
             break;

@@ -11,11 +11,13 @@
  * the token, holding the tenant and valid until the token's exp plus the
  * leeway. It is 4-way set associative with N entries in all: a full set
  * evicts the entry that expires first, so memory stays bounded whatever
- * clients send. Keys are fixed for the life of the process, so no entry can
- * outlive the key that verified it. Only verified tokens are cached.
+ * clients send. A reload (SIGHUP) publishes a new key generation; a worker
+ * that sees it empties its cache first, so no entry outlives the keys that
+ * verified it. Only verified tokens are cached.
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +28,19 @@
 
 #define WAYS 4
 
+/* One generation of keys. A reload publishes a new one; older ones stay
+ * until destroy, since a worker may be verifying with one right now (a
+ * few kilobytes per reload). */
+struct jwt_gen {
+    struct jwt_keyset ks;
+    uint64_t gen;
+    struct jwt_gen *older;
+};
+
 struct jwt_state {
     const struct infergw_host *host;
-    struct jwt_keyset keys;
+    char *args;                    /* a copy, for the keys= files on reload */
+    _Atomic(struct jwt_gen *) cur; /* the keys in force */
     char issuer[256], audience[256], claim[64];
     struct jwt_policy pol;
     size_t cache_sets; /* a power of two, or 0 = no cache */
@@ -43,6 +55,7 @@ struct cache_ent {
 
 struct jwt_wstate {
     struct cache_ent *ents; /* cache_sets * WAYS */
+    uint64_t gen;           /* the key generation the entries were verified with */
     uint64_t hits, verified;
 };
 
@@ -58,8 +71,13 @@ static void jwt_destroy(void *state)
     struct jwt_state *s = state;
     if (!s)
         return;
-    jwt_keyset_free(&s->keys);
+    for (struct jwt_gen *g = atomic_load(&s->cur), *older; g; g = older) {
+        older = g->older;
+        jwt_keyset_free(&g->ks);
+        s->host->free(g);
+    }
     EVP_MD_free(s->sha256);
+    s->host->free(s->args);
     s->host->free(s);
 }
 
@@ -88,6 +106,48 @@ static int parse_uint(const char *v, size_t vl, unsigned long max, unsigned long
     return 0;
 }
 
+/* A new generation from the keys=FILE arguments of <args>. Returns it, or
+ * NULL with the reason in <err>. */
+static struct jwt_gen *load_keys(const struct jwt_state *s, const char *args, char *err,
+                                 size_t errlen)
+{
+    struct jwt_gen *g = s->host->zalloc(sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (const char *a = args; *a;) {
+        size_t l = strcspn(a, ",");
+        char path[1024];
+        if (l > 5 && !memcmp(a, "keys=", 5)) {
+            if (arg_copy(path, sizeof(path), a + 5, l - 5) < 0) {
+                snprintf(err, errlen, "argument 'keys': bad value");
+                goto fail;
+            }
+            if (jwt_keyset_load_file(&g->ks, path, err, errlen) < 0)
+                goto fail;
+        }
+        a += l;
+        if (*a == ',')
+            a++;
+    }
+    if (g->ks.n == 0) {
+        snprintf(err, errlen, "no verification keys (keys=FILE)");
+        goto fail;
+    }
+    for (size_t i = 0; i < g->ks.n; i++)
+        for (size_t j = i + 1; j < g->ks.n; j++)
+            if (g->ks.keys[i].kid[0] && !strcmp(g->ks.keys[i].kid, g->ks.keys[j].kid)) {
+                snprintf(err, errlen, "two keys have kid '%s'", g->ks.keys[i].kid);
+                goto fail;
+            }
+    return g;
+fail:
+    jwt_keyset_free(&g->ks);
+    s->host->free(g);
+    return NULL;
+}
+
 static int jwt_init(const char *args, const struct infergw_host *host, void **state, char *err,
                     size_t errlen)
 {
@@ -98,6 +158,7 @@ static int jwt_init(const char *args, const struct infergw_host *host, void **st
         return -1;
     }
     s->host = host;
+    atomic_init(&s->cur, NULL);
     snprintf(s->claim, sizeof(s->claim), "sub");
     if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
         snprintf(err, errlen, "OpenSSL has no SHA-256");
@@ -116,12 +177,7 @@ static int jwt_init(const char *args, const struct infergw_host *host, void **st
         const char *v = eq + 1;
         int bad = 0;
         if (nl == 4 && !memcmp(a, "keys", 4)) {
-            char path[1024];
-            if (arg_copy(path, sizeof(path), v, vl) < 0) {
-                bad = 1;
-            } else if (jwt_keyset_load_file(&s->keys, path, err, errlen) < 0) {
-                goto fail;
-            }
+            /* loaded below */
         } else if (nl == 6 && !memcmp(a, "issuer", 6)) {
             bad = arg_copy(s->issuer, sizeof(s->issuer), v, vl);
         } else if (nl == 8 && !memcmp(a, "audience", 8)) {
@@ -147,16 +203,17 @@ static int jwt_init(const char *args, const struct infergw_host *host, void **st
         if (*a == ',')
             a++;
     }
-    if (s->keys.n == 0) {
-        snprintf(err, errlen, "no verification keys (keys=FILE)");
+    size_t alen = strlen(args);
+    if (!(s->args = host->alloc(alen + 1))) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < s->keys.n; i++)
-        for (size_t j = i + 1; j < s->keys.n; j++)
-            if (s->keys.keys[i].kid[0] && !strcmp(s->keys.keys[i].kid, s->keys.keys[j].kid)) {
-                snprintf(err, errlen, "two keys have kid '%s'", s->keys.keys[i].kid);
-                goto fail;
-            }
+    memcpy(s->args, args, alen + 1);
+    struct jwt_gen *g = load_keys(s, args, err, errlen);
+    if (!g)
+        goto fail;
+    g->gen = 1;
+    atomic_init(&s->cur, g);
     s->pol.issuer = s->issuer[0] ? s->issuer : NULL;
     s->pol.audience = s->audience[0] ? s->audience : NULL;
     s->pol.tenant_claim = s->claim;
@@ -223,6 +280,11 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
     if (!d1 || !memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)))
         return INFERGW_AUTH_PASS; /* not a JWT */
     int64_t now = host->now_unix(host);
+    const struct jwt_gen *g = atomic_load_explicit(&s->cur, memory_order_acquire);
+    if (w && w->gen != g->gen) { /* keys reloaded: what was verified before no longer counts */
+        memset(w->ents, 0, s->cache_sets * WAYS * sizeof(*w->ents));
+        w->gen = g->gen;
+    }
 
     uint8_t hash[32];
     unsigned int hl = 0;
@@ -242,7 +304,7 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
     struct jwt_error e;
     if (w)
         w->verified++;
-    if (jwt_verify(&s->keys, &s->pol, tok, len, now, &c, &e) < 0)
+    if (jwt_verify(&g->ks, &s->pol, tok, len, now, &c, &e) < 0)
         return infergw_auth_reject(ans, e.reason, e.message);
     if (set) {
         struct cache_ent *victim = &set[0];
@@ -261,6 +323,22 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
     return infergw_auth_accept(ans, c.tenant, strlen(c.tenant));
 }
 
+/* Reads the keys=FILE files again and publishes them (release store); the
+ * workers see the new generation at their next JWT call and drop their
+ * cached tokens then. On failure the keys in force stay. Main thread. */
+static int jwt_reload(void *state, char *err, size_t errlen)
+{
+    struct jwt_state *s = state;
+    struct jwt_gen *g = load_keys(s, s->args, err, errlen);
+    if (!g)
+        return -1;
+    struct jwt_gen *old = atomic_load_explicit(&s->cur, memory_order_relaxed);
+    g->gen = old->gen + 1;
+    g->older = old;
+    atomic_store_explicit(&s->cur, g, memory_order_release);
+    return 0;
+}
+
 const struct infergw_plugin infergw_jwt_plugin = {
     .abi_version = INFERGW_PLUGIN_ABI_VERSION,
     .name = "jwt",
@@ -269,4 +347,5 @@ const struct infergw_plugin infergw_jwt_plugin = {
     .worker_destroy = jwt_worker_destroy,
     .authenticate = jwt_authenticate,
     .destroy = jwt_destroy,
+    .reload = jwt_reload,
 };

@@ -547,6 +547,70 @@ static void test_plugin_cache(void **state)
     assert_non_null(strstr(err, "two keys have kid"));
 }
 
+/* SIGHUP: the keys files are read again; a worker drops what it cached
+ * under the old keys, and a bad file keeps the keys in force. */
+static void test_plugin_reload(void **state)
+{
+    (void)state;
+    struct infergw_host host = {.abi_version = INFERGW_PLUGIN_ABI_VERSION,
+                                .now_unix = host_now_unix,
+                                .alloc = malloc,
+                                .zalloc = zalloc,
+                                .free = free,
+                                .nworkers = 1};
+    char path[160], args[256], err[256], text[1024];
+    snprintf(path, sizeof(path), "%s/reload.json", dir);
+    FILE *f = fopen(ec_jwks_path, "r");
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    write_file(path, text);
+    snprintf(args, sizeof(args), "keys=%s,issuer=https://issuer.example,audience=infer", path);
+    void *st = NULL;
+    assert_int_equal(infergw_jwt_plugin.init(args, &host, &st, err, sizeof(err)), 0);
+    int failed = 0;
+    void *ws = infergw_jwt_plugin.worker_init(st, 0, &failed);
+
+    char es[8192], hs[8192];
+    snprintf(es, sizeof(es), "%s",
+             token("ES256", "{\"alg\":\"ES256\",\"kid\":\"ec1\"}", GOOD_CLAIMS));
+    snprintf(hs, sizeof(hs), "%s",
+             token("HS256", "{\"alg\":\"HS256\",\"kid\":\"hs1\"}", GOOD_CLAIMS));
+    struct infergw_auth_request req = {.bearer = es, .bearer_len = strlen(es)};
+    struct infergw_auth_answer ans;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(infergw_jwt_plugin.authenticate(st, ws, &req, &host, &ans),
+                         INFERGW_AUTH_ACCEPT);
+    uint64_t hits, verified;
+    jwt_plugin_cache_stats(ws, &hits, &verified);
+    assert_int_equal(hits, 1);
+
+    /* The file now holds only the HMAC key. */
+    f = fopen(oct_jwks_path, "r");
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    write_file(path, text);
+    assert_int_equal(infergw_jwt_plugin.reload(st, err, sizeof(err)), 0);
+    assert_int_equal(infergw_jwt_plugin.authenticate(st, ws, &req, &host, &ans),
+                     INFERGW_AUTH_REJECT); /* not from the cache */
+    assert_int_equal(ans.reason, INFERGW_REASON_UNKNOWN_KEY);
+    req.bearer = hs;
+    req.bearer_len = strlen(hs);
+    assert_int_equal(infergw_jwt_plugin.authenticate(st, ws, &req, &host, &ans),
+                     INFERGW_AUTH_ACCEPT);
+
+    /* A bad file: refused, the keys in force stay. */
+    write_file(path, "{\"keys\": 5}");
+    assert_int_equal(infergw_jwt_plugin.reload(st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "keys"));
+    assert_int_equal(infergw_jwt_plugin.authenticate(st, ws, &req, &host, &ans),
+                     INFERGW_AUTH_ACCEPT);
+
+    infergw_jwt_plugin.worker_destroy(st, ws);
+    infergw_jwt_plugin.destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_plugin_cache),
+        cmocka_unit_test(test_plugin_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

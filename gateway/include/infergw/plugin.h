@@ -164,6 +164,12 @@ struct infergw_plugin {
                                              const struct infergw_host *host,
                                              struct infergw_auth_answer *ans);
     void (*destroy)(void *state); /* optional */
+    /* Optional: re-reads the plugin's files (e.g. keys) on SIGHUP. Runs on
+     * the main thread while the workers keep calling authenticate, so the
+     * plugin publishes the new data atomically and keeps the old until
+     * destroy (or knows no worker uses it). Returns 0, or -1 with the
+     * reason in <err> (the plugin keeps what it had). */
+    int (*reload)(void *state, char *err, size_t errlen);
 };
 
 /* Fills <ans> for a REJECT with UNAUTHENTICATED, <reason> and <message>

@@ -272,6 +272,16 @@ class AuthTest(unittest.TestCase):
             self.assertOk(md(tok))
             self.assertOk(md(tok))  # again, from the worker's cache
 
+    def test_sighup_reloads_jwt_keys(self):
+        import signal
+        tok = self.signer.token("ES256", claims(), kid="ec-1")
+        self.used.append(tok)
+        self.assertOk(md(tok))
+        before = len(self.gw.events("auth_reloaded"))
+        self.gw.send_signal(signal.SIGHUP)
+        self.assertGreater(self.gw.wait_count("auth_reloaded", before + 1, timeout=10), before)
+        self.assertOk(md(tok))  # verified again with the reloaded keys
+
     def test_forged_signature(self):
         s = self.signer
         good = s.token("RS256", claims(), kid="rsa-1")
