@@ -10,7 +10,9 @@
  * reads a per-replica flag, as the gateway's does; in-flight counts are
  * random around 20 per replica, so bounded picks sometimes walk past a full
  * replica. Each figure is the best of three runs of at least --ms
- * milliseconds.
+ * milliseconds. Then key movement: the share of keys that change replica
+ * when one joins, leaves, or is passed over (drained, ejected), and whether
+ * any key moved where consistent hashing says it must not.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -108,12 +110,66 @@ static double measure(const struct bench *b, enum op op, int hash, double min_s,
     return best;
 }
 
+/* Key movement: the share of NKEYS keys whose replica changes when one
+ * replica joins a ring of <n>, leaves it, or is passed over (drain or
+ * ejection: not eligible), and how many of the moved keys went anywhere but
+ * where they must (the new replica; away from the one that left). Consistent
+ * hashing promises ~1/n moved and 0 misplaced. */
+static int gone_idx = -1;
+static int eligible_but_gone(uint32_t idx, void *ctx)
+{
+    (void)ctx;
+    return (int)idx != gone_idx;
+}
+
+static int movement(size_t n, const uint32_t *points)
+{
+    char(*names)[32] = malloc((n + 1) * sizeof(*names));
+    const char **addrs = malloc((n + 1) * sizeof(*addrs));
+    struct gw_ring small, big;
+    if (!names || !addrs)
+        return -1;
+    for (size_t i = 0; i <= n; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.1.%u.%u:8000", (unsigned)(i / 250),
+                 (unsigned)(i % 250 + 1));
+        addrs[i] = names[i];
+    }
+    if (gw_ring_build(&small, addrs, NULL, n) != 0 || gw_ring_build(&big, addrs, NULL, n + 1) != 0)
+        return -1;
+    size_t moved = 0, wrong = 0, pass_moved = 0, pass_wrong = 0;
+    gone_idx = 0;
+    for (size_t k = 0; k < NKEYS; k++) {
+        /* Replica n joins (<small> to <big>), or leaves (<big> to <small>):
+         * the keys that differ must be exactly those <big> gives replica n. */
+        int a = gw_ring_pick(&small, points[k], NULL, NULL, NULL, 0);
+        int b = gw_ring_pick(&big, points[k], NULL, NULL, NULL, 0);
+        if (a != b) {
+            moved++;
+            wrong += b != (int)n;
+        }
+        /* Replica 0 passed over: only its keys may move. */
+        int c = gw_ring_pick(&small, points[k], eligible_but_gone, NULL, NULL, 0);
+        if (c != a) {
+            pass_moved++;
+            pass_wrong += a != 0;
+        }
+    }
+    printf("%-9zu %10.4f %10.4f %8zu %10.4f %10.4f %8zu\n", n, 1.0 / (double)(n + 1),
+           (double)moved / NKEYS, wrong, 1.0 / (double)n, (double)pass_moved / NKEYS, pass_wrong);
+    gw_ring_free(&small);
+    gw_ring_free(&big);
+    free(names);
+    free(addrs);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: infergw-ring-bench [--ms N]\n"
                "  Prints ring lookups per second for 10, 100 and 1000 replicas x 100 vnodes:\n"
                "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25) and gw_ring_pick_capped, with\n"
-               "  the key's gw_hash32 (SHA-256) timed and without it.\n"
+               "  the key's gw_hash32 (SHA-256) timed and without it; then the share of keys\n"
+               "  that move when a replica joins, leaves or is passed over.\n"
                "  --ms N   minimum milliseconds per run, best of 3 runs [300]\n"
                "  example: infergw-ring-bench --ms 1000\n");
 }
@@ -205,6 +261,16 @@ int main(int argc, char **argv)
         free(inflight);
         free(up);
     }
+    printf("\nkey movement over %u keys (100 vnodes each): share of keys whose replica "
+           "changes, and moved keys that went elsewhere than they must\n",
+           NKEYS);
+    printf("%-9s %10s %10s %8s %10s %10s %8s\n", "replicas", "1/(n+1)", "join/leave", "wrong",
+           "1/n", "passed", "wrong");
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+        if (movement(sizes[s], points) < 0) {
+            fprintf(stderr, "infergw-ring-bench: cannot build rings of %zu\n", sizes[s]);
+            return 1;
+        }
     fprintf(stderr, "(checksum %llu)\n", (unsigned long long)sink);
     free(keys);
     free(key_len);

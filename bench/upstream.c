@@ -5,7 +5,9 @@
  * can, so that a benchmark measures the proxy in front of it and not the
  * model server (the grpc-core reference replica tops out far lower). It reuses
  * the gateway's loop and conn modules; it is not a model server and checks
- * nothing about the request beyond draining it.
+ * nothing about the request beyond draining it. The one exception is
+ * grpc.health.v1.Health/Check, answered SERVING, so the gateway's active
+ * health checks see a healthy replica.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,18 +43,24 @@ struct up_conn {
 
 struct up_stream {
     size_t off;
+    int health; /* a grpc.health.v1 Check: answer SERVING */
 };
+
+/* HealthCheckResponse{status: SERVING} behind the 5-byte gRPC prefix. */
+static const uint8_t health_serving[] = {0, 0, 0, 0, 2, 0x08, 0x01};
 
 static ssize_t resp_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
     struct up_conn *uc = ud;
     struct up_stream *st = src->ptr;
-    size_t left = uc->srv->resp_len - st->off;
+    const uint8_t *resp = st->health ? health_serving : uc->srv->resp;
+    size_t resp_len = st->health ? sizeof(health_serving) : uc->srv->resp_len;
+    size_t left = resp_len - st->off;
     size_t n = left < len ? left : len;
-    memcpy(buf, uc->srv->resp + st->off, n);
+    memcpy(buf, resp + st->off, n);
     st->off += n;
-    if (st->off == uc->srv->resp_len) {
+    if (st->off == resp_len) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         nghttp2_nv tr[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0}};
         nghttp2_submit_trailer(s, sid, tr, 1);
@@ -60,15 +68,36 @@ static ssize_t resp_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
     return (ssize_t)n;
 }
 
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct up_stream *st = gw_calloc(1, sizeof(*st));
+    if (!st)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    static const char path[] = "/grpc.health.v1.Health/Check";
+    struct up_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st && namelen == 5 && !memcmp(name, ":path", 5) && valuelen == sizeof(path) - 1 &&
+        !memcmp(value, path, valuelen))
+        st->health = 1;
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     struct up_conn *uc = ud;
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        struct up_stream *st = gw_calloc(1, sizeof(*st));
+        struct up_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
         if (!st)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+            return 0;
         nghttp2_nv nv[] = {
             {(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0},
             {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
@@ -199,6 +228,8 @@ int main(int argc, char **argv)
     if (gw_loop_init(&srv.loop, NULL, &srv) < 0)
         return 1;
     nghttp2_session_callbacks_new(&srv.cbs);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(srv.cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(srv.cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(srv.cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(srv.cbs, on_stream_close);
 

@@ -47,6 +47,11 @@ void rp_config_usage(FILE *out)
             "  --seed N               random seed for the fractions [from the clock]\n"
             "  --quiet                no per-call log lines (cancellations and\n"
             "                         counts are still logged) [off]\n"
+            "  --tls-cert FILE        serve TLS (ALPN h2) with this PEM certificate\n"
+            "                         chain; needs --tls-key [none: plaintext h2c]\n"
+            "  --tls-key FILE         PEM private key of --tls-cert [none]\n"
+            "  --tls-client-ca FILE   require a client certificate issued by a CA in\n"
+            "                         this PEM bundle (needs --tls-cert) [none]\n"
             "  --help                 print this text and exit\n"
             "\n"
             "signals: SIGUSR1 sets grpc.health.v1 to NOT_SERVING, SIGUSR2 back to\n"
@@ -56,7 +61,8 @@ void rp_config_usage(FILE *out)
             "example:\n"
             "  infergw-replica --listen 127.0.0.1:7201 --id r1 --model resnet \\\n"
             "      --latency-ms 20 --slow-fraction 0.05 --slow-ms 400 \\\n"
-            "      --error-fraction 0.01 --error-code UNAVAILABLE --error-after-headers\n",
+            "      --error-fraction 0.01 --error-code UNAVAILABLE --error-after-headers\n"
+            "  infergw-replica --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n",
             RP_MAX_THREADS);
 }
 
@@ -140,10 +146,11 @@ static void add_model(struct rp_config *cfg, const char *name)
 }
 
 static const char *const switches[] = {"--error-after-headers", "--quiet", "--help", "-h"};
-static const char *const valued[] = {"--listen",         "--id",         "--model",
-                                     "--latency-ms",     "--slow-ms",    "--slow-fraction",
-                                     "--error-fraction", "--error-code", "--error-pushback",
-                                     "--threads",        "--seed"};
+static const char *const valued[] = {"--listen",         "--id",           "--model",
+                                     "--latency-ms",     "--slow-ms",      "--slow-fraction",
+                                     "--error-fraction", "--error-code",   "--error-pushback",
+                                     "--threads",        "--seed",         "--tls-cert",
+                                     "--tls-key",        "--tls-client-ca"};
 
 static int in_list(const char *name, const char *const *list, size_t n)
 {
@@ -271,10 +278,32 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
             if (errno || *end)
                 return bad(err, errlen, name, value, "is not a non-negative whole number");
             cfg->seed_given = 1;
+        } else if (strcmp(name, "--tls-cert") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_cert = value;
+        } else if (strcmp(name, "--tls-key") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_key = value;
+        } else if (strcmp(name, "--tls-client-ca") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_client_ca = value;
         } else {
             snprintf(err, errlen, "unknown flag '%s'", name);
             return RP_CONFIG_BAD;
         }
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, errlen, "%s given without %s: both are needed to serve TLS",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        return RP_CONFIG_BAD;
+    }
+    if (cfg->tls_client_ca && !cfg->tls_cert) {
+        snprintf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key");
+        return RP_CONFIG_BAD;
     }
     if (!cfg->id)
         cfg->id = cfg->listen;

@@ -35,6 +35,9 @@ struct rp_config {
     uint64_t seed;
     int seed_given;
     int quiet;
+    const char *tls_cert; /* borrowed; PEM chain, with tls_key: serve TLS */
+    const char *tls_key;
+    const char *tls_client_ca; /* borrowed; require client certificates from this CA */
 };
 
 #define RP_CONFIG_OK   0

@@ -95,6 +95,7 @@ int main(int argc, char **argv)
     rp_jlog_begin(&l, "listening", cfg.id);
     rp_jlog_str(&l, "addr", rp_server_addr(srv));
     rp_jlog_num(&l, "seed", cfg.seed);
+    rp_jlog_str(&l, "transport", cfg.tls_cert ? "TLS (ALPN h2)" : "h2c");
     rp_jlog_end(&l);
 
     wait_for_signals(srv, &cfg, &set);

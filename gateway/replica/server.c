@@ -17,6 +17,7 @@
  */
 #include "server.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -838,6 +839,79 @@ void rp_server_set_serving(struct rp_server *s, int serving)
     atomic_store(&s->serving, serving ? 1 : 0);
 }
 
+/* Reads all of text file <path> into a NUL-terminated buffer (caller
+ * frees), or NULL with the reason in <err>. */
+static char *read_pem(const char *flag, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (!f) {
+        snprintf(err, errlen, "%s '%s': %s", flag, path, strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb) {
+                snprintf(err, errlen, "%s '%s': out of memory", flag, path);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || len == 0 || !strstr(buf, "-----BEGIN")) {
+        snprintf(err, errlen, "%s '%s': %s", flag, path, bad ? strerror(errno) : "not a PEM file");
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Server credentials: TLS from --tls-cert/--tls-key (with --tls-client-ca,
+ * a verified client certificate is required), else plaintext. NULL with a
+ * message in <err> when a file cannot be read. */
+static grpc_server_credentials *server_credentials(const struct rp_config *cfg, char *err,
+                                                   size_t errlen)
+{
+    if (!cfg->tls_cert)
+        return grpc_insecure_server_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair;
+    char *cert = read_pem("--tls-cert", cfg->tls_cert, err, errlen);
+    char *key = cert ? read_pem("--tls-key", cfg->tls_key, err, errlen) : NULL;
+    char *ca = key && cfg->tls_client_ca
+                   ? read_pem("--tls-client-ca", cfg->tls_client_ca, err, errlen)
+                   : NULL;
+    grpc_server_credentials *creds = NULL;
+    if (cert && key && (ca || !cfg->tls_client_ca)) {
+        pair.cert_chain = cert;
+        pair.private_key = key;
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (!creds)
+            snprintf(err, errlen, "--tls-cert/--tls-key: grpc refused the certificate or key");
+    }
+    if (key) {
+        memset(key, 0, strlen(key)); /* no copy of the key left behind */
+        free(key);
+    }
+    free(cert);
+    free(ca);
+    return creds;
+}
+
 static grpc_completion_queue *non_listening_cq(void)
 {
     grpc_completion_queue_attributes attr;
@@ -899,12 +973,14 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
     s->shutdown_cq = non_listening_cq();
     grpc_server_register_completion_queue(s->server, s->shutdown_cq, NULL);
 
-    creds = grpc_insecure_server_credentials_create();
+    creds = server_credentials(cfg, err, errlen);
+    if (!creds)
+        goto fail_server;
     port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {
-        snprintf(err, errlen, "cannot listen on %s: the address is in use or not available",
-                 cfg->listen);
+        snprintf(err, errlen, "cannot listen on %s: the address is in use or not available%s",
+                 cfg->listen, cfg->tls_cert ? ", or the TLS certificate and key do not load" : "");
         goto fail_server;
     }
     format_addr(s->addr, sizeof(s->addr), cfg->listen, port);

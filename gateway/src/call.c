@@ -20,6 +20,7 @@
 #include "accesslog.h"
 #include "auth.h"
 #include "h2srv.h"
+#include "health.h"
 #include "headers.h"
 #include "localsvc.h"
 #include "log.h"
@@ -74,11 +75,12 @@ static int status_in(const struct gw_hdrlist *h)
     return gw_metrics_status_of(h, h);
 }
 
-/* Passive health: tells the replica's record how an attempt went. */
+/* Passive health (outlier ejection): tells the replica's record how an
+ * attempt went — a failure of the replica's own making, or an answer. */
 static void report_outcome(const struct gw_attempt *a, int ok)
 {
-    (void)a;
-    (void)ok;
+    if (a->up)
+        gw_health_report(a->up, ok);
 }
 
 /* The committed response's header lists: the winner's, or the gateway's own. */
@@ -544,7 +546,7 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
      * gateway's to enforce (it resets the stream and tries elsewhere, where
      * a replica giving up by itself would answer DEADLINE_EXCEEDED). */
     uint64_t per_try = (uint64_t)pool->tun.per_try_timeout_ms * MS;
-    char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[12];
+    char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[24];
     if (c->deadline_ns) {
         gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
         nv[n++] = nv_str("grpc-timeout", tbuf);
@@ -1227,8 +1229,8 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
     }
     if (!connected && !c->resp_done && client_alive(c)) {
         /* The connection never came up, so nothing of this attempt left the
-         * gateway: route it again, past this replica, as the same attempt. */
-        report_outcome(a, 0);
+         * gateway: route it again, past this replica, as the same attempt.
+         * (Failed connects are the upstream module's to count.) */
         const struct gw_pool *pool = call_pool(c);
         if (pool && attempt_start(c, pool, a, a->kind) == 0)
             return;

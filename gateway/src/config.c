@@ -38,6 +38,23 @@ enum {
     OPT_ADMIN,
     OPT_TENANTS,
     OPT_API_KEYS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    OPT_TLS_HS_TIMEOUT,
+    OPT_UP_TLS_CA,
+    OPT_UP_TLS_CERT,
+    OPT_UP_TLS_KEY,
+    OPT_KEEPALIVE,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_HEALTH_INTERVAL,
+    OPT_HEALTH_TIMEOUT,
+    OPT_HEALTHY_THRESHOLD,
+    OPT_UNHEALTHY_THRESHOLD,
+    OPT_OUTLIER_FAILURES,
+    OPT_OUTLIER_BASE,
+    OPT_OUTLIER_MAX,
+    OPT_OUTLIER_MAX_PERCENT,
     OPT_ACCESS_LOG,
     OPT_VERSION,
     OPT_PLUGIN,
@@ -73,6 +90,23 @@ static const struct option long_opts[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"tenants", required_argument, NULL, OPT_TENANTS},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"tls-handshake-timeout-ms", required_argument, NULL, OPT_TLS_HS_TIMEOUT},
+    {"upstream-tls-ca", required_argument, NULL, OPT_UP_TLS_CA},
+    {"upstream-tls-cert", required_argument, NULL, OPT_UP_TLS_CERT},
+    {"upstream-tls-key", required_argument, NULL, OPT_UP_TLS_KEY},
+    {"keepalive-ms", required_argument, NULL, OPT_KEEPALIVE},
+    {"keepalive-timeout-ms", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"health-interval-ms", required_argument, NULL, OPT_HEALTH_INTERVAL},
+    {"health-timeout-ms", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+    {"healthy-threshold", required_argument, NULL, OPT_HEALTHY_THRESHOLD},
+    {"unhealthy-threshold", required_argument, NULL, OPT_UNHEALTHY_THRESHOLD},
+    {"outlier-failures", required_argument, NULL, OPT_OUTLIER_FAILURES},
+    {"outlier-base-ms", required_argument, NULL, OPT_OUTLIER_BASE},
+    {"outlier-max-ms", required_argument, NULL, OPT_OUTLIER_MAX},
+    {"outlier-max-percent", required_argument, NULL, OPT_OUTLIER_MAX_PERCENT},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
@@ -97,7 +131,8 @@ void gw_config_usage(FILE *out)
         "model replica by consistent hashing, and relays it over HTTP/2.\n"
         "\n"
         "Flags (default in brackets):\n"
-        "  --listen HOST:PORT            address clients connect to (h2c) [127.0.0.1:7100]\n"
+        "  --listen HOST:PORT            address clients connect to: TLS with ALPN h2 when\n"
+        "                                --tls-cert is given, else h2c [127.0.0.1:7100]\n"
         "  --workers N                   worker threads, each with its own epoll loop and\n"
         "                                SO_REUSEPORT listener [one per online CPU]\n"
         "  --pool NAME=HOST:PORT[,...]   a static pool (model) and its replicas; repeatable.\n"
@@ -137,8 +172,42 @@ void gw_config_usage(FILE *out)
         "  --max-header-list-bytes N     largest request header block accepted [65536]\n"
         "  --shutdown-grace-ms N         on SIGTERM, how long in-flight calls may take to\n"
         "                                finish after GOAWAY before the gateway exits [15000]\n"
-        "  --connect-timeout-ms N        TCP connect timeout towards replicas [1000]\n"
+        "  --connect-timeout-ms N        TCP connect (and, with --upstream-tls-ca, TLS\n"
+        "                                handshake) timeout towards replicas [1000]\n"
         "  --route-header NAME           metadata key holding the routing key [x-route-key]\n"
+        "  --tls-cert FILE               PEM certificate chain clients see; turns on TLS\n"
+        "                                (1.2+, ALPN h2 required). SIGHUP reloads it and\n"
+        "                                --tls-key; a bad pair keeps the old one [none: h2c]\n"
+        "  --tls-key FILE                PEM private key of --tls-cert [none]\n"
+        "  --tls-client-ca FILE          mutual TLS: require a client certificate issued by\n"
+        "                                a CA in this PEM bundle [none: no client cert]\n"
+        "  --tls-handshake-timeout-ms N  a client must finish its TLS handshake within\n"
+        "                                this time, or is disconnected [10000]\n"
+        "  --upstream-tls-ca FILE        connect to replicas over TLS (ALPN h2), verifying\n"
+        "                                their certificate against this PEM CA bundle and\n"
+        "                                their address (IP or name); SIGHUP reloads it\n"
+        "                                and the client pair below [none: h2c]\n"
+        "  --upstream-tls-cert FILE      client certificate presented to replicas (with\n"
+        "                                --upstream-tls-key) [none]\n"
+        "  --upstream-tls-key FILE       PEM private key of --upstream-tls-cert [none]\n"
+        "  --keepalive-ms N              send an HTTP/2 PING on an upstream connection that\n"
+        "                                carries calls and has heard nothing for N ms; 0 = off\n"
+        "                                [1000]\n"
+        "  --keepalive-timeout-ms N      close the connection (its calls fail over) and count\n"
+        "                                a replica failure when the PING ACK takes longer [1000]\n"
+        "  --health-interval-ms N        grpc.health.v1 Check of every replica every N ms;\n"
+        "                                0 = off [1000]\n"
+        "  --health-timeout-ms N         a check without an answer by then failed [500]\n"
+        "  --healthy-threshold N         consecutive SERVING answers that make a replica\n"
+        "                                healthy again [2]\n"
+        "  --unhealthy-threshold N       consecutive NOT_SERVING / failed checks that take a\n"
+        "                                replica out of routing [2]\n"
+        "  --outlier-failures N          consecutive failed calls (UNAVAILABLE, reset, lost\n"
+        "                                connection, per-try timeout) that eject a replica;\n"
+        "                                0 = never [5]\n"
+        "  --outlier-base-ms N           ejection time per time ejected [10000]\n"
+        "  --outlier-max-ms N            longest ejection [300000]\n"
+        "  --outlier-max-percent N       most of a pool (percent) ejected at once [50]\n"
         "  --auth on|none                on: every call must authenticate (API key, JWT,\n"
         "                                mTLS, --plugin chain); none: no authentication, for\n"
         "                                local development only (logged as a warning) [on]\n"
@@ -165,7 +234,11 @@ void gw_config_usage(FILE *out)
         "Example:\n"
         "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
-        "  infergw --auth=none --redis redis://127.0.0.1:6379\n");
+        "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
+        "  infergw --auth=none --pool demo=127.0.0.1:7201 --tls-cert /etc/infergw/cert.pem \\\n"
+        "      --tls-key /etc/infergw/key.pem --tls-client-ca /etc/infergw/clients-ca.pem\n"
+        "  infergw --auth=none --pool demo=127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203 \\\n"
+        "      --health-interval-ms 500 --unhealthy-threshold 2 --outlier-failures 5\n");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -174,6 +247,53 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* Stores a copy of file path <v> of flag <flag> in <*dst> (a later flag
+ * replaces an earlier one). Returns 0 or -1 with the reason in <err>. */
+static int set_path(char **dst, const char *flag, const char *v, char *err, size_t errlen)
+{
+    if (!v[0]) {
+        set_err(err, errlen, "%s needs a file name", flag);
+        return -1;
+    }
+    char *p = gw_strdup(v);
+    if (!p) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    gw_free(*dst);
+    *dst = p;
+    return 0;
+}
+
+/* The combinations of TLS flags that make sense. */
+static int check_tls_flags(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        set_err(err, errlen, "%s given without %s: both are needed to serve TLS",
+                cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        return -1;
+    }
+    if (cfg->tls_client_ca && !cfg->tls_cert) {
+        set_err(err, errlen,
+                "--tls-client-ca needs --tls-cert and --tls-key: mutual TLS runs over TLS");
+        return -1;
+    }
+    if (!cfg->upstream_tls_cert != !cfg->upstream_tls_key) {
+        set_err(err, errlen, "%s given without %s",
+                cfg->upstream_tls_cert ? "--upstream-tls-cert" : "--upstream-tls-key",
+                cfg->upstream_tls_cert ? "--upstream-tls-key" : "--upstream-tls-cert");
+        return -1;
+    }
+    if (cfg->upstream_tls_cert && !cfg->upstream_tls_ca) {
+        set_err(err, errlen,
+                "--upstream-tls-cert needs --upstream-tls-ca: replicas are reached over TLS "
+                "only with a CA to verify them");
+        return -1;
+    }
+    return 0;
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -185,6 +305,50 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+/* The replica health flags: one table of name, field and range. */
+static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
+                             size_t errlen)
+{
+    static const struct {
+        int opt;
+        const char *name;
+        size_t off;
+        uint32_t min, max;
+    } flags[] = {
+        {OPT_KEEPALIVE, "--keepalive-ms", offsetof(struct gw_config, keepalive_ms), 0, 3600000},
+        {OPT_KEEPALIVE_TIMEOUT, "--keepalive-timeout-ms",
+         offsetof(struct gw_config, keepalive_timeout_ms), 10, 600000},
+        {OPT_HEALTH_INTERVAL, "--health-interval-ms",
+         offsetof(struct gw_config, health_interval_ms), 0, 3600000},
+        {OPT_HEALTH_TIMEOUT, "--health-timeout-ms", offsetof(struct gw_config, health_timeout_ms),
+         10, 600000},
+        {OPT_HEALTHY_THRESHOLD, "--healthy-threshold",
+         offsetof(struct gw_config, healthy_threshold), 1, 100},
+        {OPT_UNHEALTHY_THRESHOLD, "--unhealthy-threshold",
+         offsetof(struct gw_config, unhealthy_threshold), 1, 100},
+        {OPT_OUTLIER_FAILURES, "--outlier-failures", offsetof(struct gw_config, outlier_failures),
+         0, 100000},
+        {OPT_OUTLIER_BASE, "--outlier-base-ms", offsetof(struct gw_config, outlier_base_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX, "--outlier-max-ms", offsetof(struct gw_config, outlier_max_ms), 1,
+         86400000},
+        {OPT_OUTLIER_MAX_PERCENT, "--outlier-max-percent",
+         offsetof(struct gw_config, outlier_max_percent), 0, 100},
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (flags[i].opt != opt)
+            continue;
+        uint32_t *field = (uint32_t *)((char *)cfg + flags[i].off);
+        if (parse_u32(arg, flags[i].min, flags[i].max, field) < 0) {
+            set_err(err, errlen, "%s '%s': expected %u..%u", flags[i].name, arg,
+                    (unsigned)flags[i].min, (unsigned)flags[i].max);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
 }
 
 int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
@@ -413,6 +577,17 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     snprintf(cfg->auth.jwt_tenant_claim, sizeof(cfg->auth.jwt_tenant_claim), "sub");
     cfg->auth.jwt_leeway_s = 30;
     cfg->auth.jwt_cache_size = 4096;
+    cfg->tls_handshake_timeout_ms = 10000;
+    cfg->keepalive_ms = 1000;
+    cfg->keepalive_timeout_ms = 1000;
+    cfg->health_interval_ms = 1000;
+    cfg->health_timeout_ms = 500;
+    cfg->healthy_threshold = 2;
+    cfg->unhealthy_threshold = 2;
+    cfg->outlier_failures = 5;
+    cfg->outlier_base_ms = 10000;
+    cfg->outlier_max_ms = 300000;
+    cfg->outlier_max_percent = 50;
 
     optind = 0; /* 0, not 1: glibc then also resets its internal state */
     opterr = 0;
@@ -620,6 +795,50 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             snprintf(dst, sizeof(cfg->tenants_file), "%s", optarg);
             break;
         }
+        case OPT_TLS_CERT:
+            if (set_path(&cfg->tls_cert, "--tls-cert", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_TLS_KEY:
+            if (set_path(&cfg->tls_key, "--tls-key", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_TLS_CLIENT_CA:
+            if (set_path(&cfg->tls_client_ca, "--tls-client-ca", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_TLS_HS_TIMEOUT:
+            if (parse_u32(optarg, 100, 600000, &cfg->tls_handshake_timeout_ms) < 0) {
+                set_err(err, errlen, "--tls-handshake-timeout-ms '%s': expected 100..600000",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_UP_TLS_CA:
+            if (set_path(&cfg->upstream_tls_ca, "--upstream-tls-ca", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_UP_TLS_CERT:
+            if (set_path(&cfg->upstream_tls_cert, "--upstream-tls-cert", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_UP_TLS_KEY:
+            if (set_path(&cfg->upstream_tls_key, "--upstream-tls-key", optarg, err, errlen) < 0)
+                return -1;
+            break;
+        case OPT_KEEPALIVE:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_HEALTH_INTERVAL:
+        case OPT_HEALTH_TIMEOUT:
+        case OPT_HEALTHY_THRESHOLD:
+        case OPT_UNHEALTHY_THRESHOLD:
+        case OPT_OUTLIER_FAILURES:
+        case OPT_OUTLIER_BASE:
+        case OPT_OUTLIER_MAX:
+        case OPT_OUTLIER_MAX_PERCENT:
+            if (parse_health_flag(cfg, c, optarg, err, errlen) < 0)
+                return -1;
+            break;
         case ':':
             set_err(err, errlen, "%s needs a value", name);
             return -1;
@@ -642,6 +861,22 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     }
     if (cfg->api_keys_file[0] && !cfg->tenants_file[0]) {
         set_err(err, errlen, "--api-keys needs --tenants (the tenants the keys belong to)");
+        return -1;
+    }
+    if (check_tls_flags(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg->outlier_max_ms < cfg->outlier_base_ms) {
+        set_err(err, errlen,
+                "--outlier-max-ms %u is below --outlier-base-ms %u: the longest ejection cannot "
+                "be shorter than the first",
+                (unsigned)cfg->outlier_max_ms, (unsigned)cfg->outlier_base_ms);
+        return -1;
+    }
+    if (cfg->health_interval_ms > 0 && cfg->health_timeout_ms > cfg->health_interval_ms) {
+        set_err(err, errlen,
+                "--health-timeout-ms %u is above --health-interval-ms %u: a check must end "
+                "before the next one starts",
+                (unsigned)cfg->health_timeout_ms, (unsigned)cfg->health_interval_ms);
         return -1;
     }
     if (cfg->npools == 0 && !cfg->redis_url[0]) {
@@ -672,4 +907,10 @@ void gw_config_free(struct gw_config *cfg)
     gw_free(a->jwt_keys);
     a->plugins = a->jwt_keys = NULL;
     a->nplugins = a->njwt_keys = 0;
+    char **paths[] = {&cfg->tls_cert,        &cfg->tls_key,           &cfg->tls_client_ca,
+                      &cfg->upstream_tls_ca, &cfg->upstream_tls_cert, &cfg->upstream_tls_key};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        gw_free(*paths[i]);
+        *paths[i] = NULL;
+    }
 }

@@ -53,9 +53,21 @@ struct gw_config {
     char redis_prefix[128];
     uint32_t redis_timeout_ms;
     uint32_t redis_poll_ms;
-    char admin[128];         /* admin HTTP address; "" = off */
-    int admin_explicit;      /* --admin given: failing to listen there is fatal */
-    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
+    /* replica health (health.h, upstream.h) */
+    uint32_t keepalive_ms;         /* PING interval on silent busy connections; 0 = off */
+    uint32_t keepalive_timeout_ms; /* PING ACK deadline */
+    uint32_t health_interval_ms;   /* active grpc.health.v1 checks; 0 = off */
+    uint32_t health_timeout_ms;
+    uint32_t healthy_threshold, unhealthy_threshold;
+    uint32_t outlier_failures; /* consecutive failures that eject; 0 = never */
+    uint32_t outlier_base_ms, outlier_max_ms, outlier_max_percent;
+    char admin[128];      /* admin HTTP address; "" = off */
+    char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
+    int admin_explicit;   /* --admin given: failing to listen there is fatal */
+    /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
+    char *tls_cert, *tls_key, *tls_client_ca;
+    uint32_t tls_handshake_timeout_ms;
+    char *upstream_tls_ca, *upstream_tls_cert, *upstream_tls_key;
     char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
     char api_keys_file[512]; /* --api-keys; "" = none */
     struct gw_auth_conf auth;

@@ -2,6 +2,8 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -9,8 +11,11 @@
 #include <unistd.h>
 
 #include "mem.h"
+#include "metrics.h"
+#include "tls.h"
 
 static void conn_io_cb(struct gw_io *io, uint32_t events);
+static void conn_tls_timeout(struct gw_timer *t, void *arg);
 
 int gw_conn_init(struct gw_conn *c, struct gw_loop *loop, int fd, int connecting,
                  const struct gw_conn_ops *ops, void *owner)
@@ -20,6 +25,7 @@ int gw_conn_init(struct gw_conn *c, struct gw_loop *loop, int fd, int connecting
     c->ops = ops;
     c->owner = owner;
     c->connecting = connecting ? 1 : 0;
+    gw_timer_init(&c->tls_timer, conn_tls_timeout, c);
     c->wbuf = gw_malloc(GW_CONN_WBUF);
     if (!c->wbuf)
         return -ENOMEM;
@@ -55,6 +61,9 @@ void gw_conn_release(struct gw_conn *c)
 {
     gw_free(c->wbuf);
     c->wbuf = NULL;
+    gw_loop_timer_cancel(c->loop, &c->tls_timer);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
 }
 
 static void conn_fail_errno(struct gw_conn *c, const char *what, int err)
@@ -63,8 +72,184 @@ static void conn_fail_errno(struct gw_conn *c, const char *what, int err)
     gw_conn_close(c, c->errbuf);
 }
 
+/* The events to wait for once nothing is blocked on output. */
+static uint32_t conn_idle_events(const struct gw_conn *c)
+{
+    return EPOLLIN | (c->tls_read_wants_write ? EPOLLOUT : 0);
+}
+
+/* Hands <n> received bytes to nghttp2. Returns 0, or -1 after a protocol
+ * error (close requested). */
+static int conn_feed(struct gw_conn *c, const uint8_t *buf, size_t n)
+{
+    ssize_t r = nghttp2_session_mem_recv(c->sess, buf, n);
+    if (r < 0) {
+        snprintf(c->errbuf, sizeof(c->errbuf), "HTTP/2 error: %s", nghttp2_strerror((int)r));
+        gw_conn_close(c, c->errbuf);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- TLS ------------------------------------------------------------------- */
+
+int gw_conn_tls_start(struct gw_conn *c, SSL *ssl, int client, uint64_t timeout_ns)
+{
+    c->ssl = ssl; /* freed by gw_conn_release from here on */
+    if (SSL_set_fd(ssl, c->io.fd) != 1) {
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    if (client)
+        SSL_set_connect_state(ssl);
+    else
+        SSL_set_accept_state(ssl);
+    c->tls_hs = 1;
+    if (timeout_ns && gw_loop_timer_in(c->loop, &c->tls_timer, timeout_ns) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The handshake of <c> failed for <why> (enum gw_metrics_tls_fail). */
+static void conn_tls_fail(struct gw_conn *c, int why, const char *detail)
+{
+    c->tls_fatal = 1;
+    gw_loop_timer_cancel(c->loop, &c->tls_timer);
+    snprintf(c->errbuf, sizeof(c->errbuf), "TLS handshake failed (%s): %s",
+             gw_metrics_tls_fail_name(why), detail);
+    if (c->ops->on_tls_handshake)
+        c->ops->on_tls_handshake(c, why, detail);
+    gw_conn_close(c, c->errbuf);
+}
+
+static void conn_tls_timeout(struct gw_timer *t, void *arg)
+{
+    struct gw_conn *c = arg;
+    if (c->tls_hs && !c->closing && !c->closed)
+        conn_tls_fail(c, GW_TLS_FAIL_TIMEOUT, "no TLS handshake within the timeout");
+}
+
+/* A TLS error after the handshake: closes <c> with the OpenSSL reason. */
+static void conn_tls_io_fail(struct gw_conn *c, const char *what, int ssl_err)
+{
+    char detail[120];
+    c->tls_fatal = 1;
+    gw_tls_classify_failure(c->ssl, ssl_err, detail, sizeof(detail));
+    snprintf(c->errbuf, sizeof(c->errbuf), "%s: %s", what, detail);
+    gw_conn_close(c, c->errbuf);
+}
+
+static void conn_read(struct gw_conn *c);
+
+static void conn_handshake(struct gw_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            gw_loop_mod(c->loop, &c->io, EPOLLIN);
+            return;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            gw_loop_mod(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+            return;
+        }
+        char detail[120];
+        int why = gw_tls_classify_failure(c->ssl, e, detail, sizeof(detail));
+        conn_tls_fail(c, why, detail);
+        return;
+    }
+    c->tls_hs = 0;
+    gw_loop_timer_cancel(c->loop, &c->tls_timer);
+    const unsigned char *proto = NULL;
+    unsigned int plen = 0;
+    SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+    if (plen != 2 || memcmp(proto, "h2", 2) != 0) {
+        /* A client that offered no ALPN at all gets here (one that offered
+         * other protocols was refused by the ALPN callback). */
+        conn_tls_fail(c, GW_TLS_FAIL_NO_ALPN_H2,
+                      SSL_is_server(c->ssl) ? "the client did not offer ALPN h2"
+                                            : "the server did not agree to ALPN h2");
+        return;
+    }
+    if (c->ops->on_tls_handshake && c->ops->on_tls_handshake(c, -1, NULL) < 0) {
+        gw_conn_close(c, "peer refused after the TLS handshake");
+        return;
+    }
+    gw_loop_mod(c->loop, &c->io, EPOLLIN);
+    if (!SSL_is_server(c->ssl) && c->ops->on_connected)
+        c->ops->on_connected(c);
+    gw_conn_mark_dirty(c);
+    /* The client's first frames may have come with its last handshake
+     * message and sit decrypted in OpenSSL's buffer already. */
+    conn_read(c);
+}
+
+/* Reads what the peer sent over TLS: until OpenSSL wants more from the
+ * socket, or, past GW_CONN_READ bytes, until its buffer is empty, so that
+ * whatever is left is in the socket where level-triggered epoll sees it. */
+static void conn_tls_read(struct gw_conn *c)
+{
+    uint8_t buf[GW_CONN_READ];
+    size_t off = 0, total = 0;
+    int e = SSL_ERROR_NONE;
+    c->tls_read_wants_write = 0;
+    for (;;) {
+        if (off == sizeof(buf)) {
+            if (conn_feed(c, buf, off) < 0)
+                return;
+            off = 0;
+        }
+        if (total >= GW_CONN_READ && !SSL_has_pending(c->ssl))
+            break;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf + off, (int)(sizeof(buf) - off));
+        if (n > 0) {
+            off += (size_t)n;
+            total += (size_t)n;
+            continue;
+        }
+        e = SSL_get_error(c->ssl, n);
+        break;
+    }
+    if (off && conn_feed(c, buf, off) < 0)
+        return;
+    switch (e) {
+    case SSL_ERROR_NONE:
+    case SSL_ERROR_WANT_READ:
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_read_wants_write = 1;
+        gw_loop_mod(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+        break;
+    case SSL_ERROR_ZERO_RETURN:
+        gw_conn_close(c, "peer closed the connection");
+        return;
+    case SSL_ERROR_SYSCALL:
+        if (errno == EAGAIN || errno == EINTR)
+            break;
+        c->tls_fatal = 1;
+        conn_fail_errno(c, "read", errno ? errno : ECONNRESET);
+        return;
+    default:
+        conn_tls_io_fail(c, "TLS read", e);
+        return;
+    }
+    if (total > 0 || c->tls_write_wants_read) {
+        c->tls_write_wants_read = 0;
+        gw_conn_mark_dirty(c);
+    }
+}
+
+/* --- cleartext and common paths --------------------------------------------- */
+
 static void conn_read(struct gw_conn *c)
 {
+    if (c->ssl) {
+        conn_tls_read(c);
+        return;
+    }
     uint8_t buf[GW_CONN_READ];
     ssize_t n = read(c->io.fd, buf, sizeof(buf));
     if (n == 0) {
@@ -76,12 +261,8 @@ static void conn_read(struct gw_conn *c)
             conn_fail_errno(c, "read", errno);
         return;
     }
-    ssize_t r = nghttp2_session_mem_recv(c->sess, buf, (size_t)n);
-    if (r < 0) {
-        snprintf(c->errbuf, sizeof(c->errbuf), "HTTP/2 error: %s", nghttp2_strerror((int)r));
-        gw_conn_close(c, c->errbuf);
+    if (conn_feed(c, buf, (size_t)n) < 0)
         return;
-    }
     gw_conn_mark_dirty(c);
 }
 
@@ -102,13 +283,22 @@ static void conn_io_cb(struct gw_io *io, uint32_t events)
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
         c->connecting = 0;
+        if (c->ssl) {
+            conn_handshake(c); /* on_connected once it is done */
+            return;
+        }
         gw_loop_mod(c->loop, &c->io, EPOLLIN);
         if (c->ops->on_connected)
             c->ops->on_connected(c);
         gw_conn_mark_dirty(c);
         return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    if (c->tls_hs) {
+        conn_handshake(c);
+        return;
+    }
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+        ((events & EPOLLOUT) && c->tls_read_wants_write))
         conn_read(c);
     if ((events & EPOLLOUT) && !c->closing)
         gw_conn_mark_dirty(c);
@@ -119,6 +309,33 @@ static void conn_io_cb(struct gw_io *io, uint32_t events)
 static int conn_write(struct gw_conn *c)
 {
     while (c->woff < c->wlen) {
+        if (c->ssl) {
+            /* A retry after WANT_* passes the same bytes again: the buffer
+             * is not refilled until it has all gone out. */
+            size_t len = c->wlen - c->woff;
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, c->wbuf + c->woff, len > INT_MAX ? INT_MAX : (int)len);
+            if (r > 0) {
+                c->woff += (size_t)r;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE) {
+                gw_loop_mod(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+                return 0;
+            }
+            if (e == SSL_ERROR_WANT_READ) {
+                c->tls_write_wants_read = 1; /* the next read marks us dirty */
+                return 0;
+            }
+            if (e == SSL_ERROR_SYSCALL && errno != 0) {
+                c->tls_fatal = 1;
+                conn_fail_errno(c, "write", errno);
+                return -1;
+            }
+            conn_tls_io_fail(c, "TLS write", e);
+            return -1;
+        }
         ssize_t n = write(c->io.fd, c->wbuf + c->woff, c->wlen - c->woff);
         if (n < 0) {
             if (errno == EINTR)
@@ -138,8 +355,8 @@ static int conn_write(struct gw_conn *c)
 
 static void conn_flush(struct gw_conn *c)
 {
-    if (c->connecting)
-        return; /* nothing may be produced before the socket is up */
+    if (c->connecting || c->tls_hs)
+        return; /* nothing may be produced before the socket (and TLS) is up */
     if (c->wlen > c->woff && conn_write(c) <= 0)
         return; /* the kernel is still full: produce no more frames */
     for (;;) {
@@ -174,7 +391,7 @@ static void conn_flush(struct gw_conn *c)
         if (conn_write(c) <= 0)
             return;
     }
-    gw_loop_mod(c->loop, &c->io, EPOLLIN);
+    gw_loop_mod(c->loop, &c->io, conn_idle_events(c));
     if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
         gw_conn_close(c, "session finished");
 }
@@ -189,6 +406,13 @@ static void conn_finish(struct gw_conn *c)
                 break;
             }
         c->dirty = 0;
+    }
+    gw_loop_timer_cancel(c->loop, &c->tls_timer);
+    if (c->ssl && !c->tls_hs && !c->tls_fatal && !c->connecting) {
+        /* Best effort close_notify; the socket is not waited for. */
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
     }
     gw_loop_del(c->loop, &c->io);
     close(c->io.fd);
@@ -210,7 +434,7 @@ void gw_conn_flush_dirty(struct gw_loop *loop)
             conn_flush(c);
         if (c->closing) {
             /* Best effort: push out what is queued (GOAWAY, RST) first. */
-            if (!c->connecting && c->wlen > c->woff)
+            if (!c->connecting && !c->tls_hs && c->wlen > c->woff)
                 conn_write(c);
             conn_finish(c);
         }

@@ -3,7 +3,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "call.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 #include "worker.h"
 
 void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c)
@@ -173,6 +176,7 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
         gw_call_on_client_close(c, NGHTTP2_CANCEL);
     }
     gw_log(GW_LOG_DEBUG, "client_closed", "{s:s, s:s}", "peer", sc->peer, "reason", reason);
+    gw_tls_identity_free(sc->peer_cn, sc->peer_sans, sc->peer_nsans);
     nghttp2_session_del(conn->sess);
     conn->sess = NULL;
     gw_conn_release(conn);
@@ -188,7 +192,47 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
     gw_worker_check_drained(w);
 }
 
-static const struct gw_conn_ops srv_conn_ops = {.on_close = srv_conn_on_close};
+/* Counts and logs a client's TLS handshake; after a verified client
+ * certificate (mutual TLS), fills the connection's peer identity, which the
+ * authentication chain reads to map a tenant. */
+static int srv_conn_on_tls(struct gw_conn *conn, int fail, const char *detail)
+{
+    struct gw_srv_conn *sc = (struct gw_srv_conn *)conn;
+    struct gw_worker *w = sc->w;
+    if (fail >= 0) {
+        gw_metrics_tls_failed(w->metrics, GW_TLS_SIDE_CLIENT, fail);
+        /* A connection closed before its handshake is what TCP health
+         * checks and port probes do: counted, but logged at debug only. */
+        gw_log(fail == GW_TLS_FAIL_PEER_CLOSED ? GW_LOG_DEBUG : GW_LOG_INFO, "tls_handshake_failed",
+               "{s:s, s:s, s:s}", "peer", sc->peer, "reason", gw_metrics_tls_fail_name(fail),
+               "detail", detail);
+        return 0;
+    }
+    gw_metrics_tls_ok(w->metrics, GW_TLS_SIDE_CLIENT);
+    X509 *x = SSL_get0_peer_certificate(conn->ssl);
+    if (x && (SSL_get_verify_mode(conn->ssl) & SSL_VERIFY_PEER) &&
+        SSL_get_verify_result(conn->ssl) == X509_V_OK) {
+        if (gw_tls_identity(x, &sc->peer_cn, &sc->peer_sans, &sc->peer_nsans) < 0) {
+            gw_log(GW_LOG_WARN, "client_refused", "{s:s, s:s}", "peer", sc->peer, "error",
+                   "out of memory reading the client certificate");
+            return -1;
+        }
+        sc->peer_verified = 1;
+    }
+    if (gw_log_enabled(GW_LOG_DEBUG)) {
+        json_t *sans = json_array();
+        for (size_t i = 0; i < sc->peer_nsans; i++)
+            json_array_append_new(sans, json_string(sc->peer_sans[i]));
+        gw_log(GW_LOG_DEBUG, "client_tls", "{s:s, s:s, s:s, s:b, s:s?, s:o}", "peer", sc->peer,
+               "version", SSL_get_version(conn->ssl), "cipher",
+               SSL_CIPHER_get_name(SSL_get_current_cipher(conn->ssl)), "peer_verified",
+               sc->peer_verified, "peer_cn", sc->peer_cn, "peer_sans", sans);
+    }
+    return 0;
+}
+
+static const struct gw_conn_ops srv_conn_ops = {.on_close = srv_conn_on_close,
+                                                .on_tls_handshake = srv_conn_on_tls};
 
 static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storage *ss)
 {
@@ -216,13 +260,22 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
         gw_free(sc);
         return;
     }
-    if (nghttp2_session_server_new2(&sc->conn.sess, w->srv_cbs, sc, w->srv_opt) != 0) {
-        gw_loop_del(&w->loop, &sc->conn.io);
-        gw_conn_release(&sc->conn);
-        close(fd);
-        gw_free(sc);
-        return;
+    SSL_CTX *tls = gw_worker_tls_ctx(w);
+    if (tls) {
+        SSL *ssl = SSL_new(tls);
+        if (!ssl ||
+            gw_conn_tls_start(&sc->conn, ssl, 0,
+                              (uint64_t)w->cfg->tls_handshake_timeout_ms * 1000000ULL) < 0) {
+            if (!ssl)
+                ERR_clear_error();
+            gw_log(GW_LOG_WARN, "accept_failed", "{s:s, s:s}", "peer", sc->peer, "error",
+                   "cannot start TLS (out of memory)");
+            goto fail_conn;
+        }
+        sc->tls = 1;
     }
+    if (nghttp2_session_server_new2(&sc->conn.sess, w->srv_cbs, sc, w->srv_opt) != 0)
+        goto fail_conn;
     const struct gw_config *cfg = w->cfg;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams},
@@ -240,6 +293,13 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
     w->nconns++;
     gw_metrics_conns_add(w->metrics, 1);
     gw_conn_mark_dirty(&sc->conn);
+    return;
+
+fail_conn:
+    gw_loop_del(&w->loop, &sc->conn.io);
+    gw_conn_release(&sc->conn);
+    close(fd);
+    gw_free(sc);
 }
 
 void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
@@ -261,6 +321,12 @@ void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
 void gw_h2srv_goaway_all(struct gw_worker *w)
 {
     for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
+        if (sc->conn.tls_hs) {
+            /* No HTTP/2 yet, so no call to wait for: do not let a
+             * half-done handshake hold the drain up. */
+            gw_conn_close(&sc->conn, "draining before the TLS handshake finished");
+            continue;
+        }
         nghttp2_submit_shutdown_notice(sc->conn.sess);
         gw_conn_mark_dirty(&sc->conn);
     }

@@ -6,7 +6,15 @@
  * consumes bytes only once a replica took them), SETTINGS that bound what a
  * client can make the gateway hold (max concurrent streams, initial window,
  * header list size), and nghttp2's rapid-reset and CONTINUATION-flood limits
- * set on purpose. Loop thread only.
+ * set on purpose.
+ *
+ * With --tls-cert, each accepted socket gets an SSL from the worker's current
+ * context (conn.c runs the handshake); the HTTP/2 session exists from the
+ * start but nothing flows until the handshake is done. Handshake failures are
+ * counted by reason and logged with the peer address. After a client
+ * certificate verified (mutual TLS), its identity is copied onto the
+ * connection (peer_cn, peer_sans) for the authentication chain. Loop thread
+ * only.
  */
 #ifndef INFERGW_H2SRV_H
 #define INFERGW_H2SRV_H

@@ -1,8 +1,11 @@
-/* main — infergw: parse flags, build the routing table, start one worker per
- * core, then wait for signals on the main thread (signalfd): SIGTERM/SIGINT
- * drain every worker (GOAWAY, in-flight calls finish within the grace
- * period) and exit 0; a second one exits at once. */
+/* main — infergw: parse flags, build the routing table and the TLS
+ * contexts, start one worker per core, then wait for signals on the main
+ * thread (signalfd): SIGHUP reloads the TLS certificate and key, and the
+ * replica CA (built here, off the workers, then offered to each); SIGTERM/SIGINT drain every worker
+ * (GOAWAY, in-flight calls finish within the grace period) and exit 0; a
+ * second one exits at once. */
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,10 +20,96 @@
 #include "authdb.h"
 #include "config.h"
 #include "ctrl.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
+#include "tls.h"
 #include "worker.h"
+
+/* Warns when the certificate <ctx> presents has expired or soon will:
+ * clients would refuse it, and nothing else in the gateway would say why. */
+static void tls_check_expiry(SSL_CTX *ctx, const char *file)
+{
+    int days = gw_tls_days_left(ctx);
+    if (days == INT_MIN || days >= 14)
+        return;
+    gw_log(GW_LOG_WARN, days < 0 ? "tls_certificate_expired" : "tls_certificate_expires_soon",
+           "{s:s, s:i}", "file", file, "days_left", days);
+}
+
+/* Builds the TLS contexts the flags ask for into <tls> and <up_tls> (NULL
+ * when not asked for). Returns 0, or -1 with the reason in <err>. */
+static int tls_setup(const struct gw_config *cfg, SSL_CTX **tls, SSL_CTX **up_tls, char *err,
+                     size_t errlen)
+{
+    *tls = *up_tls = NULL;
+    if (cfg->tls_cert) {
+        *tls = gw_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, errlen);
+        if (!*tls)
+            return -1;
+        char desc[512];
+        gw_tls_describe_ctx(*tls, desc, sizeof(desc));
+        gw_log(GW_LOG_INFO, "tls_certificate", "{s:s, s:s, s:b}", "certificate", desc, "file",
+               cfg->tls_cert, "mutual_tls", cfg->tls_client_ca != NULL);
+        tls_check_expiry(*tls, cfg->tls_cert);
+    } else {
+        gw_log(GW_LOG_INFO, "tls_off", "{s:s}", "message",
+               "no --tls-cert: clients connect over plaintext h2c");
+    }
+    if (cfg->upstream_tls_ca) {
+        *up_tls = gw_tls_client_ctx_new(cfg->upstream_tls_ca, cfg->upstream_tls_cert,
+                                        cfg->upstream_tls_key, err, errlen);
+        if (!*up_tls) {
+            SSL_CTX_free(*tls);
+            *tls = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* SIGHUP: new contexts from the same files (front end, and replicas when
+ * --upstream-tls-ca is set); the workers take them up for the connections
+ * they make next. A file that no longer loads keeps the old context. */
+static void tls_reload(const struct gw_config *cfg, struct gw_worker *workers, int n)
+{
+    if (!cfg->tls_cert && !cfg->upstream_tls_ca) {
+        gw_log(GW_LOG_INFO, "reload", "{s:s}", "message",
+               "SIGHUP: no --tls-cert or --upstream-tls-ca, nothing to reload");
+        return;
+    }
+    char err[512] = "";
+    SSL_CTX *front = NULL, *up = NULL;
+    if (cfg->tls_cert) {
+        front = gw_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err,
+                                      sizeof(err));
+        if (!front)
+            gw_log(GW_LOG_ERROR, "tls_reload_failed", "{s:s, s:s, s:s}", "side", "client", "error",
+                   err, "message", "the previous certificate stays in use");
+    }
+    if (cfg->upstream_tls_ca) {
+        up = gw_tls_client_ctx_new(cfg->upstream_tls_ca, cfg->upstream_tls_cert,
+                                   cfg->upstream_tls_key, err, sizeof(err));
+        if (!up)
+            gw_log(GW_LOG_ERROR, "tls_reload_failed", "{s:s, s:s, s:s}", "side", "upstream",
+                   "error", err, "message", "the previous CA and certificate stay in use");
+    }
+    for (int i = 0; i < n; i++)
+        gw_worker_offer_tls(&workers[i], front, up);
+    if (front) {
+        char desc[512];
+        gw_tls_describe_ctx(front, desc, sizeof(desc));
+        gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s, s:s}", "side", "client", "certificate",
+               desc, "file", cfg->tls_cert);
+        tls_check_expiry(front, cfg->tls_cert);
+    }
+    if (up)
+        gw_log(GW_LOG_INFO, "tls_reloaded", "{s:s, s:s}", "side", "upstream", "file",
+               cfg->upstream_tls_ca);
+    SSL_CTX_free(front); /* the workers hold their own references */
+    SSL_CTX_free(up);
+}
 
 int main(int argc, char **argv)
 {
@@ -50,9 +139,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    SSL_CTX *tls = NULL, *up_tls = NULL;
+    if (tls_setup(&cfg, &tls, &up_tls, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: %s\n", err);
+        gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_accesslog_close();
+        gw_auth_shutdown();
+        gw_config_free(&cfg);
+        return 2;
+    }
+
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        SSL_CTX_free(tls);
+        SSL_CTX_free(up_tls);
         gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
@@ -70,6 +171,8 @@ int main(int argc, char **argv)
         if (gw_ctrl_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
             fprintf(stderr, "infergw: --redis: %s\n", err);
             gw_routes_unref(flags);
+            SSL_CTX_free(tls);
+            SSL_CTX_free(up_tls);
             gw_auth_shutdown();
             gw_config_free(&cfg);
             return 2;
@@ -86,6 +189,8 @@ int main(int argc, char **argv)
         if (use_ctrl)
             gw_ctrl_stop(&ctl);
         gw_routes_unref(routes);
+        SSL_CTX_free(tls);
+        SSL_CTX_free(up_tls);
         gw_auth_shutdown();
         gw_config_free(&cfg);
         return 1;
@@ -96,17 +201,21 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    struct gw_health_registry *health = gw_health_registry_new();
     struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
-    if (!workers) {
+    if (!workers || !health) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        gw_free(workers);
+        gw_health_registry_free(health);
         return 1;
     }
     int started = 0, status = 0;
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, routes) < 0) {
+        if (gw_worker_init(&workers[i], i, &cfg, routes, health, tls, up_tls) < 0) {
             gw_worker_free(&workers[i]);
             status = 1;
             break;
@@ -135,13 +244,24 @@ int main(int argc, char **argv)
                    reps);
         }
         gw_log(GW_LOG_INFO, "listening", "{s:s, s:i, s:s}", "addr", cfg.listen, "workers",
-               cfg.workers, "transport", "h2c (plaintext HTTP/2, prior knowledge)");
+               cfg.workers, "transport",
+               !tls                ? "h2c (plaintext HTTP/2, prior knowledge)"
+               : cfg.tls_client_ca ? "TLS 1.2+ with ALPN h2, client certificate required"
+                                   : "TLS 1.2+ with ALPN h2");
 
         sigdelset(&set, SIGPIPE);
         int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-        struct signalfd_siginfo si;
-        while (sfd >= 0 && read(sfd, &si, sizeof(si)) != sizeof(si) && errno == EINTR)
-            ;
+        struct signalfd_siginfo si = {.ssi_signo = SIGTERM};
+        for (;;) {
+            ssize_t got = sfd >= 0 ? read(sfd, &si, sizeof(si)) : -1;
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
+                tls_reload(&cfg, workers, started);
+                continue;
+            }
+            break;
+        }
         gw_log(GW_LOG_INFO, "draining", "{s:s, s:i}", "signal", strsignal((int)si.ssi_signo),
                "grace_ms", (int)cfg.shutdown_grace_ms);
         for (int i = 0; i < started; i++)
@@ -150,6 +270,8 @@ int main(int argc, char **argv)
         struct sigaction sa = {.sa_handler = SIG_DFL};
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        struct sigaction ign = {.sa_handler = SIG_IGN};
+        sigaction(SIGHUP, &ign, NULL); /* no reload while draining */
         pthread_sigmask(SIG_UNBLOCK, &set, NULL);
         if (sfd >= 0)
             close(sfd);
@@ -165,7 +287,10 @@ int main(int argc, char **argv)
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
-    gw_accesslog_close(); /* after the workers flushed their lines */
+    SSL_CTX_free(tls);
+    SSL_CTX_free(up_tls);
+    gw_health_registry_free(health); /* after every worker is gone */
+    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
     gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);

@@ -36,6 +36,25 @@ static const char *const outcome_names[GW_OUTCOME_COUNT - GW_METRICS_NCODES] = {
 
 static const char *const kind_names[GW_KIND_COUNT] = {"primary", "retry", "hedge"};
 
+static const char *const tls_fail_names[GW_TLS_FAIL_COUNT] = {
+    [GW_TLS_FAIL_TIMEOUT] = "timeout",
+    [GW_TLS_FAIL_NOT_TLS] = "not_tls",
+    [GW_TLS_FAIL_PROTOCOL] = "protocol",
+    [GW_TLS_FAIL_NO_ALPN_H2] = "no_alpn_h2",
+    [GW_TLS_FAIL_NO_PEER_CERT] = "no_peer_certificate",
+    [GW_TLS_FAIL_CERT_VERIFY] = "certificate_verify_failed",
+    [GW_TLS_FAIL_PEER_ALERT] = "peer_alert",
+    [GW_TLS_FAIL_PEER_CLOSED] = "peer_closed",
+    [GW_TLS_FAIL_OTHER] = "other",
+};
+
+static const char *const tls_side_names[GW_TLS_SIDE_COUNT] = {"client", "upstream"};
+
+const char *gw_metrics_tls_fail_name(int why)
+{
+    return why >= 0 && why < GW_TLS_FAIL_COUNT ? tls_fail_names[why] : "other";
+}
+
 /* Pool entries that are not pools of the snapshot. */
 #define POOL_NONE     "none"
 #define POOL_UNKNOWN  "unknown"
@@ -423,6 +442,29 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
         conns += atomic_load_explicit(&ws[w]->client_connections, memory_order_relaxed);
     header(out, "infergw_client_connections", "gauge", "Client connections open.");
     fprintf(out, "infergw_client_connections %" PRId64 "\n", conns);
+    header(out, "infergw_tls_handshakes_total", "counter",
+           "TLS handshakes completed, by side (client: accepted connections; upstream: "
+           "connections to replicas).");
+    for (int side = 0; side < GW_TLS_SIDE_COUNT; side++) {
+        uint64_t n = 0;
+        for (size_t w = 0; w < nw; w++)
+            n += ld(&ws[w]->tls_handshakes[side]);
+        fprintf(out, "infergw_tls_handshakes_total{side=\"%s\"} %" PRIu64 "\n",
+                tls_side_names[side], n);
+    }
+    header(out, "infergw_tls_handshake_failures_total", "counter",
+           "TLS handshakes that failed, by side and reason.");
+    for (int side = 0; side < GW_TLS_SIDE_COUNT; side++)
+        for (int why = 0; why < GW_TLS_FAIL_COUNT; why++) {
+            uint64_t n = 0;
+            for (size_t w = 0; w < nw; w++)
+                n += ld(&ws[w]->tls_failures[side][why]);
+            if (n)
+                fprintf(out,
+                        "infergw_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} "
+                        "%" PRIu64 "\n",
+                        tls_side_names[side], tls_fail_names[why], n);
+        }
     static const char *const policy_names[GW_POLICY_COUNT] = {
         "infergw_retries_refused_total{reason=\"budget\"}",
         "infergw_retries_refused_total{reason=\"deadline\"}",

@@ -78,6 +78,24 @@ enum gw_metrics_policy {
     GW_POLICY_COUNT
 };
 
+/* Why a TLS handshake failed (label reason of
+ * infergw_tls_handshake_failures_total); names in gw_metrics_tls_fail_name. */
+enum gw_metrics_tls_fail {
+    GW_TLS_FAIL_TIMEOUT,      /* no handshake within --tls-handshake-timeout-ms */
+    GW_TLS_FAIL_NOT_TLS,      /* the peer spoke something else (h2c, HTTP/1) */
+    GW_TLS_FAIL_PROTOCOL,     /* no shared TLS version or cipher */
+    GW_TLS_FAIL_NO_ALPN_H2,   /* ALPN h2 not agreed */
+    GW_TLS_FAIL_NO_PEER_CERT, /* mutual TLS: the client sent no certificate */
+    GW_TLS_FAIL_CERT_VERIFY,  /* the peer's certificate did not verify */
+    GW_TLS_FAIL_PEER_ALERT,   /* the peer refused the handshake (e.g. our certificate) */
+    GW_TLS_FAIL_PEER_CLOSED,  /* the peer closed or reset the connection mid-handshake */
+    GW_TLS_FAIL_OTHER,
+    GW_TLS_FAIL_COUNT
+};
+
+/* Which side a TLS handshake was on (label side). */
+enum gw_metrics_tls_side { GW_TLS_SIDE_CLIENT, GW_TLS_SIDE_UPSTREAM, GW_TLS_SIDE_COUNT };
+
 /* Upper bounds (seconds) of the call duration histogram; +Inf is implicit. */
 #define GW_METRICS_NBUCKETS 14
 extern const double gw_metrics_buckets[GW_METRICS_NBUCKETS];
@@ -117,6 +135,8 @@ struct gw_metrics {
     struct gw_metrics_tenant tenants[GW_METRICS_MAX_TENANTS + 1]; /* + "other" */
     gw_counter auth_failures[GW_METRICS_NREASONS];
     _Atomic int64_t client_connections;
+    gw_counter tls_handshakes[GW_TLS_SIDE_COUNT];
+    gw_counter tls_failures[GW_TLS_SIDE_COUNT][GW_TLS_FAIL_COUNT];
     gw_counter policy[GW_POLICY_COUNT];
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
@@ -211,6 +231,25 @@ static inline void gw_metrics_conns_add(struct gw_metrics *m, int64_t d)
                               atomic_load_explicit(&m->client_connections, memory_order_relaxed) +
                                   d,
                               memory_order_relaxed);
+}
+
+/* The label of TLS failure reason <why> ("other" when out of range). */
+const char *gw_metrics_tls_fail_name(int why);
+
+/* Counts a completed TLS handshake on <side>. Worker thread. */
+static inline void gw_metrics_tls_ok(struct gw_metrics *m, int side)
+{
+    if (m && side >= 0 && side < GW_TLS_SIDE_COUNT)
+        gw_counter_add(&m->tls_handshakes[side], 1);
+}
+/* Counts a failed TLS handshake on <side> for reason <why>. Worker thread. */
+static inline void gw_metrics_tls_failed(struct gw_metrics *m, int side, int why)
+{
+    if (!m || side < 0 || side >= GW_TLS_SIDE_COUNT)
+        return;
+    if (why < 0 || why >= GW_TLS_FAIL_COUNT)
+        why = GW_TLS_FAIL_OTHER;
+    gw_counter_add(&m->tls_failures[side][why], 1);
 }
 
 /* Writes the merged metrics of <n> workers and <g> to <out> in the

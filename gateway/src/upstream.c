@@ -2,6 +2,7 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,10 +14,20 @@
 #include "log.h"
 #include "mem.h"
 #include "route.h"
+#include "tls.h"
 #include "worker.h"
 
-#define BACKOFF_MIN_NS 100000000ULL  /* 100 ms */
-#define BACKOFF_MAX_NS 5000000000ULL /* 5 s */
+#define MS_NS 1000000ULL
+/* A connection dropped by the replica is replaced at once only when it had
+ * lived this long, so a replica that accepts and drops connections in a loop
+ * does not make a worker spin. */
+#define RECONNECT_MIN_LIFE_NS (1000 * MS_NS)
+/* PINGs sent on a connection while the replica sends no HEADERS or DATA.
+ * A grpc-core server counts a PING that comes sooner than 5 minutes after
+ * the previous one, with nothing written by the server in between, as a
+ * strike, and closes the connection ("too_many_pings") after its third
+ * strike; two PINGs per quiet spell keep a long silent call safe. */
+#define KEEPALIVE_PINGS_PER_DATA 2
 
 /* The attempt a stream belongs to (its stream user data), or NULL. */
 static struct gw_attempt *stream_attempt(nghttp2_session *s, int32_t sid)
@@ -24,8 +35,16 @@ static struct gw_attempt *stream_attempt(nghttp2_session *s, int32_t sid)
     return gw_conn_stream_data(s, sid);
 }
 
+/* Whether stream <sid> of <uc> is its health check's. */
+static int is_check(const struct gw_up_conn *uc, int32_t sid)
+{
+    return sid > 0 && sid == uc->check_sid;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
+    if (is_check(ud, frame->hd.stream_id))
+        return 0;
     struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
     if (a && frame->hd.type == NGHTTP2_HEADERS)
         a->in_trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
@@ -37,16 +56,39 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    struct gw_up_conn *uc = ud;
+    if (is_check(uc, frame->hd.stream_id)) {
+        gw_hcheck_on_header(uc->up, name, namelen, value, valuelen);
+        return 0;
+    }
     struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
     if (a && gw_call_on_resp_header(a, name, namelen, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
 
+static void up_conn_alive(struct gw_up_conn *uc);
+static void ka_arm(struct gw_up_conn *uc, uint64_t when_ns);
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     struct gw_up_conn *uc = ud;
-    if (frame->hd.type == NGHTTP2_HEADERS) {
+    uc->last_recv_ns = uc->up->w->loop.now_ns;
+    if (!uc->alive)
+        up_conn_alive(uc);
+    else if (gw_health_conn_alive(uc->up->health)) /* a load unless it was down */
+        gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", uc->up->addr, "worker",
+               uc->up->w->index);
+    if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
+        uc->pings_since_data = 0;
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        if (uc->ping_sent_ns) {
+            uc->ping_sent_ns = 0;
+            ka_arm(uc, uc->last_recv_ns + (uint64_t)uc->up->w->cfg->keepalive_ms * MS_NS);
+        }
+    } else if (frame->hd.type == NGHTTP2_HEADERS && is_check(uc, frame->hd.stream_id)) {
+        /* the check's verdict comes when its stream closes */
+    } else if (frame->hd.type == NGHTTP2_HEADERS) {
         struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
         if (a)
             gw_call_on_resp_headers_done(a, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
@@ -65,6 +107,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                               size_t len, void *ud)
 {
+    struct gw_up_conn *uc = ud;
+    if (is_check(uc, sid)) {
+        nghttp2_session_consume(s, sid, len);
+        gw_hcheck_on_data(uc->up, data, len);
+        return 0;
+    }
     struct gw_attempt *a = stream_attempt(s, sid);
     if (!a) {
         nghttp2_session_consume(s, sid, len);
@@ -76,6 +124,11 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, co
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
 {
+    struct gw_up_conn *uc = ud;
+    if (is_check(uc, sid)) {
+        gw_hcheck_on_close(uc->up, error_code);
+        return 0;
+    }
     struct gw_attempt *a = stream_attempt(s, sid);
     if (a) {
         nghttp2_session_set_stream_user_data(s, sid, NULL);
@@ -91,6 +144,11 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    struct gw_up_conn *uc = ud;
+    if (is_check(uc, frame->hd.stream_id)) {
+        gw_hcheck_on_close(uc->up, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
     struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
     if (!a)
         return 0;
@@ -137,11 +195,13 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     if (!up)
         return NULL;
     up->w = w;
+    up->health = gw_health_get(w->health, r->addr);
+    gw_hcheck_init(up);
     up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
     up->addr = gw_strdup(r->addr);
     up->conns = gw_calloc((size_t)up->nconns, sizeof(*up->conns));
-    if (!up->addr || !up->conns) {
+    if (!up->addr || !up->conns || !up->health) {
         gw_free(up->addr);
         gw_free(up->conns);
         gw_free(up);
@@ -216,6 +276,7 @@ void gw_upstream_teardown(struct gw_worker *w)
             if (!uc)
                 continue;
             gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
+            gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
             if (uc->conn.io.fd >= 0) {
                 gw_loop_del(&w->loop, &uc->conn.io);
                 close(uc->conn.io.fd);
@@ -233,11 +294,20 @@ void gw_upstream_teardown(struct gw_worker *w)
     w->upmap = NULL;
 }
 
+/* A connect or handshake failed, or a keepalive timed out: the replica is
+ * down (shared backoff in its health record; logged once per outage). */
+static void record_failure(struct gw_upstream *up, const char *why)
+{
+    if (gw_health_conn_failed(up->health, up->w->loop.now_ns))
+        gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s, s:i}", "replica", up->addr, "reason",
+               why, "worker", up->w->index);
+}
+
 /* Whether a connection to <up> is up (for the replica_reachable gauge). */
 static int any_connected(const struct gw_upstream *up)
 {
     for (int i = 0; i < up->nconns; i++)
-        if (up->conns[i] && up->conns[i]->connected && !up->conns[i]->conn.closing)
+        if (up->conns[i] && up->conns[i]->alive && !up->conns[i]->conn.closing)
             return 1;
     return 0;
 }
@@ -248,21 +318,17 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     struct gw_upstream *up = uc->up;
     struct gw_worker *w = up->w;
     gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
+    gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
     for (int i = 0; i < up->nconns; i++)
         if (up->conns[i] == uc)
             up->conns[i] = NULL;
+    if (uc->check_sid)
+        gw_hcheck_on_close(up, NGHTTP2_CONNECT_ERROR);
     int connected = uc->connected;
-    if (!connected) {
-        up->failures++;
-        uint64_t backoff = BACKOFF_MIN_NS << (up->failures < 7 ? up->failures - 1 : 6);
-        if (backoff > BACKOFF_MAX_NS)
-            backoff = BACKOFF_MAX_NS;
-        up->retry_at_ns = w->loop.now_ns + backoff;
-        if (!up->down_logged) {
-            up->down_logged = 1;
-            gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s, s:i}", "replica", up->addr,
-                   "reason", reason, "worker", w->index);
-        }
+    if (!uc->alive && !uc->goaway) {
+        /* Never became an HTTP/2 connection (and not because it left the
+         * snapshot while connecting): the replica is down. */
+        record_failure(up, reason);
     } else {
         gw_log(GW_LOG_DEBUG, "upstream_closed", "{s:s, s:s}", "replica", up->addr, "reason",
                reason);
@@ -282,41 +348,132 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         a->prev = a->next = NULL;
         gw_call_on_upstream_lost(a, connected, reason);
     }
+    /* A live connection the replica dropped (killed, restarted): connect
+     * again now, so a dead replica is known to be down at once instead of
+     * at the next call. Ours to close (GOAWAY drained, keepalive, left the
+     * snapshot) are not replaced here. */
+    int lost = uc->alive && !uc->goaway && !uc->closed_by_us &&
+               w->loop.now_ns - uc->alive_ns >= RECONNECT_MIN_LIFE_NS;
     up_conn_free(uc);
+    if (lost && up->in_use && !w->draining) {
+        int any = 0;
+        for (int j = 0; j < up->nconns; j++)
+            any |= up->conns[j] != NULL;
+        if (!any)
+            gw_upstream_conn_for(up);
+    }
 }
 
+/* TCP is up; the connect timer keeps running until the replica's first
+ * frame (up_conn_alive), which a stopped process never sends. */
 static void up_conn_on_connected(struct gw_conn *conn)
 {
     struct gw_up_conn *uc = (struct gw_up_conn *)conn;
-    struct gw_upstream *up = uc->up;
     uc->connected = 1;
+}
+
+/* The first frame from the replica: the connection is an HTTP/2 one. */
+static void up_conn_alive(struct gw_up_conn *uc)
+{
+    struct gw_upstream *up = uc->up;
+    struct gw_worker *w = up->w;
+    uc->alive = 1;
+    uc->alive_ns = w->loop.now_ns;
+    gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
     gw_metrics_set_reachable(up->metrics, 1);
-    gw_loop_timer_cancel(&up->w->loop, &uc->connect_timer);
-    if (up->down_logged)
+    if (gw_health_conn_alive(up->health))
         gw_log(GW_LOG_INFO, "replica_reachable", "{s:s, s:i}", "replica", up->addr, "worker",
-               up->w->index);
-    up->failures = 0;
-    up->down_logged = 0;
+               w->index);
+    if (w->cfg->keepalive_ms)
+        ka_arm(uc, w->loop.now_ns + (uint64_t)w->cfg->keepalive_ms * MS_NS);
+}
+
+static void ka_arm(struct gw_up_conn *uc, uint64_t when_ns)
+{
+    if (uc->up->w->cfg->keepalive_ms)
+        gw_loop_timer_at(&uc->up->w->loop, &uc->ka_timer, when_ns);
+}
+
+/* Keepalive: either the ACK of the PING in flight is overdue, or it is time
+ * to consider sending one. */
+static void ka_timer_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_up_conn *uc = arg;
+    struct gw_upstream *up = uc->up;
+    struct gw_worker *w = up->w;
+    uint64_t now = w->loop.now_ns, every = (uint64_t)w->cfg->keepalive_ms * MS_NS;
+    if (uc->conn.closing || uc->conn.closed)
+        return;
+    if (uc->ping_sent_ns) {
+        atomic_fetch_add_explicit(&up->health->keepalive_timeouts, 1, memory_order_relaxed);
+        gw_log(GW_LOG_WARN, "upstream_keepalive_timeout", "{s:s, s:i, s:I, s:i}", "replica",
+               up->addr, "timeout_ms", (int)w->cfg->keepalive_timeout_ms, "streams",
+               (json_int_t)uc->nstreams, "worker", w->index);
+        record_failure(up, "keepalive timeout");
+        gw_health_report(up, 0);
+        uc->closed_by_us = 1;
+        gw_conn_close(&uc->conn, "keepalive timeout");
+        return;
+    }
+    /* Only a connection with streams and nothing heard for a whole interval
+     * is pinged: frames from the replica already prove it alive, and idle
+     * connections are left to the health checks (see upstream.h). */
+    if ((uc->nstreams == 0 && uc->check_sid == 0) || now - uc->last_recv_ns < every ||
+        uc->pings_since_data >= KEEPALIVE_PINGS_PER_DATA) {
+        uint64_t next = uc->last_recv_ns + every;
+        ka_arm(uc, next > now ? next : now + every);
+        return;
+    }
+    if (nghttp2_submit_ping(uc->conn.sess, NGHTTP2_FLAG_NONE, NULL) != 0) {
+        ka_arm(uc, now + every);
+        return;
+    }
+    uc->ping_sent_ns = now;
+    uc->pings_since_data++;
+    gw_conn_mark_dirty(&uc->conn);
+    ka_arm(uc, now + (uint64_t)w->cfg->keepalive_timeout_ms * MS_NS);
+}
+
+/* Counts the TLS handshake with a replica; a failure's reason also ends up
+ * in the close reason (replica_unreachable log, the calls' message). */
+static int up_conn_on_tls(struct gw_conn *conn, int fail, const char *detail)
+{
+    struct gw_up_conn *uc = (struct gw_up_conn *)conn;
+    if (fail < 0)
+        gw_metrics_tls_ok(uc->up->w->metrics, GW_TLS_SIDE_UPSTREAM);
+    else
+        gw_metrics_tls_failed(uc->up->w->metrics, GW_TLS_SIDE_UPSTREAM, fail);
+    return 0;
 }
 
 static const struct gw_conn_ops up_conn_ops = {.on_close = up_conn_on_close,
-                                               .on_connected = up_conn_on_connected};
+                                               .on_connected = up_conn_on_connected,
+                                               .on_tls_handshake = up_conn_on_tls};
+
+/* Puts TLS on a new connection to <up> when --upstream-tls-ca is set: the
+ * replica's certificate must name the host of its address. */
+static int up_tls_start(struct gw_up_conn *uc)
+{
+    struct gw_worker *w = uc->up->w;
+    char host[256];
+    uint16_t port;
+    if (!w->up_tls_ctx)
+        return 0;
+    if (gw_config_split_addr(uc->up->addr, host, sizeof(host), &port) < 0)
+        return -EINVAL;
+    SSL *ssl = gw_tls_client_ssl_new(w->up_tls_ctx, host);
+    if (!ssl)
+        return -ENOMEM;
+    return gw_conn_tls_start(&uc->conn, ssl, 1, 0);
+}
 
 static void connect_timeout_cb(struct gw_timer *t, void *arg)
 {
     struct gw_up_conn *uc = arg;
-    gw_conn_close(&uc->conn, "connect timed out");
-}
-
-static void record_failure(struct gw_upstream *up, const char *why)
-{
-    up->failures++;
-    up->retry_at_ns = up->w->loop.now_ns + BACKOFF_MIN_NS;
-    if (!up->down_logged) {
-        up->down_logged = 1;
-        gw_log(GW_LOG_WARN, "replica_unreachable", "{s:s, s:s}", "replica", up->addr, "reason",
-               why);
-    }
+    uc->closed_by_us = 1;
+    gw_conn_close(&uc->conn, uc->connected ? "no HTTP/2 SETTINGS from the replica within "
+                                             "--connect-timeout-ms"
+                                           : "connect timed out");
 }
 
 static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
@@ -341,12 +498,14 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
     }
     uc->up = up;
     gw_timer_init(&uc->connect_timer, connect_timeout_cb, uc);
+    gw_timer_init(&uc->ka_timer, ka_timer_cb, uc);
     if (gw_conn_init(&uc->conn, &w->loop, fd, 1, &up_conn_ops, uc) < 0) {
         close(fd);
         gw_free(uc);
         return NULL;
     }
-    if (nghttp2_session_client_new2(&uc->conn.sess, w->up_cbs, uc, w->up_opt) != 0) {
+    if (up_tls_start(uc) < 0 ||
+        nghttp2_session_client_new2(&uc->conn.sess, w->up_cbs, uc, w->up_opt) != 0) {
         gw_loop_del(&w->loop, &uc->conn.io);
         close(fd);
         gw_conn_release(&uc->conn);
@@ -369,19 +528,19 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
 
 int gw_upstream_eligible(const struct gw_upstream *up)
 {
-    if (up->failures == 0)
+    uint64_t now = up->w->loop.now_ns;
+    if (!gw_health_usable(up->health, now))
+        return 0;
+    if (atomic_load_explicit(&up->health->connect_failures, memory_order_relaxed) == 0)
         return 1;
-    /* Backing off: eligible only when a connection is up anyway, or when the
-     * backoff is over and a new connect may be tried. */
-    for (int i = 0; i < up->nconns; i++) {
-        const struct gw_up_conn *uc = up->conns[i];
-        if (uc && uc->connected && !uc->goaway && !uc->conn.closing)
-            return 1;
-    }
-    return up->w->loop.now_ns >= up->retry_at_ns;
+    /* Down until a frame arrives from it on any connection of any worker.
+     * The health checks connect to a down replica every interval; without
+     * them, a call may try once the backoff is over. (A live connection of
+     * this worker proves nothing: a stopped replica keeps its connections.) */
+    return up->w->cfg->health_interval_ms == 0 && !gw_health_conn_backing_off(up->health, now);
 }
 
-struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up)
+static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe)
 {
     struct gw_worker *w = up->w;
     if (!up->in_use)
@@ -397,19 +556,31 @@ struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up)
         }
         if (uc->goaway || uc->conn.closing || uc->conn.closed)
             continue;
-        if (!best || uc->nstreams < best->nstreams)
+        /* A live connection beats one still coming up; then the least busy. */
+        if (!best || (uc->alive && !best->alive) ||
+            (uc->alive == best->alive && uc->nstreams < best->nstreams))
             best = uc;
     }
     /* Spread over the configured connections as load grows (a grpc-core
      * replica serves each connection's streams on one thread); reuse the
      * least busy one otherwise. */
-    int want_new = free_slot >= 0 && (!best || best->nstreams > 0);
-    if (want_new && (up->failures == 0 || w->loop.now_ns >= up->retry_at_ns)) {
+    int want_new = free_slot >= 0 && (!best || (probe ? !best->alive : best->nstreams > 0));
+    if (want_new && (probe || !gw_health_conn_backing_off(up->health, w->loop.now_ns))) {
         struct gw_up_conn *nc = up_connect(up, free_slot);
         if (nc)
             return nc;
     }
     return best;
+}
+
+struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up)
+{
+    return conn_pick(up, 0);
+}
+
+struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up)
+{
+    return conn_pick(up, 1);
 }
 
 int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,

@@ -2,16 +2,41 @@
  *
  * A worker keeps one gw_upstream per replica address it has ever routed to
  * (so calls may point at it across snapshot changes), and maps the replica
- * indexes of its current snapshot onto them (gw_upstream_adopt). For each
- * replica a worker keeps up to --upstream-conns connections,
- * created on demand and at start, multiplexing calls (the least busy one
- * takes a new stream; a connection that got GOAWAY takes none and closes when
- * its streams are done). A failed connect puts the replica in exponential
- * backoff (100 ms doubling to 5 s): while every connection of a replica is
- * backing off, the replica is not eligible and the ring walks on to the next
- * one. Calls whose connection never came up had sent nothing, so they are
- * routed again. A replica that leaves the snapshot gets no new calls; its
- * connections close once their streams are done. Loop thread only.
+ * indexes of its current snapshot onto them (gw_upstream_adopt). Each
+ * gw_upstream points at the process-wide health record of its address
+ * (health.h), which every worker reads to decide eligibility. For each
+ * replica a worker keeps up to --upstream-conns connections, created on
+ * demand and at start, multiplexing calls (the least busy one takes a new
+ * stream; a connection that got GOAWAY takes none and closes when its
+ * streams are done).
+ *
+ * A connection counts as alive once the replica's first frame (its
+ * SETTINGS) arrives; until then the connect timer (--connect-timeout-ms)
+ * runs, so a replica whose kernel accepts but whose process does not answer
+ * is noticed. A failed connect or handshake, or a keepalive timeout, marks
+ * the replica down in its health record (shared by all workers, with a
+ * backoff of 100 ms doubling to 5 s): it is not eligible, and the ring walk
+ * moves on to the next replica, until a frame arrives from it on any
+ * connection. The health checks connect to a down replica every interval
+ * (ignoring the backoff), so that is how it comes back; with checks off, a
+ * call may try it again once the backoff is over. A live connection that the
+ * replica drops is reconnected at once, so a killed replica is known to be
+ * down within a connect attempt. Calls whose connection never came up had
+ * sent nothing, so they are routed again.
+ *
+ * Keepalive: while a connection carries streams and nothing has arrived on
+ * it for --keepalive-ms, it sends a PING; with no ACK within
+ * --keepalive-timeout-ms the connection is closed ("keepalive timeout"), its
+ * calls are lost as on any connection loss, the replica is marked down and a
+ * passive failure is reported. A grpc-core server closes a connection that
+ * sends PINGs with no response HEADERS or DATA in between more than about
+ * three times ("too_many_pings"), so a connection sends at most two PINGs
+ * between two response frames (a long silent call is pinged twice, then left
+ * to its deadline and the health checks), and idle connections are not
+ * pinged at all: idle replicas are watched by the active health checks.
+ *
+ * A replica that leaves the snapshot gets no new calls; its connections
+ * close once their streams are done. Loop thread only.
  */
 #ifndef INFERGW_UPSTREAM_H
 #define INFERGW_UPSTREAM_H
@@ -20,6 +45,8 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "hcheck.h"
+#include "health.h"
 #include "timer.h"
 
 struct gw_worker;
@@ -32,9 +59,17 @@ struct gw_up_conn {
     struct gw_upstream *up;
     struct gw_attempt *attempts; /* streams on this connection */
     size_t nstreams;
-    struct gw_timer connect_timer;
-    unsigned connected : 1;
-    unsigned goaway : 1; /* no new streams */
+    struct gw_timer connect_timer; /* until the replica's first frame */
+    struct gw_timer ka_timer;      /* keepalive: next PING, or its deadline */
+    uint64_t ping_sent_ns;         /* PING awaiting its ACK; 0 = none */
+    unsigned pings_since_data;     /* PINGs sent since the replica last sent HEADERS/DATA */
+    uint64_t last_recv_ns;         /* last frame from the replica */
+    uint64_t alive_ns;             /* when the first frame arrived */
+    int32_t check_sid;             /* a health check's stream on it; 0 = none */
+    unsigned connected : 1;        /* TCP connected */
+    unsigned alive : 1;            /* a frame arrived from the replica */
+    unsigned goaway : 1;           /* no new streams */
+    unsigned closed_by_us : 1;     /* closed by a timer of ours, not the replica */
 };
 
 struct gw_upstream {
@@ -44,11 +79,10 @@ struct gw_upstream {
     socklen_t salen;
     struct gw_up_conn **conns; /* --upstream-conns slots, NULL = none */
     int nconns;
-    unsigned failures;    /* consecutive failed connects */
-    uint64_t retry_at_ns; /* no connect before this while failures > 0 */
-    int down_logged;
-    int in_use;        /* listed by the worker's current snapshot */
-    uint32_t inflight; /* attempts open on this worker */
+    struct gw_health *health; /* shared record of this address (borrowed) */
+    struct gw_hcheck check;   /* active health check in flight (worker 0) */
+    int in_use;               /* listed by the worker's current snapshot */
+    uint32_t inflight;        /* attempts open on this worker */
     /* this replica's series in w->metrics */
     struct gw_metrics_replica *metrics;
 };
@@ -62,11 +96,17 @@ int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt);
 /* Closes every connection (worker exit) and frees the upstreams. */
 void gw_upstream_teardown(struct gw_worker *w);
 
-/* Whether <up> can take a call now. */
+/* Whether <up> can take a call now: its health record says it is not
+ * ejected, unhealthy or NOT_SERVING, and not down (with health checks off,
+ * a down replica whose backoff is over may be tried). */
 int gw_upstream_eligible(const struct gw_upstream *up);
 /* A connection to <up> able to take a new stream (connecting ones
  * included), opening one if needed; NULL when none can be had. */
 struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up);
+/* Like gw_upstream_conn_for, for health checks: prefers a live connection,
+ * and may connect while the replica is backing off (a check is how a down
+ * replica is found to be back). */
+struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up);
 
 /* Opens a stream for attempt <a> of a call on <uc> (the attempt is the
  * stream's user data). Returns the stream id or a negative nghttp2 error. */

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "call.h"
 #include "h2srv.h"
+#include "hcheck.h"
 #include "log.h"
 #include "poolstate.h"
 #include "upstream.h"
@@ -80,6 +81,40 @@ void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt)
     gw_loop_wake(&w->loop);
 }
 
+/* Puts a reference to <ctx> in <slot>, dropping one offered before but
+ * never taken up. */
+static void offer_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX *ctx)
+{
+    if (!ctx || SSL_CTX_up_ref(ctx) != 1)
+        return;
+    SSL_CTX_free(atomic_exchange(slot, ctx));
+}
+
+/* Takes up the context offered in <slot>, if any, in place of <*cur>. */
+static void adopt_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX **cur)
+{
+    if (!atomic_load_explicit(slot, memory_order_relaxed))
+        return;
+    SSL_CTX *ctx = atomic_exchange(slot, NULL);
+    if (ctx) {
+        SSL_CTX_free(*cur);
+        *cur = ctx;
+    }
+}
+
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up)
+{
+    offer_ctx(&w->tls_pending, front);
+    offer_ctx(&w->up_tls_pending, up);
+    gw_loop_wake(&w->loop);
+}
+
+SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w)
+{
+    adopt_ctx(&w->tls_pending, &w->tls_ctx);
+    return w->tls_ctx;
+}
+
 static void adopt_pending(struct gw_worker *w)
 {
     struct gw_routes *rt = atomic_exchange(&w->pending, NULL);
@@ -100,6 +135,8 @@ static void worker_on_wake(struct gw_loop *loop)
 {
     struct gw_worker *w = loop->owner;
     adopt_pending(w);
+    gw_worker_tls_ctx(w);
+    adopt_ctx(&w->up_tls_pending, &w->up_tls_ctx);
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
@@ -145,11 +182,20 @@ void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e)
 }
 
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes)
+                   struct gw_routes *routes, struct gw_health_registry *health, SSL_CTX *tls,
+                   SSL_CTX *up_tls)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    w->health = health;
+    gw_timer_init(&w->health_timer, NULL, NULL);
+    atomic_init(&w->tls_pending, NULL);
+    atomic_init(&w->up_tls_pending, NULL);
+    if (tls && SSL_CTX_up_ref(tls) == 1)
+        w->tls_ctx = tls;
+    if (up_tls && SSL_CTX_up_ref(up_tls) == 1)
+        w->up_tls_ctx = up_tls;
     gw_routes_ref(routes);
     w->routes = routes;
     atomic_init(&w->pending, NULL);
@@ -180,7 +226,8 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         close(fd);
         return -1;
     }
-    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0) {
+    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0 ||
+        (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -221,6 +268,7 @@ void gw_worker_free(struct gw_worker *w)
         gw_conn_close(&sc->conn, "worker exit");
         gw_conn_flush_dirty(&w->loop);
     }
+    gw_hcheck_stop(w);
     gw_upstream_teardown(w);
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);
@@ -239,6 +287,11 @@ void gw_worker_free(struct gw_worker *w)
     w->routes = NULL;
     gw_metrics_free(w->metrics);
     w->metrics = NULL;
+    SSL_CTX_free(atomic_exchange(&w->tls_pending, NULL));
+    SSL_CTX_free(atomic_exchange(&w->up_tls_pending, NULL));
+    SSL_CTX_free(w->tls_ctx);
+    SSL_CTX_free(w->up_tls_ctx);
+    w->tls_ctx = w->up_tls_ctx = NULL;
     gw_poolstate_free_all(&w->poolstates);
     gw_loop_timer_cancel(&w->loop, &w->alog_timer);
     gw_accesslog_buf_free(&w->alog);

@@ -8,16 +8,22 @@
  * worker only through gw_worker_drain() and gw_worker_offer_routes() (an
  * atomic hand-over plus an eventfd wake-up); the worker switches to an
  * offered routing snapshot between events, never in the middle of one.
+ * A reloaded TLS certificate arrives the same way (gw_worker_offer_tls): a
+ * new SSL_CTX reference swapped in atomically, taken up before the next
+ * accept (or, for replicas, at the next wake-up), while connections made
+ * with the old context keep theirs.
  */
 #ifndef INFERGW_WORKER_H
 #define INFERGW_WORKER_H
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "health.h"
 #include "accesslog.h"
 #include "loop.h"
 #include "metrics.h"
@@ -46,17 +52,37 @@ struct gw_worker {
     struct gw_timer grace_timer;
     uint64_t calls_started;
     int exit_code;
-    struct gw_metrics *metrics;      /* written by this worker only; read by the admin thread */
-    struct gw_poolstate *poolstates; /* per-pool latency and budgets (poolstate.h) */
-    struct gw_accesslog_buf alog;    /* --access-log lines waiting to be written */
-    struct gw_timer alog_timer;      /* writes them out at the latest after a moment */
+    struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
+    struct gw_health_registry *health; /* the process's replica health (borrowed) */
+    struct gw_timer health_timer;      /* worker 0: active checks, ejection returns */
+    struct gw_poolstate *poolstates;   /* per-pool latency and budgets (poolstate.h) */
+    SSL_CTX *tls_ctx;                  /* front-end TLS (a reference of ours), NULL = h2c */
+    _Atomic(SSL_CTX *) tls_pending;    /* offered by a certificate reload */
+    SSL_CTX *up_tls_ctx;               /* TLS towards replicas (a reference), NULL = h2c */
+    _Atomic(SSL_CTX *) up_tls_pending; /* offered by a reload of the replica CA/cert */
+    struct gw_accesslog_buf alog;      /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;        /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
- * initial snapshot <routes> (the worker takes a reference of its own).
+ * initial snapshot <routes> (the worker takes a reference of its own), the
+ * shared replica health registry <health> (borrowed; it must outlive the
+ * worker) and the TLS contexts <tls> (front end) and <up_tls> (replicas),
+ * either NULL for cleartext h2c (the worker takes references of its own).
+ * Worker 0 also runs the active health checker.
  * Returns 0 or -1 after logging why (e.g. the listen address is taken). */
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
-                   struct gw_routes *routes);
+                   struct gw_routes *routes, struct gw_health_registry *health, SSL_CTX *tls,
+                   SSL_CTX *up_tls);
+/* Hands reloaded TLS contexts to the worker from any thread: <front> for
+ * the connections it accepts from then on, <up> for the replica connections
+ * it opens from then on (NULL: that one is unchanged). The worker takes
+ * references of its own; open connections keep the context they were made
+ * with. */
+void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up);
+/* The front-end TLS context for a new connection (borrowed; the SSL made
+ * from it holds its own reference), or NULL for h2c. Worker thread. */
+SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w);
 /* Hands snapshot <rt> to the worker from any thread (the worker takes a
  * reference of its own); it switches to it at its next wake-up. */
 void gw_worker_offer_routes(struct gw_worker *w, struct gw_routes *rt);

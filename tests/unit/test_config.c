@@ -126,6 +126,128 @@ static void test_unknown_and_help(void **state)
     gw_config_free(&cfg);
 }
 
+static void test_health_flags(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    /* Defaults. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_int_equal(cfg.keepalive_ms, 1000);
+    assert_int_equal(cfg.keepalive_timeout_ms, 1000);
+    assert_int_equal(cfg.health_interval_ms, 1000);
+    assert_int_equal(cfg.health_timeout_ms, 500);
+    assert_int_equal(cfg.healthy_threshold, 2);
+    assert_int_equal(cfg.unhealthy_threshold, 2);
+    assert_int_equal(cfg.outlier_failures, 5);
+    assert_int_equal(cfg.outlier_base_ms, 10000);
+    assert_int_equal(cfg.outlier_max_ms, 300000);
+    assert_int_equal(cfg.outlier_max_percent, 50);
+    gw_config_free(&cfg);
+    /* Every flag sets its field; 0 turns keepalive, checks and ejection off. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 23, "--pool", "a=h:1", "--keepalive-ms", "0",
+                           "--keepalive-timeout-ms", "300", "--health-interval-ms", "0",
+                           "--health-timeout-ms", "200", "--healthy-threshold", "3",
+                           "--unhealthy-threshold", "4", "--outlier-failures", "0",
+                           "--outlier-base-ms", "500", "--outlier-max-ms", "500",
+                           "--outlier-max-percent", "100"),
+                     0);
+    assert_int_equal(cfg.keepalive_ms, 0);
+    assert_int_equal(cfg.keepalive_timeout_ms, 300);
+    assert_int_equal(cfg.health_interval_ms, 0);
+    assert_int_equal(cfg.health_timeout_ms, 200);
+    assert_int_equal(cfg.healthy_threshold, 3);
+    assert_int_equal(cfg.unhealthy_threshold, 4);
+    assert_int_equal(cfg.outlier_failures, 0);
+    assert_int_equal(cfg.outlier_base_ms, 500);
+    assert_int_equal(cfg.outlier_max_ms, 500);
+    assert_int_equal(cfg.outlier_max_percent, 100);
+    gw_config_free(&cfg);
+    /* Refusals name the flag, the value and the range. */
+    static const char *const bad[][3] = {
+        {"--keepalive-timeout-ms", "5", "--keepalive-timeout-ms '5': expected 10..600000"},
+        {"--keepalive-ms", "-1", "--keepalive-ms '-1': expected 0..3600000"},
+        {"--health-timeout-ms", "abc", "--health-timeout-ms 'abc': expected 10..600000"},
+        {"--healthy-threshold", "0", "--healthy-threshold '0': expected 1..100"},
+        {"--unhealthy-threshold", "101", "--unhealthy-threshold '101': expected 1..100"},
+        {"--outlier-failures", "1e3", "--outlier-failures '1e3': expected 0..100000"},
+        {"--outlier-base-ms", "0", "--outlier-base-ms '0': expected 1..86400000"},
+        {"--outlier-max-percent", "101", "--outlier-max-percent '101': expected 0..100"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),
+                         -1);
+        assert_string_equal(err, bad[i][2]);
+        gw_config_free(&cfg);
+    }
+    /* Cross-flag rules. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--outlier-max-ms", "100"),
+                     -1);
+    assert_non_null(strstr(err, "--outlier-max-ms 100 is below --outlier-base-ms 10000"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--health-interval-ms",
+                           "200", "--health-timeout-ms", "300"),
+                     -1);
+    assert_non_null(strstr(err, "--health-timeout-ms 300 is above --health-interval-ms 200"));
+    gw_config_free(&cfg);
+    /* With checks off, the timeout is not compared. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--health-interval-ms",
+                           "0", "--health-timeout-ms", "3000"),
+                     0);
+    gw_config_free(&cfg);
+}
+
+static void test_tls_flags(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_null(cfg.tls_cert);
+    assert_null(cfg.upstream_tls_ca);
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);
+    gw_config_free(&cfg);
+
+    assert_int_equal(parse(&cfg, err, sizeof(err), 15, "--pool", "a=h:1", "--tls-cert", "c.pem",
+                           "--tls-key", "k.pem", "--tls-client-ca", "ca.pem",
+                           "--tls-handshake-timeout-ms", "500", "--upstream-tls-ca", "up.pem",
+                           "--upstream-tls-cert=uc.pem", "--upstream-tls-key=uk.pem"),
+                     0);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_string_equal(cfg.tls_client_ca, "ca.pem");
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 500);
+    assert_string_equal(cfg.upstream_tls_ca, "up.pem");
+    assert_string_equal(cfg.upstream_tls_cert, "uc.pem");
+    assert_string_equal(cfg.upstream_tls_key, "uk.pem");
+    gw_config_free(&cfg);
+    assert_null(cfg.tls_cert);
+
+    struct {
+        int argc;
+        const char *a[4];
+        const char *want;
+    } bad[] = {
+        {2, {"--tls-cert", "c.pem"}, "--tls-cert given without --tls-key"},
+        {2, {"--tls-key", "k.pem"}, "--tls-key given without --tls-cert"},
+        {2, {"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert"},
+        {2, {"--tls-cert", ""}, "--tls-cert needs a file name"},
+        {2, {"--tls-handshake-timeout-ms", "5"}, "--tls-handshake-timeout-ms '5'"},
+        {4, {"--upstream-tls-ca", "a", "--upstream-tls-cert", "c"}, "without --upstream-tls-key"},
+        {4, {"--upstream-tls-cert", "c", "--upstream-tls-key", "k"}, "needs --upstream-tls-ca"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = bad[i].argc == 2
+                     ? parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i].a[0], bad[i].a[1])
+                     : parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", bad[i].a[0], bad[i].a[1],
+                             bad[i].a[2], bad[i].a[3]);
+        assert_int_equal(rc, -1);
+        if (!strstr(err, bad[i].want))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].want);
+        gw_config_free(&cfg);
+    }
+}
+
 static void test_split_addr(void **state)
 {
     (void)state;
@@ -249,7 +371,8 @@ int main(void)
         cmocka_unit_test(test_defaults_and_pools), cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
         cmocka_unit_test(test_split_addr),         cmocka_unit_test(test_tenant_files),
-        cmocka_unit_test(test_auth_flags),
+        cmocka_unit_test(test_auth_flags),         cmocka_unit_test(test_health_flags),
+        cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

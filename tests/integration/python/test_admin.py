@@ -216,6 +216,26 @@ class AdminTest(unittest.TestCase):
         self.assertFalse(reps[self.ok.addr]["drain"])
         self.assertEqual(reps[self.ok.addr]["inflight"], 0)
 
+    def test_c_debug_ring(self):
+        """/debug/ring shows the pool's ring as routed: shares, tunables, and
+        a key's walk whose first step is the replica the ring model predicts."""
+        from harness import RingModel
+        addrs = [r.addr for r in self.solo]
+        status, body = http_get(self.admin_port, "/debug/ring?pool=solo&key=user-42")
+        self.assertEqual(status, 200, body)
+        ring = json.loads(body)
+        self.assertEqual(ring["pool"], "solo")
+        self.assertEqual(ring["points"], 200)
+        self.assertEqual({r["address"]: r["weight"] for r in ring["replicas"]},
+                         {a: 100 for a in addrs})
+        self.assertAlmostEqual(sum(r["share"] for r in ring["replicas"]), 1.0, places=6)
+        self.assertEqual(ring["tunables"]["retry_max_attempts"], "3")
+        walk = ring["key"]["walk"]
+        self.assertEqual(walk[0], RingModel({a: 100 for a in addrs}).owner("user-42"))
+        self.assertEqual(sorted(walk), sorted(addrs))
+        self.assertEqual(http_get(self.admin_port, "/debug/ring?pool=nosuch")[0], 404)
+        self.assertEqual(http_get(self.admin_port, "/debug/ring")[0], 404)
+
     def test_d_readyz_follows_replicas(self):
         self.assertEqual(http_get(self.admin_port, "/readyz"), (200, "ready\n"))
         ports = [r.port for r in self.solo]

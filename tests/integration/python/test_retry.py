@@ -16,8 +16,10 @@ import harness as h
 
 
 def calls_logged(replica, status=None):
-    """The replica's per-call log lines (optionally of one status)."""
-    evs = replica.events("call")
+    """The replica's per-call log lines (optionally of one status), without
+    the gateway's own grpc.health.v1 checks."""
+    evs = [e for e in replica.events("call")
+           if not e.get("method", "").startswith("/grpc.health.v1.")]
     return [e for e in evs if status is None or e.get("status") == status]
 
 
@@ -71,8 +73,10 @@ class RetryTest(_Setup):
     def test_unavailable_after_headers_is_retried_on_the_next_replica(self):
         """r0 answers UNAVAILABLE in trailers after headers on every call:
         each call that reached it is answered by another replica, which was
-        told it is the second attempt."""
-        self.start(["--error-fraction", "1", "--error-after-headers"])
+        told it is the second attempt. (Retry budget 100% of calls: the ring
+        may give r0 more keys than the default budget's 10 + 20%.)"""
+        self.start(["--error-fraction", "1", "--error-after-headers"],
+                   tunables={"retry_budget_percent": 100})
         answered = collections.Counter()
         for i in range(60):
             resp, call = self.infer("key-%d" % i)
@@ -80,7 +84,8 @@ class RetryTest(_Setup):
             answered[h.replica_of(call)] += 1
         self.assertEqual(answered["r0"], 0)
         failed = len(self.wait_logged(self.reps[0], 1))
-        self.assertGreater(failed, 5, "r0 got too few keys to show anything")
+        # (After 5 failures in a row r0 is ejected: its keys then go straight on.)
+        self.assertGreaterEqual(failed, 3, "r0 got too few keys to show anything")
         retried = []
         for r in self.reps[1:]:
             retried += [e for e in calls_logged(r) if e.get("previous_attempts") == "1"]

@@ -1,0 +1,184 @@
+/* health — replica health: active grpc.health.v1 checks, passive outlier
+ * ejection, and the transport state (connect failures, keepalive timeouts)
+ * every worker shares.
+ *
+ * Design. One struct gw_health per replica address for the whole process,
+ * kept in a registry (struct gw_health_registry) that main creates before
+ * the workers and frees after they are joined. Records are created when a
+ * worker first maps the address (gw_upstream_adopt) and are never freed
+ * before exit, so a record's memory is bounded by the number of distinct
+ * addresses the configuration ever named. Each worker's gw_upstream holds a
+ * pointer to its record; gw_upstream_eligible() reads it, so a replica that
+ * is ejected, unhealthy, NOT_SERVING or down is passed over by the ring walk
+ * (other keys keep their replicas) and comes back when the record says so.
+ *
+ * Every field is an atomic, read with relaxed loads: the data path takes no
+ * lock. Writers:
+ *  - active state: only the checker (hcheck.h, worker 0) writes it. Every
+ *    --health-interval-ms it sends grpc.health.v1.Health/Check (service "")
+ *    to each replica of its snapshot over its own upstream connections (a
+ *    small unary call on an nghttp2 client stream), with --health-timeout-ms;
+ *    --healthy-threshold consecutive SERVING answers make the replica
+ *    healthy, --unhealthy-threshold consecutive NOT_SERVING / error / timeout
+ *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
+ *    state is "unknown", which is eligible; a replica that answers
+ *    UNIMPLEMENTED (no health service) stays "unknown".
+ *  - passive state: every worker, through gw_health_report() from the call
+ *    engine and from keepalive timeouts (upstream.c). --outlier-failures consecutive
+ *    failures eject the replica for min(--outlier-base-ms × times ejected,
+ *    --outlier-max-ms), unless that would eject more than
+ *    --outlier-max-percent of the replicas of a pool that contains it. The
+ *    decision to eject reads the other replicas' records, so it is taken
+ *    under the registry's mutex (rare: at most once per failure run), which
+ *    keeps two workers from ejecting two replicas of a pool past the cap.
+ *  - transport state: every worker. A failed connect, a connection that never
+ *    sent its HTTP/2 SETTINGS, or a PING keepalive timeout marks the replica
+ *    down with an exponential retry time (100 ms doubling to 5 s) shared by
+ *    all workers; any frame received from the replica afterwards, on any
+ *    connection of any worker, clears it.
+ * The checker (hcheck.h, worker 0) also notices ejections that ended and
+ * logs replica_returned; eligibility itself compares ejected_until_ns with
+ * the clock, so a replica returns on time whichever thread looks.
+ *
+ * The records and their state machine are plain logic (no sockets, times
+ * passed in), unit-tested in tests/unit/test_health.c; gw_health_report()
+ * is the call engine's entry point (it reads the worker's snapshot and
+ * logs), and gw_health_render_metrics() writes the health series on scrape.
+ */
+#ifndef INFERGW_HEALTH_H
+#define INFERGW_HEALTH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct gw_upstream;
+struct gw_up_conn;
+struct gw_worker;
+struct gw_routes;
+
+/* Active (grpc.health.v1) state of a replica. */
+enum gw_health_state {
+    GW_HEALTH_UNKNOWN = 0, /* no verdict yet (or checks are off): eligible */
+    GW_HEALTH_HEALTHY,
+    GW_HEALTH_UNHEALTHY,   /* errors or timeouts */
+    GW_HEALTH_NOT_SERVING, /* the replica said so */
+    GW_HEALTH_NSTATES
+};
+
+/* The result of one check. */
+enum gw_health_result {
+    GW_HC_SERVING = 0,
+    GW_HC_NOT_SERVING,
+    GW_HC_ERROR, /* no connection, stream reset, non-OK grpc-status, bad message */
+    GW_HC_TIMEOUT,
+    GW_HC_UNIMPLEMENTED, /* grpc-status UNIMPLEMENTED: the replica has no health service */
+    GW_HC_NRESULTS
+};
+
+struct gw_health_registry;
+
+struct gw_health {
+    struct gw_health_registry *reg;
+    struct gw_health *next; /* registry list; set before the record is published */
+    char *addr;             /* "host:port", owned */
+
+    /* active: written by the checker only */
+    _Atomic int state;                     /* enum gw_health_state */
+    _Atomic uint32_t check_ok, check_fail; /* consecutive results */
+    _Atomic uint64_t checks[GW_HC_NRESULTS];
+
+    /* passive: any worker */
+    _Atomic uint32_t failures;         /* consecutive failed attempts */
+    _Atomic uint64_t ejected_until_ns; /* 0 = not ejected (monotonic clock) */
+    _Atomic uint32_t times_ejected;
+
+    /* transport: any worker */
+    _Atomic uint32_t connect_failures; /* consecutive; 0 = reachable */
+    _Atomic uint64_t connect_retry_at_ns;
+    _Atomic uint64_t keepalive_timeouts;
+};
+
+struct gw_health_registry {
+    _Atomic(struct gw_health *) head; /* newest first; records never move */
+    pthread_mutex_t mu;               /* creation and ejection decisions */
+};
+
+/* Passive ejection parameters (from the flags). */
+struct gw_outlier_params {
+    uint32_t failures;    /* consecutive failures that eject; 0 = never */
+    uint32_t base_ms;     /* ejection time per time ejected */
+    uint32_t max_ms;      /* longest ejection */
+    uint32_t max_percent; /* most of a pool that may be ejected at once */
+};
+
+/* Creates an empty registry. Returns NULL when out of memory; caller frees
+ * with gw_health_registry_free() once no thread uses it. */
+struct gw_health_registry *gw_health_registry_new(void);
+void gw_health_registry_free(struct gw_health_registry *reg);
+/* The record of <addr>, created when new. Any thread (takes the mutex: call
+ * it when adopting a snapshot, not per call). Returns NULL when out of
+ * memory. The pointer lives as long as the registry. */
+struct gw_health *gw_health_get(struct gw_health_registry *reg, const char *addr);
+/* The record of <addr>, or NULL. Any thread, lock-free. */
+struct gw_health *gw_health_find(struct gw_health_registry *reg, const char *addr);
+
+/* Whether <h> lets calls through at <now_ns> as far as health goes: not
+ * ejected, not unhealthy, not NOT_SERVING. (Transport state is checked by
+ * gw_upstream_eligible, which knows the worker's own connections.) */
+int gw_health_usable(const struct gw_health *h, uint64_t now_ns);
+/* Whether <h> is ejected at <now_ns>. */
+int gw_health_ejected(const struct gw_health *h, uint64_t now_ns);
+const char *gw_health_state_name(enum gw_health_state s);
+const char *gw_health_result_name(enum gw_health_result r);
+
+/* Applies check result <r> to <h> with the thresholds. Returns the new state
+ * when it changed, or -1. GW_HC_UNIMPLEMENTED (a replica without the
+ * grpc.health.v1 service) puts it back to "unknown", which is eligible: no
+ * health service is not a failure, and passive ejection still applies. Only
+ * one thread (the checker) may call it for a given record. */
+int gw_health_apply_check(struct gw_health *h, enum gw_health_result r, uint32_t healthy_threshold,
+                          uint32_t unhealthy_threshold);
+
+/* The record of replica <i> (index into a snapshot's replicas). */
+typedef struct gw_health *(*gw_health_rec_fn)(size_t i, void *ctx);
+/* Whether ejecting replica <idx> of <rt> at <now_ns> keeps the ejected share
+ * of every pool containing it at or below <max_percent>. */
+int gw_health_eject_allowed(const struct gw_routes *rt, size_t idx, gw_health_rec_fn rec, void *ctx,
+                            uint32_t max_percent, uint64_t now_ns);
+/* Records one attempt outcome on <h> (<ok> 1 = a response, 0 = a failure)
+ * at <now_ns>. On the failure that reaches p->failures in a row, ejects the
+ * replica when gw_health_eject_allowed() agrees (using <rt>, <idx>, <rec>,
+ * <ctx>; idx < 0 = not in the snapshot: never ejected). Returns 1 when this
+ * call ejected it, 0 otherwise. Any thread. */
+int gw_health_passive(struct gw_health *h, int ok, uint64_t now_ns,
+                      const struct gw_outlier_params *p, const struct gw_routes *rt, int idx,
+                      gw_health_rec_fn rec, void *ctx);
+/* Clears an ejection that ended by <now_ns>. Returns 1 when this call
+ * cleared it (log "replica_returned" once), else 0. Any thread. */
+int gw_health_end_ejection(struct gw_health *h, uint64_t now_ns);
+
+/* Transport: a connect failed, a connection never became an HTTP/2 one, or
+ * a keepalive timed out. Backs the replica off. Returns 1 when this marked a
+ * reachable replica down (log once), else 0. */
+int gw_health_conn_failed(struct gw_health *h, uint64_t now_ns);
+/* A frame arrived from the replica. Returns 1 when this marked a down
+ * replica reachable again (log once), else 0. */
+int gw_health_conn_alive(struct gw_health *h);
+/* Whether the replica is down and its retry time has not come. */
+int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns);
+
+/* Reports the outcome of one upstream attempt on <up>: ok = 1 for a response
+ * (any status the replica chose that is not retryable), 0 for a failure
+ * (retryable status like UNAVAILABLE, stream reset, connection lost,
+ * per-try timeout). Loop thread. */
+void gw_health_report(struct gw_upstream *up, int ok);
+
+/* Writes infergw_replica_health, infergw_replica_ejections_total,
+ * infergw_health_checks_total and infergw_upstream_keepalive_timeouts_total
+ * for every record of <reg> in the Prometheus text format. Any thread. */
+void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out);
+
+#endif

@@ -1,0 +1,317 @@
+/* Unit tests for gateway/src/health.c: the active state machine and its
+ * thresholds, passive ejection (count, growing time, the cap on a pool's
+ * ejected share, pools sharing a replica), ejection returns, the shared
+ * connect backoff, the registry, and the metrics it writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "health.h"
+#include "route.h"
+#include "tunables.h"
+
+#define MS 1000000ull
+
+static const char *const A[] = {"127.0.0.1:7301", "127.0.0.1:7302", "127.0.0.1:7303"};
+static const char *const B[] = {"127.0.0.1:7303", "127.0.0.1:7304"};
+static const char *const SOLO[] = {"127.0.0.1:7305"};
+
+struct fixture {
+    struct gw_health_registry *reg;
+    struct gw_routes *rt;
+    struct gw_health *rec[8]; /* by snapshot replica index */
+};
+
+static struct gw_health *rec_of(size_t i, void *ctx)
+{
+    struct fixture *f = ctx;
+    return i < f->rt->nreplicas ? f->rec[i] : NULL;
+}
+
+/* Pool "a" = 3 replicas, pool "b" = the third of them plus another, pool
+ * "solo" = one replica; a record per replica. */
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct gw_tunables global;
+    char err[128];
+
+    gw_tunables_defaults(&global);
+    struct gw_pool_spec specs[] = {
+        {.name = "a", .addrs = A, .n = 3},
+        {.name = "b", .addrs = B, .n = 2},
+        {.name = "solo", .addrs = SOLO, .n = 1},
+    };
+    f->rt = gw_routes_build(specs, 3, &global, NULL, 0, 1, err, sizeof(err));
+    assert_non_null(f->rt);
+    f->reg = gw_health_registry_new();
+    assert_non_null(f->reg);
+    for (size_t i = 0; i < f->rt->nreplicas; i++) {
+        f->rec[i] = gw_health_get(f->reg, f->rt->replicas[i].addr);
+        assert_non_null(f->rec[i]);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    gw_routes_unref(f->rt);
+    gw_health_registry_free(f->reg);
+    free(f);
+    return 0;
+}
+
+static int idx_of(const struct fixture *f, const char *addr)
+{
+    int i = gw_routes_find_replica(f->rt, addr);
+    assert_true(i >= 0);
+    return i;
+}
+
+static const struct gw_outlier_params P = {
+    .failures = 5, .base_ms = 10000, .max_ms = 300000, .max_percent = 50};
+
+/* <n> failures of replica <addr>; returns how many of them ejected it. */
+static int fail_n(struct fixture *f, const char *addr, int n, uint64_t now,
+                  const struct gw_outlier_params *p)
+{
+    int i = idx_of(f, addr), ejected = 0;
+    for (int k = 0; k < n; k++)
+        ejected += gw_health_passive(f->rec[i], 0, now, p, f->rt, i, rec_of, f);
+    return ejected;
+}
+
+static void test_registry(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_health *h = gw_health_get(f->reg, A[0]);
+
+    assert_ptr_equal(h, f->rec[idx_of(f, A[0])]);
+    assert_ptr_equal(gw_health_find(f->reg, A[1]), f->rec[idx_of(f, A[1])]);
+    assert_null(gw_health_find(f->reg, "127.0.0.1:1"));
+    assert_ptr_not_equal(gw_health_get(f->reg, A[0]), gw_health_get(f->reg, A[1]));
+    assert_string_equal(h->addr, A[0]);
+    /* A new record starts eligible: unknown, not ejected, not down. */
+    assert_int_equal(h->state, GW_HEALTH_UNKNOWN);
+    assert_true(gw_health_usable(h, 123));
+    assert_false(gw_health_conn_backing_off(h, 123));
+}
+
+static void test_active_thresholds(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_health *h = f->rec[0];
+
+    /* Two SERVING answers in a row to become healthy. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), -1);
+    assert_int_equal(h->state, GW_HEALTH_UNKNOWN);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), GW_HEALTH_HEALTHY);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), -1);
+    /* One NOT_SERVING is not enough; it stays usable. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_NOT_SERVING, 2, 2), -1);
+    assert_true(gw_health_usable(h, 0));
+    /* A SERVING in between resets the run. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), -1);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_NOT_SERVING, 2, 2), -1);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_NOT_SERVING, 2, 2), GW_HEALTH_NOT_SERVING);
+    assert_false(gw_health_usable(h, 0));
+    /* Timeouts while NOT_SERVING turn it unhealthy (still out). */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_TIMEOUT, 2, 2), GW_HEALTH_UNHEALTHY);
+    assert_false(gw_health_usable(h, 0));
+    /* One SERVING does not bring it back; two do. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), -1);
+    assert_false(gw_health_usable(h, 0));
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 2, 2), GW_HEALTH_HEALTHY);
+    assert_true(gw_health_usable(h, 0));
+    /* Errors and timeouts mix in one run. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_ERROR, 2, 2), -1);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_TIMEOUT, 2, 2), GW_HEALTH_UNHEALTHY);
+    /* Threshold 1 flips on every result. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_SERVING, 1, 1), GW_HEALTH_HEALTHY);
+    assert_int_equal(gw_health_apply_check(h, GW_HC_NOT_SERVING, 1, 1), GW_HEALTH_NOT_SERVING);
+    /* No health service: back to unknown (eligible), and it stays there. */
+    assert_int_equal(gw_health_apply_check(h, GW_HC_UNIMPLEMENTED, 1, 1), GW_HEALTH_UNKNOWN);
+    assert_true(gw_health_usable(h, 0));
+    assert_int_equal(gw_health_apply_check(h, GW_HC_UNIMPLEMENTED, 1, 1), -1);
+    assert_int_equal(h->check_fail, 0);
+    assert_int_equal(h->checks[GW_HC_UNIMPLEMENTED], 2);
+    /* Every result is counted. */
+    assert_int_equal(h->checks[GW_HC_SERVING], 7);
+    assert_int_equal(h->checks[GW_HC_NOT_SERVING], 4);
+    assert_int_equal(h->checks[GW_HC_TIMEOUT], 2);
+    assert_int_equal(h->checks[GW_HC_ERROR], 1);
+}
+
+static void test_passive_ejection_and_return(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_health *h = f->rec[idx_of(f, A[0])];
+    uint64_t now = 1000 * MS;
+
+    /* Four failures, a success, four more: no run of five. */
+    assert_int_equal(fail_n(f, A[0], 4, now, &P), 0);
+    assert_int_equal(gw_health_passive(h, 1, now, &P, f->rt, idx_of(f, A[0]), rec_of, f), 0);
+    assert_int_equal(h->failures, 0);
+    assert_int_equal(fail_n(f, A[0], 4, now, &P), 0);
+    assert_false(gw_health_ejected(h, now));
+    /* The fifth in a row ejects it for base x 1. */
+    assert_int_equal(fail_n(f, A[0], 1, now, &P), 1);
+    assert_true(gw_health_ejected(h, now));
+    assert_false(gw_health_usable(h, now));
+    assert_int_equal(h->times_ejected, 1);
+    assert_int_equal(h->ejected_until_ns, now + 10000 * MS);
+    assert_int_equal(h->failures, 0);
+    /* More failures while ejected do not extend it. */
+    assert_int_equal(fail_n(f, A[0], 10, now + MS, &P), 0);
+    assert_int_equal(h->ejected_until_ns, now + 10000 * MS);
+    /* It returns exactly at the end; the return is noticed once. */
+    assert_true(gw_health_ejected(h, now + 10000 * MS - 1));
+    assert_int_equal(gw_health_end_ejection(h, now + 10000 * MS - 1), 0);
+    assert_false(gw_health_ejected(h, now + 10000 * MS));
+    assert_true(gw_health_usable(h, now + 10000 * MS));
+    assert_int_equal(gw_health_end_ejection(h, now + 10000 * MS), 1);
+    assert_int_equal(gw_health_end_ejection(h, now + 10000 * MS), 0);
+    assert_int_equal(h->ejected_until_ns, 0);
+    /* The second time lasts twice as long; the thirtieth and later, the max. */
+    now += 20000 * MS;
+    h->failures = 0;
+    assert_int_equal(fail_n(f, A[0], 5, now, &P), 1);
+    assert_int_equal(h->ejected_until_ns, now + 20000 * MS);
+    for (int t = 3; t <= 40; t++) {
+        now += 400000 * MS;
+        assert_int_equal(fail_n(f, A[0], 5, now, &P), 1);
+        assert_int_equal(h->ejected_until_ns, now + (t * 10000 < 300000 ? t * 10000 : 300000) * MS);
+    }
+    assert_int_equal(h->times_ejected, 40);
+}
+
+static void test_ejection_cap(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t now = 5000 * MS;
+
+    /* Pool a has 3 replicas and max 50%: one may be out (33%), not two. */
+    assert_int_equal(fail_n(f, A[0], 5, now, &P), 1);
+    assert_int_equal(fail_n(f, A[1], 5, now, &P), 0);
+    assert_false(gw_health_ejected(f->rec[idx_of(f, A[1])], now));
+    /* The refusal restarts the count: four more do nothing... */
+    assert_int_equal(fail_n(f, A[1], 4, now, &P), 0);
+    /* ... and once A[0] is back, the fifth ejects A[1]. */
+    now += 10000 * MS;
+    assert_int_equal(fail_n(f, A[1], 1, now, &P), 1);
+    /* A[2] is in pools a and b: a would be 2/3 ejected, so no. */
+    assert_int_equal(fail_n(f, A[2], 5, now, &P), 0);
+    /* B[1] is only in b: 1 of 2 = 50% is allowed. */
+    assert_int_equal(fail_n(f, B[1], 5, now, &P), 1);
+    /* A pool of one replica never loses it at 50%... */
+    assert_int_equal(fail_n(f, SOLO[0], 50, now, &P), 0);
+    /* ... but may at 100%. */
+    struct gw_outlier_params all = P;
+    all.max_percent = 100;
+    assert_int_equal(fail_n(f, SOLO[0], 5, now, &all), 1);
+    /* max_percent 0: nothing is ever ejected. */
+    struct gw_outlier_params none = P;
+    none.max_percent = 0;
+    now += 1000000 * MS;
+    assert_int_equal(fail_n(f, A[0], 50, now, &none), 0);
+    /* failures 0: ejection is off. */
+    struct gw_outlier_params off = P;
+    off.failures = 0;
+    assert_int_equal(fail_n(f, A[0], 50, now, &off), 0);
+    /* Not in the snapshot (idx -1): never ejected. */
+    struct gw_health *h = f->rec[0];
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(gw_health_passive(h, 0, now, &P, f->rt, -1, rec_of, f), 0);
+}
+
+static void test_eject_allowed_direct(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t now = 7 * MS;
+
+    for (size_t i = 0; i < f->rt->nreplicas; i++)
+        assert_true(gw_health_eject_allowed(f->rt, i, rec_of, f,
+                                            i == (size_t)idx_of(f, SOLO[0]) ? 100 : 50, now));
+    f->rec[idx_of(f, A[1])]->ejected_until_ns = now + 1;
+    assert_false(gw_health_eject_allowed(f->rt, (size_t)idx_of(f, A[0]), rec_of, f, 50, now));
+    assert_true(gw_health_eject_allowed(f->rt, (size_t)idx_of(f, A[0]), rec_of, f, 67, now));
+    /* An ejection that has ended does not count. */
+    assert_true(gw_health_eject_allowed(f->rt, (size_t)idx_of(f, A[0]), rec_of, f, 50, now + 1));
+}
+
+static void test_conn_backoff(void **state)
+{
+    struct fixture *f = *state;
+    struct gw_health *h = f->rec[0];
+    uint64_t now = 100 * MS;
+
+    assert_int_equal(gw_health_conn_alive(h), 0);
+    assert_int_equal(gw_health_conn_failed(h, now), 1); /* went down: log once */
+    assert_true(gw_health_conn_backing_off(h, now));
+    assert_true(gw_health_conn_backing_off(h, now + 100 * MS - 1));
+    assert_false(gw_health_conn_backing_off(h, now + 100 * MS));
+    /* Doubling from 100 ms, at most 5 s. */
+    uint64_t expect = 200;
+    for (int k = 2; k < 12; k++, expect *= 2) {
+        assert_int_equal(gw_health_conn_failed(h, now), 0);
+        uint64_t want = expect < 5000 ? expect : 5000;
+        assert_int_equal(h->connect_retry_at_ns, now + want * MS);
+    }
+    /* Health state is separate: a down replica is still "usable" as far as
+     * checks and ejection go (gw_upstream_eligible adds the backoff). */
+    assert_true(gw_health_usable(h, now));
+    assert_int_equal(gw_health_conn_alive(h), 1); /* came back: log once */
+    assert_int_equal(gw_health_conn_alive(h), 0);
+    assert_false(gw_health_conn_backing_off(h, now));
+}
+
+static void test_metrics(void **state)
+{
+    struct fixture *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    struct gw_health *h = f->rec[idx_of(f, A[0])];
+
+    gw_health_apply_check(h, GW_HC_NOT_SERVING, 1, 1);
+    h->times_ejected = 3;
+    h->keepalive_timeouts = 7;
+    gw_health_render_metrics(f->reg, out);
+    fclose(out);
+    assert_non_null(strstr(buf, "# TYPE infergw_replica_health gauge\n"));
+    assert_non_null(strstr(
+        buf, "infergw_replica_health{replica=\"127.0.0.1:7301\",state=\"not_serving\"} 1\n"));
+    assert_non_null(
+        strstr(buf, "infergw_replica_health{replica=\"127.0.0.1:7301\",state=\"healthy\"} 0\n"));
+    assert_non_null(
+        strstr(buf, "infergw_replica_health{replica=\"127.0.0.1:7302\",state=\"unknown\"} 1\n"));
+    assert_non_null(strstr(buf, "infergw_replica_ejections_total{replica=\"127.0.0.1:7301\"} 3\n"));
+    assert_non_null(strstr(
+        buf, "infergw_health_checks_total{replica=\"127.0.0.1:7301\",result=\"not_serving\"} 1\n"));
+    assert_non_null(
+        strstr(buf, "infergw_upstream_keepalive_timeouts_total{replica=\"127.0.0.1:7301\"} 7\n"));
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_active_thresholds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_passive_ejection_and_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ejection_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eject_allowed_direct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
