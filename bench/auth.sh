@@ -6,6 +6,8 @@
 # run, both 1 worker pinned to cpu1, in front of infergw-bench-upstream on
 # cpu0 (the load generator shares cpu0, as in the overhead scenario):
 #   none          --auth=none (no authentication at all)
+#   none+header   --auth=none, calls carrying the RS256 token below anyway: the
+#                 cost of relaying a ~600-byte authorization header (a control)
 #   apikey        --auth=on, an API key (SHA-256 lookup in the tenant records)
 #   jwt-rs256     --auth=on, an RS256 JWT (RSA-2048), the same token on every
 #                 call: verified once, then served from the worker's cache
@@ -27,7 +29,7 @@ while (($#)); do
   case $1 in
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh auth: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -116,7 +118,7 @@ PIDS+=($!); PID_NOCACHE=$!
 wait_port $GWN; wait_port $GWA; wait_port $GWC
 
 # name|port|gateway pid|credential file ("" = none)
-TARGETS=("none|$GWN|$PID_NONE|" "apikey|$GWA|$PID_AUTH|apikey"
+TARGETS=("none|$GWN|$PID_NONE|" "none+header|$GWN|$PID_NONE|jwt-rs256" "apikey|$GWA|$PID_AUTH|apikey"
          "jwt-rs256|$GWA|$PID_AUTH|jwt-rs256" "jwt-es256|$GWA|$PID_AUTH|jwt-es256"
          "jwt-rs256-nocache|$GWC|$PID_NOCACHE|jwt-rs256" "jwt-es256-nocache|$GWC|$PID_NOCACHE|jwt-es256")
 
@@ -150,7 +152,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in rows:
     by.setdefault(r["name"], []).append(r["r"])
-order = ["none", "apikey", "jwt-rs256", "jwt-es256", "jwt-rs256-nocache", "jwt-es256-nocache"]
+order = ["none", "none+header", "apikey", "jwt-rs256", "jwt-es256", "jwt-rs256-nocache", "jwt-es256-nocache"]
 med = {n: sorted(by[n], key=lambda r: r["achieved_rate"])[len(by[n]) // 2] for n in order}
 base = med["none"]["achieved_rate"]
 print(f"auth: infergw-bench --concurrency 512 --connections 16 --count {sys.argv[2]}, "

@@ -23,7 +23,7 @@ PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
           libprotobuf-c-dev protobuf-c-compiler libhiredis-dev redis-server libcmocka-dev
           libjansson-dev libmicrohttpd-dev python3-grpcio python3-protobuf protobuf-compiler
           protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2 redis-sentinel
-          prometheus)
+          prometheus python3-cryptography)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"

@@ -199,8 +199,8 @@ static void refuse(struct gw_call *c, int status, int reason, const char *plugin
                    const char *message)
 {
     gw_metrics_auth_failure(c->w->metrics, reason);
-    gw_log(GW_LOG_DEBUG, "auth_refused", "{s:I, s:s, s:s, s:i}", "call", (json_int_t)c->id, "peer",
-           c->sc->peer, "plugin", plugin, "reason", reason);
+    gw_log(GW_LOG_DEBUG, "auth_refused", "{s:I, s:s, s:s, s:s}", "call", (json_int_t)c->id, "peer",
+           c->sc->peer, "plugin", plugin, "reason", gw_metrics_auth_reason_name(reason));
     gw_call_fail(c, status, "%s", message);
 }
 

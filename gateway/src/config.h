@@ -61,16 +61,16 @@ struct gw_config {
     uint32_t healthy_threshold, unhealthy_threshold;
     uint32_t outlier_failures; /* consecutive failures that eject; 0 = never */
     uint32_t outlier_base_ms, outlier_max_ms, outlier_max_percent;
-    char admin[128];      /* admin HTTP address; "" = off */
-    char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
-    int admin_explicit;   /* --admin given: failing to listen there is fatal */
+    char admin[128];         /* admin HTTP address; "" = off */
+    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
+    int admin_explicit;      /* --admin given: failing to listen there is fatal */
+    char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
+    char api_keys_file[512]; /* --api-keys; "" = none */
+    struct gw_auth_conf auth;
     /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
     char *tls_cert, *tls_key, *tls_client_ca;
     uint32_t tls_handshake_timeout_ms;
     char *upstream_tls_ca, *upstream_tls_cert, *upstream_tls_key;
-    char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
-    char api_keys_file[512]; /* --api-keys; "" = none */
-    struct gw_auth_conf auth;
 };
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help

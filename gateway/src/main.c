@@ -152,9 +152,9 @@ int main(int argc, char **argv)
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_auth_shutdown();
         SSL_CTX_free(tls);
         SSL_CTX_free(up_tls);
-        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
     }
@@ -171,9 +171,9 @@ int main(int argc, char **argv)
         if (gw_ctrl_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
             fprintf(stderr, "infergw: --redis: %s\n", err);
             gw_routes_unref(flags);
+            gw_auth_shutdown();
             SSL_CTX_free(tls);
             SSL_CTX_free(up_tls);
-            gw_auth_shutdown();
             gw_config_free(&cfg);
             return 2;
         }
@@ -189,9 +189,9 @@ int main(int argc, char **argv)
         if (use_ctrl)
             gw_ctrl_stop(&ctl);
         gw_routes_unref(routes);
+        gw_auth_shutdown();
         SSL_CTX_free(tls);
         SSL_CTX_free(up_tls);
-        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 1;
     }

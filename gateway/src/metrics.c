@@ -200,37 +200,33 @@ static struct gw_metrics_pool *pool_entry(struct gw_metrics *m, const char *name
     return p;
 }
 
+/* Entry <name> of a table of at most <limit> names, added when new; once
+ * the table is full, its "other" entry (in the one slot past <limit>). */
+static void *table_entry(void *base, size_t size, _Atomic size_t *np, size_t limit,
+                         const char *name, size_t len)
+{
+    size_t n = atomic_load_explicit(np, memory_order_relaxed);
+    void *e = table_find(base, size, n, name, len);
+    if (!e)
+        e = table_add(base, size, np, limit, name, len);
+    if (!e)
+        e = table_find(base, size, n, OVERFLOW, strlen(OVERFLOW));
+    if (!e)
+        e = table_add(base, size, np, limit + 1, OVERFLOW, strlen(OVERFLOW));
+    return e;
+}
+
 struct gw_metrics_replica *gw_metrics_replica(struct gw_metrics *m, const char *addr)
 {
-    size_t len = strlen(addr);
-    size_t n = atomic_load_explicit(&m->nreplicas, memory_order_relaxed);
-    struct gw_metrics_replica *r = table_find(m->replicas, sizeof(m->replicas[0]), n, addr, len);
-    if (!r)
-        r = table_add(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, GW_METRICS_MAX_REPLICAS,
-                      addr, len);
-    if (!r)
-        r = table_find(m->replicas, sizeof(m->replicas[0]), n, OVERFLOW, strlen(OVERFLOW));
-    if (!r)
-        r = table_add(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, REPLICA_SLOTS, OVERFLOW,
-                      strlen(OVERFLOW));
-    return r;
+    return table_entry(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, GW_METRICS_MAX_REPLICAS,
+                       addr, strlen(addr));
 }
 
 void gw_metrics_ratelimited(struct gw_metrics *m, const char *tenant)
 {
-    if (!m)
-        return;
-    size_t len = strlen(tenant);
-    size_t n = atomic_load_explicit(&m->ntenants, memory_order_relaxed);
-    struct gw_metrics_tenant *t = table_find(m->tenants, sizeof(m->tenants[0]), n, tenant, len);
-    if (!t)
-        t = table_add(m->tenants, sizeof(m->tenants[0]), &m->ntenants, GW_METRICS_MAX_TENANTS,
-                      tenant, len);
-    if (!t)
-        t = table_find(m->tenants, sizeof(m->tenants[0]), n, OVERFLOW, strlen(OVERFLOW));
-    if (!t)
-        t = table_add(m->tenants, sizeof(m->tenants[0]), &m->ntenants, GW_METRICS_MAX_TENANTS + 1,
-                      OVERFLOW, strlen(OVERFLOW));
+    struct gw_metrics_tenant *t = m ? table_entry(m->tenants, sizeof(m->tenants[0]), &m->ntenants,
+                                                  GW_METRICS_MAX_TENANTS, tenant, strlen(tenant))
+                                    : NULL;
     if (t)
         gw_counter_add(&t->ratelimited, 1);
 }
@@ -392,6 +388,11 @@ static const char *const reason_names[GW_METRICS_NREASONS] = {
     "expired",    "not_yet_valid",  "bad_signature",     "bad_algorithm",
     "bad_claims", "unknown_tenant", "model_not_allowed",
 };
+
+const char *gw_metrics_auth_reason_name(int reason)
+{
+    return reason >= 0 && reason < GW_METRICS_NREASONS ? reason_names[reason] : reason_names[0];
+}
 
 static void render_auth(struct gw_metrics *const *ws, size_t nw, FILE *out)
 {

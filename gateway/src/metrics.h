@@ -196,6 +196,9 @@ static inline void gw_metrics_auth_failure(struct gw_metrics *m, int reason)
         gw_counter_add(&m->auth_failures[reason], 1);
 }
 
+/* The label of reason <reason> ("refused" when out of range). */
+const char *gw_metrics_auth_reason_name(int reason);
+
 /* Counts a call of tenant <tenant> refused by its rate limit (beyond
  * GW_METRICS_MAX_TENANTS names per worker, under "other"). Worker thread. */
 void gw_metrics_ratelimited(struct gw_metrics *m, const char *tenant);

@@ -5,7 +5,8 @@
  * SHA-256 and looked up in the gateway's tenant records through the host
  * (the records hold only hashes; the compare there is constant time), then
  * its expiry is checked. Messages name the failure, never the key.
- * No arguments, no per-worker state: a lookup costs one SHA-256 of the key.
+ * No arguments, no per-worker state: a lookup costs one SHA-256 of the key
+ * (with the digest fetched once at init, not looked up per call).
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -21,8 +22,18 @@ static int apikey_init(const char *args, const struct infergw_host *host, void *
         snprintf(err, errlen, "takes no arguments");
         return -1;
     }
-    *state = NULL;
+    EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256) {
+        snprintf(err, errlen, "OpenSSL has no SHA-256");
+        return -1;
+    }
+    *state = sha256;
     return 0;
+}
+
+static void apikey_destroy(void *state)
+{
+    EVP_MD_free(state);
 }
 
 static enum infergw_auth_result apikey_authenticate(void *state, void *wstate,
@@ -30,13 +41,12 @@ static enum infergw_auth_result apikey_authenticate(void *state, void *wstate,
                                                     const struct infergw_host *host,
                                                     struct infergw_auth_answer *ans)
 {
-    (void)state;
     (void)wstate;
     if (!req->bearer || memchr(req->bearer, '.', req->bearer_len))
         return INFERGW_AUTH_PASS;
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(req->bearer, req->bearer_len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+    if (!EVP_Digest(req->bearer, req->bearer_len, md, &mdlen, state, NULL) || mdlen != 32)
         return infergw_auth_reject(ans, INFERGW_REASON_REFUSED, "API key check failed");
     int64_t expires_at = 0;
     const char *tenant = host->apikey_lookup(host, md, &expires_at);
@@ -52,4 +62,5 @@ const struct infergw_plugin infergw_apikey_plugin = {
     .name = "apikey",
     .init = apikey_init,
     .authenticate = apikey_authenticate,
+    .destroy = apikey_destroy,
 };

@@ -32,6 +32,7 @@ struct jwt_state {
     char issuer[256], audience[256], claim[64];
     struct jwt_policy pol;
     size_t cache_sets; /* a power of two, or 0 = no cache */
+    EVP_MD *sha256;    /* fetched once: no per-call algorithm lookup */
 };
 
 struct cache_ent {
@@ -58,6 +59,7 @@ static void jwt_destroy(void *state)
     if (!s)
         return;
     jwt_keyset_free(&s->keys);
+    EVP_MD_free(s->sha256);
     s->host->free(s);
 }
 
@@ -97,6 +99,10 @@ static int jwt_init(const char *args, const struct infergw_host *host, void **st
     }
     s->host = host;
     snprintf(s->claim, sizeof(s->claim), "sub");
+    if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
+        snprintf(err, errlen, "OpenSSL has no SHA-256");
+        goto fail;
+    }
     unsigned long leeway = 30, cache = 4096;
     const char *a = args;
     while (*a) {
@@ -221,7 +227,7 @@ static enum infergw_auth_result jwt_authenticate(void *state, void *wstate,
     uint8_t hash[32];
     unsigned int hl = 0;
     struct cache_ent *set = NULL;
-    if (w && EVP_Digest(tok, len, hash, &hl, EVP_sha256(), NULL) && hl == 32) {
+    if (w && EVP_Digest(tok, len, hash, &hl, s->sha256, NULL) && hl == 32) {
         set = cache_set(s, w, hash);
         for (int i = 0; i < WAYS; i++)
             if (set[i].until && CRYPTO_memcmp(set[i].hash, hash, 32) == 0) {

@@ -370,8 +370,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_pools), cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
-        cmocka_unit_test(test_split_addr),         cmocka_unit_test(test_tenant_files),
-        cmocka_unit_test(test_auth_flags),         cmocka_unit_test(test_health_flags),
+        cmocka_unit_test(test_health_flags),       cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_tenant_files),       cmocka_unit_test(test_auth_flags),
         cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -27,11 +27,11 @@
  *
  * Threads. init and destroy run once, on the main thread, before the
  * workers start and after they stopped; so do worker_init/worker_destroy,
- * once for each worker index. authenticate runs on the worker threads, concurrently on different
- * workers with the same <state> (treat it as read-only) and each worker's
- * own <wstate> (per-worker caches go there: no locks needed). authenticate
- * runs on the gateway's event loop: it must not block (no network, no disk)
- * and should cost microseconds.
+ * once for each worker index. authenticate runs on the worker threads,
+ * concurrently on different workers with the same <state> (treat it as
+ * read-only) and each worker's own <wstate> (per-worker caches go there: no
+ * locks needed). authenticate runs on the gateway's event loop: it must not
+ * block (no network, no disk) and should cost microseconds.
  *
  * Compatibility. Fields are only ever appended to struct infergw_host in a
  * version; any other change bumps INFERGW_PLUGIN_ABI_VERSION and the name
@@ -135,9 +135,8 @@ struct infergw_host {
     int64_t (*now_unix)(const struct infergw_host *host);
     /* Monotonic time in nanoseconds (the event loop's time on workers). */
     uint64_t (*now_ns)(const struct infergw_host *host);
-    /* Writes a JSON log line {"event": <event>, "plugin": <name>,
-     * "message": <message>} at <level> (0 debug .. 3 error). Never pass
-     * secrets. */
+    /* Writes a JSON log line {"event": <event>, "message": <message>} at
+     * <level> (0 debug .. 3 error). Never pass secrets. */
     void (*log)(const struct infergw_host *host, int level, const char *event, const char *message);
     /* The gateway's allocator (counted and testable). */
     void *(*alloc)(size_t n);

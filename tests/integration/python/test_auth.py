@@ -7,11 +7,13 @@ a plugin built for another ABI refused at start.
 Every refusal must be UNAUTHENTICATED (or PERMISSION_DENIED for a model
 outside the tenant's list) with a message saying why and never containing
 the credential, and no refused call may reach a replica: the replicas log one
-"call" event per call they serve, and those counts must not move. At the end
+"call" event per call they serve, and the counts of inference calls must not
+move (the gateway's own grpc.health.v1 checks are logged too, and left out). At the end
 the logs of every process (the gateway at debug level) are searched for
 every key and token used.
 """
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -22,9 +24,11 @@ import unittest
 import urllib.request
 
 import grpc
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
 
 import harness as h
 
@@ -126,9 +130,11 @@ class AuthTest(unittest.TestCase):
         h.redis_query(cls.redis.port, "PUBLISH", "infergw:changed", "test")
 
         cls.admin_port = h.free_port()
+        cls.access_log = os.path.join(cls.tmp, "access.log")
         cls.gw = h.start_gateway(
             {"demo": [cls.r_demo.addr], "other": [cls.r_other.addr]},
             "--auth=on", "--redis", cls.url, "--log-level", "debug",
+            "--access-log", cls.access_log,
             "--admin", "127.0.0.1:%d" % cls.admin_port,
             "--jwt-keys", cls.rsa_path, "--jwt-keys", cls.jwks_path,
             "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE)
@@ -155,10 +161,9 @@ class AuthTest(unittest.TestCase):
     # --- helpers -------------------------------------------------------------
 
     def served(self):
-        """Calls the replicas served, not counting the gateway's own
-        grpc.health.v1 checks of them."""
-        return sum(1 for r in (self.r_demo, self.r_other) for e in r.events("call")
-                   if not e.get("method", "").startswith("/grpc.health.v1."))
+        """Inference calls the replicas logged (not the gateway's health checks)."""
+        return sum(1 for r in (self.r_demo, self.r_other) for ev in r.events("call")
+                   if ev.get("method", "").startswith("/inference."))
 
     def infer(self, metadata, model="demo"):
         return self.stub.ModelInfer(h.typed_request(h.values(3), model=model), metadata=metadata,
@@ -325,6 +330,13 @@ class AuthTest(unittest.TestCase):
 
     # --- metrics and logs -------------------------------------------------------------
 
+    def read_access_log(self):
+        try:
+            with open(self.access_log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
     def test_zz_metrics_and_no_secrets_in_logs(self):
         # Runs last (name order): every other test has used its credentials.
         self.assertRefused(md("igwtest-unknown-key"), grpc.StatusCode.UNAUTHENTICATED,
@@ -340,6 +352,12 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(self.served(), self.expected_served)
         logs = "".join(p.log_text() for p in self.procs)
         self.assertIn('"event":"auth_refused"', logs)  # debug lines were written
+        end = time.monotonic() + 5  # access log lines are written within 200 ms
+        while '"tenant":"acme"' not in self.read_access_log() and time.monotonic() < end:
+            time.sleep(0.05)
+        access = self.read_access_log()
+        self.assertIn('"tenant":"acme"', access)
+        logs += access
         for secret in self.used:
             self.assertNotIn(secret, logs)
             for part in secret.split("."):
@@ -415,6 +433,123 @@ class PluginTest(unittest.TestCase):
                                  wait=False)
             self.assertEqual(gw.wait_exit(15), 2, gw.log_text())
             gw.check_sanitizers()
+
+
+def gateway_has_tls():
+    import subprocess
+    out = subprocess.run([os.path.join(h.BIN_DIR, "infergw"), "--help"], capture_output=True,
+                         text=True, timeout=10).stdout
+    return "--tls-client-ca" in out
+
+
+class CertMaker:
+    """A CA and certificates signed by it (P-256), written as PEM files into <d>."""
+
+    def __init__(self, d):
+        self.d = d
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "auth-test-ca")])
+        now = datetime.datetime.utcnow()
+        self.ca = (x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+                   .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(self.key, hashes.SHA256()))
+        self.write("ca.pem", self.ca.public_bytes(serialization.Encoding.PEM))
+
+    def write(self, name, data):
+        with open(os.path.join(self.d, name), "wb") as f:
+            f.write(data)
+        return os.path.join(self.d, name)
+
+    def issue(self, name, cn, sans):
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.utcnow()
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                .issuer_name(self.name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        self.write(name + ".key", key.private_bytes(serialization.Encoding.PEM,
+                                                    serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+        self.write(name + ".pem", cert.public_bytes(serialization.Encoding.PEM))
+
+    def read(self, name):
+        with open(os.path.join(self.d, name), "rb") as f:
+            return f.read()
+
+
+@unittest.skipIf(h.DIRECT, "needs the gateway (INFERGW_IT_DIRECT=1)")
+class MtlsAuthTest(unittest.TestCase):
+    """The mTLS authenticator: the tenant of a verified client certificate, from
+    its CN or its URI subjectAltName."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not gateway_has_tls():
+            raise unittest.SkipTest("this infergw has no TLS front end (--tls-client-ca)")
+        import ipaddress
+        cls.procs = []
+        cls.addClassCleanup(lambda: h.stop_all(cls.procs))
+        cls.tmp = tempfile.mkdtemp(prefix="mtls-", dir=h.WORK_DIR)
+        cls.certs = CertMaker(cls.tmp)
+        cls.certs.issue("server", "infergw-test", [x509.DNSName("localhost"),
+                                                   x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        cls.certs.issue("client-a", "tenant-a", [x509.DNSName("tenant-a.example"),
+                                                 x509.UniformResourceIdentifier(
+                                                     "spiffe://example.org/tenant-a")])
+        cls.certs.issue("ghost", "ghost", [x509.DNSName("ghost.example")])
+        tenants = cls.certs.write("tenants", b"tenant-a models=demo\n"
+                                  b"spiffe://example.org/tenant-a models=demo\n")
+        cls.replica = h.start_replica("mtls-r")
+        cls.procs.append(cls.replica)
+        tls = ["--tls-cert", os.path.join(cls.tmp, "server.pem"),
+               "--tls-key", os.path.join(cls.tmp, "server.key"),
+               "--tls-client-ca", os.path.join(cls.tmp, "ca.pem")]
+        cls.gw_cn = h.start_gateway({"demo": [cls.replica.addr]}, "--auth=on", "--tenants",
+                                    tenants, "--mtls-tenant-from", "cn", *tls)
+        cls.gw_uri = h.start_gateway({"demo": [cls.replica.addr]}, "--auth=on", "--tenants",
+                                     tenants, "--mtls-tenant-from", "san-uri", *tls)
+        cls.procs[:0] = [cls.gw_cn, cls.gw_uri]
+
+    def channel(self, gw, client):
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.certs.read("ca.pem"),
+            private_key=self.certs.read(client + ".key"),
+            certificate_chain=self.certs.read(client + ".pem"))
+        ch = grpc.secure_channel(gw.addr, creds, options=h.CHANNEL_OPTIONS)
+        self.addCleanup(ch.close)
+        return h.infer_stub(ch)
+
+    def test_tenant_from_cn_and_san_uri(self):
+        for gw in (self.gw_cn, self.gw_uri):
+            _, call = self.channel(gw, "client-a").ModelInfer.with_call(
+                h.typed_request(h.values(2)), timeout=10)
+            self.assertEqual(h.replica_of(call), "mtls-r")
+
+    def test_certificate_of_an_unknown_tenant(self):
+        def served():
+            return sum(1 for ev in self.replica.events("call")
+                       if ev.get("method", "").startswith("/inference."))
+
+        before = served()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.channel(self.gw_cn, "ghost").ModelInfer(h.typed_request(h.values(2)),
+                                                          timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("tenant 'ghost' is not configured", cm.exception.details())
+        # Verified, but without a URI subjectAltName to name a tenant.
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.channel(self.gw_uri, "ghost").ModelInfer(h.typed_request(h.values(2)),
+                                                           timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertIn("no URI subjectAltName", cm.exception.details())
+        self.assertEqual(served(), before)
 
 
 if __name__ == "__main__":
