@@ -2,6 +2,7 @@
 # Benchmarks infergw beside its peers in the same run, on loopback.
 #
 #   bench/run.sh [overhead|tls] [--requests N] [--rounds R] [--payload BYTES]
+#   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -32,6 +33,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The authentication scenario lives in its own script (bench/auth.sh).
+if [[ ${1:-} == auth ]]; then
+  shift
+  exec "$ROOT/bench/auth.sh" "$@"
+fi
 SCENARIO=overhead
 REQUESTS=300000
 ROUNDS=3
@@ -42,7 +48,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds infergw and runs every test, twice: a Release build with warnings as
-# errors (build/), then an ASan+UBSan build (build-asan/). Installs missing
+# errors (build/), then an ASan+UBSan build (build-asan/); in between it runs
+# the libFuzzer targets in FUZZ_TARGETS for FUZZ_SECONDS each (clang build
+# with ASan+UBSan in build-fuzz/, over a scratch copy of their seed corpora). Installs missing
 # Debian packages first (as root) and the Node test client from the npm
 # registry. Exits non-zero if anything failed (it stops after a failing
 # Release run); the last line printed is the summary of the last ctest run.
 #
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
-# Environment: JOBS (build parallelism, default: number of CPUs).
+# Environment: JOBS (build parallelism, default: number of CPUs),
+#   FUZZ_TARGETS (default "token authdb_file"), FUZZ_SECONDS (default 60; 0 skips fuzzing).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +25,7 @@ log() { printf '\n==> %s\n' "$*"; }
 source "$ROOT/deploy/lib/build.sh"
 PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
           python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
-          clang iproute2 redis-sentinel prometheus python3-yaml systemd)
+          clang iproute2 redis-sentinel prometheus python3-yaml systemd python3-cryptography)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"
@@ -75,7 +78,37 @@ run_suite() { # <build dir> <label> <cmake args...>
 #    printed is the summary of the run that failed.
 run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"
 
-# 2. ASan + UBSan over the whole suite again. Any report aborts the process;
+# 2. Fuzzing for a bounded time (libFuzzer needs clang). A finding aborts the
+#    target (ASan, UBSan or a FUZZ_CHECK) and fails the run; the crashing
+#    input is left in build-fuzz/ (crash-*).
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"token authdb_file"}
+if ((FUZZ_SECONDS > 0)); then
+  FUZZ_DIR=$ROOT/build-fuzz
+  log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
+  mkdir -p "$FUZZ_DIR"
+  if ! CC=clang cmake -S "$ROOT" -B "$FUZZ_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      >"$FUZZ_DIR/configure.log" 2>&1; then
+    cat "$FUZZ_DIR/configure.log"
+    exit 1
+  fi
+  for t in $FUZZ_TARGETS; do
+    cmake --build "$FUZZ_DIR" -j "$JOBS" --target "fuzz_$t"
+    work=$(mktemp -d "$FUZZ_DIR/corpus-$t.XXXXXX")
+    cp "$ROOT/tests/fuzz/corpus/fuzz_$t/"* "$work/"
+    rc=0
+    (cd "$FUZZ_DIR" && "$FUZZ_DIR/bin/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -max_len=9000 \
+       -print_final_stats=1 "$work" 2>&1 | tail -n 5) || rc=$?
+    rm -rf "$work"
+    if ((rc != 0)); then
+      echo "fuzz_$t found a problem (exit $rc): see $FUZZ_DIR/crash-*"
+      exit 1
+    fi
+    echo "fuzz_$t: ${FUZZ_SECONDS}s, nothing found"
+  done
+fi
+
+# 3. ASan + UBSan over the whole suite again. Any report aborts the process;
 #    the harness scans the captured output of the gateway and replicas for
 #    reports and fails the test (Python/Node clients are not sanitized).
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
