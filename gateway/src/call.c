@@ -539,7 +539,17 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
     if (!c->has_authority)
         nv[n++] = nv_str(":authority", attempt_addr(a));
+    size_t first = n;
     n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
+    if (!c->w->cfg->auth.none) {
+        /* The gateway checked the credentials: they stop here, replicas
+         * never see the caller's token (with --auth=none it is forwarded). */
+        size_t k = first;
+        for (size_t i = first; i < n; i++)
+            if (!(nv[i].namelen == 13 && !memcmp(nv[i].name, "authorization", 13)))
+                nv[k++] = nv[i];
+        n = k;
+    }
     if (!c->has_te)
         nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
     /* The replica gets the caller's deadline; a per-try timeout is the

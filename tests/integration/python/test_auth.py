@@ -243,6 +243,18 @@ class AuthTest(unittest.TestCase):
     def test_valid_key(self):
         self.assertOk(md(self.key))
 
+    def test_credentials_stop_at_the_gateway(self):
+        """The replica serves the call but never sees its authorization."""
+        before = self.served()
+        self.assertOk(md(self.key))
+        end = time.monotonic() + 5
+        while self.served() == before and time.monotonic() < end:
+            time.sleep(0.02)
+        calls = [ev for r in (self.r_demo, self.r_other) for ev in r.events("call")
+                 if ev.get("method", "").startswith("/inference.")]
+        self.assertGreater(len(calls), 0)
+        self.assertFalse(any(ev.get("authorization") for ev in calls), calls[-1])
+
     def test_key_for_model_outside_tenant(self):
         self.assertRefused(md(self.key), grpc.StatusCode.PERMISSION_DENIED,
                            "tenant 'acme' may not call model 'other'", secret=self.key,
