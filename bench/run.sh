@@ -3,6 +3,8 @@
 #
 #   bench/run.sh [overhead|tls] [--requests N] [--rounds R] [--payload BYTES]
 #   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
+#   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
+#   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -33,11 +35,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# The authentication scenario lives in its own script (bench/auth.sh).
-if [[ ${1:-} == auth ]]; then
-  shift
-  exec "$ROOT/bench/auth.sh" "$@"
-fi
+# Scenarios with scripts (or programs) of their own.
+case ${1:-} in
+  auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
+  memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
+  ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
+esac
 SCENARIO=overhead
 REQUESTS=300000
 ROUNDS=3
@@ -48,7 +51,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
