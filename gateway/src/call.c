@@ -623,10 +623,7 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
     }
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     int rc = -1;
-    snprintf(c->start_msg, sizeof(c->start_msg),
-             "no replica of pool '%s' is reachable (%zu configured)", pool->name,
-             pool->ring.nreplicas);
-    c->start_code = GW_GRPC_UNAVAILABLE;
+    c->start_code = 0; /* set when a reason other than "no replica" stops it */
     while (c->ntried < max_tried) {
         int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
         if (idx < 0)
@@ -662,6 +659,12 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
     }
     if (load != stack_load)
         gw_free(load);
+    if (rc < 0 && c->start_code == 0) {
+        snprintf(c->start_msg, sizeof(c->start_msg),
+                 "no replica of pool '%s' is reachable (%zu configured)", pool->name,
+                 pool->ring.nreplicas);
+        c->start_code = GW_GRPC_UNAVAILABLE;
+    }
     return rc;
 }
 
