@@ -58,14 +58,10 @@ while (($#)); do
 done
 
 BUILD=${BUILD_DIR:-$ROOT/build}
-WORK=$(mktemp -d /tmp/infergw-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME=bench/run.sh
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+bench_setup infergw-bench
 
 for bin in h2load nghttp haproxy nginx openssl python3 taskset; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin is missing (apt-get install nghttp2-client haproxy nginx-light util-linux)" >&2; exit 1; }
@@ -82,16 +78,8 @@ else
   UP=21300 GW=21310 HAP=21320 NGX=21330
   PORTS=($UP $GW $HAP $NGX)
 fi
-for p in "${PORTS[@]}"; do
-  if ss -ltnH "sport = :$p" | grep -q .; then
-    echo "bench/run.sh: port $p is in use: $(ss -ltnpH "sport = :$p")" >&2; exit 1
-  fi
-done
+bench_ports_free "${PORTS[@]}"
 
-wait_port() {
-  for _ in $(seq 100); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-  echo "bench/run.sh: nothing listens on port $1" >&2; return 1
-}
 
 # The request: one KServe ModelInferRequest for model "demo" with ~PAYLOAD
 # bytes of FP32 input, gRPC-framed.
