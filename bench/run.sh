@@ -2,6 +2,9 @@
 # Benchmarks infergw beside its peers in the same run, on loopback.
 #
 #   bench/run.sh [overhead|tls] [--requests N] [--rounds R] [--payload BYTES]
+#   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
+#   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
+#   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -32,6 +35,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Scenarios with scripts (or programs) of their own.
+case ${1:-} in
+  auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
+  memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
+  ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
+esac
 SCENARIO=overhead
 REQUESTS=300000
 ROUNDS=3
@@ -42,21 +51,17 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 BUILD=${BUILD_DIR:-$ROOT/build}
-WORK=$(mktemp -d /tmp/infergw-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME=bench/run.sh
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+bench_setup infergw-bench
 
 for bin in h2load nghttp haproxy nginx openssl python3 taskset; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin is missing (apt-get install nghttp2-client haproxy nginx-light util-linux)" >&2; exit 1; }
@@ -73,16 +78,8 @@ else
   UP=21300 GW=21310 HAP=21320 NGX=21330
   PORTS=($UP $GW $HAP $NGX)
 fi
-for p in "${PORTS[@]}"; do
-  if ss -ltnH "sport = :$p" | grep -q .; then
-    echo "bench/run.sh: port $p is in use: $(ss -ltnpH "sport = :$p")" >&2; exit 1
-  fi
-done
+bench_ports_free "${PORTS[@]}"
 
-wait_port() {
-  for _ in $(seq 100); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-  echo "bench/run.sh: nothing listens on port $1" >&2; return 1
-}
 
 # The request: one KServe ModelInferRequest for model "demo" with ~PAYLOAD
 # bytes of FP32 input, gRPC-framed.

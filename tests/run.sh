@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds infergw and runs every test, twice: a Release build with warnings as
-# errors (build/), then an ASan+UBSan build (build-asan/). Installs missing
+# errors (build/), then an ASan+UBSan build (build-asan/); in between it runs
+# the libFuzzer targets in FUZZ_TARGETS for FUZZ_SECONDS each (clang build
+# with ASan+UBSan in build-fuzz/, over a scratch copy of their seed corpora). Installs missing
 # Debian packages first (as root) and the Node test client from the npm
 # registry. Exits non-zero if anything failed (it stops after a failing
 # Release run); the last line printed is the summary of the last ctest run.
 #
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
-# Environment: JOBS (build parallelism, default: number of CPUs).
+# Environment: JOBS (build parallelism, default: number of CPUs),
+#   FUZZ_TARGETS (default "token authdb_file"), FUZZ_SECONDS (default 60; 0 skips fuzzing).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,11 +19,13 @@ cd "$ROOT"
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- packages ------------------------------------------------------------------
-PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
-          libprotobuf-c-dev protobuf-c-compiler libhiredis-dev redis-server libcmocka-dev
-          libjansson-dev libmicrohttpd-dev python3-grpcio python3-protobuf protobuf-compiler
-          protobuf-compiler-grpc nghttp2-client nodejs npm clang iproute2 redis-sentinel
-          prometheus)
+# The build itself (packages and commands) is deploy/lib/build.sh, shared with
+# deploy/docker/Dockerfile; the rest is what the tests need.
+# shellcheck source=../deploy/lib/build.sh
+source "$ROOT/deploy/lib/build.sh"
+PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
+          python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
+          clang iproute2 redis-sentinel prometheus python3-yaml systemd python3-cryptography)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"
@@ -54,13 +59,8 @@ trap 'exit 130' INT TERM
 run_suite() { # <build dir> <label> <cmake args...>
   local dir=$1 label=$2 rc=0
   shift 2
-  mkdir -p "$dir"
   log "configure + build ($label) in ${dir#"$ROOT"/}"
-  if ! cmake -S "$ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
-    cat "$dir/configure.log"
-    return 1
-  fi
-  cmake --build "$dir" -j "$JOBS"
+  infergw_build "$dir" "$@" || return
   log "ctest ($label)"
   (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1 | tee "$dir/ctest.log"
    exit "${PIPESTATUS[0]}") &
@@ -76,9 +76,36 @@ run_suite() { # <build dir> <label> <cmake args...>
 
 # 1. Release, warnings are errors. Stop here on failure, so that the last line
 #    printed is the summary of the run that failed.
-run_suite "$ROOT/build" release -DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON
+run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"
 
-# 2. ASan + UBSan over the whole suite again. Any report aborts the process;
+# 2. Fuzzing for a bounded time (libFuzzer needs clang). A finding aborts the
+#    target (ASan, UBSan or a FUZZ_CHECK) and fails the run; the crashing
+#    input is left in build-fuzz/ (crash-*).
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"token authdb_file"}
+if ((FUZZ_SECONDS > 0)); then
+  FUZZ_DIR=$ROOT/build-fuzz
+  log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
+  fuzz_bins=()
+  for t in $FUZZ_TARGETS; do fuzz_bins+=("fuzz_$t"); done
+  CC=clang infergw_build_targets "$FUZZ_DIR" "${fuzz_bins[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
+    exit 1
+  for t in $FUZZ_TARGETS; do
+    work=$(mktemp -d "$FUZZ_DIR/corpus-$t.XXXXXX")
+    cp "$ROOT/tests/fuzz/corpus/fuzz_$t/"* "$work/"
+    rc=0
+    (cd "$FUZZ_DIR" && "$FUZZ_DIR/bin/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -max_len=9000 \
+       -print_final_stats=1 "$work" 2>&1 | tail -n 5) || rc=$?
+    rm -rf "$work"
+    if ((rc != 0)); then
+      echo "fuzz_$t found a problem (exit $rc): see $FUZZ_DIR/crash-*"
+      exit 1
+    fi
+    echo "fuzz_$t: ${FUZZ_SECONDS}s, nothing found"
+  done
+fi
+
+# 3. ASan + UBSan over the whole suite again. Any report aborts the process;
 #    the harness scans the captured output of the gateway and replicas for
 #    reports and fails the test (Python/Node clients are not sanitized).
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

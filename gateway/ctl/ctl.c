@@ -3,7 +3,7 @@
  * DESIGN.md), and shows what the gateways will make of them.
  *
  * Every write is one Lua script run with EVAL: it checks what must exist
- * (the pool, the replica), bumps <prefix>version and changes the keys, all
+ * (the pool, the replica, the tenant), bumps <prefix>version and changes the keys, all
  * atomically, so a gateway never loads half a change and two operators
  * never interleave. INCR comes right after the checks and before any other
  * write: Redis does not roll a script back, and INCR is the only write that
@@ -22,11 +22,15 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "authdb.h"
 #include "ctlargs.h"
 #include "config.h"
 #include "ctlview.h"
@@ -134,6 +138,58 @@ static const char script_read_conf[] =
     "local p = {}\n"
     "if ARGV[1] ~= '' then p = redis.call('HGETALL', KEYS[3]) end\n"
     "return {1, redis.call('HGETALL', KEYS[2]), p}\n";
+
+/* KEYS: tenant hash, version. ARGV: models, rps, burst ('' = keep the
+ * current value, or 0 for a new tenant). Returns {'same'} or {'ok', version,
+ * created (0/1), rps, burst}. */
+static const char script_tenant_add[] =
+    "local new = redis.call('EXISTS', KEYS[1]) == 0\n"
+    "local rps, burst = ARGV[2], ARGV[3]\n"
+    "if rps == '' then rps = (not new and redis.call('HGET', KEYS[1], 'rps')) or '0' end\n"
+    "if burst == '' then burst = (not new and redis.call('HGET', KEYS[1], 'burst')) or '0' end\n"
+    "if not new and redis.call('HGET', KEYS[1], 'models') == ARGV[1]\n"
+    "   and redis.call('HGET', KEYS[1], 'rps') == rps\n"
+    "   and redis.call('HGET', KEYS[1], 'burst') == burst then\n"
+    "  return {'same', 0, 0, rps, burst}\n"
+    "end\n"
+    "local v = redis.call('INCR', KEYS[2])\n"
+    "redis.call('HSET', KEYS[1], 'models', ARGV[1], 'rps', rps, 'burst', burst)\n"
+    "return {'ok', v, new and 1 or 0, rps, burst}\n";
+
+/* KEYS: tenant hash, version, then API-key hashes to revoke with it.
+ * ARGV: tenant. A key is deleted only if it still names the tenant.
+ * Returns {'notenant'} or {'ok', version, keys revoked}. */
+static const char script_tenant_remove[] =
+    "local gone = {}\n"
+    "for i = 3, #KEYS do\n"
+    "  if redis.call('HGET', KEYS[i], 'tenant') == ARGV[1] then gone[#gone + 1] = KEYS[i] end\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 and #gone == 0 then return {'notenant'} end\n"
+    "local v = redis.call('INCR', KEYS[2])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "for _, k in ipairs(gone) do redis.call('DEL', k) end\n"
+    "return {'ok', v, #gone}\n";
+
+/* KEYS: tenant hash, API-key hash, version. ARGV: tenant, expires_at ('' =
+ * never). Returns {'notenant'}, {'exists'} or {'ok', version}. */
+static const char script_key_create[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'notenant'} end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "if ARGV[2] == '' then\n"
+    "  redis.call('HSET', KEYS[2], 'tenant', ARGV[1])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[2], 'tenant', ARGV[1], 'expires_at', ARGV[2])\n"
+    "end\n"
+    "return {'ok', v}\n";
+
+/* KEYS: API-key hash, version. Returns {'nokey'} or {'ok', version, tenant}. */
+static const char script_key_revoke[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'nokey'} end\n"
+    "local t = redis.call('HGET', KEYS[1], 'tenant') or ''\n"
+    "local v = redis.call('INCR', KEYS[2])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return {'ok', v, t}\n";
 
 /* --- plumbing ------------------------------------------------------------------------ */
 
@@ -817,6 +873,493 @@ static int version(struct ctl *x)
     return CTL_EXIT_OK;
 }
 
+/* --- tenants and API keys ------------------------------------------------------------- */
+
+/* Every key matching "<prefix><rest>" (SCAN, never KEYS) with its HGETALL
+ * reply, sorted by key name and without the duplicates SCAN may return. */
+struct records {
+    char **names;
+    redisReply **hashes; /* NULL where the key is gone or not a hash */
+    size_t n, cap;
+};
+
+static void records_free(struct records *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        gw_free(r->names[i]);
+        if (r->hashes && r->hashes[i])
+            freeReplyObject(r->hashes[i]);
+    }
+    gw_free(r->names);
+    gw_free(r->hashes);
+    memset(r, 0, sizeof(*r));
+}
+
+static int push_name(struct records *r, const char *s, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        char **nn = gw_realloc(r->names, cap * sizeof(*nn));
+        if (!nn)
+            return -1;
+        r->names = nn;
+        r->cap = cap;
+    }
+    if (!(r->names[r->n] = gw_strndup(s, len)))
+        return -1;
+    r->n++;
+    return 0;
+}
+
+/* Collects the names, then reads the hashes pipelined. Returns
+ * CTL_EXIT_OK or CTL_EXIT_REDIS (reported). */
+static int scan_records(struct ctl *x, const char *rest, struct records *out)
+{
+    char pattern[KEYLEN + 64], cursor[32] = "0";
+
+    memset(out, 0, sizeof(*out));
+    if (gw_redis_scan_pattern(pattern, sizeof(pattern), x->a->prefix, rest) < 0)
+        return say(CTL_EXIT_USAGE, "key pattern too long");
+    do {
+        redisReply *r = cmd(x, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r)
+            goto fail;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
+            freeReplyObject(r);
+            say(CTL_EXIT_REDIS, "unexpected SCAN reply");
+            goto fail;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++)
+            if (push_name(out, r->element[1]->element[i]->str, r->element[1]->element[i]->len) <
+                0) {
+                freeReplyObject(r);
+                say(CTL_EXIT_REDIS, "out of memory");
+                goto fail;
+            }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    if (out->n)
+        qsort(out->names, out->n, sizeof(char *), cmp_str);
+    size_t u = 0;
+    for (size_t i = 0; i < out->n; i++) {
+        if (u && !strcmp(out->names[u - 1], out->names[i]))
+            gw_free(out->names[i]);
+        else
+            out->names[u++] = out->names[i];
+    }
+    out->n = u;
+    out->hashes = gw_calloc(out->n + 1, sizeof(*out->hashes));
+    if (!out->hashes) {
+        say(CTL_EXIT_REDIS, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < out->n; i++)
+        redisAppendCommand(x->c, "HGETALL %s", out->names[i]);
+    for (size_t i = 0; i < out->n; i++) {
+        void *v = NULL;
+        if (redisGetReply(x->c, &v) != REDIS_OK || !v) {
+            say(CTL_EXIT_REDIS, "redis: %s", x->c->errstr[0] ? x->c->errstr : "no reply");
+            goto fail;
+        }
+        redisReply *h = v;
+        if (h->type == REDIS_REPLY_ARRAY && h->elements > 0)
+            out->hashes[i] = h;
+        else
+            freeReplyObject(h); /* deleted since the SCAN, or not a hash */
+    }
+    return CTL_EXIT_OK;
+fail:
+    records_free(out);
+    return CTL_EXIT_REDIS;
+}
+
+/* The value of <field> in an HGETALL reply (NULL reply or field: NULL). */
+static const char *field_of(const redisReply *h, const char *field)
+{
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
+        if (h->element[i]->str && !strcmp(h->element[i]->str, field))
+            return h->element[i + 1]->str;
+    return NULL;
+}
+
+/* The suffix of record key <name> after "<prefix><kind>:". */
+static const char *record_suffix(struct ctl *x, const char *name, const char *kind)
+{
+    size_t skip = strlen(x->a->prefix) + strlen(kind) + 1;
+    return strlen(name) >= skip ? name + skip : "";
+}
+
+/* The SHA-256 hex of API key <key>: the name of its record. */
+static void key_hex(const char *key, char hex[GW_AUTHDB_HASH_HEX + 1])
+{
+    uint8_t h[32];
+
+    gw_apikey_hash(key, strlen(key), h);
+    gw_apikey_hash_to_hex(h, hex);
+}
+
+static int tenant_add(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    char key[KEYLEN], ver[KEYLEN];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(key, "tenant:%s", a->tenant);
+    KEY(ver, "version");
+    ea_eval(&e, script_tenant_add, 2);
+    ea_str(&e, key);
+    ea_str(&e, ver);
+    ea_str(&e, a->models);
+    ea_str(&e, a->rps ? a->rps : "");
+    ea_str(&e, a->burst ? a->burst : "");
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    const char *rps = r->elements > 3 && r->element[3]->str ? r->element[3]->str : "0";
+    const char *burst = r->elements > 4 && r->element[4]->str ? r->element[4]->str : "0";
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "tenant", a->tenant, "models", a->models, "rps",
+                          rps, "burst", burst);
+    if (status_is(r, "same"))
+        rc = report(x, -1, j, "tenant %s already has models=%s rps=%s burst=%s", a->tenant,
+                    a->models, rps, burst);
+    else
+        rc = report(x, int_at(r, 1), j, "tenant %s %s: models=%s rps=%s burst=%s", a->tenant,
+                    int_at(r, 2) ? "added" : "updated", a->models, rps, burst);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* The API-key records (key names) that name <tenant>. */
+static int keys_of_tenant(struct ctl *x, const char *tenant, struct records *keys,
+                          const char ***names, size_t *n)
+{
+    int rc = scan_records(x, "apikey:*", keys);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    *names = gw_calloc(keys->n + 1, sizeof(char *));
+    if (!*names) {
+        records_free(keys);
+        return say(CTL_EXIT_REDIS, "out of memory");
+    }
+    *n = 0;
+    for (size_t i = 0; i < keys->n; i++) {
+        const char *t = field_of(keys->hashes[i], "tenant");
+        if (t && !strcmp(t, tenant))
+            (*names)[(*n)++] = keys->names[i];
+    }
+    return CTL_EXIT_OK;
+}
+
+static int tenant_remove(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    char key[KEYLEN], ver[KEYLEN];
+    struct records keys;
+    const char **mine;
+    size_t nmine = 0;
+    struct evalargs e;
+    redisReply *r;
+    int rc = keys_of_tenant(x, a->tenant, &keys, &mine, &nmine);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if (nmine && !a->force) {
+        rc = say(CTL_EXIT_REDIS,
+                 "tenant %s still has %zu API key%s; revoke them first (infergw-ctl key list "
+                 "--tenant %s) or remove the tenant with --force, which revokes them too",
+                 a->tenant, nmine, nmine == 1 ? "" : "s", a->tenant);
+        goto out;
+    }
+    KEY(key, "tenant:%s", a->tenant);
+    KEY(ver, "version");
+    ea_eval(&e, script_tenant_remove, (int)(2 + nmine));
+    ea_str(&e, key);
+    ea_str(&e, ver);
+    for (size_t i = 0; i < nmine; i++)
+        ea_str(&e, mine[i]);
+    ea_str(&e, a->tenant);
+    if (!(r = ea_run(x, &e))) {
+        rc = CTL_EXIT_REDIS;
+        goto out;
+    }
+    if (status_is(r, "notenant")) {
+        rc = say(CTL_EXIT_NOTFOUND, "tenant %s does not exist", a->tenant);
+    } else {
+        long long revoked = int_at(r, 2);
+        rc = report(
+            x, int_at(r, 1),
+            json_pack("{s:s, s:I}", "tenant", a->tenant, "keys_revoked", (json_int_t)revoked),
+            "tenant %s removed (%lld API key%s revoked)", a->tenant, revoked,
+            revoked == 1 ? "" : "s");
+    }
+    freeReplyObject(r);
+out:
+    gw_free(mine);
+    records_free(&keys);
+    return rc;
+}
+
+static int tenant_show(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    struct records tenants, keys;
+    struct ctl_tenant_row *rows = NULL;
+    struct ctl_problems probs = {0};
+    size_t n = 0;
+    int rc;
+
+    if (a->tenant) {
+        /* Exactly one record: read it, no SCAN. */
+        char key[KEYLEN];
+        redisReply *h;
+
+        KEY(key, "tenant:%s", a->tenant);
+        memset(&tenants, 0, sizeof(tenants));
+        if (!(h = cmd(x, "HGETALL %s", key)))
+            return CTL_EXIT_REDIS;
+        tenants.hashes = gw_calloc(2, sizeof(*tenants.hashes));
+        if (!tenants.hashes || push_name(&tenants, key, strlen(key)) < 0) {
+            freeReplyObject(h);
+            records_free(&tenants);
+            return say(CTL_EXIT_REDIS, "out of memory");
+        }
+        if (h->type == REDIS_REPLY_ARRAY && h->elements > 0)
+            tenants.hashes[0] = h;
+        else
+            freeReplyObject(h);
+        rc = CTL_EXIT_OK;
+    } else {
+        rc = scan_records(x, "tenant:*", &tenants);
+    }
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if ((rc = scan_records(x, "apikey:*", &keys)) != CTL_EXIT_OK) {
+        records_free(&tenants);
+        return rc;
+    }
+    rows = gw_calloc(tenants.n + 1, sizeof(*rows));
+    if (!rows) {
+        rc = say(CTL_EXIT_REDIS, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < tenants.n; i++) {
+        const redisReply *h = tenants.hashes[i];
+        if (!h)
+            continue;
+        struct ctl_tenant_row *t = &rows[n++];
+        t->name = record_suffix(x, tenants.names[i], "tenant");
+        t->models = field_of(h, "models");
+        t->rps = field_of(h, "rps");
+        t->burst = field_of(h, "burst");
+        for (size_t k = 0; k < keys.n; k++) {
+            const char *kt = field_of(keys.hashes[k], "tenant");
+            t->nkeys += kt && !strcmp(kt, t->name);
+        }
+        ctl_view_tenant_check(t, tenants.names[i], &probs);
+    }
+    if (a->tenant && n == 0) {
+        rc = say(CTL_EXIT_NOTFOUND,
+                 "tenant %s does not exist; add it with: infergw-ctl tenant add %s --models ...",
+                 a->tenant, a->tenant);
+        goto out;
+    }
+    ctl_problems_print(&probs, stderr);
+    ctl_view_print_tenants(stdout, a->json, rows, n);
+    rc = CTL_EXIT_OK;
+out:
+    gw_free(rows);
+    records_free(&tenants);
+    records_free(&keys);
+    return rc;
+}
+
+static int key_create(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    uint8_t raw[32];
+    char text[CTL_KEY_LEN + 1], hex[GW_AUTHDB_HASH_HEX + 1], tkey[KEYLEN], kkey[KEYLEN],
+        ver[KEYLEN], exp[32] = "";
+    int64_t now = (int64_t)time(NULL), expires_at = a->expires_at;
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    if (a->expires_in_s)
+        expires_at = now + a->expires_in_s;
+    if (expires_at && expires_at <= now)
+        return say(CTL_EXIT_USAGE, "--expires-at %lld is not in the future; nothing written",
+                   (long long)expires_at);
+    if (expires_at)
+        snprintf(exp, sizeof(exp), "%lld", (long long)expires_at);
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return say(CTL_EXIT_REDIS, "cannot get random bytes from OpenSSL; nothing written");
+    ctl_key_format(raw, text);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    key_hex(text, hex);
+    KEY(tkey, "tenant:%s", a->tenant);
+    KEY(kkey, "apikey:%s", hex);
+    KEY(ver, "version");
+    ea_eval(&e, script_key_create, 3);
+    ea_str(&e, tkey);
+    ea_str(&e, kkey);
+    ea_str(&e, ver);
+    ea_str(&e, a->tenant);
+    ea_str(&e, exp);
+    if (!(r = ea_run(x, &e))) {
+        OPENSSL_cleanse(text, sizeof(text));
+        return CTL_EXIT_REDIS;
+    }
+    if (status_is(r, "notenant")) {
+        rc = say(CTL_EXIT_NOTFOUND,
+                 "tenant %s does not exist; add it first with: infergw-ctl tenant add %s "
+                 "--models ...",
+                 a->tenant, a->tenant);
+    } else if (status_is(r, "exists")) {
+        rc = say(CTL_EXIT_REDIS, "a record with this key's hash exists already; try again");
+    } else {
+        long long v = int_at(r, 1);
+        publish(x, v);
+        if (a->json) {
+            json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "key", text, "tenant", a->tenant,
+                                  "hash", hex, "changed", 1, "version", (json_int_t)v);
+            json_object_set_new(o, "expires_at",
+                                expires_at ? json_integer(expires_at) : json_null());
+            ctl_view_print_json(stdout, o);
+        } else {
+            printf("%s\n", text);
+            say(0,
+                "API key for tenant %s created (hash %.*s..., expires %s%s, version %lld); it "
+                "is shown only this once",
+                a->tenant, CTL_HASH_PREFIX, hex, expires_at ? "at unix " : "never",
+                expires_at ? exp : "", v);
+        }
+        rc = CTL_EXIT_OK;
+    }
+    OPENSSL_cleanse(text, sizeof(text));
+    freeReplyObject(r);
+    return rc;
+}
+
+static int key_revoke(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    char hex[GW_AUTHDB_HASH_HEX + 1], kkey[KEYLEN], ver[KEYLEN];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    if (!a->revoke_is_hash) {
+        key_hex(a->revoke, hex);
+    } else if (strlen(a->revoke) == GW_AUTHDB_HASH_HEX) {
+        snprintf(hex, sizeof(hex), "%s", a->revoke);
+    } else {
+        struct records found;
+        char rest[96];
+        snprintf(rest, sizeof(rest), "apikey:%s*", a->revoke);
+        if ((rc = scan_records(x, rest, &found)) != CTL_EXIT_OK)
+            return rc;
+        size_t n = 0, pick = 0;
+        for (size_t i = 0; i < found.n; i++)
+            if (found.hashes[i] &&
+                strlen(record_suffix(x, found.names[i], "apikey")) == GW_AUTHDB_HASH_HEX) {
+                n++;
+                pick = i;
+            }
+        if (n == 1)
+            snprintf(hex, sizeof(hex), "%s", record_suffix(x, found.names[pick], "apikey"));
+        if (n > 1) {
+            fprintf(stderr, "infergw-ctl: %zu keys have a hash starting with %s:\n", n, a->revoke);
+            for (size_t i = 0; i < found.n; i++)
+                if (found.hashes[i])
+                    fprintf(stderr, "  %.*s  tenant %s\n", 16,
+                            record_suffix(x, found.names[i], "apikey"),
+                            field_of(found.hashes[i], "tenant")
+                                ? field_of(found.hashes[i], "tenant")
+                                : "(none)");
+        }
+        records_free(&found);
+        if (n == 0)
+            return say(CTL_EXIT_NOTFOUND, "no API key has a hash starting with %s", a->revoke);
+        if (n > 1)
+            return say(CTL_EXIT_USAGE, "give more hex digits: the prefix is ambiguous");
+    }
+    KEY(kkey, "apikey:%s", hex);
+    KEY(ver, "version");
+    ea_eval(&e, script_key_revoke, 2);
+    ea_str(&e, kkey);
+    ea_str(&e, ver);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    if (status_is(r, "nokey")) {
+        rc = say(CTL_EXIT_NOTFOUND, "no such API key (hash %.*s...)", CTL_HASH_PREFIX, hex);
+    } else {
+        const char *t = r->elements > 2 && r->element[2]->str ? r->element[2]->str : "";
+        char pfx[CTL_HASH_PREFIX + 1];
+        memcpy(pfx, hex, CTL_HASH_PREFIX);
+        pfx[CTL_HASH_PREFIX] = '\0';
+        rc = report(x, int_at(r, 1), json_pack("{s:s, s:s}", "hash_prefix", pfx, "tenant", t),
+                    "API key %s (tenant %s) revoked", pfx, t[0] ? t : "(none)");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int key_list(struct ctl *x)
+{
+    struct records keys;
+    struct ctl_key_row *rows;
+    size_t n = 0;
+    int rc = scan_records(x, "apikey:*", &keys);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rows = gw_calloc(keys.n + 1, sizeof(*rows));
+    if (!rows) {
+        records_free(&keys);
+        return say(CTL_EXIT_REDIS, "out of memory");
+    }
+    for (size_t i = 0; i < keys.n; i++) {
+        const char *hash = record_suffix(x, keys.names[i], "apikey");
+        uint8_t h[32];
+        if (!keys.hashes[i])
+            continue;
+        if (gw_apikey_hash_from_hex(hash, strlen(hash), h) < 0) {
+            say(0,
+                "warning: %sapikey:<%zu bytes, not shown> is not named by a SHA-256 hex; the "
+                "gateways refuse it",
+                x->a->prefix, strlen(hash));
+            continue;
+        }
+        struct ctl_key_row *k = &rows[n];
+        k->hash = hash;
+        k->tenant = field_of(keys.hashes[i], "tenant");
+        k->expires_at = field_of(keys.hashes[i], "expires_at");
+        if (x->a->tenant && (!k->tenant || strcmp(k->tenant, x->a->tenant) != 0))
+            continue;
+        n++;
+    }
+    ctl_view_sort_keys(rows, n);
+    ctl_view_print_keys(stdout, x->a->json, rows, n, (int64_t)time(NULL));
+    gw_free(rows);
+    records_free(&keys);
+    return CTL_EXIT_OK;
+}
+
+/* key hash: no Redis. */
+static int key_hash(const struct ctl_args *a)
+{
+    char hex[GW_AUTHDB_HASH_HEX + 1];
+
+    key_hex(a->key, hex);
+    if (a->json)
+        ctl_view_print_json(stdout, json_pack("{s:s}", "hash", hex));
+    else
+        printf("%s\n", hex);
+    return CTL_EXIT_OK;
+}
+
 static int dispatch(struct ctl *x)
 {
     switch (x->a->cmd) {
@@ -848,6 +1391,19 @@ static int dispatch(struct ctl *x)
         return conf_write(x, 0);
     case CTL_VERSION:
         return version(x);
+    case CTL_TENANT_ADD:
+        return tenant_add(x);
+    case CTL_TENANT_REMOVE:
+        return tenant_remove(x);
+    case CTL_TENANT_SHOW:
+        return tenant_show(x);
+    case CTL_KEY_CREATE:
+        return key_create(x);
+    case CTL_KEY_REVOKE:
+        return key_revoke(x);
+    case CTL_KEY_LIST:
+        return key_list(x);
+    case CTL_KEY_HASH:
     case CTL_HELP:
         break;
     }
@@ -869,6 +1425,8 @@ int main(int argc, char **argv)
         ctl_args_usage(stdout);
         return CTL_EXIT_OK;
     }
+    if (a.cmd == CTL_KEY_HASH)
+        return key_hash(&a);
     if (gw_redis_url_parse(a.redis_url, &url, err, sizeof(err)) < 0)
         return say(CTL_EXIT_USAGE, "--redis: %s", err);
     x.c = gw_redis_connect(&url, a.timeout_ms, NULL, 0, err, sizeof(err));

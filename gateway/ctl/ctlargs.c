@@ -8,10 +8,12 @@
  */
 #include "ctlargs.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "authdb.h"
 #include "config.h"
 #include "redisconn.h"
 #include "ring.h"
@@ -20,13 +22,41 @@
 #define MAX_WORDS 16
 
 /* Command flags a command may take. */
-#define F_WEIGHT 1u
-#define F_POOL   2u
+#define F_WEIGHT     1u
+#define F_POOL       2u
+#define F_MODELS     4u
+#define F_RPS        8u
+#define F_BURST      16u
+#define F_EXPIRES_IN 32u
+#define F_EXPIRES_AT 64u
+#define F_TENANT     128u
+#define F_FORCE      256u
+
+/* Flags with a value: global ones (bit 0), then command flags. */
+static const struct {
+    const char *name;
+    unsigned bit;
+} valued_flags[] = {
+    {"--redis", 0},
+    {"--redis-prefix", 0},
+    {"--timeout-ms", 0},
+    {"--weight", F_WEIGHT},
+    {"--pool", F_POOL},
+    {"--models", F_MODELS},
+    {"--rps", F_RPS},
+    {"--burst", F_BURST},
+    {"--expires-in", F_EXPIRES_IN},
+    {"--expires-at", F_EXPIRES_AT},
+    {"--tenant", F_TENANT},
+};
+#define NVALUED (sizeof(valued_flags) / sizeof(valued_flags[0]))
 
 /* Operand kinds, one letter each in cmd_spec.ops:
  * P pool, R replica, W weight, F tunable field, f optional tunable field,
  * U any field name (unset may remove a field the gateway does not know),
- * V tunable value (checked against the field), K route key. */
+ * V tunable value (checked against the field), K route key, T tenant,
+ * t optional tenant, X API key or key-hash prefix, S API key text.
+ * A lowercase kind is optional and comes last. */
 struct cmd_spec {
     const char *name; /* for messages */
     const char *w1, *w2;
@@ -50,6 +80,13 @@ static const struct cmd_spec cmds[] = {
     {"conf unset", "conf", "unset", CTL_CONF_UNSET, "U", F_POOL},
     {"ring show", "ring", "show", CTL_RING_SHOW, "P", 0},
     {"route", "route", NULL, CTL_ROUTE, "PK", 0},
+    {"tenant add", "tenant", "add", CTL_TENANT_ADD, "T", F_MODELS | F_RPS | F_BURST},
+    {"tenant remove", "tenant", "remove", CTL_TENANT_REMOVE, "T", F_FORCE},
+    {"tenant show", "tenant", "show", CTL_TENANT_SHOW, "t", 0},
+    {"key create", "key", "create", CTL_KEY_CREATE, "T", F_EXPIRES_IN | F_EXPIRES_AT},
+    {"key revoke", "key", "revoke", CTL_KEY_REVOKE, "X", 0},
+    {"key list", "key", "list", CTL_KEY_LIST, "", F_TENANT},
+    {"key hash", "key", "hash", CTL_KEY_HASH, "S", 0},
     {"version", "version", NULL, CTL_VERSION, "", 0},
     {"help", "help", NULL, CTL_HELP, "", 0},
 };
@@ -232,8 +269,8 @@ static const struct cmd_spec *find_cmd(const char *const *words, size_t nwords, 
     }
     if (!first)
         say(err, errlen,
-            "unknown command '%s': expected pool, replica, conf, ring, route, version or help "
-            "(see --help)",
+            "unknown command '%s': expected pool, replica, conf, ring, route, tenant, key, "
+            "version or help (see --help)",
             words[0]);
     else if (nwords > 1)
         say(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
@@ -260,6 +297,13 @@ static const char *op_name(char k)
         return "<value>";
     case 'K':
         return "<key>";
+    case 'T':
+    case 't':
+        return "<tenant>";
+    case 'X':
+        return "<key-or-hash-prefix>";
+    case 'S':
+        return "<api-key>";
     }
     return "?";
 }
@@ -303,8 +347,90 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
             return 0;
         say(err, errlen, "empty route key: a call without a key is spread by load, not routed");
         return -1;
+    case 'T':
+    case 't':
+        a->tenant = w;
+        if (gw_tenant_name_valid(w))
+            return 0;
+        say(err, errlen,
+            "tenant name '%s' refused: expected 1..%d printable characters, no spaces or commas", w,
+            GW_TENANT_NAME_MAX);
+        return -1;
+    case 'X': {
+        size_t n = strlen(w), hex = strspn(w, "0123456789abcdef");
+        a->revoke = w;
+        a->revoke_is_hash = hex == n && n >= CTL_HASH_PREFIX_MIN && n <= GW_AUTHDB_HASH_HEX;
+        if (!a->revoke_is_hash && hex == n && n > 0) {
+            say(err, errlen,
+                "'%s' refused: a key-hash prefix has %d to %d lowercase hex digits (key list "
+                "shows %d)",
+                w, CTL_HASH_PREFIX_MIN, GW_AUTHDB_HASH_HEX, CTL_HASH_PREFIX);
+            return -1;
+        }
+        if (n)
+            return 0;
+        say(err, errlen, "empty key");
+        return -1;
+    }
+    case 'S':
+        a->key = w;
+        if (w[0])
+            return 0;
+        say(err, errlen, "empty key");
+        return -1;
     }
     return -1;
+}
+
+int ctl_parse_duration(const char *s, int64_t *out, char *err, size_t errlen)
+{
+    static const struct {
+        char unit;
+        int64_t secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    const int64_t max = 100LL * 366 * 86400;
+    size_t n = strlen(s), digits = strspn(s, "0123456789");
+    int64_t mult = 0;
+
+    if (digits == n)
+        mult = 1;
+    else if (digits + 1 == n)
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (s[digits] == units[i].unit)
+                mult = units[i].secs;
+    int64_t v = 0;
+    for (size_t i = 0; i < digits && v <= max; i++)
+        v = v * 10 + (s[i] - '0');
+    if (digits == 0 || mult == 0 || v > max || v * mult > max || v == 0) {
+        say(err, errlen,
+            "duration '%s' refused: expected a whole number with a unit s, m, h, d or w "
+            "(90d, 12h), from 1s to 100 years",
+            s);
+        return -1;
+    }
+    *out = v * mult;
+    return 0;
+}
+
+void ctl_key_format(const uint8_t raw[32], char out[CTL_KEY_LEN + 1])
+{
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = strlen(CTL_KEY_PREFIX);
+    uint32_t acc = 0;
+    int bits = 0;
+
+    memcpy(out, CTL_KEY_PREFIX, o);
+    for (size_t i = 0; i < 32; i++) {
+        acc = (acc << 8) | raw[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = b64url[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = b64url[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
 }
 
 int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_redis, char *err,
@@ -312,9 +438,12 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
 {
     const char *words[MAX_WORDS];
     size_t nwords = 0, used = 0, nops;
-    const char *weight_flag = NULL, *pool_flag = NULL;
+    const char *weight_flag = NULL, *pool_flag = NULL, *tenant_flag = NULL;
+    const char *expires_in = NULL, *expires_at = NULL;
+    unsigned given = 0;
     int help = 0, ended = 0;
     const struct cmd_spec *spec;
+    char why[300];
 
     memset(a, 0, sizeof(*a));
     a->redis_url = env_redis && env_redis[0] ? env_redis : CTL_DEFAULT_REDIS;
@@ -345,25 +474,29 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
             a->json = 1;
             continue;
         }
-        static const char *const names[] = {"--redis", "--redis-prefix", "--timeout-ms", "--weight",
-                                            "--pool"};
+        if (!strcmp(arg, "--force")) {
+            a->force = 1;
+            given |= F_FORCE;
+            continue;
+        }
         size_t k;
 
-        for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
-            if (flag_is(arg, names[k], &v))
+        for (k = 0; k < NVALUED; k++)
+            if (flag_is(arg, valued_flags[k].name, &v))
                 break;
-        if (k == sizeof(names) / sizeof(names[0])) {
+        if (k == NVALUED) {
             say(err, errlen, "unknown flag '%s' (see --help; put a key starting with '-' after --)",
                 arg);
             return CTL_EXIT_USAGE;
         }
         if (!v) {
             if (i + 1 >= argc) {
-                say(err, errlen, "%s needs a value", names[k]);
+                say(err, errlen, "%s needs a value", valued_flags[k].name);
                 return CTL_EXIT_USAGE;
             }
             v = argv[++i];
         }
+        given |= valued_flags[k].bit;
         switch (k) {
         case 0:
             a->redis_url = v;
@@ -380,8 +513,26 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         case 3:
             weight_flag = v;
             break;
-        default:
+        case 4:
             pool_flag = v;
+            break;
+        case 5:
+            a->models = v;
+            break;
+        case 6:
+            a->rps = v;
+            break;
+        case 7:
+            a->burst = v;
+            break;
+        case 8:
+            expires_in = v;
+            break;
+        case 9:
+            expires_at = v;
+            break;
+        default:
+            tenant_flag = v;
             break;
         }
     }
@@ -399,24 +550,64 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     a->cmd = spec->cmd;
 
     nops = strlen(spec->ops);
-    size_t min = nops - (nops && spec->ops[nops - 1] == 'f');
+    size_t min = nops - (nops && spec->ops[nops - 1] >= 'a' && spec->ops[nops - 1] <= 'z');
     if (nwords - used < min || nwords - used > nops) {
         char syn[128];
         size_t len = 0;
 
         for (size_t k = 0; k < nops; k++)
             len += (size_t)snprintf(syn + len, sizeof(syn) - len, " %s%s%s",
-                                    spec->ops[k] == 'f' ? "[" : "", op_name(spec->ops[k]),
-                                    spec->ops[k] == 'f' ? "]" : "");
+                                    islower((unsigned char)spec->ops[k]) ? "[" : "",
+                                    op_name(spec->ops[k]),
+                                    islower((unsigned char)spec->ops[k]) ? "]" : "");
         say(err, errlen, "%s: %s operands; usage: infergw-ctl %s%s (see --help)",
             ctl_args_cmd_name(spec->cmd), nwords - used < min ? "missing" : "too many",
             ctl_args_cmd_name(spec->cmd), syn);
         return CTL_EXIT_USAGE;
     }
-    if ((weight_flag && !(spec->flags & F_WEIGHT)) || (pool_flag && !(spec->flags & F_POOL))) {
-        say(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd),
-            weight_flag && !(spec->flags & F_WEIGHT) ? "--weight" : "--pool");
+    unsigned extra = given & ~spec->flags;
+    if (extra) {
+        const char *fname = "--force";
+        for (size_t k = 0; k < NVALUED; k++)
+            if (valued_flags[k].bit & extra)
+                fname = valued_flags[k].name;
+        say(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd), fname);
         return CTL_EXIT_USAGE;
+    }
+    if (a->models && gw_tenant_models_check(a->models, why, sizeof(why)) < 0) {
+        say(err, errlen, "--models '%s' refused: %s", a->models, why);
+        return CTL_EXIT_USAGE;
+    }
+    if (spec->cmd == CTL_TENANT_ADD && !a->models) {
+        say(err, errlen, "tenant add needs --models (a comma list of pools, or * for all)");
+        return CTL_EXIT_USAGE;
+    }
+    double rps;
+    uint32_t burst;
+    if (a->rps && gw_tenant_parse_rps(a->rps, &rps, why, sizeof(why)) < 0) {
+        say(err, errlen, "--rps '%s' refused: %s", a->rps, why);
+        return CTL_EXIT_USAGE;
+    }
+    if (a->burst && gw_tenant_parse_burst(a->burst, &burst, why, sizeof(why)) < 0) {
+        say(err, errlen, "--burst '%s' refused: %s", a->burst, why);
+        return CTL_EXIT_USAGE;
+    }
+    if (expires_in && expires_at) {
+        say(err, errlen, "give --expires-in or --expires-at, not both");
+        return CTL_EXIT_USAGE;
+    }
+    if (expires_in && ctl_parse_duration(expires_in, &a->expires_in_s, err, errlen) < 0)
+        return CTL_EXIT_USAGE;
+    if (expires_at && gw_apikey_parse_expires(expires_at, &a->expires_at, why, sizeof(why)) < 0) {
+        say(err, errlen, "--expires-at '%s' refused: %s", expires_at, why);
+        return CTL_EXIT_USAGE;
+    }
+    if (tenant_flag) {
+        a->tenant = tenant_flag;
+        if (!gw_tenant_name_valid(tenant_flag)) {
+            say(err, errlen, "--tenant '%s' refused: not a tenant name", tenant_flag);
+            return CTL_EXIT_USAGE;
+        }
     }
     if (weight_flag && ctl_check_weight(weight_flag, &a->weight, err, errlen) < 0)
         return CTL_EXIT_USAGE;
@@ -437,9 +628,10 @@ void ctl_args_usage(FILE *out)
         out,
         "Usage: infergw-ctl [flags] <command> [operands]\n"
         "\n"
-        "Operator CLI for infergw: edits the pools, rings, tunables and replica states that\n"
-        "the gateways load from Redis. Every write is atomic, bumps <prefix>version and is\n"
-        "announced on channel <prefix>changed; gateways apply it within about a second.\n"
+        "Operator CLI for infergw: edits the pools, rings, tunables, replica states, tenants\n"
+        "and API keys that the gateways load from Redis. Every write is atomic, bumps\n"
+        "<prefix>version and is announced on channel <prefix>changed; gateways apply it\n"
+        "within about a second.\n"
         "\n"
         "Pools and replicas:\n"
         "  pool add <pool>                   create a pool (model); idempotent\n"
@@ -485,6 +677,32 @@ void ctl_args_usage(FILE *out)
         "                                    replica clockwise; health and load, which only\n"
         "                                    the gateways see, are not taken into account;\n"
         "                                    exit 3 when no replica is eligible\n"
+        "\n"
+        "Tenants and API keys (<prefix>tenant:<name>, <prefix>apikey:<sha256-hex>):\n"
+        "  tenant add <tenant> --models a,b|* [--rps N] [--burst N]\n"
+        "                                    add or update a tenant: the pools it may call\n"
+        "                                    (* = all); at most N calls a second (decimal, 0 =\n"
+        "                                    unlimited) with bursts of N (0 = max(1, rps));\n"
+        "                                    rps and burst left out keep their value on an\n"
+        "                                    update and are 0 on a new tenant\n"
+        "  tenant remove <tenant> [--force]  delete a tenant; refused (exit 1) while API keys\n"
+        "                                    belong to it, unless --force, which revokes them\n"
+        "  tenant show [<tenant>]            models, rps, burst and number of keys; all\n"
+        "                                    tenants when none is named\n"
+        "  key create <tenant> [--expires-in DURATION | --expires-at UNIX]\n"
+        "                                    make a new API key and print it ONCE on stdout\n"
+        "                                    (details on stderr): \"" CTL_KEY_PREFIX
+        "\" and 32 random\n"
+        "                                    bytes (OpenSSL RAND_bytes) in base64url; only its\n"
+        "                                    SHA-256 is stored. DURATION: 90d, 12h, 30m, 3600s\n"
+        "  key revoke <key-or-hash-prefix>   delete a key record: give the key itself (hashed\n"
+        "                                    here, never sent) or 8..64 hex digits of its hash\n"
+        "                                    that match exactly one record (exit 2 if several)\n"
+        "  key list [--tenant T]             hash prefix (12 hex digits), tenant and expiry of\n"
+        "                                    every key; never the keys themselves\n"
+        "  key hash <api-key>                print the key's SHA-256 hex, as a --api-keys file\n"
+        "                                    line needs (no Redis involved)\n"
+        "\n"
         "  version                           the current <prefix>version\n"
         "  help                              this text\n"
         "\n"
@@ -498,6 +716,13 @@ void ctl_args_usage(FILE *out)
         "                       writes print {..., \"changed\": bool, \"version\": N|null}\n"
         "  --weight N           replica add: vnodes, 1..10000 [100]\n"
         "  --pool P             conf get/set/unset: the pool's own tunables [global]\n"
+        "  --models LIST        tenant add: comma list of pools, or *\n"
+        "  --rps N              tenant add: calls a second, 0 = unlimited [0 or kept]\n"
+        "  --burst N            tenant add: bucket size, 0 = max(1, rps) [0 or kept]\n"
+        "  --force              tenant remove: also revoke the tenant's API keys\n"
+        "  --expires-in D       key create: expire D from now (s, m, h, d, w) [never]\n"
+        "  --expires-at UNIX    key create: expire at this unix time [never]\n"
+        "  --tenant T           key list: only the keys of tenant T [all]\n"
         "  --help, -h           this text\n"
         "\n"
         "Ring layout: member <host:port>#<i> for i = 0..N-1, score = first 4 bytes of\n"
@@ -505,7 +730,8 @@ void ctl_args_usage(FILE *out)
         "the same hash of the key, wrapping (ties ordered by address).\n"
         "\n"
         "Exit codes: 0 ok; 1 Redis unreachable or answered an error; 2 usage or validation\n"
-        "error (nothing written); 3 not found (pool, replica or field). Errors go to stderr\n"
+        "error (nothing written); 3 not found (pool, replica, field, tenant or key); tenant\n"
+        "remove refused while keys remain: 1. Errors go to stderr\n"
         "and start with \"infergw-ctl: \".\n"
         "\n"
         "Examples:\n"
@@ -514,6 +740,9 @@ void ctl_args_usage(FILE *out)
         "  infergw-ctl replica drain 127.0.0.1:7201\n"
         "  infergw-ctl conf set --pool demo hedge_delay_ms 50\n"
         "  infergw-ctl route demo customer-42\n"
+        "  infergw-ctl tenant add acme --models demo,resnet --rps 50 --burst 100\n"
+        "  infergw-ctl key create acme --expires-in 90d\n"
+        "  infergw-ctl key revoke 3f2a9c1b77e0\n"
         "  infergw-ctl --redis sentinel://10.0.0.5:26379,10.0.0.6:26379/infergw ring show demo\n"
         "  INFERGW_REDIS=redis://:secret@10.0.0.7:6379/1 infergw-ctl --json replica list demo\n",
         CTL_DEFAULT_TIMEOUT_MS);

@@ -19,7 +19,7 @@
 #define CTL_EXIT_OK       0
 #define CTL_EXIT_REDIS    1 /* Redis unreachable, or it answered an error */
 #define CTL_EXIT_USAGE    2 /* bad command line or a value that fails validation */
-#define CTL_EXIT_NOTFOUND 3 /* the pool, replica or field named does not exist */
+#define CTL_EXIT_NOTFOUND 3 /* the pool, replica, field, tenant or key named does not exist */
 
 #define CTL_DEFAULT_REDIS      "redis://127.0.0.1:6379"
 #define CTL_DEFAULT_TIMEOUT_MS 2000
@@ -42,7 +42,21 @@ enum ctl_cmd {
     CTL_RING_SHOW,
     CTL_ROUTE,
     CTL_VERSION,
+    CTL_TENANT_ADD,
+    CTL_TENANT_REMOVE,
+    CTL_TENANT_SHOW,
+    CTL_KEY_CREATE,
+    CTL_KEY_REVOKE,
+    CTL_KEY_LIST,
+    CTL_KEY_HASH,
 };
+
+/* API keys infergw-ctl makes: "igw_" and 32 random bytes in base64url
+ * without padding (43 characters). */
+#define CTL_KEY_PREFIX      "igw_"
+#define CTL_KEY_LEN         47
+#define CTL_HASH_PREFIX     12 /* hex digits of a key hash that key list shows */
+#define CTL_HASH_PREFIX_MIN 8  /* fewest hex digits key revoke takes */
 
 /* A parsed command line. Strings are borrowed from argv (or the
  * environment), valid as long as they are. */
@@ -58,6 +72,16 @@ struct ctl_args {
     const char *field;   /* conf field; NULL = all (conf get) */
     const char *value;   /* conf set value */
     const char *key;     /* route key */
+    /* tenants and API keys */
+    const char *tenant;   /* <tenant> operand, or --tenant (key list); NULL = all */
+    const char *models;   /* --models */
+    const char *rps;      /* --rps, validated; NULL = not given */
+    const char *burst;    /* --burst, validated; NULL = not given */
+    int force;            /* --force */
+    int64_t expires_in_s; /* --expires-in, seconds; 0 = not given */
+    int64_t expires_at;   /* --expires-at, unix seconds; 0 = not given */
+    const char *revoke;   /* key revoke operand: the key, or a hash prefix */
+    int revoke_is_hash;   /* ... 8..64 lowercase hex digits: a hash (prefix) */
 };
 
 /* Parses argv (argv[0] is the program). <env_redis> is $INFERGW_REDIS (may
@@ -89,5 +113,14 @@ int ctl_check_replica(const char *addr, char *err, size_t errlen);
 /* A weight (vnode count): decimal 1..GW_RING_MAX_VNODES. Returns 0 and
  * sets *out, or -1 with the reason in <err> (*out untouched). */
 int ctl_check_weight(const char *s, uint32_t *out, char *err, size_t errlen);
+
+/* A duration for --expires-in: a whole number with a unit s, m, h, d or w
+ * ("90d", "12h"; a bare number is seconds), 1 s .. 100 years. Returns 0
+ * and sets *out (seconds), or -1 with the reason in <err>. */
+int ctl_parse_duration(const char *s, int64_t *out, char *err, size_t errlen);
+
+/* Writes the API key text for 32 random bytes <raw> into <out>
+ * (CTL_KEY_PREFIX + base64url without padding, NUL-terminated). */
+void ctl_key_format(const uint8_t raw[32], char out[CTL_KEY_LEN + 1]);
 
 #endif

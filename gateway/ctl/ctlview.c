@@ -13,8 +13,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "authdb.h"
 #include "config.h"
+#include "ctlargs.h"
 #include "mem.h"
 
 void ctl_problems_add(struct ctl_problems *p, const char *fmt, ...)
@@ -395,4 +398,111 @@ void ctl_view_print_conf(FILE *out, int json, const char *pool,
                 vals[f].source == CTL_SRC_POOL ? " " : "",
                 vals[f].source == CTL_SRC_POOL ? pool : "");
     }
+}
+
+/* --- tenants and API keys ---------------------------------------------------------- */
+
+int ctl_view_tenant_check(const struct ctl_tenant_row *t, const char *key,
+                          struct ctl_problems *probs)
+{
+    struct gw_authdb *db = gw_authdb_new();
+    const char *bad = NULL;
+    char why[256];
+    int rc;
+
+    if (!db)
+        return 1; /* out of memory: nothing to report */
+    rc = gw_authdb_add_tenant(db, t->name, t->models, t->rps, t->burst, &bad, why, sizeof(why));
+    gw_authdb_free(db);
+    if (rc != GW_AUTHDB_EINVAL)
+        return 1;
+    const char *value = !strcmp(bad, "models")  ? t->models
+                        : !strcmp(bad, "rps")   ? t->rps
+                        : !strcmp(bad, "burst") ? t->burst
+                                                : t->name;
+    ctl_problems_add(probs, "%s field %s = '%s': %s (the gateways refuse this tenant)", key, bad,
+                     value ? value : "", why);
+    return 0;
+}
+
+static int key_row_cmp(const void *a, const void *b)
+{
+    const struct ctl_key_row *x = a, *y = b;
+    int c = strcmp(x->tenant ? x->tenant : "", y->tenant ? y->tenant : "");
+
+    return c ? c : strcmp(x->hash, y->hash);
+}
+
+void ctl_view_sort_keys(struct ctl_key_row *rows, size_t n)
+{
+    qsort(rows, n, sizeof(*rows), key_row_cmp);
+}
+
+void ctl_view_print_tenants(FILE *out, int json, const struct ctl_tenant_row *rows, size_t n)
+{
+    if (json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++) {
+            const struct ctl_tenant_row *t = &rows[i];
+            json_t *o = json_pack("{s:s, s:s?, s:I}", "tenant", t->name, "models", t->models,
+                                  "keys", (json_int_t)t->nkeys);
+
+            json_object_set_new(o, "rps", t->rps ? json_real(strtod(t->rps, NULL)) : json_null());
+            json_object_set_new(o, "burst",
+                                t->burst ? json_integer(strtoll(t->burst, NULL, 10)) : json_null());
+            json_array_append_new(arr, o);
+        }
+        ctl_view_print_json(out, arr);
+        return;
+    }
+    int w = 6;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(rows[i].name) > w)
+            w = (int)strlen(rows[i].name);
+    fprintf(out, "%-*s  %-10s  %-8s  %-5s  %s\n", w, "TENANT", "RPS", "BURST", "KEYS", "MODELS");
+    for (size_t i = 0; i < n; i++) {
+        const struct ctl_tenant_row *t = &rows[i];
+        int unlimited = !t->rps || strtod(t->rps, NULL) == 0;
+        int dflt = !t->burst || strtoll(t->burst, NULL, 10) == 0;
+
+        fprintf(out, "%-*s  %-10s  %-8s  %-5zu  %s\n", w, t->name, unlimited ? "unlimited" : t->rps,
+                dflt ? "default" : t->burst, t->nkeys, t->models ? t->models : "(none)");
+    }
+}
+
+void ctl_view_print_keys(FILE *out, int json, const struct ctl_key_row *rows, size_t n, int64_t now)
+{
+    json_t *arr = json ? json_array() : NULL;
+
+    if (!json)
+        fprintf(out, "%-*s  %-20s  %s\n", CTL_HASH_PREFIX, "HASH", "EXPIRES (UTC)", "TENANT");
+    for (size_t i = 0; i < n; i++) {
+        const struct ctl_key_row *k = &rows[i];
+        long long exp = k->expires_at ? strtoll(k->expires_at, NULL, 10) : 0;
+        int expired = exp > 0 && exp <= now;
+        char when[64] = "never";
+
+        if (exp > 0) {
+            time_t t = (time_t)exp;
+            struct tm tm;
+
+            if (gmtime_r(&t, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        } else if (k->expires_at) {
+            snprintf(when, sizeof(when), "invalid");
+        }
+        if (json) {
+            json_t *o = json_pack("{s:s#, s:s?, s:b}", "hash_prefix", k->hash, (int)CTL_HASH_PREFIX,
+                                  "tenant", k->tenant, "expired", expired);
+
+            json_object_set_new(o, "expires_at", exp > 0 ? json_integer(exp) : json_null());
+            json_array_append_new(arr, o);
+        } else {
+            fprintf(out, "%.*s  %-20s  %s%s\n", CTL_HASH_PREFIX, k->hash, when,
+                    k->tenant ? k->tenant : "(none)", expired ? "  (expired)" : "");
+        }
+    }
+    if (json)
+        ctl_view_print_json(out, arr);
 }

@@ -89,6 +89,29 @@ void ctl_view_conf(struct ctl_conf_value out[GW_TUN_COUNT], const char *gkey,
 
 const char *ctl_view_source_name(enum ctl_conf_source s);
 
+/* A tenant record read back from HASH <prefix>tenant:<name> (strings
+ * borrowed; NULL = field absent) and how many API-key records name it. */
+struct ctl_tenant_row {
+    const char *name, *models, *rps, *burst;
+    size_t nkeys;
+};
+
+/* Checks <t> with the gateway's rules (authdb.h); each field the gateways
+ * would refuse is reported in <probs> naming <key>. Returns 1 when the
+ * gateways load it, 0 when they do not. */
+int ctl_view_tenant_check(const struct ctl_tenant_row *t, const char *key,
+                          struct ctl_problems *probs);
+
+/* An API-key record read back from HASH <prefix>apikey:<hash>. */
+struct ctl_key_row {
+    const char *hash;       /* 64 hex digits (the key name's suffix) */
+    const char *tenant;     /* NULL = field absent */
+    const char *expires_at; /* NULL = never */
+};
+
+/* Sorts <rows> by tenant, then hash (for stable output). */
+void ctl_view_sort_keys(struct ctl_key_row *rows, size_t n);
+
 /* --- output (text for people, JSON with --json) ---------------------------- */
 
 /* Writes <doc> compact on one line, ASCII only, and drops the reference
@@ -108,5 +131,16 @@ void ctl_view_print_route(FILE *out, int json, const char *pool, const char *key
  * {field, value, source, pool} for one field, an array of them for all. */
 void ctl_view_print_conf(FILE *out, int json, const char *pool,
                          const struct ctl_conf_value vals[GW_TUN_COUNT], int field);
+/* tenant show: name, models, rps, burst (0 / absent shown as "unlimited"
+ * and "default") and number of keys, one per row. JSON: an array of
+ * {tenant, models, rps, burst, keys} (rps a number, burst an integer, as
+ * stored; null when absent). */
+void ctl_view_print_tenants(FILE *out, int json, const struct ctl_tenant_row *rows, size_t n);
+/* key list: the first CTL_HASH_PREFIX hex digits of each hash, tenant and
+ * expiry (UTC, "(expired)" when before <now>, unix seconds). Never a key.
+ * JSON: an array of {hash_prefix, tenant, expires_at (number|null),
+ * expired}. */
+void ctl_view_print_keys(FILE *out, int json, const struct ctl_key_row *rows, size_t n,
+                         int64_t now);
 
 #endif

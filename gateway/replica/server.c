@@ -549,8 +549,11 @@ static void log_call(struct call *c)
     rp_jlog_str(&l, "method", c->path);
     rp_jlog_str(&l, "status", gw_grpc_status_name(c->status));
     rp_jlog_bool(&l, "cancelled", 0);
-    /* How many attempts came before this one (a retry or hedge through infergw). */
-    for (size_t i = 0; i < c->md.count; i++)
+    /* How many attempts came before this one (a retry or hedge through
+     * infergw), and whether the caller's credentials reached the replica. */
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
+            rp_jlog_bool(&l, "authorization", 1);
         if (grpc_slice_str_cmp(c->md.metadata[i].key, "grpc-previous-rpc-attempts") == 0) {
             char v[16];
             size_t len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
@@ -559,6 +562,7 @@ static void log_call(struct call *c)
             v[len] = '\0';
             rp_jlog_str(&l, "previous_attempts", v);
         }
+    }
     rp_jlog_end(&l);
 }
 

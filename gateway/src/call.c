@@ -539,7 +539,17 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
     if (!c->has_authority)
         nv[n++] = nv_str(":authority", attempt_addr(a));
+    size_t first = n;
     n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
+    if (!c->w->cfg->auth.none) {
+        /* The gateway checked the credentials: they stop here, replicas
+         * never see the caller's token (with --auth=none it is forwarded). */
+        size_t k = first;
+        for (size_t i = first; i < n; i++)
+            if (!(nv[i].namelen == 13 && !memcmp(nv[i].name, "authorization", 13)))
+                nv[k++] = nv[i];
+        n = k;
+    }
     if (!c->has_te)
         nv[n++] = (nghttp2_nv)NV_LIT("te", "trailers");
     /* The replica gets the caller's deadline; a per-try timeout is the
@@ -613,10 +623,7 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
     }
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     int rc = -1;
-    snprintf(c->start_msg, sizeof(c->start_msg),
-             "no replica of pool '%s' is reachable (%zu configured)", pool->name,
-             pool->ring.nreplicas);
-    c->start_code = GW_GRPC_UNAVAILABLE;
+    c->start_code = 0; /* set when a reason other than "no replica" stops it */
     while (c->ntried < max_tried) {
         int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
         if (idx < 0)
@@ -652,6 +659,12 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
     }
     if (load != stack_load)
         gw_free(load);
+    if (rc < 0 && c->start_code == 0) {
+        snprintf(c->start_msg, sizeof(c->start_msg),
+                 "no replica of pool '%s' is reachable (%zu configured)", pool->name,
+                 pool->ring.nreplicas);
+        c->start_code = GW_GRPC_UNAVAILABLE;
+    }
     return rc;
 }
 

@@ -36,6 +36,8 @@ enum {
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
     OPT_ADMIN,
+    OPT_TENANTS,
+    OPT_API_KEYS,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_CLIENT_CA,
@@ -55,6 +57,14 @@ enum {
     OPT_OUTLIER_MAX_PERCENT,
     OPT_ACCESS_LOG,
     OPT_VERSION,
+    OPT_PLUGIN,
+    OPT_JWT_KEYS,
+    OPT_JWT_ISSUER,
+    OPT_JWT_AUDIENCE,
+    OPT_JWT_TENANT_CLAIM,
+    OPT_JWT_LEEWAY,
+    OPT_JWT_CACHE,
+    OPT_MTLS_TENANT_FROM,
 };
 
 static const struct option long_opts[] = {
@@ -78,6 +88,8 @@ static const struct option long_opts[] = {
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
     {"admin", required_argument, NULL, OPT_ADMIN},
+    {"tenants", required_argument, NULL, OPT_TENANTS},
+    {"api-keys", required_argument, NULL, OPT_API_KEYS},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
@@ -97,6 +109,14 @@ static const struct option long_opts[] = {
     {"outlier-max-percent", required_argument, NULL, OPT_OUTLIER_MAX_PERCENT},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"plugin", required_argument, NULL, OPT_PLUGIN},
+    {"jwt-keys", required_argument, NULL, OPT_JWT_KEYS},
+    {"jwt-issuer", required_argument, NULL, OPT_JWT_ISSUER},
+    {"jwt-audience", required_argument, NULL, OPT_JWT_AUDIENCE},
+    {"jwt-tenant-claim", required_argument, NULL, OPT_JWT_TENANT_CLAIM},
+    {"jwt-leeway-s", required_argument, NULL, OPT_JWT_LEEWAY},
+    {"jwt-cache-size", required_argument, NULL, OPT_JWT_CACHE},
+    {"mtls-tenant-from", required_argument, NULL, OPT_MTLS_TENANT_FROM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -133,6 +153,12 @@ void gw_config_usage(FILE *out)
         "                                /debug/replicas; 'off' disables it. A taken default\n"
         "                                port is logged and skipped; a taken --admin address\n"
         "                                is an error [127.0.0.1:7190]\n"
+        "  --tenants FILE                tenants without Redis, one a line:\n"
+        "                                NAME models=A,B|* [rps=N] [burst=N]; not with\n"
+        "                                --redis (Redis holds them there) [none]\n"
+        "  --api-keys FILE               API keys without Redis, one a line: the SHA-256 hex\n"
+        "                                of the key (never the key), tenant=NAME\n"
+        "                                [expires_at=UNIX]; needs --tenants [none]\n"
         "  --upstream-conns N            HTTP/2 connections per replica per worker [2]\n"
         "  --max-message-bytes N         largest gRPC message either way; larger ones end\n"
         "                                the call with RESOURCE_EXHAUSTED [16777216]\n"
@@ -149,6 +175,23 @@ void gw_config_usage(FILE *out)
         "  --connect-timeout-ms N        TCP connect (and, with --upstream-tls-ca, TLS\n"
         "                                handshake) timeout towards replicas [1000]\n"
         "  --route-header NAME           metadata key holding the routing key [x-route-key]\n"
+        "  --auth on|none                on: every call must authenticate (API key, JWT,\n"
+        "                                mTLS, --plugin chain); none: no authentication, for\n"
+        "                                local development only (logged as a warning) [on]\n"
+        "  --plugin PATH.so[:ARGS]       an authentication plugin (infergw/plugin.h), asked\n"
+        "                                before the built-ins; repeatable, in order [none]\n"
+        "  --jwt-keys FILE               JWT verification keys: a PEM public key (kid = file\n"
+        "                                name without extension) or a JWKS file (RSA, EC\n"
+        "                                P-256, oct); repeatable; enables JWT; SIGHUP\n"
+        "                                reads them again [none]\n"
+        "  --jwt-issuer ISS              required iss claim [not checked]\n"
+        "  --jwt-audience AUD            required in the aud claim [not checked]\n"
+        "  --jwt-tenant-claim NAME       claim holding the tenant [sub]\n"
+        "  --jwt-leeway-s N              clock skew allowed on exp and nbf [30]\n"
+        "  --jwt-cache-size N            verified tokens cached per worker [4096]\n"
+        "  --mtls-tenant-from cn|san-dns|san-uri\n"
+        "                                tenant of a verified client certificate: its\n"
+        "                                subject CN or first DNS/URI SAN [off]\n"
         "  --tls-cert FILE               PEM certificate chain clients see; turns on TLS\n"
         "                                (1.2+, ALPN h2 required). SIGHUP reloads it and\n"
         "                                --tls-key; a bad pair keeps the old one [none: h2c]\n"
@@ -182,9 +225,6 @@ void gw_config_usage(FILE *out)
         "  --outlier-base-ms N           ejection time per time ejected [10000]\n"
         "  --outlier-max-ms N            longest ejection [300000]\n"
         "  --outlier-max-percent N       most of a pool (percent) ejected at once [50]\n"
-        "  --auth none                   authentication mode; 'none' (local development\n"
-        "                                only, logged as a warning) is the only mode in this\n"
-        "                                version [none]\n"
         "  --log-level LEVEL             debug, info, warn or error [info]\n"
         "  --version                     print the version and exit\n"
         "  -h, --help                    print this help and exit\n"
@@ -196,6 +236,8 @@ void gw_config_usage(FILE *out)
         "  infergw --listen 127.0.0.1:7100 --auth=none \\\n"
         "      --pool demo=127.0.0.1:7201,127.0.0.1:7202 --pool default=127.0.0.1:7201\n"
         "  infergw --auth=none --redis redis://127.0.0.1:6379\n"
+        "  infergw --redis redis://127.0.0.1:6379 --jwt-keys /etc/infergw/jwks.json \\\n"
+        "      --jwt-issuer https://idp.example --jwt-audience infergw\n"
         "  infergw --auth=none --pool demo=127.0.0.1:7201 --tls-cert /etc/infergw/cert.pem \\\n"
         "      --tls-key /etc/infergw/key.pem --tls-client-ca /etc/infergw/clients-ca.pem\n"
         "  infergw --auth=none --pool demo=127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203 \\\n"
@@ -425,6 +467,95 @@ static int add_pool(struct gw_config *cfg, const char *spec, char *err, size_t e
     return 0;
 }
 
+static int push_str(char ***list, size_t *n, const char *s)
+{
+    char **nl = gw_realloc(*list, (*n + 1) * sizeof(*nl));
+    if (!nl)
+        return -1;
+    *list = nl;
+    if (!(nl[*n] = gw_strdup(s)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* Values handed to the built-in JWT plugin as "key=value,..." arguments:
+ * printable, no comma. */
+static int plain_value(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f || s[i] == ',')
+            return 0;
+    return 1;
+}
+
+/* The authentication flags (--plugin, --jwt-*, --mtls-tenant-from). */
+static int auth_opt(struct gw_auth_conf *a, int opt, const char *v, char *err, size_t errlen)
+{
+    switch (opt) {
+    case OPT_PLUGIN:
+        if (!v[0] || v[0] == ':') {
+            set_err(err, errlen, "--plugin '%s': expected PATH.so[:ARGS]", v);
+            return -1;
+        }
+        if (push_str(&a->plugins, &a->nplugins, v) < 0)
+            goto oom;
+        return 0;
+    case OPT_JWT_KEYS:
+        if (!plain_value(v, 1024)) {
+            set_err(err, errlen, "--jwt-keys '%s': expected a file path without commas", v);
+            return -1;
+        }
+        if (push_str(&a->jwt_keys, &a->njwt_keys, v) < 0)
+            goto oom;
+        return 0;
+    case OPT_JWT_ISSUER:
+    case OPT_JWT_AUDIENCE: {
+        char *dst = opt == OPT_JWT_ISSUER ? a->jwt_issuer : a->jwt_audience;
+        if (!plain_value(v, sizeof(a->jwt_issuer))) {
+            set_err(err, errlen, "%s '%s': expected 1..255 printable characters, no comma",
+                    opt == OPT_JWT_ISSUER ? "--jwt-issuer" : "--jwt-audience", v);
+            return -1;
+        }
+        snprintf(dst, sizeof(a->jwt_issuer), "%s", v);
+        return 0;
+    }
+    case OPT_JWT_TENANT_CLAIM:
+        if (!plain_value(v, sizeof(a->jwt_tenant_claim)) || strchr(v, '=')) {
+            set_err(err, errlen, "--jwt-tenant-claim '%s': expected a claim name (1..63 bytes)", v);
+            return -1;
+        }
+        snprintf(a->jwt_tenant_claim, sizeof(a->jwt_tenant_claim), "%s", v);
+        return 0;
+    case OPT_JWT_LEEWAY:
+        if (parse_u32(v, 0, 3600, &a->jwt_leeway_s) < 0) {
+            set_err(err, errlen, "--jwt-leeway-s '%s': expected 0..3600", v);
+            return -1;
+        }
+        return 0;
+    case OPT_JWT_CACHE:
+        if (parse_u32(v, 0, 1u << 20, &a->jwt_cache_size) < 0) {
+            set_err(err, errlen, "--jwt-cache-size '%s': expected 0..1048576 (0 = no cache)", v);
+            return -1;
+        }
+        return 0;
+    case OPT_MTLS_TENANT_FROM:
+        if (strcmp(v, "cn") && strcmp(v, "san-dns") && strcmp(v, "san-uri")) {
+            set_err(err, errlen, "--mtls-tenant-from '%s': expected cn, san-dns or san-uri", v);
+            return -1;
+        }
+        snprintf(a->mtls_tenant_from, sizeof(a->mtls_tenant_from), "%s", v);
+        return 0;
+    }
+    return 0;
+oom:
+    set_err(err, errlen, "out of memory");
+    return -1;
+}
+
 int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -446,6 +577,9 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->redis_timeout_ms = 1000;
     cfg->redis_poll_ms = 1000;
     snprintf(cfg->admin, sizeof(cfg->admin), "127.0.0.1:7190");
+    snprintf(cfg->auth.jwt_tenant_claim, sizeof(cfg->auth.jwt_tenant_claim), "sub");
+    cfg->auth.jwt_leeway_s = 30;
+    cfg->auth.jwt_cache_size = 4096;
     cfg->tls_handshake_timeout_ms = 10000;
     cfg->keepalive_ms = 1000;
     cfg->keepalive_timeout_ms = 1000;
@@ -568,13 +702,22 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             break;
         }
         case OPT_AUTH:
-            if (strcmp(optarg, "none") != 0) {
-                set_err(err, errlen,
-                        "--auth '%s': this version supports only --auth=none (API keys, JWT and "
-                        "mTLS come in a later version)",
-                        optarg);
+            if (strcmp(optarg, "none") != 0 && strcmp(optarg, "on") != 0) {
+                set_err(err, errlen, "--auth '%s': expected on or none", optarg);
                 return -1;
             }
+            cfg->auth.none = !strcmp(optarg, "none");
+            break;
+        case OPT_PLUGIN:
+        case OPT_JWT_KEYS:
+        case OPT_JWT_ISSUER:
+        case OPT_JWT_AUDIENCE:
+        case OPT_JWT_TENANT_CLAIM:
+        case OPT_JWT_LEEWAY:
+        case OPT_JWT_CACHE:
+        case OPT_MTLS_TENANT_FROM:
+            if (auth_opt(&cfg->auth, c, optarg, err, errlen) < 0)
+                return -1;
             break;
         case OPT_LOG_LEVEL: {
             int l = gw_log_level_parse(optarg);
@@ -644,6 +787,17 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             cfg->admin_explicit = 1;
             break;
         }
+        case OPT_TENANTS:
+        case OPT_API_KEYS: {
+            char *dst = c == OPT_TENANTS ? cfg->tenants_file : cfg->api_keys_file;
+            if (!optarg[0] || strlen(optarg) >= sizeof(cfg->tenants_file)) {
+                set_err(err, errlen, "%s '%s': expected a file path",
+                        c == OPT_TENANTS ? "--tenants" : "--api-keys", optarg);
+                return -1;
+            }
+            snprintf(dst, sizeof(cfg->tenants_file), "%s", optarg);
+            break;
+        }
         case OPT_TLS_CERT:
             if (set_path(&cfg->tls_cert, "--tls-cert", optarg, err, errlen) < 0)
                 return -1;
@@ -700,6 +854,18 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         set_err(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
         return -1;
     }
+    /* One source of truth for who may call: with Redis, a revoked key must
+     * not live on in a file. */
+    if (cfg->redis_url[0] && (cfg->tenants_file[0] || cfg->api_keys_file[0])) {
+        set_err(err, errlen,
+                "--tenants/--api-keys cannot be combined with --redis: with Redis, tenants and "
+                "API keys are read from Redis (add them with infergw-ctl tenant/key)");
+        return -1;
+    }
+    if (cfg->api_keys_file[0] && !cfg->tenants_file[0]) {
+        set_err(err, errlen, "--api-keys needs --tenants (the tenants the keys belong to)");
+        return -1;
+    }
     if (check_tls_flags(cfg, err, errlen) < 0)
         return -1;
     if (cfg->outlier_max_ms < cfg->outlier_base_ms) {
@@ -735,6 +901,15 @@ void gw_config_free(struct gw_config *cfg)
     gw_free(cfg->pools);
     cfg->pools = NULL;
     cfg->npools = 0;
+    struct gw_auth_conf *a = &cfg->auth;
+    for (size_t i = 0; i < a->nplugins; i++)
+        gw_free(a->plugins[i]);
+    for (size_t i = 0; i < a->njwt_keys; i++)
+        gw_free(a->jwt_keys[i]);
+    gw_free(a->plugins);
+    gw_free(a->jwt_keys);
+    a->plugins = a->jwt_keys = NULL;
+    a->nplugins = a->njwt_keys = 0;
     char **paths[] = {&cfg->tls_cert,        &cfg->tls_key,           &cfg->tls_client_ca,
                       &cfg->upstream_tls_ca, &cfg->upstream_tls_cert, &cfg->upstream_tls_key};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {

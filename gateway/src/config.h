@@ -18,6 +18,21 @@ struct gw_pool_conf {
     size_t naddrs;
 };
 
+/* Authentication (auth.c builds the plugin chain from this). */
+struct gw_auth_conf {
+    int none;       /* --auth=none: no authentication at all */
+    char **plugins; /* --plugin PATH[:ARGS], in chain order */
+    size_t nplugins;
+    char **jwt_keys; /* --jwt-keys FILE (PEM or JWKS); JWT is on when any */
+    size_t njwt_keys;
+    char jwt_issuer[256];   /* "" = not checked */
+    char jwt_audience[256]; /* "" = not checked */
+    char jwt_tenant_claim[64];
+    uint32_t jwt_leeway_s;
+    uint32_t jwt_cache_size;   /* verified tokens cached per worker */
+    char mtls_tenant_from[16]; /* "", "cn", "san-dns", "san-uri" */
+};
+
 struct gw_config {
     char listen[128];
     int workers;
@@ -46,9 +61,12 @@ struct gw_config {
     uint32_t healthy_threshold, unhealthy_threshold;
     uint32_t outlier_failures; /* consecutive failures that eject; 0 = never */
     uint32_t outlier_base_ms, outlier_max_ms, outlier_max_percent;
-    char admin[128];      /* admin HTTP address; "" = off */
-    char access_log[512]; /* --access-log path, "-" = stdout, "" = off */
-    int admin_explicit;   /* --admin given: failing to listen there is fatal */
+    char admin[128];         /* admin HTTP address; "" = off */
+    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
+    int admin_explicit;      /* --admin given: failing to listen there is fatal */
+    char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
+    char api_keys_file[512]; /* --api-keys; "" = none */
+    struct gw_auth_conf auth;
     /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
     char *tls_cert, *tls_key, *tls_client_ca;
     uint32_t tls_handshake_timeout_ms;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authdb.h"
 #include "log.h"
 #include "mem.h"
 #include "ring.h"
@@ -41,6 +42,8 @@ struct load {
     struct gw_tunables global;
     char **drained;
     size_t ndrained;
+    struct gw_authdb *authdb; /* tenants and API keys */
+    int oom;                  /* an allocation failed while loading records */
     unsigned errors;
 };
 
@@ -66,6 +69,7 @@ static void load_free(struct load *ld)
     for (size_t i = 0; i < ld->ndrained; i++)
         gw_free(ld->drained[i]);
     gw_free(ld->drained);
+    gw_authdb_free(ld->authdb);
     memset(ld, 0, sizeof(*ld));
 }
 
@@ -258,6 +262,160 @@ static int keep_previous_ring(struct lpool *lp, const struct gw_pool *prev)
     return 0;
 }
 
+/* ---- tenants and API keys ---- */
+
+/* The value of <field> in an HGETALL reply, or NULL. */
+static const char *hash_field(const redisReply *h, const char *field)
+{
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        if (h->element[i]->str && !strcmp(h->element[i]->str, field))
+            return h->element[i + 1]->str;
+    return NULL;
+}
+
+typedef void (*record_fn)(struct gw_ctrl *ctl, struct load *ld, const char *key, const char *suffix,
+                          const redisReply *hash, const struct gw_authdb *prev);
+
+/* SCANs (never KEYS: it would block Redis on a large keyspace) every key
+ * "<prefix><kind>:*" and hands each one's HGETALL to <fn>, a SCAN batch at a
+ * time with the HGETALLs pipelined. A key that is not a hash is rejected.
+ * Returns 0, or -1 on a Redis error. */
+static int scan_records(struct gw_ctrl *ctl, redisContext *c, struct load *ld, const char *kind,
+                        record_fn fn, const struct gw_authdb *prev)
+{
+    const char *prefix = ctl->cfg->redis_prefix;
+    char pattern[600], rest[64];
+    snprintf(rest, sizeof(rest), "%s:*", kind);
+    if (gw_redis_scan_pattern(pattern, sizeof(pattern), prefix, rest) < 0)
+        return -1;
+    size_t skip = strlen(prefix) + strlen(kind) + 1;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = cmd(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++)
+            redisAppendCommand(c, "HGETALL %b", keys->element[i]->str,
+                               (size_t)keys->element[i]->len);
+        int rc = 0;
+        for (size_t i = 0; i < keys->elements; i++) {
+            void *v = NULL;
+            if (redisGetReply(c, &v) != REDIS_OK || !v) {
+                rc = -1; /* the connection is unusable now */
+                break;
+            }
+            redisReply *h = v;
+            const char *key = keys->element[i]->str;
+            if (rc == 0 && key && keys->element[i]->len > skip) {
+                if (h->type == REDIS_REPLY_ARRAY)
+                    fn(ctl, ld, key, key + skip, h->elements ? h : NULL, prev);
+                else
+                    fn(ctl, ld, key, key + skip, h, prev);
+            }
+            freeReplyObject(h);
+        }
+        freeReplyObject(r);
+        if (rc < 0)
+            return -1;
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+/* One infergw:tenant:<name> record. A record with a bad field keeps the
+ * tenant's last good record (or is left out when there was none). */
+static void tenant_record(struct gw_ctrl *ctl, struct load *ld, const char *key, const char *name,
+                          const redisReply *h, const struct gw_authdb *prev)
+{
+    if (!h)
+        return; /* deleted between SCAN and HGETALL */
+    const struct gw_tenant *last = gw_authdb_tenant(prev, name);
+    const char *bad = "", *value = "";
+    char err[256];
+    int rc;
+    if (h->type != REDIS_REPLY_ARRAY) {
+        reject(ctl, ld, key, "", "", "not a hash");
+        rc = GW_AUTHDB_EINVAL;
+    } else {
+        rc = gw_authdb_add_tenant(ld->authdb, name, hash_field(h, "models"), hash_field(h, "rps"),
+                                  hash_field(h, "burst"), &bad, err, sizeof(err));
+        if (rc == GW_AUTHDB_EINVAL) {
+            value = !strcmp(bad, "name") ? name : hash_field(h, bad);
+            reject(ctl, ld, key, bad, value ? value : "", err);
+        }
+    }
+    if (rc == GW_AUTHDB_EINVAL && last) {
+        gw_log(GW_LOG_WARN, "config_kept", "{s:s, s:s}", "key", key, "kept", "last good record");
+        rc = gw_authdb_copy_tenant(ld->authdb, last);
+    }
+    if (rc == GW_AUTHDB_ENOMEM)
+        ld->oom = 1;
+}
+
+/* One infergw:apikey:<sha256-hex> record; the same last-good rule, as long
+ * as the tenant the last good record names is still there. */
+static void apikey_record(struct gw_ctrl *ctl, struct load *ld, const char *key, const char *hex,
+                          const redisReply *h, const struct gw_authdb *prev)
+{
+    if (!h)
+        return;
+    uint8_t hash[32];
+    if (gw_apikey_hash_from_hex(hex, strlen(hex), hash) < 0) {
+        /* Not a hash: it may be a key stored in clear by mistake, so the
+         * key name is not logged whole. */
+        char shown[600], len[64];
+        snprintf(len, sizeof(len), "%zu bytes", strlen(hex));
+        snprintf(shown, sizeof(shown), "%.*s<not shown>", (int)(hex - key), key);
+        reject(ctl, ld, shown, "", len,
+               "the key name does not end in a SHA-256 (64 lowercase hex digits)");
+        return;
+    }
+    const char *tenant = NULL, *exp = NULL;
+    int64_t expires_at = 0;
+    int bad = 1;
+    char err[256];
+    if (h->type != REDIS_REPLY_ARRAY) {
+        reject(ctl, ld, key, "", "", "not a hash");
+    } else if (!(tenant = hash_field(h, "tenant"))) {
+        reject(ctl, ld, key, "tenant", "", "missing");
+    } else if ((exp = hash_field(h, "expires_at")) &&
+               gw_apikey_parse_expires(exp, &expires_at, err, sizeof(err)) < 0) {
+        reject(ctl, ld, key, "expires_at", exp, err);
+    } else {
+        int rc = gw_authdb_add_apikey(ld->authdb, hash, tenant, expires_at);
+        if (rc == GW_AUTHDB_ENOENT)
+            reject(ctl, ld, key, "tenant", tenant, "no such tenant (or its record is invalid)");
+        else if (rc == GW_AUTHDB_ENOMEM)
+            ld->oom = 1;
+        bad = rc == GW_AUTHDB_ENOENT;
+    }
+    int64_t last_exp;
+    const char *last = bad ? gw_authdb_apikey(prev, hash, &last_exp) : NULL;
+    if (last && gw_authdb_tenant(ld->authdb, last) &&
+        gw_authdb_add_apikey(ld->authdb, hash, last, last_exp) == 0)
+        gw_log(GW_LOG_WARN, "config_kept", "{s:s, s:s}", "key", key, "kept", "last good record");
+}
+
+/* Reads every tenant, then every API key, into ld->authdb. Returns 0, or -1
+ * on a Redis error or when out of memory. */
+static int load_authdb(struct gw_ctrl *ctl, redisContext *c, struct load *ld,
+                       const struct gw_authdb *prev)
+{
+    ld->authdb = gw_authdb_new();
+    if (!ld->authdb)
+        return -1;
+    if (scan_records(ctl, c, ld, "tenant", tenant_record, prev) < 0 ||
+        scan_records(ctl, c, ld, "apikey", apikey_record, prev) < 0)
+        return -1;
+    return ld->oom ? -1 : 0;
+}
+
 /* Reads everything into <ld>. Returns 0, or -1 on a Redis error. */
 static int load_all(struct gw_ctrl *ctl, redisContext *c, struct load *ld)
 {
@@ -368,7 +526,7 @@ static int load_all(struct gw_ctrl *ctl, redisContext *c, struct load *ld)
             }
         }
     }
-    return 0;
+    return load_authdb(ctl, c, ld, prev ? prev->authdb : NULL);
 }
 
 static void publish(struct gw_ctrl *ctl, struct gw_routes *rt)
@@ -441,10 +599,14 @@ static int reload(struct gw_ctrl *ctl, redisContext *c, uint64_t version)
                "error", err);
     } else {
         size_t nrep = rt->nreplicas, npools = rt->npools;
+        size_t ntenants = gw_authdb_ntenants(ld.authdb), nkeys = gw_authdb_napikeys(ld.authdb);
+        rt->authdb = ld.authdb; /* the snapshot owns it now */
+        ld.authdb = NULL;
         publish(ctl, rt);
-        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i}", "version",
+        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i}", "version",
                (json_int_t)version, "pools", (int)npools, "replicas", (int)nrep, "drained",
-               (int)ld.ndrained, "rejected_values", (int)ld.errors);
+               (int)ld.ndrained, "tenants", (int)ntenants, "api_keys", (int)nkeys,
+               "rejected_values", (int)ld.errors);
     }
     gw_free(specs);
     load_free(&ld);

@@ -2,19 +2,23 @@
  * step with Redis.
  *
  * It loads the keys of the contract (pools, each pool's ring ZSET and conf
- * HASH, the global conf HASH, replica states) into a new snapshot, validates
- * every value, and hands the snapshot to each worker (gw_worker_offer_routes);
- * workers never wait on Redis. It reloads when a writer PUBLISHes on
- * <prefix>changed and also polls <prefix>version every --redis-poll-ms, so a
- * lost message costs at most one poll period.
+ * HASH, the global conf HASH, replica states, and, found with SCAN, every
+ * tenant and API-key HASH into the snapshot's authdb) into a new snapshot,
+ * validates every value, and hands the snapshot to each worker
+ * (gw_worker_offer_routes); workers never wait on Redis. It reloads when a
+ * writer PUBLISHes on <prefix>changed and also polls <prefix>version every
+ * --redis-poll-ms, so a lost message costs at most one poll period.
  *
  * Validation: a bad value is refused with a log line naming key, field and
  * value, the config-error counter goes up, and the last good value stays (a
  * pool whose ring has a bad member keeps its previous ring; a bad tunable
- * keeps its previous value). Fail static: while Redis is unreachable the
- * workers keep the last good snapshot, and the thread reconnects with
- * backoff (100 ms doubling up to --redis-poll-ms); sentinel:// URLs are followed across a
- * failover (the node is checked to be a master on every poll).
+ * keeps its previous value; a tenant or API-key record with a bad field
+ * keeps its last good record, or is left out when it never had one; an API
+ * key naming a tenant that is not loaded is left out). Fail static: while
+ * Redis is unreachable the workers keep the last good snapshot, and the
+ * thread reconnects with backoff (100 ms doubling up to --redis-poll-ms);
+ * sentinel:// URLs are followed across a failover (the node is checked to be
+ * a master on every poll).
  *
  * Pools given with --pool that Redis does not define stay as configured;
  * Redis wins for the pools it defines.

@@ -1,9 +1,10 @@
 /* main — infergw: parse flags, build the routing table and the TLS
  * contexts, start one worker per core, then wait for signals on the main
  * thread (signalfd): SIGHUP reloads the TLS certificate and key, and the
- * replica CA (built here, off the workers, then offered to each); SIGTERM/SIGINT drain every worker
- * (GOAWAY, in-flight calls finish within the grace period) and exit 0; a
- * second one exits at once. */
+ * replica CA (built here, off the workers, then offered to each), and the
+ * JWT verification keys; SIGTERM/SIGINT drain every worker (GOAWAY,
+ * in-flight calls finish within the grace period) and exit 0; a second one
+ * exits at once. */
 #include <errno.h>
 #include <limits.h>
 #include <jansson.h>
@@ -16,6 +17,8 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "auth.h"
+#include "authdb.h"
 #include "config.h"
 #include "ctrl.h"
 #include "health.h"
@@ -121,12 +124,18 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     gw_log_set_level(cfg.log_level);
-    gw_log(GW_LOG_WARN, "auth_disabled", "{s:s}", "message",
-           "--auth=none: every call is accepted without authentication; use only for local "
-           "development");
+    /* The authentication chain: plugins are loaded and keys read now, so a
+     * bad plugin or key file stops the start (exit 2). */
+    if (gw_auth_init(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "infergw: %s\n", err);
+        gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
 
     if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
         fprintf(stderr, "infergw: --access-log: %s\n", err);
+        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
     }
@@ -136,6 +145,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "infergw: %s\n", err);
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
         gw_accesslog_close();
+        gw_auth_shutdown();
         gw_config_free(&cfg);
         return 2;
     }
@@ -143,11 +153,17 @@ int main(int argc, char **argv)
     struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
     if (!flags) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
+        gw_auth_shutdown();
         SSL_CTX_free(tls);
         SSL_CTX_free(up_tls);
         gw_config_free(&cfg);
         return 2;
     }
+    if (flags->authdb)
+        gw_log(GW_LOG_INFO, "tenants_loaded", "{s:s, s:s, s:i, s:i}", "tenants_file",
+               cfg.tenants_file, "api_keys_file", cfg.api_keys_file, "tenants",
+               (int)gw_authdb_ntenants(flags->authdb), "api_keys",
+               (int)gw_authdb_napikeys(flags->authdb));
     /* With --redis, start from what Redis holds when it answers now. */
     struct gw_ctrl ctl;
     int use_ctrl = cfg.redis_url[0] != '\0';
@@ -156,6 +172,7 @@ int main(int argc, char **argv)
         if (gw_ctrl_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
             fprintf(stderr, "infergw: --redis: %s\n", err);
             gw_routes_unref(flags);
+            gw_auth_shutdown();
             SSL_CTX_free(tls);
             SSL_CTX_free(up_tls);
             gw_config_free(&cfg);
@@ -173,6 +190,7 @@ int main(int argc, char **argv)
         if (use_ctrl)
             gw_ctrl_stop(&ctl);
         gw_routes_unref(routes);
+        gw_auth_shutdown();
         SSL_CTX_free(tls);
         SSL_CTX_free(up_tls);
         gw_config_free(&cfg);
@@ -241,6 +259,7 @@ int main(int argc, char **argv)
                 continue;
             if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
                 tls_reload(&cfg, workers, started);
+                gw_auth_reload(); /* JWT keys */
                 continue;
             }
             break;
@@ -275,6 +294,7 @@ int main(int argc, char **argv)
     gw_health_registry_free(health); /* after every worker is gone */
     gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
+    gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);
     gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
     return status;

@@ -200,20 +200,35 @@ static struct gw_metrics_pool *pool_entry(struct gw_metrics *m, const char *name
     return p;
 }
 
+/* Entry <name> of a table of at most <limit> names, added when new; once
+ * the table is full, its "other" entry (in the one slot past <limit>). */
+static void *table_entry(void *base, size_t size, _Atomic size_t *np, size_t limit,
+                         const char *name, size_t len)
+{
+    size_t n = atomic_load_explicit(np, memory_order_relaxed);
+    void *e = table_find(base, size, n, name, len);
+    if (!e)
+        e = table_add(base, size, np, limit, name, len);
+    if (!e)
+        e = table_find(base, size, n, OVERFLOW, strlen(OVERFLOW));
+    if (!e)
+        e = table_add(base, size, np, limit + 1, OVERFLOW, strlen(OVERFLOW));
+    return e;
+}
+
 struct gw_metrics_replica *gw_metrics_replica(struct gw_metrics *m, const char *addr)
 {
-    size_t len = strlen(addr);
-    size_t n = atomic_load_explicit(&m->nreplicas, memory_order_relaxed);
-    struct gw_metrics_replica *r = table_find(m->replicas, sizeof(m->replicas[0]), n, addr, len);
-    if (!r)
-        r = table_add(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, GW_METRICS_MAX_REPLICAS,
-                      addr, len);
-    if (!r)
-        r = table_find(m->replicas, sizeof(m->replicas[0]), n, OVERFLOW, strlen(OVERFLOW));
-    if (!r)
-        r = table_add(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, REPLICA_SLOTS, OVERFLOW,
-                      strlen(OVERFLOW));
-    return r;
+    return table_entry(m->replicas, sizeof(m->replicas[0]), &m->nreplicas, GW_METRICS_MAX_REPLICAS,
+                       addr, strlen(addr));
+}
+
+void gw_metrics_ratelimited(struct gw_metrics *m, const char *tenant)
+{
+    struct gw_metrics_tenant *t = m ? table_entry(m->tenants, sizeof(m->tenants[0]), &m->ntenants,
+                                                  GW_METRICS_MAX_TENANTS, tenant, strlen(tenant))
+                                    : NULL;
+    if (t)
+        gw_counter_add(&t->ratelimited, 1);
 }
 
 static struct gw_metrics_pool *call_pool(struct gw_metrics *m, const struct gw_routes *rt,
@@ -367,6 +382,59 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
     }
 }
 
+/* Indexed by enum infergw_auth_reason, then GW_AUTH_REASON_*. */
+static const char *const reason_names[GW_METRICS_NREASONS] = {
+    "refused",    "no_credentials", "malformed",         "unknown_key",
+    "expired",    "not_yet_valid",  "bad_signature",     "bad_algorithm",
+    "bad_claims", "unknown_tenant", "model_not_allowed",
+};
+
+const char *gw_metrics_auth_reason_name(int reason)
+{
+    return reason >= 0 && reason < GW_METRICS_NREASONS ? reason_names[reason] : reason_names[0];
+}
+
+static void render_auth(struct gw_metrics *const *ws, size_t nw, FILE *out)
+{
+    header(out, "infergw_auth_failures_total", "counter",
+           "Calls refused by authentication (UNAUTHENTICATED) or authorization "
+           "(PERMISSION_DENIED), by reason.");
+    for (int r = 0; r < GW_METRICS_NREASONS; r++) {
+        uint64_t v = 0;
+        for (size_t w = 0; w < nw; w++)
+            v += ld(&ws[w]->auth_failures[r]);
+        fprintf(out, "infergw_auth_failures_total{reason=\"%s\"} %" PRIu64 "\n", reason_names[r],
+                v);
+    }
+    header(out, "infergw_ratelimited_total", "counter",
+           "Calls refused with RESOURCE_EXHAUSTED by their tenant's rate limit, by tenant.");
+    for (size_t w = 0; w < nw; w++) {
+        size_t n = atomic_load_explicit(&ws[w]->ntenants, memory_order_acquire);
+        for (size_t i = 0; i < n; i++) {
+            const char *name = ws[w]->tenants[i].name;
+            int seen = 0; /* written already, for an earlier worker */
+            for (size_t pw = 0; pw < w && !seen; pw++) {
+                size_t pn = atomic_load_explicit(&ws[pw]->ntenants, memory_order_acquire);
+                seen = table_find(ws[pw]->tenants, sizeof(ws[pw]->tenants[0]), pn, name,
+                                  strlen(name)) != NULL;
+            }
+            if (seen)
+                continue;
+            uint64_t v = 0;
+            for (size_t ow = w; ow < nw; ow++) {
+                size_t on = atomic_load_explicit(&ws[ow]->ntenants, memory_order_acquire);
+                struct gw_metrics_tenant *t =
+                    table_find(ws[ow]->tenants, sizeof(ws[ow]->tenants[0]), on, name, strlen(name));
+                if (t)
+                    v += ld(&t->ratelimited);
+            }
+            fputs("infergw_ratelimited_total{tenant=\"", out);
+            gw_metrics_write_label(out, name);
+            fprintf(out, "\"} %" PRIu64 "\n", v);
+        }
+    }
+}
+
 static void render_global(struct gw_metrics *const *ws, size_t nw,
                           const struct gw_metrics_global *g, FILE *out)
 {
@@ -478,6 +546,7 @@ int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_m
     render_pools(mp, np, out);
     render_replicas(mr, nr, out);
     render_global(ws, nw, g, out);
+    render_auth(ws, nw, out);
     gw_free(mp);
     gw_free(mr);
     return ferror(out) ? -1 : 0;

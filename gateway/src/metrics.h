@@ -116,10 +116,24 @@ struct gw_metrics_replica {
     _Atomic int reachable; /* a connection to it is up (worker's view) */
 };
 
+/* Reasons of infergw_auth_failures_total: enum infergw_auth_reason
+ * (infergw/plugin.h), then the gateway's own below. */
+#define GW_AUTH_REASON_UNKNOWN_TENANT 9 /* authenticated tenant has no record */
+#define GW_AUTH_REASON_MODEL_DENIED   10
+#define GW_METRICS_NREASONS           11
+#define GW_METRICS_MAX_TENANTS        64
+
+struct gw_metrics_tenant {
+    char name[GW_METRICS_NAME_MAX + 1];
+    gw_counter ratelimited;
+};
+
 struct gw_metrics {
-    _Atomic size_t npools, nreplicas;                       /* published entries */
+    _Atomic size_t npools, nreplicas, ntenants;             /* published entries */
     struct gw_metrics_pool pools[GW_METRICS_MAX_POOLS + 3]; /* + "other", "unknown", "none" */
     struct gw_metrics_replica replicas[GW_METRICS_MAX_REPLICAS + 1];
+    struct gw_metrics_tenant tenants[GW_METRICS_MAX_TENANTS + 1]; /* + "other" */
+    gw_counter auth_failures[GW_METRICS_NREASONS];
     _Atomic int64_t client_connections;
     gw_counter tls_handshakes[GW_TLS_SIDE_COUNT];
     gw_counter tls_failures[GW_TLS_SIDE_COUNT][GW_TLS_FAIL_COUNT];
@@ -173,6 +187,21 @@ static inline void gw_counter_add(gw_counter *c, uint64_t n)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
+
+/* Counts a call refused by authentication or authorization for <reason>
+ * (0..GW_METRICS_NREASONS-1). Worker thread. */
+static inline void gw_metrics_auth_failure(struct gw_metrics *m, int reason)
+{
+    if (m && reason >= 0 && reason < GW_METRICS_NREASONS)
+        gw_counter_add(&m->auth_failures[reason], 1);
+}
+
+/* The label of reason <reason> ("refused" when out of range). */
+const char *gw_metrics_auth_reason_name(int reason);
+
+/* Counts a call of tenant <tenant> refused by its rate limit (beyond
+ * GW_METRICS_MAX_TENANTS names per worker, under "other"). Worker thread. */
+void gw_metrics_ratelimited(struct gw_metrics *m, const char *tenant);
 
 /* Counts an attempt on <r> of kind <kind> ending in <outcome> (a gRPC status
  * or enum gw_metrics_outcome). Worker thread. */

@@ -67,4 +67,9 @@ redisContext *gw_redis_connect(const struct gw_redis_url *u, int timeout_ms, cha
 int gw_redis_key(char *buf, size_t cap, const char *prefix, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Writes a SCAN MATCH pattern into <buf>: <prefix> with its glob characters
+ * (* ? [ ] \) escaped, then <rest> as given ("tenant:*"). Returns 0, or -1
+ * when it does not fit. */
+int gw_redis_scan_pattern(char *buf, size_t cap, const char *prefix, const char *rest);
+
 #endif

@@ -76,6 +76,7 @@ static void routes_free(struct gw_routes *rt)
     for (size_t i = 0; i < rt->nreplicas; i++)
         gw_free(rt->replicas[i].addr);
     gw_free(rt->replicas);
+    gw_authdb_free(rt->authdb);
     gw_free(rt);
 }
 
@@ -154,6 +155,13 @@ struct gw_routes *gw_routes_from_config(const struct gw_config *cfg, char *err, 
     memcpy(global.route_header, cfg->route_header, sizeof(global.route_header));
     struct gw_routes *rt = gw_routes_build(specs, cfg->npools, &global, NULL, 0, 0, err, errlen);
     gw_free(specs);
+    if (rt && cfg->tenants_file[0]) {
+        rt->authdb = gw_authdb_load_files(cfg->tenants_file, cfg->api_keys_file, err, errlen);
+        if (!rt->authdb) {
+            routes_free(rt);
+            return NULL;
+        }
+    }
     return rt;
 }
 

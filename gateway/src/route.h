@@ -71,7 +71,10 @@ struct gw_pool_spec {
 struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npools,
                                   const struct gw_tunables *global, const char *const *drained,
                                   size_t ndrained, uint64_t version, char *err, size_t errlen);
-/* The snapshot of the static --pool flags. */
+/* The snapshot of the static --pool flags, with the tenants and API keys of
+ * the --tenants/--api-keys files when given (authdb NULL otherwise). Returns
+ * NULL with the reason in <err> (a replica that does not resolve, a file
+ * error as "file:line: reason"). */
 struct gw_routes *gw_routes_from_config(const struct gw_config *cfg, char *err, size_t errlen);
 
 void gw_routes_ref(struct gw_routes *rt);

@@ -265,12 +265,113 @@ static void test_split_addr(void **state)
     assert_int_equal(gw_config_split_addr("h:8x", host, sizeof(host), &port), -1);
 }
 
+static void test_tenant_files(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--tenants", "t.conf",
+                           "--api-keys=k.conf", "--auth=none"),
+                     0);
+    assert_string_equal(cfg.tenants_file, "t.conf");
+    assert_string_equal(cfg.api_keys_file, "k.conf");
+    gw_config_free(&cfg);
+    /* Keys need their tenants; files and Redis do not mix. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--api-keys", "k.conf"),
+                     -1);
+    assert_non_null(strstr(err, "--tenants"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--redis", "redis://127.0.0.1:6379",
+                           "--tenants", "t.conf"),
+                     -1);
+    assert_non_null(strstr(err, "--redis"));
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", "--tenants", ""), -1);
+    assert_non_null(strstr(err, "--tenants"));
+    gw_config_free(&cfg);
+}
+
+static void test_auth_flags(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    /* Authentication is on by default, with the documented JWT defaults. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_int_equal(cfg.auth.none, 0);
+    assert_string_equal(cfg.auth.jwt_tenant_claim, "sub");
+    assert_int_equal(cfg.auth.jwt_leeway_s, 30);
+    assert_int_equal(cfg.auth.jwt_cache_size, 4096);
+    assert_int_equal(cfg.auth.nplugins + cfg.auth.njwt_keys, 0);
+    gw_config_free(&cfg);
+
+    char *argv[] = {"infergw",
+                    "--pool",
+                    "a=h:1",
+                    "--auth=none",
+                    "--auth",
+                    "on",
+                    "--plugin",
+                    "/x/p.so:k=v,w",
+                    "--plugin=/y/q.so",
+                    "--jwt-keys",
+                    "/k/a.pem",
+                    "--jwt-keys",
+                    "/k/b.json",
+                    "--jwt-issuer",
+                    "https://iss",
+                    "--jwt-audience",
+                    "aud",
+                    "--jwt-tenant-claim",
+                    "org",
+                    "--jwt-leeway-s",
+                    "0",
+                    "--jwt-cache-size",
+                    "0",
+                    "--mtls-tenant-from",
+                    "san-uri",
+                    NULL};
+    assert_int_equal(gw_config_parse(&cfg, 25, argv, err, sizeof(err)), 0);
+    assert_int_equal(cfg.auth.none, 0); /* the last --auth wins */
+    assert_int_equal(cfg.auth.nplugins, 2);
+    assert_string_equal(cfg.auth.plugins[0], "/x/p.so:k=v,w");
+    assert_string_equal(cfg.auth.plugins[1], "/y/q.so");
+    assert_int_equal(cfg.auth.njwt_keys, 2);
+    assert_string_equal(cfg.auth.jwt_keys[1], "/k/b.json");
+    assert_string_equal(cfg.auth.jwt_issuer, "https://iss");
+    assert_string_equal(cfg.auth.jwt_audience, "aud");
+    assert_string_equal(cfg.auth.jwt_tenant_claim, "org");
+    assert_int_equal(cfg.auth.jwt_leeway_s, 0);
+    assert_int_equal(cfg.auth.jwt_cache_size, 0);
+    assert_string_equal(cfg.auth.mtls_tenant_from, "san-uri");
+    gw_config_free(&cfg);
+
+    assert_int_equal(parse(&cfg, err, sizeof(err), 4, "--pool", "a=h:1", "--auth=none"), 0);
+    assert_int_equal(cfg.auth.none, 1);
+    gw_config_free(&cfg);
+
+    const char *bad[][2] = {
+        {"--auth", "maybe"},           {"--plugin", ""},
+        {"--plugin", ":args"},         {"--jwt-keys", "a,b.pem"},
+        {"--jwt-issuer", "a,b"},       {"--jwt-audience", ""},
+        {"--jwt-tenant-claim", "a=b"}, {"--jwt-leeway-s", "3601"},
+        {"--jwt-cache-size", "-1"},    {"--mtls-tenant-from", "san-ip"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),
+                         -1);
+        assert_non_null(strstr(err, bad[i][0]));
+        gw_config_free(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_pools), cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
         cmocka_unit_test(test_health_flags),       cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_tenant_files),       cmocka_unit_test(test_auth_flags),
         cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -308,7 +308,19 @@ static void test_usage_names_everything(void **state)
                              "Examples:",
                              "hedge_delay_ms",
                              "route_header",
-                             "Drained"};
+                             "Drained",
+                             "tenant add <tenant> --models",
+                             "tenant remove <tenant> [--force]",
+                             "tenant show [<tenant>]",
+                             "key create <tenant>",
+                             "--expires-in",
+                             "--expires-at",
+                             "key revoke <key-or-hash-prefix>",
+                             "key list [--tenant T]",
+                             "key hash",
+                             "RAND_bytes",
+                             "only its",
+                             "never the keys"};
     for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
         if (!strstr(text, needles[i]))
             fail_msg("--help lacks '%s'", needles[i]);
@@ -324,6 +336,151 @@ static void test_usage_names_everything(void **state)
     free(text);
 }
 
+static void test_tenant_commands(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(
+        parse(&a, "tenant", "add", "acme", "--models", "a,b", "--rps=50", "--burst", "100"), 0);
+    assert_int_equal(a.cmd, CTL_TENANT_ADD);
+    assert_string_equal(a.tenant, "acme");
+    assert_string_equal(a.models, "a,b");
+    assert_string_equal(a.rps, "50");
+    assert_string_equal(a.burst, "100");
+    assert_int_equal(parse(&a, "tenant", "add", "--models", "*", "root"), 0);
+    assert_string_equal(a.models, "*");
+    assert_null(a.rps);
+    assert_null(a.burst);
+    assert_int_equal(parse(&a, "tenant", "add", "t", "--models", "m", "--rps", "0.5"), 0);
+
+    assert_int_equal(parse(&a, "tenant", "remove", "acme"), 0);
+    assert_int_equal(a.cmd, CTL_TENANT_REMOVE);
+    assert_int_equal(a.force, 0);
+    assert_int_equal(parse(&a, "tenant", "remove", "--force", "acme"), 0);
+    assert_int_equal(a.force, 1);
+    assert_int_equal(parse(&a, "tenant", "show"), 0);
+    assert_int_equal(a.cmd, CTL_TENANT_SHOW);
+    assert_null(a.tenant);
+    assert_int_equal(parse(&a, "tenant", "show", "acme", "--json"), 0);
+    assert_string_equal(a.tenant, "acme");
+
+    refused("needs --models", parse(&a, "tenant", "add", "acme"));
+    refused("--models ',a' refused", parse(&a, "tenant", "add", "acme", "--models", ",a"));
+    refused("--models '' refused", parse(&a, "tenant", "add", "acme", "--models", ""));
+    refused("--rps '-1' refused", parse(&a, "tenant", "add", "t", "--models", "*", "--rps", "-1"));
+    refused("--rps 'x' refused", parse(&a, "tenant", "add", "t", "--models", "*", "--rps", "x"));
+    refused("--burst '1.5' refused",
+            parse(&a, "tenant", "add", "t", "--models", "*", "--burst", "1.5"));
+    refused("tenant name 'a,b' refused", parse(&a, "tenant", "add", "a,b", "--models", "*"));
+    refused("tenant remove does not take --models",
+            parse(&a, "tenant", "remove", "t", "--models", "*"));
+    refused("tenant add does not take --force",
+            parse(&a, "tenant", "add", "t", "--models", "*", "--force"));
+    refused("missing operands", parse(&a, "tenant", "remove"));
+    refused("too many operands", parse(&a, "tenant", "show", "a", "b"));
+    refused("'tenant' takes add, remove, show", parse(&a, "tenant", "delete", "x"));
+}
+
+static void test_key_commands(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(parse(&a, "key", "create", "acme"), 0);
+    assert_int_equal(a.cmd, CTL_KEY_CREATE);
+    assert_string_equal(a.tenant, "acme");
+    assert_int_equal(a.expires_in_s, 0);
+    assert_int_equal(a.expires_at, 0);
+    assert_int_equal(parse(&a, "key", "create", "acme", "--expires-in", "90d"), 0);
+    assert_int_equal(a.expires_in_s, 90 * 86400);
+    assert_int_equal(parse(&a, "key", "create", "acme", "--expires-at=1900000000"), 0);
+    assert_int_equal(a.expires_at, 1900000000);
+    refused("not both",
+            parse(&a, "key", "create", "acme", "--expires-in", "1h", "--expires-at", "1900000000"));
+    refused("duration '1y' refused", parse(&a, "key", "create", "acme", "--expires-in", "1y"));
+    refused("--expires-at 'soon' refused",
+            parse(&a, "key", "create", "acme", "--expires-at", "soon"));
+
+    /* revoke: 8..64 lowercase hex digits are a hash prefix, anything else a key. */
+    assert_int_equal(parse(&a, "key", "revoke", "3f2a9c1b"), 0);
+    assert_int_equal(a.cmd, CTL_KEY_REVOKE);
+    assert_int_equal(a.revoke_is_hash, 1);
+    assert_int_equal(parse(&a, "key", "revoke",
+                           "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                     0);
+    assert_int_equal(a.revoke_is_hash, 1);
+    assert_int_equal(parse(&a, "key", "revoke", "igw_AbCdEf0123"), 0);
+    assert_int_equal(a.revoke_is_hash, 0);
+    assert_string_equal(a.revoke, "igw_AbCdEf0123");
+    assert_int_equal(parse(&a, "key", "revoke", "3F2A9C1B"), 0); /* not lowercase: a key */
+    assert_int_equal(a.revoke_is_hash, 0);
+    refused("8 to 64 lowercase hex digits", parse(&a, "key", "revoke", "3f2a9c1"));
+    refused("8 to 64 lowercase hex digits",
+            parse(&a, "key", "revoke",
+                  "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0"));
+    /* A key that starts with '-' goes after --. */
+    assert_int_equal(parse(&a, "key", "revoke", "--", "-igw"), 0);
+    assert_string_equal(a.revoke, "-igw");
+
+    assert_int_equal(parse(&a, "key", "list"), 0);
+    assert_int_equal(a.cmd, CTL_KEY_LIST);
+    assert_null(a.tenant);
+    assert_int_equal(parse(&a, "key", "list", "--tenant", "acme"), 0);
+    assert_string_equal(a.tenant, "acme");
+    refused("key create does not take --tenant",
+            parse(&a, "key", "create", "acme", "--tenant", "b"));
+    assert_int_equal(parse(&a, "key", "hash", "igw_x"), 0);
+    assert_int_equal(a.cmd, CTL_KEY_HASH);
+    assert_string_equal(a.key, "igw_x");
+}
+
+static void test_duration(void **state)
+{
+    (void)state;
+    int64_t v = -1;
+
+    assert_int_equal(ctl_parse_duration("3600", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 3600);
+    assert_int_equal(ctl_parse_duration("30s", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 30);
+    assert_int_equal(ctl_parse_duration("90m", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 5400);
+    assert_int_equal(ctl_parse_duration("12h", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 43200);
+    assert_int_equal(ctl_parse_duration("2w", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 1209600);
+    v = 7;
+    const char *bad[] = {"",    "0",   "0d",  "d",     "1.5h",
+                         "-1h", "1hh", "10y", "5300w", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ctl_parse_duration(bad[i], &v, err, sizeof(err)) != -1)
+            fail_msg("duration '%s' accepted", bad[i]);
+    }
+    assert_int_equal(v, 7);
+}
+
+static void test_key_format(void **state)
+{
+    (void)state;
+    uint8_t raw[32];
+    char key[CTL_KEY_LEN + 1];
+
+    memset(raw, 0, sizeof(raw));
+    ctl_key_format(raw, key);
+    assert_int_equal(strlen(key), CTL_KEY_LEN);
+    assert_string_equal(key, "igw_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    memset(raw, 0xff, sizeof(raw));
+    ctl_key_format(raw, key);
+    /* 256 bits = 42 full sextets and 4 bits padded with zeros (111100 = '8'). */
+    assert_string_equal(key, "igw___________________________________________8");
+    /* The same text as Python's base64.urlsafe_b64encode without '='. */
+    for (int i = 0; i < 32; i++)
+        raw[i] = (uint8_t)(i * 37 + 11);
+    ctl_key_format(raw, key);
+    assert_string_equal(key, "igw_CzBVep_E6Q4zWH2ix-wRNluApcrvFDleg6jN8hc8YYY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +488,8 @@ int main(void)
         cmocka_unit_test(test_commands),         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_check_pool),       cmocka_unit_test(test_check_replica),
         cmocka_unit_test(test_check_weight),     cmocka_unit_test(test_usage_names_everything),
+        cmocka_unit_test(test_tenant_commands),  cmocka_unit_test(test_key_commands),
+        cmocka_unit_test(test_duration),         cmocka_unit_test(test_key_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

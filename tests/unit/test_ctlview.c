@@ -477,6 +477,75 @@ static void test_print(void **state)
     free(text);
 }
 
+/* --- tenants and API keys ---------------------------------------------------------- */
+
+static void test_tenant_check(void **state)
+{
+    (void)state;
+    struct ctl_problems probs = {0};
+    struct ctl_tenant_row ok = {"acme", "a,b", "50", "100", 0};
+    struct ctl_tenant_row no_models = {"t1", NULL, "5", NULL, 0};
+    struct ctl_tenant_row bad_rps = {"t2", "*", "fast", NULL, 0};
+
+    assert_int_equal(ctl_view_tenant_check(&ok, "infergw:tenant:acme", &probs), 1);
+    assert_int_equal(probs.total, 0);
+    assert_int_equal(ctl_view_tenant_check(&no_models, "infergw:tenant:t1", &probs), 0);
+    assert_int_equal(ctl_view_tenant_check(&bad_rps, "infergw:tenant:t2", &probs), 0);
+    assert_int_equal(probs.total, 2);
+    assert_non_null(strstr(probs.msg[0], "infergw:tenant:t1 field models"));
+    assert_non_null(strstr(probs.msg[1], "infergw:tenant:t2 field rps = 'fast'"));
+}
+
+static void test_print_tenants_and_keys(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    json_error_t jerr;
+    json_t *doc;
+    struct ctl_tenant_row t[] = {{"acme", "a,b", "50", "100", 2}, {"root", "*", NULL, "0", 0}};
+
+    CAPTURE(text, ctl_view_print_tenants(f_, 0, t, 2));
+    assert_string_equal(text, "TENANT  RPS         BURST     KEYS   MODELS\n"
+                              "acme    50          100       2      a,b\n"
+                              "root    unlimited   default   0      *\n");
+    free(text);
+    CAPTURE(text, ctl_view_print_tenants(f_, 1, t, 2));
+    doc = json_loads(text, 0, &jerr);
+    assert_non_null(doc);
+    assert_true(json_real_value(json_object_get(json_array_get(doc, 0), "rps")) == 50.0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 0), "burst")), 100);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 0), "keys")), 2);
+    assert_true(json_is_null(json_object_get(json_array_get(doc, 1), "rps")));
+    json_decref(doc);
+    free(text);
+
+    const char *h1 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const char *h2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const char *h3 = "ffff456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    struct ctl_key_row k[] = {{h1, "zeta", NULL}, {h3, "acme", "1000"}, {h2, "acme", "4102444800"}};
+    ctl_view_sort_keys(k, 3);
+    assert_ptr_equal(k[0].hash, h2);
+    assert_ptr_equal(k[2].hash, h1);
+    CAPTURE(text, ctl_view_print_keys(f_, 0, k, 3, 2000));
+    assert_string_equal(text, "HASH          EXPIRES (UTC)         TENANT\n"
+                              "0123456789ab  2100-01-01T00:00:00Z  acme\n"
+                              "ffff456789ab  1970-01-01T00:16:40Z  acme  (expired)\n"
+                              "ba7816bf8f01  never                 zeta\n");
+    /* Never more of a hash than its prefix. */
+    assert_null(strstr(text, "ba7816bf8f01c"));
+    free(text);
+    CAPTURE(text, ctl_view_print_keys(f_, 1, k, 3, 2000));
+    doc = json_loads(text, 0, &jerr);
+    assert_non_null(doc);
+    assert_int_equal(json_array_size(doc), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(doc, 0), "hash_prefix")),
+                        "0123456789ab");
+    assert_true(json_is_true(json_object_get(json_array_get(doc, 1), "expired")));
+    assert_true(json_is_null(json_object_get(json_array_get(doc, 2), "expires_at")));
+    json_decref(doc);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +557,8 @@ int main(void)
         cmocka_unit_test(test_route_matches_walk),
         cmocka_unit_test(test_conf),
         cmocka_unit_test(test_print),
+        cmocka_unit_test(test_tenant_check),
+        cmocka_unit_test(test_print_tenants_and_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

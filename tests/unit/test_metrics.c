@@ -221,6 +221,42 @@ static void test_bounded_tables(void **state)
     gw_metrics_free(m);
 }
 
+/* Authentication refusals by reason and rate-limited calls by tenant,
+ * summed over workers; the tenant table is bounded like the others. */
+static void test_auth_counters(void **state)
+{
+    struct gw_metrics *w[2] = {gw_metrics_new(), gw_metrics_new()};
+    gw_metrics_auth_failure(w[0], 1); /* no_credentials */
+    gw_metrics_auth_failure(w[1], 1);
+    gw_metrics_auth_failure(w[1], GW_AUTH_REASON_MODEL_DENIED);
+    gw_metrics_auth_failure(w[1], GW_METRICS_NREASONS); /* out of range: ignored */
+    gw_metrics_auth_failure(NULL, 1);
+    gw_metrics_ratelimited(w[0], "acme");
+    gw_metrics_ratelimited(w[1], "acme");
+    gw_metrics_ratelimited(w[1], "t\"x");
+    for (int i = 0; i < GW_METRICS_MAX_TENANTS + 10; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "tenant%d", i);
+        gw_metrics_ratelimited(w[0], name);
+    }
+    assert_int_equal(atomic_load(&w[0]->ntenants), GW_METRICS_MAX_TENANTS + 1);
+    struct gw_metrics_global g = {0};
+    char *text = render(w, 2, &g);
+    assert_true(sample(text, "infergw_auth_failures_total{reason=\"no_credentials\"}") == 2);
+    assert_true(sample(text, "infergw_auth_failures_total{reason=\"model_not_allowed\"}") == 1);
+    assert_true(sample(text, "infergw_auth_failures_total{reason=\"expired\"}") == 0);
+    assert_true(sample(text, "infergw_ratelimited_total{tenant=\"acme\"}") == 2);
+    assert_true(sample(text, "infergw_ratelimited_total{tenant=\"t\\\"x\"}") == 1);
+    assert_true(sample(text, "infergw_ratelimited_total{tenant=\"other\"}") == 11);
+    assert_non_null(strstr(text, "# TYPE infergw_ratelimited_total counter\n"));
+    assert_string_equal(gw_metrics_auth_reason_name(GW_AUTH_REASON_UNKNOWN_TENANT),
+                        "unknown_tenant");
+    assert_string_equal(gw_metrics_auth_reason_name(-1), "refused");
+    free(text);
+    gw_metrics_free(w[0]);
+    gw_metrics_free(w[1]);
+}
+
 static void test_method_and_status(void **state)
 {
     assert_int_equal(gw_metrics_method_of("/inference.GRPCInferenceService/ModelStreamInfer"),
@@ -278,7 +314,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_and_format), cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_bounded_tables),   cmocka_unit_test(test_method_and_status),
-        cmocka_unit_test(test_bucket_bounds),
+        cmocka_unit_test(test_bucket_bounds),    cmocka_unit_test(test_auth_counters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -267,6 +267,20 @@ static void test_key(void **state)
     assert_string_equal(buf, "");
 }
 
+static void test_scan_pattern(void **state)
+{
+    (void)state;
+    char buf[32];
+
+    assert_int_equal(gw_redis_scan_pattern(buf, sizeof(buf), "infergw:", "tenant:*"), 0);
+    assert_string_equal(buf, "infergw:tenant:*");
+    /* Glob characters of the prefix match only themselves. */
+    assert_int_equal(gw_redis_scan_pattern(buf, sizeof(buf), "a*b?[c]\\:", "apikey:*"), 0);
+    assert_string_equal(buf, "a\\*b\\?\\[c\\]\\\\:apikey:*");
+    assert_int_equal(gw_redis_scan_pattern(buf, 8, "infergw:", "x"), -1);
+    assert_int_equal(gw_redis_scan_pattern(buf, 10, "infergw:", "xy"), -1);
+}
+
 /* A loopback port nobody listens on: bind one, read its number, close it. */
 static uint16_t closed_port(void)
 {
@@ -314,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_bad_urls_leave_output),
         cmocka_unit_test(test_format_masks_password),
         cmocka_unit_test(test_key),
+        cmocka_unit_test(test_scan_pattern),
         cmocka_unit_test(test_connect_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

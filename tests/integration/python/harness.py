@@ -309,10 +309,13 @@ def start_replica(rid, *args, port=None, wait=True):
 
 
 def start_gateway(pools, *args, port=None, wait=True, grace_ms=5000):
-    """Starts infergw with --pool NAME=ADDR,... for each item of <pools> (a dict)."""
+    """Starts infergw with --pool NAME=ADDR,... for each item of <pools> (a dict).
+    Authentication is off (--auth=none) unless <args> hold an --auth flag."""
     port = port or free_port()
-    argv = [_bin("infergw"), "--listen", "127.0.0.1:%d" % port, "--auth=none", "--workers", "2",
-            "--shutdown-grace-ms", str(grace_ms), "--connect-timeout-ms", "1000"]
+    own_auth = any(a == "--auth" or a.startswith("--auth=") for a in args)
+    argv = [_bin("infergw"), "--listen", "127.0.0.1:%d" % port] + \
+        ([] if own_auth else ["--auth=none"]) + \
+        ["--workers", "2", "--shutdown-grace-ms", str(grace_ms), "--connect-timeout-ms", "1000"]
     for name, addrs in pools.items():
         argv += ["--pool", "%s=%s" % (name, ",".join(addrs))]
     argv += list(args)

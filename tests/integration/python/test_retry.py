@@ -231,6 +231,9 @@ class AccessLogTest(_Setup):
                 self.assertEqual(last["kind"], "retry")
         self.assertEqual(retried, len(calls_logged(self.reps[0])))
         self.assertGreater(retried, 0)
+        # With --auth=none the gateway checks nothing, so it forwards the
+        # caller's authorization (with authentication on it never does).
+        self.assertTrue(all(e.get("authorization") for r in self.reps for e in calls_logged(r)))
 
 
 class HedgeTest(_Setup):
