@@ -5,6 +5,7 @@
 #   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
 #   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
 #   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
+#   bench/run.sh tail|failover [flags]               (bench/tail.py: hedging off/fixed/auto; kill -9, SIGSTOP)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -40,6 +41,7 @@ case ${1:-} in
   auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
   memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
   ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
+  tail|failover) exec /usr/bin/python3 "$ROOT/bench/tail.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
 esac
 SCENARIO=overhead
 REQUESTS=300000
@@ -51,7 +53,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
