@@ -10,7 +10,7 @@
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
 #   direct   infergw-bench-upstream itself (the ceiling),
-#   infergw  1 worker, pinned,
+#   infergw  1 worker, pinned (and infergw-accesslog: the same with --access-log),
 #   haproxy  1 thread, proto h2, balance hash hdr(x-route-key), http-reuse always,
 #   nginx    grpc_pass with keepalive (1 worker),
 # all in front of the same upstream. Pinning as in DESIGN.md: h2load and the
@@ -30,7 +30,7 @@
 # h2load clients each doing one full handshake and one call, for the
 # connections per second and the proxy's CPU per new TLS connection.
 #
-# Ports: 21300 (upstream), 21310 infergw, 21320 haproxy, 21330 nginx; tls:
+# Ports: 21300 (upstream), 21310 infergw, 21311 infergw-accesslog, 21320 haproxy, 21330 nginx; tls:
 # 21340 (upstream), 21341 infergw TLS, 21342 infergw h2c, 21343 haproxy TLS.
 # The script refuses to start if one is taken, and stops everything it started.
 set -euo pipefail
@@ -77,8 +77,8 @@ if [[ $SCENARIO == tls ]]; then
   UP=21340 GWT=21341 GW=21342 HAPT=21343
   PORTS=($UP $GWT $GW $HAPT)
 else
-  UP=21300 GW=21310 HAP=21320 NGX=21330
-  PORTS=($UP $GW $HAP $NGX)
+  UP=21300 GW=21310 GWL=21311 HAP=21320 NGX=21330
+  PORTS=($UP $GW $GWL $HAP $NGX)
 fi
 bench_ports_free "${PORTS[@]}"
 
@@ -134,6 +134,10 @@ start_proxies_overhead() {
 taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GW --workers 1 --upstream-conns 1 --auth=none \
   --pool demo=127.0.0.1:$UP 2>"$WORK/gw.log" &
 PIDS+=($!); GW_PID=$!
+# The same with the access log on: what --access-log costs.
+taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GWL --workers 1 --upstream-conns 1 --auth=none \
+  --admin off --access-log "$WORK/access.log" --pool demo=127.0.0.1:$UP 2>"$WORK/gwl.log" &
+PIDS+=($!); GWL_PID=$!
 
 start_haproxy "127.0.0.1:$HAP proto h2"
 
@@ -164,7 +168,7 @@ http {
 CFG
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" 2>"$WORK/nginx.log" &
 PIDS+=($!); NGX_PID=$!
-wait_port $GW; wait_port $HAP; wait_port $NGX
+wait_port $GW; wait_port $GWL; wait_port $HAP; wait_port $NGX
 }
 
 start_proxies_tls() {
@@ -196,6 +200,7 @@ if [[ $SCENARIO == tls ]]; then
            "infergw-tls|https://127.0.0.1:$GWT|$GWT_PID" "haproxy-tls|https://127.0.0.1:$HAPT|$HAPT_PID")
 else
   TARGETS=("direct|http://127.0.0.1:$UP|" "infergw|http://127.0.0.1:$GW|$GW_PID"
+           "infergw-accesslog|http://127.0.0.1:$GWL|$GWL_PID"
            "haproxy|http://127.0.0.1:$HAP|$HAP_PID" "nginx|http://127.0.0.1:$NGX|$NGX_PID")
 fi
 for t in "${TARGETS[@]}"; do
