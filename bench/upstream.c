@@ -8,6 +8,10 @@
  * nothing about the request beyond draining it. The one exception is
  * grpc.health.v1.Health/Check, answered SERVING, so the gateway's active
  * health checks see a healthy replica.
+ *
+ * --stall-ms N freezes the whole server for N ms once a second (it sleeps in
+ * its loop thread), the stalling replica against which an open-loop load
+ * generator must show the queueing a closed loop hides.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -34,6 +39,8 @@ struct up_server {
     uint8_t *resp; /* framed response message */
     size_t resp_len;
     const char *id;
+    long stall_ms; /* once a second, stop answering for this long (0 = never) */
+    struct gw_timer stall_timer;
 };
 
 struct up_conn {
@@ -149,10 +156,20 @@ static void on_accept(struct gw_io *io, uint32_t events)
     }
 }
 
+static void stall_cb(struct gw_timer *t, void *arg)
+{
+    struct up_server *srv = arg;
+    struct timespec ts = {srv->stall_ms / 1000, (srv->stall_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    gw_loop_timer_in(&srv->loop, &srv->stall_timer, 1000000000ull);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: infergw-bench-upstream [--listen HOST:PORT] [--id ID] [--payload-bytes N]\n"
+            "                              [--stall-ms N]\n"
             "\n"
             "A minimal gRPC upstream for benchmarks: answers every call with one fixed\n"
             "message of N bytes and grpc-status 0.\n"
@@ -160,6 +177,7 @@ static void usage(FILE *out)
             "  --listen HOST:PORT   [127.0.0.1:7300]\n"
             "  --id ID              value of the x-replica-id response header [the address]\n"
             "  --payload-bytes N    response message size, 0..16777216 [100]\n"
+            "  --stall-ms N         once a second, answer nothing for N ms, 0..900 [0]\n"
             "  -h, --help           this help\n"
             "\n"
             "Example: infergw-bench-upstream --listen 127.0.0.1:7301 --payload-bytes 4096\n");
@@ -170,10 +188,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                          {"id", required_argument, NULL, 'i'},
                                          {"payload-bytes", required_argument, NULL, 'p'},
+                                         {"stall-ms", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *listen_addr = "127.0.0.1:7300", *id = NULL;
-    long payload = 100;
+    long payload = 100, stall_ms = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -189,6 +208,16 @@ int main(int argc, char **argv)
             if (*end || payload < 0 || payload > (16 << 20)) {
                 fprintf(stderr,
                         "infergw-bench-upstream: --payload-bytes '%s': expected 0..16777216\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 's': {
+            char *end;
+            stall_ms = strtol(optarg, &end, 10);
+            if (*end || stall_ms < 0 || stall_ms > 900) {
+                fprintf(stderr, "infergw-bench-upstream: --stall-ms '%s': expected 0..900\n",
                         optarg);
                 return 2;
             }
@@ -211,7 +240,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct up_server srv = {.id = id};
+    struct up_server srv = {.id = id, .stall_ms = stall_ms};
     /* The response message: a protobuf bytes field 1 of <payload> bytes. */
     srv.resp_len = 5 + (payload ? 1 + 5 + (size_t)payload : 0);
     srv.resp = gw_calloc(1, srv.resp_len);
@@ -252,6 +281,9 @@ int main(int argc, char **argv)
     }
     freeaddrinfo(res);
     gw_loop_add(&srv.loop, &srv.listen_io, fd, EPOLLIN, on_accept);
+    gw_timer_init(&srv.stall_timer, stall_cb, &srv);
+    if (stall_ms > 0)
+        gw_loop_timer_in(&srv.loop, &srv.stall_timer, 1000000000ull);
     fprintf(stderr, "{\"event\":\"listening\",\"addr\":\"%s\",\"payload_bytes\":%ld}\n",
             listen_addr, payload);
     gw_loop_run(&srv.loop);

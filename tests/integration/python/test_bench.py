@@ -114,5 +114,82 @@ class BenchErrorStatusTest(h.GatewayTestCase):
         self.assertEqual(vals, sorted(vals))
 
 
+
+def h2load_run(target, body, *args, timeout=60, log=True):
+    """h2load against <target> with <body> as every request; (mean latency
+    in µs, latencies in µs from its per-request log, or [] without <log>)."""
+    import re
+    import tempfile
+    logf = tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log", delete=False).name
+    argv = ["h2load", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
+            ] + (["--log-file", logf] if log else []) + list(args) + [
+        "http://%s/inference.GRPCInferenceService/ModelInfer" % target]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("h2load failed: %s\n%s" % (p.stdout, p.stderr))
+    m = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", p.stdout)
+    mean = float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+    lat = []
+    if log:
+        with open(logf) as f:
+            lat = sorted(int(l.split()[2]) for l in f if l.strip())
+    os.unlink(logf)
+    return mean, lat
+
+
+class BenchAgainstH2loadTest(unittest.TestCase):
+    """infergw-bench measured against h2load on the same server: the same
+    mean in a closed loop (against a reference replica taking 2 ms a call, so
+    that what is compared is the measurement, not the two clients' own CPU on
+    this small machine), and, against an upstream that stalls 200 ms once a
+    second, the open-loop queueing that a closed loop hides."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        import signal
+        cls.steady = h.start_replica("bench-steady", "--latency-ms", "2", "--quiet",
+                                     "--threads", "4")
+        cls.addClassCleanup(cls.steady.stop)
+        port = h.free_port()
+        cls.stall = h.Proc("upstream-stall", [h._bin("infergw-bench-upstream"), "--listen",
+                                              "127.0.0.1:%d" % port, "--stall-ms", "200"], port)
+        cls.stall.wait_ready()
+        # It has no signal handler: SIGTERM ends it with that signal.
+        cls.addClassCleanup(cls.stall.stop, expect_code=-signal.SIGTERM)
+        msg = h.typed_request(h.values(25)).SerializeToString()
+        cls.body = tempfile.NamedTemporaryFile(prefix="req-", suffix=".bin", delete=False).name
+        with open(cls.body, "wb") as f:  # h2load sends the body as is: framed
+            f.write(b"\0" + len(msg).to_bytes(4, "big") + msg)
+        cls.addClassCleanup(os.unlink, cls.body)
+        cls.pb = cls.body[:-4] + ".pb"  # infergw-bench frames --payload-file itself
+        with open(cls.pb, "wb") as f:
+            f.write(msg)
+        cls.addClassCleanup(os.unlink, cls.pb)
+
+    def test_closed_loop_mean_agrees_with_h2load(self):
+        means = []
+        for _ in range(3):  # interleaved rounds; the machine is shared
+            hm, _ = h2load_run(self.steady.addr, self.body, "-n", "3000", "-c", "4", "-m", "4",
+                               log=False)
+            r = run_bench(self.steady.addr, "--count", "3000", "--concurrency", "16",
+                          "--connections", "4", "--payload-file", self.pb)
+            means.append((hm, r["latency_us"]["mean"]))
+        hm = sorted(m[0] for m in means)[1]
+        bm = sorted(m[1] for m in means)[1]
+        print("h2load mean %.1f us, infergw-bench mean %.1f us (medians of 3)" % (hm, bm))
+        self.assertLess(abs(bm - hm) / hm, 0.10)
+
+    def test_open_loop_shows_the_stall(self):
+        _, lat = h2load_run(self.stall.addr, self.body, "-D", "3", "-c", "1", "-m", "1")
+        h2_p99 = lat[int(0.99 * len(lat))] / 1000.0
+        r = run_bench(self.stall.addr, "--rate", "500", "--duration", "3", "--connections", "1")
+        open_p99 = r["latency_us"]["p99"] / 1000.0
+        print("stalling upstream: h2load closed-loop p99 %.1f ms, infergw-bench open-loop p99 "
+              "%.1f ms" % (h2_p99, open_p99))
+        self.assertGreater(open_p99, 100.0)  # calls scheduled in a stall wait for it
+        self.assertLess(h2_p99, 50.0)        # one call per stall: hidden below p99
+
+
 if __name__ == "__main__":
     unittest.main()
