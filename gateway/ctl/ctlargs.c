@@ -234,8 +234,7 @@ static int check_uint(const char *flag, const char *s, uint32_t lo, uint32_t hi,
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
     if (n == 0 || v < lo || v > hi) {
-        say(err, errlen, "%s '%s' refused: expected a whole number from %u to %u", flag, s, lo,
-            hi);
+        say(err, errlen, "%s '%s' refused: expected a whole number from %u to %u", flag, s, lo, hi);
         return -1;
     }
     *out = (uint32_t)v;

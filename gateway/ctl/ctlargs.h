@@ -90,9 +90,9 @@ struct ctl_args {
     const char *revoke;   /* key revoke operand: the key, or a hash prefix */
     int revoke_is_hash;   /* ... 8..64 lowercase hex digits: a hash (prefix) */
     /* leases */
-    uint32_t ttl_ms;      /* replica register --ttl S (required), in ms */
-    uint32_t drain_ms;    /* replica register --drain-ms [CTL_DEFAULT_DRAIN_MS] */
-    uint32_t grace_s;     /* gc --grace S [CTL_DEFAULT_GC_GRACE] */
+    uint32_t ttl_ms;   /* replica register --ttl S (required), in ms */
+    uint32_t drain_ms; /* replica register --drain-ms [CTL_DEFAULT_DRAIN_MS] */
+    uint32_t grace_s;  /* gc --grace S [CTL_DEFAULT_GC_GRACE] */
 };
 
 /* Parses argv (argv[0] is the program). <env_redis> is $INFERGW_REDIS (may

@@ -631,16 +631,16 @@ void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
             }
             json_object_set_new(jr, reps[r], o);
         }
-        ctl_view_print_json(out, json_pack("{s:o, s:o, s:o, s:I, s:I}", "gateways", jg,
-                                           "replicas", jr, "versions", jv, "healthy",
-                                           (json_int_t)healthy, "total", (json_int_t)nrep));
+        ctl_view_print_json(out, json_pack("{s:o, s:o, s:o, s:I, s:I}", "gateways", jg, "replicas",
+                                           jr, "versions", jv, "healthy", (json_int_t)healthy,
+                                           "total", (json_int_t)nrep));
     } else {
         int w0 = 7;
         for (size_t r = 0; r < nrep; r++)
             if ((int)strlen(reps[r]) > w0)
                 w0 = (int)strlen(reps[r]);
         int *w = gw_calloc(ngw + 1, sizeof(*w));
-        fprintf(out, "%-*s", w0, "REPLICA");
+        fprintf(out, "%-*s", ngw ? w0 : 0, "REPLICA");
         for (size_t g = 0; w && g < ngw; g++) {
             w[g] = (int)strlen(gws[g]);
             for (size_t r = 0; r < nrep; r++) {
@@ -648,14 +648,14 @@ void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
                 if (v && (int)strlen(v) > w[g])
                     w[g] = (int)strlen(v);
             }
-            fprintf(out, "  %-*s", w[g], gws[g]);
+            fprintf(out, "  %-*s", g + 1 < ngw ? w[g] : 0, gws[g]);
         }
         fputc('\n', out);
         for (size_t r = 0; w && r < nrep; r++) {
-            fprintf(out, "%-*s", w0, reps[r]);
+            fprintf(out, "%-*s", ngw ? w0 : 0, reps[r]);
             for (size_t g = 0; g < ngw; g++) {
                 const char *v = status_value(st, gws[g], reps[r]);
-                fprintf(out, "  %-*s", w[g], v ? v : "-");
+                fprintf(out, "  %-*s", g + 1 < ngw ? w[g] : 0, v ? v : "-");
             }
             fputc('\n', out);
         }

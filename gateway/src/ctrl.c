@@ -693,11 +693,10 @@ static int reload(struct gw_ctrl *ctl, redisContext *c, uint64_t version)
         rt->authdb = ld.authdb; /* the snapshot owns it now */
         ld.authdb = NULL;
         publish(ctl, rt);
-        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
-               "version", (json_int_t)version, "pools", (int)npools, "replicas", (int)nrep,
-               "drained", (int)(ld.ndrained - ld.nexpired), "lease_expired", (int)ld.nexpired,
-               "tenants", (int)ntenants, "api_keys", (int)nkeys,
-               "rejected_values", (int)ld.errors);
+        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "version",
+               (json_int_t)version, "pools", (int)npools, "replicas", (int)nrep, "drained",
+               (int)(ld.ndrained - ld.nexpired), "lease_expired", (int)ld.nexpired, "tenants",
+               (int)ntenants, "api_keys", (int)nkeys, "rejected_values", (int)ld.errors);
     }
     gw_free(specs);
     load_free(&ld);

@@ -60,8 +60,8 @@ struct gw_ctrl {
     int started;
     int stopfd; /* eventfd: wakes the thread to stop */
     atomic_int stop;
-    struct gw_routes *current; /* last snapshot published (our reference) */
-    struct gw_routes *flags;   /* the snapshot of the --pool flags */
+    struct gw_routes *current;         /* last snapshot published (our reference) */
+    struct gw_routes *flags;           /* the snapshot of the --pool flags */
     struct gw_health_registry *health; /* set by main before gw_ctrl_start; may be NULL */
     char *lease_gone;                  /* "\n"-framed sorted leased replicas whose lease is gone */
     char gateway_id[300];              /* --gateway-id, or hostname:listen-port */
