@@ -210,6 +210,7 @@ class ScaleOutTest(unittest.TestCase):
         self.assertEqual(self.registrars["r2"].wait_exit(15), 0,
                          self.registrars["r2"].tail())
         timing("registrar_sigterm_to_exit", time.time() - t_term)
+        self.registrars["r2"].check_sanitizers()
         log = self.registrars["r2"].log_text()
         self.assertIn("drained", log)
         self.assertIn("removed from pool", log)
