@@ -36,14 +36,10 @@ while (($#)); do
 done
 
 BUILD=${BUILD_DIR:-$ROOT/build}
-WORK=$(mktemp -d /tmp/infergw-bench-auth.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME="bench/run.sh auth"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+bench_setup infergw-bench-auth
 
 for bin in python3 taskset ss; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh auth: $bin is missing" >&2; exit 1; }
@@ -56,15 +52,7 @@ if [[ ! -x $BUILD/bin/infergw || ! -x $BUILD/bin/infergw-bench-upstream || ! -x 
 fi
 
 UP=21370 GWN=21371 GWA=21372 GWC=21373
-for p in $UP $GWN $GWA $GWC; do
-  if ss -ltnH "sport = :$p" | grep -q .; then
-    echo "bench/run.sh auth: port $p is in use: $(ss -ltnpH "sport = :$p")" >&2; exit 1
-  fi
-done
-wait_port() {
-  for _ in $(seq 100); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-  echo "bench/run.sh auth: nothing listens on port $1" >&2; return 1
-}
+bench_ports_free $UP $GWN $GWA $GWC
 
 # Keys, tenant records and tokens for the run.
 python3 - "$WORK" <<'PY'

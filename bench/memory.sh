@@ -28,17 +28,11 @@ for b in infergw infergw-replica infergw-bench; do
   [[ -x $BUILD/bin/$b ]] || { echo "bench/memory.sh: $BUILD/bin/$b missing (build first; BUILD_DIR=...)" >&2; exit 1; }
 done
 GW=21400 R1=21401 R2=21402
-for p in $GW $R1 $R2; do
-  if ss -ltnH "sport = :$p" | grep -q .; then echo "bench/memory.sh: port $p is taken" >&2; exit 1; fi
-done
-WORK=$(mktemp -d /tmp/infergw-memory.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME="bench/run.sh memory"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+bench_ports_free $GW $R1 $R2
+bench_setup infergw-memory
 
 for port in $R1 $R2; do
   "$BUILD/bin/infergw-replica" --listen 127.0.0.1:$port --id "r$port" --latency-ms 3000 \
@@ -50,10 +44,9 @@ done
   >"$WORK/gw.log" 2>&1 &
 G=$!
 PIDS+=($G)
-for _ in $(seq 50); do
-  ss -ltnH "sport = :$GW" | grep -q . && ss -ltnH "sport = :$R2" | grep -q . && break
-  sleep 0.1
-done
+wait_port $R1
+wait_port $R2
+wait_port $GW
 rss() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$G/status"; }
 echo "gateway RSS before load: $(rss VmRSS) kB"
 "$BUILD/bin/infergw-bench" --concurrency "$INFLIGHT" --connections 20 --duration "$SECONDS_RUN" \

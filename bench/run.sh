@@ -5,11 +5,12 @@
 #   bench/run.sh auth [--requests N] [--rounds R]   (see bench/auth.sh)
 #   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
 #   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
+#   bench/run.sh tail|failover [flags]               (bench/tail.py: hedging off/fixed/auto; kill -9, SIGSTOP)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
 #   direct   infergw-bench-upstream itself (the ceiling),
-#   infergw  1 worker, pinned,
+#   infergw  1 worker, pinned (and infergw-accesslog: the same with --access-log),
 #   haproxy  1 thread, proto h2, balance hash hdr(x-route-key), http-reuse always,
 #   nginx    grpc_pass with keepalive (1 worker),
 # all in front of the same upstream. Pinning as in DESIGN.md: h2load and the
@@ -29,7 +30,7 @@
 # h2load clients each doing one full handshake and one call, for the
 # connections per second and the proxy's CPU per new TLS connection.
 #
-# Ports: 21300 (upstream), 21310 infergw, 21320 haproxy, 21330 nginx; tls:
+# Ports: 21300 (upstream), 21310 infergw, 21311 infergw-accesslog, 21320 haproxy, 21330 nginx; tls:
 # 21340 (upstream), 21341 infergw TLS, 21342 infergw h2c, 21343 haproxy TLS.
 # The script refuses to start if one is taken, and stops everything it started.
 set -euo pipefail
@@ -40,6 +41,7 @@ case ${1:-} in
   auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
   memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
   ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
+  tail|failover) exec /usr/bin/python3 "$ROOT/bench/tail.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
 esac
 SCENARIO=overhead
 REQUESTS=300000
@@ -51,21 +53,17 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 BUILD=${BUILD_DIR:-$ROOT/build}
-WORK=$(mktemp -d /tmp/infergw-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME=bench/run.sh
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+bench_setup infergw-bench
 
 for bin in h2load nghttp haproxy nginx openssl python3 taskset; do
   command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin is missing (apt-get install nghttp2-client haproxy nginx-light util-linux)" >&2; exit 1; }
@@ -79,19 +77,11 @@ if [[ $SCENARIO == tls ]]; then
   UP=21340 GWT=21341 GW=21342 HAPT=21343
   PORTS=($UP $GWT $GW $HAPT)
 else
-  UP=21300 GW=21310 HAP=21320 NGX=21330
-  PORTS=($UP $GW $HAP $NGX)
+  UP=21300 GW=21310 GWL=21311 HAP=21320 NGX=21330
+  PORTS=($UP $GW $GWL $HAP $NGX)
 fi
-for p in "${PORTS[@]}"; do
-  if ss -ltnH "sport = :$p" | grep -q .; then
-    echo "bench/run.sh: port $p is in use: $(ss -ltnpH "sport = :$p")" >&2; exit 1
-  fi
-done
+bench_ports_free "${PORTS[@]}"
 
-wait_port() {
-  for _ in $(seq 100); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-  echo "bench/run.sh: nothing listens on port $1" >&2; return 1
-}
 
 # The request: one KServe ModelInferRequest for model "demo" with ~PAYLOAD
 # bytes of FP32 input, gRPC-framed.
@@ -144,6 +134,10 @@ start_proxies_overhead() {
 taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GW --workers 1 --upstream-conns 1 --auth=none \
   --pool demo=127.0.0.1:$UP 2>"$WORK/gw.log" &
 PIDS+=($!); GW_PID=$!
+# The same with the access log on: what --access-log costs.
+taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GWL --workers 1 --upstream-conns 1 --auth=none \
+  --admin off --access-log "$WORK/access.log" --pool demo=127.0.0.1:$UP 2>"$WORK/gwl.log" &
+PIDS+=($!); GWL_PID=$!
 
 start_haproxy "127.0.0.1:$HAP proto h2"
 
@@ -174,7 +168,7 @@ http {
 CFG
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" 2>"$WORK/nginx.log" &
 PIDS+=($!); NGX_PID=$!
-wait_port $GW; wait_port $HAP; wait_port $NGX
+wait_port $GW; wait_port $GWL; wait_port $HAP; wait_port $NGX
 }
 
 start_proxies_tls() {
@@ -206,6 +200,7 @@ if [[ $SCENARIO == tls ]]; then
            "infergw-tls|https://127.0.0.1:$GWT|$GWT_PID" "haproxy-tls|https://127.0.0.1:$HAPT|$HAPT_PID")
 else
   TARGETS=("direct|http://127.0.0.1:$UP|" "infergw|http://127.0.0.1:$GW|$GW_PID"
+           "infergw-accesslog|http://127.0.0.1:$GWL|$GWL_PID"
            "haproxy|http://127.0.0.1:$HAP|$HAP_PID" "nginx|http://127.0.0.1:$NGX|$NGX_PID")
 fi
 for t in "${TARGETS[@]}"; do

@@ -86,14 +86,11 @@ FUZZ_TARGETS=${FUZZ_TARGETS:-"token authdb_file"}
 if ((FUZZ_SECONDS > 0)); then
   FUZZ_DIR=$ROOT/build-fuzz
   log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
-  mkdir -p "$FUZZ_DIR"
-  if ! CC=clang cmake -S "$ROOT" -B "$FUZZ_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      >"$FUZZ_DIR/configure.log" 2>&1; then
-    cat "$FUZZ_DIR/configure.log"
+  fuzz_bins=()
+  for t in $FUZZ_TARGETS; do fuzz_bins+=("fuzz_$t"); done
+  CC=clang infergw_build_targets "$FUZZ_DIR" "${fuzz_bins[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
     exit 1
-  fi
   for t in $FUZZ_TARGETS; do
-    cmake --build "$FUZZ_DIR" -j "$JOBS" --target "fuzz_$t"
     work=$(mktemp -d "$FUZZ_DIR/corpus-$t.XXXXXX")
     cp "$ROOT/tests/fuzz/corpus/fuzz_$t/"* "$work/"
     rc=0

@@ -27,14 +27,26 @@ INFERGW_RELEASE_ARGS=(-DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON)
 INFERGW_ROOT=${INFERGW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 
 infergw_build() { # <build dir> <cmake configure args...>
-  local dir=$1
-  shift
+  infergw_build_targets "$1" "" "${@:2}"
+}
+
+# The same recipe limited to some targets (space-separated; "" = all), for
+# builds that need only a few programs (the fuzzers in tests/run.sh).
+infergw_build_targets() { # <build dir> <targets> <cmake configure args...>
+  local dir=$1 targets=$2 t
+  shift 2
   mkdir -p "$dir"
   if ! cmake -S "$INFERGW_ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
     cat "$dir/configure.log"
     return 1
   fi
-  cmake --build "$dir" -j "${JOBS:-$(nproc)}"
+  if [[ -z $targets ]]; then
+    cmake --build "$dir" -j "${JOBS:-$(nproc)}"
+    return
+  fi
+  for t in $targets; do
+    cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target "$t" || return
+  done
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

@@ -101,6 +101,47 @@ static void put_str(struct out *o, const char *s)
     put(o, "\"", 1);
 }
 
+/* A decimal number, without printf (this runs once per call). */
+static void put_u64(struct out *o, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(o, d + sizeof(d) - n, n);
+}
+
+/* ".ddd": the last three decimal digits of <v>. */
+static void put_frac3(struct out *o, uint64_t v)
+{
+    char f[4] = {'.', (char)('0' + v / 100 % 10), (char)('0' + v / 10 % 10), (char)('0' + v % 10)};
+    put(o, f, 4);
+}
+
+/* <v> thousandths as "<v/1000>.ddd". */
+static void put_milli(struct out *o, uint64_t v)
+{
+    put_u64(o, v / 1000);
+    put_frac3(o, v);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" of <sec>, remembered per thread for the second it
+ * was made in: gmtime and strftime once a second, not once a call. */
+static const char *second_text(time_t sec)
+{
+    static _Thread_local time_t cached = -1;
+    static _Thread_local char text[32];
+    if (sec != cached) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached = sec;
+    }
+    return text;
+}
+
 static void put_key(struct out *o, const char *key)
 {
     if (o->len > 1)
@@ -113,14 +154,12 @@ static void put_key(struct out *o, const char *key)
 size_t gw_accesslog_format(char *buf, size_t cap, const struct gw_access_entry *e)
 {
     struct out o = {buf, cap, 0, 0};
-    time_t sec = (time_t)(e->time_ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char when[32];
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     put(&o, "{", 1);
     put_key(&o, "time");
-    putf(&o, "\"%s.%03dZ\"", when, (int)(e->time_ms % 1000));
+    put(&o, "\"", 1);
+    put_lit(&o, second_text((time_t)(e->time_ms / 1000)));
+    put_frac3(&o, (uint64_t)(e->time_ms % 1000));
+    put_lit(&o, "Z\"");
     put_key(&o, "request_id");
     put_str(&o, e->request_id);
     put_key(&o, "peer");
@@ -134,15 +173,15 @@ size_t gw_accesslog_format(char *buf, size_t cap, const struct gw_access_entry *
     put_key(&o, "status");
     put_str(&o, gw_grpc_status_name(e->code));
     put_key(&o, "code");
-    putf(&o, "%d", e->code);
+    put_u64(&o, (uint64_t)(e->code < 0 ? 0 : e->code));
     put_key(&o, "duration_ms");
-    putf(&o, "%.3f", e->duration_ms);
+    put_milli(&o, e->duration_us);
     put_key(&o, "request_bytes");
-    putf(&o, "%" PRIu64, e->req_bytes);
+    put_u64(&o, e->req_bytes);
     put_key(&o, "response_bytes");
-    putf(&o, "%" PRIu64, e->resp_bytes);
+    put_u64(&o, e->resp_bytes);
     put_key(&o, "attempts");
-    putf(&o, "%zu", e->nattempts);
+    put_u64(&o, e->nattempts);
     put_key(&o, "upstream");
     put(&o, "[", 1);
     for (size_t i = 0; i < e->nattempts; i++) {

@@ -35,7 +35,7 @@ struct gw_access_entry {
     const char *pool;   /* "" = none */
     const char *method; /* :path, or "" */
     int code;           /* gRPC status answered */
-    double duration_ms;
+    uint64_t duration_us;
     uint64_t req_bytes, resp_bytes;
     const struct gw_access_attempt *attempts;
     size_t nattempts;

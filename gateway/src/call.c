@@ -153,10 +153,28 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
     char rid[72];
     size_t rlen = 0;
     const char *given = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &rlen);
-    if (given && rlen > 0 && rlen <= 64)
-        snprintf(rid, sizeof(rid), "%.*s", (int)rlen, given);
-    else
-        snprintf(rid, sizeof(rid), "%d-%" PRIx64, c->w->index, c->id);
+    if (given && rlen > 0 && rlen <= 64) {
+        memcpy(rid, given, rlen);
+        rid[rlen] = '\0';
+    } else {
+        /* "<worker>-<call id in hex>", written without printf (per call). */
+        static const char hex[] = "0123456789abcdef";
+        char tmp[24];
+        size_t nd = 0, k = 0;
+        for (uint64_t v = c->id; nd == 0 || v; v >>= 4)
+            tmp[nd++] = hex[v & 15];
+        for (int wi = c->w->index; k == 0 || wi; wi /= 10)
+            rid[k++] = (char)('0' + wi % 10);
+        for (size_t i = 0; i < k / 2; i++) {
+            char t = rid[i];
+            rid[i] = rid[k - 1 - i];
+            rid[k - 1 - i] = t;
+        }
+        rid[k++] = '-';
+        while (nd)
+            rid[k++] = tmp[--nd];
+        rid[k] = '\0';
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct gw_access_entry e = {
@@ -167,7 +185,7 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
         .pool = c->pool_len ? c->pool_name : "",
         .method = c->path ? c->path : "",
         .code = code,
-        .duration_ms = (double)duration_ns / 1e6,
+        .duration_us = duration_ns / 1000,
         .req_bytes = c->req_total,
         .resp_bytes = c->resp_total,
         .attempts = atts,

@@ -32,7 +32,7 @@ static struct gw_access_entry entry(void)
         .pool = "resnet",
         .method = "/inference.GRPCInferenceService/ModelInfer",
         .code = 0,
-        .duration_ms = 1.5,
+        .duration_us = 1500,
         .req_bytes = 100,
         .resp_bytes = 42,
         .attempts = two,
@@ -69,6 +69,7 @@ static void test_line_is_json_with_every_field(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
     assert_int_equal(json_integer_value(json_object_get(j, "request_bytes")), 100);
     assert_int_equal(json_integer_value(json_object_get(j, "response_bytes")), 42);
+    assert_true(json_real_value(json_object_get(j, "duration_ms")) == 1.5);
     json_t *up = json_object_get(j, "upstream");
     assert_int_equal(json_array_size(up), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(up, 0), "outcome")),
