@@ -24,6 +24,9 @@
 #include <netdb.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +198,7 @@ static const char script_key_revoke[] =
 
 struct ctl {
     const struct ctl_args *a;
+    const struct gw_redis_url *url;
     redisContext *c;
 };
 
@@ -1360,6 +1364,386 @@ static int key_hash(const struct ctl_args *a)
     return CTL_EXIT_OK;
 }
 
+/* --- leases: replica register, gc --------------------------------------------------- */
+
+/* KEYS: pools, ring, version, leased, lease. ARGV: pool, "<host:port>#",
+ * the most replicas a ring takes, ttl ms, host:port, then score/member
+ * pairs of the replica's vnodes. Adds the replica when it has no member on
+ * the ring (as replica add), then sets the lease and lists the address in
+ * <prefix>leased. Returns {'nopool'}, {'full', replicas} or {'ok', vnodes
+ * it had (0 = added now), version or -1}. */
+static const char script_register[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'nopool'} end\n"
+    "local old, addrs, n = 0, {}, 0\n"
+    "for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do\n"
+    "  if string.sub(m, 1, #ARGV[2]) == ARGV[2] then old = old + 1 end\n"
+    "  local a = string.match(m, '^(.*)#')\n"
+    "  if a and not addrs[a] then addrs[a] = true; n = n + 1 end\n"
+    "end\n"
+    "local v = -1\n"
+    "if old == 0 then\n"
+    "  if n >= tonumber(ARGV[3]) then return {'full', n} end\n"
+    "  v = redis.call('INCR', KEYS[3])\n"
+    "  for i = 6, #ARGV, 1000 do\n"
+    "    redis.call('ZADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[5], '1', 'PX', ARGV[4])\n"
+    "redis.call('SADD', KEYS[4], ARGV[5])\n"
+    "return {'ok', old, v}\n";
+
+/* KEYS: ring, version, leased, lease, replica hash. ARGV: "<host:port>#",
+ * host:port. Takes the replica off the pool's ring and ends its lease; the
+ * drain state the registrar set is deleted with it. Returns {'ok', vnodes
+ * removed, version}. */
+static const char script_deregister[] =
+    "local old = {}\n"
+    "for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do\n"
+    "  if string.sub(m, 1, #ARGV[1]) == ARGV[1] then old[#old + 1] = m end\n"
+    "end\n"
+    "local v = redis.call('INCR', KEYS[2])\n"
+    "for i = 1, #old, 1000 do\n"
+    "  redis.call('ZREM', KEYS[1], unpack(old, i, math.min(i + 999, #old)))\n"
+    "end\n"
+    "redis.call('SREM', KEYS[3], ARGV[2])\n"
+    "redis.call('DEL', KEYS[4], KEYS[5])\n"
+    "return {'ok', #old, v}\n";
+
+/* KEYS: leased, lease_gone, pools, version. ARGV: prefix, grace seconds.
+ * For every leased address: lease present -> forget any gone-time; lease
+ * absent -> note the first time it was seen gone (Redis TIME), and once it
+ * has been gone for the grace period take its members off every pool's
+ * ring and forget the address. Returns {'ok', version or -1, {removed},
+ * {waiting}}. */
+static const char script_gc[] =
+    "local now = tonumber(redis.call('TIME')[1])\n"
+    "local grace = tonumber(ARGV[2])\n"
+    "local live, fresh, removed, waiting = {}, {}, {}, {}\n"
+    "for _, a in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. a) == 1 then\n"
+    "    live[#live + 1] = a\n"
+    "  else\n"
+    "    local t = tonumber(redis.call('HGET', KEYS[2], a) or '')\n"
+    "    if not t then t = now; fresh[#fresh + 1] = a end\n"
+    "    if now - t >= grace then removed[#removed + 1] = a\n"
+    "    else waiting[#waiting + 1] = a .. ' ' .. (grace - (now - t)) end\n"
+    "  end\n"
+    "end\n"
+    "local v = -1\n"
+    "if #removed > 0 then v = redis.call('INCR', KEYS[4]) end\n"
+    "for _, a in ipairs(live) do redis.call('HDEL', KEYS[2], a) end\n"
+    "for _, a in ipairs(fresh) do redis.call('HSET', KEYS[2], a, now) end\n"
+    "local pools = redis.call('SMEMBERS', KEYS[3])\n"
+    "for _, a in ipairs(removed) do\n"
+    "  for _, p in ipairs(pools) do\n"
+    "    local ring, old = ARGV[1] .. 'pool:' .. p .. ':ring', {}\n"
+    "    for _, m in ipairs(redis.call('ZRANGE', ring, 0, -1)) do\n"
+    "      if string.sub(m, 1, #a + 1) == a .. '#' then old[#old + 1] = m end\n"
+    "    end\n"
+    "    for i = 1, #old, 1000 do\n"
+    "      redis.call('ZREM', ring, unpack(old, i, math.min(i + 999, #old)))\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('SREM', KEYS[1], a)\n"
+    "  redis.call('HDEL', KEYS[2], a)\n"
+    "end\n"
+    "return {'ok', v, removed, waiting}\n";
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+/* Sleeps <ms> or until SIGTERM/SIGINT (blocked outside this call). */
+static void sleep_or_signal(int ms, const sigset_t *orig)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    if (!stop_signal)
+        ppoll(NULL, 0, &ts, orig);
+}
+
+/* Connects x->c if needed. Returns 0, or -1 (logged once per outage). */
+static int reconnect(struct ctl *x, int *logged)
+{
+    char err[300], addr[300] = "";
+
+    if (x->c && !x->c->err)
+        return 0;
+    if (x->c)
+        redisFree(x->c);
+    x->c = gw_redis_connect(x->url, x->a->timeout_ms, addr, sizeof(addr), err, sizeof(err));
+    if (!x->c) {
+        if (!*logged)
+            say(0, "register: Redis unreachable (%s); retrying", err);
+        *logged = 1;
+        return -1;
+    }
+    if (*logged)
+        say(0, "register: Redis reached again at %s", addr);
+    *logged = 0;
+    return 0;
+}
+
+/* One run of script_register. Returns 1 done, 0 to retry (Redis error,
+ * logged), or a CTL_EXIT_* code > 1 for a refusal on the first run. */
+static int register_once(struct ctl *x, int first)
+{
+    const struct ctl_args *a = x->a;
+    char pools[KEYLEN], ring[KEYLEN], ver[KEYLEN], leased[KEYLEN], lease[KEYLEN], prefix[320],
+        member[320], num[32];
+    struct evalargs e;
+    redisReply *r;
+    int rc = 1;
+
+    KEY(pools, "pools");
+    KEY(ring, "pool:%s:ring", a->pool);
+    KEY(ver, "version");
+    KEY(leased, "leased");
+    KEY(lease, "lease:%s", a->replica);
+    snprintf(prefix, sizeof(prefix), "%s#", a->replica);
+    ea_eval(&e, script_register, 5);
+    ea_str(&e, pools);
+    ea_str(&e, ring);
+    ea_str(&e, ver);
+    ea_str(&e, leased);
+    ea_str(&e, lease);
+    ea_str(&e, a->pool);
+    ea_str(&e, prefix);
+    snprintf(num, sizeof(num), "%d", GW_RING_MAX_REPLICAS);
+    ea_str(&e, num);
+    snprintf(num, sizeof(num), "%u", a->ttl_ms);
+    ea_str(&e, num);
+    ea_str(&e, a->replica);
+    for (uint32_t i = 0; i < a->weight; i++) {
+        char score[16];
+        int n = ctl_view_member(member, sizeof(member), a->replica, i);
+
+        snprintf(score, sizeof(score), "%u", gw_hash32(member, (size_t)n));
+        ea_str(&e, score);
+        ea_push(&e, member, (size_t)n);
+    }
+    if (!(r = ea_run(x, &e)))
+        return 0;
+    if (status_is(r, "nopool")) {
+        if (first)
+            rc = no_pool(a->pool);
+        else
+            say(0, "register: pool %s is gone; lease kept, retrying", a->pool);
+    } else if (status_is(r, "full")) {
+        rc = first ? say(CTL_EXIT_USAGE, "pool %s already has %lld replicas, the most a ring takes",
+                         a->pool, int_at(r, 1))
+                   : 1;
+    } else if (int_at(r, 2) >= 0) {
+        publish(x, int_at(r, 2));
+        say(0, "register: replica %s added to pool %s with %u vnodes (version %lld); lease %u ms",
+            a->replica, a->pool, a->weight, int_at(r, 2), a->ttl_ms);
+    } else if (first) {
+        say(0, "register: replica %s already in pool %s with %lld vnodes; lease %u ms", a->replica,
+            a->pool, int_at(r, 1), a->ttl_ms);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Drain, wait, remove. Returns 0 when done, -1 on a Redis error. */
+static int deregister(struct ctl *x, const sigset_t *orig)
+{
+    const struct ctl_args *a = x->a;
+    char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN], ring[KEYLEN], leased[KEYLEN], lease[KEYLEN],
+        member0[320], prefix[320];
+    struct evalargs e;
+    redisReply *r;
+
+    KEY(pools, "pools");
+    KEY(hash, "replica:%s", a->replica);
+    KEY(ver, "version");
+    KEY(ring, "pool:%s:ring", a->pool);
+    KEY(leased, "leased");
+    KEY(lease, "lease:%s", a->replica);
+    ctl_view_member(member0, sizeof(member0), a->replica, 0);
+    ea_eval(&e, script_state, 3);
+    ea_str(&e, pools);
+    ea_str(&e, hash);
+    ea_str(&e, ver);
+    ea_str(&e, a->prefix);
+    ea_str(&e, member0);
+    ea_str(&e, "drain");
+    if (!(r = ea_run(x, &e)))
+        return -1;
+    if (status_is(r, "ok")) {
+        publish(x, int_at(r, 1));
+        say(0, "register: replica %s drained (version %lld); removing in %u ms", a->replica,
+            int_at(r, 1), a->drain_ms);
+    }
+    freeReplyObject(r);
+    /* In-flight calls finish meanwhile; a second signal cuts the wait. */
+    stop_signal = 0;
+    sleep_or_signal((int)a->drain_ms, orig);
+    snprintf(prefix, sizeof(prefix), "%s#", a->replica);
+    ea_eval(&e, script_deregister, 5);
+    ea_str(&e, ring);
+    ea_str(&e, ver);
+    ea_str(&e, leased);
+    ea_str(&e, lease);
+    ea_str(&e, hash);
+    ea_str(&e, prefix);
+    ea_str(&e, a->replica);
+    if (!(r = ea_run(x, &e)))
+        return -1;
+    publish(x, int_at(r, 2));
+    say(0, "register: replica %s removed from pool %s (%lld vnodes), lease deleted (version %lld)",
+        a->replica, a->pool, int_at(r, 1), int_at(r, 2));
+    freeReplyObject(r);
+    return 0;
+}
+
+static int replica_register(struct ctl *x)
+{
+    const struct ctl_args *a = x->a;
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigset_t block, orig;
+    int logged = x->c ? 0 : 1, first = 1, backoff = 100;
+    int period = (int)(a->ttl_ms / 3);
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    warn_unresolvable(a->replica, a->pool);
+    while (!stop_signal) {
+        int rc = reconnect(x, &logged) == 0 ? register_once(x, first) : 0;
+        if (rc > 1)
+            return rc;
+        if (rc == 1) {
+            if (first)
+                say(0, "register: keeping the lease of %s alive every %d ms until SIGTERM",
+                    a->replica, period);
+            first = 0;
+            backoff = 100;
+            sleep_or_signal(period, &orig);
+        } else {
+            /* Retry well within the lease: a short outage costs no expiry. */
+            if (x->c && !x->c->err) {
+                redisFree(x->c);
+                x->c = NULL;
+            }
+            sleep_or_signal(backoff < period ? backoff : period, &orig);
+            backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+        }
+    }
+    say(0, "register: %s received; draining %s", stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+        a->replica);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        stop_signal = 0;
+        if (reconnect(x, &logged) == 0 && deregister(x, &orig) == 0)
+            return CTL_EXIT_OK;
+        if (x->c) {
+            redisFree(x->c);
+            x->c = NULL;
+        }
+        sleep_or_signal(500, &orig);
+    }
+    return say(CTL_EXIT_REDIS,
+               "register: could not remove %s (Redis unreachable); its lease expires within %u "
+               "ms and infergw-ctl gc removes it",
+               a->replica, a->ttl_ms);
+}
+
+static int gc(struct ctl *x)
+{
+    char leased[KEYLEN], gone[KEYLEN], pools[KEYLEN], ver[KEYLEN], grace[16];
+    struct evalargs e;
+    redisReply *r;
+    int rc;
+
+    KEY(leased, "leased");
+    KEY(gone, "lease_gone");
+    KEY(pools, "pools");
+    KEY(ver, "version");
+    snprintf(grace, sizeof(grace), "%u", x->a->grace_s);
+    ea_eval(&e, script_gc, 4);
+    ea_str(&e, leased);
+    ea_str(&e, gone);
+    ea_str(&e, pools);
+    ea_str(&e, ver);
+    ea_str(&e, x->a->prefix);
+    ea_str(&e, grace);
+    if (!(r = ea_run(x, &e)))
+        return CTL_EXIT_REDIS;
+    const redisReply *rem = r->elements > 2 ? r->element[2] : NULL;
+    const redisReply *wait = r->elements > 3 ? r->element[3] : NULL;
+    size_t nrem = rem && rem->type == REDIS_REPLY_ARRAY ? rem->elements : 0;
+    size_t nwait = wait && wait->type == REDIS_REPLY_ARRAY ? wait->elements : 0;
+    json_t *jr = json_array(), *jw = json_array();
+    char list[4096] = "";
+    size_t len = 0;
+
+    for (size_t i = 0; i < nrem; i++) {
+        const char *s = rem->element[i]->str ? rem->element[i]->str : "";
+        json_array_append_new(jr, json_string(s));
+        if (len < sizeof(list))
+            len += (size_t)snprintf(list + len, sizeof(list) - len, " %s", s);
+    }
+    for (size_t i = 0; i < nwait; i++) {
+        const char *s = wait->element[i]->str ? wait->element[i]->str : "";
+        const char *sp = strchr(s, ' ');
+        json_array_append_new(jw, json_pack("{s:s%, s:i}", "replica", s,
+                                            (size_t)(sp ? sp - s : (ptrdiff_t)strlen(s)),
+                                            "seconds_left", sp ? atoi(sp + 1) : 0));
+        say(0, "gc: lease of %.*s gone; removed in %s s unless it comes back",
+            (int)(sp ? sp - s : (ptrdiff_t)strlen(s)), s, sp ? sp + 1 : "?");
+    }
+    rc = report(x, int_at(r, 1) >= 0 ? int_at(r, 1) : -1,
+                json_pack("{s:o, s:o}", "removed", jr, "waiting", jw),
+                "gc: %zu replica%s removed%s%s, %zu waiting for the grace period", nrem,
+                nrem == 1 ? "" : "s", nrem ? ":" : "", list, nwait);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* --- status ----------------------------------------------------------------------------- */
+
+static int status(struct ctl *x)
+{
+    struct records gws;
+    int rc = scan_records(x, "gateway:*", &gws);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    struct ctl_status st;
+    if (ctl_status_init(&st) < 0) {
+        records_free(&gws);
+        return say(CTL_EXIT_REDIS, "out of memory");
+    }
+    for (size_t i = 0; i < gws.n; i++) {
+        const redisReply *h = gws.hashes[i];
+        if (!h)
+            continue;
+        const char *id = record_suffix(x, gws.names[i], "gateway");
+        for (size_t k = 0; k + 1 < h->elements; k += 2)
+            if (h->element[k]->str && h->element[k + 1]->str &&
+                ctl_status_add(&st, id, h->element[k]->str, h->element[k + 1]->str) < 0) {
+                ctl_status_free(&st);
+                records_free(&gws);
+                return say(CTL_EXIT_REDIS, "out of memory");
+            }
+        if (ctl_status_add(&st, id, NULL, NULL) < 0) {
+            ctl_status_free(&st);
+            records_free(&gws);
+            return say(CTL_EXIT_REDIS, "out of memory");
+        }
+    }
+    ctl_status_print(&st, stdout, x->a->json);
+    ctl_status_free(&st);
+    records_free(&gws);
+    return CTL_EXIT_OK;
+}
+
 static int dispatch(struct ctl *x)
 {
     switch (x->a->cmd) {
@@ -1403,6 +1787,12 @@ static int dispatch(struct ctl *x)
         return key_revoke(x);
     case CTL_KEY_LIST:
         return key_list(x);
+    case CTL_REPLICA_REGISTER:
+        return replica_register(x);
+    case CTL_GC:
+        return gc(x);
+    case CTL_STATUS:
+        return status(x);
     case CTL_KEY_HASH:
     case CTL_HELP:
         break;
@@ -1414,7 +1804,7 @@ int main(int argc, char **argv)
 {
     struct ctl_args a;
     struct gw_redis_url url;
-    struct ctl x = {.a = &a};
+    struct ctl x = {.a = &a, .url = &url};
     char err[1024];
     int rc;
 
@@ -1430,14 +1820,17 @@ int main(int argc, char **argv)
     if (gw_redis_url_parse(a.redis_url, &url, err, sizeof(err)) < 0)
         return say(CTL_EXIT_USAGE, "--redis: %s", err);
     x.c = gw_redis_connect(&url, a.timeout_ms, NULL, 0, err, sizeof(err));
-    if (!x.c) {
+    if (!x.c && a.cmd == CTL_REPLICA_REGISTER) {
+        say(0, "register: Redis unreachable (%s); retrying", err);
+    } else if (!x.c) {
         char where[600];
 
         gw_redis_url_format(&url, where, sizeof(where));
         return say(CTL_EXIT_REDIS, "cannot reach Redis at %s: %s", where, err);
     }
     rc = dispatch(&x);
-    redisFree(x.c);
+    if (x.c)
+        redisFree(x.c);
     if (fflush(stdout) != 0 && rc == CTL_EXIT_OK)
         rc = CTL_EXIT_REDIS;
     return rc;

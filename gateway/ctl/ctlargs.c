@@ -31,6 +31,9 @@
 #define F_EXPIRES_AT 64u
 #define F_TENANT     128u
 #define F_FORCE      256u
+#define F_TTL        512u
+#define F_DRAIN_MS   1024u
+#define F_GRACE      2048u
 
 /* Flags with a value: global ones (bit 0), then command flags. */
 static const struct {
@@ -48,6 +51,9 @@ static const struct {
     {"--expires-in", F_EXPIRES_IN},
     {"--expires-at", F_EXPIRES_AT},
     {"--tenant", F_TENANT},
+    {"--ttl", F_TTL},
+    {"--drain-ms", F_DRAIN_MS},
+    {"--grace", F_GRACE},
 };
 #define NVALUED (sizeof(valued_flags) / sizeof(valued_flags[0]))
 
@@ -75,6 +81,10 @@ static const struct cmd_spec cmds[] = {
     {"replica drain", "replica", "drain", CTL_REPLICA_DRAIN, "R", 0},
     {"replica undrain", "replica", "undrain", CTL_REPLICA_UNDRAIN, "R", 0},
     {"replica list", "replica", "list", CTL_REPLICA_LIST, "P", 0},
+    {"replica register", "replica", "register", CTL_REPLICA_REGISTER, "PR",
+     F_WEIGHT | F_TTL | F_DRAIN_MS},
+    {"gc", "gc", NULL, CTL_GC, "", F_GRACE},
+    {"status", "status", NULL, CTL_STATUS, "", 0},
     {"conf get", "conf", "get", CTL_CONF_GET, "f", F_POOL},
     {"conf set", "conf", "set", CTL_CONF_SET, "FV", F_POOL},
     {"conf unset", "conf", "unset", CTL_CONF_UNSET, "U", F_POOL},
@@ -209,6 +219,28 @@ static int check_timeout(const char *s, int *out, char *err, size_t errlen)
     return 0;
 }
 
+/* A whole decimal number <lo>..<hi> for flag <flag>. */
+static int check_uint(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out,
+                      char *err, size_t errlen)
+{
+    uint64_t v = 0;
+    size_t n = strlen(s);
+
+    for (size_t i = 0; i < n && v <= hi; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            n = 0;
+            break;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (n == 0 || v < lo || v > hi) {
+        say(err, errlen, "%s '%s' refused: expected a whole number from %u to %u", flag, s, lo, hi);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static int check_field(const char *f, char *err, size_t errlen)
 {
     size_t len = 0;
@@ -270,7 +302,7 @@ static const struct cmd_spec *find_cmd(const char *const *words, size_t nwords, 
     if (!first)
         say(err, errlen,
             "unknown command '%s': expected pool, replica, conf, ring, route, tenant, key, "
-            "version or help (see --help)",
+            "gc, status, version or help (see --help)",
             words[0]);
     else if (nwords > 1)
         say(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
@@ -440,6 +472,7 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     size_t nwords = 0, used = 0, nops;
     const char *weight_flag = NULL, *pool_flag = NULL, *tenant_flag = NULL;
     const char *expires_in = NULL, *expires_at = NULL;
+    const char *ttl = NULL, *drain_ms = NULL, *grace = NULL;
     unsigned given = 0;
     int help = 0, ended = 0;
     const struct cmd_spec *spec;
@@ -450,6 +483,8 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     a->prefix = GW_REDIS_DEFAULT_PREFIX;
     a->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
     a->weight = GW_RING_DEFAULT_VNODES;
+    a->drain_ms = CTL_DEFAULT_DRAIN_MS;
+    a->grace_s = CTL_DEFAULT_GC_GRACE;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v = NULL;
@@ -531,8 +566,17 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         case 9:
             expires_at = v;
             break;
-        default:
+        case 10:
             tenant_flag = v;
+            break;
+        case 11:
+            ttl = v;
+            break;
+        case 12:
+            drain_ms = v;
+            break;
+        default:
+            grace = v;
             break;
         }
     }
@@ -611,6 +655,20 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     }
     if (weight_flag && ctl_check_weight(weight_flag, &a->weight, err, errlen) < 0)
         return CTL_EXIT_USAGE;
+    if (spec->cmd == CTL_REPLICA_REGISTER && !ttl) {
+        say(err, errlen, "replica register needs --ttl S (lease time to live, seconds)");
+        return CTL_EXIT_USAGE;
+    }
+    uint32_t u;
+    if (ttl) {
+        if (check_uint("--ttl", ttl, 1, CTL_MAX_TTL_S, &u, err, errlen) < 0)
+            return CTL_EXIT_USAGE;
+        a->ttl_ms = u * 1000u;
+    }
+    if (drain_ms && check_uint("--drain-ms", drain_ms, 0, 600000, &a->drain_ms, err, errlen) < 0)
+        return CTL_EXIT_USAGE;
+    if (grace && check_uint("--grace", grace, 0, 30 * 86400, &a->grace_s, err, errlen) < 0)
+        return CTL_EXIT_USAGE;
     if (pool_flag) {
         a->pool = pool_flag;
         if (ctl_check_pool(pool_flag, err, errlen) < 0)
@@ -650,6 +708,19 @@ void ctl_args_usage(FILE *out)
         "                                    the replica must be on some pool's ring\n"
         "  replica undrain <host:port>       state active again\n"
         "  replica list <pool>               address, weight (vnodes) and state\n"
+        "  replica register <pool> <host:port> --ttl S [--weight N] [--drain-ms N]\n"
+        "                                    join and stay: add the replica (if absent) and\n"
+        "                                    keep its lease <prefix>lease:<host:port> alive\n"
+        "                                    (refreshed every S/3), in the foreground; on\n"
+        "                                    SIGTERM/SIGINT drain it, wait --drain-ms, take it\n"
+        "                                    off the ring, delete the lease, exit 0. Gateways\n"
+        "                                    pass over a replica whose lease expired\n"
+        "  gc [--grace S]                    take off every ring the leased replicas whose\n"
+        "                                    lease has been gone for S seconds or more [60];\n"
+        "                                    the first gc that sees a lease gone records the\n"
+        "                                    time in <prefix>lease_gone\n"
+        "  status                            each replica's health as each live gateway\n"
+        "                                    reports it (<prefix>gateway:<id>), and a summary\n"
         "\n"
         "Tunables (global: <prefix>conf; per pool: <prefix>pool:<pool>:conf):\n"
         "  conf get [--pool P] [field]       effective value and its source: default, global\n"
@@ -723,6 +794,9 @@ void ctl_args_usage(FILE *out)
         "  --expires-in D       key create: expire D from now (s, m, h, d, w) [never]\n"
         "  --expires-at UNIX    key create: expire at this unix time [never]\n"
         "  --tenant T           key list: only the keys of tenant T [all]\n"
+        "  --ttl S              replica register: lease time to live, 1..86400 s\n"
+        "  --drain-ms N         replica register: wait between drain and removal [2000]\n"
+        "  --grace S            gc: seconds a lease must have been gone [60]\n"
         "  --help, -h           this text\n"
         "\n"
         "Ring layout: member <host:port>#<i> for i = 0..N-1, score = first 4 bytes of\n"
@@ -740,6 +814,8 @@ void ctl_args_usage(FILE *out)
         "  infergw-ctl replica drain 127.0.0.1:7201\n"
         "  infergw-ctl conf set --pool demo hedge_delay_ms 50\n"
         "  infergw-ctl route demo customer-42\n"
+        "  infergw-ctl replica register demo 10.0.0.8:7201 --ttl 10\n"
+        "  infergw-ctl gc --grace 300\n"
         "  infergw-ctl tenant add acme --models demo,resnet --rps 50 --burst 100\n"
         "  infergw-ctl key create acme --expires-in 90d\n"
         "  infergw-ctl key revoke 3f2a9c1b77e0\n"

@@ -49,7 +49,14 @@ enum ctl_cmd {
     CTL_KEY_REVOKE,
     CTL_KEY_LIST,
     CTL_KEY_HASH,
+    CTL_REPLICA_REGISTER,
+    CTL_GC,
+    CTL_STATUS,
 };
+
+#define CTL_DEFAULT_DRAIN_MS 2000
+#define CTL_DEFAULT_GC_GRACE 60 /* seconds */
+#define CTL_MAX_TTL_S        86400
 
 /* API keys infergw-ctl makes: "igw_" and 32 random bytes in base64url
  * without padding (43 characters). */
@@ -82,6 +89,10 @@ struct ctl_args {
     int64_t expires_at;   /* --expires-at, unix seconds; 0 = not given */
     const char *revoke;   /* key revoke operand: the key, or a hash prefix */
     int revoke_is_hash;   /* ... 8..64 lowercase hex digits: a hash (prefix) */
+    /* leases */
+    uint32_t ttl_ms;   /* replica register --ttl S (required), in ms */
+    uint32_t drain_ms; /* replica register --drain-ms [CTL_DEFAULT_DRAIN_MS] */
+    uint32_t grace_s;  /* gc --grace S [CTL_DEFAULT_GC_GRACE] */
 };
 
 /* Parses argv (argv[0] is the program). <env_redis> is $INFERGW_REDIS (may

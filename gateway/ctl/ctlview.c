@@ -506,3 +506,162 @@ void ctl_view_print_keys(FILE *out, int json, const struct ctl_key_row *rows, si
     if (json)
         ctl_view_print_json(out, arr);
 }
+
+/* --- status ------------------------------------------------------------------ */
+
+int ctl_status_init(struct ctl_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    return 0;
+}
+
+int ctl_status_add(struct ctl_status *st, const char *gw, const char *replica, const char *value)
+{
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 32;
+        struct ctl_status_cell *c = gw_realloc(st->cells, cap * sizeof(*c));
+        if (!c)
+            return -1;
+        st->cells = c;
+        st->cap = cap;
+    }
+    struct ctl_status_cell *c = &st->cells[st->n];
+    c->gw = gw_strdup(gw);
+    c->replica = replica ? gw_strdup(replica) : NULL;
+    c->value = value ? gw_strdup(value) : NULL;
+    if (!c->gw || (replica && !c->replica) || (value && !c->value)) {
+        gw_free(c->gw);
+        gw_free(c->replica);
+        gw_free(c->value);
+        return -1;
+    }
+    st->n++;
+    return 0;
+}
+
+void ctl_status_free(struct ctl_status *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        gw_free(st->cells[i].gw);
+        gw_free(st->cells[i].replica);
+        gw_free(st->cells[i].value);
+    }
+    gw_free(st->cells);
+    memset(st, 0, sizeof(*st));
+}
+
+int ctl_status_healthy(const char *value)
+{
+    return value && (!strcmp(value, "healthy") || !strcmp(value, "unknown"));
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted distinct names: gateways (<replicas> 0) or replicas (1, without
+ * '@' metadata fields). Caller frees the array (not the strings). */
+static const char **status_names(const struct ctl_status *st, int replicas, size_t *n)
+{
+    const char **v = gw_calloc(st->n + 1, sizeof(*v));
+    size_t k = 0;
+    if (!v) {
+        *n = 0;
+        return NULL;
+    }
+    for (size_t i = 0; i < st->n; i++) {
+        const char *s = replicas ? st->cells[i].replica : st->cells[i].gw;
+        if (s && !(replicas && s[0] == '@'))
+            v[k++] = s;
+    }
+    qsort(v, k, sizeof(*v), cmp_cstr);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!u || strcmp(v[u - 1], v[i]) != 0)
+            v[u++] = v[i];
+    *n = u;
+    return v;
+}
+
+static const char *status_value(const struct ctl_status *st, const char *gw, const char *rep)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->cells[i].replica && !strcmp(st->cells[i].gw, gw) &&
+            !strcmp(st->cells[i].replica, rep))
+            return st->cells[i].value;
+    return NULL;
+}
+
+void ctl_status_summary(const struct ctl_status *st, size_t *ngw, size_t *nrep, size_t *healthy)
+{
+    const char **gws = status_names(st, 0, ngw);
+    const char **reps = status_names(st, 1, nrep);
+    *healthy = 0;
+    for (size_t r = 0; reps && gws && r < *nrep; r++) {
+        int ok = 1;
+        for (size_t g = 0; g < *ngw && ok; g++)
+            ok = ctl_status_healthy(status_value(st, gws[g], reps[r]));
+        *healthy += ok;
+    }
+    gw_free(gws);
+    gw_free(reps);
+}
+
+void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
+{
+    size_t ngw, nrep, healthy;
+    const char **gws = status_names(st, 0, &ngw);
+    const char **reps = status_names(st, 1, &nrep);
+
+    ctl_status_summary(st, &ngw, &nrep, &healthy);
+    if (json) {
+        json_t *jg = json_array(), *jr = json_object(), *jv = json_object();
+        for (size_t g = 0; g < ngw; g++) {
+            const char *v = status_value(st, gws[g], "@version");
+            json_array_append_new(jg, json_string(gws[g]));
+            json_object_set_new(jv, gws[g],
+                                v ? json_integer((json_int_t)strtoll(v, NULL, 10)) : json_null());
+        }
+        for (size_t r = 0; r < nrep; r++) {
+            json_t *o = json_object();
+            for (size_t g = 0; g < ngw; g++) {
+                const char *v = status_value(st, gws[g], reps[r]);
+                json_object_set_new(o, gws[g], v ? json_string(v) : json_null());
+            }
+            json_object_set_new(jr, reps[r], o);
+        }
+        ctl_view_print_json(out, json_pack("{s:o, s:o, s:o, s:I, s:I}", "gateways", jg, "replicas",
+                                           jr, "versions", jv, "healthy", (json_int_t)healthy,
+                                           "total", (json_int_t)nrep));
+    } else {
+        int w0 = 7;
+        for (size_t r = 0; r < nrep; r++)
+            if ((int)strlen(reps[r]) > w0)
+                w0 = (int)strlen(reps[r]);
+        int *w = gw_calloc(ngw + 1, sizeof(*w));
+        fprintf(out, "%-*s", ngw ? w0 : 0, "REPLICA");
+        for (size_t g = 0; w && g < ngw; g++) {
+            w[g] = (int)strlen(gws[g]);
+            for (size_t r = 0; r < nrep; r++) {
+                const char *v = status_value(st, gws[g], reps[r]);
+                if (v && (int)strlen(v) > w[g])
+                    w[g] = (int)strlen(v);
+            }
+            fprintf(out, "  %-*s", g + 1 < ngw ? w[g] : 0, gws[g]);
+        }
+        fputc('\n', out);
+        for (size_t r = 0; w && r < nrep; r++) {
+            fprintf(out, "%-*s", ngw ? w0 : 0, reps[r]);
+            for (size_t g = 0; g < ngw; g++) {
+                const char *v = status_value(st, gws[g], reps[r]);
+                fprintf(out, "  %-*s", g + 1 < ngw ? w[g] : 0, v ? v : "-");
+            }
+            fputc('\n', out);
+        }
+        gw_free(w);
+        fprintf(out, "gateways reporting: %zu; replicas healthy: %zu/%zu\n", ngw, healthy, nrep);
+    }
+    gw_free(gws);
+    gw_free(reps);
+}

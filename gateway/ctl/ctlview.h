@@ -143,4 +143,31 @@ void ctl_view_print_tenants(FILE *out, int json, const struct ctl_tenant_row *ro
 void ctl_view_print_keys(FILE *out, int json, const struct ctl_key_row *rows, size_t n,
                          int64_t now);
 
+/* status: the gateways' reports (<prefix>gateway:<id>), collected as
+ * (gateway, replica, value) cells; pure, so the table and the summary are
+ * unit-tested. */
+struct ctl_status_cell {
+    char *gw, *replica, *value; /* replica NULL: the gateway alone */
+};
+struct ctl_status {
+    struct ctl_status_cell *cells;
+    size_t n, cap;
+};
+int ctl_status_init(struct ctl_status *st);
+/* Adds a cell (copies). A field starting with '@' is the gateway's
+ * metadata (@version: its snapshot's version). Returns 0 or -1 (OOM). */
+int ctl_status_add(struct ctl_status *st, const char *gw, const char *replica, const char *value);
+void ctl_status_free(struct ctl_status *st);
+/* A reported value that means "takes calls and checks say so or are off":
+ * exactly "healthy" or "unknown", with no ejected/down/drain/lease_gone. */
+int ctl_status_healthy(const char *value);
+/* Counts gateways, replicas, and replicas every gateway reports healthy
+ * (a gateway that does not list a replica does not see it healthy). */
+void ctl_status_summary(const struct ctl_status *st, size_t *ngw, size_t *nrep, size_t *healthy);
+/* Table replica x gateway (sorted), "-" where a gateway does not list the
+ * replica, then "gateways reporting: G; replicas healthy: H/T". JSON:
+ * {"gateways": [...], "replicas": {addr: {gw: value}}, "versions": {gw: N},
+ * "healthy": H, "total": T}. */
+void ctl_status_print(const struct ctl_status *st, FILE *out, int json);
+
 #endif

@@ -35,6 +35,7 @@ enum {
     OPT_REDIS_PREFIX,
     OPT_REDIS_TIMEOUT,
     OPT_REDIS_POLL,
+    OPT_GATEWAY_ID,
     OPT_ADMIN,
     OPT_TENANTS,
     OPT_API_KEYS,
@@ -87,6 +88,7 @@ static const struct option long_opts[] = {
     {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
     {"redis-timeout-ms", required_argument, NULL, OPT_REDIS_TIMEOUT},
     {"redis-poll-ms", required_argument, NULL, OPT_REDIS_POLL},
+    {"gateway-id", required_argument, NULL, OPT_GATEWAY_ID},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"tenants", required_argument, NULL, OPT_TENANTS},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
@@ -146,6 +148,9 @@ void gw_config_usage(FILE *out)
         "  --redis-timeout-ms N          connect and command timeout towards Redis [1000]\n"
         "  --redis-poll-ms N             how often infergw:version is polled, in case a\n"
         "                                change message was lost [1000]\n"
+        "  --gateway-id ID               name of this gateway's health report in Redis\n"
+        "                                (<prefix>gateway:<ID>, read by infergw-ctl status)\n"
+        "                                [hostname:listen-port]\n"
         "  --access-log PATH|-|off       one JSON line per call (request id, tenant, pool,\n"
         "                                method, replicas tried, status, duration) appended\n"
         "                                to PATH, or - for stdout [off]\n"
@@ -758,6 +763,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 set_err(err, errlen, "--redis-timeout-ms '%s': expected 10..60000", optarg);
                 return -1;
             }
+            break;
+        case OPT_GATEWAY_ID:
+            if (!optarg[0] || strlen(optarg) >= sizeof(cfg->gateway_id) ||
+                strpbrk(optarg, " \t\r\n")) {
+                set_err(err, errlen, "--gateway-id '%s': expected 1..255 characters, no spaces",
+                        optarg);
+                return -1;
+            }
+            snprintf(cfg->gateway_id, sizeof(cfg->gateway_id), "%s", optarg);
             break;
         case OPT_REDIS_POLL:
             if (parse_u32(optarg, 50, 60000, &cfg->redis_poll_ms) < 0) {

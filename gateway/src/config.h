@@ -53,6 +53,7 @@ struct gw_config {
     char redis_prefix[128];
     uint32_t redis_timeout_ms;
     uint32_t redis_poll_ms;
+    char gateway_id[256]; /* --gateway-id: names this gateway's <prefix>gateway:<id> report */
     /* replica health (health.h, upstream.h) */
     uint32_t keepalive_ms;         /* PING interval on silent busy connections; 0 = off */
     uint32_t keepalive_timeout_ms; /* PING ACK deadline */

@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "authdb.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "ring.h"
+#include "timer.h"
 #include "worker.h"
 
 #define BACKOFF_MIN_MS 100
@@ -42,6 +44,8 @@ struct load {
     struct gw_tunables global;
     char **drained;
     size_t ndrained;
+    char *gone;               /* leased replicas whose lease is gone ("\n"-framed) */
+    size_t nexpired;          /* replicas of the snapshot passed over for that */
     struct gw_authdb *authdb; /* tenants and API keys */
     int oom;                  /* an allocation failed while loading records */
     unsigned errors;
@@ -70,6 +74,7 @@ static void load_free(struct load *ld)
         gw_free(ld->drained[i]);
     gw_free(ld->drained);
     gw_authdb_free(ld->authdb);
+    gw_free(ld->gone);
     memset(ld, 0, sizeof(*ld));
 }
 
@@ -416,6 +421,80 @@ static int load_authdb(struct gw_ctrl *ctl, redisContext *c, struct load *ld,
     return ld->oom ? -1 : 0;
 }
 
+/* ---- leases ---- */
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The replicas listed in <prefix>leased whose <prefix>lease:<addr> key is
+ * gone, sorted and framed by newlines ("\n" when none, "\na\nb\n"), as
+ * a new string. NULL on a Redis error or when out of memory. */
+static char *read_lease_gone(struct gw_ctrl *ctl, redisContext *c)
+{
+    const char *prefix = ctl->cfg->redis_prefix;
+    char key[512];
+    gw_redis_key(key, sizeof(key), prefix, "leased");
+    redisReply *r = cmd(c, "SMEMBERS %s", key);
+    if (!r)
+        return NULL;
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0, k = 0, total = 2;
+    const char **names = gw_calloc(n + 1, sizeof(*names));
+    int *gone = gw_calloc(n + 1, sizeof(*gone));
+    char *out = NULL;
+    if (!names || !gone)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->str && r->element[i]->len > 0 && r->element[i]->len < 300 &&
+            !strchr(r->element[i]->str, '\n'))
+            names[k++] = r->element[i]->str;
+    qsort(names, k, sizeof(*names), cmp_strp);
+    for (size_t i = 0; i < k; i++) {
+        gw_redis_key(key, sizeof(key), prefix, "lease:%s", names[i]);
+        redisAppendCommand(c, "EXISTS %s", key);
+    }
+    for (size_t i = 0; i < k; i++) {
+        void *v = NULL;
+        if (redisGetReply(c, &v) != REDIS_OK || !v)
+            goto done; /* the connection is unusable now */
+        redisReply *e = v;
+        if (e->type == REDIS_REPLY_INTEGER && e->integer == 0) {
+            gone[i] = 1;
+            total += strlen(names[i]) + 1;
+        }
+        freeReplyObject(e);
+    }
+    out = gw_malloc(total);
+    if (!out)
+        goto done;
+    size_t len = 0;
+    out[len++] = '\n';
+    for (size_t i = 0; i < k; i++)
+        if (gone[i]) {
+            size_t l = strlen(names[i]);
+            memcpy(out + len, names[i], l);
+            len += l;
+            out[len++] = '\n';
+        }
+    out[len] = '\0';
+done:
+    gw_free(names);
+    gw_free(gone);
+    freeReplyObject(r);
+    return out;
+}
+
+/* Is <addr> in a "\n"-framed list? */
+static int in_list(const char *list, const char *addr)
+{
+    size_t n = strlen(addr);
+    for (const char *p = list ? strstr(list, addr) : NULL; p; p = strstr(p + 1, addr))
+        if (p > list && p[-1] == '\n' && p[n] == '\n')
+            return 1;
+    return 0;
+}
+
 /* Reads everything into <ld>. Returns 0, or -1 on a Redis error. */
 static int load_all(struct gw_ctrl *ctl, redisContext *c, struct load *ld)
 {
@@ -488,6 +567,10 @@ static int load_all(struct gw_ctrl *ctl, redisContext *c, struct load *ld)
     if (rc < 0)
         return -1;
 
+    /* Leases first: a replica whose lease is gone is passed over. */
+    if (!(ld->gone = read_lease_gone(ctl, c)))
+        return -1;
+
     /* Replica states, once per distinct address. */
     for (size_t i = 0; i < ld->npools; i++) {
         for (size_t j = 0; j < ld->pools[i].n; j++) {
@@ -515,6 +598,10 @@ static int load_all(struct gw_ctrl *ctl, redisContext *c, struct load *ld)
                 }
             }
             freeReplyObject(st);
+            if (!drain && in_list(ld->gone, addr)) {
+                drain = 1;
+                ld->nexpired++;
+            }
             if (drain) {
                 char **nd = gw_realloc(ld->drained, (ld->ndrained + 1) * sizeof(char *));
                 if (!nd)
@@ -551,6 +638,9 @@ static int reload(struct gw_ctrl *ctl, redisContext *c, uint64_t version)
         load_free(&ld);
         return -1;
     }
+    gw_free(ctl->lease_gone);
+    ctl->lease_gone = ld.gone; /* the leases this load has seen */
+    ld.gone = NULL;
     /* A Redis that lost its data (restarted without persistence, flushed)
      * reads as no pools at version 0: keep serving what was loaded before
      * rather than dropping every pool, until a writer sets it up again. */
@@ -603,10 +693,10 @@ static int reload(struct gw_ctrl *ctl, redisContext *c, uint64_t version)
         rt->authdb = ld.authdb; /* the snapshot owns it now */
         ld.authdb = NULL;
         publish(ctl, rt);
-        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i}", "version",
+        gw_log(GW_LOG_INFO, "config_applied", "{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "version",
                (json_int_t)version, "pools", (int)npools, "replicas", (int)nrep, "drained",
-               (int)ld.ndrained, "tenants", (int)ntenants, "api_keys", (int)nkeys,
-               "rejected_values", (int)ld.errors);
+               (int)(ld.ndrained - ld.nexpired), "lease_expired", (int)ld.nexpired, "tenants",
+               (int)ntenants, "api_keys", (int)nkeys, "rejected_values", (int)ld.errors);
     }
     gw_free(specs);
     load_free(&ld);
@@ -638,6 +728,56 @@ static int still_master(redisContext *c)
     if (r)
         freeReplyObject(r);
     return ok;
+}
+
+/* Writes this gateway's view of every replica of its snapshot to the HASH
+ * <prefix>gateway:<id>, at most every GW_CTRL_REPORT_MS, replaced in one
+ * MULTI/EXEC and expiring after 3 periods. A field's value is words
+ * separated by spaces: the active health state (healthy, unhealthy,
+ * not_serving, unknown), then any of ejected, down, drain, lease_gone.
+ * Returns 0, or -1 on a Redis error. */
+static int report_health(struct gw_ctrl *ctl, redisContext *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (now_ms < ctl->report_due_ms || !ctl->current)
+        return 0;
+    ctl->report_due_ms = now_ms + GW_CTRL_REPORT_MS;
+    const struct gw_routes *rt = ctl->current;
+    char key[800];
+    gw_redis_key(key, sizeof(key), ctl->cfg->redis_prefix, "gateway:%s", ctl->gateway_id);
+    uint64_t now = gw_now_ns();
+    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "DEL %s", key);
+    for (size_t i = 0; i < rt->nreplicas; i++) {
+        const struct gw_replica *r = &rt->replicas[i];
+        struct gw_health *h = ctl->health ? gw_health_find(ctl->health, r->addr) : NULL;
+        int gone = in_list(ctl->lease_gone, r->addr);
+        char v[96];
+        snprintf(v, sizeof(v), "%s%s%s%s%s",
+                 gw_health_state_name(h ? atomic_load(&h->state) : GW_HEALTH_UNKNOWN),
+                 h && gw_health_ejected(h, now) ? " ejected" : "",
+                 h && atomic_load(&h->connect_failures) ? " down" : "",
+                 r->drain && !gone ? " drain" : "", gone ? " lease_gone" : "");
+        redisAppendCommand(c, "HSET %s %s %s", key, r->addr, v);
+    }
+    redisAppendCommand(c, "HSET %s %s %llu", key, "@version", (unsigned long long)rt->version);
+    redisAppendCommand(c, "PEXPIRE %s %d", key, 3 * GW_CTRL_REPORT_MS);
+    redisAppendCommand(c, "EXEC");
+    size_t replies = rt->nreplicas + 5;
+    int rc = 0;
+    for (size_t i = 0; i < replies; i++) {
+        void *v = NULL;
+        if (redisGetReply(c, &v) != REDIS_OK || !v)
+            return -1;
+        if (((redisReply *)v)->type == REDIS_REPLY_ERROR && rc == 0) {
+            gw_log(GW_LOG_WARN, "redis_error", "{s:s}", "error", ((redisReply *)v)->str);
+            rc = -1;
+        }
+        freeReplyObject(v);
+    }
+    return rc;
 }
 
 /* Sleeps up to <ms> unless asked to stop. Returns 1 when stopping. */
@@ -706,7 +846,20 @@ static void *ctrl_main(void *arg)
                 loaded = v;
                 need_load = 0;
             }
+        } else if (ok) {
+            /* No version change: a lease may still have expired (or come
+             * back), which no writer announces. */
+            char *gone = read_lease_gone(ctl, c);
+            if (!gone) {
+                ok = 0;
+            } else if (!ctl->lease_gone || strcmp(gone, ctl->lease_gone) != 0) {
+                gw_log(GW_LOG_INFO, "leases_changed", "{s:s}", "gone", gone);
+                ok = reload(ctl, c, v) == 0;
+            }
+            gw_free(gone);
         }
+        if (ok)
+            ok = report_health(ctl, c) == 0;
         if (ok) {
             /* Wait for a change message, the next poll, or stop. */
             struct pollfd p[2] = {{.fd = sub->fd, .events = POLLIN},
@@ -759,6 +912,18 @@ int gw_ctrl_init(struct gw_ctrl *ctl, const struct gw_config *cfg, struct gw_rou
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
+    if (cfg->gateway_id[0]) {
+        snprintf(ctl->gateway_id, sizeof(ctl->gateway_id), "%s", cfg->gateway_id);
+    } else {
+        char host[256] = "gateway", lhost[256];
+        uint16_t port = 0;
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            snprintf(host, sizeof(host), "gateway");
+        host[sizeof(host) - 1] = '\0';
+        if (gw_config_split_addr(cfg->listen, lhost, sizeof(lhost), &port) < 0)
+            port = 0;
+        snprintf(ctl->gateway_id, sizeof(ctl->gateway_id), "%s:%u", host, (unsigned)port);
+    }
     gw_routes_ref(flags);
     ctl->flags = flags;
     gw_routes_ref(flags);
@@ -810,4 +975,6 @@ void gw_ctrl_stop(struct gw_ctrl *ctl)
     gw_routes_unref(ctl->current);
     gw_routes_unref(ctl->flags);
     ctl->current = ctl->flags = NULL;
+    gw_free(ctl->lease_gone);
+    ctl->lease_gone = NULL;
 }

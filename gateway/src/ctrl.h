@@ -20,6 +20,18 @@
  * sentinel:// URLs are followed across a failover (the node is checked to be
  * a master on every poll).
  *
+ * Leases (infergw-ctl replica register): a replica listed in <prefix>leased
+ * whose <prefix>lease:<host:port> key is gone (expired) is passed over like
+ * a drained one; it stays on the ring, so no other key moves. The thread
+ * checks the leases (SMEMBERS + pipelined EXISTS) at every poll and loads
+ * a new snapshot when the set of expired leases changes, with no version
+ * bump needed.
+ *
+ * Health report: every GW_CTRL_REPORT_MS the thread writes the HASH
+ * <prefix>gateway:<id> (field per replica -> "state" words, see README)
+ * with an expiry of 3 periods, so infergw-ctl status sees every live
+ * gateway's view and a dead gateway's report disappears.
+ *
  * Pools given with --pool that Redis does not define stay as configured;
  * Redis wins for the pools it defines.
  */
@@ -34,7 +46,10 @@
 #include "redisconn.h"
 #include "route.h"
 
+#define GW_CTRL_REPORT_MS 2000
+
 struct gw_worker;
+struct gw_health_registry;
 
 struct gw_ctrl {
     const struct gw_config *cfg;
@@ -45,8 +60,12 @@ struct gw_ctrl {
     int started;
     int stopfd; /* eventfd: wakes the thread to stop */
     atomic_int stop;
-    struct gw_routes *current; /* last snapshot published (our reference) */
-    struct gw_routes *flags;   /* the snapshot of the --pool flags */
+    struct gw_routes *current;         /* last snapshot published (our reference) */
+    struct gw_routes *flags;           /* the snapshot of the --pool flags */
+    struct gw_health_registry *health; /* set by main before gw_ctrl_start; may be NULL */
+    char *lease_gone;                  /* "\n"-framed sorted leased replicas whose lease is gone */
+    char gateway_id[300];              /* --gateway-id, or hostname:listen-port */
+    uint64_t report_due_ms;            /* next write of <prefix>gateway:<id> */
     /* Read by other threads (metrics, readiness). */
     atomic_int redis_up;
     atomic_ullong version;       /* infergw:version of the snapshot in force */

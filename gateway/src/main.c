@@ -228,6 +228,8 @@ int main(int argc, char **argv)
         }
         started++;
     }
+    if (use_ctrl)
+        ctl.health = health;
     if (status == 0 && use_ctrl && gw_ctrl_start(&ctl, workers, started) != 0) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "cannot start the control plane");
         status = 1;

@@ -320,7 +320,12 @@ static void test_usage_names_everything(void **state)
                              "key hash",
                              "RAND_bytes",
                              "only its",
-                             "never the keys"};
+                             "never the keys",
+                             "replica register <pool> <host:port> --ttl S",
+                             "--drain-ms",
+                             "gc [--grace S]",
+                             "--grace S",
+                             "status"};
     for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
         if (!strstr(text, needles[i]))
             fail_msg("--help lacks '%s'", needles[i]);
@@ -481,6 +486,54 @@ static void test_key_format(void **state)
     assert_string_equal(key, "igw_CzBVep_E6Q4zWH2ix-wRNluApcrvFDleg6jN8hc8YYY");
 }
 
+static void test_lease_commands(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    /* The command line deploy/ runs. */
+    assert_int_equal(parse(&a, "replica", "register", "demo", "10.0.0.8:7201", "--ttl", "10"), 0);
+    assert_int_equal(a.cmd, CTL_REPLICA_REGISTER);
+    assert_string_equal(a.pool, "demo");
+    assert_string_equal(a.replica, "10.0.0.8:7201");
+    assert_int_equal(a.ttl_ms, 10000);
+    assert_int_equal(a.drain_ms, CTL_DEFAULT_DRAIN_MS);
+    assert_int_equal(a.weight, 100);
+    assert_int_equal(parse(&a, "--ttl=2", "replica", "register", "demo", "h:1", "--weight", "7",
+                           "--drain-ms", "0"),
+                     0);
+    assert_int_equal(a.ttl_ms, 2000);
+    assert_int_equal(a.weight, 7);
+    assert_int_equal(a.drain_ms, 0);
+    refused("needs --ttl", parse(&a, "replica", "register", "demo", "h:1"));
+    refused("--ttl '0' refused", parse(&a, "replica", "register", "demo", "h:1", "--ttl", "0"));
+    refused("--ttl '86401' refused",
+            parse(&a, "replica", "register", "demo", "h:1", "--ttl", "86401"));
+    refused("--ttl '2s' refused", parse(&a, "replica", "register", "demo", "h:1", "--ttl", "2s"));
+    refused("--ttl '' refused", parse(&a, "replica", "register", "demo", "h:1", "--ttl", ""));
+    refused("--drain-ms '600001' refused",
+            parse(&a, "replica", "register", "demo", "h:1", "--ttl", "2", "--drain-ms", "600001"));
+    refused("missing operands", parse(&a, "replica", "register", "demo", "--ttl", "2"));
+    refused("replica address", parse(&a, "replica", "register", "demo", "h:01", "--ttl", "2"));
+    refused("does not take --ttl", parse(&a, "replica", "add", "demo", "h:1", "--ttl", "2"));
+    refused("does not take --grace",
+            parse(&a, "replica", "register", "demo", "h:1", "--ttl", "2", "--grace", "1"));
+
+    assert_int_equal(parse(&a, "gc"), 0);
+    assert_int_equal(a.cmd, CTL_GC);
+    assert_int_equal(a.grace_s, CTL_DEFAULT_GC_GRACE);
+    assert_int_equal(parse(&a, "gc", "--grace", "0"), 0);
+    assert_int_equal(a.grace_s, 0);
+    refused("--grace '-1' refused", parse(&a, "gc", "--grace=-1"));
+    refused("too many operands", parse(&a, "gc", "now"));
+    refused("does not take --ttl", parse(&a, "gc", "--ttl", "3"));
+
+    assert_int_equal(parse(&a, "status", "--json"), 0);
+    assert_int_equal(a.cmd, CTL_STATUS);
+    assert_int_equal(a.json, 1);
+    refused("too many operands", parse(&a, "status", "demo"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_check_weight),     cmocka_unit_test(test_usage_names_everything),
         cmocka_unit_test(test_tenant_commands),  cmocka_unit_test(test_key_commands),
         cmocka_unit_test(test_duration),         cmocka_unit_test(test_key_format),
+        cmocka_unit_test(test_lease_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -546,6 +546,82 @@ static void test_print_tenants_and_keys(void **state)
     free(text);
 }
 
+static void test_status(void **state)
+{
+    (void)state;
+    struct ctl_status st;
+    char *text = NULL;
+
+    assert_true(ctl_status_healthy("healthy"));
+    assert_true(ctl_status_healthy("unknown"));
+    assert_false(ctl_status_healthy("healthy drain"));
+    assert_false(ctl_status_healthy("unknown lease_gone"));
+    assert_false(ctl_status_healthy("healthy ejected"));
+    assert_false(ctl_status_healthy("unhealthy"));
+    assert_false(ctl_status_healthy("not_serving"));
+    assert_false(ctl_status_healthy(NULL));
+
+    assert_int_equal(ctl_status_init(&st), 0);
+    assert_int_equal(ctl_status_add(&st, "gw1", "10.0.0.2:1", "healthy"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw1", "10.0.0.1:1", "healthy"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw1", "@version", "7"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw1", NULL, NULL), 0);
+    assert_int_equal(ctl_status_add(&st, "gw0", "10.0.0.1:1", "unknown"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw0", "10.0.0.2:1", "healthy down"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw0", "10.0.0.3:1", "healthy"), 0);
+    assert_int_equal(ctl_status_add(&st, "gw2", NULL, NULL), 0); /* lists nothing */
+    size_t ngw, nrep, healthy;
+    ctl_status_summary(&st, &ngw, &nrep, &healthy);
+    assert_int_equal(ngw, 3);
+    assert_int_equal(nrep, 3);
+    assert_int_equal(healthy, 0); /* gw2 sees none of them */
+
+    CAPTURE(text, ctl_status_print(&st, f_, 0));
+    assert_non_null(strstr(text, "REPLICA     gw0           gw1      gw2\n"));
+    assert_non_null(strstr(text, "10.0.0.1:1  unknown       healthy  -\n"));
+    assert_non_null(strstr(text, "10.0.0.2:1  healthy down  healthy  -\n"));
+    assert_non_null(strstr(text, "10.0.0.3:1  healthy       -        -\n"));
+    assert_non_null(strstr(text, "gateways reporting: 3; replicas healthy: 0/3\n"));
+    assert_null(strstr(text, "@version"));
+    free(text);
+
+    CAPTURE(text, ctl_status_print(&st, f_, 1));
+    json_t *doc = json_loads(text, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_array_size(json_object_get(doc, "gateways")), 3);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(doc, "replicas"), "10.0.0.2:1"), "gw0")),
+        "healthy down");
+    assert_true(json_is_null(
+        json_object_get(json_object_get(json_object_get(doc, "replicas"), "10.0.0.3:1"), "gw1")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "versions"), "gw1")),
+                     7);
+    assert_int_equal(json_integer_value(json_object_get(doc, "total")), 3);
+    json_decref(doc);
+    free(text);
+    ctl_status_free(&st);
+
+    /* Two gateways agreeing: 10.0.0.1 healthy, 10.0.0.2 drained at one of them. */
+    assert_int_equal(ctl_status_init(&st), 0);
+    ctl_status_add(&st, "a", "10.0.0.1:1", "healthy");
+    ctl_status_add(&st, "b", "10.0.0.1:1", "unknown");
+    ctl_status_add(&st, "a", "10.0.0.2:1", "healthy");
+    ctl_status_add(&st, "b", "10.0.0.2:1", "healthy drain");
+    ctl_status_summary(&st, &ngw, &nrep, &healthy);
+    assert_int_equal(ngw, 2);
+    assert_int_equal(nrep, 2);
+    assert_int_equal(healthy, 1);
+    ctl_status_free(&st);
+
+    /* No gateway reports. */
+    assert_int_equal(ctl_status_init(&st), 0);
+    CAPTURE(text, ctl_status_print(&st, f_, 0));
+    assert_non_null(strstr(text, "gateways reporting: 0; replicas healthy: 0/0\n"));
+    free(text);
+    ctl_status_free(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_tenant_check),
         cmocka_unit_test(test_print_tenants_and_keys),
+        cmocka_unit_test(test_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
