@@ -10,7 +10,9 @@
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
 #   direct   infergw-bench-upstream itself (the ceiling),
-#   infergw  1 worker, pinned (and infergw-accesslog: the same with --access-log),
+#   infergw  1 worker, pinned (and infergw-accesslog: the same with --access-log;
+#            with NOMETRICS_BUILD_DIR=<a -DINFERGW_BENCH_NO_METRICS=ON build>,
+#            infergw-nometrics: the same without per-call metrics),
 #   haproxy  1 thread, proto h2, balance hash hdr(x-route-key), http-reuse always,
 #   nginx    grpc_pass with keepalive (1 worker),
 # all in front of the same upstream. Pinning as in DESIGN.md: h2load and the
@@ -53,7 +55,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -77,8 +79,8 @@ if [[ $SCENARIO == tls ]]; then
   UP=21340 GWT=21341 GW=21342 HAPT=21343
   PORTS=($UP $GWT $GW $HAPT)
 else
-  UP=21300 GW=21310 GWL=21311 HAP=21320 NGX=21330
-  PORTS=($UP $GW $GWL $HAP $NGX)
+  UP=21300 GW=21310 GWL=21311 GWN=21312 HAP=21320 NGX=21330
+  PORTS=($UP $GW $GWL $GWN $HAP $NGX)
 fi
 bench_ports_free "${PORTS[@]}"
 
@@ -138,6 +140,13 @@ PIDS+=($!); GW_PID=$!
 taskset -c 1 "$BUILD/bin/infergw" --listen 127.0.0.1:$GWL --workers 1 --upstream-conns 1 --auth=none \
   --admin off --access-log "$WORK/access.log" --pool demo=127.0.0.1:$UP 2>"$WORK/gwl.log" &
 PIDS+=($!); GWL_PID=$!
+# With NOMETRICS_BUILD_DIR (a build with -DINFERGW_BENCH_NO_METRICS=ON), the
+# same gateway with its per-call metrics compiled out: what metrics cost.
+if [[ -n ${NOMETRICS_BUILD_DIR:-} ]]; then
+  taskset -c 1 "$NOMETRICS_BUILD_DIR/bin/infergw" --listen 127.0.0.1:$GWN --workers 1 \
+    --upstream-conns 1 --auth=none --admin off --pool demo=127.0.0.1:$UP 2>"$WORK/gwn.log" &
+  PIDS+=($!); GWN_PID=$!
+fi
 
 start_haproxy "127.0.0.1:$HAP proto h2"
 
@@ -169,6 +178,7 @@ CFG
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" 2>"$WORK/nginx.log" &
 PIDS+=($!); NGX_PID=$!
 wait_port $GW; wait_port $GWL; wait_port $HAP; wait_port $NGX
+if [[ -n ${NOMETRICS_BUILD_DIR:-} ]]; then wait_port $GWN; fi
 }
 
 start_proxies_tls() {
@@ -201,6 +211,7 @@ if [[ $SCENARIO == tls ]]; then
 else
   TARGETS=("direct|http://127.0.0.1:$UP|" "infergw|http://127.0.0.1:$GW|$GW_PID"
            "infergw-accesslog|http://127.0.0.1:$GWL|$GWL_PID"
+           ${NOMETRICS_BUILD_DIR:+"infergw-nometrics|http://127.0.0.1:$GWN|$GWN_PID"}
            "haproxy|http://127.0.0.1:$HAP|$HAP_PID" "nginx|http://127.0.0.1:$NGX|$NGX_PID")
 fi
 for t in "${TARGETS[@]}"; do

@@ -251,6 +251,8 @@ static struct gw_metrics_pool *call_pool(struct gw_metrics *m, const struct gw_r
 void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
                          size_t len, const char *path, int code, uint64_t duration_ns)
 {
+    if (!GW_METRICS_ON)
+        return;
     struct gw_metrics_pool *p = call_pool(m, rt, pool, len);
     if (!p)
         return;
