@@ -506,13 +506,26 @@ static void warn_unresolvable(const char *addr, const char *pool)
 
 /* --- replicas -------------------------------------------------------------------------- */
 
+/* Pushes the ring ZADD arguments of <replica> with <weight> vnodes: score
+ * (its token, gw_hash32 of the member), then member "<replica>#<i>". */
+static void ea_ring_members(struct evalargs *e, const char *replica, uint32_t weight)
+{
+    char member[320], score[16];
+    for (uint32_t i = 0; i < weight; i++) {
+        int n = ctl_view_member(member, sizeof(member), replica, i);
+        snprintf(score, sizeof(score), "%u", gw_hash32(member, (size_t)n));
+        ea_str(e, score);
+        ea_push(e, member, (size_t)n);
+    }
+}
+
 enum set_mode { SET_ADD, SET_WEIGHT, SET_REMOVE };
 
 static int replica_set(struct ctl *x, enum set_mode mode)
 {
     static const char *const modes[] = {"add", "weight", "remove"};
     const struct ctl_args *a = x->a;
-    char pools[KEYLEN], ring[KEYLEN], ver[KEYLEN], prefix[320], member[320];
+    char pools[KEYLEN], ring[KEYLEN], ver[KEYLEN], prefix[320], num[32];
     struct evalargs e;
     redisReply *r;
     int rc;
@@ -528,16 +541,10 @@ static int replica_set(struct ctl *x, enum set_mode mode)
     ea_str(&e, a->pool);
     ea_str(&e, prefix);
     ea_str(&e, modes[mode]);
-    snprintf(member, sizeof(member), "%d", GW_RING_MAX_REPLICAS);
-    ea_str(&e, member);
-    for (uint32_t i = 0; mode != SET_REMOVE && i < a->weight; i++) {
-        char score[16];
-        int n = ctl_view_member(member, sizeof(member), a->replica, i);
-
-        snprintf(score, sizeof(score), "%u", gw_hash32(member, (size_t)n));
-        ea_str(&e, score);
-        ea_push(&e, member, (size_t)n);
-    }
+    snprintf(num, sizeof(num), "%d", GW_RING_MAX_REPLICAS);
+    ea_str(&e, num);
+    if (mode != SET_REMOVE)
+        ea_ring_members(&e, a->replica, a->weight);
     if (!(r = ea_run(x, &e)))
         return CTL_EXIT_REDIS;
 
@@ -1492,7 +1499,7 @@ static int register_once(struct ctl *x, int first)
 {
     const struct ctl_args *a = x->a;
     char pools[KEYLEN], ring[KEYLEN], ver[KEYLEN], leased[KEYLEN], lease[KEYLEN], prefix[320],
-        member[320], num[32];
+        num[32];
     struct evalargs e;
     redisReply *r;
     int rc = 1;
@@ -1516,14 +1523,7 @@ static int register_once(struct ctl *x, int first)
     snprintf(num, sizeof(num), "%u", a->ttl_ms);
     ea_str(&e, num);
     ea_str(&e, a->replica);
-    for (uint32_t i = 0; i < a->weight; i++) {
-        char score[16];
-        int n = ctl_view_member(member, sizeof(member), a->replica, i);
-
-        snprintf(score, sizeof(score), "%u", gw_hash32(member, (size_t)n));
-        ea_str(&e, score);
-        ea_push(&e, member, (size_t)n);
-    }
+    ea_ring_members(&e, a->replica, a->weight);
     if (!(r = ea_run(x, &e)))
         return 0;
     if (status_is(r, "nopool")) {

@@ -700,6 +700,22 @@ class RingModel:
         return None
 
 
+def timing(what, seconds):
+    """Prints a measured duration on stderr as 'TIMING <what> <s>' (closing notes quote them)."""
+    sys.stderr.write("TIMING %s %.3f\n" % (what, seconds))
+    sys.stderr.flush()
+
+
+def wait_for(pred, timeout, step=0.05):
+    """Polls <pred> until it returns a true value (returned) or <timeout> s pass (None)."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= end:
+            return v or None
+        time.sleep(step)
+
+
 def log_time(ev):
     """The "time" of a JSON log line (UTC, ms) as seconds since the epoch."""
     import calendar

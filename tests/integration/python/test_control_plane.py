@@ -29,11 +29,6 @@ import harness as h
 POOL = "demo"
 
 
-def timing(what, seconds):
-    sys.stderr.write("TIMING %s %.3f\n" % (what, seconds))
-    sys.stderr.flush()
-
-
 class ControlPlaneCase(unittest.TestCase):
     """Per test: its own redis-server, <N_REPLICAS> replicas (not yet on any
     ring), and helpers to write with infergw-ctl and call through gateways."""
@@ -151,8 +146,8 @@ class AddRouteTwoGatewaysTest(ControlPlaneCase):
             seen = self.probe_until(stub, keys, self.rid[addr], 5.0)
             self.assertIsNotNone(seen, "%s added at version %s: no call reached it in 5 s; "
                                  "gateway log:\n%s" % (addr, h.ctl_version(out), gw.tail()))
-            timing("added_replica_first_call_%s" % self.rid[addr], seen - t0)
-            timing("added_replica_ctl_runtime", t_ctl - t0)
+            h.timing("added_replica_first_call_%s" % self.rid[addr], seen - t0)
+            h.timing("added_replica_ctl_runtime", t_ctl - t0)
             self.assertLess(seen - t0, 1.0, "replica %s added with infergw-ctl got its first "
                             "call %.3f s after the write started" % (addr, seen - t0))
             self.applied(gw, h.ctl_version(out))
@@ -228,8 +223,8 @@ class WeightChangeTest(ControlPlaneCase):
         finally:
             recs = load.stop()
         self.assertIsNotNone(seen, "weight change not seen in routing within 5 s")
-        timing("weight_change_first_moved_call", seen - t0)
-        timing("weight_change_config_applied", t_apply - t0)
+        h.timing("weight_change_first_moved_call", seen - t0)
+        h.timing("weight_change_config_applied", t_apply - t0)
         failed = load.failures(recs)
         during = [r for r in recs if t0 - 0.5 <= r["sent"] <= t0 + 1.5]
         sys.stderr.write("weight change: %d calls, %d during the change, %d failed\n"
@@ -270,7 +265,7 @@ class DrainTest(ControlPlaneCase):
             time.sleep(1.5)
         finally:
             recs = load.stop()
-        timing("drain_config_applied", t_apply - t0)
+        h.timing("drain_config_applied", t_apply - t0)
         failed = load.failures(recs)
         to_target = [r for r in recs if r["replica"] == tid]
         inflight = [r for r in to_target if r["sent"] < t_apply < r["done"]]
@@ -280,7 +275,7 @@ class DrainTest(ControlPlaneCase):
         sys.stderr.write("drain: %d calls, %d failed, %d to the drained replica, %d of them in "
                          "flight when the drain was applied, %d after\n"
                          % (len(recs), len(failed), len(to_target), len(inflight), len(late)))
-        timing("drain_last_call_sent_to_drained", last_sent - t0)
+        h.timing("drain_last_call_sent_to_drained", last_sent - t0)
         self.assertEqual(failed, [], "failed calls during a drain")
         self.assertGreaterEqual(len(inflight), 1, "no call was in flight to the drained "
                                 "replica when the drain was applied")
@@ -393,7 +388,7 @@ class RedisDownTest(ControlPlaneCase):
                                event="redis_unreachable")
             self.assertIsNotNone(ev, "no redis_unreachable after redis-server stopped; log:\n%s"
                                  % gw.tail())
-            timing("redis_unreachable_logged", h.log_time(ev) - t_stop)
+            h.timing("redis_unreachable_logged", h.log_time(ev) - t_stop)
             time.sleep(max(0.0, t_stop + self.DOWN_S - time.time()))
             down = [r for r in load.snapshot() if r["sent"] >= t_stop]
             down_failed = load.failures(down)
@@ -416,7 +411,7 @@ class RedisDownTest(ControlPlaneCase):
             recs = load.stop()
         self.assertIsNotNone(seen, "a change made after Redis came back was not applied within "
                              "10 s; gateway log:\n%s" % gw.tail(15))
-        timing("update_after_redis_back", seen - t_back)
+        h.timing("update_after_redis_back", seen - t_back)
         failed = load.failures(recs)
         sys.stderr.write("redis stop/restart: %d calls in all, %d failed\n"
                          % (len(recs), len(failed)))

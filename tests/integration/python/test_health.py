@@ -8,7 +8,6 @@ RingModel), /debug/replicas says what happened, and it comes back."""
 import json
 import os
 import signal
-import sys
 import time
 import unittest
 import urllib.request
@@ -17,15 +16,11 @@ import grpc
 
 import harness as h
 
+
 # Aggressive settings so that every transition takes a fraction of a second.
 FAST = ("--health-interval-ms", "200", "--health-timeout-ms", "200", "--keepalive-ms", "200",
         "--keepalive-timeout-ms", "300")
 KEYS = ["user-%d" % i for i in range(120)]
-
-
-def timing(what, seconds):
-    sys.stderr.write("TIMING %s %.3f\n" % (what, seconds))
-    sys.stderr.flush()
 
 
 def http_json(port, path):
@@ -36,18 +31,6 @@ def http_json(port, path):
 def http_text(port, path):
     with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
         return r.read().decode()
-
-
-def wait_for(pred, timeout, step=0.02):
-    """Polls <pred> until it returns a true value (returned) or <timeout> s pass (None)."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= end:
-            return None
-        time.sleep(step)
 
 
 class HealthCase(unittest.TestCase):
@@ -80,7 +63,7 @@ class HealthCase(unittest.TestCase):
         self.stub = h.infer_stub(self.ch)
         self.model = h.RingModel({a: 100 for a in addrs})
         # Every replica has passed its health checks before the test starts.
-        ok = wait_for(lambda: all(r["health"] == "healthy" for r in self.replicas_view()), 5.0)
+        ok = h.wait_for(lambda: all(r["health"] == "healthy" for r in self.replicas_view()), 5.0)
         self.assertTrue(ok, "replicas not healthy after 5 s: %s" % self.replicas_view())
 
     def gateway_args(self):
@@ -147,9 +130,9 @@ class NotServing(HealthCase):
         victim = self.replicas[1]
         t0 = time.monotonic()
         victim.send_signal(signal.SIGUSR1)
-        seen = wait_for(lambda: self.replica_view(victim.addr)["health"] == "not_serving", 5.0)
+        seen = h.wait_for(lambda: self.replica_view(victim.addr)["health"] == "not_serving", 5.0)
         self.assertTrue(seen, "not NOT_SERVING after 5 s: %s" % self.replica_view(victim.addr))
-        timing("not_serving_noticed", time.monotonic() - t0)
+        h.timing("not_serving_noticed", time.monotonic() - t0)
         v = self.replica_view(victim.addr)
         self.assertFalse(v["eligible"])
         self.assertGreaterEqual(v["consecutive_check_failures"], 2)
@@ -160,9 +143,9 @@ class NotServing(HealthCase):
 
         t0 = time.monotonic()
         victim.send_signal(signal.SIGUSR2)
-        back = wait_for(lambda: self.replica_view(victim.addr)["health"] == "healthy", 5.0)
+        back = h.wait_for(lambda: self.replica_view(victim.addr)["health"] == "healthy", 5.0)
         self.assertTrue(back, "not healthy again after 5 s: %s" % self.replica_view(victim.addr))
-        timing("serving_again_noticed", time.monotonic() - t0)
+        h.timing("serving_again_noticed", time.monotonic() - t0)
         self.assertEqual(self.routes(KEYS), self.expected())
 
         metrics = http_text(self.admin, "/metrics")
@@ -180,23 +163,23 @@ class Stopped(HealthCase):
         victim = self.replicas[0]
         t0 = time.monotonic()
         victim.send_signal(signal.SIGSTOP)
-        seen = wait_for(lambda: not self.replica_view(victim.addr)["eligible"], 5.0)
+        seen = h.wait_for(lambda: not self.replica_view(victim.addr)["eligible"], 5.0)
         self.assertTrue(seen, "SIGSTOP not noticed after 5 s: %s" % self.replica_view(victim.addr))
-        timing("sigstop_noticed", time.monotonic() - t0)
+        h.timing("sigstop_noticed", time.monotonic() - t0)
         v = self.replica_view(victim.addr)
         # Noticed by a keepalive timeout (down) or by the checks (unhealthy),
         # whichever came first; the checks get there too.
         self.assertTrue(v["down"] or v["health"] == "unhealthy", v)
-        self.assertTrue(wait_for(lambda: self.replica_view(victim.addr)["health"] == "unhealthy",
+        self.assertTrue(h.wait_for(lambda: self.replica_view(victim.addr)["health"] == "unhealthy",
                                  3.0), self.replica_view(victim.addr))
         self.assert_passed_over(victim.addr)
 
         t0 = time.monotonic()
         victim.send_signal(signal.SIGCONT)
-        back = wait_for(lambda: self.replica_view(victim.addr)["health"] == "healthy"
+        back = h.wait_for(lambda: self.replica_view(victim.addr)["health"] == "healthy"
                         and not self.replica_view(victim.addr)["down"], 10.0)
         self.assertTrue(back, "not back 10 s after SIGCONT: %s" % self.replica_view(victim.addr))
-        timing("sigcont_back", time.monotonic() - t0)
+        h.timing("sigcont_back", time.monotonic() - t0)
         self.assertEqual(self.routes(KEYS), self.expected())
 
     def test_sigstop_with_calls_in_flight(self):
@@ -209,9 +192,9 @@ class Stopped(HealthCase):
         victim.send_signal(signal.SIGSTOP)
         futs = [self.stub.ModelInfer.future(h.typed_request(h.values(4)), timeout=3.0,
                                             metadata=[("x-route-key", k)]) for k in keys]
-        seen = wait_for(lambda: not self.replica_view(victim.addr)["eligible"], 5.0)
+        seen = h.wait_for(lambda: not self.replica_view(victim.addr)["eligible"], 5.0)
         self.assertTrue(seen)
-        ka = wait_for(lambda: self.replica_view(victim.addr)["keepalive_timeouts"] > 0, 3.0)
+        ka = h.wait_for(lambda: self.replica_view(victim.addr)["keepalive_timeouts"] > 0, 3.0)
         for f in futs:
             try:
                 f.result()
@@ -231,10 +214,10 @@ class Killed(HealthCase):
         t0 = time.monotonic()
         victim.popen.kill()
         victim.wait_exit(5)
-        down = wait_for(lambda: self.replica_view(victim.addr)["down"]
+        down = h.wait_for(lambda: self.replica_view(victim.addr)["down"]
                         and not self.replica_view(victim.addr)["reachable"], 5.0, step=0.01)
         elapsed = time.monotonic() - t0
-        timing("kill9_down", elapsed)
+        h.timing("kill9_down", elapsed)
         self.assertTrue(down, "not down 5 s after kill -9: %s" % self.replica_view(victim.addr))
         self.assertLess(elapsed, 1.0, "kill -9 took %.3f s to show as down" % elapsed)
         self.assert_passed_over(victim.addr)
@@ -270,10 +253,10 @@ class Ejection(HealthCase):
         t0 = time.monotonic()
         for k in bad_keys[:10]:
             self.call(k)  # retried elsewhere or failed: the replica's failures count
-        ejected = wait_for(lambda: self.replica_view(bad.addr)["ejected"], 3.0)
+        ejected = h.wait_for(lambda: self.replica_view(bad.addr)["ejected"], 3.0)
         self.assertTrue(ejected, "not ejected: %s; log:\n%s"
                         % (self.replica_view(bad.addr), self.gw.tail()))
-        timing("ejected_after", time.monotonic() - t0)
+        h.timing("ejected_after", time.monotonic() - t0)
         v = self.replica_view(bad.addr)
         self.assertEqual(v["times_ejected"], 1)
         self.assertIsNotNone(v["ejected_until"])
@@ -284,14 +267,14 @@ class Ejection(HealthCase):
                       http_text(self.admin, "/metrics"))
         self.assert_passed_over(bad.addr)
         # After --outlier-base-ms it returns (and is logged as returned).
-        back = wait_for(lambda: not self.replica_view(bad.addr)["ejected"], 5.0)
+        back = h.wait_for(lambda: not self.replica_view(bad.addr)["ejected"], 5.0)
         self.assertTrue(back)
         self.assertIsNotNone(self.gw.wait_event(lambda e: e.get("replica") == bad.addr,
                                                 event="replica_returned"))
         # Still failing: the second ejection lasts twice as long (4 s, the max).
         for k in bad_keys[:10]:
             self.call(k)
-        again = wait_for(lambda: self.replica_view(bad.addr)["times_ejected"] == 2, 3.0)
+        again = h.wait_for(lambda: self.replica_view(bad.addr)["times_ejected"] == 2, 3.0)
         self.assertTrue(again, "not ejected again: %s" % self.replica_view(bad.addr))
         self.assertGreater(self.replica_view(bad.addr)["ejected_for_ms"], 2000)
 

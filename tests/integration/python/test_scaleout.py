@@ -35,23 +35,9 @@ KEYS = ["user-%d" % i for i in range(64)]
 SAMPLE = KEYS[:24]
 
 
-def timing(what, seconds):
-    sys.stderr.write("TIMING %s %.3f\n" % (what, seconds))
-    sys.stderr.flush()
-
-
 def count(what, n):
     sys.stderr.write("COUNT %s %d\n" % (what, n))
     sys.stderr.flush()
-
-
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v or None
-        time.sleep(step)
 
 
 class RoundRobinLoad:
@@ -119,7 +105,7 @@ class ScaleOutTest(unittest.TestCase):
         for s in self.sentinels:
             self.addCleanup(s.stop)
         self.url = "sentinel://%s/%s" % (",".join(s.addr for s in self.sentinels), MASTER)
-        self.assertTrue(wait_for(lambda: all(h.sentinel_master_addr(s.port, MASTER)
+        self.assertTrue(h.wait_for(lambda: all(h.sentinel_master_addr(s.port, MASTER)
                                              for s in self.sentinels), 20))
         h.run_ctl(self.url, "pool", "add", POOL)
         h.run_ctl(self.url, "conf", "set", "balance_factor", "0")
@@ -157,7 +143,7 @@ class ScaleOutTest(unittest.TestCase):
     def check_same_route(self, what, expected_addrs):
         """Each sampled key goes to one replica through all 3 gateways: the one the
         documented ring over <expected_addrs> names."""
-        self.assertTrue(wait_for(lambda: self.members() == set(expected_addrs), 10),
+        self.assertTrue(h.wait_for(lambda: self.members() == set(expected_addrs), 10),
                         "%s: ring holds %s, expected %s" % (what, self.members(), expected_addrs))
         time.sleep(0.6)  # every gateway has loaded it (PUBLISH, or a 200 ms poll)
         model = h.RingModel({a: 100 for a in expected_addrs})
@@ -191,14 +177,14 @@ class ScaleOutTest(unittest.TestCase):
 
         # r3 joins mid-run.
         t0 = self.start_member("r3")
-        first = wait_for(lambda: min((r["done"] for r in load.snapshot()
+        first = h.wait_for(lambda: min((r["done"] for r in load.snapshot()
                                       if r["replica"] == "r3"), default=None), 5)
         self.assertIsNotNone(first, "r3 got no call within 5 s of registering")
-        timing("first_call_after_register", first - t0)
+        h.timing("first_call_after_register", first - t0)
         self.assertLessEqual(first - t0, 2.0, "r3 took %.2f s to get calls" % (first - t0))
         gws_seeing = {r["gw"] for r in load.snapshot() if r["replica"] == "r3"}
         self.check_same_route("after_join", [self.replicas[r].addr for r in ("r1", "r2", "r3")])
-        wait_for(lambda: {r["gw"] for r in load.snapshot() if r["replica"] == "r3"} ==
+        h.wait_for(lambda: {r["gw"] for r in load.snapshot() if r["replica"] == "r3"} ==
                  {0, 1, 2}, 3)
         gws_seeing = {r["gw"] for r in load.snapshot() if r["replica"] == "r3"}
         self.assertEqual(gws_seeing, {0, 1, 2}, "r3 not reached through every gateway")
@@ -209,14 +195,14 @@ class ScaleOutTest(unittest.TestCase):
         self.registrars["r2"].send_signal(signal.SIGTERM)
         self.assertEqual(self.registrars["r2"].wait_exit(15), 0,
                          self.registrars["r2"].tail())
-        timing("registrar_sigterm_to_exit", time.time() - t_term)
+        h.timing("registrar_sigterm_to_exit", time.time() - t_term)
         self.registrars["r2"].check_sanitizers()
         log = self.registrars["r2"].log_text()
         self.assertIn("drained", log)
         self.assertIn("removed from pool", log)
         self.assertLess(log.index("drained"), log.index("removed from pool"))
         last_r2 = max((r["sent"] for r in load.snapshot() if r["replica"] == "r2"), default=0)
-        timing("last_call_sent_to_r2_after_sigterm", last_r2 - t_term)
+        h.timing("last_call_sent_to_r2_after_sigterm", last_r2 - t_term)
         self.replicas["r2"].stop()
         del self.replicas["r2"]
         time.sleep(0.5)
@@ -239,13 +225,13 @@ class ScaleOutTest(unittest.TestCase):
             return all(any(addr3 in ev.get("gone", "") for ev in g.events("leases_changed"))
                        for g in self.gateways)
 
-        self.assertTrue(wait_for(all_passed_over, TTL + 3), "lease expiry not noticed")
+        self.assertTrue(h.wait_for(all_passed_over, TTL + 3), "lease expiry not noticed")
         seen = [min(h.log_time(ev) for ev in g.events("leases_changed")
                     if addr3 in ev.get("gone", "")) for g in self.gateways]
-        timing("kill_to_lease_expired_slowest_gateway", max(seen) - t_kill)
+        h.timing("kill_to_lease_expired_slowest_gateway", max(seen) - t_kill)
         self.assertLessEqual(max(seen) - t_kill, TTL + 1.0)
         last_r3 = max((r["sent"] for r in load.snapshot() if r["replica"] == "r3"), default=0)
-        timing("kill_to_last_call_answered_by_r3", last_r3 - t_kill)
+        h.timing("kill_to_last_call_answered_by_r3", last_r3 - t_kill)
         self.assertLessEqual(last_r3 - t_kill, TTL + 1.0)
 
         # status: the 3 gateways report, and r3 is lease_gone in each.
@@ -257,7 +243,7 @@ class ScaleOutTest(unittest.TestCase):
         import json
         js = json.loads(h.run_ctl(self.url, "--json", "status").stdout)
         self.assertEqual(sorted(js["gateways"]), ["gw0", "gw1", "gw2"])
-        self.assertTrue(wait_for(lambda: all(
+        self.assertTrue(h.wait_for(lambda: all(
             "lease_gone" in (json.loads(h.run_ctl(self.url, "--json", "status").stdout)
                              ["replicas"].get(addr3) or {}).get("gw%d" % i, "")
             for i in range(3)), 5), "status does not show r3's lease gone")

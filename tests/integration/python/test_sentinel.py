@@ -14,23 +14,9 @@ import unittest
 
 import harness as h
 
+
 MASTER = "m"
 POOL = "demo"
-
-
-def timing(what, seconds):
-    sys.stderr.write("TIMING %s %.3f\n" % (what, seconds))
-    sys.stderr.flush()
-
-
-def wait_for(pred, timeout, step=0.1):
-    """Polls <pred> until it returns a true value (returned) or <timeout> s pass (None)."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v or None
-        time.sleep(step)
 
 
 def info_field(port, section, field):
@@ -55,7 +41,7 @@ class SentinelFailoverTest(unittest.TestCase):
         self.replica = h.start_redis("--replicaof", "127.0.0.1", str(self.master.port),
                                      name="redis-replica")
         self.addCleanup(self.replica.stop)
-        self.assertTrue(wait_for(lambda: info_field(self.replica.port, "replication",
+        self.assertTrue(h.wait_for(lambda: info_field(self.replica.port, "replication",
                                                     "master_link_status") == "up", 20),
                         "the Redis replica never synced with the master")
         self.sentinels = h.start_sentinel_group(self.master.port, MASTER, n=3, quorum=2,
@@ -74,7 +60,7 @@ class SentinelFailoverTest(unittest.TestCase):
                     return False
             return True
 
-        self.assertTrue(wait_for(sentinels_ready, 30),
+        self.assertTrue(h.wait_for(sentinels_ready, 30),
                         "the sentinels did not find each other and the replica in 30 s")
 
         self.backends = []
@@ -129,10 +115,10 @@ class SentinelFailoverTest(unittest.TestCase):
                 return (names == {self.replica.addr} and isinstance(role, list)
                         and role[0] == "master")
 
-            self.assertTrue(wait_for(failed_over, 60),
+            self.assertTrue(h.wait_for(failed_over, 60),
                             "no failover to %s within 60 s" % self.replica.addr)
             t_fo = time.time()
-            timing("sentinel_failover", t_fo - t_kill)
+            h.timing("sentinel_failover", t_fo - t_kill)
 
             # infergw-ctl through the same sentinel URL reaches the new master.
             p = self.ctl("replica", "add", POOL, r3, expect=None)
@@ -149,8 +135,8 @@ class SentinelFailoverTest(unittest.TestCase):
             recs = load.stop()
         self.assertIsNotNone(seen, "a change made after the failover did not reach routing "
                              "within 15 s; gateway log:\n%s" % gw.tail(15))
-        timing("change_after_failover_in_routing", seen - t_fo)
-        timing("change_after_write_in_routing", seen - t_write)
+        h.timing("change_after_failover_in_routing", seen - t_fo)
+        h.timing("change_after_write_in_routing", seen - t_write)
         failed = load.failures(recs)
         sys.stderr.write("sentinel failover: %d calls, %d failed\n" % (len(recs), len(failed)))
         self.assertEqual(failed, [], "calls failed during the failover")
