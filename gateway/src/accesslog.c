@@ -3,8 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -68,21 +66,6 @@ static void put_lit(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct out *o, const char *fmt, ...)
-{
-    if (o->full)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= o->cap - o->len)
-        o->full = 1;
-    else
-        o->len += (size_t)n;
-}
-
 /* A JSON string: quotes, backslashes and control bytes escaped (bytes of
  * 0x80 and above pass through: names and paths come from HTTP/2 headers). */
 static void put_str(struct out *o, const char *s)
@@ -93,7 +76,9 @@ static void put_str(struct out *o, const char *s)
             char e[2] = {'\\', (char)*c};
             put(o, e, 2);
         } else if (*c < 0x20 || *c == 0x7f) {
-            putf(o, "\\u%04x", *c);
+            static const char hex[] = "0123456789abcdef";
+            char u[6] = {'\\', 'u', '0', '0', hex[*c >> 4], hex[*c & 15]};
+            put(o, u, sizeof(u));
         } else {
             put(o, (const char *)c, 1);
         }

@@ -123,7 +123,6 @@ struct gw_call {
     unsigned req_eos : 1;
     unsigned client_closed : 1;
     unsigned replayable : 1;             /* reqlog still holds the whole request */
-    unsigned hedge_ok : 1;               /* this call may be hedged */
     char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
 
     /* attempts: att[0] is the primary (embedded), the others allocated */
