@@ -97,8 +97,48 @@ static struct gw_hdrlist *resp_trailers(struct gw_call *c)
 static void deadline_cb(struct gw_timer *t, void *arg)
 {
     struct gw_call *c = arg;
+    uint64_t ms = (c->deadline_ns - c->att_start_ns + MS - 1) / MS;
+    if (c->deadline_capped) {
+        uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_MAX_DEADLINE);
+        if (hits)
+            gw_log(GW_LOG_INFO, "call_max_deadline", "{s:I, s:s?, s:I, s:I}", "call",
+                   (json_int_t)c->id, "path", c->path, "max_deadline_ms", (json_int_t)ms, "hits",
+                   (json_int_t)hits);
+        gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED,
+                     "deadline exceeded (the gateway's --max-deadline-ms %" PRIu64 " ms)", ms);
+        return;
+    }
     gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout %" PRIu64 " ms)",
-                 (c->deadline_ns - c->att_start_ns + MS - 1) / MS);
+                 ms);
+}
+
+/* --stream-idle-timeout-ms: the timer is armed once per idle period and
+ * re-armed from the latest byte, so moving bytes costs no timer work. */
+static void idle_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_call *c = arg;
+    uint64_t idle = (uint64_t)c->w->cfg->stream_idle_timeout_ms * MS, now = c->w->loop.now_ns;
+    if (now < c->last_io_ns + idle &&
+        gw_loop_timer_at(&c->w->loop, &c->idle_timer, c->last_io_ns + idle) == 0)
+        return;
+    uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_STREAM_IDLE);
+    if (hits)
+        gw_log(GW_LOG_INFO, "call_stream_idle", "{s:I, s:s?, s:s, s:i, s:b, s:I}", "call",
+               (json_int_t)c->id, "path", c->path, "peer", c->sc->peer, "timeout_ms",
+               (int)c->w->cfg->stream_idle_timeout_ms, "status_sent", c->resp_done, "hits",
+               (json_int_t)hits);
+    if (c->resp_done) {
+        /* The status is decided but cannot reach the client (it reads
+         * nothing): give the stream up. */
+        if (client_alive(c)) {
+            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid, NGHTTP2_CANCEL);
+            mark_client_dirty(c);
+        }
+        return;
+    }
+    gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED,
+                 "stream idle for %" PRIu32 " ms (no bytes either way; --stream-idle-timeout-ms)",
+                 c->w->cfg->stream_idle_timeout_ms);
 }
 
 static void retry_cb(struct gw_timer *t, void *arg);
@@ -125,6 +165,8 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
     gw_framer_init(&c->req_framer);
     gw_framer_init(&c->resp_framer);
     gw_timer_init(&c->deadline_timer, deadline_cb, c);
+    gw_timer_init(&c->idle_timer, idle_cb, c);
+    c->last_io_ns = c->att_start_ns;
     gw_timer_init(&c->retry_timer, retry_cb, c);
     gw_timer_init(&c->hedge_timer, hedge_cb, c);
     gw_srv_conn_add_call(sc, c);
@@ -203,6 +245,10 @@ static void call_free(struct gw_call *c)
     if (gw_accesslog_enabled())
         access_log(c, st < 0 ? GW_GRPC_CANCELLED : st, duration);
     cancel_timers(c);
+    /* The idle timer outlives cancel_timers (which runs when the status is
+     * decided): a decided call may still sit behind a client that reads
+     * nothing. It goes with the call. */
+    gw_loop_timer_cancel(&c->w->loop, &c->idle_timer);
     for (size_t i = 0; i < c->natt; i++) {
         struct gw_attempt *a = c->att[i];
         gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
@@ -260,6 +306,28 @@ static void set_bad_request(struct gw_call *c, int code, const char *msg)
     }
 }
 
+void gw_call_refuse_header_list(struct gw_call *c)
+{
+    /* Wins over an earlier refusal: it says why the rest was not read. */
+    c->bad_request = "request header list too large (limits: --max-header-list-bytes, "
+                     "--max-header-count; RFC 9113 section 6.5.2 size)";
+    c->bad_request_code = GW_GRPC_RESOURCE_EXHAUSTED;
+    c->bad_request_http = NULL;
+}
+
+int gw_call_refused(const struct gw_call *c)
+{
+    return c->bad_request != NULL;
+}
+
+/* A content-type the gRPC spec accepts: "application/grpc", alone or
+ * followed by "+<format>" or ";<parameters>". */
+static int grpc_content_type(const uint8_t *v, size_t len)
+{
+    return len >= 16 && !memcmp(v, "application/grpc", 16) &&
+           (len == 16 || v[16] == '+' || v[16] == ';');
+}
+
 int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen,
                           const uint8_t *value, size_t valuelen)
 {
@@ -285,9 +353,8 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
         return 0;
     }
     if (name_is(name, namelen, "content-type")) {
-        if (valuelen < 16 || memcmp(value, "application/grpc", 16) != 0)
-            set_bad_request(c, GW_GRPC_INVALID_ARGUMENT,
-                            "content-type is not application/grpc: this endpoint serves gRPC");
+        if (grpc_content_type(value, valuelen))
+            c->grpc_content_type = 1; /* else refused once the headers are complete */
     } else if (name_is(name, namelen, "x-model")) {
         if (valuelen == 0 || valuelen > GW_MODEL_NAME_MAX) {
             set_bad_request(c, GW_GRPC_INVALID_ARGUMENT, "x-model must be 1 to 255 bytes long");
@@ -324,12 +391,39 @@ static int is_model_method(const char *path)
 void gw_call_on_req_headers_done(struct gw_call *c)
 {
     c->path = gw_hdrlist_get(&c->req_hdrs, ":path", NULL);
+    if (!c->bad_request && !c->grpc_content_type) {
+        /* Not a gRPC request: the gRPC spec's answer is HTTP 415, which a
+         * client that is not gRPC understands; grpc-status says it too. */
+        uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_CONTENT_TYPE);
+        if (hits)
+            gw_log(GW_LOG_INFO, "request_not_grpc", "{s:s, s:s?, s:I}", "peer", c->sc->peer, "path",
+                   c->path, "hits", (json_int_t)hits);
+        set_bad_request(c, GW_GRPC_INVALID_ARGUMENT,
+                        "content-type is not application/grpc: this endpoint serves gRPC");
+        c->bad_request_http = "415";
+    }
     if (c->bad_request) {
         gw_call_fail(c, c->bad_request_code, "%s", c->bad_request);
         return;
     }
     if (!c->path || c->path[0] != '/') {
         gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT, "missing or malformed :path");
+        return;
+    }
+    const struct gw_config *cfg = c->w->cfg;
+    if (cfg->max_deadline_ms) {
+        /* Calls without grpc-timeout get the gateway's longest deadline;
+         * longer ones are cut to it (the replica sees the shorter). */
+        uint64_t cap = c->att_start_ns + (uint64_t)cfg->max_deadline_ms * MS;
+        if (!c->deadline_ns || c->deadline_ns > cap) {
+            c->deadline_ns = cap;
+            c->deadline_capped = 1;
+        }
+    }
+    if (cfg->stream_idle_timeout_ms &&
+        gw_loop_timer_at(&c->w->loop, &c->idle_timer,
+                         c->w->loop.now_ns + (uint64_t)cfg->stream_idle_timeout_ms * MS) < 0) {
+        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
     if (c->deadline_ns) {
@@ -439,6 +533,7 @@ static void resume_upstream(struct gw_call *c)
 
 void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
 {
+    c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     if (c->resp_done || c->local != GW_LOCAL_NONE) {
         /* Nothing will read these bytes (the call is decided, or the gateway
          * answers it itself): hand the window back now. */
@@ -554,7 +649,11 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
         return NGHTTP2_ERR_NOMEM;
     size_t n = 0;
     nv[n++] = (nghttp2_nv)NV_LIT(":method", "POST");
-    nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
+    /* The scheme of the replica connection (RFC 9113 section 8.3.1). */
+    if (uc->conn.ssl)
+        nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "https");
+    else
+        nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
     if (!c->has_authority)
         nv[n++] = nv_str(":authority", attempt_addr(a));
     size_t first = n;
@@ -957,23 +1056,26 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     struct gw_call *c = source->ptr;
     struct gw_attempt *a = c->winner;
     size_t n = gw_bufq_read(&c->respbuf, buf, length);
+    if (n > 0)
+        c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     if (n > 0 && a && a->uc) {
         nghttp2_session_consume(a->uc->conn.sess, a->sid, n);
         gw_conn_mark_dirty(&a->uc->conn);
     }
     if (c->respbuf.len == 0 && c->trailers_ready) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        nghttp2_nv nv[64];
+        /* Every trailer goes (grpc-status may be the last of many): their
+         * number was bounded by --max-header-count when they arrived. */
         struct gw_hdrlist *t = resp_trailers(c);
-        size_t nt = t->n < 64 ? t->n : 64;
-        for (size_t i = 0; i < nt; i++) {
-            nv[i].name = (uint8_t *)t->buf + t->ent[i].name_off;
-            nv[i].namelen = t->ent[i].name_len;
-            nv[i].value = (uint8_t *)t->buf + t->ent[i].value_off;
-            nv[i].valuelen = t->ent[i].value_len;
-            nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+        nghttp2_nv stack_nv[64];
+        nghttp2_nv *nv = t->n <= 64 ? stack_nv : gw_malloc(t->n * sizeof(*nv));
+        int rv = NGHTTP2_ERR_NOMEM;
+        if (nv) {
+            size_t nt = gw_hdrlist_to_nv(t, nv);
+            rv = nghttp2_submit_trailer(session, stream_id, nv, nt);
+            if (nv != stack_nv)
+                gw_free(nv);
         }
-        int rv = nghttp2_submit_trailer(session, stream_id, nv, nt);
         if (rv != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
         return (ssize_t)n;
@@ -1057,9 +1159,19 @@ int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t nam
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
         return 0;
-    if (name_is(name, namelen, "grpc-retry-pushback-ms"))
+    if (name_is(name, namelen, "grpc-retry-pushback-ms")) {
         a->pushback =
             gw_policy_pushback_parse((const char *)value, valuelen, &a->pushback_ms) == 0 ? 1 : -1;
+        uint32_t cap = c->w->cfg->max_pushback_ms;
+        if (a->pushback > 0 && a->pushback_ms > cap) {
+            uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_PUSHBACK_CAPPED);
+            if (hits)
+                gw_log(GW_LOG_INFO, "pushback_capped", "{s:s, s:I, s:i, s:I}", "replica",
+                       attempt_addr(a), "pushback_ms", (json_int_t)a->pushback_ms,
+                       "max_pushback_ms", (int)cap, "hits", (json_int_t)hits);
+            a->pushback_ms = cap;
+        }
+    }
     struct gw_hdrlist *h = a->in_trailers ? &a->trailers : &a->hdrs;
     return gw_hdrlist_add(h, name, namelen, value, valuelen) < 0 ? -1 : 0;
 }
@@ -1342,9 +1454,9 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
     snprintf(st, sizeof(st), "%d", code);
     snprintf(pb, sizeof(pb), "%" PRId64, pushback_ms);
     if (!c->resp_submitted) {
-        nghttp2_nv nv[] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc"),
-                           nv_str("grpc-status", st), nv_str("grpc-message", enc),
-                           nv_str("grpc-retry-pushback-ms", pb)};
+        nghttp2_nv nv[] = {nv_str(":status", c->bad_request_http ? c->bad_request_http : "200"),
+                           NV_LIT("content-type", "application/grpc"), nv_str("grpc-status", st),
+                           nv_str("grpc-message", enc), nv_str("grpc-retry-pushback-ms", pb)};
         nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL);
         c->resp_submitted = 1;
     } else {

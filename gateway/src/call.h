@@ -34,8 +34,13 @@
  *
  * Every ending has a defined answer: the gateway's own errors are gRPC
  * statuses (trailers-only, or trailers after relayed data), the deadline
- * (grpc-timeout) ends the call with DEADLINE_EXCEEDED and resets every
- * attempt, a client reset cancels every attempt at once. A call is freed when
+ * (grpc-timeout, cut to --max-deadline-ms, which also bounds calls without
+ * one) ends the call with DEADLINE_EXCEEDED and resets every attempt, a call
+ * that moves no bytes either way for --stream-idle-timeout-ms ends the same
+ * way, a client reset cancels every attempt at once. A request without
+ * content-type application/grpc is refused with HTTP 415 (the gRPC spec's
+ * answer, readable by a client that is not gRPC) carrying grpc-status
+ * INVALID_ARGUMENT too, and never reaches a replica. A call is freed when
  * its client stream and all its attempts' streams are closed. Loop thread only.
  */
 #ifndef INFERGW_CALL_H
@@ -106,17 +111,22 @@ struct gw_call {
     uint64_t deadline_ns;  /* 0 = none */
     uint64_t att_start_ns; /* when the call began */
     struct gw_timer deadline_timer;
-    struct gw_bufq reqlog; /* request bytes [req_base, req_total) */
-    uint64_t req_base;     /* bytes dropped from the front of reqlog */
-    uint64_t req_total;    /* bytes received from the client */
-    uint64_t req_consumed; /* bytes handed back to the client session */
+    struct gw_timer idle_timer; /* --stream-idle-timeout-ms, re-armed lazily */
+    uint64_t last_io_ns;        /* request bytes in or response bytes out, latest */
+    struct gw_bufq reqlog;      /* request bytes [req_base, req_total) */
+    uint64_t req_base;          /* bytes dropped from the front of reqlog */
+    uint64_t req_total;         /* bytes received from the client */
+    uint64_t req_consumed;      /* bytes handed back to the client session */
     struct gw_framer req_framer;
     struct gw_model_scan scan; /* while .scanning: the pool is not known yet */
     enum gw_local_method local;
     const char *bad_request; /* set while reading headers: answer this, route nothing */
     int bad_request_code;
+    const char *bad_request_http; /* its HTTP :status ("415"), NULL = 200 */
     unsigned has_te : 1;
     unsigned has_authority : 1;
+    unsigned grpc_content_type : 1; /* content-type application/grpc[+...|;...] seen */
+    unsigned deadline_capped : 1;   /* deadline_ns is --max-deadline-ms, not grpc-timeout */
     unsigned scanning : 1;
     unsigned pool_known : 1;
     unsigned routed : 1;
@@ -163,6 +173,13 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid);
 int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen,
                           const uint8_t *value, size_t valuelen);
 void gw_call_on_req_headers_done(struct gw_call *c);
+/* The request's header block passed --max-header-list-bytes or
+ * --max-header-count: nothing more of it is copied, and the call is refused
+ * with RESOURCE_EXHAUSTED once the block ends. */
+void gw_call_refuse_header_list(struct gw_call *c);
+/* Whether the request was refused while its headers were read (answered
+ * already, nothing routed). */
+int gw_call_refused(const struct gw_call *c);
 void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len);
 void gw_call_on_req_end(struct gw_call *c);
 /* The client stream closed (normally, by reset, or with its connection). */

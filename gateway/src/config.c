@@ -66,6 +66,14 @@ enum {
     OPT_JWT_LEEWAY,
     OPT_JWT_CACHE,
     OPT_MTLS_TENANT_FROM,
+    OPT_MAX_HEADER_COUNT,
+    OPT_MAX_CONNS,
+    OPT_MAX_CONNS_PER_WORKER,
+    OPT_PREFACE_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_STREAM_IDLE_TIMEOUT,
+    OPT_MAX_DEADLINE,
+    OPT_MAX_PUSHBACK,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +87,14 @@ static const struct option long_opts[] = {
     {"conn-window-bytes", required_argument, NULL, OPT_CONN_WINDOW},
     {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
     {"max-header-list-bytes", required_argument, NULL, OPT_MAX_HEADERS},
+    {"max-header-count", required_argument, NULL, OPT_MAX_HEADER_COUNT},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-conns-per-worker", required_argument, NULL, OPT_MAX_CONNS_PER_WORKER},
+    {"preface-timeout-ms", required_argument, NULL, OPT_PREFACE_TIMEOUT},
+    {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"stream-idle-timeout-ms", required_argument, NULL, OPT_STREAM_IDLE_TIMEOUT},
+    {"max-deadline-ms", required_argument, NULL, OPT_MAX_DEADLINE},
+    {"max-pushback-ms", required_argument, NULL, OPT_MAX_PUSHBACK},
     {"shutdown-grace-ms", required_argument, NULL, OPT_GRACE},
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"route-header", required_argument, NULL, OPT_ROUTE_HEADER},
@@ -174,7 +190,27 @@ void gw_config_usage(FILE *out)
         "                                the gateway buffers per call and direction [1048576]\n"
         "  --conn-window-bytes N         HTTP/2 flow-control window per connection [16777216]\n"
         "  --max-concurrent-streams N    concurrent calls per client connection [1024]\n"
-        "  --max-header-list-bytes N     largest request header block accepted [65536]\n"
+        "  --max-header-list-bytes N     largest header block (RFC 9113 size: name + value\n"
+        "                                + 32 per field) accepted from a client or replica,\n"
+        "                                counted while HPACK decodes it; a client's stream\n"
+        "                                is refused (RESOURCE_EXHAUSTED), a replica's reset\n"
+        "                                [65536]\n"
+        "  --max-header-count N          most fields in one header block, either side [256]\n"
+        "  --max-conns N                 client connections open at once, all workers; more\n"
+        "                                are accepted and closed at once [10000]\n"
+        "  --max-conns-per-worker N      the same per worker; 0 = only --max-conns [0]\n"
+        "  --preface-timeout-ms N        a client must send the HTTP/2 preface and SETTINGS\n"
+        "                                within N ms of connecting (TLS handshake included),\n"
+        "                                or is disconnected [10000]\n"
+        "  --idle-timeout-ms N           a client connection with no call and no frame for\n"
+        "                                N ms gets GOAWAY and is closed; 0 = never [300000]\n"
+        "  --stream-idle-timeout-ms N    a call that moves no bytes either way for N ms\n"
+        "                                ends with DEADLINE_EXCEEDED; 0 = never [300000]\n"
+        "  --max-deadline-ms N           the longest a call may last: calls without\n"
+        "                                grpc-timeout get it, longer grpc-timeout values are\n"
+        "                                cut to it; 0 = no limit [3600000]\n"
+        "  --max-pushback-ms N           a replica's grpc-retry-pushback-ms above N is cut to\n"
+        "                                N before the call waits to retry [30000]\n"
         "  --shutdown-grace-ms N         on SIGTERM, how long in-flight calls may take to\n"
         "                                finish after GOAWAY before the gateway exits [15000]\n"
         "  --connect-timeout-ms N        TCP connect (and, with --upstream-tls-ca, TLS\n"
@@ -315,9 +351,10 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
     return 0;
 }
 
-/* The replica health flags: one table of name, field and range. */
-static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
-                             size_t errlen)
+/* The replica health flags and the client-edge limits: one table of name,
+ * field and range. */
+static int parse_table_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
+                            size_t errlen)
 {
     static const struct {
         int opt;
@@ -344,6 +381,21 @@ static int parse_health_flag(struct gw_config *cfg, int opt, const char *arg, ch
          86400000},
         {OPT_OUTLIER_MAX_PERCENT, "--outlier-max-percent",
          offsetof(struct gw_config, outlier_max_percent), 0, 100},
+        {OPT_MAX_HEADER_COUNT, "--max-header-count", offsetof(struct gw_config, max_header_count),
+         16, 65536},
+        {OPT_MAX_CONNS, "--max-conns", offsetof(struct gw_config, max_conns), 1, 10000000},
+        {OPT_MAX_CONNS_PER_WORKER, "--max-conns-per-worker",
+         offsetof(struct gw_config, max_conns_per_worker), 0, 10000000},
+        {OPT_PREFACE_TIMEOUT, "--preface-timeout-ms",
+         offsetof(struct gw_config, preface_timeout_ms), 100, 600000},
+        {OPT_IDLE_TIMEOUT, "--idle-timeout-ms", offsetof(struct gw_config, idle_timeout_ms), 0,
+         86400000},
+        {OPT_STREAM_IDLE_TIMEOUT, "--stream-idle-timeout-ms",
+         offsetof(struct gw_config, stream_idle_timeout_ms), 0, 86400000},
+        {OPT_MAX_DEADLINE, "--max-deadline-ms", offsetof(struct gw_config, max_deadline_ms), 0,
+         604800000},
+        {OPT_MAX_PUSHBACK, "--max-pushback-ms", offsetof(struct gw_config, max_pushback_ms), 0,
+         3600000},
     };
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (flags[i].opt != opt)
@@ -574,6 +626,14 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->conn_window_bytes = 16u << 20;
     cfg->max_concurrent_streams = 1024;
     cfg->max_header_list_bytes = 65536;
+    cfg->max_header_count = 256;
+    cfg->max_conns = 10000;
+    cfg->max_conns_per_worker = 0;
+    cfg->preface_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 300000;
+    cfg->stream_idle_timeout_ms = 300000;
+    cfg->max_deadline_ms = 3600000;
+    cfg->max_pushback_ms = 30000;
     cfg->shutdown_grace_ms = 15000;
     cfg->connect_timeout_ms = 1000;
     snprintf(cfg->route_header, sizeof(cfg->route_header), "x-route-key");
@@ -853,7 +913,15 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_OUTLIER_BASE:
         case OPT_OUTLIER_MAX:
         case OPT_OUTLIER_MAX_PERCENT:
-            if (parse_health_flag(cfg, c, optarg, err, errlen) < 0)
+        case OPT_MAX_HEADER_COUNT:
+        case OPT_MAX_CONNS:
+        case OPT_MAX_CONNS_PER_WORKER:
+        case OPT_PREFACE_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+        case OPT_STREAM_IDLE_TIMEOUT:
+        case OPT_MAX_DEADLINE:
+        case OPT_MAX_PUSHBACK:
+            if (parse_table_flag(cfg, c, optarg, err, errlen) < 0)
                 return -1;
             break;
         case ':':

@@ -44,7 +44,15 @@ struct gw_config {
     uint32_t stream_window_bytes;
     uint32_t conn_window_bytes;
     uint32_t max_concurrent_streams;
-    uint32_t max_header_list_bytes;
+    uint32_t max_header_list_bytes;  /* RFC 9113 size of a header block, both sides */
+    uint32_t max_header_count;       /* fields in a header block, both sides */
+    uint32_t max_conns;              /* client connections, all workers together */
+    uint32_t max_conns_per_worker;   /* client connections per worker; 0 = only max_conns */
+    uint32_t preface_timeout_ms;     /* accept to the client's first frame */
+    uint32_t idle_timeout_ms;        /* no call and no frame on a connection; 0 = off */
+    uint32_t stream_idle_timeout_ms; /* a call moving no bytes either way; 0 = off */
+    uint32_t max_deadline_ms;        /* the longest a call may last; 0 = off */
+    uint32_t max_pushback_ms;        /* cap on a replica's grpc-retry-pushback-ms */
     uint32_t shutdown_grace_ms;
     uint32_t connect_timeout_ms;
     char route_header[64];

@@ -57,6 +57,14 @@ void gw_conn_close(struct gw_conn *c, const char *reason)
     gw_conn_mark_dirty(c);
 }
 
+void gw_conn_close_flush(struct gw_conn *c, const char *reason)
+{
+    if (c->closing || c->closed)
+        return;
+    c->flush_on_close = 1;
+    gw_conn_close(c, reason);
+}
+
 void gw_conn_release(struct gw_conn *c)
 {
     gw_free(c->wbuf);
@@ -78,14 +86,35 @@ static uint32_t conn_idle_events(const struct gw_conn *c)
     return EPOLLIN | (c->tls_read_wants_write ? EPOLLOUT : 0);
 }
 
+/* The GOAWAY error code that tells a peer why nghttp2 refused its bytes
+ * with library error <lib_err>. */
+static uint32_t conn_goaway_code(int lib_err)
+{
+    switch (lib_err) {
+    case NGHTTP2_ERR_FLOODED:
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+    case NGHTTP2_ERR_TOO_MANY_SETTINGS:
+        return NGHTTP2_ENHANCE_YOUR_CALM;
+    case NGHTTP2_ERR_HEADER_COMP:
+        return NGHTTP2_COMPRESSION_ERROR;
+    case NGHTTP2_ERR_NOMEM:
+    case NGHTTP2_ERR_CALLBACK_FAILURE:
+        return NGHTTP2_INTERNAL_ERROR;
+    default:
+        return NGHTTP2_PROTOCOL_ERROR;
+    }
+}
+
 /* Hands <n> received bytes to nghttp2. Returns 0, or -1 after a protocol
- * error (close requested). */
+ * error (GOAWAY queued, close requested). */
 static int conn_feed(struct gw_conn *c, const uint8_t *buf, size_t n)
 {
     ssize_t r = nghttp2_session_mem_recv(c->sess, buf, n);
     if (r < 0) {
         snprintf(c->errbuf, sizeof(c->errbuf), "HTTP/2 error: %s", nghttp2_strerror((int)r));
-        gw_conn_close(c, c->errbuf);
+        /* A no-op when nghttp2 queued a GOAWAY of its own already. */
+        nghttp2_session_terminate_session(c->sess, conn_goaway_code((int)r));
+        gw_conn_close_flush(c, c->errbuf);
         return -1;
     }
     return 0;
@@ -396,6 +425,23 @@ static void conn_flush(struct gw_conn *c)
         gw_conn_close(c, "session finished");
 }
 
+/* Before a close that must tell the peer why: adds what the session has
+ * queued to the write buffer, as far as it has room (no growing, no second
+ * write: the socket is about to go). */
+static void conn_fill_last(struct gw_conn *c)
+{
+    if (c->woff > 0 && c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    while (c->wlen < c->wcap) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+        if (n <= 0 || c->wlen + (size_t)n > c->wcap)
+            break;
+        memcpy(c->wbuf + c->wlen, data, (size_t)n);
+        c->wlen += (size_t)n;
+    }
+}
+
 static void conn_finish(struct gw_conn *c)
 {
     /* gw_conn_close() may have queued <c> again: the owner frees it below. */
@@ -434,6 +480,8 @@ void gw_conn_flush_dirty(struct gw_loop *loop)
             conn_flush(c);
         if (c->closing) {
             /* Best effort: push out what is queued (GOAWAY, RST) first. */
+            if (c->flush_on_close && !c->connecting && !c->tls_hs && c->wbuf)
+                conn_fill_last(c);
             if (!c->connecting && !c->tls_hs && c->wlen > c->woff)
                 conn_write(c);
             conn_finish(c);

@@ -20,6 +20,15 @@
  * agreed. A server-side handshake has a deadline (a timer), so idle sockets
  * that never finish one cannot pile up. Reads drain what OpenSSL buffered
  * (read-ahead) before returning to epoll, since epoll cannot see those bytes.
+ *
+ * When nghttp2 refuses the peer's bytes (a protocol error, a flood, a bad
+ * preface), the session is terminated with the matching GOAWAY code and the
+ * close flushes what the session still has queued (that GOAWAY, with its
+ * reason) in one last write before the socket goes: the peer learns why.
+ *
+ * Header blocks are decoded one at a time per connection (HPACK forbids
+ * interleaving), so the budget the owners count a block against
+ * (hdrlist.h) lives here, reset at each block's first frame.
  */
 #ifndef INFERGW_CONN_H
 #define INFERGW_CONN_H
@@ -29,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdrlist.h"
 #include "loop.h"
 
 #define GW_CONN_READ 65536
@@ -68,8 +78,10 @@ struct gw_conn {
     unsigned tls_fatal : 1;            /* a TLS error: no close_notify */
     unsigned tls_read_wants_write : 1; /* SSL_read must be retried on EPOLLOUT */
     unsigned tls_write_wants_read : 1; /* SSL_write must be retried after EPOLLIN */
+    unsigned flush_on_close : 1;       /* send what the session has queued before closing */
     SSL *ssl;                          /* TLS on this connection, owned; NULL = cleartext */
     struct gw_timer tls_timer;         /* handshake deadline (server side) */
+    struct gw_hdr_budget hdr_budget;   /* the header block being decoded */
     const char *close_reason;
     char errbuf[160]; /* close reasons built at run time */
 };
@@ -89,6 +101,9 @@ int gw_conn_tls_start(struct gw_conn *c, SSL *ssl, int client, uint64_t timeout_
 void gw_conn_mark_dirty(struct gw_conn *c);
 /* Requests an orderly close; the owner's on_close runs in the flush phase. */
 void gw_conn_close(struct gw_conn *c, const char *reason);
+/* The same, after sending what the session has queued (a GOAWAY submitted
+ * just before, and frames ahead of it), as far as one write takes it. */
+void gw_conn_close_flush(struct gw_conn *c, const char *reason);
 /* Frees the write buffer and the SSL; call from on_close after the session
  * is deleted. */
 void gw_conn_release(struct gw_conn *c);

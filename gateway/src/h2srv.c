@@ -5,8 +5,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -18,6 +19,16 @@
 #include "mem.h"
 #include "tls.h"
 #include "worker.h"
+
+#define MS_NS 1000000ULL
+
+/* Client connections of every worker: --max-conns counts them all. */
+static atomic_size_t total_conns;
+
+size_t gw_h2srv_total_conns(void)
+{
+    return atomic_load_explicit(&total_conns, memory_order_relaxed);
+}
 
 void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c)
 {
@@ -47,6 +58,7 @@ static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     struct gw_srv_conn *sc = ud;
+    gw_hdr_budget_reset(&sc->conn.hdr_budget);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     struct gw_call *c = gw_call_new(sc, frame->hd.stream_id);
@@ -59,22 +71,66 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     return 0;
 }
 
+/* A client header block passed the limits: counted, logged (at most once a
+ * second), and the request refused; trailers are ignored anyway. */
+static void header_list_refused(struct gw_srv_conn *sc, const nghttp2_frame *frame,
+                                struct gw_call *c)
+{
+    struct gw_worker *w = sc->w;
+    const struct gw_hdr_budget *b = &sc->conn.hdr_budget;
+    uint64_t hits = gw_worker_limit_hit(w, GW_LIMIT_HEADER_LIST_CLIENT);
+    if (hits)
+        gw_log(GW_LOG_WARN, "header_list_refused", "{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:I}",
+               "side", "client", "peer", sc->peer, "stream", frame->hd.stream_id, "bytes_at_least",
+               (json_int_t)b->bytes, "fields_at_least", (int)b->count, "max_bytes",
+               (int)w->cfg->max_header_list_bytes, "max_fields", (int)w->cfg->max_header_count,
+               "hits", (json_int_t)hits);
+    if (c)
+        gw_call_refuse_header_list(c);
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* request trailers carry nothing gRPC uses */
-    struct gw_call *c = stream_call(s, frame->hd.stream_id);
-    if (!c)
+    struct gw_srv_conn *sc = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    /* Counted before anything is copied: HPACK lets one byte stand for a
+     * 4 KB field, so the bytes on the wire say nothing about the size. */
+    if (sc->conn.hdr_budget.over)
+        return 0;
+    int request = frame->headers.cat == NGHTTP2_HCAT_REQUEST;
+    struct gw_call *c = request ? stream_call(s, frame->hd.stream_id) : NULL;
+    const struct gw_config *cfg = sc->w->cfg;
+    if (gw_hdr_budget_add(&sc->conn.hdr_budget, namelen, valuelen, cfg->max_header_list_bytes,
+                          cfg->max_header_count) < 0) {
+        header_list_refused(sc, frame, c);
+        return 0;
+    }
+    if (!c)
+        return 0; /* request trailers carry nothing gRPC uses */
     if (gw_call_on_req_header(c, name, namelen, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     return 0;
 }
 
+static void conn_timer_arm(struct gw_srv_conn *sc, uint64_t when_ns);
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
+    struct gw_srv_conn *sc = ud;
     struct gw_call *c;
+    sc->last_frame_ns = sc->w->loop.now_ns;
+    if (!sc->got_frame) {
+        /* The preface and a first frame came: from now on the timer is the
+         * idle timeout's. */
+        sc->got_frame = 1;
+        uint32_t idle = sc->w->cfg->idle_timeout_ms;
+        if (idle)
+            conn_timer_arm(sc, sc->last_frame_ns + (uint64_t)idle * MS_NS);
+        else
+            gw_loop_timer_cancel(&sc->w->loop, &sc->timer);
+    }
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
         c = stream_call(s, frame->hd.stream_id);
@@ -118,11 +174,22 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     return 0;
 }
 
-/* Logs the GOAWAY frames the gateway sends with an error: they say why a
- * client connection was torn down (a protocol violation nghttp2 found). */
+/* Ends refused requests the client is still sending; logs the GOAWAY frames
+ * the gateway sends with an error: they say why a client connection was torn
+ * down (a protocol violation nghttp2 found). */
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     struct gw_srv_conn *sc = ud;
+    if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        struct gw_call *c = stream_call(s, frame->hd.stream_id);
+        if (c && gw_call_refused(c) && !c->req_eos)
+            /* A request refused while its headers were read is answered:
+             * the rest of it is of no use, and a client that never ends its
+             * stream must not keep the call (RFC 9113 section 8.1). Sent
+             * after the answer, which a reset would discard. */
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                      NGHTTP2_NO_ERROR);
+    }
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
         gw_log(GW_LOG_WARN, "client_goaway", "{s:s, s:s, s:s%}", "peer", sc->peer, "error",
                nghttp2_http2_strerror(frame->goaway.error_code), "detail",
@@ -140,6 +207,21 @@ static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
     return 0;
 }
 
+void gw_h2srv_set_hpack_limits(nghttp2_option *opt, const struct gw_config *cfg)
+{
+    /* The table our encoder keeps per connection, whatever size the peer
+     * offers in SETTINGS_HEADER_TABLE_SIZE (the decoder's side is the 4096
+     * we advertise). */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, GW_HPACK_TABLE_SIZE);
+    /* The largest block we encode: relayed headers were accepted within
+     * --max-header-list-bytes, and encode to no more than that. */
+    nghttp2_option_set_max_send_header_block_length(opt, (size_t)cfg->max_header_list_bytes +
+                                                             GW_HPACK_TABLE_SIZE);
+    /* Leading or trailing white space in a field value stays a malformed
+     * request (RFC 9113 section 8.2.1), as nghttp2 checks by default. */
+    nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 0);
+}
+
 int gw_h2srv_setup(struct gw_worker *w)
 {
     if (nghttp2_session_callbacks_new(&w->srv_cbs) != 0)
@@ -154,6 +236,7 @@ int gw_h2srv_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->srv_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);
+    gw_h2srv_set_hpack_limits(w->srv_opt, w->cfg);
     /* Abuse limits, set on purpose rather than inherited: rapid reset
      * (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182). */
     nghttp2_option_set_stream_reset_rate_limit(w->srv_opt, 1000, 100);
@@ -187,6 +270,8 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
     if (sc->next)
         sc->next->prev = sc->prev;
     w->nconns--;
+    atomic_fetch_sub_explicit(&total_conns, 1, memory_order_relaxed);
+    gw_loop_timer_cancel(&w->loop, &sc->timer);
     gw_metrics_conns_add(w->metrics, -1);
     gw_free(sc);
     gw_worker_check_drained(w);
@@ -234,8 +319,77 @@ static int srv_conn_on_tls(struct gw_conn *conn, int fail, const char *detail)
 static const struct gw_conn_ops srv_conn_ops = {.on_close = srv_conn_on_close,
                                                 .on_tls_handshake = srv_conn_on_tls};
 
+static void conn_timer_arm(struct gw_srv_conn *sc, uint64_t when_ns)
+{
+    if (gw_loop_timer_at(&sc->w->loop, &sc->timer, when_ns) < 0)
+        gw_log(GW_LOG_WARN, "client_timer_failed", "{s:s}", "peer", sc->peer);
+}
+
+/* The connection's one timer: the preface deadline until the first frame,
+ * then the idle deadline (re-armed from the latest frame while the
+ * connection is busy or heard from). */
+static void conn_timer_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_srv_conn *sc = arg;
+    struct gw_worker *w = sc->w;
+    const struct gw_config *cfg = w->cfg;
+    if (sc->conn.closing || sc->conn.closed)
+        return;
+    uint64_t now = w->loop.now_ns, hits;
+    if (!sc->got_frame) {
+        hits = gw_worker_limit_hit(w, GW_LIMIT_PREFACE_TIMEOUT);
+        if (hits)
+            gw_log(GW_LOG_INFO, "client_preface_timeout", "{s:s, s:i, s:b, s:I}", "peer", sc->peer,
+                   "timeout_ms", (int)cfg->preface_timeout_ms, "tls_handshake_done",
+                   sc->tls && !sc->conn.tls_hs, "hits", (json_int_t)hits);
+        if (!sc->conn.tls_hs)
+            nghttp2_session_terminate_session(sc->conn.sess, NGHTTP2_SETTINGS_TIMEOUT);
+        gw_conn_close_flush(&sc->conn, "no HTTP/2 preface within --preface-timeout-ms");
+        return;
+    }
+    uint64_t idle = (uint64_t)cfg->idle_timeout_ms * MS_NS;
+    if (!idle)
+        return;
+    if (sc->calls || now < sc->last_frame_ns + idle) {
+        conn_timer_arm(sc, (sc->calls ? now : sc->last_frame_ns) + idle);
+        return;
+    }
+    hits = gw_worker_limit_hit(w, GW_LIMIT_IDLE_TIMEOUT);
+    if (hits)
+        gw_log(GW_LOG_INFO, "client_idle_timeout", "{s:s, s:i, s:I}", "peer", sc->peer,
+               "timeout_ms", (int)cfg->idle_timeout_ms, "hits", (json_int_t)hits);
+    static const char msg[] = "idle connection: no call and no frame within --idle-timeout-ms";
+    nghttp2_submit_goaway(sc->conn.sess, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(sc->conn.sess), NGHTTP2_NO_ERROR,
+                          (const uint8_t *)msg, sizeof(msg) - 1);
+    gw_conn_close_flush(&sc->conn, "idle timeout");
+}
+
+/* Whether <w> may take one more client connection; counts and logs a
+ * refusal. */
+static int conn_allowed(struct gw_worker *w)
+{
+    const struct gw_config *cfg = w->cfg;
+    size_t total = atomic_load_explicit(&total_conns, memory_order_relaxed);
+    int per_worker = cfg->max_conns_per_worker && w->nconns >= cfg->max_conns_per_worker;
+    if (total < cfg->max_conns && !per_worker)
+        return 1;
+    uint64_t hits = gw_worker_limit_hit(w, GW_LIMIT_MAX_CONNS);
+    if (hits)
+        gw_log(GW_LOG_WARN, "client_conn_refused", "{s:s, s:I, s:I, s:i, s:i, s:i, s:I}", "limit",
+               per_worker ? "--max-conns-per-worker" : "--max-conns", "open_total",
+               (json_int_t)total, "open_worker", (json_int_t)w->nconns, "worker", w->index,
+               "max_conns", (int)cfg->max_conns, "max_conns_per_worker",
+               (int)cfg->max_conns_per_worker, "hits", (json_int_t)hits);
+    return 0;
+}
+
 static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storage *ss)
 {
+    if (!conn_allowed(w)) {
+        close(fd);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct gw_srv_conn *sc = gw_calloc(1, sizeof(*sc));
@@ -244,6 +398,7 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
         return;
     }
     sc->w = w;
+    gw_timer_init(&sc->timer, conn_timer_cb, sc);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
         char a[INET_ADDRSTRLEN];
@@ -278,6 +433,7 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
         goto fail_conn;
     const struct gw_config *cfg = w->cfg;
     nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, GW_HPACK_TABLE_SIZE},
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->stream_window_bytes},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->max_header_list_bytes},
@@ -291,7 +447,9 @@ static void accept_one(struct gw_worker *w, int fd, const struct sockaddr_storag
         w->conns->prev = sc;
     w->conns = sc;
     w->nconns++;
+    atomic_fetch_add_explicit(&total_conns, 1, memory_order_relaxed);
     gw_metrics_conns_add(w->metrics, 1);
+    conn_timer_arm(sc, w->loop.now_ns + (uint64_t)cfg->preface_timeout_ms * MS_NS);
     gw_conn_mark_dirty(&sc->conn);
     return;
 
@@ -302,6 +460,32 @@ fail_conn:
     gw_free(sc);
 }
 
+void gw_h2srv_accept_resume(struct gw_timer *t, void *arg)
+{
+    struct gw_worker *w = arg;
+    if (!w->accept_paused || w->listen_io.fd < 0)
+        return;
+    w->accept_paused = 0;
+    gw_loop_mod(&w->loop, &w->listen_io, EPOLLIN);
+}
+
+/* accept failed with <err> for lack of descriptors or memory: the pending
+ * connection stays in the backlog and the level-triggered listener would
+ * wake the loop again at once, forever. Take it out of epoll for a moment. */
+static void accept_pause(struct gw_worker *w, int err)
+{
+    uint64_t hits = gw_worker_limit_hit(w, GW_LIMIT_ACCEPT_NOFILE);
+    if (hits)
+        gw_log(GW_LOG_WARN, "accept_paused", "{s:s, s:i, s:I, s:i, s:I}", "error", strerror(err),
+               "worker", w->index, "open_worker", (json_int_t)w->nconns, "pause_ms",
+               GW_ACCEPT_PAUSE_MS, "hits", (json_int_t)hits);
+    if (gw_loop_mod(&w->loop, &w->listen_io, 0) < 0)
+        return;
+    w->accept_paused = 1;
+    if (gw_loop_timer_in(&w->loop, &w->accept_timer, GW_ACCEPT_PAUSE_MS * MS_NS) < 0)
+        gw_h2srv_accept_resume(&w->accept_timer, w);
+}
+
 void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
 {
     struct gw_worker *w = (struct gw_worker *)((char *)io - offsetof(struct gw_worker, listen_io));
@@ -310,8 +494,11 @@ void gw_h2srv_on_listen(struct gw_io *io, uint32_t events)
         socklen_t sl = sizeof(ss);
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                gw_log(GW_LOG_WARN, "accept_failed", "{s:s}", "error", strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                accept_pause(w, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
+                gw_log(GW_LOG_WARN, "accept_failed", "{s:s}", "error", strerror(err));
             return;
         }
         accept_one(w, fd, &ss);

@@ -13,8 +13,25 @@
  * start but nothing flows until the handshake is done. Handshake failures are
  * counted by reason and logged with the peer address. After a client
  * certificate verified (mutual TLS), its identity is copied onto the
- * connection (peer_cn, peer_sans) for the authentication chain. Loop thread
- * only.
+ * connection (peer_cn, peer_sans) for the authentication chain.
+ *
+ * Limits of the client edge (README "Limits and timeouts"), each counted in
+ * infergw_limit_hits_total and logged at most once a second per worker:
+ * - every header block is counted while HPACK decodes it (RFC 9113 section
+ *   6.5.2 size and field count, hdrlist.h): past --max-header-list-bytes or
+ *   --max-header-count nothing more of it is copied, and a request is
+ *   refused with RESOURCE_EXHAUSTED (then RST_STREAM NO_ERROR, so the call
+ *   goes at once even when the client never ends its stream);
+ * - --max-conns (all workers) and --max-conns-per-worker: a connection past
+ *   either is accepted and closed at once;
+ * - accept failing for lack of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+ *   takes the listener out of epoll for GW_ACCEPT_PAUSE_MS, so a
+ *   level-triggered listener never spins;
+ * - one timer per connection: until the first frame, --preface-timeout-ms
+ *   (closed); then --idle-timeout-ms without calls or frames (GOAWAY
+ *   NO_ERROR, then closed). It is re-armed lazily (a frame only stamps the
+ *   time), so busy connections cost no timer work per frame.
+ * Loop thread only.
  */
 #ifndef INFERGW_H2SRV_H
 #define INFERGW_H2SRV_H
@@ -38,13 +55,29 @@ struct gw_srv_conn {
     char **peer_sans; /* subjectAltNames as "DNS:<name>", "URI:<uri>", "IP:<addr>", owned */
     size_t peer_nsans;
     unsigned goaway_sent : 1;
+    unsigned got_frame : 1; /* the client's first frame arrived */
+    struct gw_timer timer;  /* preface, then idle timeout */
+    uint64_t last_frame_ns; /* when the client's latest frame arrived */
 };
 
+/* How long the listener rests after accept ran out of descriptors. */
+#define GW_ACCEPT_PAUSE_MS 100
+
+/* HPACK dynamic table size, both ways (the RFC's default, said explicitly). */
+#define GW_HPACK_TABLE_SIZE 4096
+
+struct gw_config;
+/* Sets the HPACK bounds of <opt> (server and replica sessions alike). */
+void gw_h2srv_set_hpack_limits(nghttp2_option *opt, const struct gw_config *cfg);
 /* Creates the callbacks and options every server session of <w> uses.
  * Returns 0 or -ENOMEM. */
 int gw_h2srv_setup(struct gw_worker *w);
 /* Accepts pending connections on the worker's listener. */
 void gw_h2srv_on_listen(struct gw_io *io, uint32_t events);
+/* Timer callback (w->accept_timer): puts the paused listener back. */
+void gw_h2srv_accept_resume(struct gw_timer *t, void *arg);
+/* Client connections open in all workers. Any thread. */
+size_t gw_h2srv_total_conns(void);
 /* Sends GOAWAY on every connection of <w> (drain). */
 void gw_h2srv_goaway_all(struct gw_worker *w);
 /* Closes every connection of <w> at once (end of the grace period). */

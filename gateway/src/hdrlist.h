@@ -9,6 +9,13 @@
  * list costs no allocation until it outgrows it. Each value is followed by
  * a NUL (not counted in its length), so values can be read as C strings.
  * Loop thread only, owned by one call.
+ *
+ * A header budget counts one header block as it is decoded, the way RFC 9113
+ * section 6.5.2 sizes SETTINGS_MAX_HEADER_LIST_SIZE: each field costs its
+ * name and value lengths plus 32 bytes. nghttp2 advertises that setting but
+ * does not enforce it, and HPACK lets one byte stand for a field of up to the
+ * dynamic table's size, so the receiver must count what it decodes before it
+ * copies anything (the gateway does so on client and replica sessions).
  */
 #ifndef INFERGW_HDRLIST_H
 #define INFERGW_HDRLIST_H
@@ -32,6 +39,29 @@ struct gw_hdrlist {
     char inline_buf[GW_HDRLIST_INLINE_BYTES];
     struct gw_hdr_ent inline_ent[GW_HDRLIST_INLINE_ENTS];
 };
+
+/* The cost RFC 9113 section 6.5.2 assigns to every field on top of its
+ * name and value. */
+#define GW_HDR_FIELD_OVERHEAD 32
+
+struct gw_hdr_budget {
+    uint64_t bytes; /* RFC 9113 size of the fields counted so far */
+    uint32_t count; /* fields counted so far */
+    uint32_t over;  /* a limit was passed in this block */
+};
+
+/* Starts counting a new header block. */
+static inline void gw_hdr_budget_reset(struct gw_hdr_budget *b)
+{
+    b->bytes = 0;
+    b->count = 0;
+    b->over = 0;
+}
+/* Counts one field of <nlen> + <vlen> bytes. Returns 0 while the block is
+ * within <max_bytes> and <max_count> fields, or -1 from the field that
+ * passes either limit on (b->over stays set until the next reset). */
+int gw_hdr_budget_add(struct gw_hdr_budget *b, size_t nlen, size_t vlen, uint32_t max_bytes,
+                      uint32_t max_count);
 
 void gw_hdrlist_init(struct gw_hdrlist *h);
 void gw_hdrlist_reset(struct gw_hdrlist *h);

@@ -79,3 +79,14 @@ void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...)
     }
     json_decref(obj);
 }
+
+uint64_t gw_log_limit_pass(struct gw_log_limit *l, uint64_t now_ns)
+{
+    l->held++;
+    if (now_ns < l->next_ns)
+        return 0;
+    l->next_ns = now_ns + 1000000000ULL;
+    uint64_t n = l->held;
+    l->held = 0;
+    return n;
+}

@@ -10,6 +10,8 @@
 #ifndef INFERGW_LOG_H
 #define INFERGW_LOG_H
 
+#include <stdint.h>
+
 enum gw_log_level { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
 
 /* Sets the lowest level written (default GW_LOG_INFO). Call before threads start. */
@@ -22,5 +24,16 @@ int gw_log_enabled(enum gw_log_level level);
  * format such as "{s:s, s:I}", or NULL for none). A format error is itself
  * logged rather than lost. */
 void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...);
+
+/* At most one line a second for an event that can repeat at a peer's will
+ * (a limit hit): one per thread and event, zeroed to start. */
+struct gw_log_limit {
+    uint64_t next_ns; /* no line before this time */
+    uint64_t held;    /* occurrences since the last line */
+};
+/* Counts one occurrence at monotonic time <now_ns>. Returns 0 when no line
+ * may be written yet, else the number of occurrences the line written now
+ * stands for (this one and those held back since the last line). */
+uint64_t gw_log_limit_pass(struct gw_log_limit *l, uint64_t now_ns);
 
 #endif

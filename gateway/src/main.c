@@ -4,7 +4,11 @@
  * replica CA (built here, off the workers, then offered to each), and the
  * JWT verification keys; SIGTERM/SIGINT drain every worker (GOAWAY,
  * in-flight calls finish within the grace period) and exit 0; a second one
- * exits at once. */
+ * exits at once.
+ *
+ * At start the soft RLIMIT_NOFILE is raised to the hard limit (Debian's soft
+ * 1024 is far below what --max-conns allows), and the result is logged with
+ * a warning when --max-conns cannot fit in it. */
 #include <errno.h>
 #include <limits.h>
 #include <jansson.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -112,6 +117,32 @@ static void tls_reload(const struct gw_config *cfg, struct gw_worker *workers, i
     SSL_CTX_free(up);
 }
 
+/* Raises the soft descriptor limit to the hard one and logs both; warns
+ * when the client connections --max-conns allows (plus a margin for
+ * replicas, Redis and the admin endpoint) do not fit. */
+static void raise_nofile(const struct gw_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t before = rl.rlim_cur;
+    const char *error = NULL;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            error = strerror(errno);
+            rl.rlim_cur = before;
+        }
+    }
+    gw_log(GW_LOG_INFO, "nofile_limit", "{s:I, s:I, s:I, s:s?}", "soft_before", (json_int_t)before,
+           "soft", (json_int_t)rl.rlim_cur, "hard", (json_int_t)rl.rlim_max, "error", error);
+    uint64_t need = (uint64_t)cfg->max_conns + 256;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        gw_log(GW_LOG_WARN, "nofile_limit_low", "{s:I, s:I, s:s}", "soft", (json_int_t)rl.rlim_cur,
+               "max_conns", (json_int_t)cfg->max_conns, "effect",
+               "accept pauses when descriptors run out before --max-conns is reached");
+}
+
 int main(int argc, char **argv)
 {
     struct gw_config cfg;
@@ -124,6 +155,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     gw_log_set_level(cfg.log_level);
+    raise_nofile(&cfg);
     /* The authentication chain: plugins are loaded and keys read now, so a
      * bad plugin or key file stops the start (exit 2). */
     if (gw_auth_init(&cfg, err, sizeof(err)) < 0) {

@@ -437,6 +437,16 @@ static void render_auth(struct gw_metrics *const *ws, size_t nw, FILE *out)
     }
 }
 
+const char *gw_metrics_limit_name(int which)
+{
+    static const char *const names[GW_LIMIT_COUNT] = {
+        "header_list_client", "header_list_replica", "max_conns",           "accept_nofile",
+        "preface_timeout",    "idle_timeout",        "stream_idle_timeout", "max_deadline",
+        "pushback_capped",    "content_type",
+    };
+    return which >= 0 && which < GW_LIMIT_COUNT ? names[which] : "other";
+}
+
 static void render_global(struct gw_metrics *const *ws, size_t nw,
                           const struct gw_metrics_global *g, FILE *out)
 {
@@ -468,6 +478,16 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
                         "%" PRIu64 "\n",
                         tls_side_names[side], tls_fail_names[why], n);
         }
+    header(out, "infergw_limit_hits_total", "counter",
+           "Times a limit or timeout of the client edge acted, by limit (README: Limits and "
+           "timeouts).");
+    for (int l = 0; l < GW_LIMIT_COUNT; l++) {
+        uint64_t n = 0;
+        for (size_t w = 0; w < nw; w++)
+            n += ld(&ws[w]->limits[l]);
+        fprintf(out, "infergw_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n",
+                gw_metrics_limit_name(l), n);
+    }
     static const char *const policy_names[GW_POLICY_COUNT] = {
         "infergw_retries_refused_total{reason=\"budget\"}",
         "infergw_retries_refused_total{reason=\"deadline\"}",

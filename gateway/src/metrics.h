@@ -93,6 +93,23 @@ enum gw_metrics_tls_fail {
     GW_TLS_FAIL_COUNT
 };
 
+/* Limits and timeouts of the client edge (label limit of
+ * infergw_limit_hits_total); names in gw_metrics_limit_name. Each hit also
+ * has a log line (rate-limited, gw_worker_limit_hit). */
+enum gw_metrics_limit {
+    GW_LIMIT_HEADER_LIST_CLIENT,  /* a client's header block over the limits: stream refused */
+    GW_LIMIT_HEADER_LIST_REPLICA, /* a replica's header block over the limits: stream reset */
+    GW_LIMIT_MAX_CONNS,           /* a connection closed at accept: --max-conns reached */
+    GW_LIMIT_ACCEPT_NOFILE,       /* accept failed for lack of descriptors: listener paused */
+    GW_LIMIT_PREFACE_TIMEOUT,     /* no HTTP/2 preface and SETTINGS within --preface-timeout-ms */
+    GW_LIMIT_IDLE_TIMEOUT,        /* no call and no frame for --idle-timeout-ms: GOAWAY */
+    GW_LIMIT_STREAM_IDLE,         /* a call moved no bytes for --stream-idle-timeout-ms */
+    GW_LIMIT_MAX_DEADLINE,        /* a call ended by --max-deadline-ms */
+    GW_LIMIT_PUSHBACK_CAPPED,     /* a replica's grpc-retry-pushback-ms cut to --max-pushback-ms */
+    GW_LIMIT_CONTENT_TYPE,        /* a request without content-type application/grpc refused */
+    GW_LIMIT_COUNT
+};
+
 /* Which side a TLS handshake was on (label side). */
 enum gw_metrics_tls_side { GW_TLS_SIDE_CLIENT, GW_TLS_SIDE_UPSTREAM, GW_TLS_SIDE_COUNT };
 
@@ -138,6 +155,7 @@ struct gw_metrics {
     gw_counter tls_handshakes[GW_TLS_SIDE_COUNT];
     gw_counter tls_failures[GW_TLS_SIDE_COUNT][GW_TLS_FAIL_COUNT];
     gw_counter policy[GW_POLICY_COUNT];
+    gw_counter limits[GW_LIMIT_COUNT];
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
 };
@@ -243,6 +261,15 @@ static inline void gw_metrics_conns_add(struct gw_metrics *m, int64_t d)
                                   d,
                               memory_order_relaxed);
 }
+
+/* Counts one hit of limit <which>. Worker thread. */
+static inline void gw_metrics_limit(struct gw_metrics *m, enum gw_metrics_limit which)
+{
+    if (m && which < GW_LIMIT_COUNT)
+        gw_counter_add(&m->limits[which], 1);
+}
+/* The label (and log name) of limit <which> ("other" when out of range). */
+const char *gw_metrics_limit_name(int which);
 
 /* The label of TLS failure reason <why> ("other" when out of range). */
 const char *gw_metrics_tls_fail_name(int why);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "h2srv.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -43,6 +44,7 @@ static int is_check(const struct gw_up_conn *uc, int32_t sid)
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
+    gw_hdr_budget_reset(&((struct gw_up_conn *)ud)->conn.hdr_budget);
     if (is_check(ud, frame->hd.stream_id))
         return 0;
     struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
@@ -57,6 +59,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     struct gw_up_conn *uc = ud;
+    /* A replica's header block is counted as it is decoded, like a
+     * client's (h2srv.h): past the limits the stream is reset, which fails
+     * the attempt, and nghttp2 calls back no more for this block. */
+    const struct gw_config *cfg = uc->up->w->cfg;
+    if (gw_hdr_budget_add(&uc->conn.hdr_budget, namelen, valuelen, cfg->max_header_list_bytes,
+                          cfg->max_header_count) < 0) {
+        uint64_t hits = gw_worker_limit_hit(uc->up->w, GW_LIMIT_HEADER_LIST_REPLICA);
+        if (hits)
+            gw_log(GW_LOG_WARN, "header_list_refused", "{s:s, s:s, s:i, s:I, s:i, s:I}", "side",
+                   "replica", "replica", uc->up->addr, "stream", frame->hd.stream_id,
+                   "bytes_at_least", (json_int_t)uc->conn.hdr_budget.bytes, "fields_at_least",
+                   (int)uc->conn.hdr_budget.count, "hits", (json_int_t)hits);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     if (is_check(uc, frame->hd.stream_id)) {
         gw_hcheck_on_header(uc->up, name, namelen, value, valuelen);
         return 0;
@@ -171,6 +187,7 @@ int gw_upstream_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->up_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->up_opt, 1);
+    gw_h2srv_set_hpack_limits(w->up_opt, w->cfg);
     /* Until the replica's SETTINGS arrive, assume the common gRPC limit. */
     nghttp2_option_set_peer_max_concurrent_streams(w->up_opt, 100);
 

@@ -140,6 +140,7 @@ static void worker_on_wake(struct gw_loop *loop)
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
+    gw_loop_timer_cancel(&w->loop, &w->accept_timer);
     if (w->listen_io.fd >= 0) {
         gw_loop_del(&w->loop, &w->listen_io);
         close(w->listen_io.fd);
@@ -167,6 +168,12 @@ void gw_worker_check_drained(struct gw_worker *w)
     }
     if (w->nconns == 0)
         w->loop.stop = 1;
+}
+
+uint64_t gw_worker_limit_hit(struct gw_worker *w, enum gw_metrics_limit which)
+{
+    gw_metrics_limit(w->metrics, which);
+    return gw_log_limit_pass(&w->limit_log[which], w->loop.now_ns);
 }
 
 static void alog_flush_cb(struct gw_timer *t, void *arg)
@@ -209,6 +216,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
     gw_timer_init(&w->alog_timer, alog_flush_cb, w);
+    gw_timer_init(&w->accept_timer, gw_h2srv_accept_resume, w);
     w->metrics = gw_metrics_new();
     if (!w->metrics) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
@@ -273,6 +281,7 @@ void gw_worker_free(struct gw_worker *w)
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);
     gw_loop_timer_cancel(&w->loop, &w->grace_timer);
+    gw_loop_timer_cancel(&w->loop, &w->accept_timer);
     if (w->srv_cbs)
         nghttp2_session_callbacks_del(w->srv_cbs);
     if (w->up_cbs)

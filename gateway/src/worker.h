@@ -25,6 +25,7 @@
 #include "config.h"
 #include "health.h"
 #include "accesslog.h"
+#include "log.h"
 #include "loop.h"
 #include "metrics.h"
 #include "route.h"
@@ -60,8 +61,11 @@ struct gw_worker {
     _Atomic(SSL_CTX *) tls_pending;    /* offered by a certificate reload */
     SSL_CTX *up_tls_ctx;               /* TLS towards replicas (a reference), NULL = h2c */
     _Atomic(SSL_CTX *) up_tls_pending; /* offered by a reload of the replica CA/cert */
-    struct gw_accesslog_buf alog;      /* --access-log lines waiting to be written */
-    struct gw_timer alog_timer;        /* writes them out at the latest after a moment */
+    struct gw_log_limit limit_log[GW_LIMIT_COUNT]; /* one line a second per limit */
+    struct gw_timer accept_timer; /* re-arms the listener after a descriptor shortage */
+    unsigned accept_paused : 1;   /* listener out of epoll until accept_timer */
+    struct gw_accesslog_buf alog; /* --access-log lines waiting to be written */
+    struct gw_timer alog_timer;   /* writes them out at the latest after a moment */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
@@ -98,6 +102,11 @@ int gw_worker_start(struct gw_worker *w);
 void gw_worker_drain(struct gw_worker *w);
 void gw_worker_join(struct gw_worker *w);
 void gw_worker_free(struct gw_worker *w);
+
+/* Counts a hit of limit <which> (metric) and says whether to log it now:
+ * 0 = not yet (one line a second per worker and limit), else the number of
+ * hits that line stands for (its "hits" field). Worker thread. */
+uint64_t gw_worker_limit_hit(struct gw_worker *w, enum gw_metrics_limit which);
 
 /* Called when a client connection or a call ends, to finish a drain. */
 void gw_worker_check_drained(struct gw_worker *w);
