@@ -94,3 +94,82 @@ class HpackAmplificationTest(h.GatewayTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _gateway_flags():
+    """The flags the gateway under test knows (its --help), so that a test
+    can run against an older build to show the defect it guards."""
+    import subprocess
+    out = subprocess.run([h._bin("infergw"), "--help"], stdout=subprocess.PIPE, check=True).stdout
+    return out.decode()
+
+
+def _cpu_seconds(pid):
+    """utime + stime of process <pid>, all threads, in seconds."""
+    import os
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DescriptorExhaustionTest(unittest.TestCase):
+    """1,100 idle connections against RLIMIT_NOFILE 1024 (soft = hard, so the
+    gateway cannot raise it): accept runs out of descriptors. The gateway must
+    not spin (under 5% of a core while they stay open), and must serve a new
+    client within 1 s of them closing."""
+
+    N = 1100
+
+    def test_emfile_does_not_spin_and_recovers(self):
+        import resource
+        import socket
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < self.N + 200:
+            self.skipTest("this test needs %d descriptors of its own" % (self.N + 200))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        replica = h.start_replica("nofile-r0")
+        self.addCleanup(replica.stop)
+        port = h.free_port()
+        argv = ["prlimit", "--nofile=1024:1024", "--", h._bin("infergw"), "--listen",
+                "127.0.0.1:%d" % port, "--auth=none", "--workers", "2", "--pool",
+                "demo=%s" % replica.addr, "--pool", "default=%s" % replica.addr]
+        if "--preface-timeout-ms" in _gateway_flags():
+            argv += ["--preface-timeout-ms", "60000"]  # they must stay open
+        gw = h.Proc("gateway", argv, port).wait_ready()
+        self.addCleanup(gw.stop)
+        with h.channel(gw.addr) as ch:
+            h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=10)
+
+        socks = []
+        try:
+            for _ in range(self.N):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                socks.append(s)
+            time.sleep(1.5)  # the gateway takes what it can, then runs out
+            cpu0, t0 = _cpu_seconds(gw.pid), time.monotonic()
+            time.sleep(3.0)
+            cpu = (_cpu_seconds(gw.pid) - cpu0) / (time.monotonic() - t0)
+        finally:
+            for s in socks:
+                s.close()
+        closed_at = time.monotonic()
+        served_in = None
+        while time.monotonic() - closed_at < 10:
+            try:
+                with h.channel_unready(gw.addr) as ch:
+                    h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=1)
+                served_in = time.monotonic() - closed_at
+                break
+            except grpc.RpcError:
+                time.sleep(0.02)
+        print("\nnofile: %d idle connections, RLIMIT_NOFILE 1024: gateway CPU %.1f%% of a core; "
+              "new client served %s after they closed"
+              % (self.N, cpu * 100, "%.3f s" % served_in if served_in is not None else "never"))
+        self.assertLess(cpu, 0.05, "the gateway spins: %.0f%% of a core" % (cpu * 100))
+        self.assertIsNotNone(served_in)
+        self.assertLess(served_in, 1.0)
+        ev = gw.wait_event(lambda e: True, event="accept_paused")
+        self.assertIsNotNone(ev, gw.tail())
+        self.assertEqual(ev["error"], "Too many open files")
