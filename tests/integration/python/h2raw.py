@@ -66,6 +66,7 @@ class RawClient:
         self.buf = b""
         self.decoder = hpack.Decoder()
         self.decoder.max_header_list_size = 1 << 30
+        self.auto_ack = preface  # a client that sent no preface stays silent
         if preface:
             self.send(PREFACE + settings())
 
@@ -90,7 +91,7 @@ class RawClient:
                     sid = struct.unpack(">I", self.buf[5:9])[0] & 0x7FFFFFFF
                     payload = self.buf[9:9 + n]
                     self.buf = self.buf[9 + n:]
-                    if ftype == SETTINGS and not flags & ACK:
+                    if ftype == SETTINGS and not flags & ACK and self.auto_ack:
                         self.send(frame(SETTINGS, ACK, 0))
                     return ftype, flags, sid, payload
             left = end - time.monotonic()

@@ -6,14 +6,29 @@ and that other clients keep being served meanwhile.
   referenced by one-byte indexes, tens of thousands of times per stream, on a
   few streams that never end. The gateway's RSS must grow by less than 16 MB
   and each such stream is refused with RESOURCE_EXHAUSTED.
+- Descriptor exhaustion: 1,100 idle connections against RLIMIT_NOFILE 1024:
+  no spinning, and a new client served within 1 s of them closing.
+- --max-conns, --preface-timeout-ms, --idle-timeout-ms,
+  --stream-idle-timeout-ms, --max-deadline-ms, --max-pushback-ms: each acts,
+  with its status, its log line and its infergw_limit_hits_total label.
+- Protocol details: trailers past 64 entries keep grpc-status; the GOAWAY of a
+  refused connection reaches the client; a request that is not gRPC gets HTTP
+  415 and never reaches a replica; :scheme is https towards TLS replicas.
 """
 
+import os
+import shutil
+import socket
+import struct
+import tempfile
 import time
 import unittest
+import urllib.request
 
 import grpc
 
 import h2raw
+import h2replica
 import harness as h
 
 MB = 1024 * 1024
@@ -92,8 +107,6 @@ class HpackAmplificationTest(h.GatewayTestCase):
         self.assertIsNotNone(ev, gw.tail())
 
 
-if __name__ == "__main__":
-    unittest.main()
 
 
 def _gateway_flags():
@@ -173,3 +186,296 @@ class DescriptorExhaustionTest(unittest.TestCase):
         ev = gw.wait_event(lambda e: True, event="accept_paused")
         self.assertIsNotNone(ev, gw.tail())
         self.assertEqual(ev["error"], "Too many open files")
+
+
+def _metric(port, limit):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith('infergw_limit_hits_total{limit="%s"}' % limit):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no infergw_limit_hits_total{limit=%r} in /metrics" % limit)
+
+
+def _grpc_frame(msg):
+    body = msg.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(body)) + body
+
+
+class _EdgeCase(unittest.TestCase):
+    """One replica (infergw-replica with REPLICA_ARGS) and a gateway with
+    GATEWAY_ARGS and an admin port, per test class."""
+
+    N_REPLICAS = 1
+    REPLICA_ARGS = ()
+    GATEWAY_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        if h.DIRECT:
+            raise unittest.SkipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        cls.replicas = []
+        for i in range(cls.N_REPLICAS):
+            cls.replicas.append(h.start_replica("%s-r%d" % (cls.__name__.lower(), i),
+                                                *cls.REPLICA_ARGS))
+            cls.addClassCleanup(cls.replicas[-1].stop)
+        cls.replica = cls.replicas[0]
+        addrs = [r.addr for r in cls.replicas]
+        cls.admin_port = h.free_port()
+        cls.gw = h.start_gateway({"demo": addrs, "default": addrs},
+                                 "--admin", "127.0.0.1:%d" % cls.admin_port,
+                                 "--health-interval-ms", "0", *cls.GATEWAY_ARGS)
+        cls.addClassCleanup(cls.gw.stop)
+        time.sleep(0.3)  # the start-up probes' connections are gone
+
+    def call(self, timeout=None, metadata=None):
+        with h.channel(self.gw.addr) as ch:
+            return h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=timeout,
+                                               metadata=metadata)
+
+    def replica_calls(self):
+        return sum(len(r.events("call")) for r in self.replicas)
+
+
+class MaxConnsTest(_EdgeCase):
+    GATEWAY_ARGS = ("--max-conns", "3")
+
+    def test_connection_past_max_conns_is_closed(self):
+        held = [h2raw.RawClient(self.gw.port) for _ in range(3)]
+        for c in held:
+            self.assertEqual(c.read_frame()[0], h2raw.SETTINGS)
+        extra = h2raw.RawClient(self.gw.port)
+        self.assertIsNone(extra.read_frame(timeout=3), "a 4th connection must be closed")
+        extra.close()
+        ev = self.gw.wait_event(lambda e: True, event="client_conn_refused")
+        self.assertIsNotNone(ev, self.gw.tail())
+        self.assertEqual(ev["limit"], "--max-conns")
+        self.assertGreaterEqual(_metric(self.admin_port, "max_conns"), 1)
+        for c in held:
+            c.close()
+        # Closed connections free their places.
+        end = time.monotonic() + 5
+        while True:
+            try:
+                self.call(timeout=2)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+
+
+class PrefaceTimeoutTest(_EdgeCase):
+    GATEWAY_ARGS = ("--preface-timeout-ms", "300")
+
+    def test_silent_connection_is_closed(self):
+        t0 = time.monotonic()
+        c = h2raw.RawClient(self.gw.port, preface=False)
+        goaway = c.until_goaway(timeout=5)
+        closed_after = time.monotonic() - t0
+        self.assertIsNotNone(goaway, "expected a GOAWAY before the close")
+        self.assertEqual(goaway[1], 0x4)  # SETTINGS_TIMEOUT
+        self.assertIsNone(c.read_frame(timeout=3))  # then closed
+        self.assertLess(closed_after, 2.0)
+        c.close()
+        self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="client_preface_timeout"))
+        self.assertGreaterEqual(_metric(self.admin_port, "preface_timeout"), 1)
+        self.call(timeout=5)  # a client that speaks is served
+
+
+class IdleTimeoutTest(_EdgeCase):
+    REPLICA_ARGS = ("--latency-ms", "1200")
+    GATEWAY_ARGS = ("--idle-timeout-ms", "400")
+
+    def test_idle_connection_gets_goaway_busy_one_not(self):
+        c = h2raw.RawClient(self.gw.port)
+        t0 = time.monotonic()
+        goaway = c.until_goaway(timeout=5)
+        self.assertIsNotNone(goaway)
+        self.assertEqual(goaway[1], 0)  # NO_ERROR
+        self.assertIn(b"idle", goaway[2])
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertIsNone(c.read_frame(timeout=3))
+        c.close()
+        self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="client_idle_timeout"))
+        self.assertGreaterEqual(_metric(self.admin_port, "idle_timeout"), 1)
+        # A call that takes three idle periods is not cut.
+        self.call(timeout=10)
+
+
+class StreamIdleTimeoutTest(_EdgeCase):
+    REPLICA_ARGS = ("--latency-ms", "3000")
+    GATEWAY_ARGS = ("--stream-idle-timeout-ms", "400")
+
+    def test_call_without_bytes_ends(self):
+        t0 = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(timeout=20)
+        took = time.monotonic() - t0
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertIn("stream idle for 400 ms", cm.exception.details())
+        self.assertLess(took, 2.0)
+        self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="call_stream_idle"))
+        self.assertGreaterEqual(_metric(self.admin_port, "stream_idle_timeout"), 1)
+
+
+class PushbackCapTest(_EdgeCase):
+    N_REPLICAS = 2
+    REPLICA_ARGS = ("--error-fraction", "1", "--error-code", "RESOURCE_EXHAUSTED",
+                    "--error-pushback", "600000")
+    GATEWAY_ARGS = ("--max-pushback-ms", "100", "--max-deadline-ms", "0")
+
+    def test_ten_minute_pushback_is_cut(self):
+        """A call with no deadline at all (--max-deadline-ms 0) is not parked
+        for the replica's 10 minutes: it retries after 100 ms."""
+        before = self.replica_calls()
+        t0 = time.monotonic()
+        with h.channel(self.gw.addr) as ch:
+            # No grpc-timeout: the wait is the client's own, not a deadline.
+            fut = h.infer_stub(ch).ModelInfer.future(h.typed_request(h.values(4)))
+            try:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    fut.result(timeout=10)
+            finally:
+                fut.cancel()
+        took = time.monotonic() - t0
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertLess(took, 5.0)
+        self.assertGreaterEqual(self.replica_calls() - before, 2, "the call was retried")
+        ev = self.gw.wait_event(lambda e: True, event="pushback_capped")
+        self.assertIsNotNone(ev, self.gw.tail())
+        self.assertEqual(ev["pushback_ms"], 600000)
+        self.assertGreaterEqual(_metric(self.admin_port, "pushback_capped"), 1)
+
+
+class ContentTypeTest(_EdgeCase):
+    def _request(self, content_type):
+        c = h2raw.RawClient(self.gw.port)
+        block = h2raw.grpc_request_block(content_type=content_type,
+                                         extra=[(b"x-model", b"demo")])
+        c.send(h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS, 1, block) +
+               h2raw.frame(h2raw.DATA, h2raw.END_STREAM, 1,
+                           _grpc_frame(h.typed_request(h.values(4)))))
+        heads, rsts, goaway, closed = c.collect([1], timeout=5)
+        c.close()
+        self.assertTrue(heads.get(1), "no answer: rst %r goaway %r" % (rsts, goaway))
+        return heads[1][0]
+
+    def test_not_grpc_is_refused_with_415_and_never_forwarded(self):
+        before = self.replica_calls()
+        for ct in (None, b"text/plain", b"application/grpcx", b"application/json"):
+            head = self._request(ct)
+            self.assertEqual(head.get(":status"), "415", "content-type %r: %r" % (ct, head))
+            self.assertEqual(head.get("grpc-status"), "3")
+            self.assertIn("application/grpc", head.get("grpc-message", ""))
+        time.sleep(0.3)
+        self.assertEqual(self.replica_calls(), before, "a non-gRPC request reached the replica")
+        self.assertGreaterEqual(_metric(self.admin_port, "content_type"), 4)
+        self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="request_not_grpc"))
+        for ct in (b"application/grpc", b"application/grpc+proto"):
+            head = self._request(ct)
+            self.assertEqual(head.get(":status"), "200")
+        self.assertEqual(self.replica_calls(), before + 2)
+
+
+class GoawayFlushTest(_EdgeCase):
+    def test_goaway_reaches_client_before_close(self):
+        """Bytes nghttp2 refuses outright (here a CONTINUATION flood past its
+        limit) end the connection with a GOAWAY that says why."""
+        c = h2raw.RawClient(self.gw.port)
+        block = h2raw.grpc_request_block()
+        frames = h2raw.frame(h2raw.HEADERS, 0, 1, block)
+        for _ in range(40):
+            frames += h2raw.frame(h2raw.CONTINUATION, 0, 1, b"\x00\x01a\x01b")
+        c.send(frames)
+        goaway = c.until_goaway(timeout=5)
+        c.close()
+        self.assertIsNotNone(goaway, "the connection closed without a GOAWAY")
+        self.assertEqual(goaway[1], 0xB)  # ENHANCE_YOUR_CALM
+        c = h2raw.RawClient(self.gw.port, preface=False)
+        c.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\0" * 64)  # bad client magic
+        goaway = c.until_goaway(timeout=5)
+        c.close()
+        self.assertIsNotNone(goaway, "the connection closed without a GOAWAY")
+        self.assertEqual(goaway[1], 0x1)  # PROTOCOL_ERROR
+        self.call(timeout=5)
+
+
+class _H2ReplicaCase(unittest.TestCase):
+    NTRAILERS = 0
+    TLS = False
+    STALL = False
+    GATEWAY_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        if h.DIRECT:
+            raise unittest.SkipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        args = ["--health-interval-ms", "0"]
+        kw = {}
+        if cls.TLS:
+            import test_tls
+            d = tempfile.mkdtemp(prefix="%d-limits-" % os.getpid(), dir=h.WORK_DIR)
+            cls.addClassCleanup(shutil.rmtree, d, True)
+            test_tls._ca(d, "ca")
+            test_tls._cert(d, "replica", "ca", "/CN=replica", "DNS:localhost,IP:127.0.0.1")
+            kw = dict(certfile=os.path.join(d, "replica.pem"),
+                      keyfile=os.path.join(d, "replica.key"))
+            args += ["--upstream-tls-ca", os.path.join(d, "ca.pem")]
+        cls.replica = h2replica.H2Replica(ntrailers=cls.NTRAILERS, stall=cls.STALL, **kw)
+        cls.addClassCleanup(cls.replica.stop)
+        cls.admin_port = h.free_port()
+        args += ["--admin", "127.0.0.1:%d" % cls.admin_port] + list(cls.GATEWAY_ARGS)
+        cls.gw = h.start_gateway({"demo": [cls.replica.addr], "default": [cls.replica.addr]},
+                                 *args)
+        cls.addClassCleanup(cls.gw.stop)
+
+    def call(self, timeout=10):
+        with h.channel(self.gw.addr) as ch:
+            return h.infer_stub(ch).ModelInfer.with_call(h.typed_request(h.values(4)),
+                                                         timeout=timeout)
+
+
+class ManyTrailersTest(_H2ReplicaCase):
+    NTRAILERS = 70
+
+    def test_grpc_status_after_70_trailers_is_relayed(self):
+        reply, call = self.call()
+        trailers = dict(call.trailing_metadata())
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        self.assertEqual(len([k for k in trailers if k.startswith("x-trailer-")]), 70)
+        self.assertEqual(trailers.get("x-trailer-69"), "v69")
+
+
+class TlsSchemeTest(_H2ReplicaCase):
+    TLS = True
+
+    def test_scheme_is_https_towards_tls_replica(self):
+        reply, call = self.call()
+        self.assertEqual(dict(call.initial_metadata()).get("x-scheme"), "https")
+        self.assertEqual(dict(self.replica.requests[-1]).get(":scheme"), "https")
+
+
+class MaxDeadlineTest(_H2ReplicaCase):
+    """A replica that never answers: the call ends at --max-deadline-ms,
+    with or without a (longer) grpc-timeout of its own."""
+    STALL = True
+    GATEWAY_ARGS = ("--max-deadline-ms", "500")
+
+    def test_call_without_grpc_timeout_gets_one(self):
+        for timeout in (None, 20):  # none given, and a longer one cut
+            t0 = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.call(timeout=timeout)
+            took = time.monotonic() - t0
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            self.assertIn("--max-deadline-ms 500 ms", cm.exception.details())
+            self.assertLess(took, 2.0)
+        self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="call_max_deadline"))
+        self.assertGreaterEqual(_metric(self.admin_port, "max_deadline"), 1)
+        # The replica was told the capped deadline.
+        self.assertIn("grpc-timeout", dict(self.replica.requests[-1]))
+
+
+if __name__ == "__main__":
+    unittest.main()
