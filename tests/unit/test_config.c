@@ -197,6 +197,53 @@ static void test_health_flags(void **state)
     gw_config_free(&cfg);
 }
 
+static void test_edge_limit_flags(void **state)
+{
+    (void)state;
+    struct gw_config cfg;
+    char err[256];
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_int_equal(cfg.max_header_list_bytes, 65536);
+    assert_int_equal(cfg.max_header_count, 256);
+    assert_int_equal(cfg.max_conns, 10000);
+    assert_int_equal(cfg.max_conns_per_worker, 0);
+    assert_int_equal(cfg.preface_timeout_ms, 10000);
+    assert_int_equal(cfg.idle_timeout_ms, 300000);
+    assert_int_equal(cfg.stream_idle_timeout_ms, 300000);
+    assert_int_equal(cfg.max_deadline_ms, 3600000);
+    assert_int_equal(cfg.max_pushback_ms, 30000);
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 19, "--pool", "a=h:1", "--max-header-count",
+                           "16", "--max-conns", "5", "--max-conns-per-worker", "2",
+                           "--preface-timeout-ms", "100", "--idle-timeout-ms", "0",
+                           "--stream-idle-timeout-ms", "0", "--max-deadline-ms", "0",
+                           "--max-pushback-ms", "0"),
+                     0);
+    assert_int_equal(cfg.max_header_count, 16);
+    assert_int_equal(cfg.max_conns, 5);
+    assert_int_equal(cfg.max_conns_per_worker, 2);
+    assert_int_equal(cfg.preface_timeout_ms, 100);
+    assert_int_equal(cfg.idle_timeout_ms, 0);
+    assert_int_equal(cfg.stream_idle_timeout_ms, 0);
+    assert_int_equal(cfg.max_deadline_ms, 0);
+    assert_int_equal(cfg.max_pushback_ms, 0);
+    gw_config_free(&cfg);
+    static const char *const bad[][3] = {
+        {"--max-header-count", "15", "--max-header-count '15': expected 16..65536"},
+        {"--max-conns", "0", "--max-conns '0': expected 1..10000000"},
+        {"--preface-timeout-ms", "0", "--preface-timeout-ms '0': expected 100..600000"},
+        {"--idle-timeout-ms", "x", "--idle-timeout-ms 'x': expected 0..86400000"},
+        {"--max-deadline-ms", "-5", "--max-deadline-ms '-5': expected 0..604800000"},
+        {"--max-pushback-ms", "3600001", "--max-pushback-ms '3600001': expected 0..3600000"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),
+                         -1);
+        assert_string_equal(err, bad[i][2]);
+        gw_config_free(&cfg);
+    }
+}
+
 static void test_tls_flags(void **state)
 {
     (void)state;
@@ -372,7 +419,7 @@ int main(void)
         cmocka_unit_test(test_bad_pools),          cmocka_unit_test(test_unknown_and_help),
         cmocka_unit_test(test_health_flags),       cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_tenant_files),       cmocka_unit_test(test_auth_flags),
-        cmocka_unit_test(test_tls_flags),
+        cmocka_unit_test(test_tls_flags),          cmocka_unit_test(test_edge_limit_flags),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

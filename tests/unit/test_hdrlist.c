@@ -87,6 +87,40 @@ static void test_enomem_leaves_list_unchanged(void **state)
     gw_hdrlist_reset(&h);
 }
 
+/* RFC 9113 section 6.5.2 counting: name + value + 32 per field; the field
+ * that passes a limit fails, and the block stays over until a reset. */
+static void test_budget_counts_rfc_size(void **state)
+{
+    (void)state;
+    struct gw_hdr_budget b;
+    gw_hdr_budget_reset(&b);
+    /* 100 bytes: two fields of 18 (5 + 13 + 32 = 50) fit exactly. */
+    assert_int_equal(gw_hdr_budget_add(&b, 5, 13, 100, 10), 0);
+    assert_int_equal(gw_hdr_budget_add(&b, 5, 13, 100, 10), 0);
+    assert_int_equal(b.bytes, 100);
+    /* An empty field still costs 32. */
+    assert_int_equal(gw_hdr_budget_add(&b, 0, 0, 100, 10), -1);
+    assert_int_equal(b.over, 1);
+    assert_int_equal(gw_hdr_budget_add(&b, 0, 0, 1000, 10), -1); /* sticky */
+    gw_hdr_budget_reset(&b);
+    assert_int_equal(b.bytes, 0);
+    /* The field count: the 4th of at most 3 fails. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gw_hdr_budget_add(&b, 1, 1, 1 << 20, 3), 0);
+    assert_int_equal(gw_hdr_budget_add(&b, 1, 1, 1 << 20, 3), -1);
+    /* 100,000 one-byte references to a 4 KB field: over after 16. */
+    gw_hdr_budget_reset(&b);
+    int ok = 0;
+    for (int i = 0; i < 100000 && gw_hdr_budget_add(&b, 5, 4000, 65536, 256) == 0; i++)
+        ok++;
+    assert_int_equal(ok, 16);
+    /* Sums saturate instead of wrapping. */
+    b.bytes = UINT64_MAX - 10;
+    b.over = 0;
+    assert_int_equal(gw_hdr_budget_add(&b, 100, 100, UINT32_MAX, UINT32_MAX), -1);
+    assert_true(b.bytes == UINT64_MAX);
+}
+
 /* Arms the allocation hook so gw_mem_live() counts (nothing fails). */
 static int count_allocations(void **state)
 {
@@ -101,6 +135,7 @@ int main(void)
         cmocka_unit_test(test_add_get_nv),
         cmocka_unit_test(test_growth_keeps_entries),
         cmocka_unit_test(test_enomem_leaves_list_unchanged),
+        cmocka_unit_test(test_budget_counts_rfc_size),
     };
     return cmocka_run_group_tests_name("hdrlist", tests, count_allocations, NULL);
 }
