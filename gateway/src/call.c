@@ -391,15 +391,16 @@ static int is_model_method(const char *path)
 void gw_call_on_req_headers_done(struct gw_call *c)
 {
     c->path = gw_hdrlist_get(&c->req_hdrs, ":path", NULL);
-    if (!c->bad_request && !c->grpc_content_type) {
-        /* Not a gRPC request: the gRPC spec's answer is HTTP 415, which a
-         * client that is not gRPC understands; grpc-status says it too. */
+    if (!c->grpc_content_type && c->bad_request_code != GW_GRPC_RESOURCE_EXHAUSTED) {
+        /* Not a gRPC request (whatever else is wrong with it, unless its
+         * headers were cut short): the gRPC spec's answer is HTTP 415, which
+         * a client that is not gRPC understands; grpc-status says it too. */
         uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_CONTENT_TYPE);
         if (hits)
             gw_log(GW_LOG_INFO, "request_not_grpc", "{s:s, s:s?, s:I}", "peer", c->sc->peer, "path",
                    c->path, "hits", (json_int_t)hits);
-        set_bad_request(c, GW_GRPC_INVALID_ARGUMENT,
-                        "content-type is not application/grpc: this endpoint serves gRPC");
+        c->bad_request = "content-type is not application/grpc: this endpoint serves gRPC";
+        c->bad_request_code = GW_GRPC_INVALID_ARGUMENT;
         c->bad_request_http = "415";
     }
     if (c->bad_request) {

@@ -46,9 +46,10 @@ def literal(name, value, index=False):
     return (b"\x40" if index else b"\x00") + s(name) + s(value)
 
 
-def grpc_request_block(path=GRPC_PATH, extra=(), content_type=b"application/grpc", authority=b"gw"):
+def grpc_request_block(path=GRPC_PATH, extra=(), content_type=b"application/grpc", authority=b"gw",
+                       method_get=False):
     """A request header block (no Huffman, no indexing)."""
-    out = b"\x83\x86"  # :method POST, :scheme http (static table)
+    out = (b"\x82" if method_get else b"\x83") + b"\x86"  # :method GET/POST, :scheme http
     out += literal(b":path", path) + literal(b":authority", authority)
     if content_type is not None:
         out += literal(b"content-type", content_type)

@@ -62,6 +62,14 @@ class HpackAmplificationTest(h.GatewayTestCase):
             self.stub.ModelInfer(h.typed_request(h.values(4)), timeout=10)
         time.sleep(0.3)
         rss0, hwm0 = _vm(gw.pid, "VmRSS"), _vm(gw.pid, "VmHWM")
+        replica = self.cluster.replicas[0]
+
+        def infers():
+            return len([e for e in replica.events("call") if e["method"].endswith("/ModelInfer")])
+        end = time.monotonic() + 3
+        while infers() < 4 and time.monotonic() < end:  # the warm-up calls
+            time.sleep(0.02)
+        replica_calls0 = infers()
 
         c = h2raw.RawClient(gw.port)
         big = b"a" * 4000
@@ -93,6 +101,9 @@ class HpackAmplificationTest(h.GatewayTestCase):
         # still up (the streams were refused, not the connection).
         reply = self.stub.ModelInfer(h.typed_request(h.values(4)), timeout=10)
         self.assertEqual(list(reply.outputs[0].contents.fp32_contents), h.expected(h.values(4)))
+        # Only that call reached the replica, none of the refused streams.
+        time.sleep(0.3)
+        self.assertEqual(infers(), replica_calls0 + 1)
         self.assertLess(rss1 - rss0, 16 * MB, "RSS grew by %d bytes" % (rss1 - rss0))
         self.assertLess(hwm1 - hwm0, 16 * MB, "peak RSS grew by %d bytes" % (hwm1 - hwm0))
         for sid in sids:
@@ -349,9 +360,9 @@ class PushbackCapTest(_EdgeCase):
 
 
 class ContentTypeTest(_EdgeCase):
-    def _request(self, content_type):
+    def _request(self, content_type, method_get=False):
         c = h2raw.RawClient(self.gw.port)
-        block = h2raw.grpc_request_block(content_type=content_type,
+        block = h2raw.grpc_request_block(content_type=content_type, method_get=method_get,
                                          extra=[(b"x-model", b"demo")])
         c.send(h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS, 1, block) +
                h2raw.frame(h2raw.DATA, h2raw.END_STREAM, 1,
@@ -368,9 +379,10 @@ class ContentTypeTest(_EdgeCase):
             self.assertEqual(head.get(":status"), "415", "content-type %r: %r" % (ct, head))
             self.assertEqual(head.get("grpc-status"), "3")
             self.assertIn("application/grpc", head.get("grpc-message", ""))
+        self.assertEqual(self._request(None, method_get=True).get(":status"), "415")
         time.sleep(0.3)
         self.assertEqual(self.replica_calls(), before, "a non-gRPC request reached the replica")
-        self.assertGreaterEqual(_metric(self.admin_port, "content_type"), 4)
+        self.assertGreaterEqual(_metric(self.admin_port, "content_type"), 5)
         self.assertIsNotNone(self.gw.wait_event(lambda e: True, event="request_not_grpc"))
         for ct in (b"application/grpc", b"application/grpc+proto"):
             head = self._request(ct)
@@ -445,6 +457,21 @@ class ManyTrailersTest(_H2ReplicaCase):
         self.assertEqual(call.code(), grpc.StatusCode.OK)
         self.assertEqual(len([k for k in trailers if k.startswith("x-trailer-")]), 70)
         self.assertEqual(trailers.get("x-trailer-69"), "v69")
+
+
+class ReplicaHeaderListTest(_H2ReplicaCase):
+    """A replica's header block is held to the same limits: 300 trailers
+    (past --max-header-count 256) reset its stream; nothing else suffers."""
+    NTRAILERS = 300
+
+    def test_replica_trailers_past_limit_fail_the_call(self):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call()
+        self.assertNotEqual(cm.exception.code(), grpc.StatusCode.OK)
+        ev = self.gw.wait_event(lambda e: e.get("side") == "replica", event="header_list_refused")
+        self.assertIsNotNone(ev, self.gw.tail())
+        self.assertEqual(ev["fields_at_least"], 257)
+        self.assertGreaterEqual(_metric(self.admin_port, "header_list_replica"), 1)
 
 
 class TlsSchemeTest(_H2ReplicaCase):
