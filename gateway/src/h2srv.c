@@ -25,11 +25,6 @@
 /* Client connections of every worker: --max-conns counts them all. */
 static atomic_size_t total_conns;
 
-size_t gw_h2srv_total_conns(void)
-{
-    return atomic_load_explicit(&total_conns, memory_order_relaxed);
-}
-
 void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c)
 {
     c->prev = NULL;
@@ -187,8 +182,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
              * the rest of it is of no use, and a client that never ends its
              * stream must not keep the call (RFC 9113 section 8.1). Sent
              * after the answer, which a reset would discard. */
-            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                                      NGHTTP2_NO_ERROR);
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
     }
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
         gw_log(GW_LOG_WARN, "client_goaway", "{s:s, s:s, s:s%}", "peer", sc->peer, "error",

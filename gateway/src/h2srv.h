@@ -76,8 +76,6 @@ int gw_h2srv_setup(struct gw_worker *w);
 void gw_h2srv_on_listen(struct gw_io *io, uint32_t events);
 /* Timer callback (w->accept_timer): puts the paused listener back. */
 void gw_h2srv_accept_resume(struct gw_timer *t, void *arg);
-/* Client connections open in all workers. Any thread. */
-size_t gw_h2srv_total_conns(void);
 /* Sends GOAWAY on every connection of <w> (drain). */
 void gw_h2srv_goaway_all(struct gw_worker *w);
 /* Closes every connection of <w> at once (end of the grace period). */

@@ -197,6 +197,22 @@ class DescriptorExhaustionTest(unittest.TestCase):
         ev = gw.wait_event(lambda e: True, event="accept_paused")
         self.assertIsNotNone(ev, gw.tail())
         self.assertEqual(ev["error"], "Too many open files")
+        ev = gw.wait_event(lambda e: True, event="nofile_limit")
+        self.assertEqual((ev["soft"], ev["hard"]), (1024, 1024))
+
+    def test_soft_limit_raised_to_hard(self):
+        port = h.free_port()
+        gw = h.Proc("gateway", ["prlimit", "--nofile=512:4096", "--", h._bin("infergw"),
+                                "--listen", "127.0.0.1:%d" % port, "--auth=none", "--workers", "1",
+                                "--admin", "off", "--pool", "demo=127.0.0.1:1"], port).wait_ready()
+        self.addCleanup(gw.stop)
+        ev = gw.wait_event(lambda e: True, event="nofile_limit")
+        self.assertIsNotNone(ev, gw.tail())
+        self.assertEqual((ev["soft_before"], ev["soft"], ev["hard"]), (512, 4096, 4096))
+        with open("/proc/%d/limits" % gw.pid) as f:
+            line = [l for l in f if l.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], ["4096", "4096"])
+        self.assertIsNotNone(gw.wait_event(lambda e: True, event="nofile_limit_low"))
 
 
 def _metric(port, limit):
