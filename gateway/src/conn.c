@@ -467,6 +467,21 @@ static void conn_finish(struct gw_conn *c)
     c->ops->on_close(c, c->close_reason ? c->close_reason : "closed");
 }
 
+void gw_conn_set_hpack_limits(nghttp2_option *opt, uint32_t max_header_list_bytes)
+{
+    /* The table our encoder keeps per connection, whatever size the peer
+     * offers in SETTINGS_HEADER_TABLE_SIZE (the decoder's side is the 4096
+     * we advertise). */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, GW_HPACK_TABLE_SIZE);
+    /* The largest block we encode: relayed headers were accepted within
+     * --max-header-list-bytes, and encode to no more than that. */
+    nghttp2_option_set_max_send_header_block_length(opt, (size_t)max_header_list_bytes +
+                                                             GW_HPACK_TABLE_SIZE);
+    /* Leading or trailing white space in a field value stays a malformed
+     * request (RFC 9113 section 8.2.1), as nghttp2 checks by default. */
+    nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 0);
+}
+
 void gw_conn_flush_dirty(struct gw_loop *loop)
 {
     struct gw_conn *c;

@@ -201,21 +201,6 @@ static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
     return 0;
 }
 
-void gw_h2srv_set_hpack_limits(nghttp2_option *opt, const struct gw_config *cfg)
-{
-    /* The table our encoder keeps per connection, whatever size the peer
-     * offers in SETTINGS_HEADER_TABLE_SIZE (the decoder's side is the 4096
-     * we advertise). */
-    nghttp2_option_set_max_deflate_dynamic_table_size(opt, GW_HPACK_TABLE_SIZE);
-    /* The largest block we encode: relayed headers were accepted within
-     * --max-header-list-bytes, and encode to no more than that. */
-    nghttp2_option_set_max_send_header_block_length(opt, (size_t)cfg->max_header_list_bytes +
-                                                             GW_HPACK_TABLE_SIZE);
-    /* Leading or trailing white space in a field value stays a malformed
-     * request (RFC 9113 section 8.2.1), as nghttp2 checks by default. */
-    nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 0);
-}
-
 int gw_h2srv_setup(struct gw_worker *w)
 {
     if (nghttp2_session_callbacks_new(&w->srv_cbs) != 0)
@@ -230,7 +215,7 @@ int gw_h2srv_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->srv_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);
-    gw_h2srv_set_hpack_limits(w->srv_opt, w->cfg);
+    gw_conn_set_hpack_limits(w->srv_opt, w->cfg->max_header_list_bytes);
     /* Abuse limits, set on purpose rather than inherited: rapid reset
      * (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182). */
     nghttp2_option_set_stream_reset_rate_limit(w->srv_opt, 1000, 100);

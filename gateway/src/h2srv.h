@@ -63,12 +63,6 @@ struct gw_srv_conn {
 /* How long the listener rests after accept ran out of descriptors. */
 #define GW_ACCEPT_PAUSE_MS 100
 
-/* HPACK dynamic table size, both ways (the RFC's default, said explicitly). */
-#define GW_HPACK_TABLE_SIZE 4096
-
-struct gw_config;
-/* Sets the HPACK bounds of <opt> (server and replica sessions alike). */
-void gw_h2srv_set_hpack_limits(nghttp2_option *opt, const struct gw_config *cfg);
 /* Creates the callbacks and options every server session of <w> uses.
  * Returns 0 or -ENOMEM. */
 int gw_h2srv_setup(struct gw_worker *w);

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "call.h"
-#include "h2srv.h"
 #include "log.h"
 #include "mem.h"
 #include "route.h"
@@ -187,7 +186,7 @@ int gw_upstream_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->up_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->up_opt, 1);
-    gw_h2srv_set_hpack_limits(w->up_opt, w->cfg);
+    gw_conn_set_hpack_limits(w->up_opt, w->cfg->max_header_list_bytes);
     /* Until the replica's SETTINGS arrive, assume the common gRPC limit. */
     nghttp2_option_set_peer_max_concurrent_streams(w->up_opt, 100);
 
@@ -533,6 +532,8 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w->cfg->stream_window_bytes},
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        /* The limits on_header enforces, told to the replica. */
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, w->cfg->max_header_list_bytes},
     };
     nghttp2_submit_settings(uc->conn.sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     nghttp2_session_set_local_window_size(uc->conn.sess, NGHTTP2_FLAG_NONE, 0,
