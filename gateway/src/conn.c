@@ -467,8 +467,14 @@ static void conn_finish(struct gw_conn *c)
     c->ops->on_close(c, c->close_reason ? c->close_reason : "closed");
 }
 
-void gw_conn_set_hpack_limits(nghttp2_option *opt, uint32_t max_header_list_bytes)
+void gw_conn_set_session_limits(nghttp2_option *opt, uint32_t max_header_list_bytes)
 {
+    /* Floods, the same from a client or a replica: CONTINUATION frames per
+     * header block (CVE-2024-28182), queued SETTINGS and PING ACKs, and
+     * entries per SETTINGS frame. */
+    nghttp2_option_set_max_continuations(opt, 16);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_settings(opt, 32);
     /* The table our encoder keeps per connection, whatever size the peer
      * offers in SETTINGS_HEADER_TABLE_SIZE (the decoder's side is the 4096
      * we advertise). */

@@ -117,11 +117,12 @@ static inline void *gw_conn_stream_data(nghttp2_session *s, int32_t sid)
 /* HPACK dynamic table size, both ways (the RFC's default, said explicitly). */
 #define GW_HPACK_TABLE_SIZE 4096
 
-/* Sets the HPACK bounds of session options <opt>, client and replica
- * sessions alike: our encoder's table, the largest block we encode (what
- * was accepted within <max_header_list_bytes>, plus slack), and white-space
- * validation of values kept on. */
-void gw_conn_set_hpack_limits(nghttp2_option *opt, uint32_t max_header_list_bytes);
+/* Sets the limits every session has, client and replica alike, in session
+ * options <opt>: CONTINUATION, SETTINGS and ACK floods; HPACK: our
+ * encoder's table, the largest block we encode (what was accepted within
+ * <max_header_list_bytes>, plus slack), and white-space validation of
+ * values kept on. */
+void gw_conn_set_session_limits(nghttp2_option *opt, uint32_t max_header_list_bytes);
 
 /* Flushes every dirty connection of <loop> (called by the loop). */
 void gw_conn_flush_dirty(struct gw_loop *loop);

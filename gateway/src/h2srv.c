@@ -215,13 +215,10 @@ int gw_h2srv_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->srv_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->srv_opt, 1);
-    gw_conn_set_hpack_limits(w->srv_opt, w->cfg->max_header_list_bytes);
-    /* Abuse limits, set on purpose rather than inherited: rapid reset
-     * (CVE-2023-44487) and CONTINUATION floods (CVE-2024-28182). */
+    gw_conn_set_session_limits(w->srv_opt, w->cfg->max_header_list_bytes);
+    /* Set on purpose rather than inherited: rapid reset (CVE-2023-44487),
+     * a server's concern; the floods both sides share are in conn. */
     nghttp2_option_set_stream_reset_rate_limit(w->srv_opt, 1000, 100);
-    nghttp2_option_set_max_continuations(w->srv_opt, 16);
-    nghttp2_option_set_max_outbound_ack(w->srv_opt, 1000);
-    nghttp2_option_set_max_settings(w->srv_opt, 32);
     return 0;
 }
 

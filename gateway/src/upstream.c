@@ -186,7 +186,7 @@ int gw_upstream_setup(struct gw_worker *w)
     if (nghttp2_option_new(&w->up_opt) != 0)
         return -ENOMEM;
     nghttp2_option_set_no_auto_window_update(w->up_opt, 1);
-    gw_conn_set_hpack_limits(w->up_opt, w->cfg->max_header_list_bytes);
+    gw_conn_set_session_limits(w->up_opt, w->cfg->max_header_list_bytes);
     /* Until the replica's SETTINGS arrive, assume the common gRPC limit. */
     nghttp2_option_set_peer_max_concurrent_streams(w->up_opt, 100);
 
