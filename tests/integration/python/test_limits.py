@@ -292,6 +292,22 @@ class MaxConnsTest(_EdgeCase):
                 time.sleep(0.05)
 
 
+class MaxConnsPerWorkerTest(_EdgeCase):
+    GATEWAY_ARGS = ("--max-conns-per-worker", "1")  # the harness runs 2 workers
+
+    def test_third_connection_over_two_workers_is_closed(self):
+        """However the kernel spreads 3 connections over 2 workers, one
+        worker gets 2 of them: exactly one is closed (pigeonhole)."""
+        conns = [h2raw.RawClient(self.gw.port) for _ in range(3)]
+        alive = sum(1 for c in conns if c.read_frame(timeout=2) is not None)
+        for c in conns:
+            c.close()
+        self.assertLessEqual(alive, 2)
+        ev = self.gw.wait_event(lambda e: True, event="client_conn_refused")
+        self.assertIsNotNone(ev, self.gw.tail())
+        self.assertEqual(ev["limit"], "--max-conns-per-worker")
+
+
 class PrefaceTimeoutTest(_EdgeCase):
     GATEWAY_ARGS = ("--preface-timeout-ms", "300")
 
