@@ -92,15 +92,24 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         return 0;
     /* Counted before anything is copied: HPACK lets one byte stand for a
      * 4 KB field, so the bytes on the wire say nothing about the size. */
-    if (sc->conn.hdr_budget.over)
-        return 0;
+    struct gw_hdr_budget *b = &sc->conn.hdr_budget;
     int request = frame->headers.cat == NGHTTP2_HCAT_REQUEST;
     struct gw_call *c = request ? stream_call(s, frame->hd.stream_id) : NULL;
     const struct gw_config *cfg = sc->w->cfg;
-    if (gw_hdr_budget_add(&sc->conn.hdr_budget, namelen, valuelen, cfg->max_header_list_bytes,
-                          cfg->max_header_count) < 0) {
-        header_list_refused(sc, frame, c);
-        return 0;
+    int was_over = b->over;
+    if (gw_hdr_budget_add(b, namelen, valuelen, cfg->max_header_list_bytes, cfg->max_header_count) <
+        0) {
+        if (!was_over)
+            header_list_refused(sc, frame, c);
+        if (gw_hdr_budget_far_over(b, cfg->max_header_list_bytes, cfg->max_header_count)) {
+            /* Amplification, not a client with a little too much metadata:
+             * give up on the answer and reset the stream, so that nghttp2
+             * calls back (and validates fields) no more for this block. */
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                      NGHTTP2_ENHANCE_YOUR_CALM);
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+        return 0; /* nothing more is copied; refused when the block ends */
     }
     if (!c)
         return 0; /* request trailers carry nothing gRPC uses */

@@ -21,7 +21,10 @@
  *   6.5.2 size and field count, hdrlist.h): past --max-header-list-bytes or
  *   --max-header-count nothing more of it is copied, and a request is
  *   refused with RESOURCE_EXHAUSTED (then RST_STREAM NO_ERROR, so the call
- *   goes at once even when the client never ends its stream);
+ *   goes at once even when the client never ends its stream); a block more
+ *   than twice over is HPACK amplification, not a careless client: its
+ *   stream is reset at once (ENHANCE_YOUR_CALM) and nghttp2 decodes the rest
+ *   without calling back or validating, so it costs no CPU either;
  * - --max-conns (all workers) and --max-conns-per-worker: a connection past
  *   either is accepted and closed at once;
  * - accept failing for lack of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM)

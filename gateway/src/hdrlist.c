@@ -9,19 +9,22 @@
 int gw_hdr_budget_add(struct gw_hdr_budget *b, size_t nlen, size_t vlen, uint32_t max_bytes,
                       uint32_t max_count)
 {
-    if (b->over)
-        return -1;
     /* Field lengths come from nghttp2 (bounded by its buffers); saturate
      * anyway so no sum wraps. */
     uint64_t cost = (uint64_t)nlen + (uint64_t)vlen + GW_HDR_FIELD_OVERHEAD;
     b->bytes = cost > UINT64_MAX - b->bytes ? UINT64_MAX : b->bytes + cost;
     if (b->count < UINT32_MAX)
         b->count++;
-    if (b->bytes > max_bytes || b->count > max_count) {
+    if (b->over || b->bytes > max_bytes || b->count > max_count) {
         b->over = 1;
         return -1;
     }
     return 0;
+}
+
+int gw_hdr_budget_far_over(const struct gw_hdr_budget *b, uint32_t max_bytes, uint32_t max_count)
+{
+    return b->bytes > 2 * (uint64_t)max_bytes || b->count > 2 * (uint64_t)max_count;
 }
 
 void gw_hdrlist_init(struct gw_hdrlist *h)

@@ -59,9 +59,14 @@ static inline void gw_hdr_budget_reset(struct gw_hdr_budget *b)
 }
 /* Counts one field of <nlen> + <vlen> bytes. Returns 0 while the block is
  * within <max_bytes> and <max_count> fields, or -1 from the field that
- * passes either limit on (b->over stays set until the next reset). */
+ * passes either limit on (b->over stays set until the next reset; fields
+ * are still counted, so the caller sees how far over the block goes). */
 int gw_hdr_budget_add(struct gw_hdr_budget *b, size_t nlen, size_t vlen, uint32_t max_bytes,
                       uint32_t max_count);
+/* Whether the block counted in <b> is more than twice over a limit: not a
+ * client with too much metadata but HPACK amplification, where every
+ * further field costs the decoder's validation for nothing. */
+int gw_hdr_budget_far_over(const struct gw_hdr_budget *b, uint32_t max_bytes, uint32_t max_count);
 
 void gw_hdrlist_init(struct gw_hdrlist *h);
 void gw_hdrlist_reset(struct gw_hdrlist *h);

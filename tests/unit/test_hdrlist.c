@@ -114,6 +114,19 @@ static void test_budget_counts_rfc_size(void **state)
     for (int i = 0; i < 100000 && gw_hdr_budget_add(&b, 5, 4000, 65536, 256) == 0; i++)
         ok++;
     assert_int_equal(ok, 16);
+    /* Fields past the limit are still counted: the 33rd reference is more
+     * than twice over (amplification), the 17th is not. */
+    assert_false(gw_hdr_budget_far_over(&b, 65536, 256));
+    for (int i = 18; i <= 32; i++) /* the 17th was counted by the loop above */
+        assert_int_equal(gw_hdr_budget_add(&b, 5, 4000, 65536, 256), -1);
+    assert_false(gw_hdr_budget_far_over(&b, 65536, 256));
+    assert_int_equal(gw_hdr_budget_add(&b, 5, 4000, 65536, 256), -1);
+    assert_true(gw_hdr_budget_far_over(&b, 65536, 256));
+    /* The count alone can be far over too. */
+    gw_hdr_budget_reset(&b);
+    for (int i = 0; i < 21; i++)
+        gw_hdr_budget_add(&b, 1, 1, 1 << 20, 10);
+    assert_true(gw_hdr_budget_far_over(&b, 1 << 20, 10));
     /* Sums saturate instead of wrapping. */
     b.bytes = UINT64_MAX - 10;
     b.over = 0;
