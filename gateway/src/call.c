@@ -62,6 +62,16 @@ static void mark_client_dirty(struct gw_call *c)
         gw_conn_mark_dirty(&c->sc->conn);
 }
 
+/* Queues RST_STREAM <err> for stream <sid> of <conn>. When not even that
+ * frame can be allocated, closes the connection: without memory, the one
+ * way left to end the stream rather than leave its peer waiting. */
+static void reset_stream(struct gw_conn *conn, int32_t sid, uint32_t err)
+{
+    if (nghttp2_submit_rst_stream(conn->sess, NGHTTP2_FLAG_NONE, sid, err) != 0)
+        gw_conn_close(conn, "out of memory");
+    gw_conn_mark_dirty(conn);
+}
+
 static const char *attempt_addr(const struct gw_attempt *a)
 {
     return a && a->up ? a->up->addr : "(none)";
@@ -764,8 +774,7 @@ static void attempt_cancel(struct gw_attempt *a)
     a->finished = 1;
     gw_loop_timer_cancel(&a->call->w->loop, &a->try_timer);
     if (a->open && a->uc) {
-        nghttp2_submit_rst_stream(a->uc->conn.sess, NGHTTP2_FLAG_NONE, a->sid, NGHTTP2_CANCEL);
-        gw_conn_mark_dirty(&a->uc->conn);
+        reset_stream(&a->uc->conn, a->sid, NGHTTP2_CANCEL);
     }
 }
 
@@ -1075,8 +1084,7 @@ static void submit_held_headers(struct gw_call *c, int with_data)
             gw_free(nv);
     }
     if (rv != 0)
-        nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
-                                  NGHTTP2_INTERNAL_ERROR);
+        reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
     mark_client_dirty(c);
 }
 
@@ -1419,7 +1427,8 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         nghttp2_nv nv[] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc"),
                            nv_str("grpc-status", st), nv_str("grpc-message", enc),
                            nv_str("grpc-retry-pushback-ms", pb)};
-        nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL);
+        if (nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL))
+            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
         c->resp_submitted = 1;
     } else {
         /* Headers (and maybe messages) already went out: drop what is still
@@ -1434,8 +1443,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         gw_hdrlist_reset(t);
         if (gw_hdrlist_add(t, "grpc-status", 11, st, strlen(st)) < 0 ||
             gw_hdrlist_add(t, "grpc-message", 12, enc, strlen(enc)) < 0) {
-            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
-                                      NGHTTP2_INTERNAL_ERROR);
+            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
         } else {
             c->trailers_ready = 1;
             nghttp2_session_resume_data(client_sess(c), c->sid);
