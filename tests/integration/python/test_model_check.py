@@ -55,8 +55,11 @@ class ModelCheckTest(unittest.TestCase):
         return out
 
     def replica_calls(self):
-        """Calls the replica logged (answered or cancelled)."""
-        return len(self.replica.events("call")) + len(self.replica.events("cancelled"))
+        """KServe calls the replica logged, answered or cancelled (the gateway's
+        health checks, grpc.health.v1, are not counted)."""
+        return sum(1 for ev in self.replica.events()
+                   if ev.get("event") in ("call", "cancelled") and
+                   ev.get("method", "").startswith("/inference."))
 
     def assert_replica_saw(self, before, n):
         # The replica logs a call when it ends; give a stray one time to show.
@@ -94,6 +97,7 @@ class ModelCheckTest(unittest.TestCase):
         resp = self.stub.ModelInfer(h.typed_request(h.values(4), model="secret"), timeout=5,
                                     metadata=self.md(self.key_root, "secret"))
         self.assertEqual(resp.model_name, "secret")
+        self.assert_replica_saw(before, 1)
 
     def test_second_model_name_in_one_message_refused(self):
         """A parser keeps the last of repeated field 1: demo first, secret after."""
