@@ -1,7 +1,8 @@
 /* Fuzz target for a whole client session: the input, after the HTTP/2
  * client preface the target puts in front of it (so every input gets past
  * the preface check), is written into a real client connection of a real
- * worker (h2srv, conn, the call engine, auth, routing, upstream), whose pool
+ * worker (h2srv, conn, the call engine, authentication with one tenant and
+ * its API key, routing, upstream), whose pool
  * has two in-process replicas that answer every call (engine_rig.h). The
  * client then half-closes; the target steps the loop until the gateway has
  * closed the connection, the worker holds no client connection and no
@@ -15,8 +16,40 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* Authentication is on, with one tenant allowed model demo only and its API
+ * key (the seeds send "authorization: Bearer igw_fff...f", 43 f's), so
+ * inputs reach the authentication chain, the tenant's model list and the
+ * model_name check as well as calls that fail them. */
+static int write_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int setup(void)
+{
+    static char tenants[] = "/tmp/infergw-fuzz-tenants-XXXXXX";
+    static char keys[] = "/tmp/infergw-fuzz-keys-XXXXXX";
+    if (write_file(tenants, "fuzz models=demo\n") < 0 ||
+        write_file(keys, "e08c26052cf4777d2b5f882e6b0d2ab3f8d191a766b2edc8f629a3735e3a13f4 "
+                         "tenant=fuzz\n") < 0)
+        return -1;
+    const char *args[] = {"--auth=on", "--tenants", tenants, "--api-keys", keys, NULL};
+    int rc = rig_global_init(args);
+    /* Read at start: the files are not needed any more. */
+    unlink(tenants);
+    unlink(keys);
+    return rc;
+}
 #define PREFACE_LEN (sizeof(preface) - 1)
 #define INPUT_MAX   (1 << 20)
 
@@ -26,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct rig r;
     if (!inited) {
         signal(SIGPIPE, SIG_IGN);
-        FUZZ_CHECK(rig_global_init(NULL) == 0);
+        FUZZ_CHECK(setup() == 0);
         inited = 1;
     }
     if (size > INPUT_MAX)

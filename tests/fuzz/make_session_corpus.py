@@ -20,10 +20,14 @@ def lit(name, value):
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
 
 
-def headers(path, extra=()):
+# The API key of the fuzz target's tenant "fuzz" (models=demo).
+AUTH = (b"authorization", b"Bearer igw_" + b"f" * 43)
+
+
+def headers(path, extra=(), auth=True):
     fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
               (b":authority", b"gw"), (b"content-type", b"application/grpc"),
-              (b"te", b"trailers")] + list(extra)
+              (b"te", b"trailers")] + ([AUTH] if auth else []) + list(extra)
     return b"".join(lit(n, v) for n, v in fields)
 
 
@@ -40,8 +44,9 @@ INFER = "/inference.GRPCInferenceService/ModelInfer".encode()
 REQ = ld(1, b"demo") + ld(3, b"req-1") + ld(7, bytes(16))
 
 
-def call(sid, path, msg, extra=(), end=True):
-    return frame(1, 0x4, sid, headers(path, extra)) + frame(0, 0x1 if end else 0, sid, grpc(msg))
+def call(sid, path, msg, extra=(), end=True, auth=True):
+    return frame(1, 0x4, sid, headers(path, extra, auth)) + \
+        frame(0, 0x1 if end else 0, sid, grpc(msg))
 
 
 SEEDS = {
@@ -69,6 +74,13 @@ SEEDS = {
     "compressed_message": SETTINGS + call(1, INFER, REQ, [(b"grpc-encoding", b"gzip")]).replace(
         grpc(REQ), grpc(REQ, 1)),
     "settings_only": SETTINGS,
+    "no_credentials": SETTINGS + call(1, INFER, REQ, auth=False),
+    "smuggled_model_x_model": SETTINGS + call(1, INFER, ld(1, b"secret") + ld(3, b"r"),
+                                              [(b"x-model", b"demo")]),
+    "smuggled_second_field_1": SETTINGS + call(1, INFER, REQ + ld(1, b"secret")),
+    "smuggled_later_stream_message": SETTINGS + frame(1, 0x4, 1, headers(
+        b"/inference.GRPCInferenceService/ModelStreamInfer", [(b"x-model", b"demo")])) +
+    frame(0, 0, 1, grpc(REQ)) + frame(0, 0x1, 1, grpc(ld(1, b"secret"))),
 }
 
 os.makedirs(OUT, exist_ok=True)

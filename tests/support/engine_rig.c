@@ -506,12 +506,16 @@ int rig_global_init(const char *const *extra_args)
     char listen[32], pool[96];
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", gwport);
     snprintf(pool, sizeof(pool), "demo=127.0.0.1:%u,127.0.0.1:%u", g.port[0], g.port[1]);
-    const char *base[] = {"rig",         "--listen",         listen, "--pool",      pool,
-                          "--auth=none", "--upstream-conns", "1",    "--log-level", "error"};
+    const char *base[] = {"rig", "--listen",    listen, "--pool", pool, "--upstream-conns",
+                          "1",   "--log-level", "error"};
     char *argv[64];
-    int argc = 0;
+    int argc = 0, own_auth = 0;
     for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
         argv[argc++] = (char *)base[i];
+    for (size_t i = 0; extra_args && extra_args[i]; i++)
+        own_auth |= !strncmp(extra_args[i], "--auth", 6);
+    if (!own_auth)
+        argv[argc++] = (char *)"--auth=none";
     for (size_t i = 0; extra_args && extra_args[i] && argc < 63; i++)
         argv[argc++] = (char *)extra_args[i];
     argv[argc] = NULL;

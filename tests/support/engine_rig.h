@@ -77,8 +77,9 @@ struct rig {
 
 /* Once per process: opens the replicas' listeners, parses the gateway's
  * flags (<extra_args>, NULL-terminated, may be NULL, are added after the
- * rig's own: --listen, --pool demo=<both replicas>, --auth=none,
- * --upstream-conns 1, --log-level error) and builds the routing snapshot.
+ * rig's own: --listen, --pool demo=<both replicas>, --upstream-conns 1,
+ * --log-level error, and --auth=none unless <extra_args> have an --auth
+ * flag), loads the authentication chain and builds the routing snapshot.
  * Returns 0 or -1. */
 int rig_global_init(const char *const *extra_args);
 /* Starts a worker on <r> and steps its loop until its connections to both
