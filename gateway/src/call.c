@@ -1368,7 +1368,8 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
     gw_srv_conn_remove_call(c->sc, c);
     /* The connection may be freed before the call (an attempt still open):
      * keep what the access log needs, and no way back to it. */
-    snprintf(c->peer, sizeof(c->peer), "%s", c->sc->peer);
+    _Static_assert(sizeof(c->peer) == sizeof(c->sc->peer), "peer buffers differ");
+    memcpy(c->peer, c->sc->peer, sizeof(c->peer));
     c->sc = NULL;
     if (!c->resp_done) {
         c->resp_done = 1;
