@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of fuzz_session (corpus/fuzz_session/): HTTP/2
-client frames after the preface (which the target adds), as a gRPC client
-sends them: SETTINGS, then HEADERS + DATA of a few calls, and some control
-frames. Run from anywhere; it rewrites the directory's files."""
+"""Writes the hand-made seeds of fuzz_session (corpus/fuzz_session/, the
+files with names): HTTP/2 client frames after the preface (which the target
+adds), as a gRPC client sends them: SETTINGS, then HEADERS + DATA of a few
+calls, and some control frames. The files named by a SHA-1 are inputs the
+fuzzer found that add coverage (libFuzzer -merge=1), kept as they are. Run
+from anywhere; it rewrites its own seeds only."""
 
 import os
 import struct
@@ -84,8 +86,6 @@ SEEDS = {
 }
 
 os.makedirs(OUT, exist_ok=True)
-for name in os.listdir(OUT):
-    os.unlink(os.path.join(OUT, name))
 for name, data in SEEDS.items():
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(data)
