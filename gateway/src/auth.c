@@ -327,3 +327,12 @@ int gw_auth_on_pool(struct gw_call *c, const struct gw_pool *pool)
     }
     return 0;
 }
+
+int gw_auth_model_allowed(const struct gw_call *c, const char *model, size_t len)
+{
+    if (!g_auth.on)
+        return 1;
+    const struct gw_authdb *db = c->w->routes ? c->w->routes->authdb : NULL;
+    const struct gw_tenant *t = gw_authdb_tenant(db, c->tenant);
+    return t && gw_tenant_allows_model(t, model, len);
+}

@@ -46,5 +46,8 @@ int gw_auth_on_headers(struct gw_call *c);
  * Returns 0 when the tenant may call <pool>, or -1 after ending the call
  * with PERMISSION_DENIED. Worker thread. */
 int gw_auth_on_pool(struct gw_call *c, const struct gw_pool *pool);
+/* Whether the tenant of call <c> may use model <model> (<len> bytes); 1 when
+ * authentication is off. Loop thread. */
+int gw_auth_model_allowed(const struct gw_call *c, const char *model, size_t len);
 
 #endif

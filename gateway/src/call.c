@@ -62,6 +62,16 @@ static void mark_client_dirty(struct gw_call *c)
         gw_conn_mark_dirty(&c->sc->conn);
 }
 
+/* Queues RST_STREAM <err> for stream <sid> of <conn>. When not even that
+ * frame can be allocated, closes the connection: without memory, the one
+ * way left to end the stream rather than leave its peer waiting. */
+static void reset_stream(struct gw_conn *conn, int32_t sid, uint32_t err)
+{
+    if (nghttp2_submit_rst_stream(conn->sess, NGHTTP2_FLAG_NONE, sid, err) != 0)
+        gw_conn_close(conn, "out of memory");
+    gw_conn_mark_dirty(conn);
+}
+
 static const char *attempt_addr(const struct gw_attempt *a)
 {
     return a && a->up ? a->up->addr : "(none)";
@@ -222,7 +232,7 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
     struct gw_access_entry e = {
         .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
         .request_id = rid,
-        .peer = c->sc->peer,
+        .peer = c->peer,
         .tenant = c->tenant,
         .pool = c->pool_len ? c->pool_name : "",
         .method = c->path ? c->path : "",
@@ -438,7 +448,16 @@ void gw_call_on_req_headers_done(struct gw_call *c)
         return;
     if (c->local != GW_LOCAL_NONE)
         return; /* answered once the request message is complete */
-    if (!c->pool_known && is_model_method(c->path)) {
+    int model_method = is_model_method(c->path);
+    if (model_method && !c->w->cfg->auth.none) {
+        /* The tenant was authorized for one model: hold every message's
+         * model_name to it, and route only once the first message's leading
+         * field is read, so a call that names another model from its start
+         * never opens a replica stream. */
+        gw_model_check_init(&c->check);
+        c->checking = 1;
+    }
+    if ((!c->pool_known || c->checking) && model_method) {
         gw_model_scan_init(&c->scan);
         c->scanning = 1;
         return; /* routed once model_name is read */
@@ -455,7 +474,7 @@ static void scan_done(struct gw_call *c, int result)
                      c->scan.error ? c->scan.error : "malformed message");
         return;
     }
-    if (result == GW_SCAN_FOUND && c->scan.name_len > 0) {
+    if (result == GW_SCAN_FOUND && c->scan.name_len > 0 && !c->pool_known) {
         memcpy(c->pool_name, c->scan.name, c->scan.name_len);
         c->pool_name[c->scan.name_len] = '\0';
         c->pool_len = c->scan.name_len;
@@ -532,6 +551,63 @@ static void resume_upstream(struct gw_call *c)
     }
 }
 
+/* A model_name of request message <k->messages> is not <want>, the model the
+ * call is routed to: refused, as PERMISSION_DENIED when the tenant may not
+ * use the named model either. */
+static void refuse_model(struct gw_call *c, const char *want)
+{
+    const struct gw_model_check *k = &c->check;
+    gw_metrics_auth_failure(c->w->metrics, GW_AUTH_REASON_MODEL_MISMATCH);
+    if (!gw_auth_model_allowed(c, k->name, k->name_len))
+        gw_call_fail(c, GW_GRPC_PERMISSION_DENIED,
+                     "tenant '%s' may not call model '%s' (model_name of request message %" PRIu64
+                     "; the call was authorized for model '%s')",
+                     c->tenant, k->name, k->messages, want);
+    else
+        gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT,
+                     "model_name '%s' in request message %" PRIu64
+                     " does not match model '%s' the call was authorized for (x-model or the "
+                     "first message's model_name)",
+                     k->name, k->messages, want);
+}
+
+/* With authentication on, checks request bytes <p> before they are kept or
+ * forwarded: every model_name must name the model the call is routed to (the
+ * pool, else what the scan of the first field found <scan_r>, else the
+ * default pool). Returns 0, or -1 after ending the call. */
+static int check_models(struct gw_call *c, const uint8_t *p, size_t n, int scan_r)
+{
+    while (n > 0) {
+        size_t used = 0;
+        int r = gw_model_check_feed(&c->check, p, n, &used);
+        p += used;
+        n -= used;
+        if (r == GW_CHECK_MORE)
+            continue;
+        if (r == GW_CHECK_ERROR) {
+            gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT,
+                         "cannot read model_name from request message %" PRIu64 ": %s",
+                         c->check.messages, c->check.error);
+            return -1;
+        }
+        if (r == GW_CHECK_COMPRESSED) {
+            gw_call_fail(c, GW_GRPC_UNIMPLEMENTED,
+                         "request message %" PRIu64 " is compressed: with authentication on, "
+                         "the gateway reads each message's model_name, so send it uncompressed",
+                         c->check.messages);
+            return -1;
+        }
+        const char *want = c->pool_known             ? c->pool_name
+                           : scan_r == GW_SCAN_FOUND ? c->scan.name
+                                                     : "default";
+        if (strcmp(c->check.name, want) != 0) {
+            refuse_model(c, want);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
 {
     c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
@@ -556,6 +632,11 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
                      c->req_framer.last_len, max);
         return;
     }
+    int scan_r = c->scanning ? gw_model_scan_feed(&c->scan, data, len, NULL) : GW_SCAN_MORE;
+    if (c->checking && check_models(c, data, len, scan_r) < 0) {
+        nghttp2_session_consume(client_sess(c), c->sid, len);
+        return;
+    }
     if (gw_bufq_append(&c->reqlog, data, len) < 0) {
         nghttp2_session_consume(client_sess(c), c->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
@@ -565,9 +646,8 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     if (c->replayable && c->req_total > c->w->cfg->retry_buffer_bytes && c->routed)
         stop_replay(c);
     if (c->scanning) {
-        int r = gw_model_scan_feed(&c->scan, data, len, NULL);
-        if (r != GW_SCAN_MORE)
-            scan_done(c, r);
+        if (scan_r != GW_SCAN_MORE)
+            scan_done(c, scan_r);
         return;
     }
     resume_upstream(c);
@@ -794,8 +874,7 @@ static void attempt_cancel(struct gw_attempt *a)
     a->finished = 1;
     gw_loop_timer_cancel(&a->call->w->loop, &a->try_timer);
     if (a->open && a->uc) {
-        nghttp2_submit_rst_stream(a->uc->conn.sess, NGHTTP2_FLAG_NONE, a->sid, NGHTTP2_CANCEL);
-        gw_conn_mark_dirty(&a->uc->conn);
+        reset_stream(&a->uc->conn, a->sid, NGHTTP2_CANCEL);
     }
 }
 
@@ -1108,8 +1187,7 @@ static void submit_held_headers(struct gw_call *c, int with_data)
             gw_free(nv);
     }
     if (rv != 0)
-        nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
-                                  NGHTTP2_INTERNAL_ERROR);
+        reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
     mark_client_dirty(c);
 }
 
@@ -1401,6 +1479,11 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
     gw_bufq_reset(&c->reqlog);
     c->req_base = c->req_total;
     gw_srv_conn_remove_call(c->sc, c);
+    /* The connection may be freed before the call (an attempt still open):
+     * keep what the access log needs, and no way back to it. */
+    _Static_assert(sizeof(c->peer) == sizeof(c->sc->peer), "peer buffers differ");
+    memcpy(c->peer, c->sc->peer, sizeof(c->peer));
+    c->sc = NULL;
     if (!c->resp_done) {
         c->resp_done = 1;
         gw_log(GW_LOG_DEBUG, "call_cancelled", "{s:I, s:s?, s:s}", "call", (json_int_t)c->id,
@@ -1458,7 +1541,8 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         nghttp2_nv nv[] = {nv_str(":status", c->bad_request_http ? c->bad_request_http : "200"),
                            NV_LIT("content-type", "application/grpc"), nv_str("grpc-status", st),
                            nv_str("grpc-message", enc), nv_str("grpc-retry-pushback-ms", pb)};
-        nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL);
+        if (nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL))
+            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
         c->resp_submitted = 1;
     } else {
         /* Headers (and maybe messages) already went out: drop what is still
@@ -1473,8 +1557,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         gw_hdrlist_reset(t);
         if (gw_hdrlist_add(t, "grpc-status", 11, st, strlen(st)) < 0 ||
             gw_hdrlist_add(t, "grpc-message", 12, enc, strlen(enc)) < 0) {
-            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid,
-                                      NGHTTP2_INTERNAL_ERROR);
+            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
         } else {
             c->trailers_ready = 1;
             nghttp2_session_resume_data(client_sess(c), c->sid);
@@ -1516,11 +1599,12 @@ static void answer_local(struct gw_call *c)
     gw_bufq_read(&c->reqlog, req, len);
     uint32_t mlen =
         (uint32_t)req[1] << 24 | (uint32_t)req[2] << 16 | (uint32_t)req[3] << 8 | req[4];
-    if (req[0] != 0 || mlen != len - 5) {
+    int compressed = req[0] != 0;
+    if (compressed || mlen != len - 5) {
         gw_free(req);
-        gw_call_fail(c, req[0] != 0 ? GW_GRPC_UNIMPLEMENTED : GW_GRPC_INVALID_ARGUMENT,
-                     req[0] != 0 ? "compressed requests are not supported for this method"
-                                 : "expected exactly one request message");
+        gw_call_fail(c, compressed ? GW_GRPC_UNIMPLEMENTED : GW_GRPC_INVALID_ARGUMENT,
+                     compressed ? "compressed requests are not supported for this method"
+                                : "expected exactly one request message");
         return;
     }
     uint8_t *out = NULL;

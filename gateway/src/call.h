@@ -5,7 +5,12 @@
  * headers, authenticates them (auth.h), decides the pool (x-model, else the
  * KServe model_name scanned from the first message, else "default") and the
  * routing key, then starts its primary attempt on the ring's first eligible
- * replica.
+ * replica. With authentication on, every model_name of every request message
+ * of a KServe model method must name that same model (x-model or the first
+ * message's); bytes are checked before they are forwarded, so a message that
+ * names another model never reaches a replica whole: the call ends with
+ * PERMISSION_DENIED (a model the tenant may not use) or INVALID_ARGUMENT,
+ * and its attempts are reset.
  *
  * Request bytes are kept in a replay log (reqlog) while the call may still
  * start another attempt, up to --retry-buffer-bytes; each attempt's data
@@ -118,7 +123,8 @@ struct gw_call {
     uint64_t req_total;         /* bytes received from the client */
     uint64_t req_consumed;      /* bytes handed back to the client session */
     struct gw_framer req_framer;
-    struct gw_model_scan scan; /* while .scanning: the pool is not known yet */
+    struct gw_model_scan scan;   /* while .scanning: the pool is not known yet */
+    struct gw_model_check check; /* while .checking: every model_name of the request */
     enum gw_local_method local;
     const char *bad_request; /* set while reading headers: answer this, route nothing */
     int bad_request_code;
@@ -128,12 +134,14 @@ struct gw_call {
     unsigned grpc_content_type : 1; /* content-type application/grpc[+...|;...] seen */
     unsigned deadline_capped : 1;   /* deadline_ns is --max-deadline-ms, not grpc-timeout */
     unsigned scanning : 1;
+    unsigned checking : 1; /* authentication on and a KServe model method */
     unsigned pool_known : 1;
     unsigned routed : 1;
     unsigned req_eos : 1;
     unsigned client_closed : 1;
     unsigned replayable : 1;             /* reqlog still holds the whole request */
     char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
+    char peer[64]; /* the client's address, copied when its connection goes (access log) */
 
     /* attempts: att[0] is the primary (embedded), the others allocated */
     struct gw_attempt first;

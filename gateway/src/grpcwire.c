@@ -20,6 +20,10 @@
  *    1 longer than the message, a compressed-flag byte other than 0/1) and a
  *    model name with a NUL in it, which would otherwise route on a prefix of
  *    the name the replica sees.
+ *  - The model_name check walks every field of every message, since a later
+ *    field 1 (in the same message or the next one of a stream) overrides or
+ *    adds to what the scanner saw; length-delimited payloads other than field
+ *    1 are skipped by count, so it never buffers a tensor.
  */
 #include "grpcwire.h"
 
@@ -250,17 +254,22 @@ static int scan_end(struct gw_model_scan *s, int result, const char *error)
     return result;
 }
 
-/* Adds byte <b> to the varint in progress. Returns 1 when the varint is
- * complete (s->varint holds it), 0 when more bytes are needed, or -1 when it
- * is over 10 bytes or over 64 bits. */
-static int scan_varint_byte(struct gw_model_scan *s, uint8_t b)
+/* Adds byte <b> to the varint in progress <*v>. Returns 1 when the varint is
+ * complete, 0 when more bytes are needed, or -1 when it is over 10 bytes or
+ * over 64 bits. */
+static int varint_byte(uint64_t *v, int *shift, uint8_t b)
 {
     /* The 10th byte carries bit 63 only, and must end the varint. */
-    if (s->varint_shift == 7 * (PB_VARINT_BYTES - 1) && b > 1)
+    if (*shift == 7 * (PB_VARINT_BYTES - 1) && b > 1)
         return -1;
-    s->varint |= (uint64_t)(b & 0x7f) << s->varint_shift;
-    s->varint_shift += 7;
+    *v |= (uint64_t)(b & 0x7f) << *shift;
+    *shift += 7;
     return (b & 0x80) ? 0 : 1;
+}
+
+static int scan_varint_byte(struct gw_model_scan *s, uint8_t b)
+{
+    return varint_byte(&s->varint, &s->varint_shift, b);
 }
 
 /* Handles a completed prefix: decides whether there is a message to scan. */
@@ -384,6 +393,212 @@ int gw_model_scan_finish(struct gw_model_scan *s)
     if (s->state != SCAN_DONE)
         scan_end(s, GW_SCAN_ABSENT, NULL);
     return s->result;
+}
+
+/* --- model_name check ------------------------------------------------------------- */
+
+enum check_state {
+    CK_PREFIX = 0, /* collecting a 5-byte message prefix */
+    CK_TAG,        /* reading a field tag varint */
+    CK_VARINT,     /* skipping a varint field's value */
+    CK_LEN,        /* reading a length-delimited field's length varint */
+    CK_NAME,       /* copying field 1's bytes */
+    CK_SKIP,       /* skipping k->skip payload bytes of a field */
+    CK_SKIP_MSG,   /* skipping the rest of a compressed message */
+    CK_ERROR,      /* k->error says why; sticky */
+};
+
+void gw_model_check_init(struct gw_model_check *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->state = CK_PREFIX;
+}
+
+int gw_model_check_at_boundary(const struct gw_model_check *k)
+{
+    return k->state == CK_PREFIX && k->hdr_have == 0;
+}
+
+static int check_error(struct gw_model_check *k, const char *error)
+{
+    k->state = CK_ERROR;
+    k->error = error;
+    return GW_CHECK_ERROR;
+}
+
+/* A field ended: the next byte is a tag, or the next message's prefix. */
+static void check_field_done(struct gw_model_check *k)
+{
+    k->state = k->msg_left ? CK_TAG : CK_PREFIX;
+    k->varint = 0;
+    k->varint_shift = 0;
+}
+
+/* Reads one byte of a varint (tag, value or length) of the current message.
+ * Returns 1 when it is complete, 0 when more bytes are needed, -1 on error. */
+static int check_varint_step(struct gw_model_check *k, uint8_t b)
+{
+    k->msg_left--;
+    int r = varint_byte(&k->varint, &k->varint_shift, b);
+    if (r < 0) {
+        check_error(k, "varint over 10 bytes or 64 bits");
+        return -1;
+    }
+    if (r == 0 && k->msg_left == 0) {
+        check_error(k, "varint cut by the end of the message");
+        return -1;
+    }
+    return r;
+}
+
+/* A tag is complete: decides how the field's payload is read. */
+static int check_on_tag(struct gw_model_check *k)
+{
+    uint64_t tag = k->varint;
+    unsigned wire = (unsigned)(tag & 7);
+    if (tag > UINT32_MAX)
+        return check_error(k, "field tag over 32 bits");
+    if ((tag >> 3) == 0)
+        return check_error(k, "field number 0");
+    k->field = tag >> 3;
+    k->varint = 0;
+    k->varint_shift = 0;
+    switch (wire) {
+    case 0:
+        k->state = CK_VARINT;
+        break;
+    case 1:
+    case 5:
+        k->skip = wire == 1 ? 8 : 4;
+        k->state = CK_SKIP;
+        break;
+    case PB_WIRE_LEN:
+        k->state = CK_LEN;
+        break;
+    default:
+        return check_error(k, "invalid wire type");
+    }
+    if (k->msg_left < (k->state == CK_SKIP ? k->skip : 1))
+        return check_error(k, "field cut by the end of the message");
+    return GW_CHECK_MORE;
+}
+
+/* A length is complete: field 1 is copied, anything else skipped. */
+static int check_on_len(struct gw_model_check *k)
+{
+    if (k->varint > k->msg_left)
+        return check_error(k, "field longer than its message");
+    if (k->field != 1) {
+        k->skip = k->varint;
+        if (k->skip == 0)
+            check_field_done(k);
+        else
+            k->state = CK_SKIP;
+        return GW_CHECK_MORE;
+    }
+    if (k->varint > GW_MODEL_NAME_MAX)
+        return check_error(k, "model_name too long");
+    k->name_len = (uint32_t)k->varint;
+    k->name_have = 0;
+    if (k->name_len == 0) {
+        k->name[0] = '\0';
+        check_field_done(k);
+        return GW_CHECK_NAME;
+    }
+    k->state = CK_NAME;
+    return GW_CHECK_MORE;
+}
+
+int gw_model_check_feed(struct gw_model_check *k, const uint8_t *p, size_t n, size_t *consumed)
+{
+    size_t i = 0;
+    int ev = GW_CHECK_MORE;
+
+    while (i < n && ev == GW_CHECK_MORE && k->state != CK_ERROR) {
+        switch (k->state) {
+        case CK_PREFIX:
+            k->hdr[k->hdr_have++] = p[i++];
+            if (k->hdr_have < 5)
+                break;
+            k->hdr_have = 0;
+            if (k->hdr[0] > 1) {
+                ev = check_error(k, "bad compressed-flag byte");
+                break;
+            }
+            k->messages++;
+            k->msg_left = load_be32(k->hdr + 1);
+            if (k->hdr[0] == 1) {
+                k->state = k->msg_left ? CK_SKIP_MSG : CK_PREFIX;
+                ev = GW_CHECK_COMPRESSED;
+                break;
+            }
+            check_field_done(k);
+            break;
+        case CK_TAG: {
+            int r = check_varint_step(k, p[i++]);
+            if (r < 0)
+                ev = GW_CHECK_ERROR;
+            else if (r > 0)
+                ev = check_on_tag(k);
+            break;
+        }
+        case CK_VARINT: {
+            int r = check_varint_step(k, p[i++]);
+            if (r < 0)
+                ev = GW_CHECK_ERROR;
+            else if (r > 0)
+                check_field_done(k);
+            break;
+        }
+        case CK_LEN: {
+            int r = check_varint_step(k, p[i++]);
+            if (r < 0)
+                ev = GW_CHECK_ERROR;
+            else if (r > 0)
+                ev = check_on_len(k);
+            break;
+        }
+        case CK_NAME: {
+            size_t take = k->name_len - k->name_have;
+            if (take > n - i)
+                take = n - i;
+            if (memchr(p + i, '\0', take)) {
+                ev = check_error(k, "model_name contains a NUL byte");
+                break;
+            }
+            memcpy(k->name + k->name_have, p + i, take);
+            k->name_have += (uint32_t)take;
+            k->msg_left -= (uint32_t)take;
+            i += take;
+            if (k->name_have == k->name_len) {
+                k->name[k->name_len] = '\0';
+                check_field_done(k);
+                ev = GW_CHECK_NAME;
+            }
+            break;
+        }
+        case CK_SKIP:
+        case CK_SKIP_MSG: {
+            uint64_t left = k->state == CK_SKIP ? k->skip : k->msg_left;
+            size_t take = left < n - i ? (size_t)left : n - i;
+            k->msg_left -= (uint32_t)take;
+            i += take;
+            if (k->state == CK_SKIP) {
+                k->skip -= take;
+                if (k->skip == 0)
+                    check_field_done(k);
+            } else if (k->msg_left == 0) {
+                k->state = CK_PREFIX;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (consumed)
+        *consumed = k->state == CK_ERROR ? n : i;
+    return k->state == CK_ERROR ? GW_CHECK_ERROR : ev;
 }
 
 int gw_grpc_status_from_http(int http_status)

@@ -9,7 +9,11 @@
  *  - the model_name scanner: reads field 1 (string) of the first message's
  *    top-level protobuf fields as bytes arrive, without buffering the message
  *    (KServe ModelInferRequest.model_name, ModelReadyRequest.name and
- *    ModelMetadataRequest.name are all field 1).
+ *    ModelMetadataRequest.name are all field 1);
+ *  - the model_name check: walks every top-level field of every message of a
+ *    request stream, skipping payloads without buffering them, and reports
+ *    each field 1 (the model a replica runs: protobuf parsers keep the last
+ *    of repeated values, so every occurrence counts).
  *
  * Everything here is fuzzed (tests/fuzz) and unit-tested (tests/unit).
  */
@@ -127,5 +131,46 @@ int gw_model_scan_feed(struct gw_model_scan *s, const uint8_t *p, size_t n, size
 /* Called at END_STREAM: turns a pending MORE into ABSENT (no message, or a
  * truncated one) and returns the final result. */
 int gw_model_scan_finish(struct gw_model_scan *s);
+
+/* --- model_name check ------------------------------------------------------ */
+enum gw_check_result {
+    GW_CHECK_MORE = 0,       /* every byte given was read, nothing to report */
+    GW_CHECK_NAME = 1,       /* k->name (k->name_len bytes, NUL-terminated) is a field 1 of message
+                                k->messages */
+    GW_CHECK_COMPRESSED = 2, /* message k->messages is compressed: its fields cannot be read */
+    GW_CHECK_ERROR = 3,      /* malformed framing or protobuf, or a field 1 over GW_MODEL_NAME_MAX
+                                bytes or with a NUL byte; k->error says which */
+};
+struct gw_model_check {
+    int state;
+    uint8_t hdr[5];
+    uint8_t hdr_have;
+    uint32_t msg_left; /* bytes of the current message not yet read */
+    uint64_t varint;
+    int varint_shift;
+    uint64_t skip;     /* bytes of the current field's payload still to skip */
+    uint64_t field;    /* field number of the field being read */
+    uint64_t messages; /* messages whose prefix has been read (1-based index of the current one) */
+    uint32_t name_len;
+    uint32_t name_have;
+    const char *error; /* static string, set with GW_CHECK_ERROR */
+    char name[GW_MODEL_NAME_MAX + 1];
+};
+void gw_model_check_init(struct gw_model_check *k);
+/* Reads the next <n> bytes of the request DATA stream (gRPC framing
+ * included) up to the next event: every top-level field of every message is
+ * walked (varint, fixed 32/64 and length-delimited payloads are skipped, only
+ * field 1 of wire type 2 is copied), so memory stays O(1) whatever the
+ * message sizes. Returns NAME once per field 1, COMPRESSED once per message
+ * with the compressed flag (its payload is then skipped), MORE when all of
+ * <p> was read without an event, or ERROR (sticky: compressed-flag byte other
+ * than 0/1, varint over 10 bytes or 64 bits, tag over 32 bits, field number
+ * 0, wire type 3/4/6/7, a field running past its message, a field 1 over
+ * GW_MODEL_NAME_MAX bytes or with a NUL). <consumed> receives how many bytes
+ * of <p> were read, the event's last byte included; call again with the rest.
+ * Events do not depend on how the stream is cut into calls. */
+int gw_model_check_feed(struct gw_model_check *k, const uint8_t *p, size_t n, size_t *consumed);
+/* 1 when the stream is between messages. */
+int gw_model_check_at_boundary(const struct gw_model_check *k);
 
 #endif

@@ -35,8 +35,18 @@ int gw_log_enabled(enum gw_log_level level)
 
 void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...)
 {
-    if (level < min_level)
+    if (level < min_level) {
+        /* An "o" value hands its reference over: take it and drop it even
+         * when the line is not written, or it leaks ('o' appears in a pack
+         * format only as that conversion). */
+        if (fmt && strchr(fmt, 'o')) {
+            va_list ap;
+            va_start(ap, fmt);
+            json_decref(json_vpack_ex(NULL, 0, fmt, ap));
+            va_end(ap);
+        }
         return;
+    }
     json_t *obj = NULL;
     json_error_t err;
     if (fmt) {

@@ -22,7 +22,8 @@ int gw_log_enabled(enum gw_log_level level);
 
 /* Logs <event> with the fields described by <fmt> (a json_pack object
  * format such as "{s:s, s:I}", or NULL for none). A format error is itself
- * logged rather than lost. */
+ * logged rather than lost. Values passed with "o" are taken over (freed)
+ * whether or not the level is written. */
 void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...);
 
 /* At most one line a second for an event that can repeat at a peer's will

@@ -124,26 +124,33 @@ static void loop_run_timers(struct gw_loop *loop)
         t->cb(t, t->arg);
 }
 
-void gw_loop_run(struct gw_loop *loop)
+int gw_loop_run_once(struct gw_loop *loop, int max_wait_ms)
 {
     struct epoll_event evs[64];
-    while (!loop->stop) {
-        int timeout_ms = -1;
-        uint64_t next = gw_timer_heap_next(&loop->timers);
-        if (loop->dirty) {
-            timeout_ms = 0;
-        } else if (next != UINT64_MAX) {
-            uint64_t now = gw_now_ns();
-            /* Round up so a timer never fires early and spins the loop. */
-            timeout_ms = next <= now ? 0 : (int)((next - now + 999999) / 1000000);
-        }
-        int n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
-        loop->now_ns = gw_now_ns();
-        for (int i = 0; i < n; i++) {
-            struct gw_io *io = evs[i].data.ptr;
-            io->cb(io, evs[i].events);
-        }
-        loop_run_timers(loop);
-        gw_conn_flush_dirty(loop);
+    int timeout_ms = -1;
+    uint64_t next = gw_timer_heap_next(&loop->timers);
+    if (loop->dirty) {
+        timeout_ms = 0;
+    } else if (next != UINT64_MAX) {
+        uint64_t now = gw_now_ns();
+        /* Round up so a timer never fires early and spins the loop. */
+        timeout_ms = next <= now ? 0 : (int)((next - now + 999999) / 1000000);
     }
+    if (max_wait_ms >= 0 && (timeout_ms < 0 || timeout_ms > max_wait_ms))
+        timeout_ms = max_wait_ms;
+    int n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
+    loop->now_ns = gw_now_ns();
+    for (int i = 0; i < n; i++) {
+        struct gw_io *io = evs[i].data.ptr;
+        io->cb(io, evs[i].events);
+    }
+    loop_run_timers(loop);
+    gw_conn_flush_dirty(loop);
+    return n > 0 ? n : 0;
+}
+
+void gw_loop_run(struct gw_loop *loop)
+{
+    while (!loop->stop)
+        gw_loop_run_once(loop, -1);
 }

@@ -57,6 +57,10 @@ void gw_loop_timer_cancel(struct gw_loop *loop, struct gw_timer *t);
 
 /* Runs until loop->stop is set. */
 void gw_loop_run(struct gw_loop *loop);
+/* Runs one iteration, waiting for events no longer than the next timer and
+ * than <max_wait_ms> (-1: no bound of its own). Returns how many fd events
+ * were handled. For tests that drive a loop step by step. */
+int gw_loop_run_once(struct gw_loop *loop, int max_wait_ms);
 /* Wakes the loop from any thread; on_wake runs on the loop's thread. */
 void gw_loop_wake(struct gw_loop *loop);
 /* A pseudo-random 32-bit number (not for security). */

@@ -14,16 +14,22 @@
 
 static int hooked;               /* set by the first gw_mem_fail_after() call */
 static long fail_countdown = -1; /* successes left before failing; -1 = never fail */
+static int fail_once;            /* after the failure, succeed again */
 static long live;                /* allocations minus frees while hooked */
+static long allocs;              /* allocations attempted while hooked */
 
 /* Decides whether the allocation about to be made may proceed (1) or must
  * fail (0), counting it against the countdown. */
 static int mem_allow(void)
 {
+    allocs++;
     if (fail_countdown < 0)
         return 1;
-    if (fail_countdown == 0)
+    if (fail_countdown == 0) {
+        if (fail_once)
+            fail_countdown = -1;
         return 0;
+    }
     fail_countdown--;
     return 1;
 }
@@ -31,12 +37,24 @@ static int mem_allow(void)
 void gw_mem_fail_after(long n)
 {
     hooked = 1;
+    fail_once = 0;
     fail_countdown = n < 0 ? -1 : n;
+}
+
+void gw_mem_fail_once(long n)
+{
+    gw_mem_fail_after(n);
+    fail_once = 1;
 }
 
 long gw_mem_live(void)
 {
     return live;
+}
+
+long gw_mem_allocs(void)
+{
+    return allocs;
 }
 
 void *gw_malloc(size_t n)

@@ -29,10 +29,17 @@ char *gw_strdup(const char *s);
  * NULL), and every later one too until reset with -1. Not thread-safe: for
  * single-threaded unit tests only. */
 void gw_mem_fail_after(long n);
+/* Test hook: like gw_mem_fail_after, but only that one allocation fails;
+ * the ones after it succeed (a transient failure). */
+void gw_mem_fail_once(long n);
 /* Test hook: allocations made through these wrappers minus frees of non-NULL
  * pointers, counted from the first gw_mem_fail_after() call on (before that,
  * nothing is counted and the value is 0). Compare two readings to prove an
  * operation left nothing allocated. Not thread-safe, like gw_mem_fail_after. */
 long gw_mem_live(void);
+/* Test hook: allocations attempted through these wrappers (failed ones
+ * included) since the first gw_mem_fail_after() call, so a test can learn
+ * how many failure points an operation has. Not thread-safe either. */
+long gw_mem_allocs(void);
 
 #endif

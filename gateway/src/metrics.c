@@ -388,7 +388,7 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
 static const char *const reason_names[GW_METRICS_NREASONS] = {
     "refused",    "no_credentials", "malformed",         "unknown_key",
     "expired",    "not_yet_valid",  "bad_signature",     "bad_algorithm",
-    "bad_claims", "unknown_tenant", "model_not_allowed",
+    "bad_claims", "unknown_tenant", "model_not_allowed", "model_mismatch",
 };
 
 const char *gw_metrics_auth_reason_name(int reason)

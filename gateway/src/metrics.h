@@ -137,7 +137,8 @@ struct gw_metrics_replica {
  * (infergw/plugin.h), then the gateway's own below. */
 #define GW_AUTH_REASON_UNKNOWN_TENANT 9 /* authenticated tenant has no record */
 #define GW_AUTH_REASON_MODEL_DENIED   10
-#define GW_METRICS_NREASONS           11
+#define GW_AUTH_REASON_MODEL_MISMATCH 11 /* a message's model_name is not the call's model */
+#define GW_METRICS_NREASONS           12
 #define GW_METRICS_MAX_TENANTS        64
 
 struct gw_metrics_tenant {

@@ -822,6 +822,171 @@ static void test_status_from_http(void **state)
     assert_int_equal(gw_grpc_status_from_http(200), GW_GRPC_UNKNOWN);
 }
 
+/* --- model_name check ------------------------------------------------------- */
+
+/* Writes an uncompressed message prefix announcing <len> bytes at <p>. */
+static void put_prefix(uint8_t *p, uint32_t len)
+{
+    p[0] = 0;
+    p[1] = (uint8_t)(len >> 24);
+    p[2] = (uint8_t)(len >> 16);
+    p[3] = (uint8_t)(len >> 8);
+    p[4] = (uint8_t)len;
+}
+
+/* Runs the check over <p> cut at <cut> (one cut, or none when cut >= n) and
+ * writes its events as "N<msg>:<name>" / "C<msg>" / "E:<error>", comma
+ * separated, into <out>. */
+static void check_events(const uint8_t *p, size_t n, size_t cut, char *out, size_t cap)
+{
+    struct gw_model_check k;
+    size_t len = 0;
+
+    gw_model_check_init(&k);
+    out[0] = '\0';
+    for (int part = 0; part < 2; part++) {
+        size_t at = part == 0 ? 0 : (cut < n ? cut : n);
+        size_t end = part == 0 ? (cut < n ? cut : n) : n;
+
+        while (at < end) {
+            size_t used = 0;
+            int r = gw_model_check_feed(&k, p + at, end - at, &used);
+
+            assert_true(used <= end - at);
+            at += used;
+            if (r == GW_CHECK_MORE) {
+                assert_int_equal(at, end);
+                continue;
+            }
+            if (r == GW_CHECK_NAME)
+                len += (size_t)snprintf(out + len, cap - len, "%sN%llu:%s", len ? "," : "",
+                                        (unsigned long long)k.messages, k.name);
+            else if (r == GW_CHECK_COMPRESSED)
+                len += (size_t)snprintf(out + len, cap - len, "%sC%llu", len ? "," : "",
+                                        (unsigned long long)k.messages);
+            else {
+                len += (size_t)snprintf(out + len, cap - len, "%sE:%s", len ? "," : "", k.error);
+                return;
+            }
+        }
+    }
+}
+
+/* Asserts that every single cut of <p> gives the events <want>. */
+static void assert_check_events(const uint8_t *p, size_t n, const char *want)
+{
+    char got[1024];
+
+    for (size_t cut = 0; cut <= n; cut++) {
+        check_events(p, n, cut, got, sizeof(got));
+        assert_string_equal(got, want);
+    }
+}
+
+static void test_check_every_name_of_every_message(void **state)
+{
+    size_t n1, n2, off = 0;
+    uint8_t *m1 = infer_request("demo", 300, &n1);
+    /* Message 2: model_version "3", a varint, a fixed64 and a fixed32 field,
+     * then field 1 twice (a parser keeps the last): "secret", "demo". */
+    static const uint8_t body2[] = {0x12, 1,   '3', 0x28, 0x96, 0x01, 0x31, 1,   2,    3,  4,   5,
+                                    6,    7,   8,   0x3d, 1,    2,    3,    4,   0x0a, 6,  's', 'e',
+                                    'c',  'r', 'e', 't',  0x0a, 4,    'd',  'e', 'm',  'o'};
+    uint8_t *m2 = frame(body2, sizeof(body2), &n2);
+    /* Message 3 compressed, message 4 empty, message 5 an empty field 1. */
+    static const uint8_t tail[] = {1, 0, 0, 0, 3, 0x0a, 1, 'x', 0,    0,
+                                   0, 0, 0, 0, 0, 0,    0, 2,   0x0a, 0};
+    uint8_t *stream = malloc(n1 + n2 + sizeof(tail));
+    char got[1024];
+
+    (void)state;
+    assert_non_null(stream);
+    memcpy(stream + off, m1, n1);
+    off += n1;
+    memcpy(stream + off, m2, n2);
+    off += n2;
+    memcpy(stream + off, tail, sizeof(tail));
+    off += sizeof(tail);
+    assert_check_events(stream, off, "N1:demo,N2:secret,N2:demo,C3,N5:");
+    /* One byte at a time gives the same. */
+    {
+        struct gw_model_check k;
+        size_t len = 0;
+
+        gw_model_check_init(&k);
+        got[0] = '\0';
+        for (size_t i = 0; i < off; i++) {
+            size_t used;
+            int r = gw_model_check_feed(&k, stream + i, 1, &used);
+
+            assert_int_equal(used, 1);
+            if (r == GW_CHECK_NAME)
+                len += (size_t)snprintf(got + len, sizeof(got) - len, "%sN%llu:%s", len ? "," : "",
+                                        (unsigned long long)k.messages, k.name);
+            else if (r == GW_CHECK_COMPRESSED)
+                len += (size_t)snprintf(got + len, sizeof(got) - len, "%sC%llu", len ? "," : "",
+                                        (unsigned long long)k.messages);
+        }
+        assert_string_equal(got, "N1:demo,N2:secret,N2:demo,C3,N5:");
+        assert_true(gw_model_check_at_boundary(&k));
+    }
+    free(stream);
+    free(m1);
+    free(m2);
+}
+
+static void test_check_malformed(void **state)
+{
+    static const struct {
+        uint8_t bytes[16];
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {{2, 0, 0, 0, 0}, 5, "E:bad compressed-flag byte"},
+        {{0, 0, 0, 0, 2, 0x0b, 0}, 7, "E:invalid wire type"},
+        {{0, 0, 0, 0, 2, 0x02, 0}, 7, "E:field number 0"},
+        {{0, 0, 0, 0, 2, 0x0a, 2}, 7, "E:field longer than its message"},
+        {{0, 0, 0, 0, 3, 0x09, 1, 2}, 8, "E:field cut by the end of the message"},
+        {{0, 0, 0, 0, 2, 0x08, 0x80}, 7, "E:varint cut by the end of the message"},
+        {{0, 0, 0, 0, 4, 0x0a, 2, 'a', 0}, 9, "E:model_name contains a NUL byte"},
+        {{0, 0, 0, 0, 3, 0x0a, 0xa0, 0x02}, 8, "E:field longer than its message"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_check_events(cases[i].bytes, cases[i].len, cases[i].want);
+
+    /* A name over GW_MODEL_NAME_MAX bytes; a 100 kB field 2 is skipped. */
+    {
+        size_t n = 5 + 3 + GW_MODEL_NAME_MAX + 1, big = 100000;
+        uint8_t *p = calloc(1, n > big + 16 ? n : big + 16);
+
+        assert_non_null(p);
+        put_prefix(p, (uint32_t)(n - 5));
+        p[5] = 0x0a;
+        p[6] = (uint8_t)(0x80 | ((GW_MODEL_NAME_MAX + 1) & 0x7f));
+        p[7] = (uint8_t)((GW_MODEL_NAME_MAX + 1) >> 7);
+        memset(p + 8, 'm', GW_MODEL_NAME_MAX + 1);
+        assert_check_events(p, n, "E:model_name too long");
+
+        size_t off = 5;
+        put_prefix(p, (uint32_t)(1 + 3 + big + 3));
+        p[off++] = 0x12;
+        p[off++] = (uint8_t)(0x80 | (big & 0x7f));
+        p[off++] = (uint8_t)(0x80 | ((big >> 7) & 0x7f));
+        p[off++] = (uint8_t)(big >> 14);
+        memset(p + off, 0x0a, big);
+        off += big;
+        p[off++] = 0x0a;
+        p[off++] = 1;
+        p[off++] = 'z';
+        char got[64];
+        check_events(p, off, off / 2, got, sizeof(got));
+        assert_string_equal(got, "N1:z");
+        free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -851,6 +1016,8 @@ int main(void)
         cmocka_unit_test(test_scan_valid_but_absent),
         cmocka_unit_test(test_scan_truncated_stream_finishes_absent),
         cmocka_unit_test(test_scan_reads_first_message_only),
+        cmocka_unit_test(test_check_every_name_of_every_message),
+        cmocka_unit_test(test_check_malformed),
     };
     return cmocka_run_group_tests_name("grpcwire", tests, NULL, NULL);
 }

@@ -1,0 +1,108 @@
+"""Object lifetimes in the call engine, for the ASan build (tests/run.sh runs
+the suite again from build-asan/, and the harness fails a test whose gateway
+printed a sanitizer report):
+
+- a client that leaves while an attempt of its call is still open: the call
+  outlives the client connection, and its --access-log line is written when
+  the attempt closes, with the client's address;
+- ServerLive (answered by the gateway itself) sent with two messages.
+
+Each also asserts the behaviour a client sees, so the Release run checks
+something too.
+"""
+
+import json
+import os
+import socket
+import struct
+import tempfile
+import time
+import unittest
+
+import grpc
+
+import harness as h
+
+
+def frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def hpack_literal(name, value):
+    """A literal header field without indexing, new name, no Huffman."""
+    name, value = name.encode(), value.encode()
+    assert len(name) < 127 and len(value) < 127
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def grpc_call_bytes(path, message, sid=1):
+    """Client preface, SETTINGS, and one gRPC call on stream <sid>: HEADERS,
+    then DATA with END_STREAM."""
+    block = b"".join(hpack_literal(n, v) for n, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", path),
+        (":authority", "gw"), ("content-type", "application/grpc"), ("te", "trailers")))
+    msg = b"\x00" + struct.pack(">I", len(message)) + message
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) +
+            frame(1, 0x4, sid, block) + frame(0, 0x1, sid, msg))
+
+
+class LifetimesTest(unittest.TestCase):
+
+    def setUp(self):
+        self.procs = []
+        self.addCleanup(lambda: h.stop_all(self.procs))
+
+    def test_client_leaves_while_attempt_open_access_log(self):
+        alog = os.path.join(tempfile.mkdtemp(prefix="lifetimes-", dir=h.WORK_DIR), "access.log")
+        rep = h.start_replica("life-r", "--latency-ms", "600")
+        self.procs.append(rep)
+        gw = h.start_gateway({"demo": [rep.addr]}, "--access-log", alog)
+        self.procs.insert(0, gw)
+        body = h.typed_request(h.values(4)).SerializeToString()
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(grpc_call_bytes("/inference.GRPCInferenceService/ModelInfer", body))
+        # Wait until the replica has the call, then leave without a reset:
+        # the client connection goes first, the attempt's stream after.
+        time.sleep(0.2)
+        peer = "127.0.0.1:%d" % s.getsockname()[1]
+        s.close()
+        line = None
+        end = time.monotonic() + 5
+        while time.monotonic() < end and line is None:
+            if os.path.exists(alog):
+                with open(alog) as f:
+                    lines = [json.loads(ln) for ln in f if ln.strip()]
+                line = next((ln for ln in lines if ln.get("peer") == peer), None)
+            time.sleep(0.05)
+        self.assertIsNotNone(line, "no access log line for %s; gateway log:\n%s"
+                             % (peer, gw.tail()))
+        self.assertEqual(line["status"], "CANCELLED")
+        self.assertEqual(line["pool"], "demo")
+        self.assertEqual(line["upstream"][0]["replica"], rep.addr)
+        # The replica saw the cancellation; the gateway still serves.
+        self.assertIsNotNone(rep.wait_event(lambda e: True, timeout=5, event="cancelled"),
+                             rep.tail())
+        with h.channel(gw.addr) as ch:
+            self.assertTrue(h.infer_stub(ch).ServerLive(h.pb.ServerLiveRequest(),
+                                                        timeout=5).live)
+        gw.stop()  # fails on a sanitizer report (ASan build)
+
+    def test_server_live_with_two_messages(self):
+        gw = h.start_gateway({"demo": ["127.0.0.1:1"]})
+        self.procs.append(gw)
+        with h.channel(gw.addr) as ch:
+            live = ch.stream_unary("/inference.GRPCInferenceService/ServerLive")
+            with self.assertRaises(grpc.RpcError) as cm:
+                live(iter([b"", b""]), timeout=5)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT,
+                             cm.exception.details())
+            self.assertEqual(cm.exception.details(), "expected exactly one request message")
+            # One message is answered.
+            self.assertTrue(h.infer_stub(ch).ServerLive(h.pb.ServerLiveRequest(),
+                                                        timeout=5).live)
+        gw.stop()  # fails on a sanitizer report (ASan build)
+
+
+if __name__ == "__main__":
+    unittest.main()
