@@ -145,6 +145,33 @@ static void do_model_metadata(const struct rp_service *s, const uint8_t *req, si
     inference__model_metadata_request__free_unpacked(r, NULL);
 }
 
+/* A NUL-terminated string of <n> 'p's for response_pad_bytes, kept per
+ * thread and grown on demand (the padding is the same for every call), or
+ * NULL when out of memory. */
+static __thread char *pad_buf;
+static __thread size_t pad_cap;
+
+static char *pad_buffer(size_t n)
+{
+    if (n > pad_cap) {
+        char *nb = realloc(pad_buf, n + 1);
+        if (!nb)
+            return NULL;
+        memset(nb + pad_cap, 'p', n - pad_cap + 1);
+        pad_buf = nb;
+        pad_cap = n;
+    }
+    pad_buf[n] = '\0';
+    return pad_buf;
+}
+
+/* Gives pad_buffer(<n>)'s string its full length back. */
+static void pad_buffer_done(size_t n)
+{
+    if (pad_buf && n <= pad_cap)
+        pad_buf[n] = 'p';
+}
+
 static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_t len,
                            struct rp_reply *out)
 {
@@ -156,10 +183,35 @@ static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_
         bad_message(out, "inference.ModelInferRequest");
         return;
     }
-    if (rp_model_infer(&s->models, r, &res, &err) < 0) {
+    size_t pad = 0;
+    if (rp_model_pad_bytes(r, &pad, &err) < 0 || rp_model_infer(&s->models, r, &res, &err) < 0) {
         reply_error(out, &err);
     } else {
-        reply_pack(out, &res.resp.base, 1);
+        /* response_pad_bytes: a "pad" string parameter of that many bytes. */
+        Inference__InferParameter pv = INFERENCE__INFER_PARAMETER__INIT;
+        Inference__ModelInferResponse__ParametersEntry pe =
+            INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
+        Inference__ModelInferResponse__ParametersEntry *pp = &pe;
+        char *padding = pad ? pad_buffer(pad) : NULL;
+        if (padding) {
+            pv.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+            pv.string_param = padding;
+            pe.key = "pad";
+            pe.value = &pv;
+            res.resp.n_parameters = 1;
+            res.resp.parameters = &pp;
+        }
+        if (pad && !padding) {
+            err.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(err.msg, sizeof(err.msg), "out of memory");
+            reply_error(out, &err);
+        } else {
+            reply_pack(out, &res.resp.base, 1);
+        }
+        res.resp.n_parameters = 0;
+        res.resp.parameters = NULL;
+        if (padding)
+            pad_buffer_done(pad);
         rp_model_result_free(&res);
     }
     inference__model_infer_request__free_unpacked(r, NULL);

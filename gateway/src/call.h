@@ -68,6 +68,7 @@ enum gw_local_method {
 enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
 #define GW_CALL_MAX_ATTEMPTS 12 /* retry_max_attempts (at most 10) + a hedge + slack */
+#define GW_CALL_MAX_REFUSALS 3  /* refused streams routed again per call */
 
 struct gw_attempt {
     struct gw_call *call;
@@ -133,6 +134,8 @@ struct gw_call {
     struct gw_upstream *tried[GW_CALL_MAX_ATTEMPTS + 4]; /* replicas this call went to */
     size_t ntried;
     unsigned retries;        /* retry attempts started */
+    unsigned refusals;       /* streams refused by replicas and routed again */
+    size_t replay_held;      /* reqlog bytes counted in w->replay_bytes */
     struct gw_poolstate *ps; /* the pool's latency estimator and budgets (worker-owned) */
     struct gw_timer retry_timer;
     struct gw_timer hedge_timer;

@@ -437,6 +437,53 @@ static void render_auth(struct gw_metrics *const *ws, size_t nw, FILE *out)
     }
 }
 
+/* The upstream connection events and the limits of the upstream side. */
+static void render_upstream(struct gw_metrics *const *ws, size_t nw, FILE *out)
+{
+    static const char *const names[GW_UP_COUNT] = {
+        "infergw_upstream_conns_retired_total{reason=\"goaway\"}",
+        "infergw_upstream_conns_retired_total{reason=\"stream_ids\"}",
+        "infergw_upstream_local_failures_total",
+        "infergw_upstream_refused_rerouted_total",
+        "infergw_replay_budget_exceeded_total",
+    };
+    static const char *const help[GW_UP_COUNT] = {
+        "Upstream connections drained and replaced: the replica sent GOAWAY, or the "
+        "connection's stream ids were running out.",
+        NULL,
+        "Upstream connects that failed for want of a gateway resource (descriptors, buffers, "
+        "ports); never counted against the replica.",
+        "Upstream streams the replica refused (REFUSED_STREAM) or that never left, routed "
+        "again without blaming the replica.",
+        "Calls run single-attempt because the worker's replay buffers were full "
+        "(--replay-buffer-total).",
+    };
+    for (int k = 0; k < GW_UP_COUNT; k++) {
+        uint64_t v = 0;
+        for (size_t w = 0; w < nw; w++)
+            v += ld(&ws[w]->upstream[k]);
+        if (help[k]) {
+            char name[64];
+            size_t n = strcspn(names[k], "{");
+            snprintf(name, sizeof(name), "%.*s", (int)n, names[k]);
+            header(out, name, "counter", help[k]);
+        }
+        fprintf(out, "%s %" PRIu64 "\n", names[k], v);
+    }
+    int64_t recs = 0, replay = 0;
+    for (size_t w = 0; w < nw; w++) {
+        recs += atomic_load_explicit(&ws[w]->upstream_records, memory_order_relaxed);
+        replay += atomic_load_explicit(&ws[w]->replay_bytes, memory_order_relaxed);
+    }
+    header(out, "infergw_upstream_records", "gauge",
+           "Per-worker replica records (connections, counters) the workers keep, summed; "
+           "records of replicas that left the configuration are freed once idle.");
+    fprintf(out, "infergw_upstream_records %" PRId64 "\n", recs);
+    header(out, "infergw_replay_buffer_bytes", "gauge",
+           "Request bytes held for retries and hedges, summed over workers.");
+    fprintf(out, "infergw_replay_buffer_bytes %" PRId64 "\n", replay);
+}
+
 static void render_global(struct gw_metrics *const *ws, size_t nw,
                           const struct gw_metrics_global *g, FILE *out)
 {
@@ -491,6 +538,7 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
                    "Calls whose hedge answered before the attempt it hedged.");
         fprintf(out, "%s %" PRIu64 "\n", policy_names[p], v);
     }
+    render_upstream(ws, nw, out);
     header(out, "infergw_config_version", "gauge",
            "infergw:version of the routing snapshot in force (0 = --pool flags only).");
     fprintf(out, "infergw_config_version %" PRIu64 "\n", g->config_version);
