@@ -7,6 +7,8 @@
   carries a long call, and one that refuses a stream (GOAWAY with
   last_stream_id 0), is neither ejected nor unreachable: draining connections
   leave their slot, refused streams are routed again.
+- Request direction: a replica that stops reading some uploads does not
+  block the other calls of the same client connection.
 - Local connect failures: a gateway out of descriptors (RLIMIT_NOFILE) that
   cannot open an upstream connection counts a local failure and never marks
   the replica down.
@@ -110,7 +112,8 @@ class GoawayReplica:
 
     HOLD_S = 3.0
 
-    def __init__(self):
+    def __init__(self, tricks=True):
+        self.tricks = tricks
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.port = h.free_port()
@@ -159,7 +162,7 @@ class GoawayReplica:
         conn.initiate_connection()
         s.sendall(conn.data_to_send())
         s.settimeout(0.02)
-        paths, held = {}, []
+        paths, held, stalled = {}, [], set()
         trick, goaway_sid, open_streams = None, None, 0
         try:
             while not self.stop:
@@ -172,8 +175,16 @@ class GoawayReplica:
                 out = b""
                 for ev in conn.receive_data(data) if data else ():
                     if isinstance(ev, h2.events.RequestReceived):
-                        paths[ev.stream_id] = dict(ev.headers)[":path"]
+                        hdrs = dict(ev.headers)
+                        paths[ev.stream_id] = hdrs[":path"]
+                        if hdrs.get("x-stall") == "1":
+                            stalled.add(ev.stream_id)
                         open_streams += 1
+                    elif isinstance(ev, h2.events.DataReceived) and ev.stream_id in stalled:
+                        # Never reads this stream: its window stays shut; the
+                        # connection's is given back, as a sane server does.
+                        if ev.flow_controlled_length:
+                            conn.increment_flow_control_window(ev.flow_controlled_length)
                     elif isinstance(ev, h2.events.DataReceived):
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamReset):
@@ -186,7 +197,7 @@ class GoawayReplica:
                             with self.lock:
                                 self.refused += 1
                             continue
-                        if trick is None and path.endswith("/ModelInfer"):
+                        if trick is None and path.endswith("/ModelInfer") and self.tricks:
                             with self.lock:
                                 self.model_conns += 1
                                 trick = self.model_conns
@@ -268,6 +279,37 @@ class GoawayTest(unittest.TestCase):
         self.assertEqual(ejections, 0)
         self.assertEqual(view["health"], "healthy")
         self.assertFalse(view.get("ejected"), view)
+
+
+class RequestDirectionTest(unittest.TestCase):
+    """The request direction: a replica stops reading 20 uploads of 2 MiB
+    (their stream windows stay shut); on the same client connection, other
+    calls must still get their requests through. The gateway holds at most a
+    stream window (1 MiB) per stalled upload, so 20 of them would take the
+    client connection's whole 16 MiB window if it were given back only as the
+    replica reads."""
+
+    def test_stalled_uploads_do_not_block_the_client_connection(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway")
+        srv = GoawayReplica(tricks=False)
+        self.addCleanup(srv.close)
+        gw = h.start_gateway({"demo": [srv.addr]}, "--workers", "1", "--health-interval-ms", "0")
+        self.addCleanup(h.stop_all, [gw])
+        raw = b"\x01" * (2 * h.MiB)
+        with h.channel(gw.addr) as ch:
+            stub = h.infer_stub(ch)
+            self.assertEqual(infer(stub)[0], grpc.StatusCode.OK)
+            stalled = [stub.ModelInfer.future(h.raw_request(raw), metadata=[("x-stall", "1")],
+                                              timeout=30) for _ in range(20)]
+            time.sleep(1.5)
+            quick = [infer(stub, timeout=2.0, size=4096) for _ in range(20)]
+            for f in stalled:
+                f.cancel()
+        bad = [q for q in quick if q[0] != grpc.StatusCode.OK or q[1] > 1.0]
+        print("request direction: 20 stalled 2 MiB uploads; %d calls on the same connection, "
+              "%d failed or slow (e.g. %s)" % (len(quick), len(bad), bad[:1]))
+        self.assertEqual(bad, [])
 
 
 class LocalFailureTest(unittest.TestCase):
