@@ -10,10 +10,14 @@
  * Request bytes are kept in a replay log (reqlog) while the call may still
  * start another attempt, up to --retry-buffer-bytes; each attempt's data
  * provider reads the log from its own offset, and bytes are consumed on the
- * client session (WINDOW_UPDATE) when the furthest attempt has taken them, so
- * HTTP/2 flow control holds end to end. A request larger than the buffer
- * makes the call single-attempt: others are cancelled, no more start, and the
- * log drops what was sent.
+ * client session's stream window (WINDOW_UPDATE) when the furthest attempt
+ * has taken them, so HTTP/2 flow control holds end to end per stream (the
+ * connection windows are given back on receipt: one stalled stream never
+ * holds a connection's window). A request larger than the buffer, or one that
+ * would take the worker's request logs past --replay-buffer-total, makes the
+ * call single-attempt: others are cancelled, no more start, and the log drops
+ * what was sent. A stream the replica refuses (REFUSED_STREAM, or never sent)
+ * is routed again without counting against the replica.
  *
  * Response headers of every attempt are held until that attempt's first
  * response DATA or its final status. That is the commit point: the attempt
