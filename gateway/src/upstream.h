@@ -1,14 +1,14 @@
 /* upstream — a worker's HTTP/2 client connections to the replicas.
  *
- * A worker keeps one gw_upstream per replica address it has ever routed to
- * (so calls may point at it across snapshot changes), and maps the replica
- * indexes of its current snapshot onto them (gw_upstream_adopt). Each
- * gw_upstream points at the process-wide health record of its address
- * (health.h), which every worker reads to decide eligibility. For each
- * replica a worker keeps up to --upstream-conns connections, created on
- * demand and at start, multiplexing calls (the least busy one takes a new
- * stream; a connection that got GOAWAY takes none and closes when its
- * streams are done).
+ * A worker keeps one gw_upstream per replica address of its snapshot, and
+ * of replicas that left it while calls still point at them (see Lifetime
+ * below), and maps the replica indexes of its current snapshot onto them
+ * (gw_upstream_adopt). Each gw_upstream holds a reference on the
+ * process-wide health record of its address (health.h), which every worker
+ * reads to decide eligibility. For each replica a worker keeps up to
+ * --upstream-conns connections, created on demand and at start, multiplexing
+ * calls (the least busy one takes a new stream; a connection that got GOAWAY
+ * takes none, leaves its slot and closes when its streams are done).
  *
  * A connection counts as alive once the replica's first frame (its
  * SETTINGS) arrives; until then the connect timer (--connect-timeout-ms)
@@ -138,9 +138,10 @@ int gw_upstream_eligible(const struct gw_upstream *up);
 /* A connection to <up> able to take a new stream (connecting ones
  * included), opening one if needed; NULL when none can be had. */
 struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up);
-/* Like gw_upstream_conn_for, for health checks: prefers a live connection,
- * and may connect while the replica is backing off (a check is how a down
- * replica is found to be back). */
+/* The replica's health-check connection (check_conn), opened if there is
+ * none: checks never share a connection with calls. May connect while the
+ * replica is backing off (a check is how a down replica is found to be
+ * back). NULL when none can be had now. */
 struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up);
 
 /* Opens a stream for attempt <a> of a call on <uc> (the attempt is the
