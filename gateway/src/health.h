@@ -21,8 +21,9 @@
  * lock. Writers:
  *  - active state: only the checker (hcheck.h, worker 0) writes it. Every
  *    --health-interval-ms it sends grpc.health.v1.Health/Check (service "")
- *    to each replica of its snapshot over its own upstream connections (a
- *    small unary call on an nghttp2 client stream), with --health-timeout-ms;
+ *    to each replica of its snapshot over a connection per replica that
+ *    carries checks only (a small unary call on an nghttp2 client stream),
+ *    with --health-timeout-ms;
  *    --healthy-threshold consecutive SERVING answers make the replica
  *    healthy, --unhealthy-threshold consecutive NOT_SERVING / error / timeout
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
