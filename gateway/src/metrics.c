@@ -305,6 +305,7 @@ struct merged_replica {
     uint64_t attempts[GW_KIND_COUNT][GW_OUTCOME_COUNT];
     int64_t inflight;
     int reachable;
+    int listed; /* a worker keeps a record of it (not a replica that left) */
 };
 
 static size_t find_name(const char *const *names, size_t stride, size_t n, const char *name)
@@ -366,9 +367,13 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
                 fprintf(out, "\",kind=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", kind_names[k],
                         gw_metrics_outcome_name(o), mr[i].attempts[k][o]);
             }
+    /* The gauges describe the replicas the workers keep; one that left (and
+     * whose record was freed) drops out rather than showing as unreachable. */
     header(out, "infergw_inflight_calls", "gauge",
            "Attempts open on each replica, summed over workers.");
     for (size_t i = 0; i < n; i++) {
+        if (!mr[i].listed)
+            continue;
         fputs("infergw_inflight_calls{replica=\"", out);
         gw_metrics_write_label(out, mr[i].name);
         fprintf(out, "\"} %" PRId64 "\n", mr[i].inflight);
@@ -376,7 +381,7 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
     header(out, "infergw_replica_reachable", "gauge",
            "1 when at least one worker has a connection up to the replica.");
     for (size_t i = 0; i < n; i++) {
-        if (!strcmp(mr[i].name, OVERFLOW))
+        if (!strcmp(mr[i].name, OVERFLOW) || !mr[i].listed)
             continue;
         fputs("infergw_replica_reachable{replica=\"", out);
         gw_metrics_write_label(out, mr[i].name);
@@ -591,6 +596,7 @@ int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_m
                     mr[j].attempts[k][o] += ld(&r->attempts[k][o]);
             mr[j].inflight += atomic_load_explicit(&r->inflight, memory_order_relaxed);
             mr[j].reachable |= atomic_load_explicit(&r->reachable, memory_order_relaxed) != 0;
+            mr[j].listed |= atomic_load_explicit(&r->listed, memory_order_relaxed) > 0;
         }
     }
     render_pools(mp, np, out);

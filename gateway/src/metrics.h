@@ -125,6 +125,7 @@ struct gw_metrics_replica {
     gw_counter attempts[GW_KIND_COUNT][GW_OUTCOME_COUNT];
     _Atomic int64_t inflight;
     _Atomic int reachable; /* a connection to it is up (worker's view) */
+    _Atomic int listed;    /* upstream records of it the worker keeps */
 };
 
 /* Reasons of infergw_auth_failures_total: enum infergw_auth_reason

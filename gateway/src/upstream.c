@@ -221,6 +221,8 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     up->salen = r->salen;
     w->ups[w->nups++] = up;
     atomic_fetch_add_explicit(&w->metrics->upstream_records, 1, memory_order_relaxed);
+    if (up->metrics)
+        atomic_fetch_add_explicit(&up->metrics->listed, 1, memory_order_relaxed);
     return up;
 }
 
@@ -292,6 +294,10 @@ static void upstream_free(struct gw_upstream *up)
 {
     gw_loop_timer_cancel(&up->w->loop, &up->check.timeout);
     atomic_fetch_sub_explicit(&up->w->metrics->upstream_records, 1, memory_order_relaxed);
+    if (up->metrics) {
+        atomic_fetch_sub_explicit(&up->metrics->listed, 1, memory_order_relaxed);
+        gw_metrics_set_reachable(up->metrics, 0);
+    }
     gw_health_put(up->health);
     gw_free(up->conns);
     gw_free(up->addr);
