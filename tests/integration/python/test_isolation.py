@@ -19,8 +19,9 @@ Meanwhile another client calls the same (only) replica at RATE calls/s.
 Asserted, over the attack against a baseline of the same load without it:
   - zero of the other client's calls fail, from the first stalled call on;
   - their p99 latency with every stalled call open stays within 2x the
-    baseline p99 (with a floor of P99_FLOOR_S, the scheduling noise of a
-    shared 2-core machine);
+    baseline p99 (the worse of the p99s measured before and after the
+    attack, with a floor of P99_FLOOR_S: the scheduling noise of a shared
+    2-core machine);
   - the replica stays healthy: /debug/replicas says "healthy" and no health
     check failed during the attack (infergw_health_checks_total).
 """
@@ -40,7 +41,7 @@ import harness as h
 STALLED = 40
 PAD = 2 * h.MiB + 512 * 1024      # larger than the 1 MiB default stream window
 RATE = 100.0
-PHASE_S = 6.0
+PHASE_S = 8.0
 SPREAD_S = 2.0                    # the stalled calls are opened over this long
 P99_FLOOR_S = 0.010
 FAST = ("--health-interval-ms", "250", "--health-timeout-ms", "250")
@@ -132,10 +133,13 @@ class StalledReaderIsolationTest(unittest.TestCase):
                 checks_failed = self.failed_checks() - checks_before
             finally:
                 s.close()
+            t_end = time.time()
+            time.sleep(1.0)
+            after = self.phase(load)  # the same load again, without the attack
         finally:
             rest = load.stop()
         # Every call sent since the attack began, up to the end of the load.
-        in_flight = [r for r in rest if r["sent"] >= t_attack]
+        in_flight = [r for r in rest if t_attack <= r["sent"] < t_end]
         failures = load.failures(in_flight)
         t0 = attack[0]["sent"] if attack else 0
         buckets = {}
@@ -144,7 +148,9 @@ class StalledReaderIsolationTest(unittest.TestCase):
             buckets[b] = max(buckets.get(b, 0), r["done"] - r["sent"])
         print("worst latency per 250 ms of the attack (ms):",
               " ".join("%.0f" % (buckets[b] * 1e3) for b in sorted(buckets)))
-        p_base, p_attack = p99(base), p99(attack)
+        # The reference is the worse of the baselines before and after the
+        # attack: the load other processes put on the machine drifts.
+        p_base, p_attack = max(p99(base), p99(after)), p99(attack)
         print("stalled reader: %d stalled calls of %d bytes; other client: %d calls, %d failed, "
               "p99 %.1f ms without the attack, %.1f ms with it; replica %s, %d health checks "
               "failed during the attack"
