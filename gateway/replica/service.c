@@ -145,33 +145,6 @@ static void do_model_metadata(const struct rp_service *s, const uint8_t *req, si
     inference__model_metadata_request__free_unpacked(r, NULL);
 }
 
-/* A NUL-terminated string of <n> 'p's for response_pad_bytes, kept per
- * thread and grown on demand (the padding is the same for every call), or
- * NULL when out of memory. */
-static __thread char *pad_buf;
-static __thread size_t pad_cap;
-
-static char *pad_buffer(size_t n)
-{
-    if (n > pad_cap) {
-        char *nb = realloc(pad_buf, n + 1);
-        if (!nb)
-            return NULL;
-        memset(nb + pad_cap, 'p', n - pad_cap + 1);
-        pad_buf = nb;
-        pad_cap = n;
-    }
-    pad_buf[n] = '\0';
-    return pad_buf;
-}
-
-/* Gives pad_buffer(<n>)'s string its full length back. */
-static void pad_buffer_done(size_t n)
-{
-    if (pad_buf && n <= pad_cap)
-        pad_buf[n] = 'p';
-}
-
 static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_t len,
                            struct rp_reply *out)
 {
@@ -192,8 +165,10 @@ static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_
         Inference__ModelInferResponse__ParametersEntry pe =
             INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
         Inference__ModelInferResponse__ParametersEntry *pp = &pe;
-        char *padding = pad ? pad_buffer(pad) : NULL;
+        char *padding = pad ? malloc(pad + 1) : NULL;
         if (padding) {
+            memset(padding, 'p', pad);
+            padding[pad] = '\0';
             pv.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
             pv.string_param = padding;
             pe.key = "pad";
@@ -210,8 +185,7 @@ static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_
         }
         res.resp.n_parameters = 0;
         res.resp.parameters = NULL;
-        if (padding)
-            pad_buffer_done(pad);
+        free(padding);
         rp_model_result_free(&res);
     }
     inference__model_infer_request__free_unpacked(r, NULL);
