@@ -321,40 +321,59 @@ void rp_model_metadata(struct rp_model_meta *meta, const char *name)
     meta->resp.outputs = &meta->out_ptr;
 }
 
-int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
-                              struct rp_error *err)
+/* Reads integer request parameter <key> into *v: absent leaves *v alone.
+ * Returns 0, or -1 with <err> (INVALID_ARGUMENT) when it is not an integer
+ * within lo..hi. */
+static int int_param(const Inference__ModelInferRequest *req, const char *key, long long lo,
+                     long long hi, long long *v, struct rp_error *err)
 {
     for (size_t i = 0; i < req->n_parameters; i++) {
         const Inference__ModelInferRequest__ParametersEntry *e = req->parameters[i];
-        long long v;
-        if (strcmp(e->key, "stream_responses") != 0)
+        long long x;
+        if (strcmp(e->key, key) != 0)
             continue;
         if (!e->value)
             return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "parameter 'stream_responses' has no value; give an int64_param");
+                        "parameter '%s' has no value; give an int64_param", key);
         switch (e->value->parameter_choice_case) {
         case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
-            v = (long long)e->value->int64_param;
+            x = (long long)e->value->int64_param;
             break;
         case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
-            if (e->value->uint64_param > RP_MODEL_MAX_STREAM_RESPONSES)
+            if (e->value->uint64_param > (unsigned long long)hi)
                 return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                            "parameter 'stream_responses' is %llu; it must be between 1 and %d",
-                            (unsigned long long)e->value->uint64_param,
-                            RP_MODEL_MAX_STREAM_RESPONSES);
-            v = (long long)e->value->uint64_param;
+                            "parameter '%s' is %llu; it must be between %lld and %lld", key,
+                            (unsigned long long)e->value->uint64_param, lo, hi);
+            x = (long long)e->value->uint64_param;
             break;
         default:
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "parameter 'stream_responses' must be an int64_param");
+            return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "parameter '%s' must be an int64_param",
+                        key);
         }
-        if (v < 1 || v > RP_MODEL_MAX_STREAM_RESPONSES)
+        if (x < lo || x > hi)
             return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "parameter 'stream_responses' is %lld; it must be between 1 and %d", v,
-                        RP_MODEL_MAX_STREAM_RESPONSES);
-        *n = (long)v;
+                        "parameter '%s' is %lld; it must be between %lld and %lld", key, x, lo, hi);
+        *v = x;
         return 0;
     }
-    *n = 1;
+    return 0;
+}
+
+int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
+                              struct rp_error *err)
+{
+    long long v = 1;
+    if (int_param(req, "stream_responses", 1, RP_MODEL_MAX_STREAM_RESPONSES, &v, err) < 0)
+        return -1;
+    *n = (long)v;
+    return 0;
+}
+
+int rp_model_pad_bytes(const Inference__ModelInferRequest *req, size_t *n, struct rp_error *err)
+{
+    long long v = 0;
+    if (int_param(req, "response_pad_bytes", 0, RP_MODEL_MAX_PAD_BYTES, &v, err) < 0)
+        return -1;
+    *n = (size_t)v;
     return 0;
 }

@@ -90,4 +90,13 @@ void rp_model_metadata(struct rp_model_meta *meta, const char *name);
 int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
                               struct rp_error *err);
 
+#define RP_MODEL_MAX_PAD_BYTES (64 << 20)
+/* Reads the "response_pad_bytes" request parameter of ModelInfer: the
+ * response carries that many extra bytes (response parameter "pad"), so a
+ * test can ask for an answer larger than a flow-control window with a small
+ * request. Absent means 0.
+ * Returns 0 with *n set, or -1 with <err> (INVALID_ARGUMENT) when the
+ * parameter is not an integer or not within 0..64 MiB. */
+int rp_model_pad_bytes(const Inference__ModelInferRequest *req, size_t *n, struct rp_error *err);
+
 #endif

@@ -156,10 +156,36 @@ static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_
         bad_message(out, "inference.ModelInferRequest");
         return;
     }
-    if (rp_model_infer(&s->models, r, &res, &err) < 0) {
+    size_t pad = 0;
+    if (rp_model_pad_bytes(r, &pad, &err) < 0 || rp_model_infer(&s->models, r, &res, &err) < 0) {
         reply_error(out, &err);
     } else {
-        reply_pack(out, &res.resp.base, 1);
+        /* response_pad_bytes: a "pad" string parameter of that many bytes. */
+        Inference__InferParameter pv = INFERENCE__INFER_PARAMETER__INIT;
+        Inference__ModelInferResponse__ParametersEntry pe =
+            INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
+        Inference__ModelInferResponse__ParametersEntry *pp = &pe;
+        char *padding = pad ? malloc(pad + 1) : NULL;
+        if (padding) {
+            memset(padding, 'p', pad);
+            padding[pad] = '\0';
+            pv.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+            pv.string_param = padding;
+            pe.key = "pad";
+            pe.value = &pv;
+            res.resp.n_parameters = 1;
+            res.resp.parameters = &pp;
+        }
+        if (pad && !padding) {
+            err.code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(err.msg, sizeof(err.msg), "out of memory");
+            reply_error(out, &err);
+        } else {
+            reply_pack(out, &res.resp.base, 1);
+        }
+        res.resp.n_parameters = 0;
+        res.resp.parameters = NULL;
+        free(padding);
         rp_model_result_free(&res);
     }
     inference__model_infer_request__free_unpacked(r, NULL);

@@ -1,12 +1,21 @@
 /* call — the call engine; see call.h for the model.
  *
- * Consumption rule (end-to-end flow control): bytes received on one session
- * are handed back to that session with nghttp2_session_consume() only when
- * the other session has taken them (a data provider copied them into a
- * frame), or when they are dropped. Dropped bytes are consumed too, or the
- * connection window would leak and the connection stall. With several
- * attempts reading one request log, request bytes are consumed once, when
- * the furthest attempt takes them.
+ * Consumption rule (end-to-end flow control, per stream): bytes received on
+ * one session are handed back to that session's connection window at once
+ * (nghttp2_session_consume_connection, on receipt), and to the stream's
+ * window (nghttp2_session_consume_stream) only when the other session has
+ * taken them (a data provider copied them into a frame), or when they are
+ * dropped. So a call holds at most one stream window of unrelayed bytes per
+ * direction, and a stalled stream never holds the connection window that the
+ * connection's other streams need (upstream.h). With several attempts
+ * reading one request log, request bytes are consumed once, when the
+ * furthest attempt takes them.
+ *
+ * Replay budget: the request log bytes of every call of a worker are
+ * counted (w->replay_bytes); a call that would take the total past
+ * --replay-buffer-total stops keeping its request for replay and runs
+ * single-attempt (infergw_replay_budget_exceeded_total, log
+ * replay_budget_exceeded).
  */
 #include "call.h"
 
@@ -43,6 +52,7 @@
 #define MS                  ((uint64_t)1000000)
 
 static void call_route(struct gw_call *c);
+static void replay_account(struct gw_call *c);
 static void answer_local(struct gw_call *c);
 static void submit_held_headers(struct gw_call *c, int with_data);
 
@@ -264,6 +274,8 @@ static void call_free(struct gw_call *c)
         gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
         gw_hdrlist_reset(&a->hdrs);
         gw_hdrlist_reset(&a->trailers);
+        if (a->up)
+            gw_upstream_unref(a->up);
         if (a != &c->first)
             gw_free(a);
     }
@@ -271,6 +283,7 @@ static void call_free(struct gw_call *c)
     gw_hdrlist_reset(&c->resp_hdrs);
     gw_hdrlist_reset(&c->resp_trailers);
     gw_bufq_reset(&c->reqlog);
+    replay_account(c);
     gw_bufq_reset(&c->respbuf);
     struct gw_worker *w = c->w;
     gw_free(c);
@@ -485,6 +498,17 @@ static void scan_done(struct gw_call *c, int result)
 
 /* --- the request log ----------------------------------------------------- */
 
+/* Brings the worker's replay byte count up to date with the log's size. */
+static void replay_account(struct gw_call *c)
+{
+    int64_t d = (int64_t)c->reqlog.len - (int64_t)c->replay_held;
+    if (d == 0)
+        return;
+    c->w->replay_bytes += (uint64_t)d;
+    c->replay_held = c->reqlog.len;
+    atomic_fetch_add_explicit(&c->w->metrics->replay_bytes, d, memory_order_relaxed);
+}
+
 /* Hands request bytes up to log offset <off> back to the client session. */
 static void consume_request(struct gw_call *c, uint64_t off)
 {
@@ -493,7 +517,7 @@ static void consume_request(struct gw_call *c, uint64_t off)
     size_t n = (size_t)(off - c->req_consumed);
     c->req_consumed = off;
     if (client_alive(c)) {
-        nghttp2_session_consume(client_sess(c), c->sid, n);
+        nghttp2_session_consume_stream(client_sess(c), c->sid, n);
         gw_conn_mark_dirty(&c->sc->conn);
     }
 }
@@ -512,6 +536,7 @@ static void trim_request(struct gw_call *c)
     }
     if (low > c->req_base) {
         gw_bufq_drop(&c->reqlog, (size_t)(low - c->req_base));
+        replay_account(c);
         consume_request(c, low);
         c->req_base = low;
     }
@@ -608,13 +633,31 @@ static int check_models(struct gw_call *c, const uint8_t *p, size_t n, int scan_
     return 0;
 }
 
+/* The worker's replay buffers are full: the call keeps no more of its
+ * request than its one attempt has yet to send. */
+static void replay_over_budget(struct gw_call *c)
+{
+    struct gw_worker *w = c->w;
+    gw_metrics_upstream(w->metrics, GW_UP_REPLAY_OVER_BUDGET);
+    gw_log(GW_LOG_INFO, "replay_budget_exceeded", "{s:I, s:I, s:I}", "call", (json_int_t)c->id,
+           "worker_replay_bytes", (json_int_t)w->replay_bytes, "limit",
+           (json_int_t)w->cfg->replay_buffer_total);
+    if (c->routed)
+        stop_replay(c);
+    else
+        c->replayable = 0; /* no attempt yet: the first one will be the only one */
+}
+
 void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
 {
     c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
+    /* The connection window comes back at once; the stream's as an attempt
+     * takes the bytes (consume_request) or when they are dropped. */
+    nghttp2_session_consume_connection(client_sess(c), len);
     if (c->resp_done || c->local != GW_LOCAL_NONE) {
         /* Nothing will read these bytes (the call is decided, or the gateway
          * answers it itself): hand the window back now. */
-        nghttp2_session_consume(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
         if (c->local != GW_LOCAL_NONE && !c->resp_done) {
             if (c->reqlog.len + len > LOCAL_REQ_MAX)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s", c->path);
@@ -625,7 +668,7 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     }
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->req_framer, data, len, max) < 0) {
-        nghttp2_session_consume(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "request message of %" PRIu32 " bytes exceeds the gateway's limit of %" PRIu32
                      " bytes (--max-message-bytes)",
@@ -634,17 +677,20 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     }
     int scan_r = c->scanning ? gw_model_scan_feed(&c->scan, data, len, NULL) : GW_SCAN_MORE;
     if (c->checking && check_models(c, data, len, scan_r) < 0) {
-        nghttp2_session_consume(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
         return;
     }
     if (gw_bufq_append(&c->reqlog, data, len) < 0) {
-        nghttp2_session_consume(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
     c->req_total += len;
+    replay_account(c);
     if (c->replayable && c->req_total > c->w->cfg->retry_buffer_bytes && c->routed)
         stop_replay(c);
+    if (c->replayable && c->w->replay_bytes > c->w->cfg->replay_buffer_total)
+        replay_over_budget(c);
     if (c->scanning) {
         if (scan_r != GW_SCAN_MORE)
             scan_done(c, scan_r);
@@ -829,15 +875,27 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
         struct gw_upstream *up = w->upmap[idx];
         c->tried[c->ntried++] = up;
         struct gw_up_conn *uc = gw_upstream_conn_for(up);
-        if (!uc)
+        if (!uc) {
+            if (up->local_errno) {
+                /* The gateway's own shortage, not the replica's failure. */
+                snprintf(c->start_msg, sizeof(c->start_msg),
+                         "the gateway has no resources to reach replica %s (%s); the replica is "
+                         "not at fault",
+                         up->addr, strerror(up->local_errno));
+                c->start_code = GW_GRPC_UNAVAILABLE;
+            }
             continue;
+        }
         struct gw_attempt *a = reuse ? reuse : attempt_new(c, kind);
         if (!a) {
             snprintf(c->start_msg, sizeof(c->start_msg), "gateway out of memory");
             c->start_code = GW_GRPC_RESOURCE_EXHAUSTED;
             break;
         }
+        if (a->up)
+            gw_upstream_unref(a->up);
         a->up = up;
+        gw_upstream_ref(up);
         a->start_ns = now;
         a->finished = a->cancelled = 0;
         int err = submit_attempt(c, a, uc, pool, now);
@@ -849,11 +907,14 @@ static int attempt_start(struct gw_call *c, const struct gw_pool *pool, struct g
                        kind_names[a->kind], "attempt", (int)c->natt);
             break;
         }
+        /* No connection of this replica could take a stream (they were
+         * retired and replaced where possible): not the replica's failure;
+         * try the next one. */
         a->finished = 1;
         snprintf(c->start_msg, sizeof(c->start_msg), "cannot open a stream to replica %s: %s",
                  up->addr, nghttp2_strerror(err));
-        c->start_code = GW_GRPC_INTERNAL;
-        break;
+        c->start_code = GW_GRPC_UNAVAILABLE;
+        reuse = a; /* the next replica gets the same, unsent, attempt */
     }
     if (load != stack_load)
         gw_free(load);
@@ -1139,7 +1200,7 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     if (n > 0)
         c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     if (n > 0 && a && a->uc) {
-        nghttp2_session_consume(a->uc->conn.sess, a->sid, n);
+        nghttp2_session_consume_stream(a->uc->conn.sess, a->sid, n);
         gw_conn_mark_dirty(&a->uc->conn);
     }
     if (c->respbuf.len == 0 && c->trailers_ready) {
@@ -1330,16 +1391,19 @@ void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream)
 void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
 {
     struct gw_call *c = a->call;
+    /* upstream.c gave the connection window back on receipt; the stream's
+     * comes back as the client takes the bytes (resp_read_cb) or here when
+     * they are dropped. */
     nghttp2_session *us = a->uc->conn.sess;
     if (a->cancelled || c->resp_done || !client_alive(c)) {
-        nghttp2_session_consume(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->sid, len);
         return;
     }
     if (!c->winner)
         commit(a); /* the first response message decides the call */
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->resp_framer, data, len, max) < 0) {
-        nghttp2_session_consume(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "response message of %" PRIu32 " bytes from replica %s exceeds the "
                      "gateway's limit of %" PRIu32 " bytes (--max-message-bytes)",
@@ -1347,7 +1411,7 @@ void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
         return;
     }
     if (gw_bufq_append(&c->respbuf, data, len) < 0) {
-        nghttp2_session_consume(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
@@ -1382,19 +1446,42 @@ static int attempt_outcome(const struct gw_attempt *a, int transport_outcome)
     return transport_outcome >= 0 || st < 0 ? transport_outcome : st;
 }
 
-/* Releases what attempt <a> still holds of its connection: response bytes
- * of the winner not yet taken by the client are consumed at connection
- * level now, since the stream that carried them is gone. */
+/* Releases attempt <a>'s stream. (Response bytes it left in respbuf were
+ * handed back to the connection window on receipt.) */
 static void release_attempt(struct gw_attempt *a)
 {
     struct gw_call *c = a->call;
-    if (a->uc && c->winner == a && c->respbuf.len > 0) {
-        nghttp2_session_consume_connection(a->uc->conn.sess, c->respbuf.len);
-        gw_conn_mark_dirty(&a->uc->conn);
-    }
     gw_upstream_detach(a);
     a->open = 0;
     gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
+}
+
+/* The replica refused attempt <a>'s stream (REFUSED_STREAM: after its
+ * GOAWAY, or over its stream limit), or the request never left: it did not
+ * process the call (RFC 9113 §8.7), so it is routed again, the same replica
+ * allowed (on a new connection: the refusing one is retired), without
+ * reporting a failure or spending the retry budget, at most
+ * GW_CALL_MAX_REFUSALS times per call. Returns 1 when routed again. */
+static int reroute_refused(struct gw_attempt *a)
+{
+    struct gw_call *c = a->call;
+    if (c->resp_done || c->winner || !client_alive(c) || c->req_base != 0 || a->hdrs.n ||
+        a->http_status || c->refusals >= GW_CALL_MAX_REFUSALS)
+        return 0;
+    const struct gw_pool *pool = call_pool(c);
+    if (!pool)
+        return 0;
+    c->refusals++;
+    for (size_t i = c->ntried; i-- > 0;)
+        if (c->tried[i] == a->up) {
+            memmove(&c->tried[i], &c->tried[i + 1], (c->ntried - i - 1) * sizeof(c->tried[0]));
+            c->ntried--;
+            break;
+        }
+    gw_metrics_upstream(c->w->metrics, GW_UP_REFUSED_REROUTED);
+    gw_log(GW_LOG_DEBUG, "attempt_refused", "{s:I, s:s}", "call", (json_int_t)c->id, "replica",
+           attempt_addr(a));
+    return attempt_start(c, pool, a, a->kind) == 0;
 }
 
 void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
@@ -1420,6 +1507,8 @@ void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
     } else if (error_code == NGHTTP2_NO_ERROR) {
         attempt_failed(a, GW_GRPC_INTERNAL, 0, 0, "replica %s ended the call without a gRPC status",
                        attempt_addr(a));
+    } else if (error_code == NGHTTP2_REFUSED_STREAM && reroute_refused(a)) {
+        /* routed again */
     } else {
         /* A reset before any answer: the replica (or something between)
          * gave up on the stream; another replica may do better. */
@@ -1472,11 +1561,10 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
 {
     c->client_closed = 1;
     cancel_timers(c);
-    if (!c->sc->conn.closed && c->req_total > c->req_consumed)
-        nghttp2_session_consume_connection(client_sess(c),
-                                           (size_t)(c->req_total - c->req_consumed));
+    /* The connection window got these bytes back on receipt; the stream is gone. */
     c->req_consumed = c->req_total;
     gw_bufq_reset(&c->reqlog);
+    replay_account(c);
     c->req_base = c->req_total;
     gw_srv_conn_remove_call(c->sc, c);
     /* The connection may be freed before the call (an attempt still open):
@@ -1550,7 +1638,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         size_t dropped = c->respbuf.len;
         gw_bufq_reset(&c->respbuf);
         if (dropped && win && win->uc) {
-            nghttp2_session_consume(win->uc->conn.sess, win->sid, dropped);
+            nghttp2_session_consume_stream(win->uc->conn.sess, win->sid, dropped);
             gw_conn_mark_dirty(&win->uc->conn);
         }
         struct gw_hdrlist *t = resp_trailers(c);

@@ -15,10 +15,14 @@
  * Request bytes are kept in a replay log (reqlog) while the call may still
  * start another attempt, up to --retry-buffer-bytes; each attempt's data
  * provider reads the log from its own offset, and bytes are consumed on the
- * client session (WINDOW_UPDATE) when the furthest attempt has taken them, so
- * HTTP/2 flow control holds end to end. A request larger than the buffer
- * makes the call single-attempt: others are cancelled, no more start, and the
- * log drops what was sent.
+ * client session's stream window (WINDOW_UPDATE) when the furthest attempt
+ * has taken them, so HTTP/2 flow control holds end to end per stream (the
+ * connection windows are given back on receipt: one stalled stream never
+ * holds a connection's window). A request larger than the buffer, or one that
+ * would take the worker's request logs past --replay-buffer-total, makes the
+ * call single-attempt: others are cancelled, no more start, and the log drops
+ * what was sent. A stream the replica refuses (REFUSED_STREAM, or never sent)
+ * is routed again without counting against the replica.
  *
  * Response headers of every attempt are held until that attempt's first
  * response DATA or its final status. That is the commit point: the attempt
@@ -78,6 +82,7 @@ enum gw_local_method {
 enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
 #define GW_CALL_MAX_ATTEMPTS 12 /* retry_max_attempts (at most 10) + a hedge + slack */
+#define GW_CALL_MAX_REFUSALS 3  /* refused streams routed again per call */
 
 struct gw_attempt {
     struct gw_call *call;
@@ -151,6 +156,8 @@ struct gw_call {
     struct gw_upstream *tried[GW_CALL_MAX_ATTEMPTS + 4]; /* replicas this call went to */
     size_t ntried;
     unsigned retries;        /* retry attempts started */
+    unsigned refusals;       /* streams refused by replicas and routed again */
+    size_t replay_held;      /* reqlog bytes counted in w->replay_bytes */
     struct gw_poolstate *ps; /* the pool's latency estimator and budgets (worker-owned) */
     struct gw_timer retry_timer;
     struct gw_timer hedge_timer;

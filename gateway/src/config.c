@@ -22,6 +22,8 @@ enum {
     OPT_UPSTREAM_CONNS,
     OPT_MAX_MESSAGE,
     OPT_RETRY_BUFFER,
+    OPT_REPLAY_TOTAL,
+    OPT_STREAM_ID_LIMIT,
     OPT_STREAM_WINDOW,
     OPT_CONN_WINDOW,
     OPT_MAX_STREAMS,
@@ -83,6 +85,8 @@ static const struct option long_opts[] = {
     {"upstream-conns", required_argument, NULL, OPT_UPSTREAM_CONNS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
     {"retry-buffer-bytes", required_argument, NULL, OPT_RETRY_BUFFER},
+    {"replay-buffer-total", required_argument, NULL, OPT_REPLAY_TOTAL},
+    {"upstream-stream-id-limit", required_argument, NULL, OPT_STREAM_ID_LIMIT},
     {"stream-window-bytes", required_argument, NULL, OPT_STREAM_WINDOW},
     {"conn-window-bytes", required_argument, NULL, OPT_CONN_WINDOW},
     {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
@@ -186,6 +190,13 @@ void gw_config_usage(FILE *out)
         "  --retry-buffer-bytes N        request bytes kept per call for retries and hedges;\n"
         "                                a longer request is sent to one replica only\n"
         "                                (0 = never retry or hedge) [4194304]\n"
+        "  --replay-buffer-total N       request bytes all calls of a worker may keep for\n"
+        "                                replay; a call that would go past it runs\n"
+        "                                single-attempt [268435456]\n"
+        "  --upstream-stream-id-limit N  last HTTP/2 stream id used on an upstream\n"
+        "                                connection; it is retired and replaced when\n"
+        "                                1/16 of the ids are left (lower it to test)\n"
+        "                                [2147483647]\n"
         "  --stream-window-bytes N       HTTP/2 flow-control window per stream: the most\n"
         "                                the gateway buffers per call and direction [1048576]\n"
         "  --conn-window-bytes N         HTTP/2 flow-control window per connection [16777216]\n"
@@ -351,8 +362,8 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
     return 0;
 }
 
-/* The replica health flags and the client-edge limits: one table of name,
- * field and range. */
+/* The replica health flags, the client-edge limits and the upstream limits:
+ * one table of name, field and range. */
 static int parse_table_flag(struct gw_config *cfg, int opt, const char *arg, char *err,
                             size_t errlen)
 {
@@ -396,6 +407,10 @@ static int parse_table_flag(struct gw_config *cfg, int opt, const char *arg, cha
          604800000},
         {OPT_MAX_PUSHBACK, "--max-pushback-ms", offsetof(struct gw_config, max_pushback_ms), 0,
          3600000},
+        {OPT_REPLAY_TOTAL, "--replay-buffer-total", offsetof(struct gw_config, replay_buffer_total),
+         0, 4294967295u},
+        {OPT_STREAM_ID_LIMIT, "--upstream-stream-id-limit",
+         offsetof(struct gw_config, upstream_stream_id_limit), 33, 2147483647u},
     };
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (flags[i].opt != opt)
@@ -622,6 +637,8 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->upstream_conns = 2;
     cfg->max_message_bytes = 16u << 20;
     cfg->retry_buffer_bytes = 4u << 20;
+    cfg->replay_buffer_total = 256u << 20;
+    cfg->upstream_stream_id_limit = 2147483647u;
     cfg->stream_window_bytes = 1u << 20;
     cfg->conn_window_bytes = 16u << 20;
     cfg->max_concurrent_streams = 1024;
@@ -921,6 +938,8 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_STREAM_IDLE_TIMEOUT:
         case OPT_MAX_DEADLINE:
         case OPT_MAX_PUSHBACK:
+        case OPT_REPLAY_TOTAL:
+        case OPT_STREAM_ID_LIMIT:
             if (parse_table_flag(cfg, c, optarg, err, errlen) < 0)
                 return -1;
             break;

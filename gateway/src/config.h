@@ -40,7 +40,9 @@ struct gw_config {
     size_t npools;
     int upstream_conns;
     uint32_t max_message_bytes;
-    uint32_t retry_buffer_bytes; /* request bytes kept for replay (retries, hedges) */
+    uint32_t retry_buffer_bytes;       /* request bytes kept for replay (retries, hedges) */
+    uint32_t replay_buffer_total;      /* all calls' replay bytes per worker */
+    uint32_t upstream_stream_id_limit; /* last stream id used upstream (testable) */
     uint32_t stream_window_bytes;
     uint32_t conn_window_bytes;
     uint32_t max_concurrent_streams;

@@ -21,9 +21,12 @@ static void check_finish(struct gw_upstream *up, enum gw_health_result r, const 
     struct gw_hcheck *c = &up->check;
     struct gw_worker *w = up->w;
     gw_loop_timer_cancel(&w->loop, &c->timeout);
-    if (c->uc && c->uc->check_sid == c->sid)
-        c->uc->check_sid = 0;
+    struct gw_up_conn *uc = c->uc;
     c->uc = NULL;
+    if (uc && uc->check_sid == c->sid) {
+        uc->check_sid = 0;
+        gw_upstream_conn_idle(uc); /* a retired check connection closes now */
+    }
     c->sid = 0;
     int prev = atomic_load_explicit(&up->health->state, memory_order_relaxed);
     int next = gw_health_apply_check(up->health, r, w->cfg->healthy_threshold,
@@ -109,8 +112,7 @@ static void check_start(struct gw_upstream *up)
     c->body_len = 0;
     c->body_overflow = 0;
     nghttp2_data_provider prd = {.source.ptr = up, .read_callback = check_read_cb};
-    int32_t sid =
-        nghttp2_submit_request(uc->conn.sess, NULL, nv, sizeof(nv) / sizeof(nv[0]), &prd, NULL);
+    int32_t sid = gw_upstream_submit_check(uc, nv, sizeof(nv) / sizeof(nv[0]), &prd);
     if (sid < 0) {
         check_finish(up, GW_HC_ERROR, nghttp2_strerror(sid));
         return;
@@ -215,6 +217,9 @@ static void checker_tick_cb(struct gw_timer *t, void *arg)
         if (up->in_use && w->cfg->health_interval_ms > 0 && !up->check.uc && !w->draining)
             check_start(up);
     }
+    /* Records of replicas that left, once nothing uses them. */
+    gw_upstream_sweep(w);
+    gw_health_sweep(w->health, now);
     uint32_t every = w->cfg->health_interval_ms ? w->cfg->health_interval_ms : 1000;
     gw_loop_timer_in(&w->loop, &w->health_timer, (uint64_t)every * MS_NS);
 }

@@ -2,9 +2,9 @@
  *
  * It runs on one worker (worker 0): every --health-interval-ms it sends
  * grpc.health.v1.Health/Check with service "" to every replica of that
- * worker's snapshot, over the worker's own upstream connections
+ * worker's snapshot, over a connection per replica that carries checks only
  * (gw_upstream_conn_probe, which may connect while a replica backs off, so
- * a replica that comes back is found). A check is a small unary gRPC call on
+ * a replica that comes back is found), never behind calls. A check is a small unary gRPC call on
  * an nghttp2 client stream of the upstream session: HEADERS (:method POST,
  * :path, content-type application/grpc, te trailers, grpc-timeout), one
  * DATA frame with the 5-byte prefix and a protobuf-c packed
@@ -15,8 +15,9 @@
  *
  * Results go into the replica's shared health record (health.h,
  * gw_health_apply_check), which every worker reads. The same tick ends
- * ejections that ran out (log replica_returned). Loop thread of its worker
- * only.
+ * ejections that ran out (log replica_returned) and sweeps the upstream and
+ * health records of replicas that left (gw_upstream_sweep,
+ * gw_health_sweep). Loop thread of its worker only.
  */
 #ifndef INFERGW_HCHECK_H
 #define INFERGW_HCHECK_H

@@ -38,7 +38,13 @@ void gw_health_registry_free(struct gw_health_registry *reg)
         return;
     struct gw_health *h = atomic_load(&reg->head);
     while (h) {
-        struct gw_health *next = h->next;
+        struct gw_health *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        gw_free(h->addr);
+        gw_free(h);
+        h = next;
+    }
+    for (h = reg->graveyard; h;) {
+        struct gw_health *next = h->graveyard_next;
         gw_free(h->addr);
         gw_free(h);
         h = next;
@@ -50,7 +56,7 @@ void gw_health_registry_free(struct gw_health_registry *reg)
 struct gw_health *gw_health_find(struct gw_health_registry *reg, const char *addr)
 {
     for (struct gw_health *h = atomic_load_explicit(&reg->head, memory_order_acquire); h;
-         h = h->next)
+         h = atomic_load_explicit(&h->next, memory_order_acquire))
         if (!strcmp(h->addr, addr))
             return h;
     return NULL;
@@ -68,12 +74,64 @@ struct gw_health *gw_health_get(struct gw_health_registry *reg, const char *addr
             h = NULL;
         } else {
             /* Fully built before the release store publishes it. */
-            h->next = atomic_load_explicit(&reg->head, memory_order_relaxed);
+            atomic_store_explicit(&h->next, atomic_load_explicit(&reg->head, memory_order_relaxed),
+                                  memory_order_relaxed);
             atomic_store_explicit(&reg->head, h, memory_order_release);
+            atomic_fetch_add_explicit(&reg->nrecords, 1, memory_order_relaxed);
         }
     }
+    if (h)
+        h->refs++;
     pthread_mutex_unlock(&reg->mu);
     return h;
+}
+
+void gw_health_put(struct gw_health *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->reg->mu);
+    h->refs--;
+    pthread_mutex_unlock(&h->reg->mu);
+}
+
+size_t gw_health_sweep(struct gw_health_registry *reg, uint64_t now_ns)
+{
+    size_t freed = 0;
+    pthread_mutex_lock(&reg->mu);
+    /* Free what was unlinked long enough ago: no reader still holds it. */
+    for (struct gw_health **p = &reg->graveyard; *p;) {
+        struct gw_health *h = *p;
+        if (now_ns - h->unlinked_ns < (uint64_t)GW_HEALTH_FREE_GRACE_MS * MS_NS) {
+            p = &h->graveyard_next;
+            continue;
+        }
+        *p = h->graveyard_next;
+        gw_free(h->addr);
+        gw_free(h);
+        freed++;
+    }
+    /* Unlink the unreferenced. A reader walking past one keeps a valid next
+     * pointer: an unlinked record's own next is left as it was until it is
+     * freed. */
+    _Atomic(struct gw_health *) *link = &reg->head;
+    struct gw_health *h;
+    while ((h = atomic_load_explicit(link, memory_order_relaxed)) != NULL) {
+        if (h->refs != 0) {
+            link = &h->next;
+            continue;
+        }
+        atomic_store_explicit(link, atomic_load_explicit(&h->next, memory_order_relaxed),
+                              memory_order_release);
+        atomic_fetch_sub_explicit(&reg->nrecords, 1, memory_order_relaxed);
+        h->unlinked_ns = now_ns;
+        /* Its next field keeps pointing into the live list for readers; the
+         * graveyard has a chain of its own. */
+        h->graveyard_next = reg->graveyard;
+        reg->graveyard = h;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return freed;
 }
 
 /* --- state -------------------------------------------------------------- */
@@ -279,7 +337,7 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
           "replica's current state (unknown, healthy, unhealthy, not_serving, ejected, down).\n"
           "# TYPE infergw_replica_health gauge\n",
           out);
-    for (struct gw_health *h = head; h; h = h->next) {
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
         static const char *const extra[] = {"ejected", "down"};
         int st = atomic_load_explicit(&h->state, memory_order_relaxed);
         for (int s = 0; s < GW_HEALTH_NSTATES; s++) {
@@ -294,10 +352,16 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
             fprintf(out, "\",state=\"%s\"} %d\n", extra[k], flags[k]);
         }
     }
+    fprintf(out,
+            "# HELP infergw_health_records Replica health records held (replicas configured "
+            "now, plus ones that left and are not freed yet).\n"
+            "# TYPE infergw_health_records gauge\n"
+            "infergw_health_records %zu\n",
+            atomic_load_explicit(&reg->nrecords, memory_order_relaxed));
     fputs("# HELP infergw_replica_ejections_total Passive outlier ejections of the replica.\n"
           "# TYPE infergw_replica_ejections_total counter\n",
           out);
-    for (struct gw_health *h = head; h; h = h->next) {
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
         fputs("infergw_replica_ejections_total{replica=\"", out);
         gw_metrics_write_label(out, h->addr);
         fprintf(out, "\"} %u\n", ld32(&h->times_ejected));
@@ -305,7 +369,7 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
     fputs("# HELP infergw_health_checks_total Active grpc.health.v1 checks by result.\n"
           "# TYPE infergw_health_checks_total counter\n",
           out);
-    for (struct gw_health *h = head; h; h = h->next)
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire))
         for (int r = 0; r < GW_HC_NRESULTS; r++) {
             fputs("infergw_health_checks_total{replica=\"", out);
             gw_metrics_write_label(out, h->addr);
@@ -316,7 +380,7 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
           "a PING was not answered in time.\n"
           "# TYPE infergw_upstream_keepalive_timeouts_total counter\n",
           out);
-    for (struct gw_health *h = head; h; h = h->next) {
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
         fputs("infergw_upstream_keepalive_timeouts_total{replica=\"", out);
         gw_metrics_write_label(out, h->addr);
         fprintf(out, "\"} %llu\n", (unsigned long long)ld64(&h->keepalive_timeouts));

@@ -5,19 +5,25 @@
  * Design. One struct gw_health per replica address for the whole process,
  * kept in a registry (struct gw_health_registry) that main creates before
  * the workers and frees after they are joined. Records are created when a
- * worker first maps the address (gw_upstream_adopt) and are never freed
- * before exit, so a record's memory is bounded by the number of distinct
- * addresses the configuration ever named. Each worker's gw_upstream holds a
- * pointer to its record; gw_upstream_eligible() reads it, so a replica that
- * is ejected, unhealthy, NOT_SERVING or down is passed over by the ring walk
- * (other keys keep their replicas) and comes back when the record says so.
+ * worker first maps the address (gw_upstream_adopt); each worker's
+ * gw_upstream holds a reference (gw_health_get / gw_health_put). A record no
+ * worker references any more (its replica left every snapshot) is unlinked
+ * by gw_health_sweep and freed by a later sweep at least
+ * GW_HEALTH_FREE_GRACE_MS after, so the admin and control-plane threads,
+ * which look records up without the lock and use them for the length of a
+ * scrape or a report, never touch freed memory; the number of records
+ * follows the replicas configured now, not every address ever named. Each worker's gw_upstream
+ * holds a pointer to its record; gw_upstream_eligible() reads it, so a replica that is ejected,
+ * unhealthy, NOT_SERVING or down is passed over by the ring walk (other keys keep their replicas)
+ * and comes back when the record says so.
  *
  * Every field is an atomic, read with relaxed loads: the data path takes no
  * lock. Writers:
  *  - active state: only the checker (hcheck.h, worker 0) writes it. Every
  *    --health-interval-ms it sends grpc.health.v1.Health/Check (service "")
- *    to each replica of its snapshot over its own upstream connections (a
- *    small unary call on an nghttp2 client stream), with --health-timeout-ms;
+ *    to each replica of its snapshot over a connection per replica that
+ *    carries checks only (a small unary call on an nghttp2 client stream),
+ *    with --health-timeout-ms;
  *    --healthy-threshold consecutive SERVING answers make the replica
  *    healthy, --unhealthy-threshold consecutive NOT_SERVING / error / timeout
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
@@ -82,8 +88,11 @@ struct gw_health_registry;
 
 struct gw_health {
     struct gw_health_registry *reg;
-    struct gw_health *next; /* registry list; set before the record is published */
-    char *addr;             /* "host:port", owned */
+    _Atomic(struct gw_health *) next; /* registry list; set before the record is published */
+    uint32_t refs;                    /* gw_upstream references; under reg->mu */
+    uint64_t unlinked_ns;             /* when gw_health_sweep unlinked it */
+    struct gw_health *graveyard_next; /* in reg->graveyard once unlinked */
+    char *addr;                       /* "host:port", owned */
 
     /* active: written by the checker only */
     _Atomic int state;                     /* enum gw_health_state */
@@ -102,9 +111,14 @@ struct gw_health {
 };
 
 struct gw_health_registry {
-    _Atomic(struct gw_health *) head; /* newest first; records never move */
-    pthread_mutex_t mu;               /* creation and ejection decisions */
+    _Atomic(struct gw_health *) head; /* newest first */
+    pthread_mutex_t mu;               /* creation, references, sweeps, ejection decisions */
+    struct gw_health *graveyard;      /* unlinked, freed after the grace time; under mu */
+    _Atomic size_t nrecords;          /* linked records (infergw_health_records) */
 };
+
+/* How long an unlinked record stays allocated for lock-free readers. */
+#define GW_HEALTH_FREE_GRACE_MS 10000
 
 /* Passive ejection parameters (from the flags). */
 struct gw_outlier_params {
@@ -118,11 +132,18 @@ struct gw_outlier_params {
  * with gw_health_registry_free() once no thread uses it. */
 struct gw_health_registry *gw_health_registry_new(void);
 void gw_health_registry_free(struct gw_health_registry *reg);
-/* The record of <addr>, created when new. Any thread (takes the mutex: call
- * it when adopting a snapshot, not per call). Returns NULL when out of
- * memory. The pointer lives as long as the registry. */
+/* The record of <addr>, created when new, with a reference the caller drops
+ * with gw_health_put(). Any thread (takes the mutex: call it when adopting a
+ * snapshot, not per call). Returns NULL when out of memory. */
 struct gw_health *gw_health_get(struct gw_health_registry *reg, const char *addr);
-/* The record of <addr>, or NULL. Any thread, lock-free. */
+/* Drops a reference taken by gw_health_get (NULL is a no-op). Any thread. */
+void gw_health_put(struct gw_health *h);
+/* Unlinks the records nobody references and frees those unlinked at least
+ * GW_HEALTH_FREE_GRACE_MS before <now_ns>. Returns how many were freed.
+ * Any thread. */
+size_t gw_health_sweep(struct gw_health_registry *reg, uint64_t now_ns);
+/* The record of <addr>, or NULL. Any thread, lock-free; the pointer stays
+ * valid for at least GW_HEALTH_FREE_GRACE_MS. */
 struct gw_health *gw_health_find(struct gw_health_registry *reg, const char *addr);
 
 /* Whether <h> lets calls through at <now_ns> as far as health goes: not

@@ -305,6 +305,7 @@ struct merged_replica {
     uint64_t attempts[GW_KIND_COUNT][GW_OUTCOME_COUNT];
     int64_t inflight;
     int reachable;
+    int listed; /* a worker keeps a record of it (not a replica that left) */
 };
 
 static size_t find_name(const char *const *names, size_t stride, size_t n, const char *name)
@@ -366,9 +367,13 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
                 fprintf(out, "\",kind=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", kind_names[k],
                         gw_metrics_outcome_name(o), mr[i].attempts[k][o]);
             }
+    /* The gauges describe the replicas the workers keep; one that left (and
+     * whose record was freed) drops out rather than showing as unreachable. */
     header(out, "infergw_inflight_calls", "gauge",
            "Attempts open on each replica, summed over workers.");
     for (size_t i = 0; i < n; i++) {
+        if (!mr[i].listed)
+            continue;
         fputs("infergw_inflight_calls{replica=\"", out);
         gw_metrics_write_label(out, mr[i].name);
         fprintf(out, "\"} %" PRId64 "\n", mr[i].inflight);
@@ -376,7 +381,7 @@ static void render_replicas(struct merged_replica *mr, size_t n, FILE *out)
     header(out, "infergw_replica_reachable", "gauge",
            "1 when at least one worker has a connection up to the replica.");
     for (size_t i = 0; i < n; i++) {
-        if (!strcmp(mr[i].name, OVERFLOW))
+        if (!strcmp(mr[i].name, OVERFLOW) || !mr[i].listed)
             continue;
         fputs("infergw_replica_reachable{replica=\"", out);
         gw_metrics_write_label(out, mr[i].name);
@@ -447,6 +452,53 @@ const char *gw_metrics_limit_name(int which)
     return which >= 0 && which < GW_LIMIT_COUNT ? names[which] : "other";
 }
 
+/* The upstream connection events and the limits of the upstream side. */
+static void render_upstream(struct gw_metrics *const *ws, size_t nw, FILE *out)
+{
+    static const char *const names[GW_UP_COUNT] = {
+        "infergw_upstream_conns_retired_total{reason=\"goaway\"}",
+        "infergw_upstream_conns_retired_total{reason=\"stream_ids\"}",
+        "infergw_upstream_local_failures_total",
+        "infergw_upstream_refused_rerouted_total",
+        "infergw_replay_budget_exceeded_total",
+    };
+    static const char *const help[GW_UP_COUNT] = {
+        "Upstream connections drained and replaced: the replica sent GOAWAY, or the "
+        "connection's stream ids were running out.",
+        NULL,
+        "Upstream connects that failed for want of a gateway resource (descriptors, buffers, "
+        "ports); never counted against the replica.",
+        "Upstream streams the replica refused (REFUSED_STREAM) or that never left, routed "
+        "again without blaming the replica.",
+        "Calls run single-attempt because the worker's replay buffers were full "
+        "(--replay-buffer-total).",
+    };
+    for (int k = 0; k < GW_UP_COUNT; k++) {
+        uint64_t v = 0;
+        for (size_t w = 0; w < nw; w++)
+            v += ld(&ws[w]->upstream[k]);
+        if (help[k]) {
+            char name[64];
+            size_t n = strcspn(names[k], "{");
+            snprintf(name, sizeof(name), "%.*s", (int)n, names[k]);
+            header(out, name, "counter", help[k]);
+        }
+        fprintf(out, "%s %" PRIu64 "\n", names[k], v);
+    }
+    int64_t recs = 0, replay = 0;
+    for (size_t w = 0; w < nw; w++) {
+        recs += atomic_load_explicit(&ws[w]->upstream_records, memory_order_relaxed);
+        replay += atomic_load_explicit(&ws[w]->replay_bytes, memory_order_relaxed);
+    }
+    header(out, "infergw_upstream_records", "gauge",
+           "Per-worker replica records (connections, counters) the workers keep, summed; "
+           "records of replicas that left the configuration are freed once idle.");
+    fprintf(out, "infergw_upstream_records %" PRId64 "\n", recs);
+    header(out, "infergw_replay_buffer_bytes", "gauge",
+           "Request bytes held for retries and hedges, summed over workers.");
+    fprintf(out, "infergw_replay_buffer_bytes %" PRId64 "\n", replay);
+}
+
 static void render_global(struct gw_metrics *const *ws, size_t nw,
                           const struct gw_metrics_global *g, FILE *out)
 {
@@ -511,6 +563,7 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
                    "Calls whose hedge answered before the attempt it hedged.");
         fprintf(out, "%s %" PRIu64 "\n", policy_names[p], v);
     }
+    render_upstream(ws, nw, out);
     header(out, "infergw_config_version", "gauge",
            "infergw:version of the routing snapshot in force (0 = --pool flags only).");
     fprintf(out, "infergw_config_version %" PRIu64 "\n", g->config_version);
@@ -563,6 +616,7 @@ int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_m
                     mr[j].attempts[k][o] += ld(&r->attempts[k][o]);
             mr[j].inflight += atomic_load_explicit(&r->inflight, memory_order_relaxed);
             mr[j].reachable |= atomic_load_explicit(&r->reachable, memory_order_relaxed) != 0;
+            mr[j].listed |= atomic_load_explicit(&r->listed, memory_order_relaxed) > 0;
         }
     }
     render_pools(mp, np, out);

@@ -78,6 +78,17 @@ enum gw_metrics_policy {
     GW_POLICY_COUNT
 };
 
+/* Upstream events counted per worker (gw_metrics_upstream): why a
+ * connection was retired, and calls the gateway's own limits touched. */
+enum gw_metrics_upstream {
+    GW_UP_RETIRED_GOAWAY,     /* the replica sent GOAWAY: drained, replaced */
+    GW_UP_RETIRED_STREAM_IDS, /* stream ids running out: drained, replaced */
+    GW_UP_LOCAL_FAILURE,      /* socket()/connect() failed for want of a local resource */
+    GW_UP_REFUSED_REROUTED,   /* REFUSED_STREAM or unsent request routed again, no blame */
+    GW_UP_REPLAY_OVER_BUDGET, /* calls made single-attempt by --replay-buffer-total */
+    GW_UP_COUNT
+};
+
 /* Why a TLS handshake failed (label reason of
  * infergw_tls_handshake_failures_total); names in gw_metrics_tls_fail_name. */
 enum gw_metrics_tls_fail {
@@ -131,6 +142,7 @@ struct gw_metrics_replica {
     gw_counter attempts[GW_KIND_COUNT][GW_OUTCOME_COUNT];
     _Atomic int64_t inflight;
     _Atomic int reachable; /* a connection to it is up (worker's view) */
+    _Atomic int listed;    /* upstream records of it the worker keeps */
 };
 
 /* Reasons of infergw_auth_failures_total: enum infergw_auth_reason
@@ -157,6 +169,9 @@ struct gw_metrics {
     gw_counter tls_failures[GW_TLS_SIDE_COUNT][GW_TLS_FAIL_COUNT];
     gw_counter policy[GW_POLICY_COUNT];
     gw_counter limits[GW_LIMIT_COUNT];
+    gw_counter upstream[GW_UP_COUNT];
+    _Atomic int64_t upstream_records; /* struct gw_upstream the worker keeps */
+    _Atomic int64_t replay_bytes;     /* request bytes held for replay */
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
 };
@@ -249,6 +264,12 @@ static inline void gw_metrics_inflight_add(struct gw_metrics_replica *r, int64_t
                               atomic_load_explicit(&r->inflight, memory_order_relaxed) + d,
                               memory_order_relaxed);
 }
+static inline void gw_metrics_upstream(struct gw_metrics *m, enum gw_metrics_upstream what)
+{
+    if (m)
+        gw_counter_add(&m->upstream[what], 1);
+}
+
 static inline void gw_metrics_set_reachable(struct gw_metrics_replica *r, int up)
 {
     if (r)

@@ -28,6 +28,11 @@
  * strike, and closes the connection ("too_many_pings") after its third
  * strike; two PINGs per quiet spell keep a long silent call safe. */
 #define KEEPALIVE_PINGS_PER_DATA 2
+/* A local connect failure (EMFILE...) is logged at most this often. */
+#define LOCAL_FAILURE_LOG_NS (1000 * MS_NS)
+
+static void up_conn_retire(struct gw_up_conn *uc, int why);
+static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe);
 
 /* The attempt a stream belongs to (its stream user data), or NULL. */
 static struct gw_attempt *stream_attempt(nghttp2_session *s, int32_t sid)
@@ -108,13 +113,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         if (a)
             gw_call_on_resp_headers_done(a, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
     } else if (frame->hd.type == NGHTTP2_GOAWAY) {
-        /* Streams above last_stream_id are closed by nghttp2 (REFUSED_STREAM);
-         * the rest finish; no new stream goes here. */
-        uc->goaway = 1;
+        /* Streams above last_stream_id are closed by nghttp2 (REFUSED_STREAM,
+         * routed again without blame); the rest finish; no new stream goes
+         * here, and its slot takes a new connection. */
         gw_log(GW_LOG_INFO, "replica_goaway", "{s:s, s:i}", "replica", uc->up->addr,
                "last_stream_id", frame->goaway.last_stream_id);
-        if (uc->nstreams == 0)
-            gw_conn_close(&uc->conn, "GOAWAY from replica");
+        up_conn_retire(uc, GW_UP_RETIRED_GOAWAY);
     }
     return 0;
 }
@@ -133,6 +137,11 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, co
         nghttp2_session_consume(s, sid, len);
         return 0;
     }
+    /* The connection window comes back at once; the stream's only as the
+     * client takes the bytes (call.c), so a stalled stream holds at most its
+     * own window and never the connection's (see upstream.h). */
+    nghttp2_session_consume_connection(s, len);
+    gw_conn_mark_dirty(&uc->conn);
     gw_call_on_resp_data(a, data, len);
     return 0;
 }
@@ -168,8 +177,8 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
     if (!a)
         return 0;
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, NULL);
-    gw_upstream_detach(a);
-    gw_call_on_upstream_lost(a, 0, nghttp2_strerror(lib_error_code));
+    /* Not the replica's failure: routed again like a refused stream. */
+    gw_call_on_upstream_close(a, NGHTTP2_REFUSED_STREAM);
     return 0;
 }
 
@@ -211,13 +220,14 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     if (!up)
         return NULL;
     up->w = w;
-    up->health = gw_health_get(w->health, r->addr);
+    up->health = gw_health_get(w->health, r->addr); /* a reference of ours */
     gw_hcheck_init(up);
     up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
     up->addr = gw_strdup(r->addr);
     up->conns = gw_calloc((size_t)up->nconns, sizeof(*up->conns));
     if (!up->addr || !up->conns || !up->health) {
+        gw_health_put(up->health);
         gw_free(up->addr);
         gw_free(up->conns);
         gw_free(up);
@@ -226,6 +236,9 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     memcpy(&up->sa, &r->sa, r->salen);
     up->salen = r->salen;
     w->ups[w->nups++] = up;
+    atomic_fetch_add_explicit(&w->metrics->upstream_records, 1, memory_order_relaxed);
+    if (up->metrics)
+        atomic_fetch_add_explicit(&up->metrics->listed, 1, memory_order_relaxed);
     return up;
 }
 
@@ -263,15 +276,13 @@ int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt)
             continue;
         }
         /* Gone from the snapshot: no new streams; close when idle. */
-        for (int j = 0; j < up->nconns; j++) {
-            struct gw_up_conn *uc = up->conns[j];
-            if (!uc)
-                continue;
-            uc->goaway = 1;
-            if (uc->nstreams == 0)
-                gw_conn_close(&uc->conn, "replica left the routing table");
-        }
+        for (int j = 0; j < up->nconns; j++)
+            if (up->conns[j])
+                up_conn_retire(up->conns[j], -1);
+        if (up->check_conn)
+            up_conn_retire(up->check_conn, -1);
     }
+    gw_upstream_sweep(w);
     return 0;
 }
 
@@ -283,25 +294,47 @@ static void up_conn_free(struct gw_up_conn *uc)
     gw_free(uc);
 }
 
+/* Closes <uc> without callbacks (worker exit). */
+static void up_conn_destroy(struct gw_worker *w, struct gw_up_conn *uc)
+{
+    gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
+    gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
+    if (uc->conn.io.fd >= 0) {
+        gw_loop_del(&w->loop, &uc->conn.io);
+        close(uc->conn.io.fd);
+    }
+    up_conn_free(uc);
+}
+
+static void upstream_free(struct gw_upstream *up)
+{
+    gw_loop_timer_cancel(&up->w->loop, &up->check.timeout);
+    atomic_fetch_sub_explicit(&up->w->metrics->upstream_records, 1, memory_order_relaxed);
+    if (up->metrics) {
+        atomic_fetch_sub_explicit(&up->metrics->listed, 1, memory_order_relaxed);
+        gw_metrics_set_reachable(up->metrics, 0);
+    }
+    gw_health_put(up->health);
+    gw_free(up->conns);
+    gw_free(up->addr);
+    gw_free(up);
+}
+
 void gw_upstream_teardown(struct gw_worker *w)
 {
     for (size_t i = 0; i < w->nups; i++) {
         struct gw_upstream *up = w->ups[i];
-        for (int j = 0; up->conns && j < up->nconns; j++) {
-            struct gw_up_conn *uc = up->conns[j];
-            if (!uc)
-                continue;
-            gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
-            gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
-            if (uc->conn.io.fd >= 0) {
-                gw_loop_del(&w->loop, &uc->conn.io);
-                close(uc->conn.io.fd);
-            }
-            up_conn_free(uc);
+        for (int j = 0; up->conns && j < up->nconns; j++)
+            if (up->conns[j])
+                up_conn_destroy(w, up->conns[j]);
+        if (up->check_conn)
+            up_conn_destroy(w, up->check_conn);
+        while (up->draining) {
+            struct gw_up_conn *uc = up->draining;
+            up->draining = uc->drain_next;
+            up_conn_destroy(w, uc);
         }
-        gw_free(up->conns);
-        gw_free(up->addr);
-        gw_free(up);
+        upstream_free(up);
     }
     gw_free(w->ups);
     w->ups = NULL;
@@ -328,6 +361,52 @@ static int any_connected(const struct gw_upstream *up)
     return 0;
 }
 
+/* Takes <uc> out of its slot, the check slot or the draining list. */
+static void conn_unlink(struct gw_up_conn *uc)
+{
+    struct gw_upstream *up = uc->up;
+    for (int i = 0; i < up->nconns; i++)
+        if (up->conns[i] == uc)
+            up->conns[i] = NULL;
+    if (up->check_conn == uc)
+        up->check_conn = NULL;
+    for (struct gw_up_conn **p = &up->draining; *p; p = &(*p)->drain_next)
+        if (*p == uc) {
+            *p = uc->drain_next;
+            break;
+        }
+    uc->drain_next = NULL;
+}
+
+/* No new stream goes to <uc> (GOAWAY, stream ids running out, replica left):
+ * it leaves its slot, which a new connection may take at once, and closes
+ * once its streams and check are done. <why> is a GW_UP_RETIRED_* counter,
+ * or -1 for none. */
+static void up_conn_retire(struct gw_up_conn *uc, int why)
+{
+    struct gw_upstream *up = uc->up;
+    uc->goaway = 1;
+    if (!uc->retired && !uc->conn.closing && !uc->conn.closed) {
+        conn_unlink(uc);
+        uc->retired = 1;
+        uc->drain_next = up->draining;
+        up->draining = uc;
+        if (why >= 0) {
+            gw_metrics_upstream(up->w->metrics, (enum gw_metrics_upstream)why);
+            gw_log(GW_LOG_INFO, "upstream_conn_retired", "{s:s, s:s, s:i, s:i}", "replica",
+                   up->addr, "reason", why == GW_UP_RETIRED_GOAWAY ? "goaway" : "stream_ids",
+                   "streams", (int)uc->nstreams, "worker", up->w->index);
+        }
+    }
+    gw_upstream_conn_idle(uc);
+}
+
+void gw_upstream_conn_idle(struct gw_up_conn *uc)
+{
+    if (uc->goaway && uc->nstreams == 0 && uc->check_sid == 0)
+        gw_conn_close(&uc->conn, "drained after GOAWAY or retirement");
+}
+
 static void up_conn_on_close(struct gw_conn *conn, const char *reason)
 {
     struct gw_up_conn *uc = (struct gw_up_conn *)conn;
@@ -335,9 +414,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     struct gw_worker *w = up->w;
     gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
     gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
-    for (int i = 0; i < up->nconns; i++)
-        if (up->conns[i] == uc)
-            up->conns[i] = NULL;
+    conn_unlink(uc);
     if (uc->check_sid)
         gw_hcheck_on_close(up, NGHTTP2_CONNECT_ERROR);
     int connected = uc->connected;
@@ -368,7 +445,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
      * again now, so a dead replica is known to be down at once instead of
      * at the next call. Ours to close (GOAWAY drained, keepalive, left the
      * snapshot) are not replaced here. */
-    int lost = uc->alive && !uc->goaway && !uc->closed_by_us &&
+    int lost = uc->alive && !uc->goaway && !uc->closed_by_us && !uc->is_check &&
                w->loop.now_ns - uc->alive_ns >= RECONNECT_MIN_LIFE_NS;
     up_conn_free(uc);
     if (lost && up->in_use && !w->draining) {
@@ -378,6 +455,9 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         if (!any)
             gw_upstream_conn_for(up);
     }
+    /* The last connection of a replica that left may free its record (the
+     * flush phase runs outside every callback that could still use it). */
+    gw_upstream_sweep(w);
 }
 
 /* TCP is up; the connect timer keeps running until the replica's first
@@ -420,6 +500,16 @@ static void ka_timer_cb(struct gw_timer *t, void *arg)
     uint64_t now = w->loop.now_ns, every = (uint64_t)w->cfg->keepalive_ms * MS_NS;
     if (uc->conn.closing || uc->conn.closed)
         return;
+    if (uc->ping_sent_ns &&
+        (uc->last_recv_ns >= uc->ping_sent_ns || uc->conn.wlen > uc->conn.woff ||
+         nghttp2_session_want_write(uc->conn.sess))) {
+        /* Busy, not dead: frames arrived since the PING (its ACK queues
+         * behind them), or our own bytes are still waiting for the socket
+         * (the PING may not have left). No blame; look again later. */
+        uc->ping_sent_ns = 0;
+        ka_arm(uc, now + every);
+        return;
+    }
     if (uc->ping_sent_ns) {
         atomic_fetch_add_explicit(&up->health->keepalive_timeouts, 1, memory_order_relaxed);
         gw_log(GW_LOG_WARN, "upstream_keepalive_timeout", "{s:s, s:i, s:I, s:i}", "replica",
@@ -492,21 +582,54 @@ static void connect_timeout_cb(struct gw_timer *t, void *arg)
                                            : "connect timed out");
 }
 
+int gw_upstream_errno_is_local(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
+           err == EADDRNOTAVAIL || err == EAGAIN;
+}
+
+int gw_upstream_ids_low(int32_t next_id, uint32_t limit)
+{
+    return next_id < 0 || (uint32_t)next_id > limit - limit / 16;
+}
+
+/* socket() or connect() failed with <err>: the gateway's own shortage is
+ * counted and logged (once a second), the replica's failure recorded. */
+static void connect_failed(struct gw_upstream *up, const char *what, int err)
+{
+    struct gw_worker *w = up->w;
+    if (!gw_upstream_errno_is_local(err)) {
+        up->local_errno = 0;
+        record_failure(up, strerror(err));
+        return;
+    }
+    up->local_errno = err;
+    gw_metrics_upstream(w->metrics, GW_UP_LOCAL_FAILURE);
+    if (!up->local_logged_ns || w->loop.now_ns - up->local_logged_ns >= LOCAL_FAILURE_LOG_NS) {
+        up->local_logged_ns = w->loop.now_ns;
+        gw_log(GW_LOG_WARN, "upstream_local_failure", "{s:s, s:s, s:s, s:i}", "replica", up->addr,
+               "call", what, "error", strerror(err), "worker", w->index);
+    }
+}
+
+/* Opens a connection to <up> into slot <slot>, or as its health-check
+ * connection when <slot> is -1. */
 static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
 {
     struct gw_worker *w = up->w;
     int fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        record_failure(up, strerror(errno));
+        connect_failed(up, "socket", errno);
         return NULL;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, (const struct sockaddr *)&up->sa, up->salen) < 0 && errno != EINPROGRESS) {
-        record_failure(up, strerror(errno));
+        connect_failed(up, "connect", errno);
         close(fd);
         return NULL;
     }
+    up->local_errno = 0;
     struct gw_up_conn *uc = gw_calloc(1, sizeof(*uc));
     if (!uc) {
         close(fd);
@@ -540,7 +663,12 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
                                           (int32_t)w->cfg->conn_window_bytes);
     gw_loop_timer_in(&w->loop, &uc->connect_timer,
                      (uint64_t)w->cfg->connect_timeout_ms * 1000000ULL);
-    up->conns[slot] = uc;
+    if (slot < 0) {
+        uc->is_check = 1;
+        up->check_conn = uc;
+    } else {
+        up->conns[slot] = uc;
+    }
     return uc;
 }
 
@@ -558,11 +686,35 @@ int gw_upstream_eligible(const struct gw_upstream *up)
     return up->w->cfg->health_interval_ms == 0 && !gw_health_conn_backing_off(up->health, now);
 }
 
+/* Whether <uc> may open more streams; retires it when its stream ids run
+ * low. */
+static int conn_usable(struct gw_up_conn *uc)
+{
+    if (uc->goaway || uc->conn.closing || uc->conn.closed)
+        return 0;
+    if (gw_upstream_ids_low(nghttp2_session_get_next_stream_id(uc->conn.sess),
+                            uc->up->w->cfg->upstream_stream_id_limit)) {
+        up_conn_retire(uc, GW_UP_RETIRED_STREAM_IDS);
+        return 0;
+    }
+    return 1;
+}
+
 static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe)
 {
     struct gw_worker *w = up->w;
     if (!up->in_use)
         return NULL;
+    if (probe) {
+        /* Checks use a connection of their own (see upstream.h), and may
+         * connect while the replica backs off. */
+        if (up->check_conn && conn_usable(up->check_conn))
+            return up->check_conn;
+        return up->check_conn ? NULL : up_connect(up, -1);
+    }
+    for (int i = 0; i < up->nconns; i++)
+        if (up->conns[i])
+            conn_usable(up->conns[i]); /* frees the slot of one out of ids */
     struct gw_up_conn *best = NULL;
     int free_slot = -1;
     for (int i = 0; i < up->nconns; i++) {
@@ -582,8 +734,8 @@ static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe)
     /* Spread over the configured connections as load grows (a grpc-core
      * replica serves each connection's streams on one thread); reuse the
      * least busy one otherwise. */
-    int want_new = free_slot >= 0 && (!best || (probe ? !best->alive : best->nstreams > 0));
-    if (want_new && (probe || !gw_health_conn_backing_off(up->health, w->loop.now_ns))) {
+    int want_new = free_slot >= 0 && (!best || best->nstreams > 0);
+    if (want_new && !gw_health_conn_backing_off(up->health, w->loop.now_ns)) {
         struct gw_up_conn *nc = up_connect(up, free_slot);
         if (nc)
             return nc;
@@ -601,12 +753,53 @@ struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up)
     return conn_pick(up, 1);
 }
 
+/* nghttp2_submit_request on <uc>, with stream ids above
+ * --upstream-stream-id-limit unavailable as nghttp2's own are above 2^31-1;
+ * a connection whose ids run low is retired once the stream is queued. */
+static int32_t submit_on(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvlen,
+                         nghttp2_data_provider *prd, void *ud)
+{
+    uint32_t limit = uc->up->w->cfg->upstream_stream_id_limit;
+    int32_t next = nghttp2_session_get_next_stream_id(uc->conn.sess);
+    int32_t sid = next < 0 || (uint32_t)next > limit
+                      ? NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE
+                      : nghttp2_submit_request(uc->conn.sess, NULL, nv, nvlen, prd, ud);
+    if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE)
+        up_conn_retire(uc, GW_UP_RETIRED_STREAM_IDS);
+    else if (sid == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED || sid == NGHTTP2_ERR_INVALID_STATE)
+        up_conn_retire(uc, GW_UP_RETIRED_GOAWAY);
+    else if (sid > 0 &&
+             gw_upstream_ids_low(nghttp2_session_get_next_stream_id(uc->conn.sess), limit))
+        up_conn_retire(uc, GW_UP_RETIRED_STREAM_IDS);
+    return sid;
+}
+
+int32_t gw_upstream_submit_check(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvlen,
+                                 nghttp2_data_provider *prd)
+{
+    return submit_on(uc, nv, nvlen, prd, NULL);
+}
+
 int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
                            size_t nvlen, nghttp2_data_provider *prd)
 {
-    int32_t sid = nghttp2_submit_request(uc->conn.sess, NULL, nv, nvlen, prd, a);
-    if (sid < 0)
-        return sid;
+    struct gw_upstream *up = uc->up;
+    int32_t sid;
+    /* A connection that cannot take the stream is retired (out of its slot);
+     * the next one of the replica, or a new one, gets it. */
+    for (int tries = 0;; tries++) {
+        uc->nstreams++; /* keeps a retired connection open through submit_on */
+        sid = submit_on(uc, nv, nvlen, prd, a);
+        uc->nstreams--;
+        if (sid >= 0)
+            break;
+        gw_upstream_conn_idle(uc);
+        if (!uc->goaway || tries >= up->nconns)
+            return sid;
+        uc = conn_pick(up, 0);
+        if (!uc)
+            return sid;
+    }
     a->uc = uc;
     a->sid = sid;
     a->open = 1;
@@ -638,6 +831,35 @@ void gw_upstream_detach(struct gw_attempt *a)
     uc->up->inflight--;
     gw_metrics_inflight_add(uc->up->metrics, -1);
     a->uc = NULL;
-    if (uc->goaway && uc->nstreams == 0)
-        gw_conn_close(&uc->conn, "drained after GOAWAY");
+    gw_upstream_conn_idle(uc);
+}
+
+void gw_upstream_ref(struct gw_upstream *up)
+{
+    up->refs++;
+}
+
+void gw_upstream_unref(struct gw_upstream *up)
+{
+    up->refs--;
+}
+
+size_t gw_upstream_sweep(struct gw_worker *w)
+{
+    size_t freed = 0, k = 0;
+    for (size_t i = 0; i < w->nups; i++) {
+        struct gw_upstream *up = w->ups[i];
+        int busy = up->in_use || up->refs || up->inflight || up->check_conn || up->draining ||
+                   up->check.uc;
+        for (int j = 0; !busy && j < up->nconns; j++)
+            busy = up->conns[j] != NULL;
+        if (busy) {
+            w->ups[k++] = up;
+            continue;
+        }
+        upstream_free(up);
+        freed++;
+    }
+    w->nups = k;
+    return freed;
 }

@@ -163,6 +163,17 @@ static void test_health_flags(void **state)
     assert_int_equal(cfg.outlier_max_ms, 500);
     assert_int_equal(cfg.outlier_max_percent, 100);
     gw_config_free(&cfg);
+    /* The upstream limits: defaults, then set. */
+    assert_int_equal(parse(&cfg, err, sizeof(err), 3, "--pool", "a=h:1"), 0);
+    assert_int_equal(cfg.replay_buffer_total, 256u << 20);
+    assert_int_equal(cfg.upstream_stream_id_limit, 2147483647u);
+    gw_config_free(&cfg);
+    assert_int_equal(parse(&cfg, err, sizeof(err), 7, "--pool", "a=h:1", "--replay-buffer-total",
+                           "1048576", "--upstream-stream-id-limit", "65"),
+                     0);
+    assert_int_equal(cfg.replay_buffer_total, 1048576);
+    assert_int_equal(cfg.upstream_stream_id_limit, 65);
+    gw_config_free(&cfg);
     /* Refusals name the flag, the value and the range. */
     static const char *const bad[][3] = {
         {"--keepalive-timeout-ms", "5", "--keepalive-timeout-ms '5': expected 10..600000"},
@@ -173,6 +184,9 @@ static void test_health_flags(void **state)
         {"--outlier-failures", "1e3", "--outlier-failures '1e3': expected 0..100000"},
         {"--outlier-base-ms", "0", "--outlier-base-ms '0': expected 1..86400000"},
         {"--outlier-max-percent", "101", "--outlier-max-percent '101': expected 0..100"},
+        {"--replay-buffer-total", "-1", "--replay-buffer-total '-1': expected 0..4294967295"},
+        {"--upstream-stream-id-limit", "32",
+         "--upstream-stream-id-limit '32': expected 33..2147483647"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),

@@ -273,6 +273,58 @@ static void test_conn_backoff(void **state)
     assert_false(gw_health_conn_backing_off(h, now));
 }
 
+/* Records nobody references are unlinked by a sweep (no longer found,
+ * no longer rendered) and freed by a sweep after the grace time; referenced
+ * ones stay; a record taken again before the sweep survives it. */
+static void test_sweep_frees_unreferenced(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t grace = (uint64_t)GW_HEALTH_FREE_GRACE_MS * 1000000ULL;
+    size_t n0 = f->reg->nrecords;
+    assert_int_equal(n0, f->rt->nreplicas);
+    /* Every fixture record is referenced: nothing goes. */
+    assert_int_equal(gw_health_sweep(f->reg, 1000), 0);
+    assert_int_equal(f->reg->nrecords, n0);
+
+    for (int i = 0; i < 50; i++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + i);
+        struct gw_health *h = gw_health_get(f->reg, addr);
+        assert_non_null(h);
+        if (i == 0) {
+            gw_health_put(h);
+            assert_ptr_equal(gw_health_get(f->reg, addr), h); /* taken again: stays */
+        } else {
+            gw_health_put(h);
+        }
+    }
+    assert_int_equal(f->reg->nrecords, n0 + 50);
+    assert_int_equal(gw_health_sweep(f->reg, 1000), 0); /* unlinked, not freed yet */
+    assert_int_equal(f->reg->nrecords, n0 + 1);
+    assert_null(gw_health_find(f->reg, "127.0.0.1:20001"));
+    assert_non_null(gw_health_find(f->reg, "127.0.0.1:20000"));
+    assert_non_null(gw_health_find(f->reg, A[0]));
+    /* Freed once the grace time has passed since they were unlinked. */
+    assert_int_equal(gw_health_sweep(f->reg, 1000 + grace - 1), 0);
+    assert_int_equal(gw_health_sweep(f->reg, 1000 + grace), 49);
+    assert_null(f->reg->graveyard);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    gw_health_render_metrics(f->reg, out);
+    fclose(out);
+    char want[64];
+    snprintf(want, sizeof(want), "infergw_health_records %zu\n", n0 + 1);
+    assert_non_null(strstr(buf, want));
+    assert_null(strstr(buf, "127.0.0.1:20001"));
+    free(buf);
+    /* The registry frees what is left, the graveyard included (ASan). */
+    gw_health_put(gw_health_find(f->reg, "127.0.0.1:20000"));
+    gw_health_sweep(f->reg, 5000);
+    assert_non_null(f->reg->graveyard);
+}
+
 static void test_metrics(void **state)
 {
     struct fixture *f = *state;
@@ -310,6 +362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ejection_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eject_allowed_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_frees_unreferenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
     };
 

@@ -83,6 +83,10 @@ static void test_merge_and_format(void **state)
     gw_metrics_inflight_add(r1, 2);
     gw_metrics_inflight_add(r1, -1);
     gw_metrics_set_reachable(r1, 1);
+    r1->listed = 1; /* worker 1 keeps a record of it: its gauges are exported */
+    /* A replica no worker keeps a record of any more: counters stay, gauges go. */
+    struct gw_metrics_replica *gone = gw_metrics_replica(w[0], "10.0.0.9:80");
+    gw_metrics_attempt(gone, GW_KIND_PRIMARY, GW_GRPC_OK);
     gw_metrics_conns_add(w[0], 2);
     gw_metrics_conns_add(w[1], 1);
     struct gw_metrics_global g = {.have_ctrl = 1,
@@ -140,6 +144,9 @@ static void test_merge_and_format(void **state)
                              "\"primary\",outcome=\"CONNECT_FAILED\"}") == 1);
     assert_true(sample(text, "infergw_inflight_calls{replica=\"10.0.0.1:80\"}") == 4);
     assert_true(sample(text, "infergw_replica_reachable{replica=\"10.0.0.1:80\"}") == 1);
+    assert_null(strstr(text, "infergw_replica_reachable{replica=\"10.0.0.9:80\"}"));
+    assert_null(strstr(text, "infergw_inflight_calls{replica=\"10.0.0.9:80\"}"));
+    assert_non_null(strstr(text, "infergw_upstream_attempts_total{replica=\"10.0.0.9:80\""));
     assert_true(sample(text, "infergw_client_connections") == 3);
     assert_true(sample(text, "infergw_config_version") == 42);
     assert_true(sample(text, "infergw_config_age_seconds") == 1.5);
