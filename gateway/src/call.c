@@ -82,6 +82,15 @@ static void reset_stream(struct gw_conn *conn, int32_t sid, uint32_t err)
     gw_conn_mark_dirty(conn);
 }
 
+/* Response bytes waiting in respbuf for the client are counted on its
+ * connection (--max-conn-buffer-bytes); <delta> is what respbuf gained or
+ * lost. Once the client side closed the call no longer counts. */
+static void resp_held(struct gw_call *c, int64_t delta)
+{
+    if (c->sc)
+        c->sc->resp_held += (uint64_t)delta;
+}
+
 static const char *attempt_addr(const struct gw_attempt *a)
 {
     return a && a->up ? a->up->addr : "(none)";
@@ -284,6 +293,7 @@ static void call_free(struct gw_call *c)
     gw_hdrlist_reset(&c->resp_trailers);
     gw_bufq_reset(&c->reqlog);
     replay_account(c);
+    resp_held(c, -(int64_t)c->respbuf.len);
     gw_bufq_reset(&c->respbuf);
     struct gw_worker *w = c->w;
     gw_free(c);
@@ -1197,6 +1207,7 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     struct gw_call *c = source->ptr;
     struct gw_attempt *a = c->winner;
     size_t n = gw_bufq_read(&c->respbuf, buf, length);
+    resp_held(c, -(int64_t)n);
     if (n > 0)
         c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     if (n > 0 && a && a->uc) {
@@ -1388,6 +1399,28 @@ void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream)
         relay_response(c);
 }
 
+/* A client that reads nothing makes each of its streams hold up to a stream
+ * window of response bytes (upstream windows come back only as it reads), so
+ * a connection with many streams could hold streams x window. Past
+ * --max-conn-buffer-bytes the call that went over ends with
+ * RESOURCE_EXHAUSTED: its bytes are dropped and its attempt reset. */
+static void conn_buffer_check(struct gw_call *c)
+{
+    const struct gw_config *cfg = c->w->cfg;
+    if (!c->sc || c->resp_done || c->sc->resp_held <= cfg->max_conn_buffer_bytes)
+        return;
+    uint64_t held = c->sc->resp_held;
+    uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_CONN_BUFFER);
+    if (hits)
+        gw_log(GW_LOG_WARN, "conn_buffer_exceeded", "{s:I, s:s?, s:s, s:I, s:I, s:I}", "call",
+               (json_int_t)c->id, "path", c->path, "peer", c->sc->peer, "held", (json_int_t)held,
+               "limit", (json_int_t)cfg->max_conn_buffer_bytes, "hits", (json_int_t)hits);
+    gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
+                 "the client connection holds %" PRIu64 " response bytes it has not read, over "
+                 "the gateway's limit of %" PRIu32 " (--max-conn-buffer-bytes)",
+                 held, cfg->max_conn_buffer_bytes);
+}
+
 void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
 {
     struct gw_call *c = a->call;
@@ -1416,7 +1449,9 @@ void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
         return;
     }
     c->resp_total += len;
+    resp_held(c, (int64_t)len);
     relay_response(c);
+    conn_buffer_check(c);
 }
 
 /* The reason an upstream RST_STREAM gives, as a gRPC status (gRPC's
@@ -1571,6 +1606,7 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
      * keep what the access log needs, and no way back to it. */
     _Static_assert(sizeof(c->peer) == sizeof(c->sc->peer), "peer buffers differ");
     memcpy(c->peer, c->sc->peer, sizeof(c->peer));
+    resp_held(c, -(int64_t)c->respbuf.len);
     c->sc = NULL;
     if (!c->resp_done) {
         c->resp_done = 1;
@@ -1636,6 +1672,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         /* Headers (and maybe messages) already went out: drop what is still
          * queued and end with the status in trailers. */
         size_t dropped = c->respbuf.len;
+        resp_held(c, -(int64_t)dropped);
         gw_bufq_reset(&c->respbuf);
         if (dropped && win && win->uc) {
             nghttp2_session_consume_stream(win->uc->conn.sess, win->sid, dropped);
@@ -1706,6 +1743,8 @@ static void answer_local(struct gw_call *c)
         return;
     }
     int rc = gw_bufq_append(&c->respbuf, out, outlen);
+    if (rc == 0)
+        resp_held(c, (int64_t)outlen);
     gw_free(out);
     if (rc < 0 || gw_hdrlist_add(&c->resp_hdrs, "content-type", 12, "application/grpc", 16) < 0 ||
         gw_hdrlist_add(&c->resp_trailers, "grpc-status", 11, "0", 1) < 0) {

@@ -76,6 +76,7 @@ enum {
     OPT_STREAM_IDLE_TIMEOUT,
     OPT_MAX_DEADLINE,
     OPT_MAX_PUSHBACK,
+    OPT_MAX_CONN_BUFFER,
 };
 
 static const struct option long_opts[] = {
@@ -99,6 +100,7 @@ static const struct option long_opts[] = {
     {"stream-idle-timeout-ms", required_argument, NULL, OPT_STREAM_IDLE_TIMEOUT},
     {"max-deadline-ms", required_argument, NULL, OPT_MAX_DEADLINE},
     {"max-pushback-ms", required_argument, NULL, OPT_MAX_PUSHBACK},
+    {"max-conn-buffer-bytes", required_argument, NULL, OPT_MAX_CONN_BUFFER},
     {"shutdown-grace-ms", required_argument, NULL, OPT_GRACE},
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"route-header", required_argument, NULL, OPT_ROUTE_HEADER},
@@ -222,6 +224,9 @@ void gw_config_usage(FILE *out)
         "                                cut to it; 0 = no limit [3600000]\n"
         "  --max-pushback-ms N           a replica's grpc-retry-pushback-ms above N is cut to\n"
         "                                N before the call waits to retry [30000]\n"
+        "  --max-conn-buffer-bytes N     response bytes the calls of one client connection\n"
+        "                                may hold unread; the call that goes past it ends\n"
+        "                                with RESOURCE_EXHAUSTED [67108864]\n"
         "  --shutdown-grace-ms N         on SIGTERM, how long in-flight calls may take to\n"
         "                                finish after GOAWAY before the gateway exits [15000]\n"
         "  --connect-timeout-ms N        TCP connect (and, with --upstream-tls-ca, TLS\n"
@@ -407,6 +412,8 @@ static int parse_table_flag(struct gw_config *cfg, int opt, const char *arg, cha
          604800000},
         {OPT_MAX_PUSHBACK, "--max-pushback-ms", offsetof(struct gw_config, max_pushback_ms), 0,
          3600000},
+        {OPT_MAX_CONN_BUFFER, "--max-conn-buffer-bytes",
+         offsetof(struct gw_config, max_conn_buffer_bytes), 65536, 4294967295u},
         {OPT_REPLAY_TOTAL, "--replay-buffer-total", offsetof(struct gw_config, replay_buffer_total),
          0, 4294967295u},
         {OPT_STREAM_ID_LIMIT, "--upstream-stream-id-limit",
@@ -651,6 +658,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     cfg->stream_idle_timeout_ms = 300000;
     cfg->max_deadline_ms = 3600000;
     cfg->max_pushback_ms = 30000;
+    cfg->max_conn_buffer_bytes = 64u << 20;
     cfg->shutdown_grace_ms = 15000;
     cfg->connect_timeout_ms = 1000;
     snprintf(cfg->route_header, sizeof(cfg->route_header), "x-route-key");
@@ -938,6 +946,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         case OPT_STREAM_IDLE_TIMEOUT:
         case OPT_MAX_DEADLINE:
         case OPT_MAX_PUSHBACK:
+        case OPT_MAX_CONN_BUFFER:
         case OPT_REPLAY_TOTAL:
         case OPT_STREAM_ID_LIMIT:
             if (parse_table_flag(cfg, c, optarg, err, errlen) < 0)

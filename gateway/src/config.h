@@ -55,6 +55,7 @@ struct gw_config {
     uint32_t stream_idle_timeout_ms; /* a call moving no bytes either way; 0 = off */
     uint32_t max_deadline_ms;        /* the longest a call may last; 0 = off */
     uint32_t max_pushback_ms;        /* cap on a replica's grpc-retry-pushback-ms */
+    uint32_t max_conn_buffer_bytes;  /* response bytes one client connection may hold unread */
     uint32_t shutdown_grace_ms;
     uint32_t connect_timeout_ms;
     char route_header[64];

@@ -447,7 +447,7 @@ const char *gw_metrics_limit_name(int which)
     static const char *const names[GW_LIMIT_COUNT] = {
         "header_list_client", "header_list_replica", "max_conns",           "accept_nofile",
         "preface_timeout",    "idle_timeout",        "stream_idle_timeout", "max_deadline",
-        "pushback_capped",    "content_type",
+        "pushback_capped",    "content_type",        "conn_buffer",
     };
     return which >= 0 && which < GW_LIMIT_COUNT ? names[which] : "other";
 }

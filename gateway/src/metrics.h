@@ -118,6 +118,7 @@ enum gw_metrics_limit {
     GW_LIMIT_MAX_DEADLINE,        /* a call ended by --max-deadline-ms */
     GW_LIMIT_PUSHBACK_CAPPED,     /* a replica's grpc-retry-pushback-ms cut to --max-pushback-ms */
     GW_LIMIT_CONTENT_TYPE,        /* a request without content-type application/grpc refused */
+    GW_LIMIT_CONN_BUFFER, /* a call ended: its connection held --max-conn-buffer-bytes unread */
     GW_LIMIT_COUNT
 };
 

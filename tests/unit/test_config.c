@@ -226,6 +226,7 @@ static void test_edge_limit_flags(void **state)
     assert_int_equal(cfg.stream_idle_timeout_ms, 300000);
     assert_int_equal(cfg.max_deadline_ms, 3600000);
     assert_int_equal(cfg.max_pushback_ms, 30000);
+    assert_int_equal(cfg.max_conn_buffer_bytes, 64u << 20);
     gw_config_free(&cfg);
     assert_int_equal(parse(&cfg, err, sizeof(err), 19, "--pool", "a=h:1", "--max-header-count",
                            "16", "--max-conns", "5", "--max-conns-per-worker", "2",
@@ -249,6 +250,8 @@ static void test_edge_limit_flags(void **state)
         {"--idle-timeout-ms", "x", "--idle-timeout-ms 'x': expected 0..86400000"},
         {"--max-deadline-ms", "-5", "--max-deadline-ms '-5': expected 0..604800000"},
         {"--max-pushback-ms", "3600001", "--max-pushback-ms '3600001': expected 0..3600000"},
+        {"--max-conn-buffer-bytes", "65535",
+         "--max-conn-buffer-bytes '65535': expected 65536..4294967295"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),

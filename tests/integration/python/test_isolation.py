@@ -166,5 +166,56 @@ class StalledReaderIsolationTest(unittest.TestCase):
         self.assertEqual(checks_failed, 0, "health checks failed while a client stalled")
 
 
+class ConnBufferTest(unittest.TestCase):
+    """What a stalled reader costs in memory: each of its streams may hold a
+    stream window of answer (the price of isolation), so the connection's
+    total is capped by --max-conn-buffer-bytes: the call that goes past it
+    ends with RESOURCE_EXHAUSTED and its bytes are dropped. Without the cap
+    (the limit set to its maximum) the same attack holds CONN_STALLED x
+    --stream-window-bytes."""
+
+    CAP = 8 * h.MiB
+    CONN_STALLED = 60
+
+    def run_attack(self, cap):
+        replica = h.start_replica("connbuf-r0", "--quiet")
+        admin = h.free_port()
+        gw = h.start_gateway({"demo": [replica.addr]}, "--workers", "1", "--admin",
+                             "127.0.0.1:%d" % admin, "--max-conn-buffer-bytes", str(cap))
+        self.addCleanup(h.stop_all, [gw, replica])
+        with h.channel(gw.addr) as ch:  # warm the upstream connections
+            h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=5)
+        rss0 = gw.rss_kib()
+        s = stalled_reader(gw.port, self.CONN_STALLED, PAD)
+        try:
+            # Until the answers stop arriving: RSS flat for a second.
+            last, stable, until = -1, 0, time.monotonic() + 20
+            while stable < 4 and time.monotonic() < until:
+                time.sleep(0.25)
+                rss = gw.rss_kib()
+                stable = stable + 1 if rss == last else 0
+                last = rss
+            grown_mib = (gw.rss_kib() - rss0) / 1024.0
+            hits = 0
+            for line in http_text(admin, "/metrics").splitlines():
+                if line.startswith('infergw_limit_hits_total{limit="conn_buffer"}'):
+                    hits = int(float(line.rsplit(" ", 1)[1]))
+            with h.channel(gw.addr) as ch:
+                h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=5)
+        finally:
+            s.close()
+        return grown_mib, hits
+
+    def test_a_stalled_connection_holds_at_most_its_buffer_limit(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        grown, hits = self.run_attack(self.CAP)
+        print("stalled reader, %d calls of %d bytes, --max-conn-buffer-bytes %d: RSS +%.1f MiB, "
+              "%d calls ended" % (self.CONN_STALLED, PAD, self.CAP, grown, hits))
+        self.assertGreater(hits, 0, "no call was ended by --max-conn-buffer-bytes")
+        self.assertLess(grown, 3 * self.CAP / h.MiB,
+                        "RSS grew by %.1f MiB with a cap of %d MiB" % (grown, self.CAP // h.MiB))
+
+
 if __name__ == "__main__":
     unittest.main()
