@@ -13,9 +13,11 @@ What it does for the tests:
 - reads the JSON log lines of a process (calls and cancellations a replica saw).
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
-INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_REPLICA_BIN (dir of
-the infergw-replica to run instead of INFERGW_BIN's: the ThreadSanitizer run
-takes the Release replica, whose grpc core is not instrumented).
+INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_GATEWAY_BIN (dir of
+the infergw to test, default INFERGW_BIN: the ThreadSanitizer run of
+tests/run.sh points it at a gateway-only TSan build and takes every other
+program, the replica with its uninstrumented grpc core included, from the
+Release build).
 INFERGW_IT_DIRECT=1 points
 the clients at the first replica instead of the gateway (only to debug the
 tests themselves; tests that need the gateway are then skipped).
@@ -297,11 +299,11 @@ class Proc:
         return code
 
 
-REPLICA_BIN_DIR = os.environ.get("INFERGW_REPLICA_BIN") or BIN_DIR
+GATEWAY_BIN_DIR = os.environ.get("INFERGW_GATEWAY_BIN") or BIN_DIR
 
 
 def _bin(name):
-    path = os.path.join(REPLICA_BIN_DIR if name == "infergw-replica" else BIN_DIR, name)
+    path = os.path.join(GATEWAY_BIN_DIR if name == "infergw" else BIN_DIR, name)
     if not os.access(path, os.X_OK):
         raise AssertionError("missing binary %s (build it first)" % path)
     return path

@@ -152,8 +152,8 @@ _help = None
 def gateway_help():
     global _help
     if _help is None:
-        _help = subprocess.run([os.path.join(h.BIN_DIR, "infergw"), "--help"], capture_output=True,
-                               text=True, timeout=10).stdout
+        _help = subprocess.run([h._bin("infergw"), "--help"], capture_output=True, text=True,
+                               timeout=10).stdout
     return _help
 
 
