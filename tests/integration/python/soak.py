@@ -514,13 +514,20 @@ class Soak:
                             % (len(after), int(CYCLE_S * (WARMUP_CYCLES + 1))))
         else:
             ref = after[0]
-            for t, rss, fds in after[1:]:
-                if rss > ref[1] * (1 + FLAT):
-                    problems.append("RSS %.1f MiB at %.0f s is over %.0f%% above %.1f MiB at %.0f s"
-                                    % (rss / 1024.0, t, 100 * FLAT, ref[1] / 1024.0, ref[0]))
-                if fds > ref[2] * (1 + FLAT):
-                    problems.append("%d descriptors at %.0f s, over %.0f%% above %d at %.0f s"
-                                    % (fds, t, 100 * FLAT, ref[2], ref[0]))
+            over = [c for c in after[1:] if c[1] > ref[1] * (1 + FLAT)]
+            if over:
+                worst = max(over, key=lambda c: c[1])
+                problems.append("RSS over %.0f%% above %.1f MiB (at %.0f s, after the warm-up) at %d "
+                                "checkpoints from %.0f s; highest %.1f MiB at %.0f s"
+                                % (100 * FLAT, ref[1] / 1024.0, ref[0], len(over), over[0][0],
+                                   worst[1] / 1024.0, worst[0]))
+            over = [c for c in after[1:] if c[2] > ref[2] * (1 + FLAT)]
+            if over:
+                worst = max(over, key=lambda c: c[2])
+                problems.append("descriptors over %.0f%% above %d (at %.0f s) at %d checkpoints "
+                                "from %.0f s; most %d at %.0f s"
+                                % (100 * FLAT, ref[2], ref[0], len(over), over[0][0], worst[2],
+                                   worst[0]))
         summary = {
             "seconds": round(self.wall, 1), "calls": len(self.rec.items), "by_kind": by_kind,
             "ok": cls["ok"], "expected_fault": cls["expected"], "client_cancelled": cls["cancelled"],
