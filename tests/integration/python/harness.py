@@ -309,6 +309,23 @@ def _bin(name):
     return path
 
 
+_sanitizer = {}
+
+
+def gateway_sanitizer():
+    """"address", "thread" or None: the sanitizer the gateway under test is built
+    with (its binary carries the runtime's init symbol)."""
+    if "v" not in _sanitizer:
+        try:
+            with open(_bin("infergw"), "rb") as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        _sanitizer["v"] = ("address" if b"__asan_init" in data else
+                           "thread" if b"__tsan_init" in data else None)
+    return _sanitizer["v"]
+
+
 def start_replica(rid, *args, port=None, wait=True):
     """Starts infergw-replica --id <rid> on a free port; extra flags in <args>."""
     port = port or free_port()

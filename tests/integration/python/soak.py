@@ -146,7 +146,7 @@ class Soak:
         ctl("tenant", "add", "gamma", "--models", "demo")
         self.keys = {t: ctl("key", "create", t).stdout.strip() for t in self.tenants}
         env = dict(os.environ)
-        if "ASAN_OPTIONS" in env or self._asan():
+        if h.gateway_sanitizer() == "address":
             env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16").lstrip(":")
         self.admin = h.free_port()
         self.gw = h.start_gateway({}, "--redis", self.url, "--auth=on", "--admin",
@@ -159,13 +159,6 @@ class Soak:
         self.channels = [h.channel(self.gw.addr, ("grpc.use_local_subchannel_pool", 1),
                                    ("soak.channel", i)) for i in range(3)]
         self.stubs = [h.infer_stub(ch) for ch in self.channels]
-
-    def _asan(self):
-        try:
-            with open(h._bin("infergw"), "rb") as f:
-                return b"__asan_init" in f.read()
-        except OSError:
-            return False
 
     def _md(self, tenant, key=None):
         md = [("authorization", "Bearer " + self.keys[tenant])]

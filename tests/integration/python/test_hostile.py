@@ -34,6 +34,11 @@ and then during it. Each case asserts, with the thresholds of the issue:
 plus the attack's own criterion (refused stream, closed connection, call
 never seen by the replica...).
 
+Against a sanitizer build of the gateway (tests/run.sh's ASan run) the RSS
+and p99 criteria are reported, not asserted: ASan's quarantine keeps freed
+memory resident and its instrumentation multiplies the gateway's CPU cost,
+so they measure the sanitizer. Every other criterion holds there too.
+
 Every figure is printed on stderr as one "HOSTILE <case> ..." line, and every
 criterion is checked before a test fails, so one run shows them all. The
 timeouts the hardening adds (preface, max deadline) are found by name in
@@ -265,9 +270,16 @@ class HostileTest(unittest.TestCase):
 
     # --- measurements and checks ----------------------------------------------
 
-    def check(self, ok, msg):
+    def check(self, ok, msg, perf=False):
+        """Records a failed criterion; <perf>: a resource or latency one, only
+        reported against a sanitizer build."""
         if not ok:
-            self.problems.append(msg)
+            if perf and h.gateway_sanitizer():
+                self.figure(**{"not_asserted_under_%s" % h.gateway_sanitizer():
+                               self.figures.get("not_asserted_under_%s"
+                                                % h.gateway_sanitizer(), []) + [msg[:80]]})
+            else:
+                self.problems.append(msg)
 
     def figure(self, **kv):
         self.figures.update(kv)
@@ -317,7 +329,7 @@ class HostileTest(unittest.TestCase):
         if p99(during) is not None and ref is not None:
             self.check(p99(during) <= P99_FACTOR * ref,
                        "the other client's p99 is %.1f ms during the attack, over %.0fx its "
-                       "%.1f ms without it" % (p99(during), P99_FACTOR, ref))
+                       "%.1f ms without it" % (p99(during), P99_FACTOR, ref), perf=True)
 
     def quiet_cpu(self, seconds=QUIET_S):
         """Fraction of one core the gateway uses over <seconds> (nothing else running)."""
@@ -334,7 +346,8 @@ class HostileTest(unittest.TestCase):
         self.figure(rss_start_mib=rss0 / 1024.0, rss_peak_mib=peak / 1024.0,
                     rss_growth_mib=growth / MiB, rss_bound_mib=bound / MiB)
         self.check(growth < bound, "gateway RSS grew by %.1f MiB (from %.1f to %.1f MiB; limit "
-                   "%.1f MiB)" % (growth / MiB, rss0 / 1024.0, peak / 1024.0, bound / MiB))
+                   "%.1f MiB)" % (growth / MiB, rss0 / 1024.0, peak / 1024.0, bound / MiB),
+                   perf=True)
 
     def probe(self, within):
         """Seconds until a new client's ModelInfer succeeds (fresh connection each
