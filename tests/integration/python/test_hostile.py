@@ -80,7 +80,7 @@ ATTACK_S = 6.0           # victim seconds during it
 QUIET_S = 3.0            # CPU window after it
 STREAM_WINDOW = 1 * MiB  # the gateway's default --stream-window-bytes
 CONN_MEMORY = 32 * 1024  # what an idle accepted connection may cost (session, buffers)
-RESET_RATE = 5000        # rapid reset: streams opened and reset per second
+RESET_RATE = 2000        # rapid reset: streams opened and reset per second
 
 LOADDRIVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loaddrive.py")
 
