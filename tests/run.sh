@@ -153,12 +153,14 @@ fi
 #    health checks, SIGHUP reloads, shutdown), run from the Release tree
 #    (INFERGW_GATEWAY_BIN): the replicas, whose grpc core is not
 #    instrumented, infergw-ctl and the clients are the Release ones. The first
-#    report stops the gateway; the harness fails the test on it.
+#    report stops the gateway; the harness fails the test on it. Reports from
+#    inside OpenSSL (not instrumented) are suppressed: tests/tsan.supp.
 TSAN_DIR=$ROOT/build-tsan
 log "configure + build (tsan, the gateway only) in ${TSAN_DIR#"$ROOT"/}"
 if infergw_build_targets "$TSAN_DIR" infergw -DCMAKE_BUILD_TYPE=RelWithDebInfo \
      -DINFERGW_SANITIZE=thread -DINFERGW_TESTS=OFF; then
-  INFERGW_GATEWAY_BIN=$TSAN_DIR/bin TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  INFERGW_GATEWAY_BIN=$TSAN_DIR/bin \
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp \
     run_ctest "$ROOT/build" tsan ctest-tsan.log -L tsan || status=1
 else
   status=1
