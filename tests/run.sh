@@ -2,15 +2,20 @@
 # Builds infergw and runs every test, twice: a Release build with warnings as
 # errors (build/), then an ASan+UBSan build (build-asan/); in between it runs
 # the libFuzzer targets in FUZZ_TARGETS for FUZZ_SECONDS each (clang build
-# with ASan+UBSan in build-fuzz/, over a scratch copy of their seed corpora). Installs missing
+# with ASan+UBSan in build-fuzz/, over a scratch copy of their seed corpora).
+# Then the soak (ctest label soak) against the ASan build for SOAK_SECONDS,
+# and the tests labelled tsan against a ThreadSanitizer build of the gateway
+# (build-tsan/). Installs missing
 # Debian packages first (as root) and the Node test client from the npm
 # registry. Exits non-zero if anything failed (it stops after a failing
-# Release run); the last line printed is the summary of the last ctest run.
+# Release run); the last line printed is the summary of the last ctest run,
+# or of the first that failed.
 #
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
 # Environment: JOBS (build parallelism, default: number of CPUs),
 #   FUZZ_TARGETS (default: every target, tests/fuzz/CMakeLists.txt's FUZZ_NAMES),
-#   FUZZ_SECONDS (default 25 each, about 3.5 minutes in all; 0 skips fuzzing).
+#   FUZZ_SECONDS (default 25 each, about 3.5 minutes in all; 0 skips fuzzing),
+#   SOAK_SECONDS (default 180; 0 skips the soak).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +31,8 @@ log() { printf '\n==> %s\n' "$*"; }
 source "$ROOT/deploy/lib/build.sh"
 PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
           python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
-          clang iproute2 redis-sentinel prometheus python3-yaml systemd python3-cryptography)
+          clang iproute2 redis-sentinel prometheus python3-yaml systemd python3-cryptography
+          python3-hpack)
 
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"
@@ -57,13 +63,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-run_suite() { # <build dir> <label> <cmake args...>
-  local dir=$1 label=$2 rc=0
-  shift 2
-  log "configure + build ($label) in ${dir#"$ROOT"/}"
-  infergw_build "$dir" "$@" || return
+# ctest in <build dir> with <ctest args...>, its output kept in <build dir>/<log>;
+# the summary line is printed again at the end and kept in LAST_SUMMARY (the
+# first failing run's in FAILED_SUMMARY).
+LAST_SUMMARY=
+FAILED_SUMMARY=
+run_ctest() { # <build dir> <label> <log> <ctest args...>
+  local dir=$1 label=$2 logf=$1/$3 rc=0
+  shift 3
   log "ctest ($label)"
-  (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1 | tee "$dir/ctest.log"
+  (cd "$dir" && ctest --output-on-failure --timeout 600 "$@" 2>&1 | tee "$logf"
    exit "${PIPESTATUS[0]}") &
   CTEST_PID=$!
   wait "$CTEST_PID" || rc=$?
@@ -71,8 +80,19 @@ run_suite() { # <build dir> <label> <cmake args...>
   # ctest prints its timing and the list of failed tests after the summary
   # line; repeat the summary so that it is the last line of the run.
   echo
-  grep -E '^[0-9]+% tests passed' "$dir/ctest.log" | tail -n 1 || echo "ctest ($label) printed no summary"
+  LAST_SUMMARY=$(grep -E '^[0-9]+% tests passed' "$logf" | tail -n 1 || echo "ctest ($label) printed no summary")
+  echo "$LAST_SUMMARY"
+  if ((rc != 0)) && [[ -z $FAILED_SUMMARY ]]; then FAILED_SUMMARY="$LAST_SUMMARY ($label)"; fi
   return "$rc"
+}
+
+# The whole suite but the soak (label soak: its own step below).
+run_suite() { # <build dir> <label> <cmake args...>
+  local dir=$1 label=$2
+  shift 2
+  log "configure + build ($label) in ${dir#"$ROOT"/}"
+  infergw_build "$dir" "$@" || return
+  run_ctest "$dir" "$label" ctest.log -LE soak
 }
 
 # 1. Release, warnings are errors. Stop here on failure, so that the last line
@@ -109,7 +129,47 @@ fi
 # 3. ASan + UBSan over the whole suite again. Any report aborts the process;
 #    the harness scans the captured output of the gateway and replicas for
 #    reports and fails the test (Python/Node clients are not sanitized).
+status=0
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite "$ROOT/build-asan" asan+ubsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DINFERGW_SANITIZE=address,undefined
+  -DINFERGW_SANITIZE=address,undefined || status=1
+
+# 4. The soak against the ASan build: mixed traffic for SOAK_SECONDS (default
+#    180; 0 skips it) with replica kills, Redis restarts, config churn, slow
+#    readers, client resets and idle connections (tests/integration/python/
+#    soak.py). Its own summary is the line starting with SOAK.
+SOAK_SECONDS=${SOAK_SECONDS:-180}
+if ((SOAK_SECONDS > 0)) && [[ -x $ROOT/build-asan/bin/infergw ]]; then
+  export SOAK_SECONDS
+  run_ctest "$ROOT/build-asan" "soak ${SOAK_SECONDS}s, asan+ubsan" ctest-soak.log -L soak -V ||
+    status=1
+  grep -E '^([0-9]+: )?SOAK ' "$ROOT/build-asan/ctest-soak.log" | tail -n 1 | sed -E 's/^[0-9]+: //' || true
+fi
+
+# 5. ThreadSanitizer: the gateway alone, built with -fsanitize=thread in
+#    build-tsan/, under the integration tests labelled tsan (the paths where
+#    workers, the admin thread, the Redis control-plane thread and the main
+#    thread share state: control-plane reloads, admin scrapes under load,
+#    health checks, SIGHUP reloads, shutdown), run from the Release tree
+#    (INFERGW_GATEWAY_BIN): the replicas, whose grpc core is not
+#    instrumented, infergw-ctl and the clients are the Release ones. The first
+#    report stops the gateway; the harness fails the test on it. Reports from
+#    inside OpenSSL (not instrumented) are suppressed: tests/tsan.supp.
+TSAN_DIR=$ROOT/build-tsan
+log "configure + build (tsan, the gateway only) in ${TSAN_DIR#"$ROOT"/}"
+if infergw_build_targets "$TSAN_DIR" infergw -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DINFERGW_SANITIZE=thread -DINFERGW_TESTS=OFF; then
+  INFERGW_GATEWAY_BIN=$TSAN_DIR/bin \
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp \
+    run_ctest "$ROOT/build" tsan ctest-tsan.log -L tsan || status=1
+else
+  status=1
+  FAILED_SUMMARY=${FAILED_SUMMARY:-"the ThreadSanitizer build failed"}
+fi
+
+# The last line: the first failing ctest run's summary, else the last one's.
+if ((status != 0)); then
+  echo "${FAILED_SUMMARY:-$LAST_SUMMARY}"
+  false
+fi

@@ -9,11 +9,16 @@ What it does for the tests:
   accept connections;
 - stops them with SIGTERM, asserts the exit status, and fails the test when
   the captured output carries a sanitizer report (AddressSanitizer,
-  LeakSanitizer, UBSan "runtime error:");
+  LeakSanitizer, UBSan "runtime error:", ThreadSanitizer);
 - reads the JSON log lines of a process (calls and cancellations a replica saw).
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
-INFERGW_WORK_DIR (scratch dir in the build tree). INFERGW_IT_DIRECT=1 points
+INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_GATEWAY_BIN (dir of
+the infergw to test, default INFERGW_BIN: the ThreadSanitizer run of
+tests/run.sh points it at a gateway-only TSan build and takes every other
+program, the replica with its uninstrumented grpc core included, from the
+Release build).
+INFERGW_IT_DIRECT=1 points
 the clients at the first replica instead of the gateway (only to debug the
 tests themselves; tests that need the gateway are then skipped).
 
@@ -38,7 +43,8 @@ SOURCE_DIR = os.environ.get("INFERGW_SOURCE_DIR") or os.path.abspath(os.path.joi
 BIN_DIR = os.environ.get("INFERGW_BIN") or os.path.join(SOURCE_DIR, "build", "bin")
 WORK_DIR = os.environ.get("INFERGW_WORK_DIR") or os.path.join(SOURCE_DIR, "build", "tests", "integration", "work")
 DIRECT = os.environ.get("INFERGW_IT_DIRECT") == "1"
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                     "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 PORT_MIN, PORT_MAX = 20000, 32000
 MiB = 1024 * 1024
 
@@ -293,11 +299,31 @@ class Proc:
         return code
 
 
+GATEWAY_BIN_DIR = os.environ.get("INFERGW_GATEWAY_BIN") or BIN_DIR
+
+
 def _bin(name):
-    path = os.path.join(BIN_DIR, name)
+    path = os.path.join(GATEWAY_BIN_DIR if name == "infergw" else BIN_DIR, name)
     if not os.access(path, os.X_OK):
         raise AssertionError("missing binary %s (build it first)" % path)
     return path
+
+
+_sanitizer = {}
+
+
+def gateway_sanitizer():
+    """"address", "thread" or None: the sanitizer the gateway under test is built
+    with (its binary carries the runtime's init symbol)."""
+    if "v" not in _sanitizer:
+        try:
+            with open(_bin("infergw"), "rb") as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        _sanitizer["v"] = ("address" if b"__asan_init" in data else
+                           "thread" if b"__tsan_init" in data else None)
+    return _sanitizer["v"]
 
 
 def start_replica(rid, *args, port=None, wait=True):
@@ -308,9 +334,11 @@ def start_replica(rid, *args, port=None, wait=True):
     return p.wait_ready() if wait else p
 
 
-def start_gateway(pools, *args, port=None, wait=True, grace_ms=5000):
+def start_gateway(pools, *args, port=None, wait=True, grace_ms=5000, wrap=(), env=None):
     """Starts infergw with --pool NAME=ADDR,... for each item of <pools> (a dict).
-    Authentication is off (--auth=none) unless <args> hold an --auth flag."""
+    Authentication is off (--auth=none) unless <args> hold an --auth flag.
+    <wrap>: a command that execs the gateway (e.g. prlimit ... --); <env>: its
+    environment (default: this one)."""
     port = port or free_port()
     own_auth = any(a == "--auth" or a.startswith("--auth=") for a in args)
     argv = [_bin("infergw"), "--listen", "127.0.0.1:%d" % port] + \
@@ -319,7 +347,7 @@ def start_gateway(pools, *args, port=None, wait=True, grace_ms=5000):
     for name, addrs in pools.items():
         argv += ["--pool", "%s=%s" % (name, ",".join(addrs))]
     argv += list(args)
-    p = Proc("gateway", argv, port)
+    p = Proc("gateway", list(wrap) + argv, port, env=env)
     return p.wait_ready() if wait else p
 
 
