@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -131,6 +132,18 @@ static void adopt_pending(struct gw_worker *w)
     gw_metrics_set_routes(w->metrics, rt);
 }
 
+/* Worker 0, every GW_TRIM_MS: gives free heap pages back to the kernel.
+ * Client connections that come and go leave their freed 64 KiB write
+ * buffers and sessions scattered over glibc's arenas, which RSS keeps
+ * counting though nothing uses them: a gateway whose live memory is flat
+ * would otherwise look as if it grew for as long as clients churn. */
+static void trim_cb(struct gw_timer *t, void *arg)
+{
+    struct gw_worker *w = arg;
+    malloc_trim(0);
+    gw_loop_timer_in(&w->loop, &w->trim_timer, (uint64_t)GW_TRIM_MS * 1000000);
+}
+
 static void worker_on_wake(struct gw_loop *loop)
 {
     struct gw_worker *w = loop->owner;
@@ -217,6 +230,9 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
     gw_timer_init(&w->alog_timer, alog_flush_cb, w);
     gw_timer_init(&w->accept_timer, gw_h2srv_accept_resume, w);
+    gw_timer_init(&w->trim_timer, trim_cb, w);
+    if (index == 0)
+        gw_loop_timer_in(&w->loop, &w->trim_timer, (uint64_t)GW_TRIM_MS * 1000000);
     w->metrics = gw_metrics_new();
     if (!w->metrics) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
@@ -282,6 +298,7 @@ void gw_worker_free(struct gw_worker *w)
         close(w->listen_io.fd);
     gw_loop_timer_cancel(&w->loop, &w->grace_timer);
     gw_loop_timer_cancel(&w->loop, &w->accept_timer);
+    gw_loop_timer_cancel(&w->loop, &w->trim_timer);
     if (w->srv_cbs)
         nghttp2_session_callbacks_del(w->srv_cbs);
     if (w->up_cbs)

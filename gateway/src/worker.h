@@ -33,6 +33,9 @@
 struct gw_srv_conn;
 struct gw_upstream;
 
+/* How often worker 0 hands free heap pages back to the kernel (malloc_trim). */
+#define GW_TRIM_MS 10000
+
 struct gw_worker {
     int index;
     pthread_t thread;
@@ -67,6 +70,7 @@ struct gw_worker {
     unsigned accept_paused : 1;   /* listener out of epoll until accept_timer */
     struct gw_accesslog_buf alog; /* --access-log lines waiting to be written */
     struct gw_timer alog_timer;   /* writes them out at the latest after a moment */
+    struct gw_timer trim_timer;   /* worker 0: free heap pages back to the kernel */
 };
 
 /* Prepares <w> (loop, listener, upstream pool, nghttp2 callbacks) with the
