@@ -2,7 +2,9 @@
 # Prints, one a line, the Debian packages that hold the shared libraries the
 # given programs load (ldd, then dpkg -S), so the image's runtime stage
 # installs exactly what the build linked against and no list has to be kept
-# by hand. Runs in the build stage of deploy/docker/Dockerfile.
+# by hand, followed by group "image" of deploy/lib/packages.sh (what the
+# runtime stage needs besides those libraries). Runs in the build stage of
+# deploy/docker/Dockerfile.
 #
 # Usage: deploy/docker/runtime-packages.sh <program>...
 set -euo pipefail
@@ -26,4 +28,7 @@ libs=$(for prog in "$@"; do
   ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
 done | sort -u)
 [[ -n $libs ]] || { echo "runtime-packages.sh: ldd found no libraries" >&2; exit 1; }
-for lib in $libs; do owner "$lib"; done | sort -u
+{
+  for lib in $libs; do owner "$lib"; done
+  "$(dirname "${BASH_SOURCE[0]}")/../lib/packages.sh" image
+} | sort -u
