@@ -9,9 +9,10 @@
 # reached). Prints the tail of the command's log and exits with its status.
 #
 # Usage: tests/fresh-machine.sh [--smoke] [--tests] [--image] [--keep-log] [--help]
-#   --smoke   run `deploy/run-local.sh --smoke` (the default)
-#   --tests   run `tests/run.sh` instead (about 20+ minutes on 2 cores)
-#   --image   then build deploy/docker/Dockerfile with podman (base images
+#   --smoke   run `deploy/run-local.sh --smoke` (the default without flags)
+#   --tests   run `tests/run.sh` (about 25 minutes on 2 cores)
+#   --image   then (or alone: with the root's packages of group "run" only)
+#             build deploy/docker/Dockerfile with podman (base images
 #             debian:12 and debian:12-slim imported from the same root),
 #             start the image's replica and gateway from its file system as
 #             the image's user (podman image mount + chroot) and make one
@@ -47,7 +48,7 @@ for arg in "$@"; do
     *) echo "fresh-machine.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
-((RUN_TESTS)) || RUN_SMOKE=1
+((RUN_SMOKE || RUN_TESTS || RUN_IMAGE)) || RUN_SMOKE=1
 
 say() { printf '\n==> fresh-machine: %s\n' "$*"; }
 die() { printf 'fresh-machine.sh: %s\n' "$*" >&2; exit 1; }
@@ -205,13 +206,21 @@ image_check() {
   for p in "$rport" "$gport" "$aport"; do
     [[ -z $(ss -ltnH "sport = :$p") ]] || { echo "port $p is in use (set IMAGE_PORTS)"; return 1; }
   done
+  if ((!RUN_SMOKE && !RUN_TESTS)); then
+    say "installing group \"run\" in the root (the Python client; log: $CACHE/last-image.log)"
+    in_root "$WORK/image-root.log" \
+      "cd /src/infergw && source deploy/lib/deps.sh && infergw_ensure_groups fresh-machine.sh run" ||
+      { tail -n 20 "$WORK/image-root.log"; cp "$WORK/image-root.log" "$CACHE/last-image.log"; return 1; }
+  fi
   say "podman: importing the root as debian:12 and debian:12-slim"
   "${PODMAN[@]}" import --quiet "$TARBALL" localhost/debian:12 >/dev/null
   "${PODMAN[@]}" tag localhost/debian:12 localhost/debian:12-slim
   # podman's default ulimits exceed this machine's hard limits: ask for those.
+  # nproc: podman runs with no more than pid_max processes.
   nofile=$(ulimit -Hn) nproc=$(ulimit -Hu)
-  [[ $nproc != unlimited ]] || nproc=65536
   [[ $nofile != unlimited ]] || nofile=1048576
+  pid_max=$(cat /proc/sys/kernel/pid_max)
+  [[ $nproc != unlimited ]] && ((nproc < pid_max)) || nproc=$pid_max
   git clone --quiet --no-hardlinks "$ROOT" "$WORK/image-src"
   say "podman build --isolation chroot -f deploy/docker/Dockerfile (log: $CACHE/last-image.log)"
   if ! "${PODMAN[@]}" build --isolation chroot --ulimit "nofile=$nofile:$nofile" \
