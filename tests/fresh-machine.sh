@@ -242,7 +242,7 @@ image_check() {
   say "starting the image's infergw-replica (127.0.0.1:$rport) and infergw (127.0.0.1:$gport) as uid 10001"
   # shellcheck disable=SC2016 # expanded by the inner shell
   unshare --mount --propagation private --pid --fork --kill-child -- bash -c '
-    M=$1 R=$2 rport=$3 gport=$4 aport=$5
+    M=$1 R=$2 rport=$3 gport=$4 aport=$5 plog=$6
     mount -t proc proc "$M/proc"
     mount --rbind /dev "$M/dev"
     mount --make-rslave "$M/dev"
@@ -252,9 +252,9 @@ image_check() {
     mount --make-rslave "$R/dev"
     mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
     chroot --userspec=10001:10001 "$M" /usr/local/bin/infergw-replica \
-      --listen "127.0.0.1:$rport" --id image-replica --model demo &
+      --listen "127.0.0.1:$rport" --id image-replica --model demo >>"$plog" 2>&1 &
     chroot --userspec=10001:10001 "$M" /usr/local/bin/infergw --listen "127.0.0.1:$gport" \
-      --admin "127.0.0.1:$aport" --auth=none --pool "demo=127.0.0.1:$rport" &
+      --admin "127.0.0.1:$aport" --auth=none --pool "demo=127.0.0.1:$rport" >>"$plog" 2>&1 &
     for i in $(seq 100); do
       chroot --userspec=10001:10001 "$M" /usr/local/bin/infergw-healthcheck /readyz \
         "127.0.0.1:$aport" >/dev/null 2>&1 && break
@@ -263,20 +263,23 @@ image_check() {
     echo "processes (uid, command):"
     ps -eo uid=,args= | grep "/usr/local/bin/infergw" | grep -v grep
     echo "admin /readyz: $(chroot --userspec=10001:10001 "$M" /usr/local/bin/infergw-healthcheck /readyz "127.0.0.1:$aport")"
-    shift 5
+    shift 6
     echo "\$ python3 deploy/sample_client.py --target 127.0.0.1:$gport infer 1 2 3 --key user-7"
     chroot "$R" /usr/bin/env -i "$@" /bin/bash -c "cd /src/infergw && mkdir -p /tmp/pygen &&
       protoc -I proto --python_out=/tmp/pygen --grpc_out=/tmp/pygen \
         --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin proto/grpc_predict_v2.proto &&
       INFERGW_PYGEN=/tmp/pygen /usr/bin/python3 deploy/sample_client.py --target 127.0.0.1:$gport \
-        infer 1 2 3 --key user-7"' image "$mnt" "$R" "$rport" "$gport" "$aport" "${ENV[@]}" \
+        infer 1 2 3 --key user-7"' image "$mnt" "$R" "$rport" "$gport" "$aport" \
+    "$WORK/image-procs.log" "${ENV[@]}" \
     >"$WORK/image-call.log" 2>&1 </dev/null &
   NS_PID=$!
   local rc=0
   wait "$NS_PID" || rc=$?
   NS_PID=
   cat "$WORK/image-call.log"
-  cat "$WORK/image.log" "$WORK/image-call.log" >"$CACHE/last-image.log"
+  echo "the image's gateway and replica logged:"
+  sed 's/^/   /' "$WORK/image-procs.log"
+  cat "$WORK/image.log" "$WORK/image-call.log" "$WORK/image-procs.log" >"$CACHE/last-image.log"
   say "image: $( ((rc == 0)) && echo PASS || echo "FAIL (exit $rc)") in $((SECONDS - t0)) s," \
       "image size $((size / 1000000)) MB"
   return "$rc"
