@@ -200,7 +200,7 @@ if ((RUN_TESTS)); then run_cmd tests "tests/run.sh"; fi
 
 # --- the container image ----------------------------------------------------------------
 image_check() {
-  local t0=$SECONDS ports rport gport aport nofile nproc mnt size
+  local t0=$SECONDS ports rport gport aport nofile nproc pid_max mnt size p
   IFS=', ' read -r -a ports <<<"${IMAGE_PORTS:-7401,7400,7490}"
   rport=${ports[0]} gport=${ports[1]} aport=${ports[2]}
   for p in "$rport" "$gport" "$aport"; do
