@@ -68,7 +68,7 @@ source "$ROOT/bench/lib.sh"
 bench_setup infergw-bench
 
 for bin in h2load nghttp haproxy nginx openssl python3 taskset; do
-  command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin is missing (apt-get install nghttp2-client haproxy nginx-light util-linux)" >&2; exit 1; }
+  command -v "$bin" >/dev/null || { echo "bench/run.sh: $bin is missing (apt-get install $("$ROOT/deploy/lib/packages.sh" bench | xargs))" >&2; exit 1; }
 done
 if [[ ! -x $BUILD/bin/infergw || ! -x $BUILD/bin/infergw-bench-upstream ]]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -72,10 +72,7 @@ done
 # --- packages ----------------------------------------------------------------------
 # shellcheck source=deploy/lib/deps.sh
 . "$ROOT/deploy/lib/deps.sh"
-infergw_ensure_packages run-local.sh build-essential cmake pkg-config libnghttp2-dev libssl-dev \
-  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libhiredis-dev libcmocka-dev \
-  python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2 redis-server \
-  redis-tools
+infergw_ensure_groups run-local.sh build run # deploy/lib/packages.sh
 
 # A listener (any address) on the port, as `ss` shows it; empty when free. gRPC
 # servers set SO_REUSEPORT, so a leftover process would silently share the port:

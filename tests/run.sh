@@ -25,18 +25,14 @@ cd "$ROOT"
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- packages ------------------------------------------------------------------
-# The build itself (packages and commands) is deploy/lib/build.sh, shared with
-# deploy/docker/Dockerfile; the rest is what the tests need.
+# The build itself (commands) is deploy/lib/build.sh, shared with
+# deploy/docker/Dockerfile; the packages are groups "build" and "test" of
+# deploy/lib/packages.sh.
 # shellcheck source=../deploy/lib/build.sh
 source "$ROOT/deploy/lib/build.sh"
-PACKAGES=("${INFERGW_BUILD_PACKAGES[@]}" redis-server libcmocka-dev python3-grpcio
-          python3-protobuf protobuf-compiler protobuf-compiler-grpc nghttp2-client nodejs npm
-          clang iproute2 redis-sentinel prometheus python3-yaml systemd python3-cryptography
-          python3-hpack)
-
 # shellcheck source=../deploy/lib/deps.sh
 source "$ROOT/deploy/lib/deps.sh"
-infergw_ensure_packages tests/run.sh "${PACKAGES[@]}"
+infergw_ensure_groups tests/run.sh build test
 
 # --- the Node test client --------------------------------------------------------
 NODE_DIR=$ROOT/tests/integration/node
@@ -109,7 +105,8 @@ if ((FUZZ_SECONDS > 0)); then
   log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
   fuzz_bins=()
   for t in $FUZZ_TARGETS; do fuzz_bins+=("fuzz_$t"); done
-  CC=clang infergw_build_targets "$FUZZ_DIR" "${fuzz_bins[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
+  CC=clang infergw_build_targets "$FUZZ_DIR" "${fuzz_bins[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DINFERGW_FUZZ=ON ||
     exit 1
   for t in $FUZZ_TARGETS; do
     work=$(mktemp -d "$FUZZ_DIR/corpus-$t.XXXXXX")

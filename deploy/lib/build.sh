@@ -3,8 +3,7 @@
 # The one recipe that builds infergw: tests/run.sh and deploy/docker/Dockerfile
 # both use it, so the container image is built exactly as the tests build.
 #
-# Sourced (tests/run.sh):
-#   INFERGW_BUILD_PACKAGES   the Debian packages a build needs (an array)
+# Sourced (tests/run.sh, deploy/run-local.sh):
 #   INFERGW_RELEASE_ARGS     cmake arguments of the Release build (an array):
 #                            optimised, compiler warnings are errors
 #   infergw_build <build dir> <cmake configure args...>
@@ -15,13 +14,11 @@
 # Run as a script (deploy/docker/Dockerfile):
 #   deploy/lib/build.sh --deps                      install missing build packages only
 #   deploy/lib/build.sh <build dir> <cmake args...> install missing build packages, then build
+# (the build packages: group "build" of deploy/lib/packages.sh)
 #   deploy/lib/build.sh --release <build dir> [<more cmake args...>]
 #                                                   the same with INFERGW_RELEASE_ARGS first
 # Environment: JOBS (build parallelism, default: number of CPUs).
 
-INFERGW_BUILD_PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev libgrpc-dev
-                        libprotobuf-c-dev protobuf-c-compiler libhiredis-dev libjansson-dev
-                        libmicrohttpd-dev)
 INFERGW_RELEASE_ARGS=(-DCMAKE_BUILD_TYPE=Release -DINFERGW_WERROR=ON)
 
 INFERGW_ROOT=${INFERGW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -58,7 +55,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   fi
   # shellcheck source=deps.sh
   source "$INFERGW_ROOT/deploy/lib/deps.sh"
-  infergw_ensure_packages build.sh "${INFERGW_BUILD_PACKAGES[@]}"
+  infergw_ensure_groups build.sh build
   case $1 in
     --deps) exit 0 ;;
     --release)

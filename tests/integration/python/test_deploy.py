@@ -236,15 +236,41 @@ class Docker(unittest.TestCase):
         self.assertIn('source "$ROOT/deploy/lib/build.sh"', run_sh)
         self.assertIn('infergw_build "$dir" "$@"', run_sh)
         self.assertIn('run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"', run_sh)
-        self.assertIn('"${INFERGW_BUILD_PACKAGES[@]}"', run_sh)
+        self.assertIn("infergw_ensure_groups tests/run.sh build test", run_sh)
         self.assertNotRegex(run_sh, r"cmake (-S|--build)", "tests/run.sh builds by itself")
         r = subprocess.run(["bash", "-c", 'source deploy/lib/build.sh && printf "%s\\n" '
-                            '"${INFERGW_RELEASE_ARGS[@]}" -- "${INFERGW_BUILD_PACKAGES[@]}"'],
+                            '"${INFERGW_RELEASE_ARGS[@]}"'],
                            cwd=SOURCE_DIR, capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
-        release, _, packages = r.stdout.partition("--\n")
-        self.assertIn("-DCMAKE_BUILD_TYPE=Release", release.split())
-        self.assertIn("libnghttp2-dev", packages.split())
+        self.assertIn("-DCMAKE_BUILD_TYPE=Release", r.stdout.split())
+
+    def test_one_package_list(self):
+        """deploy/lib/packages.sh is the one list: its groups print, and the
+        package CMake names for each missing dependency is in group build or
+        test (so the script the message names installs it)."""
+        lib = os.path.join(SOURCE_DIR, "deploy", "lib")
+
+        def group(*names):
+            r = subprocess.run([os.path.join(lib, "packages.sh")] + list(names),
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.split()
+
+        build, test = group("build"), group("test")
+        self.assertIn("libmicrohttpd-dev", build)
+        self.assertIn("libclang-rt-14-dev", test)
+        r = subprocess.run([os.path.join(lib, "packages.sh"), "nosuchgroup"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        cml = read(os.path.join(SOURCE_DIR, "CMakeLists.txt"))
+        table = re.findall(r'^\s+"([^|"]+)\|([^|"]+)\|[^"]+"', cml, re.M)
+        self.assertGreaterEqual(len(table), 10, "INFERGW_PROVIDERS")
+        for what, pkg in table:
+            self.assertIn(pkg, build + group("run") + test, "%s: %s is in no group" % (what, pkg))
+        for script in ("deploy/run-local.sh", "tests/run.sh", "deploy/lib/build.sh"):
+            text = read(os.path.join(SOURCE_DIR, script))
+            self.assertIn("infergw_ensure_groups", text, script)
+            self.assertNotIn("infergw_ensure_packages", text, script + " lists packages itself")
 
     def test_runtime_stage(self):
         stages = dockerfile_stages(os.path.join(DOCKER, "Dockerfile"))
