@@ -108,16 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (size > 0) {
-        cuts[0] = data[0] % (size + 1);
-        cuts[1] = data[size - 1] % (size + 1);
-        cuts[2] = (size * 7 + data[size / 2]) / 11 % (size + 1);
-        for (int i = 0; i < 3; i++)
-            for (int j = i + 1; j < 3; j++)
-                if (cuts[j] < cuts[i]) {
-                    size_t t = cuts[i];
-                    cuts[i] = cuts[j];
-                    cuts[j] = t;
-                }
+        fuzz_cuts3(data, size, cuts);
         run_pieces(data, size, cuts, 3, &pieces);
         check_same(&once, &pieces);
     }
