@@ -74,10 +74,12 @@ PODMAN=(podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --storage
 cleanup() {
   local rc=$?
   set +e
-  # The namespaces' first process (unshare --fork --kill-child): killing it
-  # ends every process in the PID namespace, and its mounts go with it.
+  # unshare --fork --kill-child: when it dies, its child (the PID namespace's
+  # first process) is killed, with it every process in the namespace, and
+  # the mounts go with the namespace. unshare blocks SIGTERM and SIGINT while
+  # it waits for its child, hence SIGKILL.
   if [[ -n $NS_PID ]] && kill -0 "$NS_PID" 2>/dev/null; then
-    kill -TERM "$NS_PID"
+    kill -KILL "$NS_PID"
     wait "$NS_PID" 2>/dev/null
   fi
   [[ -z $IMG_MNT ]] || "${PODMAN[@]}" image unmount --all >/dev/null 2>&1
