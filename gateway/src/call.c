@@ -42,7 +42,9 @@
 #include "worker.h"
 
 #define KSERVE_PREFIX "/inference.GRPCInferenceService/"
-#define LOCAL_REQ_MAX 65536 /* requests the gateway answers itself are tiny */
+/* Requests the gateway answers itself are tiny (a health check names a
+ * service); Health/Check needs no authentication, so keep this small. */
+#define LOCAL_REQ_MAX 4096
 /* Budgets start with (and always allow) this many extra attempts per worker
  * and pool, so a quiet pool can still retry or hedge its first failures. */
 #define RETRY_BUDGET_MIN 10
@@ -52,6 +54,7 @@
 #define MS                  ((uint64_t)1000000)
 
 static void call_route(struct gw_call *c);
+static void conn_buffer_check(struct gw_call *c);
 static void replay_account(struct gw_call *c);
 static void answer_local(struct gw_call *c);
 static void submit_held_headers(struct gw_call *c, int with_data);
@@ -82,13 +85,15 @@ static void reset_stream(struct gw_conn *conn, int32_t sid, uint32_t err)
     gw_conn_mark_dirty(conn);
 }
 
-/* Response bytes waiting in respbuf for the client are counted on its
- * connection (--max-conn-buffer-bytes); <delta> is what respbuf gained or
- * lost. Once the client side closed the call no longer counts. */
-static void resp_held(struct gw_call *c, int64_t delta)
+/* The bytes a call holds for its client connection are counted on it
+ * (--max-conn-buffer-bytes): request bytes no attempt has taken yet (their
+ * stream window is not back) and answer bytes waiting in respbuf for the
+ * client; <delta> is what the call gained or lost. Once the client side
+ * closed the call no longer counts. */
+static void conn_held(struct gw_call *c, int64_t delta)
 {
     if (c->sc)
-        c->sc->resp_held += (uint64_t)delta;
+        c->sc->held += (uint64_t)delta;
 }
 
 static const char *attempt_addr(const struct gw_attempt *a)
@@ -153,9 +158,9 @@ static void idle_cb(struct gw_timer *t, void *arg)
     uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_STREAM_IDLE);
     if (hits)
         gw_log(GW_LOG_INFO, "call_stream_idle", "{s:I, s:s?, s:s, s:i, s:b, s:I}", "call",
-               (json_int_t)c->id, "path", c->path, "peer", c->sc->peer, "timeout_ms",
-               (int)c->w->cfg->stream_idle_timeout_ms, "status_sent", c->resp_done, "hits",
-               (json_int_t)hits);
+               (json_int_t)c->id, "path", c->path, "peer", c->sc ? c->sc->peer : c->peer,
+               "timeout_ms", (int)c->w->cfg->stream_idle_timeout_ms, "status_sent", c->resp_done,
+               "hits", (json_int_t)hits);
     if (c->resp_done) {
         /* The status is decided but cannot reach the client (it reads
          * nothing): give the stream up. */
@@ -293,7 +298,7 @@ static void call_free(struct gw_call *c)
     gw_hdrlist_reset(&c->resp_trailers);
     gw_bufq_reset(&c->reqlog);
     replay_account(c);
-    resp_held(c, -(int64_t)c->respbuf.len);
+    conn_held(c, -(int64_t)c->respbuf.len);
     gw_bufq_reset(&c->respbuf);
     struct gw_worker *w = c->w;
     gw_free(c);
@@ -348,9 +353,9 @@ void gw_call_refuse_header_list(struct gw_call *c)
     c->bad_request_http = NULL;
 }
 
-int gw_call_refused(const struct gw_call *c)
+int gw_call_answered(const struct gw_call *c)
 {
-    return c->bad_request != NULL;
+    return c->bad_request != NULL || c->resp_done;
 }
 
 /* A content-type the gRPC spec accepts: "application/grpc", alone or
@@ -526,6 +531,7 @@ static void consume_request(struct gw_call *c, uint64_t off)
         return;
     size_t n = (size_t)(off - c->req_consumed);
     c->req_consumed = off;
+    conn_held(c, -(int64_t)n);
     if (client_alive(c)) {
         nghttp2_session_consume_stream(client_sess(c), c->sid, n);
         gw_conn_mark_dirty(&c->sc->conn);
@@ -696,6 +702,10 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
         return;
     }
     c->req_total += len;
+    conn_held(c, (int64_t)len);
+    conn_buffer_check(c);
+    if (c->resp_done)
+        return;
     replay_account(c);
     if (c->replayable && c->req_total > c->w->cfg->retry_buffer_bytes && c->routed)
         stop_replay(c);
@@ -1207,7 +1217,7 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     struct gw_call *c = source->ptr;
     struct gw_attempt *a = c->winner;
     size_t n = gw_bufq_read(&c->respbuf, buf, length);
-    resp_held(c, -(int64_t)n);
+    conn_held(c, -(int64_t)n);
     if (n > 0)
         c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     if (n > 0 && a && a->uc) {
@@ -1399,25 +1409,28 @@ void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream)
         relay_response(c);
 }
 
-/* A client that reads nothing makes each of its streams hold up to a stream
- * window of response bytes (upstream windows come back only as it reads), so
- * a connection with many streams could hold streams x window. Past
- * --max-conn-buffer-bytes the call that went over ends with
- * RESOURCE_EXHAUSTED: its bytes are dropped and its attempt reset. */
+/* Connection windows come back on receipt, so each stream of a client may
+ * hold up to a stream window either way: answer bytes the client does not
+ * read, request bytes no replica takes. A connection with many streams could
+ * hold streams x window. Past --max-conn-buffer-bytes the call that went over
+ * ends with RESOURCE_EXHAUSTED: its answer bytes are dropped, its attempts
+ * reset, and its stream reset after the status (h2srv), which gives its
+ * request bytes back. */
 static void conn_buffer_check(struct gw_call *c)
 {
     const struct gw_config *cfg = c->w->cfg;
-    if (!c->sc || c->resp_done || c->sc->resp_held <= cfg->max_conn_buffer_bytes)
+    if (!c->sc || c->resp_done || c->sc->held <= cfg->max_conn_buffer_bytes)
         return;
-    uint64_t held = c->sc->resp_held;
+    uint64_t held = c->sc->held;
     uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_CONN_BUFFER);
     if (hits)
         gw_log(GW_LOG_WARN, "conn_buffer_exceeded", "{s:I, s:s?, s:s, s:I, s:I, s:I}", "call",
                (json_int_t)c->id, "path", c->path, "peer", c->sc->peer, "held", (json_int_t)held,
                "limit", (json_int_t)cfg->max_conn_buffer_bytes, "hits", (json_int_t)hits);
     gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
-                 "the client connection holds %" PRIu64 " response bytes it has not read, over "
-                 "the gateway's limit of %" PRIu32 " (--max-conn-buffer-bytes)",
+                 "the client connection holds %" PRIu64 " bytes (answers it has not read, "
+                 "requests no replica has taken), over the gateway's limit of %" PRIu32
+                 " (--max-conn-buffer-bytes)",
                  held, cfg->max_conn_buffer_bytes);
 }
 
@@ -1449,7 +1462,7 @@ void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
         return;
     }
     c->resp_total += len;
-    resp_held(c, (int64_t)len);
+    conn_held(c, (int64_t)len);
     relay_response(c);
     conn_buffer_check(c);
 }
@@ -1581,9 +1594,15 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
         if (pool && attempt_start(c, pool, a, a->kind) == 0)
             return;
         a->finished = 1;
-        if (running_attempts(c, a) == 0 && !gw_timer_armed(&c->retry_timer))
-            gw_call_fail(c, c->start_code, "%s (connecting to replica %s failed: %s)", c->start_msg,
-                         attempt_addr(a), reason);
+        if (running_attempts(c, a) == 0 && !gw_timer_armed(&c->retry_timer)) {
+            if (pool)
+                gw_call_fail(c, c->start_code, "%s (connecting to replica %s failed: %s)",
+                             c->start_msg, attempt_addr(a), reason);
+            else
+                gw_call_fail(c, GW_GRPC_UNAVAILABLE,
+                             "pool '%s' was removed while replica %s was connecting (%s)",
+                             c->pool_name, attempt_addr(a), reason);
+        }
         maybe_free(c);
         return;
     }
@@ -1596,7 +1615,9 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
 {
     c->client_closed = 1;
     cancel_timers(c);
+    gw_loop_timer_cancel(&c->w->loop, &c->idle_timer);
     /* The connection window got these bytes back on receipt; the stream is gone. */
+    conn_held(c, -(int64_t)(c->req_total - c->req_consumed));
     c->req_consumed = c->req_total;
     gw_bufq_reset(&c->reqlog);
     replay_account(c);
@@ -1606,7 +1627,8 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
      * keep what the access log needs, and no way back to it. */
     _Static_assert(sizeof(c->peer) == sizeof(c->sc->peer), "peer buffers differ");
     memcpy(c->peer, c->sc->peer, sizeof(c->peer));
-    resp_held(c, -(int64_t)c->respbuf.len);
+    conn_held(c, -(int64_t)c->respbuf.len);
+    gw_bufq_reset(&c->respbuf); /* nobody will read it */
     c->sc = NULL;
     if (!c->resp_done) {
         c->resp_done = 1;
@@ -1672,7 +1694,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         /* Headers (and maybe messages) already went out: drop what is still
          * queued and end with the status in trailers. */
         size_t dropped = c->respbuf.len;
-        resp_held(c, -(int64_t)dropped);
+        conn_held(c, -(int64_t)dropped);
         gw_bufq_reset(&c->respbuf);
         if (dropped && win && win->uc) {
             nghttp2_session_consume_stream(win->uc->conn.sess, win->sid, dropped);
@@ -1744,7 +1766,7 @@ static void answer_local(struct gw_call *c)
     }
     int rc = gw_bufq_append(&c->respbuf, out, outlen);
     if (rc == 0)
-        resp_held(c, (int64_t)outlen);
+        conn_held(c, (int64_t)outlen);
     gw_free(out);
     if (rc < 0 || gw_hdrlist_add(&c->resp_hdrs, "content-type", 12, "application/grpc", 16) < 0 ||
         gw_hdrlist_add(&c->resp_trailers, "grpc-status", 11, "0", 1) < 0) {

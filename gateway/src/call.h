@@ -192,9 +192,10 @@ void gw_call_on_req_headers_done(struct gw_call *c);
  * --max-header-count: nothing more of it is copied, and the call is refused
  * with RESOURCE_EXHAUSTED once the block ends. */
 void gw_call_refuse_header_list(struct gw_call *c);
-/* Whether the request was refused while its headers were read (answered
- * already, nothing routed). */
-int gw_call_refused(const struct gw_call *c);
+/* Whether the call's final status is decided: a request refused while its
+ * headers were read, a gateway-made error, or the replica's status. Once
+ * that status went out, the rest of the request is of no use. */
+int gw_call_answered(const struct gw_call *c);
 void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len);
 void gw_call_on_req_end(struct gw_call *c);
 /* The client stream closed (normally, by reset, or with its connection). */

@@ -178,7 +178,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     return 0;
 }
 
-/* Ends refused requests the client is still sending; logs the GOAWAY frames
+/* Ends answered requests the client is still sending; logs the GOAWAY frames
  * the gateway sends with an error: they say why a client connection was torn
  * down (a protocol violation nghttp2 found). */
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
@@ -186,11 +186,12 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     struct gw_srv_conn *sc = ud;
     if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         struct gw_call *c = stream_call(s, frame->hd.stream_id);
-        if (c && gw_call_refused(c) && !c->req_eos)
-            /* A request refused while its headers were read is answered:
-             * the rest of it is of no use, and a client that never ends its
-             * stream must not keep the call (RFC 9113 section 8.1). Sent
-             * after the answer, which a reset would discard. */
+        if (c && gw_call_answered(c) && !c->req_eos)
+            /* The call is answered (refused, failed, or the replica's
+             * status relayed): the rest of the request is of no use, and a
+             * client that never ends its stream must not keep the call and
+             * the bytes it holds (RFC 9113 section 8.1). Sent after the
+             * answer, which a reset would discard. */
             nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
     }
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)

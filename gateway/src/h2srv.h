@@ -61,7 +61,7 @@ struct gw_srv_conn {
     unsigned got_frame : 1; /* the client's first frame arrived */
     struct gw_timer timer;  /* preface, then idle timeout */
     uint64_t last_frame_ns; /* when the client's latest frame arrived */
-    uint64_t resp_held;     /* response bytes its calls hold unread (--max-conn-buffer-bytes) */
+    uint64_t held;          /* request and answer bytes its calls hold (--max-conn-buffer-bytes) */
 };
 
 /* How long the listener rests after accept ran out of descriptors. */

@@ -27,6 +27,8 @@ Asserted, over the attack against a baseline of the same load without it:
 """
 
 import json
+import os
+import signal
 import socket
 import time
 import unittest
@@ -34,6 +36,7 @@ import urllib.request
 
 import h2.config
 import h2.connection
+import h2.exceptions
 import h2.settings
 
 import harness as h
@@ -205,6 +208,73 @@ class ConnBufferTest(unittest.TestCase):
         finally:
             s.close()
         return grown_mib, hits
+
+    def test_requests_no_replica_takes_count_too(self):
+        """The request direction: the replica is stopped (SIGSTOP), so
+        nothing takes the request bytes CONN_STALLED streams send (a stream
+        window each, never ending); the gateway gives the connection window
+        back on receipt, so without the cap it would hold them all."""
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        replica = h.start_replica("connbuf-req-r0", "--quiet")
+        admin = h.free_port()
+        gw = h.start_gateway({"demo": [replica.addr]}, "--workers", "1", "--admin",
+                             "127.0.0.1:%d" % admin, "--max-conn-buffer-bytes", str(self.CAP))
+        self.addCleanup(h.stop_all, [gw, replica])
+        with h.channel(gw.addr) as ch:  # the upstream connection is up
+            h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=5)
+        os.kill(replica.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, replica.pid, signal.SIGCONT)
+        rss0 = gw.rss_kib()
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(cfg)
+        conn.initiate_connection()
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        sock.sendall(conn.data_to_send())
+        chunk = b"\x00" * 16384
+        sent = 0
+        try:
+            for i in range(self.CONN_STALLED):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                        (":path", "/inference.GRPCInferenceService/ModelInfer"),
+                                        (":authority", "127.0.0.1:%d" % gw.port),
+                                        ("content-type", "application/grpc"), ("te", "trailers"),
+                                        ("x-model", "demo")])
+                # One message header announcing 4 MiB, then as much of it as
+                # the stream's window takes.
+                conn.send_data(sid, b"\x00" + (4 * h.MiB).to_bytes(4, "big"))
+                while conn.local_flow_control_window(sid) >= len(chunk):
+                    conn.send_data(sid, chunk)
+                    sent += len(chunk)
+                sock.sendall(conn.data_to_send())
+                # Take in what the gateway answers (window updates, statuses).
+                sock.setblocking(False)
+                try:
+                    while True:
+                        data = sock.recv(65536)
+                        if not data:
+                            break
+                        conn.receive_data(data)
+                except (BlockingIOError, h2.exceptions.ProtocolError):
+                    pass
+                sock.setblocking(True)
+                sock.sendall(conn.data_to_send())
+            time.sleep(1.0)
+            grown_mib = (gw.rss_kib() - rss0) / 1024.0
+            hits = 0
+            for line in http_text(admin, "/metrics").splitlines():
+                if line.startswith('infergw_limit_hits_total{limit="conn_buffer"}'):
+                    hits = int(float(line.rsplit(" ", 1)[1]))
+        finally:
+            sock.close()
+        print("requests no replica takes: %d streams, %.1f MiB sent, --max-conn-buffer-bytes %d: "
+              "RSS +%.1f MiB, %d calls ended" % (self.CONN_STALLED, sent / h.MiB, self.CAP,
+                                                 grown_mib, hits))
+        self.assertGreater(sent, 3 * self.CAP, "the client could not send enough to test the cap")
+        self.assertGreater(hits, 0, "no call was ended by --max-conn-buffer-bytes")
+        self.assertLess(grown_mib, 3 * self.CAP / h.MiB,
+                        "RSS grew by %.1f MiB with a cap of %d MiB" % (grown_mib, self.CAP // h.MiB))
 
     def test_a_stalled_connection_holds_at_most_its_buffer_limit(self):
         if h.DIRECT:

@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import tempfile
+import threading
 import time
 import unittest
 
@@ -102,6 +103,50 @@ class LifetimesTest(unittest.TestCase):
             self.assertTrue(h.infer_stub(ch).ServerLive(h.pb.ServerLiveRequest(),
                                                         timeout=5).live)
         gw.stop()  # fails on a sanitizer report (ASan build)
+
+
+    def test_stream_idle_timer_after_the_client_left(self):
+        """The client's call ends (its deadline) while its attempt is still
+        open: the replica (a raw HTTP/2 peer) grants every window and then
+        reads nothing, so the gateway's socket towards it fills with the
+        request and the attempt's RST_STREAM may not go out. The call can
+        outlive the client stream, and its --stream-idle-timeout-ms timer
+        must not fire on the client connection it no longer has (the timer
+        is now cancelled when the client side closes; on this machine the
+        kernel's loopback buffers took the whole request before the fix
+        too, so this test did not reproduce that crash: it keeps the path
+        exercised, under ASan in tests/run.sh)."""
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(16)
+        self.addCleanup(lst.close)
+        held = []
+
+        def replica():
+            while True:  # the call's connection and the health checks' own
+                try:
+                    s, _ = lst.accept()
+                except OSError:
+                    return
+                held.append(s)
+                # SETTINGS (INITIAL_WINDOW_SIZE 2^31-1), the connection window
+                # opened as far, then silence: nothing is read any more.
+                s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 2**31 - 1)) +
+                          frame(8, 0, 0, struct.pack(">I", 2**31 - 1 - 65535)))
+        t = threading.Thread(target=replica, daemon=True)
+        t.start()
+        self.addCleanup(lambda: [x.close() for x in held])
+        addr = "127.0.0.1:%d" % lst.getsockname()[1]
+        gw = h.start_gateway({"demo": [addr]}, "--workers", "1", "--stream-idle-timeout-ms", "1500",
+                             "--health-interval-ms", "60000", "--keepalive-ms", "0")
+        self.procs.append(gw)
+        big = h.raw_request(b"\x00" * (15 * h.MiB))
+        with h.channel(gw.addr) as ch:
+            with self.assertRaises(grpc.RpcError) as cm:
+                h.infer_stub(ch).ModelInfer(big, timeout=0.5)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        time.sleep(2.5)  # past the idle timeout
+        self.assertIsNone(gw.popen.poll(), "the gateway died: see %s" % gw.log_path)
 
 
 if __name__ == "__main__":
