@@ -231,6 +231,16 @@ class ConnBufferTest(unittest.TestCase):
         conn.initiate_connection()
         sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
         sock.sendall(conn.data_to_send())
+        # The gateway's SETTINGS (its stream window) before the first stream.
+        sock.settimeout(0.5)
+        until = time.monotonic() + 5
+        while conn.remote_settings.initial_window_size <= 65535 and time.monotonic() < until:
+            try:
+                conn.receive_data(sock.recv(65536))
+            except socket.timeout:
+                pass
+            sock.sendall(conn.data_to_send())
+        sock.settimeout(5)
         chunk = b"\x00" * 16384
         sent = 0
         try:
