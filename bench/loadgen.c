@@ -29,13 +29,13 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "conn.h"
+#include "base/config.h"
+#include "h2/conn.h"
 #include "grpc_predict_v2.pb-c.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 #include "hist.h"
-#include "loop.h"
-#include "mem.h"
+#include "h2/loop.h"
+#include "base/mem.h"
 
 #define LG_MAX_DURATION_S 3600
 #define LG_MAX_METADATA   32

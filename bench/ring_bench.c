@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ring.h"
+#include "route/ring.h"
 
 #define NKEYS   (1u << 20)
 #define KEY_LEN 24

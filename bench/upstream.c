@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "conn.h"
-#include "loop.h"
-#include "mem.h"
+#include "base/config.h"
+#include "h2/conn.h"
+#include "h2/loop.h"
+#include "base/mem.h"
 
 struct up_server {
     struct gw_loop loop;

@@ -33,14 +33,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "authdb.h"
+#include "auth/authdb.h"
 #include "ctlargs.h"
-#include "config.h"
+#include "base/config.h"
 #include "ctlview.h"
-#include "mem.h"
-#include "redisconn.h"
-#include "ring.h"
-#include "tunables.h"
+#include "base/mem.h"
+#include "control/redisconn.h"
+#include "route/ring.h"
+#include "route/tunables.h"
 
 #define KEYLEN 512 /* prefix <= 127, pool <= 255, replica <= 299 */
 

@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "authdb.h"
-#include "config.h"
-#include "redisconn.h"
-#include "ring.h"
-#include "tunables.h"
+#include "auth/authdb.h"
+#include "base/config.h"
+#include "control/redisconn.h"
+#include "route/ring.h"
+#include "route/tunables.h"
 
 #define MAX_WORDS 16
 

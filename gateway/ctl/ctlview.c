@@ -15,10 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "authdb.h"
-#include "config.h"
+#include "auth/authdb.h"
+#include "base/config.h"
 #include "ctlargs.h"
-#include "mem.h"
+#include "base/mem.h"
 
 void ctl_problems_add(struct ctl_problems *p, const char *fmt, ...)
 {

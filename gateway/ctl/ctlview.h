@@ -19,8 +19,8 @@
 
 #include <jansson.h>
 
-#include "ring.h"
-#include "tunables.h"
+#include "route/ring.h"
+#include "route/tunables.h"
 
 #define CTL_MAX_PROBLEMS 20
 

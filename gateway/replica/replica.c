@@ -14,7 +14,7 @@
 
 #include <grpc/grpc.h>
 
-#include "config.h"
+#include "options.h"
 #include "jlog.h"
 #include "server.h"
 

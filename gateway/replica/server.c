@@ -33,10 +33,10 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 #include "jlog.h"
 #include "service.h"
-#include "timer.h"
+#include "base/timer.h"
 
 #ifndef RP_VERSION
 #define RP_VERSION "0"

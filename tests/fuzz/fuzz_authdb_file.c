@@ -4,9 +4,9 @@
  * name or hash and holds only values the format allows, or it is refused
  * with "<file>:<line>: <reason>" and the db holds what came before that
  * line. */
-#include "authdb.h"
+#include "auth/authdb.h"
 #include "fuzz.h"
-#include "mem.h"
+#include "base/mem.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
  * with a direct walk over the whole buffer: same error, message count, last
  * length, and whether the stream ends on a message boundary. */
 #include "fuzz.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 
 struct expect {
     int rc;

@@ -4,7 +4,7 @@
  * than 1e-5 of it (or saturated at the parse cap); a value that went through
  * format and parse once is stable from then on. */
 #include "fuzz.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 
 #include <string.h>
 

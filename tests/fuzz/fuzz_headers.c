@@ -10,8 +10,8 @@
  * in order, byte for byte, with a NUL after each value; gw_hdrlist_get finds
  * the first value of each name; to_nv gives back the same fields. */
 #include "fuzz.h"
-#include "headers.h"
-#include "hdrlist.h"
+#include "base/headers.h"
+#include "base/hdrlist.h"
 
 #include <string.h>
 

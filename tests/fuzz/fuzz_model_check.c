@@ -7,7 +7,7 @@
  * is reported. On a well-formed stream the first NAME of the first message
  * agrees with the first-field scanner when that one says FOUND. */
 #include "fuzz.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
  * bytes consumed, same name, same error. A FOUND name must be as long as it
  * says, NUL-free and within GW_MODEL_NAME_MAX. */
 #include "fuzz.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 
 #include <string.h>
 

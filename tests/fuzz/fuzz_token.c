@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#include "bearer.h"
+#include "auth/bearer.h"
 #include "infergw/plugin.h"
 #include "jwt.h"
 

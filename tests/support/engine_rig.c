@@ -22,13 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "accesslog.h"
-#include "auth.h"
-#include "config.h"
-#include "h2srv.h"
-#include "log.h"
-#include "route.h"
-#include "upstream.h"
+#include "obs/accesslog.h"
+#include "auth/auth.h"
+#include "base/config.h"
+#include "h2/h2srv.h"
+#include "base/log.h"
+#include "route/route.h"
+#include "engine/upstream.h"
 
 #define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 

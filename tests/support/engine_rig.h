@@ -26,9 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "health.h"
-#include "loop.h"
-#include "worker.h"
+#include "health/health.h"
+#include "h2/loop.h"
+#include "engine/worker.h"
 
 #define RIG_REPLICAS 2
 

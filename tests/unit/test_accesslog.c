@@ -14,8 +14,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "accesslog.h"
-#include "mem.h"
+#include "obs/accesslog.h"
+#include "base/mem.h"
 
 static const struct gw_access_attempt two[] = {
     {"127.0.0.1:7201", "primary", "UNAVAILABLE"},

@@ -16,15 +16,15 @@
 
 #include <cmocka.h>
 
-#include "auth.h"
-#include "authdb.h"
-#include "call.h"
-#include "config.h"
-#include "h2srv.h"
+#include "auth/auth.h"
+#include "auth/authdb.h"
+#include "engine/call.h"
+#include "base/config.h"
+#include "h2/h2srv.h"
 #include "infergw/plugin.h"
-#include "metrics.h"
-#include "route.h"
-#include "worker.h"
+#include "obs/metrics.h"
+#include "route/route.h"
+#include "engine/worker.h"
 
 /* --- the call engine's answers, recorded --------------------------------- */
 

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "authdb.h"
-#include "mem.h"
+#include "auth/authdb.h"
+#include "base/mem.h"
 
 static struct gw_authdb *sample(void)
 {

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "bearer.h"
+#include "auth/bearer.h"
 
 static int parse(const char *v, const char **tok, size_t *len)
 {

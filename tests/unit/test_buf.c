@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "mem.h"
+#include "base/buf.h"
+#include "base/mem.h"
 
 static uint8_t pattern(size_t i)
 {

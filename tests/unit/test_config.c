@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "base/config.h"
 
 static int parse(struct gw_config *cfg, char *err, size_t errlen, int argc, ...)
 {

@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 #include "ctlview.h"
-#include "mem.h"
+#include "base/mem.h"
 
 /* --- helpers ------------------------------------------------------------------ */
 

@@ -28,8 +28,8 @@
 #include <cmocka.h>
 
 #include "engine_rig.h"
-#include "grpcwire.h"
-#include "mem.h"
+#include "base/grpcwire.h"
+#include "base/mem.h"
 
 #define PATH "/inference.GRPCInferenceService/ModelInfer"
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "grpc_predict_v2.pb-c.h"
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 
 /* --- grpc-timeout -------------------------------------------------------------- */
 

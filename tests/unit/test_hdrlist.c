@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "hdrlist.h"
-#include "mem.h"
+#include "base/hdrlist.h"
+#include "base/mem.h"
 
 static void test_add_get_nv(void **state)
 {

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "headers.h"
+#include "base/headers.h"
 
 static int fwd(const char *name, const char *value)
 {

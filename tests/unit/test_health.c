@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "health.h"
-#include "route.h"
-#include "tunables.h"
+#include "health/health.h"
+#include "route/route.h"
+#include "route/tunables.h"
 
 #define MS 1000000ull
 

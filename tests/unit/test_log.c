@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "log.h"
+#include "base/log.h"
 
 #define SEC 1000000000ULL
 

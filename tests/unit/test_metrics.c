@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "grpcwire.h"
-#include "metrics.h"
-#include "route.h"
+#include "base/grpcwire.h"
+#include "obs/metrics.h"
+#include "route/route.h"
 
 #define MS 1000000ULL
 

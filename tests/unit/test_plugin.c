@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "mem.h"
-#include "plugin.h"
+#include "base/mem.h"
+#include "auth/plugin.h"
 
 extern const struct infergw_plugin infergw_apikey_plugin;
 extern const struct infergw_plugin infergw_mtls_plugin;

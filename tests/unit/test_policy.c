@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "policy.h"
+#include "route/policy.h"
 
 #define MS  1000000ull
 #define SEC 1000000000ull

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "ratelimit.h"
+#include "auth/ratelimit.h"
 
 #define MS  1000000ULL
 #define SEC 1000000000ULL

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "redisconn.h"
+#include "control/redisconn.h"
 
 static int parse(const char *url, struct gw_redis_url *u, char *err, size_t errlen)
 {

@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "mem.h"
-#include "ring.h"
+#include "base/mem.h"
+#include "route/ring.h"
 
 /* Expected values computed outside this code base, once, with
  * `printf '%s' '<input>' | sha256sum` and the first 8 hex digits. Every

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "mem.h"
-#include "route.h"
+#include "base/mem.h"
+#include "route/route.h"
 
 static const char *const A[] = {"127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"};
 static const char *const B[] = {"127.0.0.1:9003", "127.0.0.1:9004"};

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "mem.h"
-#include "timer.h"
+#include "base/mem.h"
+#include "base/timer.h"
 
 static int fired;
 

@@ -19,9 +19,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "mem.h"
-#include "metrics.h"
-#include "tls.h"
+#include "base/mem.h"
+#include "obs/metrics.h"
+#include "h2/tls.h"
 
 /* A key pair and a certificate for it, signed by <ca> (self-signed when
  * NULL), with subject CN <cn> and subjectAltName <san> (NULL = none). */

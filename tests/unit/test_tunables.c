@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "grpcwire.h"
-#include "tunables.h"
+#include "base/grpcwire.h"
+#include "route/tunables.h"
 
 static const char *fmt(const struct gw_tunables *t, enum gw_tunable_field f)
 {

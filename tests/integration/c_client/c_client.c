@@ -23,7 +23,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "grpcwire.h"
+#include "base/grpcwire.h"
 #include "grpc_predict_v2.pb-c.h"
 
 #define CC_METHOD       "/inference.GRPCInferenceService/ModelInfer"

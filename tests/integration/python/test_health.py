@@ -224,15 +224,6 @@ class Killed(HealthCase):
         self.assertTrue(self.gw.events("replica_unreachable"))
 
 
-def require_reports(case):
-    """Skips <case> until the call engine reports attempt outcomes."""
-    src = os.path.join(h.SOURCE_DIR, "gateway", "src", "call.c")
-    with open(src) as f:
-        if "gw_health_report" not in f.read():
-            case.skipTest("the call engine does not report attempt outcomes "
-                          "(gw_health_report) yet")
-
-
 class Ejection(HealthCase):
     """The third replica answers every inference call with UNAVAILABLE."""
 
@@ -241,10 +232,6 @@ class Ejection(HealthCase):
     def gateway_args(self):
         return ("--outlier-failures", "5", "--outlier-base-ms", "2000",
                 "--outlier-max-ms", "4000")
-
-    def setUp(self):
-        require_reports(self)
-        super().setUp()
 
     def test_failing_replica_ejected_and_returns(self):
         bad = self.replicas[2]
@@ -297,10 +284,6 @@ class EjectionCap(HealthCase):
     def gateway_args(self):
         return ("--outlier-failures", "5", "--outlier-base-ms", "1000",
                 "--outlier-max-ms", "1000")
-
-    def setUp(self):
-        require_reports(self)
-        super().setUp()
 
     def test_at_most_half_the_pool_ejected(self):
         bad = [r.addr for r in self.replicas[1:]]

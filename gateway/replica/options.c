@@ -1,0 +1,311 @@
+/* config — the replica's command line (see config.h).
+ *
+ * Flags are parsed by hand rather than with getopt_long so that every
+ * message names the flag and the rejected value the same way, and so that
+ * abbreviations (which getopt_long accepts) cannot silently match.
+ */
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/grpcwire.h"
+
+void rp_config_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: infergw-replica [flags]\n"
+            "\n"
+            "Reference KServe v2 model replica for infergw: every model computes\n"
+            "OUTPUT<i> = 2*x + 1 for each FP32 input tensor <i>.\n"
+            "\n"
+            "flags (default in brackets):\n"
+            "  --listen HOST:PORT     address to serve on [" RP_DEFAULT_LISTEN "]\n"
+            "  --id ID                replica id sent as x-replica-id and logged\n"
+            "                         [the --listen address]\n"
+            "  --model NAME           serve another model besides 'demo'; repeatable\n"
+            "                         [demo only]\n"
+            "  --latency-ms N         delay before each inference request's first\n"
+            "                         response, and before ModelReady/ModelMetadata\n"
+            "                         answers [0]\n"
+            "  --slow-fraction F      fraction (0..1) of those calls that wait\n"
+            "                         --slow-ms instead of --latency-ms [0]\n"
+            "  --slow-ms N            delay of the slow calls [1000]\n"
+            "  --error-fraction F     fraction (0..1) of ModelInfer and ModelStreamInfer\n"
+            "                         calls that end with --error-code instead [0]\n"
+            "  --error-code CODE      gRPC status of injected errors, by name or\n"
+            "                         number 1..16 [UNAVAILABLE]\n"
+            "  --error-after-headers  send response headers before an injected error\n"
+            "                         (status in trailers) instead of trailers-only [off]\n"
+            "  --error-pushback V     send grpc-retry-pushback-ms: V (sent as given, so\n"
+            "                         malformed values can be tried) with injected\n"
+            "                         errors [none]\n"
+            "  --threads N            completion-queue threads, 1..%d [2]\n"
+            "  --seed N               random seed for the fractions [from the clock]\n"
+            "  --quiet                no per-call log lines (cancellations and\n"
+            "                         counts are still logged) [off]\n"
+            "  --tls-cert FILE        serve TLS (ALPN h2) with this PEM certificate\n"
+            "                         chain; needs --tls-key [none: plaintext h2c]\n"
+            "  --tls-key FILE         PEM private key of --tls-cert [none]\n"
+            "  --tls-client-ca FILE   require a client certificate issued by a CA in\n"
+            "                         this PEM bundle (needs --tls-cert) [none]\n"
+            "  --help                 print this text and exit\n"
+            "\n"
+            "signals: SIGUSR1 sets grpc.health.v1 to NOT_SERVING, SIGUSR2 back to\n"
+            "SERVING; SIGTERM/SIGINT shut down (calls still running after 1 s are\n"
+            "cancelled), print counts and exit 0.\n"
+            "\n"
+            "example:\n"
+            "  infergw-replica --listen 127.0.0.1:7201 --id r1 --model resnet \\\n"
+            "      --latency-ms 20 --slow-fraction 0.05 --slow-ms 400 \\\n"
+            "      --error-fraction 0.01 --error-code UNAVAILABLE --error-after-headers\n"
+            "  infergw-replica --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n",
+            RP_MAX_THREADS);
+}
+
+static int bad(char *err, size_t errlen, const char *flag, const char *value, const char *why)
+{
+    snprintf(err, errlen, "%s: '%s' %s", flag, value, why);
+    return RP_CONFIG_BAD;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+    if (!isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_fraction(const char *s, double *out)
+{
+    char *end;
+    double v;
+    if (!*s || isspace((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < 0.0 || v > 1.0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A gRPC status by name or number, OK excluded: an injected error is never
+ * OK. */
+static int parse_code(const char *s, grpc_status_code *out)
+{
+    int code = gw_grpc_status_parse(s);
+    if (code <= GW_GRPC_OK)
+        return -1;
+    *out = (grpc_status_code)code;
+    return 0;
+}
+
+/* HOST:PORT with a port 0..65535 ("[v6]:port" included), or a grpc
+ * "unix:PATH" address. */
+static int valid_listen(const char *s)
+{
+    const char *colon;
+    long port;
+    if (strncmp(s, "unix:", 5) == 0)
+        return s[5] != '\0';
+    colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return 0;
+    return parse_long(colon + 1, 0, 65535, &port) == 0;
+}
+
+static int valid_name(const char *s)
+{
+    if (!*s || strlen(s) > 200)
+        return 0;
+    for (; *s; s++) {
+        if (!isgraph((unsigned char)*s))
+            return 0;
+    }
+    return 1;
+}
+
+static void add_model(struct rp_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        if (strcmp(cfg->models[i], name) == 0)
+            return;
+    }
+    cfg->models[cfg->nmodels++] = name;
+}
+
+static const char *const switches[] = {"--error-after-headers", "--quiet", "--help", "-h"};
+static const char *const valued[] = {"--listen",         "--id",           "--model",
+                                     "--latency-ms",     "--slow-ms",      "--slow-fraction",
+                                     "--error-fraction", "--error-code",   "--error-pushback",
+                                     "--threads",        "--seed",         "--tls-cert",
+                                     "--tls-key",        "--tls-client-ca"};
+
+static int in_list(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(name, list[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 0 for a flag without value, 1 for a flag that takes one, -1 unknown. */
+static int flag_kind(const char *name)
+{
+    if (in_list(name, switches, sizeof(switches) / sizeof(switches[0])))
+        return 0;
+    if (in_list(name, valued, sizeof(valued) / sizeof(valued[0])))
+        return 1;
+    return -1;
+}
+
+int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    long n;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen = RP_DEFAULT_LISTEN;
+    cfg->models[0] = "demo";
+    cfg->nmodels = 1;
+    cfg->slow_ms = 1000;
+    cfg->error_code = GRPC_STATUS_UNAVAILABLE;
+    cfg->threads = 2;
+
+    for (int i = 1; i < argc; i++) {
+        char name[64];
+        int kind;
+        const char *arg = argv[i], *value = NULL, *eq;
+
+        if (strncmp(arg, "--", 2) != 0 && strcmp(arg, "-h") != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", arg);
+            return RP_CONFIG_BAD;
+        }
+        eq = strchr(arg, '=');
+        if (eq) {
+            size_t len = (size_t)(eq - arg);
+            if (len >= sizeof(name))
+                len = sizeof(name) - 1;
+            memcpy(name, arg, len);
+            name[len] = '\0';
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", arg);
+        }
+
+        kind = flag_kind(name);
+        if (kind < 0) {
+            snprintf(err, errlen, "unknown flag '%s'", name);
+            return RP_CONFIG_BAD;
+        } else if (kind == 0) {
+            if (value) {
+                snprintf(err, errlen, "%s takes no value", name);
+                return RP_CONFIG_BAD;
+            }
+        } else if (!value) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", name);
+                return RP_CONFIG_BAD;
+            }
+            value = argv[++i];
+        }
+
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+            return RP_CONFIG_HELP;
+        } else if (strcmp(name, "--quiet") == 0) {
+            cfg->quiet = 1;
+        } else if (strcmp(name, "--error-after-headers") == 0) {
+            cfg->error_after_headers = 1;
+        } else if (strcmp(name, "--error-pushback") == 0) {
+            if (strlen(value) > 64)
+                return bad(err, errlen, name, value, "is longer than 64 characters");
+            cfg->error_pushback = value;
+        } else if (strcmp(name, "--listen") == 0) {
+            if (!valid_listen(value))
+                return bad(err, errlen, name, value, "is not HOST:PORT (port 0..65535)");
+            cfg->listen = value;
+        } else if (strcmp(name, "--id") == 0) {
+            if (!valid_name(value))
+                return bad(err, errlen, name, value,
+                           "is not a valid id (1..200 printable characters, no spaces)");
+            cfg->id = value;
+        } else if (strcmp(name, "--model") == 0) {
+            if (!valid_name(value))
+                return bad(err, errlen, name, value,
+                           "is not a valid model name (1..200 printable characters, no spaces)");
+            if (cfg->nmodels == RP_MAX_MODELS)
+                return bad(err, errlen, name, value, "is one model too many (at most 64)");
+            add_model(cfg, value);
+        } else if (strcmp(name, "--latency-ms") == 0) {
+            if (parse_long(value, 0, RP_MAX_DELAY_MS, &cfg->latency_ms) < 0)
+                return bad(err, errlen, name, value,
+                           "is not a whole number of milliseconds in 0..3600000");
+        } else if (strcmp(name, "--slow-ms") == 0) {
+            if (parse_long(value, 0, RP_MAX_DELAY_MS, &cfg->slow_ms) < 0)
+                return bad(err, errlen, name, value,
+                           "is not a whole number of milliseconds in 0..3600000");
+        } else if (strcmp(name, "--slow-fraction") == 0) {
+            if (parse_fraction(value, &cfg->slow_fraction) < 0)
+                return bad(err, errlen, name, value, "is not a fraction in 0..1");
+        } else if (strcmp(name, "--error-fraction") == 0) {
+            if (parse_fraction(value, &cfg->error_fraction) < 0)
+                return bad(err, errlen, name, value, "is not a fraction in 0..1");
+        } else if (strcmp(name, "--error-code") == 0) {
+            if (parse_code(value, &cfg->error_code) < 0)
+                return bad(err, errlen, name, value,
+                           "is not a gRPC error code (a name such as UNAVAILABLE, or 1..16)");
+        } else if (strcmp(name, "--threads") == 0) {
+            if (parse_long(value, 1, RP_MAX_THREADS, &n) < 0)
+                return bad(err, errlen, name, value, "is not a thread count in 1..64");
+            cfg->threads = (int)n;
+        } else if (strcmp(name, "--seed") == 0) {
+            char *end;
+            if (!isdigit((unsigned char)value[0]))
+                return bad(err, errlen, name, value, "is not a non-negative whole number");
+            errno = 0;
+            cfg->seed = strtoull(value, &end, 10);
+            if (errno || *end)
+                return bad(err, errlen, name, value, "is not a non-negative whole number");
+            cfg->seed_given = 1;
+        } else if (strcmp(name, "--tls-cert") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_cert = value;
+        } else if (strcmp(name, "--tls-key") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_key = value;
+        } else if (strcmp(name, "--tls-client-ca") == 0) {
+            if (!*value)
+                return bad(err, errlen, name, value, "is not a file name");
+            cfg->tls_client_ca = value;
+        } else {
+            snprintf(err, errlen, "unknown flag '%s'", name);
+            return RP_CONFIG_BAD;
+        }
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, errlen, "%s given without %s: both are needed to serve TLS",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        return RP_CONFIG_BAD;
+    }
+    if (cfg->tls_client_ca && !cfg->tls_cert) {
+        snprintf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key");
+        return RP_CONFIG_BAD;
+    }
+    if (!cfg->id)
+        cfg->id = cfg->listen;
+    return RP_CONFIG_OK;
+}

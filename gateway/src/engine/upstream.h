@@ -1,0 +1,178 @@
+/* upstream — a worker's HTTP/2 client connections to the replicas.
+ *
+ * A worker keeps one gw_upstream per replica address of its snapshot, and
+ * of replicas that left it while calls still point at them (see Lifetime
+ * below), and maps the replica indexes of its current snapshot onto them
+ * (gw_upstream_adopt). Each gw_upstream holds a reference on the
+ * process-wide health record of its address (health.h), which every worker
+ * reads to decide eligibility. For each replica a worker keeps up to
+ * --upstream-conns connections, created on demand and at start, multiplexing
+ * calls (the least busy one takes a new stream; a connection that got GOAWAY
+ * takes none, leaves its slot and closes when its streams are done).
+ *
+ * A connection counts as alive once the replica's first frame (its
+ * SETTINGS) arrives; until then the connect timer (--connect-timeout-ms)
+ * runs, so a replica whose kernel accepts but whose process does not answer
+ * is noticed. A failed connect or handshake, or a keepalive timeout, marks
+ * the replica down in its health record (shared by all workers, with a
+ * backoff of 100 ms doubling to 5 s): it is not eligible, and the ring walk
+ * moves on to the next replica, until a frame arrives from it on any
+ * connection. The health checks connect to a down replica every interval
+ * (ignoring the backoff), so that is how it comes back; with checks off, a
+ * call may try it again once the backoff is over. A live connection that the
+ * replica drops is reconnected at once, so a killed replica is known to be
+ * down within a connect attempt. Calls whose connection never came up had
+ * sent nothing, so they are routed again.
+ *
+ * Keepalive: while a connection carries streams and nothing has arrived on
+ * it for --keepalive-ms, it sends a PING; with no ACK within
+ * --keepalive-timeout-ms the connection is closed ("keepalive timeout"), its
+ * calls are lost as on any connection loss, the replica is marked down and a
+ * passive failure is reported. A grpc-core server closes a connection that
+ * sends PINGs with no response HEADERS or DATA in between more than about
+ * three times ("too_many_pings"), so a connection sends at most two PINGs
+ * between two response frames (a long silent call is pinged twice, then left
+ * to its deadline and the health checks), and idle connections are not
+ * pinged at all: idle replicas are watched by the active health checks.
+ *
+ * Flow control isolates the streams of a connection from each other: a
+ * DATA frame's bytes are handed back to the connection window at once
+ * (nghttp2_session_consume_connection), and to the stream window only as the
+ * client takes them (call.c), so a stream holds at most one stream window of
+ * unrelayed bytes and a stalled client never holds the connection window
+ * that other calls (and the replica's answers to them) need.
+ *
+ * Health checks have a connection of their own per replica (check_conn,
+ * opened by gw_upstream_conn_probe, outside the --upstream-conns slots), so
+ * a check never waits behind data traffic: neither its windows nor the
+ * replica's stream limit are shared with calls.
+ *
+ * Draining connections leave their slot: a connection that got GOAWAY, or
+ * whose stream ids run out (its next stream id passes
+ * --upstream-stream-id-limit less a margin), is moved to the upstream's
+ * draining list, its slot is free for a new connection at once, and it
+ * closes when its streams are done. A GOAWAY, and the refusals after it
+ * (REFUSED_STREAM, requests that never left), are not the replica's
+ * failure: those calls are routed again and nothing is reported to health.
+ * Likewise a connect that fails for want of a gateway resource (EMFILE,
+ * ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) is counted as a local failure
+ * (infergw_upstream_local_failures_total), never against the replica.
+ *
+ * Lifetime: a gw_upstream is referenced by the worker's snapshot mapping
+ * and by each attempt that points at it (gw_upstream_ref/unref). One whose
+ * replica left the snapshot, with no attempt, connection or health check
+ * left, is freed by gw_upstream_sweep (after every snapshot change and on
+ * the checker's tick), and drops its reference on the shared health record
+ * (health.h frees records nobody holds). Loop thread only.
+ */
+#ifndef INFERGW_UPSTREAM_H
+#define INFERGW_UPSTREAM_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "h2/conn.h"
+#include "engine/hcheck.h"
+#include "health/health.h"
+#include "base/timer.h"
+
+struct gw_worker;
+struct gw_attempt;
+struct gw_routes;
+struct gw_metrics_replica;
+
+struct gw_up_conn {
+    struct gw_conn conn;
+    struct gw_upstream *up;
+    struct gw_attempt *attempts; /* streams on this connection */
+    size_t nstreams;
+    struct gw_timer connect_timer; /* until the replica's first frame */
+    struct gw_timer ka_timer;      /* keepalive: next PING, or its deadline */
+    uint64_t ping_sent_ns;         /* PING awaiting its ACK; 0 = none */
+    unsigned pings_since_data;     /* PINGs sent since the replica last sent HEADERS/DATA */
+    uint64_t last_recv_ns;         /* last frame from the replica */
+    uint64_t alive_ns;             /* when the first frame arrived */
+    int32_t check_sid;             /* a health check's stream on it; 0 = none */
+    struct gw_up_conn *drain_next; /* in up->draining */
+    unsigned connected : 1;        /* TCP connected */
+    unsigned alive : 1;            /* a frame arrived from the replica */
+    unsigned goaway : 1;           /* no new streams */
+    unsigned closed_by_us : 1;     /* closed by a timer of ours, not the replica */
+    unsigned retired : 1;          /* out of its slot, in up->draining */
+    unsigned is_check : 1;         /* the health checks' own connection */
+};
+
+struct gw_upstream {
+    struct gw_worker *w;
+    char *addr; /* "host:port", owned */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct gw_up_conn **conns; /* --upstream-conns slots, NULL = none */
+    int nconns;
+    struct gw_up_conn *check_conn; /* the health checks' connection, NULL = none */
+    struct gw_up_conn *draining;   /* retired connections finishing their streams */
+    uint32_t refs;                 /* attempts pointing at it */
+    int local_errno;               /* the last connect's local failure (EMFILE...), 0 = none */
+    uint64_t local_logged_ns;      /* last upstream_local_failure log line */
+    struct gw_health *health;      /* shared record of this address (borrowed) */
+    struct gw_hcheck check;        /* active health check in flight (worker 0) */
+    int in_use;                    /* listed by the worker's current snapshot */
+    uint32_t inflight;             /* attempts open on this worker */
+    /* this replica's series in w->metrics */
+    struct gw_metrics_replica *metrics;
+};
+
+/* Creates the nghttp2 callbacks and options. Returns 0 or -ENOMEM. */
+int gw_upstream_setup(struct gw_worker *w);
+/* Maps the replicas of snapshot <rt> onto the worker's upstreams (creating
+ * and connecting new ones) into w->upmap. Returns 0, or -ENOMEM with the
+ * previous mapping intact. */
+int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt);
+/* Closes every connection (worker exit) and frees the upstreams. */
+void gw_upstream_teardown(struct gw_worker *w);
+
+/* Whether <up> can take a call now: its health record says it is not
+ * ejected, unhealthy or NOT_SERVING, and not down (with health checks off,
+ * a down replica whose backoff is over may be tried). */
+int gw_upstream_eligible(const struct gw_upstream *up);
+/* A connection to <up> able to take a new stream (connecting ones
+ * included), opening one if needed; NULL when none can be had. */
+struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up);
+/* The replica's health-check connection (check_conn), opened if there is
+ * none: checks never share a connection with calls. May connect while the
+ * replica is backing off (a check is how a down replica is found to be
+ * back). NULL when none can be had now. */
+struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up);
+
+/* Opens a stream for attempt <a> of a call on <uc> (the attempt is the
+ * stream's user data). A connection that cannot open one (stream ids
+ * exhausted, GOAWAY) is retired and another connection of the same replica
+ * tried, so a submit failure is never the replica's. Returns the stream id
+ * or a negative nghttp2 error (nothing was sent). */
+int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
+                           size_t nvlen, nghttp2_data_provider *prd);
+/* Opens a health check's stream on <uc> (its check connection). Returns
+ * the stream id or a negative nghttp2 error. */
+int32_t gw_upstream_submit_check(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvlen,
+                                 nghttp2_data_provider *prd);
+/* Closes <uc> if it takes no new streams and has none left. */
+void gw_upstream_conn_idle(struct gw_up_conn *uc);
+/* Detaches <a> from its connection (its stream closed or was abandoned). */
+void gw_upstream_detach(struct gw_attempt *a);
+
+/* An attempt starts or stops pointing at <up>. */
+void gw_upstream_ref(struct gw_upstream *up);
+void gw_upstream_unref(struct gw_upstream *up);
+/* Frees the upstreams of replicas that left the snapshot and that nothing
+ * uses any more (no attempt, connection or check). Returns how many. */
+size_t gw_upstream_sweep(struct gw_worker *w);
+
+/* Whether errno <err> of socket()/connect() is the gateway's own shortage
+ * (descriptors, buffers, memory, local ports) rather than the replica's. */
+int gw_upstream_errno_is_local(int err);
+/* Whether a connection whose next stream id is <next_id> must be retired
+ * under limit <limit> (the last usable id): retired once fewer than 1/16
+ * of the ids are left, so streams opened meanwhile always fit. */
+int gw_upstream_ids_low(int32_t next_id, uint32_t limit);
+
+#endif

@@ -1,0 +1,388 @@
+/* health — shared replica health records and passive ejection; see
+ * health.h. */
+#include "health/health.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "obs/metrics.h"
+#include "route/policy.h"
+#include "route/route.h"
+#include "engine/upstream.h"
+#include "engine/worker.h"
+
+#define MS_NS               1000000ULL
+#define CONN_BACKOFF_MIN_NS (100 * MS_NS)
+#define CONN_BACKOFF_MAX_NS (5000 * MS_NS)
+#define CHECK_PATH          "/grpc.health.v1.Health/Check"
+
+/* --- the registry ------------------------------------------------------- */
+
+struct gw_health_registry *gw_health_registry_new(void)
+{
+    struct gw_health_registry *reg = gw_calloc(1, sizeof(*reg));
+    if (!reg)
+        return NULL;
+    atomic_init(&reg->head, NULL);
+    pthread_mutex_init(&reg->mu, NULL);
+    return reg;
+}
+
+void gw_health_registry_free(struct gw_health_registry *reg)
+{
+    if (!reg)
+        return;
+    struct gw_health *h = atomic_load(&reg->head);
+    while (h) {
+        struct gw_health *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        gw_free(h->addr);
+        gw_free(h);
+        h = next;
+    }
+    for (h = reg->graveyard; h;) {
+        struct gw_health *next = h->graveyard_next;
+        gw_free(h->addr);
+        gw_free(h);
+        h = next;
+    }
+    pthread_mutex_destroy(&reg->mu);
+    gw_free(reg);
+}
+
+struct gw_health *gw_health_find(struct gw_health_registry *reg, const char *addr)
+{
+    for (struct gw_health *h = atomic_load_explicit(&reg->head, memory_order_acquire); h;
+         h = atomic_load_explicit(&h->next, memory_order_acquire))
+        if (!strcmp(h->addr, addr))
+            return h;
+    return NULL;
+}
+
+struct gw_health *gw_health_get(struct gw_health_registry *reg, const char *addr)
+{
+    pthread_mutex_lock(&reg->mu);
+    struct gw_health *h = gw_health_find(reg, addr);
+    if (!h && (h = gw_calloc(1, sizeof(*h))) != NULL) {
+        h->reg = reg;
+        h->addr = gw_strdup(addr);
+        if (!h->addr) {
+            gw_free(h);
+            h = NULL;
+        } else {
+            /* Fully built before the release store publishes it. */
+            atomic_store_explicit(&h->next, atomic_load_explicit(&reg->head, memory_order_relaxed),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&reg->head, h, memory_order_release);
+            atomic_fetch_add_explicit(&reg->nrecords, 1, memory_order_relaxed);
+        }
+    }
+    if (h)
+        h->refs++;
+    pthread_mutex_unlock(&reg->mu);
+    return h;
+}
+
+void gw_health_put(struct gw_health *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->reg->mu);
+    h->refs--;
+    pthread_mutex_unlock(&h->reg->mu);
+}
+
+size_t gw_health_sweep(struct gw_health_registry *reg, uint64_t now_ns)
+{
+    size_t freed = 0;
+    pthread_mutex_lock(&reg->mu);
+    /* Free what was unlinked long enough ago: no reader still holds it. */
+    for (struct gw_health **p = &reg->graveyard; *p;) {
+        struct gw_health *h = *p;
+        if (now_ns - h->unlinked_ns < (uint64_t)GW_HEALTH_FREE_GRACE_MS * MS_NS) {
+            p = &h->graveyard_next;
+            continue;
+        }
+        *p = h->graveyard_next;
+        gw_free(h->addr);
+        gw_free(h);
+        freed++;
+    }
+    /* Unlink the unreferenced. A reader walking past one keeps a valid next
+     * pointer: an unlinked record's own next is left as it was until it is
+     * freed. */
+    _Atomic(struct gw_health *) *link = &reg->head;
+    struct gw_health *h;
+    while ((h = atomic_load_explicit(link, memory_order_relaxed)) != NULL) {
+        if (h->refs != 0) {
+            link = &h->next;
+            continue;
+        }
+        atomic_store_explicit(link, atomic_load_explicit(&h->next, memory_order_relaxed),
+                              memory_order_release);
+        atomic_fetch_sub_explicit(&reg->nrecords, 1, memory_order_relaxed);
+        h->unlinked_ns = now_ns;
+        /* Its next field keeps pointing into the live list for readers; the
+         * graveyard has a chain of its own. */
+        h->graveyard_next = reg->graveyard;
+        reg->graveyard = h;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return freed;
+}
+
+/* --- state -------------------------------------------------------------- */
+
+static uint32_t ld32(const _Atomic uint32_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static uint64_t ld64(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void add64(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+}
+
+int gw_health_ejected(const struct gw_health *h, uint64_t now_ns)
+{
+    uint64_t until = ld64(&h->ejected_until_ns);
+    return until != 0 && now_ns < until;
+}
+
+int gw_health_usable(const struct gw_health *h, uint64_t now_ns)
+{
+    int s = atomic_load_explicit(&h->state, memory_order_relaxed);
+    return s != GW_HEALTH_UNHEALTHY && s != GW_HEALTH_NOT_SERVING && !gw_health_ejected(h, now_ns);
+}
+
+const char *gw_health_state_name(enum gw_health_state s)
+{
+    static const char *const names[] = {"unknown", "healthy", "unhealthy", "not_serving"};
+    return (unsigned)s < GW_HEALTH_NSTATES ? names[s] : "unknown";
+}
+
+const char *gw_health_result_name(enum gw_health_result r)
+{
+    static const char *const names[] = {"serving", "not_serving", "error", "timeout",
+                                        "unimplemented"};
+    return (unsigned)r < GW_HC_NRESULTS ? names[r] : "error";
+}
+
+int gw_health_apply_check(struct gw_health *h, enum gw_health_result r, uint32_t healthy_threshold,
+                          uint32_t unhealthy_threshold)
+{
+    int prev = atomic_load_explicit(&h->state, memory_order_relaxed), next = prev;
+    add64(&h->checks[r], 1);
+    if (r == GW_HC_UNIMPLEMENTED) {
+        atomic_store_explicit(&h->check_ok, 0, memory_order_relaxed);
+        atomic_store_explicit(&h->check_fail, 0, memory_order_relaxed);
+        next = GW_HEALTH_UNKNOWN;
+    } else if (r == GW_HC_SERVING) {
+        uint32_t ok = ld32(&h->check_ok) + 1;
+        atomic_store_explicit(&h->check_ok, ok, memory_order_relaxed);
+        atomic_store_explicit(&h->check_fail, 0, memory_order_relaxed);
+        if (ok >= healthy_threshold)
+            next = GW_HEALTH_HEALTHY;
+    } else {
+        uint32_t fail = ld32(&h->check_fail) + 1;
+        atomic_store_explicit(&h->check_fail, fail, memory_order_relaxed);
+        atomic_store_explicit(&h->check_ok, 0, memory_order_relaxed);
+        if (fail >= unhealthy_threshold)
+            next = r == GW_HC_NOT_SERVING ? GW_HEALTH_NOT_SERVING : GW_HEALTH_UNHEALTHY;
+    }
+    if (next == prev)
+        return -1;
+    atomic_store_explicit(&h->state, next, memory_order_relaxed);
+    return next;
+}
+
+int gw_health_eject_allowed(const struct gw_routes *rt, size_t idx, gw_health_rec_fn rec, void *ctx,
+                            uint32_t max_percent, uint64_t now_ns)
+{
+    for (size_t p = 0; p < rt->npools; p++) {
+        const struct gw_pool *pool = &rt->pools[p];
+        size_t n = pool->ring.nreplicas, ejected = 0;
+        int member = 0;
+        for (size_t j = 0; j < n; j++) {
+            size_t r = pool->replica_ids[j];
+            if (r == idx) {
+                member = 1;
+                continue;
+            }
+            struct gw_health *h = rec(r, ctx);
+            ejected += h && gw_health_ejected(h, now_ns);
+        }
+        /* Ejecting it would make (ejected + 1) of n ejected. */
+        if (member && (uint64_t)(ejected + 1) * 100 > (uint64_t)max_percent * n)
+            return 0;
+    }
+    return 1;
+}
+
+int gw_health_passive(struct gw_health *h, int ok, uint64_t now_ns,
+                      const struct gw_outlier_params *p, const struct gw_routes *rt, int idx,
+                      gw_health_rec_fn rec, void *ctx)
+{
+    if (ok) {
+        /* A load first: the common case writes nothing, so workers do not
+         * bounce the line between them. */
+        if (ld32(&h->failures) != 0)
+            atomic_store_explicit(&h->failures, 0, memory_order_relaxed);
+        return 0;
+    }
+    uint32_t n = atomic_fetch_add_explicit(&h->failures, 1, memory_order_relaxed) + 1;
+    if (p->failures == 0 || n < p->failures || idx < 0 || !rt)
+        return 0;
+    int ejected = 0;
+    pthread_mutex_lock(&h->reg->mu);
+    if (ld32(&h->failures) >= p->failures && !gw_health_ejected(h, now_ns) &&
+        gw_health_eject_allowed(rt, (size_t)idx, rec, ctx, p->max_percent, now_ns)) {
+        uint32_t times = ld32(&h->times_ejected) + 1;
+        uint64_t ms = gw_policy_ejection_ms(times, p->base_ms, p->max_ms);
+        atomic_store_explicit(&h->times_ejected, times, memory_order_relaxed);
+        atomic_store_explicit(&h->ejected_until_ns, now_ns + ms * MS_NS, memory_order_relaxed);
+        ejected = 1;
+    }
+    /* Ejected or refused by the cap: either way the next decision waits for
+     * a fresh run of failures, so a failing pool does not take the mutex on
+     * every failure. */
+    atomic_store_explicit(&h->failures, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&h->reg->mu);
+    return ejected;
+}
+
+int gw_health_end_ejection(struct gw_health *h, uint64_t now_ns)
+{
+    uint64_t until = ld64(&h->ejected_until_ns);
+    if (until == 0 || now_ns < until)
+        return 0;
+    return atomic_compare_exchange_strong(&h->ejected_until_ns, &until, 0);
+}
+
+int gw_health_conn_failed(struct gw_health *h, uint64_t now_ns)
+{
+    uint32_t f = atomic_fetch_add_explicit(&h->connect_failures, 1, memory_order_relaxed) + 1;
+    uint64_t backoff = CONN_BACKOFF_MIN_NS << (f < 7 ? f - 1 : 6);
+    if (backoff > CONN_BACKOFF_MAX_NS)
+        backoff = CONN_BACKOFF_MAX_NS;
+    atomic_store_explicit(&h->connect_retry_at_ns, now_ns + backoff, memory_order_relaxed);
+    return f == 1;
+}
+
+int gw_health_conn_alive(struct gw_health *h)
+{
+    if (ld32(&h->connect_failures) == 0)
+        return 0;
+    return atomic_exchange_explicit(&h->connect_failures, 0, memory_order_relaxed) != 0;
+}
+
+int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns)
+{
+    return ld32(&h->connect_failures) != 0 && now_ns < ld64(&h->connect_retry_at_ns);
+}
+
+/* --- passive reports from the call engine ------------------------------- */
+
+static struct gw_health *worker_rec(size_t i, void *ctx)
+{
+    struct gw_worker *w = ctx;
+    return w->upmap[i] ? w->upmap[i]->health : NULL;
+}
+
+/* The index of <up> in its worker's snapshot, or -1. */
+static int upstream_index(const struct gw_upstream *up)
+{
+    const struct gw_worker *w = up->w;
+    for (size_t i = 0; i < w->routes->nreplicas; i++)
+        if (w->upmap[i] == up)
+            return (int)i;
+    return -1;
+}
+
+void gw_health_report(struct gw_upstream *up, int ok)
+{
+    if (!up || !up->health)
+        return;
+    struct gw_worker *w = up->w;
+    const struct gw_config *cfg = w->cfg;
+    struct gw_outlier_params p = {cfg->outlier_failures, cfg->outlier_base_ms, cfg->outlier_max_ms,
+                                  cfg->outlier_max_percent};
+    uint64_t now = w->loop.now_ns;
+    int idx = ok ? -1 : upstream_index(up);
+    if (!gw_health_passive(up->health, ok, now, &p, w->routes, idx, worker_rec, w))
+        return;
+    uint64_t until = ld64(&up->health->ejected_until_ns);
+    gw_log(GW_LOG_WARN, "replica_ejected", "{s:s, s:i, s:I, s:I, s:i}", "replica", up->addr,
+           "consecutive_failures", (int)p.failures, "times_ejected",
+           (json_int_t)ld32(&up->health->times_ejected), "ejected_ms",
+           (json_int_t)((until - now) / MS_NS), "worker", w->index);
+}
+
+/* --- metrics -------------------------------------------------------------- */
+
+void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
+{
+    struct gw_health *head = atomic_load_explicit(&reg->head, memory_order_acquire);
+    uint64_t now = gw_now_ns();
+
+    fputs("# HELP infergw_replica_health Replica health as the gateway sees it: 1 for the "
+          "replica's current state (unknown, healthy, unhealthy, not_serving, ejected, down).\n"
+          "# TYPE infergw_replica_health gauge\n",
+          out);
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        static const char *const extra[] = {"ejected", "down"};
+        int st = atomic_load_explicit(&h->state, memory_order_relaxed);
+        for (int s = 0; s < GW_HEALTH_NSTATES; s++) {
+            fputs("infergw_replica_health{replica=\"", out);
+            gw_metrics_write_label(out, h->addr);
+            fprintf(out, "\",state=\"%s\"} %d\n", gw_health_state_name(s), s == st);
+        }
+        int flags[2] = {gw_health_ejected(h, now), ld32(&h->connect_failures) != 0};
+        for (int k = 0; k < 2; k++) {
+            fputs("infergw_replica_health{replica=\"", out);
+            gw_metrics_write_label(out, h->addr);
+            fprintf(out, "\",state=\"%s\"} %d\n", extra[k], flags[k]);
+        }
+    }
+    fprintf(out,
+            "# HELP infergw_health_records Replica health records held (replicas configured "
+            "now, plus ones that left and are not freed yet).\n"
+            "# TYPE infergw_health_records gauge\n"
+            "infergw_health_records %zu\n",
+            atomic_load_explicit(&reg->nrecords, memory_order_relaxed));
+    fputs("# HELP infergw_replica_ejections_total Passive outlier ejections of the replica.\n"
+          "# TYPE infergw_replica_ejections_total counter\n",
+          out);
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        fputs("infergw_replica_ejections_total{replica=\"", out);
+        gw_metrics_write_label(out, h->addr);
+        fprintf(out, "\"} %u\n", ld32(&h->times_ejected));
+    }
+    fputs("# HELP infergw_health_checks_total Active grpc.health.v1 checks by result.\n"
+          "# TYPE infergw_health_checks_total counter\n",
+          out);
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire))
+        for (int r = 0; r < GW_HC_NRESULTS; r++) {
+            fputs("infergw_health_checks_total{replica=\"", out);
+            gw_metrics_write_label(out, h->addr);
+            fprintf(out, "\",result=\"%s\"} %llu\n", gw_health_result_name(r),
+                    (unsigned long long)ld64(&h->checks[r]));
+        }
+    fputs("# HELP infergw_upstream_keepalive_timeouts_total Upstream connections closed because "
+          "a PING was not answered in time.\n"
+          "# TYPE infergw_upstream_keepalive_timeouts_total counter\n",
+          out);
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        fputs("infergw_upstream_keepalive_timeouts_total{replica=\"", out);
+        gw_metrics_write_label(out, h->addr);
+        fprintf(out, "\"} %llu\n", (unsigned long long)ld64(&h->keepalive_timeouts));
+    }
+}
