@@ -38,11 +38,14 @@
 #include "base/config.h"
 #include "ctlview.h"
 #include "base/mem.h"
+#include "control/keys.h"
 #include "control/redisconn.h"
 #include "route/ring.h"
 #include "route/tunables.h"
 
-#define KEYLEN 512 /* prefix <= 127, pool <= 255, replica <= 299 */
+/* Key buffers (keys.h builds every key; the operands are length-checked
+ * by ctlargs.c: prefix <= 127, pool <= 255, replica <= 299, so they fit). */
+#define KEYLEN GW_KEY_LEN
 
 /* --- the scripts ----------------------------------------------------------------- */
 
@@ -91,7 +94,8 @@ static const char script_replica_set[] =
     "end\n"
     "return {'ok', #old, v}\n";
 
-/* KEYS: pools, replica hash, version. ARGV: prefix, "<host:port>#0", state.
+/* KEYS: pools, replica hash, version. ARGV: ring key head and tail (a
+ * pool's ring is head .. pool .. tail, keys.h), "<host:port>#0", state.
  * The replica must be on some pool's ring (every replica has vnode #0), or
  * have a state already (so a replica removed from every pool can still be
  * undrained). */
@@ -99,15 +103,15 @@ static const char script_state[] =
     "local found = redis.call('EXISTS', KEYS[2]) == 1\n"
     "if not found then\n"
     "  for _, p in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "    if redis.call('ZSCORE', ARGV[1] .. 'pool:' .. p .. ':ring', ARGV[2]) then\n"
+    "    if redis.call('ZSCORE', ARGV[1] .. p .. ARGV[2], ARGV[3]) then\n"
     "      found = true; break\n"
     "    end\n"
     "  end\n"
     "end\n"
     "if not found then return {'noreplica'} end\n"
-    "if (redis.call('HGET', KEYS[2], 'state') or 'active') == ARGV[3] then return {'same'} end\n"
+    "if (redis.call('HGET', KEYS[2], 'state') or 'active') == ARGV[4] then return {'same'} end\n"
     "local v = redis.call('INCR', KEYS[3])\n"
-    "redis.call('HSET', KEYS[2], 'state', ARGV[3])\n"
+    "redis.call('HSET', KEYS[2], 'state', ARGV[4])\n"
     "return {'ok', v}\n";
 
 /* KEYS: pools, conf hash, version. ARGV: pool ('' = global), field, value. */
@@ -243,9 +247,6 @@ static redisReply *cmd(struct ctl *x, const char *fmt, ...)
     return checked(x, r);
 }
 
-/* Builds "<prefix><rest>". The operands are length-checked, so it fits. */
-#define KEY(buf, ...) gw_redis_key(buf, sizeof(buf), x->a->prefix, __VA_ARGS__)
-
 /* Arguments of one EVAL, copied. */
 struct evalargs {
     char **v;
@@ -324,6 +325,17 @@ static redisReply *ea_run(struct ctl *x, struct evalargs *e)
     return r;
 }
 
+/* Pushes the head and the tail of a pool's ring key, for scripts that look
+ * at every pool's ring. */
+static void ea_ring_head(struct ctl *x, struct evalargs *e)
+{
+    char head[KEYLEN];
+
+    gw_key_pool_ring_head(head, sizeof(head), x->a->prefix);
+    ea_str(e, head);
+    ea_str(e, GW_KEY_POOL_RING_TAIL);
+}
+
 static int status_is(const redisReply *r, const char *s)
 {
     const redisReply *e = r->element[0];
@@ -344,7 +356,7 @@ static void publish(struct ctl *x, long long v)
     char ch[KEYLEN];
     redisReply *r;
 
-    KEY(ch, "changed");
+    gw_key_changed(ch, sizeof(ch), x->a->prefix);
     r = redisCommand(x->c, "PUBLISH %s %lld", ch, v);
     if (!r || r->type == REDIS_REPLY_ERROR)
         say(0,
@@ -399,8 +411,8 @@ static int pool_add(struct ctl *x)
     redisReply *r;
     int rc;
 
-    KEY(pools, "pools");
-    KEY(ver, "version");
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_pool_add, 2);
     ea_str(&e, pools);
     ea_str(&e, ver);
@@ -424,10 +436,10 @@ static int pool_remove(struct ctl *x)
     redisReply *r;
     int rc;
 
-    KEY(pools, "pools");
-    KEY(ring, "pool:%s:ring", x->a->pool);
-    KEY(conf, "pool:%s:conf", x->a->pool);
-    KEY(ver, "version");
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, x->a->pool);
+    gw_key_pool_conf(conf, sizeof(conf), x->a->prefix, x->a->pool);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_pool_remove, 4);
     ea_str(&e, pools);
     ea_str(&e, ring);
@@ -456,7 +468,7 @@ static int pool_list(struct ctl *x)
     redisReply *r;
     const char **names;
 
-    KEY(pools, "pools");
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
     if (!(r = cmd(x, "SMEMBERS %s", pools)))
         return CTL_EXIT_REDIS;
     names = gw_calloc(r->elements + 1, sizeof(*names));
@@ -530,9 +542,9 @@ static int replica_set(struct ctl *x, enum set_mode mode)
     redisReply *r;
     int rc;
 
-    KEY(pools, "pools");
-    KEY(ring, "pool:%s:ring", a->pool);
-    KEY(ver, "version");
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, a->pool);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     snprintf(prefix, sizeof(prefix), "%s#", a->replica);
     ea_eval(&e, script_replica_set, 3);
     ea_str(&e, pools);
@@ -598,15 +610,15 @@ static int replica_state(struct ctl *x, int drain)
     redisReply *r;
     int rc;
 
-    KEY(pools, "pools");
-    KEY(hash, "replica:%s", x->a->replica);
-    KEY(ver, "version");
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_replica(hash, sizeof(hash), x->a->prefix, x->a->replica);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ctl_view_member(member0, sizeof(member0), x->a->replica, 0);
     ea_eval(&e, script_state, 3);
     ea_str(&e, pools);
     ea_str(&e, hash);
     ea_str(&e, ver);
-    ea_str(&e, x->a->prefix);
+    ea_ring_head(x, &e);
     ea_str(&e, member0);
     ea_str(&e, state);
     if (!(r = ea_run(x, &e)))
@@ -652,7 +664,7 @@ static int load_states(struct ctl *x, struct pool_ring *p)
     if (!p->drain)
         return say(CTL_EXIT_REDIS, "out of memory");
     for (size_t i = 0; i < p->view.n; i++) {
-        KEY(key, "replica:%s", p->view.addrs[i]);
+        gw_key_replica(key, sizeof(key), x->a->prefix, p->view.addrs[i]);
         redisAppendCommand(x->c, "HGET %s state", key);
     }
     for (size_t i = 0; i < p->view.n; i++) {
@@ -677,8 +689,8 @@ static int load_pool_ring(struct ctl *x, struct pool_ring *p)
     int rc = CTL_EXIT_REDIS;
 
     memset(p, 0, sizeof(*p));
-    KEY(pools, "pools");
-    KEY(ring, "pool:%s:ring", x->a->pool);
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, x->a->pool);
     ea_eval(&e, script_read_ring, 2);
     ea_str(&e, pools);
     ea_str(&e, ring);
@@ -760,12 +772,12 @@ static int show_ring(struct ctl *x)
 
 static void conf_keys(struct ctl *x, char *pools, char *hash, char *ver)
 {
-    snprintf(pools, KEYLEN, "%spools", x->a->prefix);
+    gw_key_pools(pools, KEYLEN, x->a->prefix);
     if (x->a->pool)
-        snprintf(hash, KEYLEN, "%spool:%s:conf", x->a->prefix, x->a->pool);
+        gw_key_pool_conf(hash, KEYLEN, x->a->prefix, x->a->pool);
     else
-        snprintf(hash, KEYLEN, "%sconf", x->a->prefix);
-    snprintf(ver, KEYLEN, "%sversion", x->a->prefix);
+        gw_key_conf(hash, KEYLEN, x->a->prefix);
+    gw_key_version(ver, KEYLEN, x->a->prefix);
 }
 
 static int conf_write(struct ctl *x, int set)
@@ -837,7 +849,7 @@ static int conf_get(struct ctl *x)
     redisReply *r;
 
     conf_keys(x, pools, hash, ver);
-    KEY(global, "conf");
+    gw_key_conf(global, sizeof(global), x->a->prefix);
     ea_eval(&e, script_read_conf, 3);
     ea_str(&e, pools);
     ea_str(&e, global);
@@ -872,7 +884,7 @@ static int version(struct ctl *x)
     char ver[KEYLEN];
     redisReply *r;
 
-    KEY(ver, "version");
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     if (!(r = cmd(x, "GET %s", ver)))
         return CTL_EXIT_REDIS;
     const char *v = r->type == REDIS_REPLY_STRING ? r->str : "0";
@@ -922,14 +934,16 @@ static int push_name(struct records *r, const char *s, size_t len)
     return 0;
 }
 
-/* Collects the names, then reads the hashes pipelined. Returns
- * CTL_EXIT_OK or CTL_EXIT_REDIS (reported). */
-static int scan_records(struct ctl *x, const char *rest, struct records *out)
+/* Collects the names of the keys of <family> whose name starts with <head>,
+ * then reads the hashes pipelined. Returns CTL_EXIT_OK or CTL_EXIT_REDIS
+ * (reported). */
+static int scan_records(struct ctl *x, enum gw_key_family family, const char *head,
+                        struct records *out)
 {
     char pattern[KEYLEN + 64], cursor[32] = "0";
 
     memset(out, 0, sizeof(*out));
-    if (gw_redis_scan_pattern(pattern, sizeof(pattern), x->a->prefix, rest) < 0)
+    if (gw_key_scan(pattern, sizeof(pattern), x->a->prefix, family, head) < 0)
         return say(CTL_EXIT_USAGE, "key pattern too long");
     do {
         redisReply *r = cmd(x, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
@@ -994,11 +1008,11 @@ static const char *field_of(const redisReply *h, const char *field)
     return NULL;
 }
 
-/* The suffix of record key <name> after "<prefix><kind>:". */
-static const char *record_suffix(struct ctl *x, const char *name, const char *kind)
+/* The name part of record key <name> ("" when it is not of <family>). */
+static const char *record_suffix(struct ctl *x, const char *name, enum gw_key_family family)
 {
-    size_t skip = strlen(x->a->prefix) + strlen(kind) + 1;
-    return strlen(name) >= skip ? name + skip : "";
+    const char *s = gw_key_suffix(name, x->a->prefix, family);
+    return s ? s : "";
 }
 
 /* The SHA-256 hex of API key <key>: the name of its record. */
@@ -1018,8 +1032,8 @@ static int tenant_add(struct ctl *x)
     redisReply *r;
     int rc;
 
-    KEY(key, "tenant:%s", a->tenant);
-    KEY(ver, "version");
+    gw_key_tenant(key, sizeof(key), x->a->prefix, a->tenant);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_tenant_add, 2);
     ea_str(&e, key);
     ea_str(&e, ver);
@@ -1046,7 +1060,7 @@ static int tenant_add(struct ctl *x)
 static int keys_of_tenant(struct ctl *x, const char *tenant, struct records *keys,
                           const char ***names, size_t *n)
 {
-    int rc = scan_records(x, "apikey:*", keys);
+    int rc = scan_records(x, GW_KEY_APIKEY, "", keys);
     if (rc != CTL_EXIT_OK)
         return rc;
     *names = gw_calloc(keys->n + 1, sizeof(char *));
@@ -1083,8 +1097,8 @@ static int tenant_remove(struct ctl *x)
                  a->tenant, nmine, nmine == 1 ? "" : "s", a->tenant);
         goto out;
     }
-    KEY(key, "tenant:%s", a->tenant);
-    KEY(ver, "version");
+    gw_key_tenant(key, sizeof(key), x->a->prefix, a->tenant);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_tenant_remove, (int)(2 + nmine));
     ea_str(&e, key);
     ea_str(&e, ver);
@@ -1126,7 +1140,7 @@ static int tenant_show(struct ctl *x)
         char key[KEYLEN];
         redisReply *h;
 
-        KEY(key, "tenant:%s", a->tenant);
+        gw_key_tenant(key, sizeof(key), x->a->prefix, a->tenant);
         memset(&tenants, 0, sizeof(tenants));
         if (!(h = cmd(x, "HGETALL %s", key)))
             return CTL_EXIT_REDIS;
@@ -1142,11 +1156,11 @@ static int tenant_show(struct ctl *x)
             freeReplyObject(h);
         rc = CTL_EXIT_OK;
     } else {
-        rc = scan_records(x, "tenant:*", &tenants);
+        rc = scan_records(x, GW_KEY_TENANT, "", &tenants);
     }
     if (rc != CTL_EXIT_OK)
         return rc;
-    if ((rc = scan_records(x, "apikey:*", &keys)) != CTL_EXIT_OK) {
+    if ((rc = scan_records(x, GW_KEY_APIKEY, "", &keys)) != CTL_EXIT_OK) {
         records_free(&tenants);
         return rc;
     }
@@ -1160,7 +1174,7 @@ static int tenant_show(struct ctl *x)
         if (!h)
             continue;
         struct ctl_tenant_row *t = &rows[n++];
-        t->name = record_suffix(x, tenants.names[i], "tenant");
+        t->name = record_suffix(x, tenants.names[i], GW_KEY_TENANT);
         t->models = field_of(h, "models");
         t->rps = field_of(h, "rps");
         t->burst = field_of(h, "burst");
@@ -1209,9 +1223,9 @@ static int key_create(struct ctl *x)
     ctl_key_format(raw, text);
     OPENSSL_cleanse(raw, sizeof(raw));
     key_hex(text, hex);
-    KEY(tkey, "tenant:%s", a->tenant);
-    KEY(kkey, "apikey:%s", hex);
-    KEY(ver, "version");
+    gw_key_tenant(tkey, sizeof(tkey), x->a->prefix, a->tenant);
+    gw_key_apikey(kkey, sizeof(kkey), x->a->prefix, hex);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_key_create, 3);
     ea_str(&e, tkey);
     ea_str(&e, kkey);
@@ -1267,25 +1281,23 @@ static int key_revoke(struct ctl *x)
         snprintf(hex, sizeof(hex), "%s", a->revoke);
     } else {
         struct records found;
-        char rest[96];
-        snprintf(rest, sizeof(rest), "apikey:%s*", a->revoke);
-        if ((rc = scan_records(x, rest, &found)) != CTL_EXIT_OK)
+        if ((rc = scan_records(x, GW_KEY_APIKEY, a->revoke, &found)) != CTL_EXIT_OK)
             return rc;
         size_t n = 0, pick = 0;
         for (size_t i = 0; i < found.n; i++)
             if (found.hashes[i] &&
-                strlen(record_suffix(x, found.names[i], "apikey")) == GW_AUTHDB_HASH_HEX) {
+                strlen(record_suffix(x, found.names[i], GW_KEY_APIKEY)) == GW_AUTHDB_HASH_HEX) {
                 n++;
                 pick = i;
             }
         if (n == 1)
-            snprintf(hex, sizeof(hex), "%s", record_suffix(x, found.names[pick], "apikey"));
+            snprintf(hex, sizeof(hex), "%s", record_suffix(x, found.names[pick], GW_KEY_APIKEY));
         if (n > 1) {
             fprintf(stderr, "infergw-ctl: %zu keys have a hash starting with %s:\n", n, a->revoke);
             for (size_t i = 0; i < found.n; i++)
                 if (found.hashes[i])
                     fprintf(stderr, "  %.*s  tenant %s\n", 16,
-                            record_suffix(x, found.names[i], "apikey"),
+                            record_suffix(x, found.names[i], GW_KEY_APIKEY),
                             field_of(found.hashes[i], "tenant")
                                 ? field_of(found.hashes[i], "tenant")
                                 : "(none)");
@@ -1296,8 +1308,8 @@ static int key_revoke(struct ctl *x)
         if (n > 1)
             return say(CTL_EXIT_USAGE, "give more hex digits: the prefix is ambiguous");
     }
-    KEY(kkey, "apikey:%s", hex);
-    KEY(ver, "version");
+    gw_key_apikey(kkey, sizeof(kkey), x->a->prefix, hex);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     ea_eval(&e, script_key_revoke, 2);
     ea_str(&e, kkey);
     ea_str(&e, ver);
@@ -1322,7 +1334,7 @@ static int key_list(struct ctl *x)
     struct records keys;
     struct ctl_key_row *rows;
     size_t n = 0;
-    int rc = scan_records(x, "apikey:*", &keys);
+    int rc = scan_records(x, GW_KEY_APIKEY, "", &keys);
 
     if (rc != CTL_EXIT_OK)
         return rc;
@@ -1332,15 +1344,17 @@ static int key_list(struct ctl *x)
         return say(CTL_EXIT_REDIS, "out of memory");
     }
     for (size_t i = 0; i < keys.n; i++) {
-        const char *hash = record_suffix(x, keys.names[i], "apikey");
+        const char *hash = record_suffix(x, keys.names[i], GW_KEY_APIKEY);
         uint8_t h[32];
         if (!keys.hashes[i])
             continue;
         if (gw_apikey_hash_from_hex(hash, strlen(hash), h) < 0) {
+            char family[KEYLEN];
+            gw_key_apikey(family, sizeof(family), x->a->prefix, "");
             say(0,
-                "warning: %sapikey:<%zu bytes, not shown> is not named by a SHA-256 hex; the "
+                "warning: %s<%zu bytes, not shown> is not named by a SHA-256 hex; the "
                 "gateways refuse it",
-                x->a->prefix, strlen(hash));
+                family, strlen(hash));
             continue;
         }
         struct ctl_key_row *k = &rows[n];
@@ -1416,7 +1430,8 @@ static const char script_deregister[] =
     "redis.call('DEL', KEYS[4], KEYS[5])\n"
     "return {'ok', #old, v}\n";
 
-/* KEYS: leased, lease_gone, pools, version. ARGV: prefix, grace seconds.
+/* KEYS: leased, lease_gone, pools, version. ARGV: lease key head (a lease
+ * is head .. address), grace seconds, ring key head and tail (keys.h).
  * For every leased address: lease present -> forget any gone-time; lease
  * absent -> note the first time it was seen gone (Redis TIME), and once it
  * has been gone for the grace period take its members off every pool's
@@ -1427,7 +1442,7 @@ static const char script_gc[] =
     "local grace = tonumber(ARGV[2])\n"
     "local live, fresh, removed, waiting = {}, {}, {}, {}\n"
     "for _, a in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. a) == 1 then\n"
+    "  if redis.call('EXISTS', ARGV[1] .. a) == 1 then\n"
     "    live[#live + 1] = a\n"
     "  else\n"
     "    local t = tonumber(redis.call('HGET', KEYS[2], a) or '')\n"
@@ -1443,7 +1458,7 @@ static const char script_gc[] =
     "local pools = redis.call('SMEMBERS', KEYS[3])\n"
     "for _, a in ipairs(removed) do\n"
     "  for _, p in ipairs(pools) do\n"
-    "    local ring, old = ARGV[1] .. 'pool:' .. p .. ':ring', {}\n"
+    "    local ring, old = ARGV[3] .. p .. ARGV[4], {}\n"
     "    for _, m in ipairs(redis.call('ZRANGE', ring, 0, -1)) do\n"
     "      if string.sub(m, 1, #a + 1) == a .. '#' then old[#old + 1] = m end\n"
     "    end\n"
@@ -1504,11 +1519,11 @@ static int register_once(struct ctl *x, int first)
     redisReply *r;
     int rc = 1;
 
-    KEY(pools, "pools");
-    KEY(ring, "pool:%s:ring", a->pool);
-    KEY(ver, "version");
-    KEY(leased, "leased");
-    KEY(lease, "lease:%s", a->replica);
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, a->pool);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
+    gw_key_leased(leased, sizeof(leased), x->a->prefix);
+    gw_key_lease(lease, sizeof(lease), x->a->prefix, a->replica);
     snprintf(prefix, sizeof(prefix), "%s#", a->replica);
     ea_eval(&e, script_register, 5);
     ea_str(&e, pools);
@@ -1556,18 +1571,18 @@ static int deregister(struct ctl *x, const sigset_t *orig)
     struct evalargs e;
     redisReply *r;
 
-    KEY(pools, "pools");
-    KEY(hash, "replica:%s", a->replica);
-    KEY(ver, "version");
-    KEY(ring, "pool:%s:ring", a->pool);
-    KEY(leased, "leased");
-    KEY(lease, "lease:%s", a->replica);
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_replica(hash, sizeof(hash), x->a->prefix, a->replica);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
+    gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, a->pool);
+    gw_key_leased(leased, sizeof(leased), x->a->prefix);
+    gw_key_lease(lease, sizeof(lease), x->a->prefix, a->replica);
     ctl_view_member(member0, sizeof(member0), a->replica, 0);
     ea_eval(&e, script_state, 3);
     ea_str(&e, pools);
     ea_str(&e, hash);
     ea_str(&e, ver);
-    ea_str(&e, a->prefix);
+    ea_ring_head(x, &e);
     ea_str(&e, member0);
     ea_str(&e, "drain");
     if (!(r = ea_run(x, &e)))
@@ -1656,23 +1671,25 @@ static int replica_register(struct ctl *x)
 
 static int gc(struct ctl *x)
 {
-    char leased[KEYLEN], gone[KEYLEN], pools[KEYLEN], ver[KEYLEN], grace[16];
+    char leased[KEYLEN], gone[KEYLEN], pools[KEYLEN], ver[KEYLEN], head[KEYLEN], grace[16];
     struct evalargs e;
     redisReply *r;
     int rc;
 
-    KEY(leased, "leased");
-    KEY(gone, "lease_gone");
-    KEY(pools, "pools");
-    KEY(ver, "version");
+    gw_key_leased(leased, sizeof(leased), x->a->prefix);
+    gw_key_lease_gone(gone, sizeof(gone), x->a->prefix);
+    gw_key_pools(pools, sizeof(pools), x->a->prefix);
+    gw_key_version(ver, sizeof(ver), x->a->prefix);
     snprintf(grace, sizeof(grace), "%u", x->a->grace_s);
     ea_eval(&e, script_gc, 4);
     ea_str(&e, leased);
     ea_str(&e, gone);
     ea_str(&e, pools);
     ea_str(&e, ver);
-    ea_str(&e, x->a->prefix);
+    gw_key_lease_head(head, sizeof(head), x->a->prefix);
+    ea_str(&e, head);
     ea_str(&e, grace);
+    ea_ring_head(x, &e);
     if (!(r = ea_run(x, &e)))
         return CTL_EXIT_REDIS;
     const redisReply *rem = r->elements > 2 ? r->element[2] : NULL;
@@ -1711,7 +1728,7 @@ static int gc(struct ctl *x)
 static int status(struct ctl *x)
 {
     struct records gws;
-    int rc = scan_records(x, "gateway:*", &gws);
+    int rc = scan_records(x, GW_KEY_GATEWAY, "", &gws);
 
     if (rc != CTL_EXIT_OK)
         return rc;
@@ -1724,7 +1741,7 @@ static int status(struct ctl *x)
         const redisReply *h = gws.hashes[i];
         if (!h)
             continue;
-        const char *id = record_suffix(x, gws.names[i], "gateway");
+        const char *id = record_suffix(x, gws.names[i], GW_KEY_GATEWAY);
         for (size_t k = 0; k + 1 < h->elements; k += 2)
             if (h->element[k]->str && h->element[k + 1]->str &&
                 ctl_status_add(&st, id, h->element[k]->str, h->element[k + 1]->str) < 0) {
