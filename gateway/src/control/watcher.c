@@ -22,6 +22,7 @@
 #include "auth/authdb.h"
 #include "health/health.h"
 #include "base/log.h"
+#include "base/names.h"
 #include "base/mem.h"
 #include "route/ring.h"
 #include "base/timer.h"
@@ -92,16 +93,6 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
         return NULL;
     }
     return r;
-}
-
-static int valid_pool_name(const char *s, size_t n)
-{
-    if (n == 0 || n > 255)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ',')
-            return 0;
-    return 1;
 }
 
 static int resolvable(const char *addr)
@@ -529,7 +520,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
     int rc = 0;
     for (size_t i = 0; i < pools->elements && rc == 0; i++) {
         const char *name = pools->element[i]->str;
-        if (!name || !valid_pool_name(name, pools->element[i]->len)) {
+        if (!name || !gw_pool_name_valid(name, pools->element[i]->len)) {
             reject(ctl, ld, key, "member", name ? name : "", "invalid pool name");
             continue;
         }
