@@ -1,6 +1,6 @@
 /* infergw-ctl — the operator CLI: edits the pools, rings, tunables and
  * replica states that the gateways load from Redis (key layout in
- * DESIGN.md), and shows what the gateways will make of them.
+ * docs/redis-keys.md), and shows what the gateways will make of them.
  *
  * Every write is one Lua script run with EVAL: it checks what must exist
  * (the pool, the replica, the tenant), bumps <prefix>version and changes the keys, all
