@@ -1,4 +1,4 @@
-/* config — the replica's command line (see config.h).
+/* options — the replica's command line (see options.h).
  *
  * Flags are parsed by hand rather than with getopt_long so that every
  * message names the flag and the rejected value the same way, and so that

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/redisconn.c: URL parsing (schemes, passwords
+/* Unit tests for gateway/src/control/redisconn.c: URL parsing (schemes, passwords
  * with escapes, db, sentinel lists, IPv6 in brackets, every refusal leaving
  * the output untouched and never quoting the password), the masked URL
  * format, and a connection refused on loopback (keys: test_keys.c). */

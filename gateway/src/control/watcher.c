@@ -1,4 +1,4 @@
-/* ctrl — the Redis control plane thread; see ctrl.h.
+/* watcher — the Redis control plane thread; see watcher.h.
  *
  * Everything here runs on the control-plane thread with blocking hiredis
  * calls (bounded by the Redis timeout); the only contact with workers is

@@ -1,4 +1,4 @@
-/* ctrl — the control plane: a thread that keeps the routing snapshot in
+/* watcher — the control plane: a thread that keeps the routing snapshot in
  * step with Redis.
  *
  * It loads the keys of the contract (pools, each pool's ring ZSET and conf
@@ -28,7 +28,7 @@
  * bump needed.
  *
  * Health report: every GW_CTRL_REPORT_MS the thread writes the HASH
- * <prefix>gateway:<id> (field per replica -> "state" words, see README)
+ * <prefix>gateway:<id> (field per replica -> "state" words, see docs/redis-keys.md)
  * with an expiry of 3 periods, so infergw-ctl status sees every live
  * gateway's view and a dead gateway's report disappears.
  *
