@@ -78,7 +78,7 @@ struct gw_watcher {
  * the --pool flags (the ctrl takes a reference). Returns 0, or -1 with the
  * reason in <err> (bad URL). */
 int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct gw_routes *flags,
-                 char *err, size_t errlen);
+                    char *err, size_t errlen);
 /* Tries one load now (blocking, bounded by the Redis timeout), before the
  * workers exist. Returns the snapshot to start with (a new reference): the
  * Redis one, or the flags one when Redis cannot be read. */
