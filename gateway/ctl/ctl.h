@@ -27,9 +27,8 @@
  * ring show, replica list, route), ctl_tenant.c (tenant, key), ctl_lease.c
  * (replica register, gc), ctl_status.c (status, version), ctl_dump.c (dump,
  * restore). Argument checks, ring and conf computations, output formats and
- * the dump document live in ctlargs.c, ctlview.c and ctldoc.c (pure;
- * ctlargs.c and ctlview.c unit-tested); the ctl_*.c files only talk to
- * Redis.
+ * the dump document live in ctlargs.c, ctlview.c and ctldoc.c (pure,
+ * unit-tested); the ctl_*.c files only talk to Redis.
  */
 #ifndef INFERGW_CTL_H
 #define INFERGW_CTL_H

@@ -50,13 +50,32 @@ static json_t *hash_object(const redisReply *h, const char *key, struct ctl_prob
     return o;
 }
 
-/* Reads command <fmt> (one key) into *out. Returns 0 or -1 (reported). */
+/* Checks reply <r> of a read of <key>: 0 and *out = <r>; 1 when the key is
+ * of another type than <type> (reported in <probs>: it is read as empty, so
+ * that a dump, and a restore over it, still work); -1 on other errors
+ * (reported). */
+static int read_key(struct ctl *x, redisReply *r, const char *key, const char *type,
+                    struct ctl_problems *probs, redisReply **out)
+{
+    *out = NULL;
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "WRONGTYPE", 9)) {
+        ctl_problems_add(probs, "%s is not a %s; left out", key, type);
+        freeReplyObject(r);
+        return 1;
+    }
+    return (*out = ctl_checked(x, r)) ? 0 : -1;
+}
+
+/* Reads hash <key> into *out. Returns 0 or -1 (reported). */
 static int read_hash(struct ctl *x, const char *key, json_t **out, struct ctl_problems *probs)
 {
-    redisReply *r = ctl_command(x, "HGETALL %s", key);
+    redisReply *r;
+    int rc = read_key(x, redisCommand(x->c, "HGETALL %s", key), key, "hash", probs, &r);
 
-    if (!r)
-        return -1;
+    if (rc != 0) {
+        *out = rc > 0 ? json_object() : NULL;
+        return rc > 0 ? 0 : -1;
+    }
     *out = hash_object(r, key, probs);
     freeReplyObject(r);
     return *out ? 0 : -1;
@@ -70,8 +89,10 @@ static int read_ring(struct ctl *x, const char *pool, json_t **out, struct ctl_p
     redisReply *r;
 
     gw_key_pool_ring(key, sizeof(key), x->a->prefix, pool);
-    if (!(r = ctl_command(x, "ZRANGE %s 0 -1 WITHSCORES", key)))
-        return -1;
+    int wrong = read_key(x, redisCommand(x->c, "ZRANGE %s 0 -1 WITHSCORES", key), key, "sorted set",
+                         probs, &r);
+    if (wrong)
+        return (*out = wrong > 0 ? json_array() : NULL) ? 0 : -1;
     size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
     const char **m = gw_calloc(n + 1, sizeof(*m)), **s = gw_calloc(n + 1, sizeof(*s));
     int rc = m && s ? 0 : -1;
@@ -120,8 +141,9 @@ static int read_pools(struct ctl *x, json_t *pools, struct ctl_problems *probs)
     redisReply *r;
 
     gw_key_pools(key, sizeof(key), x->a->prefix);
-    if (!(r = ctl_command(x, "SMEMBERS %s", key)))
-        return -1;
+    int wrong = read_key(x, redisCommand(x->c, "SMEMBERS %s", key), key, "set", probs, &r);
+    if (wrong)
+        return wrong > 0 ? 0 : -1;
     const char **names = gw_calloc(r->elements + 1, sizeof(*names));
     int rc = names ? 0 : -1;
     for (size_t i = 0; names && i < r->elements; i++)

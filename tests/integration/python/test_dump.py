@@ -11,7 +11,8 @@ real replicas and a gateway on --redis:
   unchanged (every key, type and value, the version included);
 - restore --dry-run prints the added, removed and changed keys and fields
   and writes nothing; a dump of a newer format version is refused with its
-  message; a restore into an empty Redis gives back the same dump;
+  message; a restore into an empty Redis gives back the same dump, and one
+  over keys of the wrong type replaces them;
 - deploy/backup.sh writes dump-<UTC timestamp>.json and keeps the newest
   INFERGW_BACKUP_KEEP; a failed dump leaves no file and deletes nothing.
 """
@@ -335,6 +336,27 @@ class DryRunAndEmptyRedisTest(DumpCase):
         empty = self.write_doc({"format": "infergw-dump", "version": 1}, "empty.json")
         self.ctl("restore", empty, url=url)
         self.assertEqual(list(redis_state(conn)), ["infergw:version"])
+
+
+    def test_restore_over_keys_of_the_wrong_type(self):
+        """Garbage where control-plane keys belong is no obstacle: dump and
+        the restore's reading of the current state warn and read it as
+        empty, and the script deletes each key before it writes it."""
+        self.make_state(["127.0.0.1:7301", "127.0.0.1:7302", "127.0.0.1:7303"])
+        self.dump()
+        want = self.state()
+        want.pop("infergw:version")
+        h.redis_call(self.r, "FLUSHALL")
+        h.redis_call(self.r, "SET", "infergw:pools", "junk")
+        h.redis_call(self.r, "SET", "infergw:pool:demo:ring", "junk")
+        h.redis_call(self.r, "SADD", "infergw:conf", "junk")
+        p = self.ctl("dump")
+        self.assertIn("infergw:pools is not a set; left out", p.stderr)
+        self.assertIn("infergw:conf is not a hash; left out", p.stderr)
+        self.ctl("restore", self.path("dump.json"))
+        got = self.state()
+        got.pop("infergw:version")
+        self.assertEqual(got, want)
 
 
 class BackupScriptTest(DumpCase):
