@@ -267,9 +267,11 @@ int main(int argc, char **argv)
         status = 1;
     }
     struct gw_admin admin = {0};
-    if (status == 0 &&
-        gw_admin_start(&admin, &cfg, workers, (size_t)started, use_ctrl ? &ctl : NULL) < 0)
+    if (status == 0 && gw_admin_start(&admin, &cfg, workers, (size_t)started,
+                                      use_ctrl ? &ctl : NULL, err, sizeof(err)) < 0) {
+        gw_log(GW_LOG_ERROR, "admin_not_started", "{s:s, s:s}", "addr", cfg.admin, "error", err);
         status = 1;
+    }
     if (status == 0) {
         for (size_t i = 0; i < routes->npools; i++) {
             json_t *reps = json_array();
