@@ -14,6 +14,7 @@
 
 #include "base/err.h"
 #include "base/grpcwire.h"
+#include "base/names.h"
 
 void rp_config_usage(FILE *out)
 {
@@ -120,15 +121,10 @@ static int valid_listen(const char *s)
     return parse_long(colon + 1, 0, 65535, &port) == 0;
 }
 
-static int valid_name(const char *s)
+/* An --id: 1..200 printable ASCII bytes, no space. */
+static int valid_id(const char *s)
 {
-    if (!*s || strlen(s) > 200)
-        return 0;
-    for (; *s; s++) {
-        if (!isgraph((unsigned char)*s))
-            return 0;
-    }
-    return 1;
+    return gw_name_word(s, strlen(s), 200, "");
 }
 
 static void add_model(struct rp_config *cfg, const char *name)
@@ -231,14 +227,15 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
                 return bad(err, errlen, name, value, "is not HOST:PORT (port 0..65535)");
             cfg->listen = value;
         } else if (strcmp(name, "--id") == 0) {
-            if (!valid_name(value))
+            if (!valid_id(value))
                 return bad(err, errlen, name, value,
                            "is not a valid id (1..200 printable characters, no spaces)");
             cfg->id = value;
         } else if (strcmp(name, "--model") == 0) {
-            if (!valid_name(value))
+            if (!gw_pool_name_valid(value, strlen(value)))
                 return bad(err, errlen, name, value,
-                           "is not a valid model name (1..200 printable characters, no spaces)");
+                           "is not a valid model name (1..255 printable characters, no spaces "
+                           "or commas)");
             if (cfg->nmodels == RP_MAX_MODELS)
                 return bad(err, errlen, name, value, "is one model too many (at most 64)");
             add_model(cfg, value);

@@ -108,7 +108,9 @@ void gw_flags_markdown(FILE *out)
           "parses the flags and prints `infergw --help`; do not edit by hand. Regenerate with\n"
           "`build/bin/infergw-flagdoc > docs/flags.md` (the test `unit_flagdoc` fails when this\n"
           "file is out of date). A value outside \"accepted\" is refused at start with\n"
-          "`infergw: --FLAG 'VALUE': expected ...` and exit status 2.\n",
+          "`infergw: --FLAG 'VALUE': expected ...` and exit status 2. The topics behind the\n"
+          "flags: [TLS](tls.md), [routing](routing.md), [authentication](auth.md), [replica\n"
+          "health](health.md), [limits and timeouts](limits.md), [monitoring](monitoring.md).\n",
           out);
     for (int s = 0; s < GW_SEC_COUNT; s++) {
         fprintf(out, "\n## %s\n\n| flag | default | accepted | meaning |\n|---|---|---|---|\n",

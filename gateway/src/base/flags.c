@@ -14,6 +14,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/names.h"
 
 /* ---- value checks (1 = acceptable) ------------------------------------- */
 
@@ -96,18 +97,6 @@ static int valid_mtls_from(const char *v)
 
 /* ---- the flags with a parser of their own ------------------------------ */
 
-static int valid_pool_name(const char *s, size_t n)
-{
-    if (n == 0 || n > 255)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == ',' || c == '=')
-            return 0;
-    }
-    return 1;
-}
-
 /* Appends replica <addr> to <p>; a replica listed twice is refused. */
 static int pool_add_replica(struct gw_pool_conf *p, const char *addr, char *err, size_t errlen)
 {
@@ -133,7 +122,7 @@ static int pool_add_replica(struct gw_pool_conf *p, const char *addr, char *err,
 static int parse_pool(struct gw_config *cfg, const char *spec, char *err, size_t errlen)
 {
     const char *eq = strchr(spec, '=');
-    if (!eq || !valid_pool_name(spec, (size_t)(eq - spec)))
+    if (!eq || !gw_pool_name_valid(spec, (size_t)(eq - spec)))
         return gw_errf(err, errlen,
                        "--pool '%s': expected NAME=HOST:PORT[,HOST:PORT...] with a non-empty name "
                        "of printable characters",
