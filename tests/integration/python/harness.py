@@ -10,7 +10,10 @@ What it does for the tests:
 - stops them with SIGTERM, asserts the exit status, and fails the test when
   the captured output carries a sanitizer report (AddressSanitizer,
   LeakSanitizer, UBSan "runtime error:", ThreadSanitizer);
-- reads the JSON log lines of a process (calls and cancellations a replica saw).
+- reads the JSON log lines of a process (calls and cancellations a replica saw);
+- reads the admin endpoint (http_get, http_text, http_json) and its /metrics
+  (scrape, metric_sum, metric), measures a process's CPU time (cpu_seconds):
+  the one copy of each for every test file.
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
 INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_GATEWAY_BIN (dir of
@@ -37,6 +40,8 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("INFERGW_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -742,6 +747,80 @@ def wait_for(pred, timeout, step=0.05):
         if v or time.monotonic() >= end:
             return v or None
         time.sleep(step)
+
+
+def http_get(port, path, timeout=5.0):
+    """(status, body) of GET http://127.0.0.1:<port><path>, whatever the status;
+    raises OSError (urllib.error.URLError) when nothing answers."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def http_text(port, path, timeout=5.0):
+    """The body of GET http://127.0.0.1:<port><path>; raises OSError
+    (urllib.error.HTTPError) unless the answer is 2xx, or when nothing answers."""
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.read().decode()
+
+
+def http_json(port, path, timeout=5.0):
+    """The JSON document of GET http://127.0.0.1:<port><path> (as http_text)."""
+    return json.loads(http_text(port, path, timeout))
+
+
+def metric_samples(text):
+    """[(name, {label: value}, float)] of the sample lines of a Prometheus text
+    exposition (the gateway's label values never hold a comma, quote or brace,
+    so a plain split is enough)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = {}
+        if "{" in head:
+            name, rest = head.split("{", 1)
+            for part in rest.rstrip("}").split(","):
+                if part:
+                    k, v = part.split("=", 1)
+                    labels[k] = v.strip('"')
+        else:
+            name = head
+        out.append((name, labels, float(value)))
+    return out
+
+
+def scrape(admin_port, timeout=5.0):
+    """metric_samples() of the gateway's /metrics on <admin_port>."""
+    return metric_samples(http_text(admin_port, "/metrics", timeout))
+
+
+def metric_sum(samples, name, **labels):
+    """Sum of the samples of <name> whose labels include <labels>; None when no
+    series matches (a metric or label value the gateway does not have)."""
+    hits = [v for n, lab, v in samples
+            if n == name and all(lab.get(k) == want for k, want in labels.items())]
+    return sum(hits) if hits else None
+
+
+def metric(admin_port, name, **labels):
+    """metric_sum() of the gateway's /metrics on <admin_port>; raises
+    AssertionError when no series matches."""
+    v = metric_sum(scrape(admin_port), name, **labels)
+    if v is None:
+        raise AssertionError("no sample %s%s in /metrics" % (name, labels or ""))
+    return v
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of process <pid>, in seconds (fields 14
+    and 15 of /proc/<pid>/stat, stat(5))."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_time(ev):

@@ -48,7 +48,6 @@ and --max-deadline-ms.
 import hashlib
 import json
 import os
-import re
 import resource
 import socket
 import subprocess
@@ -57,7 +56,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import grpc
 
@@ -92,16 +90,6 @@ LOADDRIVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loaddrive.
 # Measurements
 # --------------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of every thread of <pid>, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of stat(5)
-
-
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -131,27 +119,6 @@ class RssPeak:
         except (OSError, AssertionError):
             pass
         return self.peak
-
-
-def http_get(port, path, timeout=5.0):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
-        return r.read().decode()
-
-
-def metric_sum(text, name, **labels):
-    """Sum of the samples of <name> whose labels include <labels>; None if none."""
-    total, seen = 0.0, False
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-z_:]+)(\{[^}]*\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(lab.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-            seen = True
-    return total if seen else None
 
 
 class Victim:
@@ -233,7 +200,7 @@ class HostileTest(unittest.TestCase):
 
     def health(self):
         try:
-            doc = json.loads(http_get(self.admin, "/debug/replicas"))
+            doc = h.http_json(self.admin, "/debug/replicas")
         except (OSError, ValueError) as e:
             return {"error": repr(e)}
         return {r["address"]: r.get("health") for r in doc.get("replicas", [])}
@@ -243,11 +210,12 @@ class HostileTest(unittest.TestCase):
         return bool(hs) and "error" not in hs and all(v == "healthy" for v in hs.values())
 
     def metrics(self):
-        """The admin /metrics text, or "" when the admin endpoint does not answer."""
+        """The samples of the admin /metrics (h.scrape), or [] when the admin
+        endpoint does not answer."""
         try:
-            return http_get(self.admin, "/metrics")
+            return h.scrape(self.admin)
         except OSError:
-            return ""
+            return []
 
     # --- measurements and checks ----------------------------------------------
 
@@ -277,9 +245,9 @@ class HostileTest(unittest.TestCase):
 
     def victim(self, duration):
         """Starts the other client and returns once its connections are up."""
-        before = metric_sum(self.metrics(), "infergw_client_connections") or 0
+        before = h.metric_sum(self.metrics(), "infergw_client_connections") or 0
         v = Victim(self.gw.addr, duration, self.key, model=self.victim_model)
-        h.wait_for(lambda: (metric_sum(self.metrics(), "infergw_client_connections") or 0)
+        h.wait_for(lambda: (h.metric_sum(self.metrics(), "infergw_client_connections") or 0)
                    >= before + 2, 10.0, step=0.05)
         return v
 
@@ -316,9 +284,9 @@ class HostileTest(unittest.TestCase):
 
     def quiet_cpu(self, seconds=QUIET_S):
         """Fraction of one core the gateway uses over <seconds> (nothing else running)."""
-        c0, t0 = cpu_seconds(self.gw.pid), time.monotonic()
+        c0, t0 = h.cpu_seconds(self.gw.pid), time.monotonic()
         time.sleep(seconds)
-        frac = (cpu_seconds(self.gw.pid) - c0) / (time.monotonic() - t0)
+        frac = (h.cpu_seconds(self.gw.pid) - c0) / (time.monotonic() - t0)
         self.figure(quiet_cpu_pct=100.0 * frac)
         self.check(frac < QUIET_CPU, "the gateway used %.1f%% of a core over %.0f s after the "
                    "attack (limit %.0f%%)" % (100 * frac, seconds, 100 * QUIET_CPU))
@@ -674,14 +642,14 @@ class HostileTest(unittest.TestCase):
         # and the replica finished (almost) none of the reset calls.
         r1 = self.replicas["r1"].addr
         inflight = h.wait_for(
-            lambda: metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1) == 0, 5.0)
+            lambda: h.metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1) == 0, 5.0)
         done = [e for e in self.replica_calls("r1") if e.get("event") == "call"]
         cancelled = [e for e in self.replica_calls("r1") if e.get("event") == "cancelled"]
         self.figure(reset_streams=counts["streams"], conns=counts["conns"],
                     replica_completed=len(done), replica_cancelled=len(cancelled),
-                    inflight_after=metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1))
+                    inflight_after=h.metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1))
         self.check(inflight, "attempts still open 5 s after the resets: %s"
-                   % metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1))
+                   % h.metric_sum(self.metrics(), "infergw_inflight_calls", replica=r1))
         self.check(len(done) <= 0.01 * counts["streams"],
                    "the replica completed %d of %d reset calls" % (len(done), counts["streams"]))
         self.finish()

@@ -30,14 +30,11 @@ The gateway runs with fast health flags (HEALTH_FLAGS: --keepalive-ms,
 """
 
 import json
-import re
 import signal
 import sys
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import harness as h
 import loaddrive as ld
@@ -62,14 +59,6 @@ def health_args():
 def report(case, text):
     sys.stderr.write("RESILIENCE %s: %s\n" % (case, text))
     sys.stderr.flush()
-
-
-def http_get(port, path, timeout=1.0):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def replica_is_out(entry):
@@ -100,7 +89,7 @@ class EjectWatch:
     def _run(self):
         while not self._stop.is_set() and self.out_at is None:
             try:
-                code, body = http_get(self.port, "/debug/replicas", timeout=0.5)
+                code, body = h.http_get(self.port, "/debug/replicas", timeout=0.5)
                 if code == 200:
                     for e in json.loads(body).get("replicas", []):
                         if e.get("address") == self.addr:
@@ -121,15 +110,10 @@ def attempts_by_kind(admin_port):
     """{kind: count} of infergw_upstream_attempts_total from /metrics, summed
     over replicas and outcomes (kind "primary", and the kinds the call engine
     adds for retries and hedges)."""
-    code, body = http_get(admin_port, "/metrics", timeout=2.0)
-    if code != 200:
-        raise AssertionError("/metrics: HTTP %d\n%s" % (code, body))
     out = {}
-    for line in body.splitlines():
-        if not line.startswith("infergw_upstream_attempts_total{"):
-            continue
-        kind = re.search(r'kind="([^"]*)"', line).group(1)
-        out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    for name, labels, v in h.scrape(admin_port, timeout=2.0):
+        if name == "infergw_upstream_attempts_total":
+            out[labels["kind"]] = out.get(labels["kind"], 0) + int(v)
     return out
 
 
