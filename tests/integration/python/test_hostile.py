@@ -203,7 +203,7 @@ class HostileTest(unittest.TestCase):
             doc = h.http_json(self.admin, "/debug/replicas")
         except (OSError, ValueError) as e:
             return {"error": repr(e)}
-        return {r["address"]: r.get("health") for r in doc.get("replicas", [])}
+        return {r["address"]: r["health"] for r in doc["replicas"]}
 
     def all_healthy(self):
         hs = self.health()

@@ -71,7 +71,8 @@ def replica_is_out(entry):
 
 class EjectWatch:
     """Polls /debug/replicas every 10 ms from a thread; records the first
-    time.monotonic() at which <addr> shows out."""
+    time.monotonic() at which <addr> shows out. An entry not of the documented
+    shape ends the thread; stop() raises it."""
 
     def __init__(self, admin_port, addr):
         self.port = admin_port
@@ -79,6 +80,7 @@ class EjectWatch:
         self.out_at = None
         self.last = None
         self.polls = 0
+        self.error = None
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -87,12 +89,18 @@ class EjectWatch:
         return self
 
     def _run(self):
+        try:
+            self._poll()
+        except Exception as e:  # re-raised by stop()
+            self.error = e
+
+    def _poll(self):
         while not self._stop.is_set() and self.out_at is None:
             try:
                 code, body = h.http_get(self.port, "/debug/replicas", timeout=0.5)
                 if code == 200:
-                    for e in json.loads(body).get("replicas", []):
-                        if e.get("address") == self.addr:
+                    for e in json.loads(body)["replicas"]:
+                        if e["address"] == self.addr:
                             self.last = e
                             if replica_is_out(e):
                                 self.out_at = time.monotonic()
@@ -104,6 +112,9 @@ class EjectWatch:
     def stop(self):
         self._stop.set()
         self._t.join(2)
+        if self.error is not None:
+            raise AssertionError("/debug/replicas entry of %s: %r (last entry %r)"
+                                 % (self.addr, self.error, self.last)) from self.error
 
 
 def attempts_by_kind(admin_port):

@@ -264,7 +264,7 @@ class GoawayTest(unittest.TestCase):
         self.assertGreaterEqual(rerouted, 1)
         self.assertEqual(ejections, 0)
         self.assertEqual(view["health"], "healthy")
-        self.assertFalse(view.get("ejected"), view)
+        self.assertFalse(view["ejected"], view)
 
 
 class RequestDirectionTest(unittest.TestCase):
