@@ -12,8 +12,9 @@ What it does for the tests:
   LeakSanitizer, UBSan "runtime error:", ThreadSanitizer);
 - reads the JSON log lines of a process (calls and cancellations a replica saw);
 - reads the admin endpoint (http_get, http_text, http_json) and its /metrics
-  (scrape, metric_sum, metric), measures a process's CPU time (cpu_seconds):
-  the one copy of each for every test file.
+  (scrape, metric_sum, metric), runs infergw-ctl (run_ctl), models the ring
+  (ring_token, RingModel), measures a process's CPU time (cpu_seconds): the
+  one copy of each for every test file.
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
 INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_GATEWAY_BIN (dir of
@@ -627,11 +628,15 @@ def redis_url(proc):
     return "redis://127.0.0.1:%d" % proc.port
 
 
-def run_ctl(url, *args, timeout=30.0, expect=0):
-    """Runs infergw-ctl --redis <url> <args>; returns the CompletedProcess.
-    Raises AssertionError when the exit code is not <expect> (None: any)."""
-    argv = [_bin("infergw-ctl"), "--redis", url] + [str(a) for a in args]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+def run_ctl(url, *args, timeout=30.0, expect=0, env=None):
+    """Runs infergw-ctl --redis <url> <args> (no --redis when <url> is None),
+    with the variables of <env> added to its environment; returns the
+    CompletedProcess. Raises AssertionError when its stderr carries a
+    sanitizer report or the exit code is not <expect> (None: any)."""
+    argv = ([_bin("infergw-ctl")] + (["--redis", url] if url is not None else [])
+            + [str(a) for a in args])
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, **(env or {})))
     for marker in SANITIZER_MARKERS:
         if marker in p.stderr:
             raise AssertionError("infergw-ctl: sanitizer report:\n" + p.stderr)
@@ -711,7 +716,8 @@ class RingModel:
     """The ring as infergw-ctl --help documents it: member <addr>#<i> for
     i < weight at ring_token(member); a key goes to the first member with
     token >= ring_token(key), wrapping, ties by address; drained replicas are
-    passed over. Load and health are not modelled."""
+    passed over, and so are replicas already chosen on the way to a second
+    choice. Load and health are not modelled."""
 
     def __init__(self, weights, drained=()):
         self.points = sorted((ring_token("%s#%d" % (a, i)), a)
@@ -724,13 +730,45 @@ class RingModel:
 
     def owner_of_point(self, point):
         """The replica of the first eligible member at or after <point>."""
+        return self.walk_from_point(point, 1)[0]
+
+    def route(self, key, n=2):
+        """The first <n> eligible replicas clockwise from <key>'s point (the
+        owner, then the second choice...), padded with None."""
+        return self.walk_from_point(ring_token(key), n)
+
+    def walk_from_point(self, point, n):
         import bisect
         start = bisect.bisect_left(self.tokens, point)
+        order = []
         for k in range(len(self.points)):
             addr = self.points[(start + k) % len(self.points)][1]
-            if addr not in self.drained:
-                return addr
-        return None
+            if addr not in self.drained and addr not in order:
+                order.append(addr)
+                if len(order) == n:
+                    break
+        return (order + [None] * n)[:n]
+
+    def keys_owned_by(self, addr, n, prefix):
+        """<n> keys <prefix>-<i> (i = 0, 1, ...) whose owner is <addr>."""
+        out = []
+        i = 0
+        while len(out) < n:
+            k = "%s-%d" % (prefix, i)
+            if self.owner(k) == addr:
+                out.append(k)
+            i += 1
+            if i >= 100000:
+                raise AssertionError("no %d keys %s-<i> owned by %s" % (n, prefix, addr))
+        return out
+
+    def shares(self):
+        """{address: the fraction of the 2^32 key points it owns}, drained or not."""
+        owned = {}
+        for i, (t, a) in enumerate(self.points):
+            prev = self.points[i - 1][0] if i else self.points[-1][0] - (1 << 32)
+            owned[a] = owned.get(a, 0) + t - prev
+        return {a: v / float(1 << 32) for a, v in owned.items()}
 
 
 def timing(what, seconds):

@@ -196,16 +196,6 @@ class ResilienceCase(unittest.TestCase):
         self.assertEqual(len(warm.records), 100)
         self.ring = h.RingModel({p.addr: 100 for p in self.replicas})
 
-    def keys_of(self, replica, n, prefix):
-        """<n> routing keys <prefix>-<i> whose ring owner is <replica>."""
-        out, i = [], 0
-        while len(out) < n:
-            k = "%s-%d" % (prefix, i)
-            if self.ring.owner(k) == replica.addr:
-                out.append(k)
-            i += 1
-        return out
-
     def assertNoLate(self, res, case):
         late = res.late_calls()
         self.assertEqual(late, [], "%s: %d calls answered after their deadline (+%.0f ms slack):\n%s"
@@ -354,7 +344,7 @@ class SlowTailTest(ResilienceCase):
                       conf={"balance_factor": "0", "hedge_delay_ms": "off"})
         slow = self.replicas[1]
         slow_id = slow.name[len("replica-"):]
-        keys = self.keys_of(slow, 32, "tail")
+        keys = self.ring.keys_owned_by(slow.addr, 32, "tail")
 
         def phase(label):
             time.sleep(0.3)  # calls of the previous phase have logged
