@@ -28,6 +28,7 @@ import unittest
 import grpc
 
 import h2raw
+import rawh2
 import h2replica
 import harness as h
 
@@ -231,11 +232,6 @@ def limit_hits(port, limit):
     return h.metric(port, "infergw_limit_hits_total", limit=limit)
 
 
-def _grpc_frame(msg):
-    body = msg.SerializeToString()
-    return b"\x00" + struct.pack(">I", len(body)) + body
-
-
 class _EdgeCase(unittest.TestCase):
     """One replica (infergw-replica with REPLICA_ARGS) and a gateway with
     GATEWAY_ARGS and an admin port, per test class."""
@@ -405,7 +401,7 @@ class ContentTypeTest(_EdgeCase):
                                          extra=[(b"x-model", b"demo")])
         c.send(h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS, 1, block) +
                h2raw.frame(h2raw.DATA, h2raw.END_STREAM, 1,
-                           _grpc_frame(h.typed_request(h.values(4)))))
+                           rawh2.grpc_message(h.typed_request(h.values(4)).SerializeToString())))
         heads, rsts, goaway, closed = c.collect([1], timeout=5)
         c.close()
         self.assertTrue(heads.get(1), "no answer: rst %r goaway %r" % (rsts, goaway))
