@@ -17,7 +17,7 @@
 #            that build's gateway with the same flags, for a before/after in one run),
 #   haproxy  1 thread, proto h2, balance hash hdr(x-route-key), http-reuse always,
 #   nginx    grpc_pass with keepalive (1 worker),
-# all in front of the same upstream. Pinning as in DESIGN.md: h2load and the
+# all in front of the same upstream. Pinning: h2load and the
 # upstream on cpu0, the proxy under test on cpu1 (taskset). Each target runs
 # R rounds, interleaved, and the median round is reported: req/s, p50/p99
 # latency (from h2load's per-request log) and the proxy's CPU time per call

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/policy.c: backoff bounds, pushback parsing,
+/* Unit tests for gateway/src/route/policy.c: backoff bounds, pushback parsing,
  * the deadline floor, retry/hedge budget accounting, the latency estimator
  * against exact quantiles of known distributions, and ejection times. */
 #include <math.h>

@@ -64,8 +64,8 @@ def report(case, text):
 def replica_is_out(entry):
     """Whether one /debug/replicas entry shows a replica the ring walk passes
     over for health: its "eligible" is false (down, ejected, unhealthy or
-    NOT_SERVING). The gateway keeps a health record for every replica of its
-    routes, so the entry has "eligible" (a KeyError otherwise)."""
+    NOT_SERVING: docs/health.md). The gateway keeps a health record for every
+    replica of its routes, so the entry has "eligible" (a KeyError otherwise)."""
     return entry["eligible"] is False
 
 
