@@ -240,10 +240,10 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         break;
     case GW_TUN_SLO_TARGET:
         if (parse_slo_target(value, &u) < 0) {
-            say(err, errlen,
-                "slo_target '%s': expected a percentage above 50 and below 100 with at most 3 "
-                "decimals (e.g. 99.9)",
-                value);
+            gw_errf(err, errlen,
+                    "slo_target '%s': expected a percentage above 50 and below 100 with at most 3 "
+                    "decimals (e.g. 99.9)",
+                    value);
             return -2;
         }
         t->slo_target_milli = u;

@@ -5,7 +5,6 @@ that answers UNAVAILABLE. In every case the replica is passed over by the
 ring walk without moving the keys of the other replicas (predicted with
 RingModel), /debug/replicas says what happened, and it comes back."""
 
-import os
 import signal
 import time
 import unittest
