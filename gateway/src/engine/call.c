@@ -114,7 +114,7 @@ static int status_in(const struct gw_hdrlist *h)
 static void report_outcome(const struct gw_attempt *a, int ok)
 {
     if (a->up)
-        gw_health_report(a->up, ok);
+        gw_upstream_report(a->up, ok);
 }
 
 /* The committed response's header lists: the winner's, or the gateway's own. */

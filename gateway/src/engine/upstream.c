@@ -516,7 +516,7 @@ static void ka_timer_cb(struct gw_timer *t, void *arg)
                up->addr, "timeout_ms", (int)w->cfg->keepalive_timeout_ms, "streams",
                (json_int_t)uc->nstreams, "worker", w->index);
         record_failure(up, "keepalive timeout");
-        gw_health_report(up, 0);
+        gw_upstream_report(up, 0);
         uc->closed_by_us = 1;
         gw_conn_close(&uc->conn, "keepalive timeout");
         return;
@@ -832,6 +832,41 @@ void gw_upstream_detach(struct gw_attempt *a)
     gw_metrics_inflight_add(uc->up->metrics, -1);
     a->uc = NULL;
     gw_upstream_conn_idle(uc);
+}
+
+static struct gw_health *worker_rec(size_t i, void *ctx)
+{
+    struct gw_worker *w = ctx;
+    return w->upmap[i] ? w->upmap[i]->health : NULL;
+}
+
+/* The index of <up> in its worker's snapshot, or -1. */
+static int upstream_index(const struct gw_upstream *up)
+{
+    const struct gw_worker *w = up->w;
+    for (size_t i = 0; i < w->routes->nreplicas; i++)
+        if (w->upmap[i] == up)
+            return (int)i;
+    return -1;
+}
+
+void gw_upstream_report(struct gw_upstream *up, int ok)
+{
+    if (!up || !up->health)
+        return;
+    struct gw_worker *w = up->w;
+    const struct gw_config *cfg = w->cfg;
+    struct gw_outlier_params p = {cfg->outlier_failures, cfg->outlier_base_ms, cfg->outlier_max_ms,
+                                  cfg->outlier_max_percent};
+    uint64_t now = w->loop.now_ns;
+    int idx = ok ? -1 : upstream_index(up);
+    if (!gw_health_passive(up->health, ok, now, &p, w->routes, idx, worker_rec, w))
+        return;
+    uint64_t until = atomic_load_explicit(&up->health->ejected_until_ns, memory_order_relaxed);
+    gw_log(GW_LOG_WARN, "replica_ejected", "{s:s, s:i, s:I, s:I, s:i}", "replica", up->addr,
+           "consecutive_failures", (int)p.failures, "times_ejected",
+           (json_int_t)atomic_load_explicit(&up->health->times_ejected, memory_order_relaxed),
+           "ejected_ms", (json_int_t)((until - now) / MS_NS), "worker", w->index);
 }
 
 void gw_upstream_ref(struct gw_upstream *up)

@@ -160,6 +160,12 @@ void gw_upstream_conn_idle(struct gw_up_conn *uc);
 /* Detaches <a> from its connection (its stream closed or was abandoned). */
 void gw_upstream_detach(struct gw_attempt *a);
 
+/* Passive health (outlier ejection): tells the replica's shared record how
+ * an attempt went, a failure of the replica's own making (<ok> 0) or an
+ * answer (1); reads the worker's snapshot for the ejection cap and logs
+ * replica_ejected. NULL <up> is ignored. */
+void gw_upstream_report(struct gw_upstream *up, int ok);
+
 /* An attempt starts or stops pointing at <up>. */
 void gw_upstream_ref(struct gw_upstream *up);
 void gw_upstream_unref(struct gw_upstream *up);

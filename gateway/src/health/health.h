@@ -29,8 +29,9 @@
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
  *    state is "unknown", which is eligible; a replica that answers
  *    UNIMPLEMENTED (no health service) stays "unknown".
- *  - passive state: every worker, through gw_health_report() from the call
- *    engine and from keepalive timeouts (upstream.c). --outlier-failures consecutive
+ *  - passive state: every worker, through gw_health_passive() (called by
+ *    gw_upstream_report for attempt outcomes and keepalive timeouts, with
+ *    plain values: the worker's snapshot and a record lookup). --outlier-failures consecutive
  *    failures eject the replica for min(--outlier-base-ms × times ejected,
  *    --outlier-max-ms), unless that would eject more than
  *    --outlier-max-percent of the replicas of a pool that contains it. The
@@ -47,9 +48,9 @@
  * the clock, so a replica returns on time whichever thread looks.
  *
  * The records and their state machine are plain logic (no sockets, times
- * passed in), unit-tested in tests/unit/test_health.c; gw_health_report()
- * is the call engine's entry point (it reads the worker's snapshot and
- * logs), and gw_health_render_metrics() writes the health series on scrape.
+ * passed in), unit-tested in tests/unit/test_health.c; this module knows
+ * nothing of workers or upstreams. gw_health_render_metrics() writes the
+ * health series on scrape.
  */
 #ifndef INFERGW_HEALTH_H
 #define INFERGW_HEALTH_H
