@@ -413,6 +413,50 @@ int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen
     return gw_hdrlist_add(&c->req_hdrs, name, namelen, value, valuelen) < 0 ? -1 : 0;
 }
 
+/* The tenant records of the worker's current snapshot. */
+static const struct gw_authdb *call_authdb(const struct gw_call *c)
+{
+    return c->w->routes ? c->w->routes->authdb : NULL;
+}
+
+/* Ends the call with a refusal of authentication. */
+static void apply_refusal(struct gw_call *c, const struct gw_auth_verdict *v)
+{
+    if (v->pushback_ms >= 0)
+        gw_call_fail_pushback(c, v->status, (uint32_t)v->pushback_ms, "%s", v->message);
+    else
+        gw_call_fail(c, v->status, "%s", v->message);
+}
+
+/* Authenticates the call on a view of its request and applies the verdict.
+ * Returns 0 when it goes on, or -1 after ending it. */
+static int authenticate(struct gw_call *c)
+{
+    const struct gw_srv_conn *sc = c->sc;
+    struct gw_auth_request req = {
+        .hdrs = &c->req_hdrs,
+        .path = c->path,
+        .peer = sc->peer,
+        .tls = sc->tls,
+        .peer_verified = sc->peer_verified,
+        .peer_cn = sc->peer_cn,
+        .peer_sans = (const char *const *)sc->peer_sans,
+        .peer_nsans = sc->peer_nsans,
+        .db = call_authdb(c),
+        .metrics = c->w->metrics,
+        .worker = c->w->index,
+        .now_ns = c->w->loop.now_ns,
+        .call_id = c->id,
+    };
+    struct gw_auth_verdict v;
+    if (gw_auth_on_headers(&req, &v) < 0) {
+        apply_refusal(c, &v);
+        return -1;
+    }
+    memcpy(c->tenant, v.tenant, sizeof(c->tenant));
+    return 0;
+}
+
 static int is_model_method(const char *path)
 {
     static const char *const methods[] = {"ModelInfer", "ModelStreamInfer", "ModelReady",
@@ -472,7 +516,7 @@ void gw_call_on_req_headers_done(struct gw_call *c)
         }
     }
     c->local = gw_localsvc_match(c->path);
-    if (c->local != GW_LOCAL_HEALTH_CHECK && gw_auth_on_headers(c) < 0)
+    if (c->local != GW_LOCAL_HEALTH_CHECK && authenticate(c) < 0)
         return;
     if (c->local != GW_LOCAL_NONE)
         return; /* answered once the request message is complete */
@@ -599,7 +643,7 @@ static void refuse_model(struct gw_call *c, const char *want)
 {
     const struct gw_model_check *k = &c->check;
     gw_metrics_auth_failure(c->w->metrics, GW_AUTH_REASON_MODEL_MISMATCH);
-    if (!gw_auth_model_allowed(c, k->name, k->name_len))
+    if (!gw_auth_model_allowed(call_authdb(c), c->tenant, k->name, k->name_len))
         gw_call_fail(c, GW_GRPC_PERMISSION_DENIED,
                      "tenant '%s' may not call model '%s' (model_name of request message %" PRIu64
                      "; the call was authorized for model '%s')",
@@ -1182,8 +1226,11 @@ static void call_route(struct gw_call *c)
         return;
     }
     c->pool_known = 1;
-    if (gw_auth_on_pool(c, pool) < 0)
+    struct gw_auth_verdict v;
+    if (gw_auth_on_pool(call_authdb(c), c->w->metrics, c->tenant, pool, &v) < 0) {
+        apply_refusal(c, &v);
         return;
+    }
     struct gw_worker *w = c->w;
     uint64_t now = w->loop.now_ns;
     c->ps = gw_poolstate_get(&w->poolstates, c->pool_name, c->pool_len);
