@@ -308,7 +308,7 @@ static void call_free(struct gw_call *c)
 static int any_open(const struct gw_call *c)
 {
     for (size_t i = 0; i < c->natt; i++)
-        if (c->att[i]->open)
+        if (c->att[i]->st.open)
             return 1;
     return 0;
 }
@@ -318,7 +318,7 @@ static size_t running_attempts(const struct gw_call *c, const struct gw_attempt 
 {
     size_t n = 0;
     for (size_t i = 0; i < c->natt; i++)
-        if (c->att[i] != except && !c->att[i]->finished && c->att[i]->open)
+        if (c->att[i] != except && !c->att[i]->finished && c->att[i]->st.open)
             n++;
     return n;
 }
@@ -591,7 +591,7 @@ static void trim_request(struct gw_call *c)
     uint64_t low = c->req_total;
     for (size_t i = 0; i < c->natt; i++) {
         const struct gw_attempt *a = c->att[i];
-        if (a->open && !a->cancelled && a->req_off < low)
+        if (a->st.open && !a->cancelled && a->req_off < low)
             low = a->req_off;
     }
     if (low > c->req_base) {
@@ -616,7 +616,7 @@ static void stop_replay(struct gw_call *c)
     struct gw_attempt *keep = c->winner;
     for (size_t i = 0; !keep && i < c->natt; i++) {
         struct gw_attempt *a = c->att[i];
-        if (a->open && !a->finished && (!keep || a->req_off > keep->req_off))
+        if (a->st.open && !a->finished && (!keep || a->req_off > keep->req_off))
             keep = a;
     }
     for (size_t i = 0; i < c->natt; i++)
@@ -629,9 +629,9 @@ static void resume_upstream(struct gw_call *c)
 {
     for (size_t i = 0; i < c->natt; i++) {
         struct gw_attempt *a = c->att[i];
-        if (a->open && !a->cancelled && a->uc) {
-            nghttp2_session_resume_data(a->uc->conn.sess, a->sid);
-            gw_conn_mark_dirty(&a->uc->conn);
+        if (a->st.open && !a->cancelled && a->st.uc) {
+            nghttp2_session_resume_data(a->st.uc->conn.sess, a->st.sid);
+            gw_conn_mark_dirty(&a->st.uc->conn);
         }
     }
 }
@@ -875,7 +875,7 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     }
     nghttp2_data_provider prd = {.source.ptr = a, .read_callback = req_read_cb};
     a->req_off = c->req_base;
-    int32_t sid = gw_upstream_submit(uc, a, nv, n, &prd);
+    int32_t sid = gw_upstream_submit(uc, &a->st, nv, n, &prd);
     if (nv != stack_nv)
         gw_free(nv);
     if (sid < 0)
@@ -888,6 +888,8 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     return 0;
 }
 
+static const struct gw_up_stream_ops attempt_stream_ops;
+
 /* A fresh attempt of <kind>, or NULL when the call has no room or memory. */
 static struct gw_attempt *attempt_new(struct gw_call *c, enum gw_attempt_kind kind)
 {
@@ -897,7 +899,9 @@ static struct gw_attempt *attempt_new(struct gw_call *c, enum gw_attempt_kind ki
     if (!a)
         return NULL;
     a->call = c;
-    a->sid = -1;
+    a->st.ops = &attempt_stream_ops;
+    a->st.user = a;
+    a->st.sid = -1;
     a->kind = (uint8_t)kind;
     a->outcome = -1;
     gw_hdrlist_init(&a->hdrs);
@@ -998,15 +1002,15 @@ static void attempt_cancel(struct gw_attempt *a)
     a->cancelled = 1;
     a->finished = 1;
     gw_loop_timer_cancel(&a->call->w->loop, &a->try_timer);
-    if (a->open && a->uc) {
-        reset_stream(&a->uc->conn, a->sid, NGHTTP2_CANCEL);
+    if (a->st.open && a->st.uc) {
+        reset_stream(&a->st.uc->conn, a->st.sid, NGHTTP2_CANCEL);
     }
 }
 
 static void cancel_attempts(struct gw_call *c, const struct gw_attempt *except)
 {
     for (size_t i = 0; i < c->natt; i++)
-        if (c->att[i] != except && !c->att[i]->cancelled && c->att[i]->open)
+        if (c->att[i] != except && !c->att[i]->cancelled && c->att[i]->st.open)
             attempt_cancel(c->att[i]);
 }
 
@@ -1267,9 +1271,9 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     conn_held(c, -(int64_t)n);
     if (n > 0)
         c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
-    if (n > 0 && a && a->uc) {
-        nghttp2_session_consume_stream(a->uc->conn.sess, a->sid, n);
-        gw_conn_mark_dirty(&a->uc->conn);
+    if (n > 0 && a && a->st.uc) {
+        nghttp2_session_consume_stream(a->st.uc->conn.sess, a->st.sid, n);
+        gw_conn_mark_dirty(&a->st.uc->conn);
     }
     if (c->respbuf.len == 0 && c->trailers_ready) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -1350,8 +1354,8 @@ static void commit(struct gw_attempt *a)
     stop_replay(c);
 }
 
-int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen)
+static int on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
+                          const uint8_t *value, size_t valuelen)
 {
     struct gw_call *c = a->call;
     if (a->cancelled || c->resp_done)
@@ -1415,7 +1419,7 @@ static void attempt_final(struct gw_attempt *a, const struct gw_hdrlist *h, int 
     relay_response(c);
 }
 
-void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream)
+static void on_resp_headers_done(struct gw_attempt *a, int end_stream)
 {
     struct gw_call *c = a->call;
     if (a->cancelled || c->resp_done)
@@ -1481,22 +1485,22 @@ static void conn_buffer_check(struct gw_call *c)
                  held, cfg->max_conn_buffer_bytes);
 }
 
-void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
+static void on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
 {
     struct gw_call *c = a->call;
     /* upstream.c gave the connection window back on receipt; the stream's
      * comes back as the client takes the bytes (resp_read_cb) or here when
      * they are dropped. */
-    nghttp2_session *us = a->uc->conn.sess;
+    nghttp2_session *us = a->st.uc->conn.sess;
     if (a->cancelled || c->resp_done || !client_alive(c)) {
-        nghttp2_session_consume_stream(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->st.sid, len);
         return;
     }
     if (!c->winner)
         commit(a); /* the first response message decides the call */
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->resp_framer, data, len, max) < 0) {
-        nghttp2_session_consume_stream(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->st.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "response message of %" PRIu32 " bytes from replica %s exceeds the "
                      "gateway's limit of %" PRIu32 " bytes (--max-message-bytes)",
@@ -1504,7 +1508,7 @@ void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len)
         return;
     }
     if (gw_bufq_append(&c->respbuf, data, len) < 0) {
-        nghttp2_session_consume_stream(us, a->sid, len);
+        nghttp2_session_consume_stream(us, a->st.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
@@ -1546,8 +1550,8 @@ static int attempt_outcome(const struct gw_attempt *a, int transport_outcome)
 static void release_attempt(struct gw_attempt *a)
 {
     struct gw_call *c = a->call;
-    gw_upstream_detach(a);
-    a->open = 0;
+    gw_upstream_detach(&a->st);
+    a->st.open = 0;
     gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
 }
 
@@ -1579,7 +1583,7 @@ static int reroute_refused(struct gw_attempt *a)
     return attempt_start(c, pool, a, a->kind) == 0;
 }
 
-void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
+static void on_upstream_close(struct gw_attempt *a, uint32_t error_code)
 {
     struct gw_call *c = a->call;
     a->outcome =
@@ -1613,11 +1617,11 @@ void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code)
     maybe_free(c);
 }
 
-void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *reason)
+static void on_upstream_lost(struct gw_attempt *a, int connected, const char *reason)
 {
     struct gw_call *c = a->call;
-    a->uc = NULL;
-    a->open = 0;
+    a->st.uc = NULL;
+    a->st.open = 0;
     gw_loop_timer_cancel(&c->w->loop, &a->try_timer);
     a->outcome = (int16_t)attempt_outcome(a, connected ? GW_OUTCOME_CONNECTION_LOST
                                                        : GW_OUTCOME_CONNECT_FAILED);
@@ -1657,6 +1661,48 @@ void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *r
                    attempt_addr(a), reason);
     maybe_free(c);
 }
+
+/* --- the attempt stream's events (gw_up_stream_ops) ---------------------- */
+
+static void st_begin_headers(struct gw_up_stream *st, int trailers)
+{
+    ((struct gw_attempt *)st->user)->in_trailers = trailers;
+}
+
+static int st_header(struct gw_up_stream *st, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen)
+{
+    return on_resp_header(st->user, name, namelen, value, valuelen);
+}
+
+static void st_headers_done(struct gw_up_stream *st, int end_stream)
+{
+    on_resp_headers_done(st->user, end_stream);
+}
+
+static void st_data(struct gw_up_stream *st, const uint8_t *data, size_t len)
+{
+    on_resp_data(st->user, data, len);
+}
+
+static void st_close(struct gw_up_stream *st, uint32_t error_code)
+{
+    on_upstream_close(st->user, error_code);
+}
+
+static void st_lost(struct gw_up_stream *st, int connected, const char *reason)
+{
+    on_upstream_lost(st->user, connected, reason);
+}
+
+static const struct gw_up_stream_ops attempt_stream_ops = {
+    .on_begin_headers = st_begin_headers,
+    .on_header = st_header,
+    .on_headers_done = st_headers_done,
+    .on_data = st_data,
+    .on_close = st_close,
+    .on_lost = st_lost,
+};
 
 void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
 {
@@ -1743,9 +1789,9 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         size_t dropped = c->respbuf.len;
         conn_held(c, -(int64_t)dropped);
         gw_bufq_reset(&c->respbuf);
-        if (dropped && win && win->uc) {
-            nghttp2_session_consume_stream(win->uc->conn.sess, win->sid, dropped);
-            gw_conn_mark_dirty(&win->uc->conn);
+        if (dropped && win && win->st.uc) {
+            nghttp2_session_consume_stream(win->st.uc->conn.sess, win->st.sid, dropped);
+            gw_conn_mark_dirty(&win->st.uc->conn);
         }
         struct gw_hdrlist *t = resp_trailers(c);
         gw_hdrlist_reset(t);

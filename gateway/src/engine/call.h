@@ -63,21 +63,14 @@
 #include "base/grpcwire.h"
 #include "base/hdrlist.h"
 #include "base/timer.h"
+#include "engine/localsvc.h"
+#include "engine/upstream.h"
 
 struct gw_worker;
 struct gw_srv_conn;
-struct gw_up_conn;
 struct gw_pool;
 struct gw_upstream;
 struct gw_poolstate;
-
-enum gw_local_method {
-    GW_LOCAL_NONE = 0,
-    GW_LOCAL_SERVER_LIVE,
-    GW_LOCAL_SERVER_READY,
-    GW_LOCAL_SERVER_METADATA,
-    GW_LOCAL_HEALTH_CHECK,
-};
 
 enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
@@ -86,10 +79,10 @@ enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
 struct gw_attempt {
     struct gw_call *call;
-    struct gw_up_conn *uc;          /* NULL once its connection is gone */
-    int32_t sid;                    /* upstream stream id, -1 before submit */
-    struct gw_upstream *up;         /* the replica (lives as long as the worker) */
-    struct gw_attempt *prev, *next; /* in uc's list */
+    /* its upstream stream: st.uc (NULL once its connection is gone), st.sid
+     * (-1 before submit), st.open (the stream exists and is not closed) */
+    struct gw_up_stream st;
+    struct gw_upstream *up; /* the replica (lives as long as the worker) */
     uint64_t start_ns;
     uint64_t req_off;           /* request log offset this attempt has sent up to */
     struct gw_hdrlist hdrs;     /* response headers, held until the commit point */
@@ -100,7 +93,6 @@ struct gw_attempt {
     int16_t outcome;          /* how it ended (gw_metrics outcome), -1 = not yet */
     uint8_t kind;             /* enum gw_attempt_kind */
     int8_t pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
-    unsigned open : 1;        /* upstream stream exists and is not closed */
     unsigned in_trailers : 1; /* the header block being read is trailers */
     unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
     unsigned cancelled : 1;   /* reset by the gateway: its events are ignored */
@@ -200,17 +192,6 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len);
 void gw_call_on_req_end(struct gw_call *c);
 /* The client stream closed (normally, by reset, or with its connection). */
 void gw_call_on_client_close(struct gw_call *c, uint32_t error_code);
-
-/* Upstream side events of attempt <a> (from upstream's nghttp2 callbacks). */
-int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen);
-void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream);
-void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len);
-/* The attempt's upstream stream closed with <error_code> (NGHTTP2_* codes). */
-void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code);
-/* The attempt's connection failed; <connected> says whether it ever came up
- * (if not, nothing of the call reached the replica). */
-void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *reason);
 
 /* Ends the call with a gateway-made status (no-op once the status is decided). */
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
