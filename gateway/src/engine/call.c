@@ -39,7 +39,7 @@
 #include "route/poolstate.h"
 #include "route/route.h"
 #include "engine/upstream.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define KSERVE_PREFIX "/inference.GRPCInferenceService/"
 /* Requests the gateway answers itself are tiny (a health check names a
@@ -165,7 +165,7 @@ static void idle_cb(struct gw_timer *t, void *arg)
         /* The status is decided but cannot reach the client (it reads
          * nothing): give the stream up. */
         if (client_alive(c)) {
-            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->sid, NGHTTP2_CANCEL);
+            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->ss.sid, NGHTTP2_CANCEL);
             mark_client_dirty(c);
         }
         return;
@@ -186,7 +186,8 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
         return NULL;
     c->w = sc->w;
     c->sc = sc;
-    c->sid = sid;
+    c->ss.user = c;
+    c->ss.sid = sid;
     c->id = ++sc->w->calls_started;
     c->status = -1;
     c->att_start_ns = sc->w->loop.now_ns;
@@ -203,7 +204,7 @@ struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid)
     c->last_io_ns = c->att_start_ns;
     gw_timer_init(&c->retry_timer, retry_cb, c);
     gw_timer_init(&c->hedge_timer, hedge_cb, c);
-    gw_srv_conn_add_call(sc, c);
+    gw_srv_conn_add_stream(sc, &c->ss);
     return c;
 }
 
@@ -302,7 +303,7 @@ static void call_free(struct gw_call *c)
     gw_bufq_reset(&c->respbuf);
     struct gw_worker *w = c->w;
     gw_free(c);
-    gw_worker_check_drained(w);
+    gw_h2srv_check_drained(w);
 }
 
 static int any_open(const struct gw_call *c)
@@ -577,7 +578,7 @@ static void consume_request(struct gw_call *c, uint64_t off)
     c->req_consumed = off;
     conn_held(c, -(int64_t)n);
     if (client_alive(c)) {
-        nghttp2_session_consume_stream(client_sess(c), c->sid, n);
+        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, n);
         gw_conn_mark_dirty(&c->sc->conn);
     }
 }
@@ -717,7 +718,7 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     if (c->resp_done || c->local != GW_LOCAL_NONE) {
         /* Nothing will read these bytes (the call is decided, or the gateway
          * answers it itself): hand the window back now. */
-        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
         if (c->local != GW_LOCAL_NONE && !c->resp_done) {
             if (c->reqlog.len + len > LOCAL_REQ_MAX)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s", c->path);
@@ -728,7 +729,7 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     }
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->req_framer, data, len, max) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "request message of %" PRIu32 " bytes exceeds the gateway's limit of %" PRIu32
                      " bytes (--max-message-bytes)",
@@ -737,11 +738,11 @@ void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len)
     }
     int scan_r = c->scanning ? gw_model_scan_feed(&c->scan, data, len, NULL) : GW_SCAN_MORE;
     if (c->checking && check_models(c, data, len, scan_r) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
         return;
     }
     if (gw_bufq_append(&c->reqlog, data, len) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->sid, len);
+        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }
@@ -1315,12 +1316,12 @@ static void submit_held_headers(struct gw_call *c, int with_data)
         nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
         size_t n = 1 + gw_hdrlist_to_nv(h, nv + 1);
         nghttp2_data_provider prd = {.source.ptr = c, .read_callback = resp_read_cb};
-        rv = nghttp2_submit_response(client_sess(c), c->sid, nv, n, with_data ? &prd : NULL);
+        rv = nghttp2_submit_response(client_sess(c), c->ss.sid, nv, n, with_data ? &prd : NULL);
         if (nv != stack_nv)
             gw_free(nv);
     }
     if (rv != 0)
-        reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
+        reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
     mark_client_dirty(c);
 }
 
@@ -1331,7 +1332,7 @@ static void relay_response(struct gw_call *c)
     if (!c->resp_submitted)
         submit_held_headers(c, 1);
     else
-        nghttp2_session_resume_data(client_sess(c), c->sid);
+        nghttp2_session_resume_data(client_sess(c), c->ss.sid);
     mark_client_dirty(c);
 }
 
@@ -1715,7 +1716,7 @@ void gw_call_on_client_close(struct gw_call *c, uint32_t error_code)
     gw_bufq_reset(&c->reqlog);
     replay_account(c);
     c->req_base = c->req_total;
-    gw_srv_conn_remove_call(c->sc, c);
+    gw_srv_conn_remove_stream(c->sc, &c->ss);
     /* The connection may be freed before the call (an attempt still open):
      * keep what the access log needs, and no way back to it. */
     _Static_assert(sizeof(c->peer) == sizeof(c->sc->peer), "peer buffers differ");
@@ -1780,8 +1781,8 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         nghttp2_nv nv[] = {nv_str(":status", c->bad_request_http ? c->bad_request_http : "200"),
                            NV_LIT("content-type", "application/grpc"), nv_str("grpc-status", st),
                            nv_str("grpc-message", enc), nv_str("grpc-retry-pushback-ms", pb)};
-        if (nghttp2_submit_response(client_sess(c), c->sid, nv, pushback_ms >= 0 ? 5 : 4, NULL))
-            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
+        if (nghttp2_submit_response(client_sess(c), c->ss.sid, nv, pushback_ms >= 0 ? 5 : 4, NULL))
+            reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
         c->resp_submitted = 1;
     } else {
         /* Headers (and maybe messages) already went out: drop what is still
@@ -1797,10 +1798,10 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         gw_hdrlist_reset(t);
         if (gw_hdrlist_add(t, "grpc-status", 11, st, strlen(st)) < 0 ||
             gw_hdrlist_add(t, "grpc-message", 12, enc, strlen(enc)) < 0) {
-            reset_stream(&c->sc->conn, c->sid, NGHTTP2_INTERNAL_ERROR);
+            reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
         } else {
             c->trailers_ready = 1;
-            nghttp2_session_resume_data(client_sess(c), c->sid);
+            nghttp2_session_resume_data(client_sess(c), c->ss.sid);
         }
     }
     mark_client_dirty(c);
@@ -1871,3 +1872,59 @@ static void answer_local(struct gw_call *c)
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     submit_held_headers(c, 1);
 }
+
+/* --- the client stream's events (gw_srv_stream_ops) ----------------------- */
+
+static struct gw_srv_stream *ss_open(struct gw_srv_conn *sc, int32_t sid)
+{
+    struct gw_call *c = gw_call_new(sc, sid);
+    return c ? &c->ss : NULL;
+}
+
+static int ss_header(struct gw_srv_stream *st, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen)
+{
+    return gw_call_on_req_header(st->user, name, namelen, value, valuelen);
+}
+
+static void ss_refuse_header_list(struct gw_srv_stream *st)
+{
+    gw_call_refuse_header_list(st->user);
+}
+
+static void ss_headers_done(struct gw_srv_stream *st)
+{
+    gw_call_on_req_headers_done(st->user);
+}
+
+static void ss_data(struct gw_srv_stream *st, const uint8_t *data, size_t len)
+{
+    gw_call_on_req_data(st->user, data, len);
+}
+
+static void ss_end(struct gw_srv_stream *st)
+{
+    gw_call_on_req_end(st->user);
+}
+
+static void ss_close(struct gw_srv_stream *st, uint32_t error_code)
+{
+    gw_call_on_client_close(st->user, error_code);
+}
+
+static int ss_answered_early(const struct gw_srv_stream *st)
+{
+    const struct gw_call *c = st->user;
+    return gw_call_answered(c) && !c->req_eos;
+}
+
+const struct gw_srv_stream_ops gw_call_srv_ops = {
+    .open = ss_open,
+    .on_header = ss_header,
+    .refuse_header_list = ss_refuse_header_list,
+    .on_headers_done = ss_headers_done,
+    .on_data = ss_data,
+    .on_end = ss_end,
+    .on_close = ss_close,
+    .answered_early = ss_answered_early,
+};

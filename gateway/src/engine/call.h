@@ -64,10 +64,10 @@
 #include "base/hdrlist.h"
 #include "base/timer.h"
 #include "engine/localsvc.h"
+#include "h2/h2srv.h"
 #include "engine/upstream.h"
 
 struct gw_worker;
-struct gw_srv_conn;
 struct gw_pool;
 struct gw_upstream;
 struct gw_poolstate;
@@ -100,9 +100,8 @@ struct gw_attempt {
 
 struct gw_call {
     struct gw_worker *w;
-    struct gw_srv_conn *sc;
-    int32_t sid;                 /* client stream id */
-    struct gw_call *prev, *next; /* in sc's list */
+    struct gw_srv_conn *sc;  /* NULL once the client stream closed */
+    struct gw_srv_stream ss; /* the client stream: ss.sid, in sc's list (h2srv.h) */
     uint64_t id;
 
     /* request */
@@ -171,6 +170,10 @@ struct gw_call {
     unsigned resp_done : 1;      /* final status decided */
     int status;                  /* the status gw_call_fail() answered with, -1 = none (metrics) */
 };
+
+/* The call engine as h2srv's stream callbacks (registered by the worker):
+ * open = gw_call_new, and the client side events below. */
+extern const struct gw_srv_stream_ops gw_call_srv_ops;
 
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
  * allocation failure (the caller resets the stream). */

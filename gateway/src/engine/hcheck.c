@@ -12,7 +12,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "engine/upstream.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define MS_NS      1000000ULL
 #define CHECK_PATH "/grpc.health.v1.Health/Check"

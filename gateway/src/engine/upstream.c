@@ -14,7 +14,7 @@
 #include "base/mem.h"
 #include "route/route.h"
 #include "h2/tls.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define MS_NS 1000000ULL
 /* A connection dropped by the replica is replaced at once only when it had

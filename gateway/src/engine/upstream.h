@@ -201,10 +201,13 @@ void gw_upstream_conn_idle(struct gw_up_conn *uc);
  * a stream still open gets no more events). */
 void gw_upstream_detach(struct gw_up_stream *st);
 
-/* Passive health (outlier ejection): tells the replica's shared record how
- * an attempt went, a failure of the replica's own making (<ok> 0) or an
- * answer (1); reads the worker's snapshot for the ejection cap and logs
- * replica_ejected. NULL <up> is ignored. */
+/* Passive health (outlier ejection): reports the outcome of one attempt on
+ * <up> to the replica's shared record (gw_health_passive): ok = 1 for a
+ * response (any status the replica chose that is not retryable), 0 for a
+ * failure (retryable status like UNAVAILABLE, stream reset, connection
+ * lost, per-try timeout, keepalive timeout). Reads the worker's snapshot for
+ * the ejection cap and logs replica_ejected. NULL <up> is ignored. Loop
+ * thread. */
 void gw_upstream_report(struct gw_upstream *up, int ok);
 
 /* An attempt (or a check in flight) starts or stops pointing at <up>. */

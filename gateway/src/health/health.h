@@ -192,12 +192,6 @@ int gw_health_conn_alive(struct gw_health *h);
 /* Whether the replica is down and its retry time has not come. */
 int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns);
 
-/* Reports the outcome of one upstream attempt on <up>: ok = 1 for a response
- * (any status the replica chose that is not retryable), 0 for a failure
- * (retryable status like UNAVAILABLE, stream reset, connection lost,
- * per-try timeout). Loop thread. */
-void gw_health_report(struct gw_upstream *up, int ok);
-
 /* Writes infergw_replica_health, infergw_replica_ejections_total,
  * infergw_health_checks_total and infergw_upstream_keepalive_timeouts_total
  * for every record of <reg> in the Prometheus text format. Any thread. */
