@@ -226,48 +226,24 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
         atts[n].kind = kind_names[a->kind];
         atts[n++].outcome = a->outcome >= 0 ? gw_metrics_outcome_name(a->outcome) : "NONE";
     }
-    /* The caller's x-request-id when it is a sane token, else the gateway's. */
-    char rid[72];
-    size_t rlen = 0;
-    const char *given = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &rlen);
-    if (given && rlen > 0 && rlen <= 64) {
-        memcpy(rid, given, rlen);
-        rid[rlen] = '\0';
-    } else {
-        /* "<worker>-<call id in hex>", written without printf (per call). */
-        static const char hex[] = "0123456789abcdef";
-        char tmp[24];
-        size_t nd = 0, k = 0;
-        for (uint64_t v = c->id; nd == 0 || v; v >>= 4)
-            tmp[nd++] = hex[v & 15];
-        for (int wi = c->w->index; k == 0 || wi; wi /= 10)
-            rid[k++] = (char)('0' + wi % 10);
-        for (size_t i = 0; i < k / 2; i++) {
-            char t = rid[i];
-            rid[i] = rid[k - 1 - i];
-            rid[k - 1 - i] = t;
-        }
-        rid[k++] = '-';
-        while (nd)
-            rid[k++] = tmp[--nd];
-        rid[k] = '\0';
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct gw_access_entry e = {
-        .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-        .request_id = rid,
+    struct gw_access_call f = {
+        .worker = c->w->index,
+        .call_id = c->id,
         .peer = c->peer,
         .tenant = c->tenant,
         .pool = c->pool_len ? c->pool_name : "",
         .method = c->path ? c->path : "",
         .code = code,
-        .duration_us = duration_ns / 1000,
+        .duration_ns = duration_ns,
         .req_bytes = c->req_total,
         .resp_bytes = c->resp_total,
         .attempts = atts,
         .nattempts = n,
     };
+    f.given_request_id = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &f.given_len);
+    char rid[GW_ACCESSLOG_RID_MAX];
+    struct gw_access_entry e;
+    gw_accesslog_entry(&e, rid, &f);
     gw_worker_access_log(c->w, &e);
 }
 
@@ -1083,17 +1059,6 @@ static void finish_failed(struct gw_call *c)
     submit_held_headers(c, 1);
 }
 
-/* Whether a final status <code> from attempt <a> may be retried: listed in
- * the pool's retry_on, or RESOURCE_EXHAUSTED with the replica's pushback. */
-static int status_retryable(const struct gw_pool *pool, const struct gw_attempt *a, int code)
-{
-    if (code <= GW_GRPC_OK || code > GW_GRPC_UNAUTHENTICATED)
-        return 0;
-    if (code == GW_GRPC_RESOURCE_EXHAUSTED)
-        return a->pushback > 0;
-    return (pool->tun.retry_on >> code) & 1;
-}
-
 /* Attempt <a> failed before the commit point (a retryable status, an HTTP
  * error, a reset, a lost connection or its per-try timeout): <code> and the
  * message say how. <relayable> says the replica's own answer can be relayed
@@ -1127,22 +1092,27 @@ static void attempt_failed(struct gw_attempt *a, int code, int relayable, int re
 
     const struct gw_pool *pool = call_pool(c);
     uint64_t now = w->loop.now_ns;
-    if (!pool || !retryable || !c->replayable || c->natt >= pool->tun.retry_max_attempts) {
-        finish_failed(c);
-        return;
+    struct gw_retry_in in = {
+        .retryable = pool && retryable,
+        .replayable = c->replayable,
+        .attempts = c->natt,
+        .max_attempts = pool ? pool->tun.retry_max_attempts : 0,
+        .pushback = a->pushback,
+        .pushback_ms = a->pushback_ms,
+        .retries = c->retries,
+        .now_ns = now,
+        .deadline_ns = c->deadline_ns,
+    };
+    if (in.retryable && in.replayable && in.attempts < in.max_attempts) {
+        in.rnd = a->pushback == 0 ? gw_loop_rand(&w->loop) : 0;
+        in.floor_ns = attempt_floor(c);
     }
-    if (a->pushback < 0) {
+    struct gw_retry_decision d = gw_policy_retry(&in);
+    if (d.verdict == GW_RETRY_NO_PUSHBACK)
         gw_metrics_policy(w->metrics, GW_POLICY_RETRY_PUSHBACK);
-        finish_failed(c);
-        return;
-    }
-    uint32_t delay_ms = a->pushback > 0
-                            ? a->pushback_ms
-                            : gw_policy_backoff_ms(c->retries, GW_BACKOFF_BASE_MS,
-                                                   GW_BACKOFF_CAP_MS, gw_loop_rand(&w->loop));
-    uint64_t at = now + (uint64_t)delay_ms * MS;
-    if (!gw_policy_attempt_allowed(at, c->deadline_ns, attempt_floor(c))) {
+    else if (d.verdict == GW_RETRY_NO_DEADLINE)
         gw_metrics_policy(w->metrics, GW_POLICY_RETRY_DEADLINE);
+    if (d.verdict != GW_RETRY_AT) {
         finish_failed(c);
         return;
     }
@@ -1152,7 +1122,7 @@ static void attempt_failed(struct gw_attempt *a, int code, int relayable, int re
         finish_failed(c);
         return;
     }
-    if (gw_loop_timer_at(&w->loop, &c->retry_timer, at) < 0)
+    if (gw_loop_timer_at(&w->loop, &c->retry_timer, now + (uint64_t)d.delay_ms * MS) < 0)
         finish_failed(c);
 }
 
@@ -1183,10 +1153,19 @@ static void hedge_cb(struct gw_timer *t, void *arg)
     if (c->resp_done || c->winner || !c->replayable || !client_alive(c))
         return;
     const struct gw_pool *pool = call_pool(c);
-    if (!pool || running_attempts(c, NULL) != 1 || c->natt >= pool->tun.retry_max_attempts + 1)
+    if (!pool)
         return;
     uint64_t now = w->loop.now_ns;
-    if (!gw_policy_attempt_allowed(now, c->deadline_ns, attempt_floor(c)))
+    struct gw_hedge_in in = {
+        .replayable = c->replayable,
+        .running = running_attempts(c, NULL),
+        .attempts = c->natt,
+        .max_attempts = pool->tun.retry_max_attempts,
+        .now_ns = now,
+        .deadline_ns = c->deadline_ns,
+        .floor_ns = attempt_floor(c),
+    };
+    if (gw_policy_hedge(&in) != GW_HEDGE_GO)
         return;
     if (!gw_budget_take(&c->ps->hedge_budget, now, pool->tun.hedge_budget_percent,
                         HEDGE_BUDGET_MIN)) {
@@ -1402,7 +1381,7 @@ static void attempt_final(struct gw_attempt *a, const struct gw_hdrlist *h, int 
         return;
     }
     const struct gw_pool *pool = call_pool(c);
-    if (pool && status_retryable(pool, a, code)) {
+    if (pool && gw_policy_status_retryable(pool->tun.retry_on, code, a->pushback)) {
         attempt_failed(a, code, 1, 1, "replica %s answered %s", attempt_addr(a),
                        gw_grpc_status_name(code));
         return;

@@ -10,6 +10,8 @@
  */
 #include "route/policy.h"
 
+#include "base/grpcwire.h"
+
 #define NS_PER_SEC 1000000000ull
 
 uint32_t gw_policy_backoff_ms(unsigned retry, uint32_t base_ms, uint32_t cap_ms, uint32_t rnd)
@@ -191,4 +193,40 @@ uint32_t gw_policy_ejection_ms(unsigned times, uint32_t base_ms, uint32_t max_ms
     uint64_t ms = (uint64_t)base_ms * (times ? times : 1);
 
     return ms > max_ms ? max_ms : (uint32_t)ms;
+}
+
+int gw_policy_status_retryable(uint32_t retry_on, int code, int pushback)
+{
+    if (code <= GW_GRPC_OK || code > GW_GRPC_UNAUTHENTICATED)
+        return 0;
+    if (code == GW_GRPC_RESOURCE_EXHAUSTED)
+        return pushback > 0;
+    return (retry_on >> code) & 1;
+}
+
+struct gw_retry_decision gw_policy_retry(const struct gw_retry_in *in)
+{
+    struct gw_retry_decision d = {GW_RETRY_NO, 0};
+    if (!in->retryable || !in->replayable || in->attempts >= in->max_attempts)
+        return d;
+    if (in->pushback < 0) {
+        d.verdict = GW_RETRY_NO_PUSHBACK;
+        return d;
+    }
+    d.delay_ms = in->pushback > 0 ? in->pushback_ms
+                                  : gw_policy_backoff_ms(in->retries, GW_BACKOFF_BASE_MS,
+                                                         GW_BACKOFF_CAP_MS, in->rnd);
+    uint64_t at = in->now_ns + (uint64_t)d.delay_ms * 1000000u;
+    d.verdict = gw_policy_attempt_allowed(at, in->deadline_ns, in->floor_ns) ? GW_RETRY_AT
+                                                                             : GW_RETRY_NO_DEADLINE;
+    return d;
+}
+
+enum gw_hedge_verdict gw_policy_hedge(const struct gw_hedge_in *in)
+{
+    if (!in->replayable || in->running != 1 || in->attempts >= (size_t)in->max_attempts + 1)
+        return GW_HEDGE_NO;
+    if (!gw_policy_attempt_allowed(in->now_ns, in->deadline_ns, in->floor_ns))
+        return GW_HEDGE_NO_DEADLINE;
+    return GW_HEDGE_GO;
 }
