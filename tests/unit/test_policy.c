@@ -536,6 +536,41 @@ static void test_hedge_decision(void **state)
     }
 }
 
+static void test_hedge_delay(void **state)
+{
+    struct gw_latency few, many;
+    gw_latency_init(&few, 0);
+    gw_latency_init(&many, 0);
+    for (int i = 0; i < 10; i++)
+        gw_latency_add(&few, 10 * MS);
+    for (int i = 0; i < 1000; i++)
+        gw_latency_add(&many, 10 * MS);
+    const uint64_t p95 = gw_latency_quantile(&many, 0.95, 50);
+    assert_true(p95 > 9 * MS && p95 < 11 * MS);
+    const struct {
+        const char *what;
+        int32_t delay_ms;
+        const struct gw_latency *lat;
+        const char *exclude, *path;
+        uint64_t want;
+    } cases[] = {
+        {"off", 0, &many, "", "/a/B", 0},
+        {"fixed", 40, &many, "", "/a/B", 40 * MS},
+        {"auto: the p95", -1, &many, "", "/a/B", p95},
+        {"auto, too few samples", -1, &few, "", "/a/B", 0},
+        {"excluded alone", 40, &many, "/a/B", "/a/B", 0},
+        {"excluded in a list", 40, &many, "/x/Y,/a/B,/z/Z", "/a/B", 0},
+        {"a prefix is not a match", 40, &many, "/a/BC,/a", "/a/B", 40 * MS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t got = gw_policy_hedge_delay_ns(cases[i].delay_ms, cases[i].lat, 50,
+                                                cases[i].exclude, cases[i].path);
+        if (got != cases[i].want)
+            fail_msg("%s: %llu ns, want %llu", cases[i].what, (unsigned long long)got,
+                     (unsigned long long)cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_status_retryable),
         cmocka_unit_test(test_retry_decision),
         cmocka_unit_test(test_hedge_decision),
+        cmocka_unit_test(test_hedge_delay),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

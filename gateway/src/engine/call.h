@@ -51,6 +51,13 @@
  * answer, readable by a client that is not gRPC) carrying grpc-status
  * INVALID_ARGUMENT too, and never reaches a replica. A call is freed when
  * its client stream and all its attempts' streams are closed. Loop thread only.
+ *
+ * The engine's files (their shared declarations in call_int.h): call_core.c
+ * (lifecycle, request log, h2srv's callbacks), call_intake.c (the request,
+ * authentication, routing), call_attempt.c (attempts, retries, hedges; the
+ * decisions are route/policy's), call_relay.c (commit, relay, trailers,
+ * gateway statuses). Attempts' upstream streams are gw_up_streams whose ops
+ * dispatch back into the engine (upstream.h).
  */
 #ifndef INFERGW_CALL_H
 #define INFERGW_CALL_H
@@ -172,29 +179,21 @@ struct gw_call {
 };
 
 /* The call engine as h2srv's stream callbacks (registered by the worker):
- * open = gw_call_new, and the client side events below. */
+ * a client stream opens a call (gw_call_new), its header fields, data, end
+ * and close go to the call (call_intake.c, call_core.c). A request whose
+ * header block passed --max-header-list-bytes or --max-header-count is
+ * refused with RESOURCE_EXHAUSTED once the block ends; a call answered while
+ * its request still comes has its stream ended after the answer. */
 extern const struct gw_srv_stream_ops gw_call_srv_ops;
 
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
  * allocation failure (the caller resets the stream). */
 struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid);
 
-/* Client side events (from h2srv's nghttp2 callbacks). */
-int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen,
-                          const uint8_t *value, size_t valuelen);
-void gw_call_on_req_headers_done(struct gw_call *c);
-/* The request's header block passed --max-header-list-bytes or
- * --max-header-count: nothing more of it is copied, and the call is refused
- * with RESOURCE_EXHAUSTED once the block ends. */
-void gw_call_refuse_header_list(struct gw_call *c);
 /* Whether the call's final status is decided: a request refused while its
  * headers were read, a gateway-made error, or the replica's status. Once
  * that status went out, the rest of the request is of no use. */
 int gw_call_answered(const struct gw_call *c);
-void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len);
-void gw_call_on_req_end(struct gw_call *c);
-/* The client stream closed (normally, by reset, or with its connection). */
-void gw_call_on_client_close(struct gw_call *c, uint32_t error_code);
 
 /* Ends the call with a gateway-made status (no-op once the status is decided). */
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)

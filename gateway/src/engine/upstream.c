@@ -118,7 +118,7 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, co
         return 0;
     }
     /* The connection window comes back at once; the stream's only as the
-     * owner takes the bytes (call.c: as the client takes them), so a
+     * owner takes the bytes (the call engine: as the client takes them), so a
      * stalled stream holds at most its own window and never the
      * connection's (see upstream.h). */
     nghttp2_session_consume_connection(s, len);

@@ -38,7 +38,7 @@
  * Flow control isolates the streams of a connection from each other: a
  * DATA frame's bytes are handed back to the connection window at once
  * (nghttp2_session_consume_connection), and to the stream window only as the
- * client takes them (call.c), so a stream holds at most one stream window of
+ * client takes them (the call engine), so a stream holds at most one stream window of
  * unrelayed bytes and a stalled client never holds the connection window
  * that other calls (and the replica's answers to them) need.
  *

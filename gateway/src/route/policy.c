@@ -10,6 +10,8 @@
  */
 #include "route/policy.h"
 
+#include <string.h>
+
 #include "base/grpcwire.h"
 
 #define NS_PER_SEC 1000000000ull
@@ -229,4 +231,30 @@ enum gw_hedge_verdict gw_policy_hedge(const struct gw_hedge_in *in)
     if (!gw_policy_attempt_allowed(in->now_ns, in->deadline_ns, in->floor_ns))
         return GW_HEDGE_NO_DEADLINE;
     return GW_HEDGE_GO;
+}
+
+/* Whether <path> is listed in the comma list <list>. */
+static int path_listed(const char *list, const char *path)
+{
+    size_t plen = strlen(path);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == plen && memcmp(p, path, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+uint64_t gw_policy_hedge_delay_ns(int32_t delay_ms, const struct gw_latency *lat,
+                                  uint32_t min_samples, const char *exclude, const char *path)
+{
+    if (delay_ms == 0 || path_listed(exclude, path))
+        return 0;
+    if (delay_ms < 0)
+        return gw_latency_quantile(lat, 0.95, min_samples);
+    return (uint64_t)delay_ms * 1000000u;
 }

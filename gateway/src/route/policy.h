@@ -128,6 +128,13 @@ enum gw_hedge_verdict {
 /* Decides a hedge (the budget is the caller's to take, last). */
 enum gw_hedge_verdict gw_policy_hedge(const struct gw_hedge_in *in);
 
+/* The hedge delay of a call, in ns; 0 = no hedge. <delay_ms> is the pool's
+ * hedge_delay_ms: 0 off, -1 auto (the p95 of <lat>, 0 while it holds fewer
+ * than <min_samples> samples), else milliseconds. A <path> listed in the
+ * comma list <exclude> (hedge_exclude) is never hedged. */
+uint64_t gw_policy_hedge_delay_ns(int32_t delay_ms, const struct gw_latency *lat,
+                                  uint32_t min_samples, const char *exclude, const char *path);
+
 /* How long an outlier stays ejected the <times>-th time (1 = first):
  * base_ms × times, at most max_ms. */
 uint32_t gw_policy_ejection_ms(unsigned times, uint32_t base_ms, uint32_t max_ms);
