@@ -56,7 +56,7 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     else
         nv[n++] = (nghttp2_nv)NV_LIT(":scheme", "http");
     if (!c->has_authority)
-        nv[n++] = nv_str(":authority", attempt_addr(a));
+        nv[n++] = call__nv_str(":authority", call__attempt_addr(a));
     size_t first = n;
     n += gw_hdrlist_to_nv(&c->req_hdrs, nv + n); /* :path, :authority, metadata */
     if (!c->w->cfg->auth.none) {
@@ -77,11 +77,11 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     char tbuf[GW_GRPC_TIMEOUT_BUFLEN], pbuf[24];
     if (c->deadline_ns) {
         gw_grpc_timeout_format(c->deadline_ns - now, tbuf);
-        nv[n++] = nv_str("grpc-timeout", tbuf);
+        nv[n++] = call__nv_str("grpc-timeout", tbuf);
     }
     if (c->natt > 1) {
         snprintf(pbuf, sizeof(pbuf), "%zu", c->natt - 1);
-        nv[n++] = nv_str("grpc-previous-rpc-attempts", pbuf);
+        nv[n++] = call__nv_str("grpc-previous-rpc-attempts", pbuf);
     }
     nghttp2_data_provider prd = {.source.ptr = a, .read_callback = call__req_read_cb};
     a->req_off = c->req_base;
@@ -236,7 +236,7 @@ void call__attempt_failed(struct gw_attempt *a, int code, int relayable, int ret
     struct gw_worker *w = c->w;
     a->finished = 1;
     gw_loop_timer_cancel(&w->loop, &a->try_timer);
-    report_outcome(a, 0);
+    call__report_outcome(a, 0);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
@@ -245,9 +245,9 @@ void call__attempt_failed(struct gw_attempt *a, int code, int relayable, int ret
     c->last_failed = a;
     c->last_failed_relayable = relayable;
     gw_log(GW_LOG_DEBUG, "attempt_failed", "{s:I, s:s, s:s, s:s, s:s}", "call", (json_int_t)c->id,
-           "replica", attempt_addr(a), "kind", call__kind_names[a->kind], "status",
+           "replica", call__attempt_addr(a), "kind", call__kind_names[a->kind], "status",
            gw_grpc_status_name(code), "message", c->fail_msg);
-    if (c->resp_done || c->winner || !client_alive(c))
+    if (c->resp_done || c->winner || !call__client_alive(c))
         return;
     if (call__running_attempts(c, a) > 0 || gw_timer_armed(&c->retry_timer))
         return; /* a hedge (or the hedged attempt) may still answer */
@@ -291,7 +291,7 @@ void call__attempt_failed(struct gw_attempt *a, int code, int relayable, int ret
 void call__retry_cb(struct gw_timer *t, void *arg)
 {
     struct gw_call *c = arg;
-    if (c->resp_done || c->winner || !client_alive(c))
+    if (c->resp_done || c->winner || !call__client_alive(c))
         return;
     const struct gw_pool *pool = call__pool(c);
     if (!pool || !c->replayable) {
@@ -312,7 +312,7 @@ void call__hedge_cb(struct gw_timer *t, void *arg)
 {
     struct gw_call *c = arg;
     struct gw_worker *w = c->w;
-    if (c->resp_done || c->winner || !c->replayable || !client_alive(c))
+    if (c->resp_done || c->winner || !c->replayable || !call__client_alive(c))
         return;
     const struct gw_pool *pool = call__pool(c);
     if (!pool)
@@ -349,7 +349,7 @@ static void try_timeout_cb(struct gw_timer *t, void *arg)
     call__attempt_cancel(a);
     call__attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1,
                          "replica %s did not answer within per_try_timeout_ms (%" PRIu32 " ms)",
-                         attempt_addr(a), ms);
+                         call__attempt_addr(a), ms);
 }
 
 /* How attempt <a> ended, for the attempts counter. */
@@ -380,7 +380,7 @@ static void release_attempt(struct gw_attempt *a)
 static int reroute_refused(struct gw_attempt *a)
 {
     struct gw_call *c = a->call;
-    if (c->resp_done || c->winner || !client_alive(c) || c->req_base != 0 || a->hdrs.n ||
+    if (c->resp_done || c->winner || !call__client_alive(c) || c->req_base != 0 || a->hdrs.n ||
         a->http_status || c->refusals >= GW_CALL_MAX_REFUSALS)
         return 0;
     const struct gw_pool *pool = call__pool(c);
@@ -395,7 +395,7 @@ static int reroute_refused(struct gw_attempt *a)
         }
     gw_metrics_upstream(c->w->metrics, GW_UP_REFUSED_REROUTED);
     gw_log(GW_LOG_DEBUG, "attempt_refused", "{s:I, s:s}", "call", (json_int_t)c->id, "replica",
-           attempt_addr(a));
+           call__attempt_addr(a));
     return call__attempt_start(c, pool, a, a->kind) == 0;
 }
 
@@ -415,21 +415,22 @@ static void on_upstream_close(struct gw_up_stream *st, uint32_t error_code)
         if (!c->resp_done) {
             if (error_code == NGHTTP2_NO_ERROR)
                 gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without a gRPC status",
-                             attempt_addr(a));
+                             call__attempt_addr(a));
             else
                 gw_call_fail(c, call__rst_to_grpc(error_code), "replica %s reset the stream: %s",
-                             attempt_addr(a), nghttp2_http2_strerror(error_code));
+                             call__attempt_addr(a), nghttp2_http2_strerror(error_code));
         }
     } else if (error_code == NGHTTP2_NO_ERROR) {
         call__attempt_failed(a, GW_GRPC_INTERNAL, 0, 0,
-                             "replica %s ended the call without a gRPC status", attempt_addr(a));
+                             "replica %s ended the call without a gRPC status",
+                             call__attempt_addr(a));
     } else if (error_code == NGHTTP2_REFUSED_STREAM && reroute_refused(a)) {
         /* routed again */
     } else {
         /* A reset before any answer: the replica (or something between)
          * gave up on the stream; another replica may do better. */
         call__attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1, "replica %s reset the stream: %s",
-                             attempt_addr(a), nghttp2_http2_strerror(error_code));
+                             call__attempt_addr(a), nghttp2_http2_strerror(error_code));
     }
     call__maybe_free(c);
 }
@@ -451,11 +452,11 @@ static void on_upstream_lost(struct gw_up_stream *st, int connected, const char 
     if (c->winner == a) {
         if (!c->resp_done)
             gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s",
-                         attempt_addr(a), reason);
+                         call__attempt_addr(a), reason);
         call__maybe_free(c);
         return;
     }
-    if (!connected && !c->resp_done && client_alive(c)) {
+    if (!connected && !c->resp_done && call__client_alive(c)) {
         /* The connection never came up, so nothing of this attempt left the
          * gateway: route it again, past this replica, as the same attempt.
          * (Failed connects are the upstream module's to count.) */
@@ -466,17 +467,17 @@ static void on_upstream_lost(struct gw_up_stream *st, int connected, const char 
         if (call__running_attempts(c, a) == 0 && !gw_timer_armed(&c->retry_timer)) {
             if (pool)
                 gw_call_fail(c, c->start_code, "%s (connecting to replica %s failed: %s)",
-                             c->start_msg, attempt_addr(a), reason);
+                             c->start_msg, call__attempt_addr(a), reason);
             else
                 gw_call_fail(c, GW_GRPC_UNAVAILABLE,
                              "pool '%s' was removed while replica %s was connecting (%s)",
-                             c->pool_name, attempt_addr(a), reason);
+                             c->pool_name, call__attempt_addr(a), reason);
         }
         call__maybe_free(c);
         return;
     }
     call__attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1, "connection to replica %s lost: %s",
-                         attempt_addr(a), reason);
+                         call__attempt_addr(a), reason);
     call__maybe_free(c);
 }
 

@@ -94,9 +94,10 @@ static void idle_cb(struct gw_timer *t, void *arg)
     if (c->resp_done) {
         /* The status is decided but cannot reach the client (it reads
          * nothing): give the stream up. */
-        if (client_alive(c)) {
-            nghttp2_submit_rst_stream(client_sess(c), NGHTTP2_FLAG_NONE, c->ss.sid, NGHTTP2_CANCEL);
-            mark_client_dirty(c);
+        if (call__client_alive(c)) {
+            nghttp2_submit_rst_stream(call__client_sess(c), NGHTTP2_FLAG_NONE, c->ss.sid,
+                                      NGHTTP2_CANCEL);
+            call__mark_client_dirty(c);
         }
         return;
     }
@@ -148,7 +149,7 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
     size_t n = 0;
     for (size_t i = 0; i < c->natt && n < GW_ACCESSLOG_MAX_ATTEMPTS; i++) {
         const struct gw_attempt *a = c->att[i];
-        atts[n].replica = attempt_addr(a);
+        atts[n].replica = call__attempt_addr(a);
         atts[n].kind = call__kind_names[a->kind];
         atts[n++].outcome = a->outcome >= 0 ? gw_metrics_outcome_name(a->outcome) : "NONE";
     }
@@ -175,7 +176,8 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
 
 static void call_free(struct gw_call *c)
 {
-    int st = c->status >= 0 ? c->status : gw_metrics_status_of(resp_trailers(c), resp_hdrs(c));
+    int st = c->status >= 0 ? c->status
+                            : gw_metrics_status_of(call__resp_trailers(c), call__resp_hdrs(c));
     uint64_t duration = c->w->loop.now_ns - c->att_start_ns;
     gw_metrics_call_end(c->w->metrics, c->w->routes, c->pool_len ? c->pool_name : NULL, c->pool_len,
                         c->path, st < 0 ? GW_GRPC_CANCELLED : st, duration);
@@ -259,8 +261,8 @@ static void consume_request(struct gw_call *c, uint64_t off)
     size_t n = (size_t)(off - c->req_consumed);
     c->req_consumed = off;
     call__conn_held(c, -(int64_t)n);
-    if (client_alive(c)) {
-        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, n);
+    if (call__client_alive(c)) {
+        nghttp2_session_consume_stream(call__client_sess(c), c->ss.sid, n);
         gw_conn_mark_dirty(&c->sc->conn);
     }
 }

@@ -36,53 +36,53 @@
 
 #define MS ((uint64_t)1000000)
 
-static inline nghttp2_session *client_sess(struct gw_call *c)
+static inline nghttp2_session *call__client_sess(struct gw_call *c)
 {
     return c->sc->conn.sess;
 }
 
-static inline int client_alive(const struct gw_call *c)
+static inline int call__client_alive(const struct gw_call *c)
 {
     return !c->client_closed && !c->sc->conn.closed;
 }
 
-static inline void mark_client_dirty(struct gw_call *c)
+static inline void call__mark_client_dirty(struct gw_call *c)
 {
-    if (client_alive(c))
+    if (call__client_alive(c))
         gw_conn_mark_dirty(&c->sc->conn);
 }
 
-static inline const char *attempt_addr(const struct gw_attempt *a)
+static inline const char *call__attempt_addr(const struct gw_attempt *a)
 {
     return a && a->up ? a->up->addr : "(none)";
 }
 
 /* The grpc-status in header list <h>, or -1. */
-static inline int status_in(const struct gw_hdrlist *h)
+static inline int call__status_in(const struct gw_hdrlist *h)
 {
     return gw_metrics_status_of(h, h);
 }
 
 /* Passive health (outlier ejection): tells the replica's record how an
  * attempt went — a failure of the replica's own making, or an answer. */
-static inline void report_outcome(const struct gw_attempt *a, int ok)
+static inline void call__report_outcome(const struct gw_attempt *a, int ok)
 {
     if (a->up)
         gw_upstream_report(a->up, ok);
 }
 
 /* The committed response's header lists: the winner's, or the gateway's own. */
-static inline struct gw_hdrlist *resp_hdrs(struct gw_call *c)
+static inline struct gw_hdrlist *call__resp_hdrs(struct gw_call *c)
 {
     return c->winner ? &c->winner->hdrs : &c->resp_hdrs;
 }
 
-static inline struct gw_hdrlist *resp_trailers(struct gw_call *c)
+static inline struct gw_hdrlist *call__resp_trailers(struct gw_call *c)
 {
     return c->winner ? &c->winner->trailers : &c->resp_trailers;
 }
 
-static inline int name_is(const uint8_t *name, size_t len, const char *lit)
+static inline int call__name_is(const uint8_t *name, size_t len, const char *lit)
 {
     size_t n = strlen(lit);
     return len == n && memcmp(name, lit, n) == 0;
@@ -93,7 +93,7 @@ static inline int name_is(const uint8_t *name, size_t len, const char *lit)
         (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE         \
     }
 
-static inline nghttp2_nv nv_str(const char *n, const char *v)
+static inline nghttp2_nv call__nv_str(const char *n, const char *v)
 {
     nghttp2_nv nv = {(uint8_t *)n, (uint8_t *)v, strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE};
     return nv;

@@ -60,16 +60,17 @@ int call__on_req_header(struct gw_srv_stream *st, const uint8_t *name, size_t na
     if (namelen > 0 && name[0] == ':') {
         /* :path and :authority are kept in req_hdrs (they arrive first, so
          * they stay ahead of the metadata when forwarded). */
-        int keep = name_is(name, namelen, ":path");
-        if (name_is(name, namelen, ":authority"))
+        int keep = call__name_is(name, namelen, ":path");
+        if (call__name_is(name, namelen, ":authority"))
             keep = c->has_authority = 1;
-        if (name_is(name, namelen, ":method") && (valuelen != 4 || memcmp(value, "POST", 4) != 0))
+        if (call__name_is(name, namelen, ":method") &&
+            (valuelen != 4 || memcmp(value, "POST", 4) != 0))
             set_bad_request(c, GW_GRPC_UNIMPLEMENTED, "gRPC calls use the POST method");
         if (!keep)
             return 0;
         return gw_hdrlist_add(&c->req_hdrs, name, namelen, value, valuelen) < 0 ? -1 : 0;
     }
-    if (name_is(name, namelen, "grpc-timeout")) {
+    if (call__name_is(name, namelen, "grpc-timeout")) {
         uint64_t ns;
         if (gw_grpc_timeout_parse((const char *)value, valuelen, &ns) < 0) {
             set_bad_request(c, GW_GRPC_INVALID_ARGUMENT, "malformed grpc-timeout header");
@@ -78,10 +79,10 @@ int call__on_req_header(struct gw_srv_stream *st, const uint8_t *name, size_t na
         c->deadline_ns = c->w->loop.now_ns + (ns ? ns : 1);
         return 0;
     }
-    if (name_is(name, namelen, "content-type")) {
+    if (call__name_is(name, namelen, "content-type")) {
         if (grpc_content_type(value, valuelen))
             c->grpc_content_type = 1; /* else refused once the headers are complete */
-    } else if (name_is(name, namelen, "x-model")) {
+    } else if (call__name_is(name, namelen, "x-model")) {
         if (valuelen == 0 || valuelen > GW_MODEL_NAME_MAX) {
             set_bad_request(c, GW_GRPC_INVALID_ARGUMENT, "x-model must be 1 to 255 bytes long");
             return 0;
@@ -90,10 +91,10 @@ int call__on_req_header(struct gw_srv_stream *st, const uint8_t *name, size_t na
         c->pool_name[valuelen] = '\0';
         c->pool_len = valuelen;
         c->pool_known = 1;
-    } else if (name_is(name, namelen, "te")) {
+    } else if (call__name_is(name, namelen, "te")) {
         if (valuelen == 8 && !memcmp(value, "trailers", 8))
             c->has_te = 1;
-    } else if (name_is(name, namelen, "grpc-previous-rpc-attempts")) {
+    } else if (call__name_is(name, namelen, "grpc-previous-rpc-attempts")) {
         return 0; /* the gateway sets its own count */
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
@@ -307,11 +308,11 @@ void call__on_req_data(struct gw_srv_stream *st, const uint8_t *data, size_t len
     c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
     /* The connection window comes back at once; the stream's as an attempt
      * takes the bytes (consume_request) or when they are dropped. */
-    nghttp2_session_consume_connection(client_sess(c), len);
+    nghttp2_session_consume_connection(call__client_sess(c), len);
     if (c->resp_done || c->local != GW_LOCAL_NONE) {
         /* Nothing will read these bytes (the call is decided, or the gateway
          * answers it itself): hand the window back now. */
-        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
+        nghttp2_session_consume_stream(call__client_sess(c), c->ss.sid, len);
         if (c->local != GW_LOCAL_NONE && !c->resp_done) {
             if (c->reqlog.len + len > LOCAL_REQ_MAX)
                 gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "request too large for %s", c->path);
@@ -322,7 +323,7 @@ void call__on_req_data(struct gw_srv_stream *st, const uint8_t *data, size_t len
     }
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->req_framer, data, len, max) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
+        nghttp2_session_consume_stream(call__client_sess(c), c->ss.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "request message of %" PRIu32 " bytes exceeds the gateway's limit of %" PRIu32
                      " bytes (--max-message-bytes)",
@@ -331,11 +332,11 @@ void call__on_req_data(struct gw_srv_stream *st, const uint8_t *data, size_t len
     }
     int scan_r = c->scanning ? gw_model_scan_feed(&c->scan, data, len, NULL) : GW_SCAN_MORE;
     if (c->checking && check_models(c, data, len, scan_r) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
+        nghttp2_session_consume_stream(call__client_sess(c), c->ss.sid, len);
         return;
     }
     if (gw_bufq_append(&c->reqlog, data, len) < 0) {
-        nghttp2_session_consume_stream(client_sess(c), c->ss.sid, len);
+        nghttp2_session_consume_stream(call__client_sess(c), c->ss.sid, len);
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
         return;
     }

@@ -37,7 +37,7 @@ void call__finish_failed(struct gw_call *c)
     c->resp_done = 1;
     call__cancel_timers(c);
     call__cancel_attempts(c, a);
-    if (!client_alive(c))
+    if (!call__client_alive(c))
         return;
     if (a->trailers.n == 0) {
         /* Trailers-only: one HEADERS frame with END_STREAM. */
@@ -68,7 +68,7 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         /* Every trailer goes (grpc-status may be the last of many): their
          * number was bounded by --max-header-count when they arrived. */
-        struct gw_hdrlist *t = resp_trailers(c);
+        struct gw_hdrlist *t = call__resp_trailers(c);
         nghttp2_nv stack_nv[64];
         nghttp2_nv *nv = t->n <= 64 ? stack_nv : gw_malloc(t->n * sizeof(*nv));
         int rv = NGHTTP2_ERR_NOMEM;
@@ -92,10 +92,10 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
  * is 0 (a trailers-only response). A failure resets the client stream. */
 static void submit_held_headers(struct gw_call *c, int with_data)
 {
-    if (c->resp_submitted || !client_alive(c))
+    if (c->resp_submitted || !call__client_alive(c))
         return;
     c->resp_submitted = 1;
-    struct gw_hdrlist *h = resp_hdrs(c);
+    struct gw_hdrlist *h = call__resp_hdrs(c);
     size_t cap = h->n + 1;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
@@ -104,13 +104,14 @@ static void submit_held_headers(struct gw_call *c, int with_data)
         nv[0] = (nghttp2_nv)NV_LIT(":status", "200");
         size_t n = 1 + gw_hdrlist_to_nv(h, nv + 1);
         nghttp2_data_provider prd = {.source.ptr = c, .read_callback = resp_read_cb};
-        rv = nghttp2_submit_response(client_sess(c), c->ss.sid, nv, n, with_data ? &prd : NULL);
+        rv = nghttp2_submit_response(call__client_sess(c), c->ss.sid, nv, n,
+                                     with_data ? &prd : NULL);
         if (nv != stack_nv)
             gw_free(nv);
     }
     if (rv != 0)
         call__reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
-    mark_client_dirty(c);
+    call__mark_client_dirty(c);
 }
 
 /* Response bytes or the final status are ready for the client: send the
@@ -120,8 +121,8 @@ static void relay_response(struct gw_call *c)
     if (!c->resp_submitted)
         submit_held_headers(c, 1);
     else
-        nghttp2_session_resume_data(client_sess(c), c->ss.sid);
-    mark_client_dirty(c);
+        nghttp2_session_resume_data(call__client_sess(c), c->ss.sid);
+    call__mark_client_dirty(c);
 }
 
 /* The commit point: attempt <a> answers the call; every other attempt is
@@ -139,7 +140,7 @@ static void commit(struct gw_attempt *a)
         gw_latency_add(&c->ps->latency, w->loop.now_ns - a->start_ns);
     if (a->kind == GW_ATTEMPT_HEDGE)
         gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_WON);
-    report_outcome(a, 1);
+    call__report_outcome(a, 1);
     call__stop_replay(c);
 }
 
@@ -151,7 +152,7 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
     if (a->cancelled || c->resp_done)
         return 0;
     if (namelen > 0 && name[0] == ':') {
-        if (!a->in_trailers && name_is(name, namelen, ":status")) {
+        if (!a->in_trailers && call__name_is(name, namelen, ":status")) {
             int code = 0;
             for (size_t i = 0; i < valuelen && i < 3; i++)
                 code = code * 10 + (value[i] - '0');
@@ -161,7 +162,7 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
         return 0;
-    if (name_is(name, namelen, "grpc-retry-pushback-ms")) {
+    if (call__name_is(name, namelen, "grpc-retry-pushback-ms")) {
         a->pushback =
             gw_policy_pushback_parse((const char *)value, valuelen, &a->pushback_ms) == 0 ? 1 : -1;
         uint32_t cap = c->w->cfg->max_pushback_ms;
@@ -169,7 +170,7 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
             uint64_t hits = gw_worker_limit_hit(c->w, GW_LIMIT_PUSHBACK_CAPPED);
             if (hits)
                 gw_log(GW_LOG_INFO, "pushback_capped", "{s:s, s:I, s:i, s:I}", "replica",
-                       attempt_addr(a), "pushback_ms", (json_int_t)a->pushback_ms,
+                       call__attempt_addr(a), "pushback_ms", (json_int_t)a->pushback_ms,
                        "max_pushback_ms", (int)cap, "hits", (json_int_t)hits);
             a->pushback_ms = cap;
         }
@@ -184,22 +185,23 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
 static void attempt_final(struct gw_attempt *a, const struct gw_hdrlist *h, int trailers_only)
 {
     struct gw_call *c = a->call;
-    int code = status_in(h);
+    int code = call__status_in(h);
     if (code < 0) {
         call__attempt_failed(a, GW_GRPC_INTERNAL, 0, 0,
-                             "replica %s ended the call without grpc-status", attempt_addr(a));
+                             "replica %s ended the call without grpc-status",
+                             call__attempt_addr(a));
         return;
     }
     const struct gw_pool *pool = call__pool(c);
     if (pool && gw_policy_status_retryable(pool->tun.retry_on, code, a->pushback)) {
-        call__attempt_failed(a, code, 1, 1, "replica %s answered %s", attempt_addr(a),
+        call__attempt_failed(a, code, 1, 1, "replica %s answered %s", call__attempt_addr(a),
                              gw_grpc_status_name(code));
         return;
     }
     commit(a);
     c->resp_done = 1;
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-    if (!client_alive(c))
+    if (!call__client_alive(c))
         return;
     if (trailers_only) {
         submit_held_headers(c, 0);
@@ -221,13 +223,13 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
             const struct gw_pool *pool = call__pool(c);
             int retryable = pool && ((pool->tun.retry_on >> code) & 1);
             if (c->winner == a) {
-                gw_call_fail(c, code, "replica %s answered HTTP %d", attempt_addr(a),
+                gw_call_fail(c, code, "replica %s answered HTTP %d", call__attempt_addr(a),
                              a->http_status);
                 return;
             }
             call__attempt_cancel(a);
             call__attempt_failed(a, code, 0, retryable, "replica %s answered HTTP %d",
-                                 attempt_addr(a), a->http_status);
+                                 call__attempt_addr(a), a->http_status);
             return;
         }
         if (end_stream)
@@ -239,15 +241,15 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
         return;
     }
     /* The committed attempt's trailers: the final status. */
-    if (status_in(&a->trailers) < 0) {
+    if (call__status_in(&a->trailers) < 0) {
         gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
-                     attempt_addr(a));
+                     call__attempt_addr(a));
         return;
     }
     c->resp_done = 1;
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     c->trailers_ready = 1;
-    if (client_alive(c))
+    if (call__client_alive(c))
         relay_response(c);
 }
 
@@ -284,7 +286,7 @@ void call__on_resp_data(struct gw_up_stream *st, const uint8_t *data, size_t len
      * comes back as the client takes the bytes (resp_read_cb) or here when
      * they are dropped. */
     nghttp2_session *us = a->st.uc->conn.sess;
-    if (a->cancelled || c->resp_done || !client_alive(c)) {
+    if (a->cancelled || c->resp_done || !call__client_alive(c)) {
         nghttp2_session_consume_stream(us, a->st.sid, len);
         return;
     }
@@ -296,7 +298,7 @@ void call__on_resp_data(struct gw_up_stream *st, const uint8_t *data, size_t len
         gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED,
                      "response message of %" PRIu32 " bytes from replica %s exceeds the "
                      "gateway's limit of %" PRIu32 " bytes (--max-message-bytes)",
-                     c->resp_framer.last_len, attempt_addr(a), max);
+                     c->resp_framer.last_len, call__attempt_addr(a), max);
         return;
     }
     if (gw_bufq_append(&c->respbuf, data, len) < 0) {
@@ -370,7 +372,7 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
 
     struct gw_attempt *win = c->winner;
     call__cancel_attempts(c, NULL);
-    if (!client_alive(c))
+    if (!call__client_alive(c))
         return;
 
     char enc[1024], st[12], pb[24];
@@ -378,10 +380,12 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
     snprintf(st, sizeof(st), "%d", code);
     snprintf(pb, sizeof(pb), "%" PRId64, pushback_ms);
     if (!c->resp_submitted) {
-        nghttp2_nv nv[] = {nv_str(":status", c->bad_request_http ? c->bad_request_http : "200"),
-                           NV_LIT("content-type", "application/grpc"), nv_str("grpc-status", st),
-                           nv_str("grpc-message", enc), nv_str("grpc-retry-pushback-ms", pb)};
-        if (nghttp2_submit_response(client_sess(c), c->ss.sid, nv, pushback_ms >= 0 ? 5 : 4, NULL))
+        nghttp2_nv nv[] = {
+            call__nv_str(":status", c->bad_request_http ? c->bad_request_http : "200"),
+            NV_LIT("content-type", "application/grpc"), call__nv_str("grpc-status", st),
+            call__nv_str("grpc-message", enc), call__nv_str("grpc-retry-pushback-ms", pb)};
+        if (nghttp2_submit_response(call__client_sess(c), c->ss.sid, nv, pushback_ms >= 0 ? 5 : 4,
+                                    NULL))
             call__reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
         c->resp_submitted = 1;
     } else {
@@ -394,17 +398,17 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
             nghttp2_session_consume_stream(win->st.uc->conn.sess, win->st.sid, dropped);
             gw_conn_mark_dirty(&win->st.uc->conn);
         }
-        struct gw_hdrlist *t = resp_trailers(c);
+        struct gw_hdrlist *t = call__resp_trailers(c);
         gw_hdrlist_reset(t);
         if (gw_hdrlist_add(t, "grpc-status", 11, st, strlen(st)) < 0 ||
             gw_hdrlist_add(t, "grpc-message", 12, enc, strlen(enc)) < 0) {
             call__reset_stream(&c->sc->conn, c->ss.sid, NGHTTP2_INTERNAL_ERROR);
         } else {
             c->trailers_ready = 1;
-            nghttp2_session_resume_data(client_sess(c), c->ss.sid);
+            nghttp2_session_resume_data(call__client_sess(c), c->ss.sid);
         }
     }
-    mark_client_dirty(c);
+    call__mark_client_dirty(c);
 }
 
 /* --- methods the gateway answers itself ---------------------------------- */
