@@ -8,8 +8,9 @@
  * system call per call and lines from different workers never interleave.
  * Strings are escaped for JSON; nothing secret is ever written (the request
  * id is the caller's x-request-id, length-limited, or the gateway's own).
- * Formatting is pure and unit-tested; the fd is opened once before the
- * workers start.
+ * The entry of a finished call is built here from the call's plain facts
+ * (gw_accesslog_entry: the request id, the time); formatting is pure and
+ * unit-tested; the fd is opened once before the workers start.
  */
 #ifndef INFERGW_ACCESSLOG_H
 #define INFERGW_ACCESSLOG_H
