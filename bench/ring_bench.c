@@ -1,4 +1,4 @@
-/* infergw-ring-bench — lookups per second of the ring (gateway/src/ring.c).
+/* infergw-ring-bench — lookups per second of the ring (gateway/src/route/ring.c).
  *
  * For rings of 10, 100 and 1,000 replicas x 100 vnodes it times, on one
  * thread: gw_ring_pick (the plain clockwise walk), gw_ring_pick_bounded

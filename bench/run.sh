@@ -12,10 +12,12 @@
 #   direct   infergw-bench-upstream itself (the ceiling),
 #   infergw  1 worker, pinned (and infergw-accesslog: the same with --access-log;
 #            with NOMETRICS_BUILD_DIR=<a -DINFERGW_BENCH_NO_METRICS=ON build>,
-#            infergw-nometrics: the same without per-call metrics),
+#            infergw-nometrics: the same without per-call metrics; with
+#            BASELINE_BUILD_DIR=<a build of an earlier commit>, infergw-baseline:
+#            that build's gateway with the same flags, for a before/after in one run),
 #   haproxy  1 thread, proto h2, balance hash hdr(x-route-key), http-reuse always,
 #   nginx    grpc_pass with keepalive (1 worker),
-# all in front of the same upstream. Pinning as in DESIGN.md: h2load and the
+# all in front of the same upstream. Pinning: h2load and the
 # upstream on cpu0, the proxy under test on cpu1 (taskset). Each target runs
 # R rounds, interleaved, and the median round is reported: req/s, p50/p99
 # latency (from h2load's per-request log) and the proxy's CPU time per call
@@ -32,7 +34,8 @@
 # h2load clients each doing one full handshake and one call, for the
 # connections per second and the proxy's CPU per new TLS connection.
 #
-# Ports: 21300 (upstream), 21310 infergw, 21311 infergw-accesslog, 21320 haproxy, 21330 nginx; tls:
+# Ports: 21300 (upstream), 21310 infergw, 21311 infergw-accesslog, 21312 infergw-nometrics,
+# 21313 infergw-baseline, 21320 haproxy, 21330 nginx; tls:
 # 21340 (upstream), 21341 infergw TLS, 21342 infergw h2c, 21343 haproxy TLS.
 # The script refuses to start if one is taken, and stops everything it started.
 set -euo pipefail
@@ -55,7 +58,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -79,8 +82,8 @@ if [[ $SCENARIO == tls ]]; then
   UP=21340 GWT=21341 GW=21342 HAPT=21343
   PORTS=($UP $GWT $GW $HAPT)
 else
-  UP=21300 GW=21310 GWL=21311 GWN=21312 HAP=21320 NGX=21330
-  PORTS=($UP $GW $GWL $GWN $HAP $NGX)
+  UP=21300 GW=21310 GWL=21311 GWN=21312 GWB=21313 HAP=21320 NGX=21330
+  PORTS=($UP $GW $GWL $GWN $GWB $HAP $NGX)
 fi
 bench_ports_free "${PORTS[@]}"
 
@@ -147,6 +150,12 @@ if [[ -n ${NOMETRICS_BUILD_DIR:-} ]]; then
     --upstream-conns 1 --auth=none --admin off --pool demo=127.0.0.1:$UP 2>"$WORK/gwn.log" &
   PIDS+=($!); GWN_PID=$!
 fi
+# With BASELINE_BUILD_DIR, an earlier build's gateway beside this one.
+if [[ -n ${BASELINE_BUILD_DIR:-} ]]; then
+  taskset -c 1 "$BASELINE_BUILD_DIR/bin/infergw" --listen 127.0.0.1:$GWB --workers 1 \
+    --upstream-conns 1 --auth=none --pool demo=127.0.0.1:$UP 2>"$WORK/gwb.log" &
+  PIDS+=($!); GWB_PID=$!
+fi
 
 start_haproxy "127.0.0.1:$HAP proto h2"
 
@@ -179,6 +188,7 @@ taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" 2>"$WORK/nginx.log" &
 PIDS+=($!); NGX_PID=$!
 wait_port $GW; wait_port $GWL; wait_port $HAP; wait_port $NGX
 if [[ -n ${NOMETRICS_BUILD_DIR:-} ]]; then wait_port $GWN; fi
+if [[ -n ${BASELINE_BUILD_DIR:-} ]]; then wait_port $GWB; fi
 }
 
 start_proxies_tls() {
@@ -212,6 +222,7 @@ else
   TARGETS=("direct|http://127.0.0.1:$UP|" "infergw|http://127.0.0.1:$GW|$GW_PID"
            "infergw-accesslog|http://127.0.0.1:$GWL|$GWL_PID"
            ${NOMETRICS_BUILD_DIR:+"infergw-nometrics|http://127.0.0.1:$GWN|$GWN_PID"}
+           ${BASELINE_BUILD_DIR:+"infergw-baseline|http://127.0.0.1:$GWB|$GWB_PID"}
            "haproxy|http://127.0.0.1:$HAP|$HAP_PID" "nginx|http://127.0.0.1:$NGX|$NGX_PID")
 fi
 for t in "${TARGETS[@]}"; do

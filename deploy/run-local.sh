@@ -311,7 +311,7 @@ Try next (from $ROOT, in another terminal):
   $CTL_CMD conf set hedge_delay_ms 50
   $CTL_CMD conf get
   $CTL_CMD --help
-  # the keys themselves (DESIGN.md lists them all)
+  # the keys themselves (docs/redis-keys.md lists them all)
   redis-cli -p $REDIS_PORT zcard infergw:pool:demo:ring; redis-cli -p $REDIS_PORT hgetall infergw:conf
   # a one-liner with the generated stubs (Debian's python3-grpcio is /usr/bin/python3)
   PYTHONPATH=$BUILD_DIR/pygen /usr/bin/python3 -c 'import grpc, grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as g; print(g.GRPCInferenceServiceStub(grpc.insecure_channel("$GW_ADDR")).ServerReady(pb.ServerReadyRequest()))'

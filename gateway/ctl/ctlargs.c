@@ -15,6 +15,7 @@
 
 #include "auth/authdb.h"
 #include "base/config.h"
+#include "base/names.h"
 #include "control/redisconn.h"
 #include "route/ring.h"
 #include "route/tunables.h"
@@ -127,26 +128,16 @@ const char *ctl_args_cmd_name(enum ctl_cmd cmd)
  * refused characters. */
 static int printable_word(const char *s, size_t max, const char *extra)
 {
-    size_t n = strlen(s);
-
-    if (n == 0 || n > max)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c <= 0x20 || c >= 0x7f || strchr(extra, c))
-            return 0;
-    }
-    return 1;
+    return gw_name_word(s, strlen(s), max, extra);
 }
 
 int ctl_check_pool(const char *name, char *err, size_t errlen)
 {
-    if (printable_word(name, CTL_MAX_NAME, ","))
+    if (gw_pool_name_valid(name, strlen(name)))
         return 0;
     say(err, errlen,
         "pool name '%s' refused: expected 1..%d printable characters, no spaces or commas", name,
-        CTL_MAX_NAME);
+        GW_POOL_NAME_MAX);
     return -1;
 }
 

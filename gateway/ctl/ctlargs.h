@@ -110,7 +110,8 @@ void ctl_args_usage(FILE *out);
 /* The command's words ("replica weight"), for messages. */
 const char *ctl_args_cmd_name(enum ctl_cmd cmd);
 
-/* A pool name: 1..255 bytes, printable ASCII, no space and no comma (the
+/* A pool name: gw_pool_name_valid (base/names.h: 1..255 bytes, printable
+ * ASCII, no space and no comma; the
  * gateway's rules). Returns 0, or -1 with the reason in <err>. */
 int ctl_check_pool(const char *name, char *err, size_t errlen);
 

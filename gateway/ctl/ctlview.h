@@ -4,8 +4,8 @@
  * their sources, the route of a key, and the text and JSON output of the
  * read commands.
  *
- * Pure logic over plain arrays, so every rule is unit-tested; ctl.c only
- * moves replies in and out. The ring is always a gw_ring built by
+ * Pure logic over plain arrays, so every rule is unit-tested; the ctl_*.c
+ * files only move replies in and out. The ring is always a gw_ring built by
  * gw_ring_build() from the replicas and vnode counts found in the ZSET,
  * exactly as the gateway builds it, so infergw-ctl and the gateways cannot
  * disagree about where a key goes.

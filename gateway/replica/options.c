@@ -1,4 +1,4 @@
-/* config — the replica's command line (see config.h).
+/* options — the replica's command line (see options.h).
  *
  * Flags are parsed by hand rather than with getopt_long so that every
  * message names the flag and the rejected value the same way, and so that
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/grpcwire.h"
+#include "base/names.h"
 
 void rp_config_usage(FILE *out)
 {
@@ -125,15 +126,10 @@ static int valid_listen(const char *s)
     return parse_long(colon + 1, 0, 65535, &port) == 0;
 }
 
-static int valid_name(const char *s)
+/* An --id: 1..200 printable ASCII bytes, no space. */
+static int valid_id(const char *s)
 {
-    if (!*s || strlen(s) > 200)
-        return 0;
-    for (; *s; s++) {
-        if (!isgraph((unsigned char)*s))
-            return 0;
-    }
-    return 1;
+    return gw_name_word(s, strlen(s), 200, "");
 }
 
 static void add_model(struct rp_config *cfg, const char *name)
@@ -236,14 +232,15 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
                 return bad(err, errlen, name, value, "is not HOST:PORT (port 0..65535)");
             cfg->listen = value;
         } else if (strcmp(name, "--id") == 0) {
-            if (!valid_name(value))
+            if (!valid_id(value))
                 return bad(err, errlen, name, value,
                            "is not a valid id (1..200 printable characters, no spaces)");
             cfg->id = value;
         } else if (strcmp(name, "--model") == 0) {
-            if (!valid_name(value))
+            if (!gw_pool_name_valid(value, strlen(value)))
                 return bad(err, errlen, name, value,
-                           "is not a valid model name (1..200 printable characters, no spaces)");
+                           "is not a valid model name (1..255 printable characters, no spaces "
+                           "or commas)");
             if (cfg->nmodels == RP_MAX_MODELS)
                 return bad(err, errlen, name, value, "is one model too many (at most 64)");
             add_model(cfg, value);

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/accesslog.c: every line is one valid JSON
+/* Unit tests for gateway/src/obs/accesslog.c: every line is one valid JSON
  * object (checked by parsing it with jansson) with hostile strings escaped,
  * a line that does not fit is refused whole, and a worker buffer reaches
  * the file only when flushed or full, as whole lines. */

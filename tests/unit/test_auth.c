@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/auth.c: the chain built from the flags
+/* Unit tests for gateway/src/auth/auth.c: the chain built from the flags
  * (--auth=none, the built-ins, refusals at start), and the decision for one
  * call against real tenant records (authdb.c) and rate limits
  * (ratelimit.c): accepted, no credentials, a malformed authorization, a

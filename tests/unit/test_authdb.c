@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/authdb.c: a db built from records, tenant and
+/* Unit tests for gateway/src/auth/authdb.c: a db built from records, tenant and
  * API-key lookups (many records, near-miss hashes), the models list and
  * '*', field validation with the failing field named, copies of last good
  * records, the --tenants/--api-keys file format with file:line messages,

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/bearer.c: what "authorization" values yield a
+/* Unit tests for gateway/src/auth/bearer.c: what "authorization" values yield a
  * bearer token, and what they yield. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/config.c: defaults, every flag's validation
+/* Unit tests for gateway/src/base/config.c: defaults, every flag's validation
  * (the refusal names the flag and value), pools, and address splitting. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/grpcwire.c: grpc-timeout, status names,
+/* Unit tests for gateway/src/base/grpcwire.c: grpc-timeout, status names,
  * grpc-message encoding, the message framer and the model_name scanner.
  * Scanner inputs include real KServe messages serialized at test time by the
  * generated protobuf-c code, fed at every split point. */

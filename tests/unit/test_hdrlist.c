@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/hdrlist.c: copies survive the caller's
+/* Unit tests for gateway/src/base/hdrlist.c: copies survive the caller's
  * buffers, growth past the inline storage keeps every entry, values read
  * back NUL-terminated, and a failed allocation leaves the list unchanged. */
 #include <setjmp.h>

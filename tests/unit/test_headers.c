@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/headers.c: which header fields are relayed. */
+/* Unit tests for gateway/src/base/headers.c: which header fields are relayed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/health.c: the active state machine and its
+/* Unit tests for gateway/src/health/health.c: the active state machine and its
  * thresholds, passive ejection (count, growing time, the cap on a pool's
  * ejected share, pools sharing a replica), ejection returns, the shared
  * connect backoff, the registry, and the metrics it writes. */

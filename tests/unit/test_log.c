@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/log.c: the once-a-second limiter of events a
+/* Unit tests for gateway/src/base/log.c: the once-a-second limiter of events a
  * peer can repeat at will (limit hits), and level parsing. */
 #include <setjmp.h>
 #include <stdarg.h>

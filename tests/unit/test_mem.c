@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/mem.c: the fail-after-n hook and the live
+/* Unit tests for gateway/src/base/mem.c: the fail-after-n hook and the live
  * allocation count the other tests rely on to prove error paths free
  * everything. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/plugin.c (the authentication chain) and the
+/* Unit tests for gateway/src/auth/plugin.c (the authentication chain) and the
  * built-in API-key and mTLS plugins: chain order and "first decisive answer
  * wins", answers made well-formed, loading shared objects (the example
  * plugin; a module reporting another ABI version, a missing file, a

@@ -1,7 +1,7 @@
-/* Unit tests for gateway/src/redisconn.c: URL parsing (schemes, passwords
+/* Unit tests for gateway/src/control/redisconn.c: URL parsing (schemes, passwords
  * with escapes, db, sentinel lists, IPv6 in brackets, every refusal leaving
  * the output untouched and never quoting the password), the masked URL
- * format, key building, and a connection refused on loopback. */
+ * format, and a connection refused on loopback (keys: test_keys.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -246,41 +246,6 @@ static void test_format_masks_password(void **state)
     assert_int_equal(gw_redis_url_format(&u, out, 16), -1);
 }
 
-static void test_key(void **state)
-{
-    (void)state;
-    char buf[32];
-
-    assert_int_equal(gw_redis_key(buf, sizeof(buf), "infergw:", "pool:%s:ring", "demo"), 0);
-    assert_string_equal(buf, "infergw:pool:demo:ring");
-    assert_int_equal(gw_redis_key(buf, sizeof(buf), "", "version"), 0);
-    assert_string_equal(buf, "version");
-    /* Exactly full (31 bytes + NUL) fits; one more does not. */
-    assert_int_equal(gw_redis_key(buf, sizeof(buf), "p:", "%s", "abcdefghijklmnopqrstuvwxyz012"),
-                     0);
-    assert_int_equal(gw_redis_key(buf, sizeof(buf), "p:", "%s", "abcdefghijklmnopqrstuvwxyz0123"),
-                     -1);
-    char longp[40];
-    memset(longp, 'x', 39);
-    longp[39] = '\0';
-    assert_int_equal(gw_redis_key(buf, sizeof(buf), longp, "version"), -1);
-    assert_string_equal(buf, "");
-}
-
-static void test_scan_pattern(void **state)
-{
-    (void)state;
-    char buf[32];
-
-    assert_int_equal(gw_redis_scan_pattern(buf, sizeof(buf), "infergw:", "tenant:*"), 0);
-    assert_string_equal(buf, "infergw:tenant:*");
-    /* Glob characters of the prefix match only themselves. */
-    assert_int_equal(gw_redis_scan_pattern(buf, sizeof(buf), "a*b?[c]\\:", "apikey:*"), 0);
-    assert_string_equal(buf, "a\\*b\\?\\[c\\]\\\\:apikey:*");
-    assert_int_equal(gw_redis_scan_pattern(buf, 8, "infergw:", "x"), -1);
-    assert_int_equal(gw_redis_scan_pattern(buf, 10, "infergw:", "xy"), -1);
-}
-
 /* A loopback port nobody listens on: bind one, read its number, close it. */
 static uint16_t closed_port(void)
 {
@@ -327,8 +292,6 @@ int main(void)
         cmocka_unit_test(test_sentinel),
         cmocka_unit_test(test_bad_urls_leave_output),
         cmocka_unit_test(test_format_masks_password),
-        cmocka_unit_test(test_key),
-        cmocka_unit_test(test_scan_pattern),
         cmocka_unit_test(test_connect_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/ring.c: the pinned hash, ring order, lookup,
+/* Unit tests for gateway/src/route/ring.c: the pinned hash, ring order, lookup,
  * passing over replicas, shares, weights, validation, every allocation
  * failure of gw_ring_build, bounded loads, and the ring's acceptance
  * properties over 1,000,000 keys (moves on removal, fair shares, member

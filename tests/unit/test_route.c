@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/route.c: snapshots built from specs (flags
+/* Unit tests for gateway/src/route/route.c: snapshots built from specs (flags
  * and Redis alike), replica sharing across pools, tunables overlay, drain,
  * picks that agree with the ring, and reference counting. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/timer.c: heap order, cancel, re-arm, growth
+/* Unit tests for gateway/src/base/timer.c: heap order, cancel, re-arm, growth
  * failure, and a randomized comparison against a plain array model. */
 #include <errno.h>
 #include <setjmp.h>

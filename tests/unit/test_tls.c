@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/tls.c: contexts built from files (good pair,
+/* Unit tests for gateway/src/h2/tls.c: contexts built from files (good pair,
  * missing file, key that does not match), handshakes between a client and a
  * server SSL over an in-memory BIO pair (ALPN h2, mutual TLS refusals named
  * by gw_tls_classify_failure, hostname and IP verification of a replica),

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/src/tunables.c: defaults, field names, every field's
+/* Unit tests for gateway/src/route/tunables.c: defaults, field names, every field's
  * accepted and refused values (a refusal leaves the tunables untouched and
  * names the field and value), pool-over-global overlay, and formatting that
  * round-trips through gw_tunables_set, the way infergw-ctl shows a value an

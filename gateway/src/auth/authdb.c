@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "base/names.h"
 
 struct apikey {
     uint8_t hash[32];
@@ -251,13 +252,7 @@ static int tenant_append(struct gw_authdb *db, struct gw_tenant *t)
 
 int gw_tenant_name_valid(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > GW_TENANT_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ',')
-            return 0;
-    return 1;
+    return gw_name_word(s, strlen(s), GW_TENANT_NAME_MAX, ",");
 }
 
 /* Splits <s> into model names, or "*". With <t> NULL only validates. */
@@ -296,16 +291,16 @@ static int models_parse(const char *s, struct gw_tenant *t, char *err, size_t er
             set_err(err, errlen, "empty pool name in the list");
             return -1;
         }
-        if (n > 255) {
+        if (n > GW_POOL_NAME_MAX) {
             set_err(err, errlen, "pool name longer than 255 bytes");
             return -1;
         }
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)start[i] <= 0x20 || (unsigned char)start[i] >= 0x7f ||
-                start[i] == '*') {
-                set_err(err, errlen, "pool names are printable ASCII without spaces or '*'");
-                return -1;
-            }
+        /* A pool name (names.h); '*' is this list's wildcard, so no entry
+         * may hold one. */
+        if (!gw_pool_name_valid(start, n) || memchr(start, '*', n)) {
+            set_err(err, errlen, "pool names are printable ASCII without spaces or '*'");
+            return -1;
+        }
         if (t) {
             char **nm = gw_realloc(t->models, (t->nmodels + 1) * sizeof(char *));
             if (!nm)

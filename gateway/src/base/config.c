@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/names.h"
 
 #ifndef INFERGW_VERSION
 #define INFERGW_VERSION "0.1.0"
@@ -462,24 +463,12 @@ int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t 
     return 0;
 }
 
-static int valid_pool_name(const char *s, size_t n)
-{
-    if (n == 0 || n > 255)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == ',' || c == '=')
-            return 0;
-    }
-    return 1;
-}
-
 /* Adds "NAME=HOST:PORT[,HOST:PORT...]"; a second --pool for the same name
  * is refused rather than silently merged. */
 static int add_pool(struct gw_config *cfg, const char *spec, char *err, size_t errlen)
 {
     const char *eq = strchr(spec, '=');
-    if (!eq || !valid_pool_name(spec, (size_t)(eq - spec))) {
+    if (!eq || !gw_pool_name_valid(spec, (size_t)(eq - spec))) {
         set_err(err, errlen,
                 "--pool '%s': expected NAME=HOST:PORT[,HOST:PORT...] with a non-empty name "
                 "of printable characters",

@@ -544,36 +544,3 @@ redisContext *gw_redis_connect(const struct gw_redis_url *u, int timeout_ms, cha
     }
     return NULL;
 }
-
-int gw_redis_key(char *buf, size_t cap, const char *prefix, const char *fmt, ...)
-{
-    va_list ap;
-    size_t pl = strlen(prefix);
-    int n;
-
-    if (pl >= cap) {
-        if (cap)
-            buf[0] = '\0';
-        return -1;
-    }
-    memcpy(buf, prefix, pl);
-    va_start(ap, fmt);
-    n = vsnprintf(buf + pl, cap - pl, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= cap - pl ? -1 : 0;
-}
-
-int gw_redis_scan_pattern(char *buf, size_t cap, const char *prefix, const char *rest)
-{
-    size_t n = 0;
-
-    for (const char *p = prefix; *p; p++) {
-        if (n + 2 >= cap)
-            return -1;
-        if (strchr("*?[]\\", *p))
-            buf[n++] = '\\';
-        buf[n++] = *p;
-    }
-    int w = snprintf(buf + n, cap - n, "%s", rest);
-    return w < 0 || (size_t)w >= cap - n ? -1 : 0;
-}

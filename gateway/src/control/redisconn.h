@@ -62,14 +62,4 @@ int gw_redis_url_format(const struct gw_redis_url *u, char *buf, size_t cap);
 redisContext *gw_redis_connect(const struct gw_redis_url *u, int timeout_ms, char *addr_out,
                                size_t addr_cap, char *err, size_t errlen);
 
-/* Writes "<prefix><rest>" (printf-style rest) into <buf>. Returns 0, or -1
- * when it does not fit. */
-int gw_redis_key(char *buf, size_t cap, const char *prefix, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Writes a SCAN MATCH pattern into <buf>: <prefix> with its glob characters
- * (* ? [ ] \) escaped, then <rest> as given ("tenant:*"). Returns 0, or -1
- * when it does not fit. */
-int gw_redis_scan_pattern(char *buf, size_t cap, const char *prefix, const char *rest);
-
 #endif

@@ -1,4 +1,4 @@
-/* ctrl — the Redis control plane thread; see ctrl.h.
+/* watcher — the Redis control plane thread; see watcher.h.
  *
  * Everything here runs on the control-plane thread with blocking hiredis
  * calls (bounded by the Redis timeout); the only contact with workers is
@@ -22,9 +22,11 @@
 #include "auth/authdb.h"
 #include "health/health.h"
 #include "base/log.h"
+#include "base/names.h"
 #include "base/mem.h"
 #include "route/ring.h"
 #include "base/timer.h"
+#include "control/keys.h"
 #include "engine/worker.h"
 
 #define BACKOFF_MIN_MS 100
@@ -93,16 +95,6 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
     return r;
 }
 
-static int valid_pool_name(const char *s, size_t n)
-{
-    if (n == 0 || n > 255)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ',')
-            return 0;
-    return 1;
-}
-
 static int resolvable(const char *addr)
 {
     char host[256], port[8];
@@ -147,7 +139,7 @@ static int load_ring(struct gw_watcher *ctl, redisContext *c, struct load *ld, s
 {
     const char *prefix = ctl->cfg->redis_prefix;
     char key[512];
-    gw_redis_key(key, sizeof(key), prefix, "pool:%s:ring", lp->name);
+    gw_key_pool_ring(key, sizeof(key), prefix, lp->name);
     redisReply *r = cmd(c, "ZRANGE %s 0 -1 WITHSCORES", key);
     if (!r)
         return -1;
@@ -278,22 +270,20 @@ static const char *hash_field(const redisReply *h, const char *field)
     return NULL;
 }
 
-typedef void (*record_fn)(struct gw_watcher *ctl, struct load *ld, const char *key, const char *suffix,
-                          const redisReply *hash, const struct gw_authdb *prev);
+typedef void (*record_fn)(struct gw_watcher *ctl, struct load *ld, const char *key,
+                          const char *suffix, const redisReply *hash, const struct gw_authdb *prev);
 
 /* SCANs (never KEYS: it would block Redis on a large keyspace) every key
- * "<prefix><kind>:*" and hands each one's HGETALL to <fn>, a SCAN batch at a
+ * of family <kind> (keys.h) and hands each one's HGETALL to <fn>, a SCAN batch at a
  * time with the HGETALLs pipelined. A key that is not a hash is rejected.
  * Returns 0, or -1 on a Redis error. */
-static int scan_records(struct gw_watcher *ctl, redisContext *c, struct load *ld, const char *kind,
-                        record_fn fn, const struct gw_authdb *prev)
+static int scan_records(struct gw_watcher *ctl, redisContext *c, struct load *ld,
+                        enum gw_key_family kind, record_fn fn, const struct gw_authdb *prev)
 {
     const char *prefix = ctl->cfg->redis_prefix;
-    char pattern[600], rest[64];
-    snprintf(rest, sizeof(rest), "%s:*", kind);
-    if (gw_redis_scan_pattern(pattern, sizeof(pattern), prefix, rest) < 0)
+    char pattern[600];
+    if (gw_key_scan(pattern, sizeof(pattern), prefix, kind, "") < 0)
         return -1;
-    size_t skip = strlen(prefix) + strlen(kind) + 1;
     char cursor[32] = "0";
     do {
         redisReply *r = cmd(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
@@ -318,11 +308,12 @@ static int scan_records(struct gw_watcher *ctl, redisContext *c, struct load *ld
             }
             redisReply *h = v;
             const char *key = keys->element[i]->str;
-            if (rc == 0 && key && keys->element[i]->len > skip) {
+            const char *name = key ? gw_key_suffix(key, prefix, kind) : NULL;
+            if (rc == 0 && name && *name) {
                 if (h->type == REDIS_REPLY_ARRAY)
-                    fn(ctl, ld, key, key + skip, h->elements ? h : NULL, prev);
+                    fn(ctl, ld, key, name, h->elements ? h : NULL, prev);
                 else
-                    fn(ctl, ld, key, key + skip, h, prev);
+                    fn(ctl, ld, key, name, h, prev);
             }
             freeReplyObject(h);
         }
@@ -335,8 +326,8 @@ static int scan_records(struct gw_watcher *ctl, redisContext *c, struct load *ld
 
 /* One infergw:tenant:<name> record. A record with a bad field keeps the
  * tenant's last good record (or is left out when there was none). */
-static void tenant_record(struct gw_watcher *ctl, struct load *ld, const char *key, const char *name,
-                          const redisReply *h, const struct gw_authdb *prev)
+static void tenant_record(struct gw_watcher *ctl, struct load *ld, const char *key,
+                          const char *name, const redisReply *h, const struct gw_authdb *prev)
 {
     if (!h)
         return; /* deleted between SCAN and HGETALL */
@@ -415,8 +406,8 @@ static int load_authdb(struct gw_watcher *ctl, redisContext *c, struct load *ld,
     ld->authdb = gw_authdb_new();
     if (!ld->authdb)
         return -1;
-    if (scan_records(ctl, c, ld, "tenant", tenant_record, prev) < 0 ||
-        scan_records(ctl, c, ld, "apikey", apikey_record, prev) < 0)
+    if (scan_records(ctl, c, ld, GW_KEY_TENANT, tenant_record, prev) < 0 ||
+        scan_records(ctl, c, ld, GW_KEY_APIKEY, apikey_record, prev) < 0)
         return -1;
     return ld->oom ? -1 : 0;
 }
@@ -435,7 +426,7 @@ static char *read_lease_gone(struct gw_watcher *ctl, redisContext *c)
 {
     const char *prefix = ctl->cfg->redis_prefix;
     char key[512];
-    gw_redis_key(key, sizeof(key), prefix, "leased");
+    gw_key_leased(key, sizeof(key), prefix);
     redisReply *r = cmd(c, "SMEMBERS %s", key);
     if (!r)
         return NULL;
@@ -451,7 +442,7 @@ static char *read_lease_gone(struct gw_watcher *ctl, redisContext *c)
             names[k++] = r->element[i]->str;
     qsort(names, k, sizeof(*names), cmp_strp);
     for (size_t i = 0; i < k; i++) {
-        gw_redis_key(key, sizeof(key), prefix, "lease:%s", names[i]);
+        gw_key_lease(key, sizeof(key), prefix, names[i]);
         redisAppendCommand(c, "EXISTS %s", key);
     }
     for (size_t i = 0; i < k; i++) {
@@ -505,7 +496,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
     gw_tunables_defaults(&ld->global);
     memcpy(ld->global.route_header, ctl->cfg->route_header, sizeof(ld->global.route_header));
     ld->global.set = 0;
-    gw_redis_key(key, sizeof(key), prefix, "conf");
+    gw_key_conf(key, sizeof(key), prefix);
     redisReply *r = cmd(c, "HGETALL %s", key);
     if (!r)
         return -1;
@@ -513,7 +504,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
                prev ? &prev->global : NULL);
     freeReplyObject(r);
 
-    gw_redis_key(key, sizeof(key), prefix, "pools");
+    gw_key_pools(key, sizeof(key), prefix);
     redisReply *pools = cmd(c, "SMEMBERS %s", key);
     if (!pools)
         return -1;
@@ -529,7 +520,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
     int rc = 0;
     for (size_t i = 0; i < pools->elements && rc == 0; i++) {
         const char *name = pools->element[i]->str;
-        if (!name || !valid_pool_name(name, pools->element[i]->len)) {
+        if (!name || !gw_pool_name_valid(name, pools->element[i]->len)) {
             reject(ctl, ld, key, "member", name ? name : "", "invalid pool name");
             continue;
         }
@@ -550,7 +541,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
             break;
         }
         char ckey[512];
-        gw_redis_key(ckey, sizeof(ckey), prefix, "pool:%s:conf", name);
+        gw_key_pool_conf(ckey, sizeof(ckey), prefix, name);
         redisReply *h = cmd(c, "HGETALL %s", ckey);
         if (!h) {
             rc = -1;
@@ -583,7 +574,7 @@ static int load_all(struct gw_watcher *ctl, redisContext *c, struct load *ld)
                 seen = !strcmp(ld->pools[i].addrs[q], addr);
             if (seen)
                 continue;
-            gw_redis_key(key, sizeof(key), prefix, "replica:%s", addr);
+            gw_key_replica(key, sizeof(key), prefix, addr);
             redisReply *st = cmd(c, "HGET %s state", key);
             if (!st)
                 return -1;
@@ -707,7 +698,7 @@ static int reload(struct gw_watcher *ctl, redisContext *c, uint64_t version)
 static int read_version(struct gw_watcher *ctl, redisContext *c, uint64_t *out)
 {
     char key[512];
-    gw_redis_key(key, sizeof(key), ctl->cfg->redis_prefix, "version");
+    gw_key_version(key, sizeof(key), ctl->cfg->redis_prefix);
     redisReply *r = cmd(c, "GET %s", key);
     if (!r)
         return -1;
@@ -746,7 +737,7 @@ static int report_health(struct gw_watcher *ctl, redisContext *c)
     ctl->report_due_ms = now_ms + GW_CTRL_REPORT_MS;
     const struct gw_routes *rt = ctl->current;
     char key[800];
-    gw_redis_key(key, sizeof(key), ctl->cfg->redis_prefix, "gateway:%s", ctl->gateway_id);
+    gw_key_gateway(key, sizeof(key), ctl->cfg->redis_prefix, ctl->gateway_id);
     uint64_t now = gw_now_ns();
     redisAppendCommand(c, "MULTI");
     redisAppendCommand(c, "DEL %s", key);
@@ -796,7 +787,7 @@ static void *ctrl_main(void *arg)
     int backoff = BACKOFF_MIN_MS, logged_down = 0, need_load = 1;
     uint64_t loaded = atomic_load(&ctl->version);
     char channel[512];
-    gw_redis_key(channel, sizeof(channel), cfg->redis_prefix, "changed");
+    gw_key_changed(channel, sizeof(channel), cfg->redis_prefix);
 
     while (!atomic_load(&ctl->stop)) {
         if (!c) {
@@ -900,7 +891,7 @@ static void *ctrl_main(void *arg)
 }
 
 int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct gw_routes *flags,
-                 char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
     memset(ctl, 0, sizeof(*ctl));
     ctl->cfg = cfg;

@@ -1,4 +1,4 @@
-/* ctrl — the control plane: a thread that keeps the routing snapshot in
+/* watcher — the control plane: a thread that keeps the routing snapshot in
  * step with Redis.
  *
  * It loads the keys of the contract (pools, each pool's ring ZSET and conf
@@ -28,7 +28,7 @@
  * bump needed.
  *
  * Health report: every GW_CTRL_REPORT_MS the thread writes the HASH
- * <prefix>gateway:<id> (field per replica -> "state" words, see README)
+ * <prefix>gateway:<id> (field per replica -> "state" words, see docs/redis-keys.md)
  * with an expiry of 3 periods, so infergw-ctl status sees every live
  * gateway's view and a dead gateway's report disappears.
  *
@@ -78,7 +78,7 @@ struct gw_watcher {
  * the --pool flags (the ctrl takes a reference). Returns 0, or -1 with the
  * reason in <err> (bad URL). */
 int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct gw_routes *flags,
-                 char *err, size_t errlen);
+                    char *err, size_t errlen);
 /* Tries one load now (blocking, bounded by the Redis timeout), before the
  * workers exist. Returns the snapshot to start with (a new reference): the
  * Redis one, or the flags one when Redis cannot be read. */

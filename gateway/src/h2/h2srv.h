@@ -16,7 +16,7 @@
  * certificate verified (mutual TLS), its identity is copied onto the
  * connection (peer_cn, peer_sans) for the authentication chain.
  *
- * Limits of the client edge (README "Limits and timeouts"), each counted in
+ * Limits of the client edge (docs/limits.md), each counted in
  * infergw_limit_hits_total and logged at most once a second per worker:
  * - every header block is counted while HPACK decodes it (RFC 9113 section
  *   6.5.2 size and field count, hdrlist.h): past --max-header-list-bytes or

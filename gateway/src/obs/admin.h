@@ -38,7 +38,7 @@ struct gw_admin {
     struct MHD_Daemon *daemon; /* NULL = not serving */
     struct gw_metrics **ms;    /* each worker's metrics (borrowed) */
     size_t nworkers;
-    struct gw_watcher *ctl;               /* NULL without --redis (borrowed) */
+    struct gw_watcher *ctl;            /* NULL without --redis (borrowed) */
     struct gw_health_registry *health; /* replica health (borrowed) */
     uint64_t started_ms;               /* CLOCK_REALTIME at start */
 };

@@ -2,7 +2,7 @@
  * consistent-hashing rings, and the tunables in force.
  *
  * A snapshot is immutable and reference-counted. It is built either from
- * the static --pool flags or by the control plane from Redis (ctrl.c), and
+ * the static --pool flags or by the control plane from Redis (control/watcher.c), and
  * handed to each worker with a reference of its own (gw_worker_offer_routes),
  * so a worker never reads memory that another thread may free: the last
  * holder to drop its reference frees it, on whatever thread that is.

@@ -75,7 +75,7 @@ def http_get(port, path, timeout=1.0):
 def replica_is_out(entry):
     """Whether one /debug/replicas entry shows a replica the ring walk passes
     over for health: "eligible" false where the gateway reports it (down,
-    ejected, unhealthy or NOT_SERVING: README "Replica health"); from a
+    ejected, unhealthy or NOT_SERVING: docs/health.md); from a
     gateway without health records, unreachable."""
     if "eligible" in entry:
         return entry["eligible"] is False
