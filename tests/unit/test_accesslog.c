@@ -156,10 +156,56 @@ static void test_open_failure_says_why(void **state)
     assert_false(gw_accesslog_enabled());
 }
 
+static void test_entry_from_call_facts(void **state)
+{
+    struct gw_access_attempt atts[1] = {{"127.0.0.1:9001", "primary", "OK"}};
+    struct gw_access_call f = {
+        .worker = 12,
+        .call_id = 0x2af,
+        .peer = "127.0.0.1:5000",
+        .tenant = "acme",
+        .pool = "demo",
+        .method = "/svc/M",
+        .code = 14,
+        .duration_ns = 2500000,
+        .req_bytes = 10,
+        .resp_bytes = 20,
+        .attempts = atts,
+        .nattempts = 1,
+    };
+    char rid[GW_ACCESSLOG_RID_MAX];
+    struct gw_access_entry e;
+    gw_accesslog_entry(&e, rid, &f);
+    assert_string_equal(e.request_id, "12-2af"); /* the gateway's own id */
+    assert_int_equal(e.duration_us, 2500);
+    assert_int_equal(e.code, 14);
+    assert_string_equal(e.pool, "demo");
+    assert_int_equal(e.nattempts, 1);
+    assert_true(e.time_ms > 1600000000000);
+    f.worker = 0;
+    f.call_id = 0;
+    gw_accesslog_entry(&e, rid, &f);
+    assert_string_equal(e.request_id, "0-0");
+    f.given_request_id = "req-7 and more";
+    f.given_len = 5; /* the caller's x-request-id (not NUL-terminated) */
+    gw_accesslog_entry(&e, rid, &f);
+    assert_string_equal(e.request_id, "req-7");
+    char longid[65];
+    memset(longid, 'x', sizeof(longid));
+    f.given_request_id = longid;
+    f.given_len = 65; /* too long: the gateway's own */
+    gw_accesslog_entry(&e, rid, &f);
+    assert_string_equal(e.request_id, "0-0");
+    f.given_len = 64;
+    gw_accesslog_entry(&e, rid, &f);
+    assert_int_equal(strlen(e.request_id), 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_is_json_with_every_field),
+        cmocka_unit_test(test_entry_from_call_facts),
         cmocka_unit_test(test_hostile_strings_are_escaped),
         cmocka_unit_test(test_too_small_buffer_refuses_the_whole_line),
         cmocka_unit_test(test_buffer_reaches_the_file_as_whole_lines),

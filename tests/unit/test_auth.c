@@ -4,8 +4,9 @@
  * (ratelimit.c): accepted, no credentials, a malformed authorization, a
  * bearer token nobody claims, an unknown tenant, over the rate (with the
  * pushback), a model outside the tenant's list, and a tenant removed by a
- * newer snapshot between the headers and the pool. The call engine's
- * gw_call_fail/gw_call_fail_pushback are replaced here by recorders. */
+ * newer snapshot between the headers and the pool. The module decides on a
+ * view of the request (gw_auth_request) and returns a verdict, recorded
+ * here as the call engine would apply it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,39 +19,32 @@
 
 #include "auth/auth.h"
 #include "auth/authdb.h"
-#include "engine/call.h"
 #include "base/config.h"
-#include "h2/h2srv.h"
+#include "base/grpcwire.h"
+#include "base/hdrlist.h"
 #include "infergw/plugin.h"
 #include "obs/metrics.h"
 #include "route/route.h"
-#include "engine/worker.h"
 
-/* --- the call engine's answers, recorded --------------------------------- */
+/* --- a call's verdicts, recorded --------------------------------------- */
 
 static char failed_msg[512];
 static uint32_t failed_pushback;
 
-void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(failed_msg, sizeof(failed_msg), fmt, ap);
-    va_end(ap);
-    c->status = code;
-    c->resp_done = 1;
-}
+/* What the test keeps of a call: its request and what the verdicts said. */
+struct call {
+    struct gw_hdrlist req_hdrs;
+    const char *path;
+    int status; /* -1 = not refused */
+    char tenant[GW_TENANT_NAME_MAX + 1];
+};
 
-void gw_call_fail_pushback(struct gw_call *c, int code, uint32_t pushback_ms, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(failed_msg, sizeof(failed_msg), fmt, ap);
-    va_end(ap);
-    c->status = code;
-    c->resp_done = 1;
-    failed_pushback = pushback_ms;
-}
+/* The client connection the calls come on. */
+static struct {
+    char peer[64];
+    int tls, peer_verified;
+    const char *peer_cn;
+} sc;
 
 /* gw_metrics_ratelimited lives in metrics.c, which this test does not link. */
 static int ratelimited_calls;
@@ -67,8 +61,7 @@ const char *gw_metrics_auth_reason_name(int reason)
 
 static const char KEY[] = "igw_unit-test-key-0123456789";
 
-static struct gw_worker w;
-static struct gw_srv_conn sc;
+static const uint64_t now_ns = 1000000000ull;
 static struct gw_routes routes;
 static struct gw_metrics *metrics;
 
@@ -90,11 +83,7 @@ static struct gw_authdb *make_db(const char *acme_rps)
 static int setup(void **state)
 {
     metrics = calloc(1, sizeof(*metrics));
-    w.index = 0;
-    w.loop.now_ns = 1000000000ull;
-    w.metrics = metrics;
     routes.authdb = make_db("0");
-    w.routes = &routes;
     snprintf(sc.peer, sizeof(sc.peer), "127.0.0.1:1234");
     return 0;
 }
@@ -107,11 +96,9 @@ static int teardown(void **state)
 }
 
 /* A call whose request headers are :path and <auth> (NULL: none). */
-static void call_init(struct gw_call *c, const char *auth)
+static void call_init(struct call *c, const char *auth)
 {
     memset(c, 0, sizeof(*c));
-    c->w = &w;
-    c->sc = &sc;
     c->status = -1;
     gw_hdrlist_init(&c->req_hdrs);
     const char *path = "/inference.GRPCInferenceService/ModelInfer";
@@ -121,6 +108,48 @@ static void call_init(struct gw_call *c, const char *auth)
     c->path = path;
     failed_msg[0] = '\0';
     failed_pushback = 0;
+}
+
+static void record(struct call *c, int rc, const struct gw_auth_verdict *v)
+{
+    if (rc == 0)
+        return;
+    c->status = v->status;
+    snprintf(failed_msg, sizeof(failed_msg), "%s", v->message);
+    if (v->pushback_ms >= 0)
+        failed_pushback = (uint32_t)v->pushback_ms;
+}
+
+/* gw_auth_on_headers on the view the call engine would fill. */
+static int on_headers(struct call *c)
+{
+    struct gw_auth_request req = {
+        .hdrs = &c->req_hdrs,
+        .path = c->path,
+        .peer = sc.peer,
+        .tls = sc.tls,
+        .peer_verified = sc.peer_verified,
+        .peer_cn = sc.peer_cn,
+        .db = routes.authdb,
+        .metrics = metrics,
+        .worker = 0,
+        .now_ns = now_ns,
+        .call_id = 1,
+    };
+    struct gw_auth_verdict v;
+    int rc = gw_auth_on_headers(&req, &v);
+    if (rc == 0)
+        memcpy(c->tenant, v.tenant, sizeof(c->tenant));
+    record(c, rc, &v);
+    return rc;
+}
+
+static int on_pool(struct call *c, const struct gw_pool *pool)
+{
+    struct gw_auth_verdict v;
+    int rc = gw_auth_on_pool(routes.authdb, metrics, c->tenant, pool, &v);
+    record(c, rc, &v);
+    return rc;
 }
 
 static struct gw_pool pool_named(const char *name)
@@ -147,11 +176,11 @@ static void test_auth_none_lets_everything_pass(void **state)
 {
     const char *flags[] = {"--auth=none"};
     start(flags, 1);
-    struct gw_call c;
+    struct call c;
     call_init(&c, NULL);
-    assert_int_equal(gw_auth_on_headers(&c), 0);
+    assert_int_equal(on_headers(&c), 0);
     struct gw_pool p = pool_named("anything");
-    assert_int_equal(gw_auth_on_pool(&c, &p), 0);
+    assert_int_equal(on_pool(&c, &p), 0);
     assert_int_equal(c.status, -1);
     gw_auth_shutdown();
 }
@@ -179,37 +208,37 @@ static void test_api_key_calls(void **state)
 {
     const char *flags[] = {"--auth=on", "--mtls-tenant-from", "cn"};
     start(flags, 3);
-    struct gw_call c;
+    struct call c;
     char auth[128];
     snprintf(auth, sizeof(auth), "Bearer %s", KEY);
 
     call_init(&c, auth);
-    assert_int_equal(gw_auth_on_headers(&c), 0);
+    assert_int_equal(on_headers(&c), 0);
     assert_string_equal(c.tenant, "acme");
     struct gw_pool demo = pool_named("demo"), other = pool_named("other");
-    assert_int_equal(gw_auth_on_pool(&c, &demo), 0);
-    assert_int_equal(gw_auth_on_pool(&c, &other), -1);
+    assert_int_equal(on_pool(&c, &demo), 0);
+    assert_int_equal(on_pool(&c, &other), -1);
     assert_int_equal(c.status, GW_GRPC_PERMISSION_DENIED);
     assert_string_equal(failed_msg, "tenant 'acme' may not call model 'other'");
     assert_int_equal(atomic_load(&metrics->auth_failures[GW_AUTH_REASON_MODEL_DENIED]), 1);
 
     call_init(&c, NULL);
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_int_equal(c.status, GW_GRPC_UNAUTHENTICATED);
     assert_non_null(strstr(failed_msg, "no credentials"));
     assert_non_null(strstr(failed_msg, "client certificate")); /* mTLS is on */
     assert_int_equal(atomic_load(&metrics->auth_failures[INFERGW_REASON_NO_CREDENTIALS]), 1);
 
     call_init(&c, "Basic abc");
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_string_equal(failed_msg, "authorization metadata is not 'Bearer <token>'");
 
     call_init(&c, "Bearer a.b.c"); /* a JWT, and no JWT keys */
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_non_null(strstr(failed_msg, "not recognised by any authenticator"));
 
     call_init(&c, "Bearer igw_wrong");
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_string_equal(failed_msg, "API key not recognised");
     assert_null(strstr(failed_msg, "igw_"));
 
@@ -217,12 +246,12 @@ static void test_api_key_calls(void **state)
     call_init(&c, NULL);
     sc.tls = sc.peer_verified = 1;
     sc.peer_cn = "stranger";
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_int_equal(c.status, GW_GRPC_PERMISSION_DENIED);
     assert_string_equal(failed_msg, "tenant 'stranger' is not configured on this gateway");
     sc.peer_cn = "ghost-free";
     call_init(&c, NULL);
-    assert_int_equal(gw_auth_on_headers(&c), 0);
+    assert_int_equal(on_headers(&c), 0);
     assert_string_equal(c.tenant, "ghost-free");
     sc.tls = sc.peer_verified = 0;
     sc.peer_cn = NULL;
@@ -230,10 +259,10 @@ static void test_api_key_calls(void **state)
     /* The tenant is gone in the snapshot the worker switched to before the
      * pool was known. */
     call_init(&c, auth);
-    assert_int_equal(gw_auth_on_headers(&c), 0);
+    assert_int_equal(on_headers(&c), 0);
     struct gw_authdb *old = routes.authdb;
     routes.authdb = gw_authdb_new();
-    assert_int_equal(gw_auth_on_pool(&c, &demo), -1);
+    assert_int_equal(on_pool(&c, &demo), -1);
     assert_int_equal(c.status, GW_GRPC_PERMISSION_DENIED);
     gw_authdb_free(routes.authdb);
     routes.authdb = old;
@@ -248,12 +277,12 @@ static void test_rate_limited(void **state)
     start(flags, 1);
     char auth[128];
     snprintf(auth, sizeof(auth), "Bearer %s", KEY);
-    struct gw_call c;
+    struct call c;
     call_init(&c, auth);
-    assert_int_equal(gw_auth_on_headers(&c), 0);
+    assert_int_equal(on_headers(&c), 0);
     call_init(&c, auth);
     int before = ratelimited_calls;
-    assert_int_equal(gw_auth_on_headers(&c), -1);
+    assert_int_equal(on_headers(&c), -1);
     assert_int_equal(c.status, GW_GRPC_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(failed_msg, "tenant 'acme' is over its rate limit"));
     assert_true(failed_pushback > 1000 && failed_pushback <= 100000);

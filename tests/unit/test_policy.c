@@ -1,6 +1,7 @@
-/* Unit tests for gateway/src/route/policy.c: backoff bounds, pushback parsing,
- * the deadline floor, retry/hedge budget accounting, the latency estimator
- * against exact quantiles of known distributions, and ejection times. */
+/* Unit tests for gateway/src/route/policy.c: backoff bounds, pushback
+ * parsing, the deadline floor, retry/hedge budget accounting, the latency
+ * estimator against exact quantiles of known distributions, ejection times,
+ * and the retry and hedge decisions (table-driven). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "base/grpcwire.h"
 #include "route/policy.h"
 
 #define MS  1000000ull
@@ -404,6 +406,171 @@ static void test_ejection_ms(void **state)
     assert_int_equal(gw_policy_ejection_ms(1, 500000, 300000), 300000);
 }
 
+/* --- retry and hedge decisions (table-driven) ------------------------------- */
+
+static void test_status_retryable(void **state)
+{
+    static const struct {
+        uint32_t retry_on;
+        int code, pushback, want;
+    } cases[] = {
+        {1u << GW_GRPC_UNAVAILABLE, GW_GRPC_UNAVAILABLE, 0, 1},
+        {1u << GW_GRPC_UNAVAILABLE, GW_GRPC_INTERNAL, 0, 0},
+        {1u << GW_GRPC_UNAVAILABLE, GW_GRPC_OK, 0, 0},
+        {0xffffffffu, GW_GRPC_OK, 0, 0},                  /* OK never */
+        {0xffffffffu, -1, 0, 0},                          /* no status */
+        {0xffffffffu, GW_GRPC_UNAUTHENTICATED + 1, 0, 0}, /* unknown code */
+        {0xffffffffu, GW_GRPC_UNAUTHENTICATED, 0, 1},
+        {0, GW_GRPC_RESOURCE_EXHAUSTED, 1, 1}, /* with a valid pushback only */
+        {0xffffffffu, GW_GRPC_RESOURCE_EXHAUSTED, 0, 0},
+        {0xffffffffu, GW_GRPC_RESOURCE_EXHAUSTED, -1, 0},
+        {0, GW_GRPC_UNAVAILABLE, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(
+            gw_policy_status_retryable(cases[i].retry_on, cases[i].code, cases[i].pushback),
+            cases[i].want);
+}
+
+static void test_retry_decision(void **state)
+{
+    static const struct {
+        const char *what;
+        struct gw_retry_in in;
+        enum gw_retry_verdict want;
+        uint32_t delay_lo, delay_hi; /* GW_RETRY_AT: the delay's bounds */
+    } cases[] = {
+        {"first retry, no deadline: backoff within 25 ms",
+         {1, 1, 1, 3, 0, 0, 0, 0xffffffffu, 100 * SEC, 0, 0},
+         GW_RETRY_AT,
+         0,
+         25},
+        {"second retry: within 50 ms",
+         {1, 1, 2, 3, 0, 0, 1, 0xffffffffu, 100 * SEC, 0, 0},
+         GW_RETRY_AT,
+         0,
+         50},
+        {"backoff capped at 250 ms",
+         {1, 1, 2, 12, 0, 0, 9, 0xffffffffu, 100 * SEC, 0, 0},
+         GW_RETRY_AT,
+         0,
+         250},
+        {"valid pushback is the delay",
+         {1, 1, 1, 3, 1, 700, 0, 5, 100 * SEC, 0, 0},
+         GW_RETRY_AT,
+         700,
+         700},
+        {"not retryable", {0, 1, 1, 3, 0, 0, 0, 0, 100 * SEC, 0, 0}, GW_RETRY_NO, 0, 0},
+        {"not replayable", {1, 0, 1, 3, 0, 0, 0, 0, 100 * SEC, 0, 0}, GW_RETRY_NO, 0, 0},
+        {"out of attempts", {1, 1, 3, 3, 0, 0, 2, 0, 100 * SEC, 0, 0}, GW_RETRY_NO, 0, 0},
+        {"attempts checked before a bad pushback",
+         {1, 1, 3, 3, -1, 0, 2, 0, 100 * SEC, 0, 0},
+         GW_RETRY_NO,
+         0,
+         0},
+        {"malformed pushback",
+         {1, 1, 1, 3, -1, 0, 0, 0, 100 * SEC, 0, 0},
+         GW_RETRY_NO_PUSHBACK,
+         0,
+         0},
+        {"deadline far enough",
+         {1, 1, 1, 3, 1, 100, 0, 0, 100 * SEC, 100 * SEC + SEC, 0},
+         GW_RETRY_AT,
+         100,
+         100},
+        {"pushback lands past the deadline",
+         {1, 1, 1, 3, 1, 2000, 0, 0, 100 * SEC, 100 * SEC + SEC, 0},
+         GW_RETRY_NO_DEADLINE,
+         0,
+         0},
+        {"floor: less than p50 left after the delay",
+         {1, 1, 1, 3, 1, 100, 0, 0, 100 * SEC, 100 * SEC + 300 * MS, 250 * MS},
+         GW_RETRY_NO_DEADLINE,
+         0,
+         0},
+        {"floor: more than p50 left after the delay",
+         {1, 1, 1, 3, 1, 100, 0, 0, 100 * SEC, 100 * SEC + 400 * MS, 250 * MS},
+         GW_RETRY_AT,
+         100,
+         100},
+        {"deadline already passed",
+         {1, 1, 1, 3, 1, 0, 0, 0, 100 * SEC, 99 * SEC, 0},
+         GW_RETRY_NO_DEADLINE,
+         0,
+         0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gw_retry_decision d = gw_policy_retry(&cases[i].in);
+        if (d.verdict != cases[i].want)
+            fail_msg("%s: verdict %d, want %d", cases[i].what, d.verdict, cases[i].want);
+        if (d.verdict == GW_RETRY_AT &&
+            (d.delay_ms < cases[i].delay_lo || d.delay_ms > cases[i].delay_hi))
+            fail_msg("%s: delay %u ms not in [%u, %u]", cases[i].what, d.delay_ms,
+                     cases[i].delay_lo, cases[i].delay_hi);
+    }
+}
+
+static void test_hedge_decision(void **state)
+{
+    static const struct {
+        const char *what;
+        struct gw_hedge_in in;
+        enum gw_hedge_verdict want;
+    } cases[] = {
+        {"one attempt running, room left", {1, 1, 1, 3, 100 * SEC, 0, 0}, GW_HEDGE_GO},
+        {"a hedge may add one over retry_max_attempts", {1, 1, 3, 3, 100 * SEC, 0, 0}, GW_HEDGE_GO},
+        {"no room", {1, 1, 4, 3, 100 * SEC, 0, 0}, GW_HEDGE_NO},
+        {"not replayable", {0, 1, 1, 3, 100 * SEC, 0, 0}, GW_HEDGE_NO},
+        {"nothing running", {1, 0, 1, 3, 100 * SEC, 0, 0}, GW_HEDGE_NO},
+        {"already hedged", {1, 2, 2, 3, 100 * SEC, 0, 0}, GW_HEDGE_NO},
+        {"deadline far enough", {1, 1, 1, 3, 100 * SEC, 101 * SEC, 500 * MS}, GW_HEDGE_GO},
+        {"within the floor of the deadline",
+         {1, 1, 1, 3, 100 * SEC, 100 * SEC + 400 * MS, 500 * MS},
+         GW_HEDGE_NO_DEADLINE},
+        {"deadline passed", {1, 1, 1, 3, 100 * SEC, 100 * SEC, 0}, GW_HEDGE_NO_DEADLINE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum gw_hedge_verdict v = gw_policy_hedge(&cases[i].in);
+        if (v != cases[i].want)
+            fail_msg("%s: verdict %d, want %d", cases[i].what, v, cases[i].want);
+    }
+}
+
+static void test_hedge_delay(void **state)
+{
+    struct gw_latency few, many;
+    gw_latency_init(&few, 0);
+    gw_latency_init(&many, 0);
+    for (int i = 0; i < 10; i++)
+        gw_latency_add(&few, 10 * MS);
+    for (int i = 0; i < 1000; i++)
+        gw_latency_add(&many, 10 * MS);
+    const uint64_t p95 = gw_latency_quantile(&many, 0.95, 50);
+    assert_true(p95 > 9 * MS && p95 < 11 * MS);
+    const struct {
+        const char *what;
+        int32_t delay_ms;
+        const struct gw_latency *lat;
+        const char *exclude, *path;
+        uint64_t want;
+    } cases[] = {
+        {"off", 0, &many, "", "/a/B", 0},
+        {"fixed", 40, &many, "", "/a/B", 40 * MS},
+        {"auto: the p95", -1, &many, "", "/a/B", p95},
+        {"auto, too few samples", -1, &few, "", "/a/B", 0},
+        {"excluded alone", 40, &many, "/a/B", "/a/B", 0},
+        {"excluded in a list", 40, &many, "/x/Y,/a/B,/z/Z", "/a/B", 0},
+        {"a prefix is not a match", 40, &many, "/a/BC,/a", "/a/B", 40 * MS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t got = gw_policy_hedge_delay_ns(cases[i].delay_ms, cases[i].lat, 50,
+                                                cases[i].exclude, cases[i].path);
+        if (got != cases[i].want)
+            fail_msg("%s: %llu ns, want %llu", cases[i].what, (unsigned long long)got,
+                     (unsigned long long)cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +590,10 @@ int main(void)
         cmocka_unit_test(test_latency_min_samples_and_edges),
         cmocka_unit_test(test_latency_follows_a_shift),
         cmocka_unit_test(test_ejection_ms),
+        cmocka_unit_test(test_status_retryable),
+        cmocka_unit_test(test_retry_decision),
+        cmocka_unit_test(test_hedge_decision),
+        cmocka_unit_test(test_hedge_delay),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,22 +4,22 @@
 #include "auth/auth.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "auth/authdb.h"
 #include "auth/bearer.h"
-#include "engine/call.h"
 #include "base/config.h"
-#include "h2/h2srv.h"
+#include "base/grpcwire.h"
+#include "base/hdrlist.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "obs/metrics.h"
 #include "auth/plugin.h"
 #include "auth/ratelimit.h"
 #include "route/route.h"
-#include "engine/worker.h"
 
 /* The built-in plugins (plugins/). */
 extern const struct infergw_plugin infergw_apikey_plugin;
@@ -214,43 +214,60 @@ void gw_auth_shutdown(void)
 
 /* --- per call ------------------------------------------------------------------ */
 
-static void refuse(struct gw_call *c, int status, int reason, const char *plugin,
-                   const char *message)
+static void verdict(struct gw_auth_verdict *v, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void verdict(struct gw_auth_verdict *v, int status, const char *fmt, ...)
 {
-    gw_metrics_auth_failure(c->w->metrics, reason);
-    gw_log(GW_LOG_DEBUG, "auth_refused", "{s:I, s:s, s:s, s:s}", "call", (json_int_t)c->id, "peer",
-           c->sc->peer, "plugin", plugin, "reason", gw_metrics_auth_reason_name(reason));
-    gw_call_fail(c, status, "%s", message);
+    v->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->message, sizeof(v->message), fmt, ap);
+    va_end(ap);
+}
+
+static void refuse(const struct gw_auth_request *req, struct gw_auth_verdict *v, int status,
+                   int reason, const char *plugin, const char *message)
+{
+    gw_metrics_auth_failure(req->metrics, reason);
+    gw_log(GW_LOG_DEBUG, "auth_refused", "{s:I, s:s, s:s, s:s}", "call", (json_int_t)req->call_id,
+           "peer", req->peer ? req->peer : "", "plugin", plugin, "reason",
+           gw_metrics_auth_reason_name(reason));
+    verdict(v, status, "%s", message);
 }
 
 /* The message when no plugin recognised the call's credentials. */
-static void refuse_unclaimed(struct gw_call *c, const struct infergw_auth_request *req)
+static void refuse_unclaimed(const struct gw_auth_request *r, struct gw_auth_verdict *v,
+                             const struct infergw_auth_request *req)
 {
     if (req->bad_authorization)
-        refuse(c, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_MALFORMED, "chain",
+        refuse(r, v, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_MALFORMED, "chain",
                "authorization metadata is not 'Bearer <token>'");
     else if (req->bearer)
-        refuse(c, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_UNKNOWN_KEY, "chain",
+        refuse(r, v, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_UNKNOWN_KEY, "chain",
                "bearer token not recognised by any authenticator (a JWT needs --jwt-keys)");
     else
-        refuse(c, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_NO_CREDENTIALS, "chain",
+        refuse(r, v, GW_GRPC_UNAUTHENTICATED, INFERGW_REASON_NO_CREDENTIALS, "chain",
                g_auth.mtls ? "no credentials: send 'authorization: Bearer <API key or JWT>' or "
                              "a client certificate"
                            : "no credentials: send 'authorization: Bearer <API key or JWT>'");
 }
 
-int gw_auth_on_headers(struct gw_call *c)
+int gw_auth_on_headers(const struct gw_auth_request *r, struct gw_auth_verdict *v)
 {
+    v->status = GW_GRPC_OK;
+    v->pushback_ms = -1;
+    v->tenant[0] = '\0';
+    v->message[0] = '\0';
     if (!g_auth.on)
         return 0;
-    struct gw_worker *w = c->w;
-    struct auth_worker *aw = &g_auth.workers[w->index < g_auth.nworkers ? w->index : 0];
-    aw->db = w->routes ? w->routes->authdb : NULL;
-    aw->now_ns = w->loop.now_ns;
+    int wi = r->worker < g_auth.nworkers ? r->worker : 0;
+    struct auth_worker *aw = &g_auth.workers[wi];
+    aw->db = r->db;
+    aw->now_ns = r->now_ns;
 
     struct infergw_metadata md[AUTH_MAX_MD];
-    struct infergw_auth_request req = {.path = c->path, .md = md};
-    const struct gw_hdrlist *hl = &c->req_hdrs;
+    struct infergw_auth_request req = {.path = r->path, .md = md};
+    const struct gw_hdrlist *hl = r->hdrs;
     for (size_t i = 0; i < hl->n && req.nmd < AUTH_MAX_MD; i++) {
         const struct gw_hdr_ent *e = &hl->ent[i];
         if (e->name_len && hl->buf[e->name_off] == ':')
@@ -263,76 +280,78 @@ int gw_auth_on_headers(struct gw_call *c)
     if (auth && gw_bearer_parse(auth, alen, &req.bearer, &req.bearer_len) < 0)
         req.bad_authorization = 1;
 
-    struct gw_srv_conn *sc = c->sc;
-    struct infergw_peer peer = {.addr = sc->peer, .tls = sc->tls, .verified = sc->peer_verified};
-    if (sc->peer_verified) {
-        peer.cn = sc->peer_cn;
-        peer.sans = (const char *const *)sc->peer_sans;
-        peer.nsans = sc->peer_nsans;
+    struct infergw_peer peer = {.addr = r->peer, .tls = r->tls, .verified = r->peer_verified};
+    if (r->peer_verified) {
+        peer.cn = r->peer_cn;
+        peer.sans = r->peer_sans;
+        peer.nsans = r->peer_nsans;
     }
     req.peer = &peer;
 
     struct infergw_auth_answer ans;
     size_t which = 0;
-    enum infergw_auth_result r = gw_plugin_chain_run(
-        &g_auth.chain, w->index < g_auth.nworkers ? w->index : 0, &req, &aw->host, &ans, &which);
+    enum infergw_auth_result res =
+        gw_plugin_chain_run(&g_auth.chain, wi, &req, &aw->host, &ans, &which);
     aw->now_ns = 0;
-    if (r == INFERGW_AUTH_PASS) {
-        refuse_unclaimed(c, &req);
+    if (res == INFERGW_AUTH_PASS) {
+        refuse_unclaimed(r, v, &req);
         return -1;
     }
     const char *plugin = g_auth.chain.p[which].desc->name;
-    if (r == INFERGW_AUTH_REJECT) {
-        refuse(c, ans.status, ans.reason, plugin, ans.message);
+    if (res == INFERGW_AUTH_REJECT) {
+        refuse(r, v, ans.status, ans.reason, plugin, ans.message);
         return -1;
     }
     const struct gw_tenant *t = gw_authdb_tenant(aw->db, ans.tenant);
     if (!t) {
         char msg[256];
         snprintf(msg, sizeof(msg), "tenant '%s' is not configured on this gateway", ans.tenant);
-        refuse(c, GW_GRPC_PERMISSION_DENIED, GW_AUTH_REASON_UNKNOWN_TENANT, plugin, msg);
+        refuse(r, v, GW_GRPC_PERMISSION_DENIED, GW_AUTH_REASON_UNKNOWN_TENANT, plugin, msg);
         return -1;
     }
-    snprintf(c->tenant, sizeof(c->tenant), "%s", ans.tenant);
+    snprintf(v->tenant, sizeof(v->tenant), "%s", ans.tenant);
     uint32_t retry_ms = 0;
-    if (gw_ratelimit_take(t, w->loop.now_ns, &retry_ms) < 0) {
-        gw_metrics_ratelimited(w->metrics, t->name);
-        gw_call_fail_pushback(c, GW_GRPC_RESOURCE_EXHAUSTED, retry_ms,
-                              "tenant '%s' is over its rate limit (%g calls/s): retry in %u ms",
-                              t->name, t->rps, retry_ms);
+    if (gw_ratelimit_take(t, r->now_ns, &retry_ms) < 0) {
+        gw_metrics_ratelimited(r->metrics, t->name);
+        verdict(v, GW_GRPC_RESOURCE_EXHAUSTED,
+                "tenant '%s' is over its rate limit (%g calls/s): retry in %u ms", t->name, t->rps,
+                retry_ms);
+        v->pushback_ms = retry_ms;
         return -1;
     }
     return 0;
 }
 
-int gw_auth_on_pool(struct gw_call *c, const struct gw_pool *pool)
+int gw_auth_on_pool(const struct gw_authdb *db, struct gw_metrics *metrics, const char *tenant,
+                    const struct gw_pool *pool, struct gw_auth_verdict *v)
 {
+    v->status = GW_GRPC_OK;
+    v->pushback_ms = -1;
     if (!g_auth.on)
         return 0;
-    /* The snapshot may have changed since the headers: look the tenant up
-     * again rather than keep a pointer into an older one. */
-    const struct gw_authdb *db = c->w->routes ? c->w->routes->authdb : NULL;
-    const struct gw_tenant *t = gw_authdb_tenant(db, c->tenant);
+    /* The snapshot may have changed since the headers: the caller passes the
+     * current one rather than keep a pointer into an older one. */
+    const struct gw_tenant *t = gw_authdb_tenant(db, tenant);
     if (!t) {
-        gw_metrics_auth_failure(c->w->metrics, GW_AUTH_REASON_UNKNOWN_TENANT);
-        gw_call_fail(c, GW_GRPC_PERMISSION_DENIED, "tenant '%s' is not configured on this gateway",
-                     c->tenant);
+        gw_metrics_auth_failure(metrics, GW_AUTH_REASON_UNKNOWN_TENANT);
+        verdict(v, GW_GRPC_PERMISSION_DENIED, "tenant '%s' is not configured on this gateway",
+                tenant);
         return -1;
     }
     if (!gw_tenant_allows_model(t, pool->name, pool->name_len)) {
-        gw_metrics_auth_failure(c->w->metrics, GW_AUTH_REASON_MODEL_DENIED);
-        gw_call_fail(c, GW_GRPC_PERMISSION_DENIED, "tenant '%s' may not call model '%s'", c->tenant,
-                     pool->name);
+        gw_metrics_auth_failure(metrics, GW_AUTH_REASON_MODEL_DENIED);
+        verdict(v, GW_GRPC_PERMISSION_DENIED, "tenant '%s' may not call model '%s'", tenant,
+                pool->name);
         return -1;
     }
     return 0;
 }
 
-int gw_auth_model_allowed(const struct gw_call *c, const char *model, size_t len)
+int gw_auth_model_allowed(const struct gw_authdb *db, const char *tenant, const char *model,
+                          size_t len)
 {
     if (!g_auth.on)
         return 1;
-    const struct gw_authdb *db = c->w->routes ? c->w->routes->authdb : NULL;
-    const struct gw_tenant *t = gw_authdb_tenant(db, c->tenant);
+    const struct gw_tenant *t = gw_authdb_tenant(db, tenant);
     return t && gw_tenant_allows_model(t, model, len);
 }

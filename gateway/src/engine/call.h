@@ -51,6 +51,13 @@
  * answer, readable by a client that is not gRPC) carrying grpc-status
  * INVALID_ARGUMENT too, and never reaches a replica. A call is freed when
  * its client stream and all its attempts' streams are closed. Loop thread only.
+ *
+ * The engine's files (their shared declarations in call_int.h): call_core.c
+ * (lifecycle, request log, h2srv's callbacks), call_intake.c (the request,
+ * authentication, routing), call_attempt.c (attempts, retries, hedges; the
+ * decisions are route/policy's), call_relay.c (commit, relay, trailers,
+ * gateway statuses). Attempts' upstream streams are gw_up_streams whose ops
+ * dispatch back into the engine (upstream.h).
  */
 #ifndef INFERGW_CALL_H
 #define INFERGW_CALL_H
@@ -63,21 +70,14 @@
 #include "base/grpcwire.h"
 #include "base/hdrlist.h"
 #include "base/timer.h"
+#include "engine/localsvc.h"
+#include "h2/h2srv.h"
+#include "engine/upstream.h"
 
 struct gw_worker;
-struct gw_srv_conn;
-struct gw_up_conn;
 struct gw_pool;
 struct gw_upstream;
 struct gw_poolstate;
-
-enum gw_local_method {
-    GW_LOCAL_NONE = 0,
-    GW_LOCAL_SERVER_LIVE,
-    GW_LOCAL_SERVER_READY,
-    GW_LOCAL_SERVER_METADATA,
-    GW_LOCAL_HEALTH_CHECK,
-};
 
 enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
@@ -86,10 +86,10 @@ enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
 
 struct gw_attempt {
     struct gw_call *call;
-    struct gw_up_conn *uc;          /* NULL once its connection is gone */
-    int32_t sid;                    /* upstream stream id, -1 before submit */
-    struct gw_upstream *up;         /* the replica (lives as long as the worker) */
-    struct gw_attempt *prev, *next; /* in uc's list */
+    /* its upstream stream: st.uc (NULL once its connection is gone), st.sid
+     * (-1 before submit), st.open (the stream exists and is not closed) */
+    struct gw_up_stream st;
+    struct gw_upstream *up; /* the replica (lives as long as the worker) */
     uint64_t start_ns;
     uint64_t req_off;           /* request log offset this attempt has sent up to */
     struct gw_hdrlist hdrs;     /* response headers, held until the commit point */
@@ -100,7 +100,6 @@ struct gw_attempt {
     int16_t outcome;          /* how it ended (gw_metrics outcome), -1 = not yet */
     uint8_t kind;             /* enum gw_attempt_kind */
     int8_t pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
-    unsigned open : 1;        /* upstream stream exists and is not closed */
     unsigned in_trailers : 1; /* the header block being read is trailers */
     unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
     unsigned cancelled : 1;   /* reset by the gateway: its events are ignored */
@@ -108,9 +107,8 @@ struct gw_attempt {
 
 struct gw_call {
     struct gw_worker *w;
-    struct gw_srv_conn *sc;
-    int32_t sid;                 /* client stream id */
-    struct gw_call *prev, *next; /* in sc's list */
+    struct gw_srv_conn *sc;  /* NULL once the client stream closed */
+    struct gw_srv_stream ss; /* the client stream: ss.sid, in sc's list (h2srv.h) */
     uint64_t id;
 
     /* request */
@@ -180,37 +178,22 @@ struct gw_call {
     int status;                  /* the status gw_call_fail() answered with, -1 = none (metrics) */
 };
 
+/* The call engine as h2srv's stream callbacks (registered by the worker):
+ * a client stream opens a call (gw_call_new), its header fields, data, end
+ * and close go to the call (call_intake.c, call_core.c). A request whose
+ * header block passed --max-header-list-bytes or --max-header-count is
+ * refused with RESOURCE_EXHAUSTED once the block ends; a call answered while
+ * its request still comes has its stream ended after the answer. */
+extern const struct gw_srv_stream_ops gw_call_srv_ops;
+
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
  * allocation failure (the caller resets the stream). */
 struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid);
 
-/* Client side events (from h2srv's nghttp2 callbacks). */
-int gw_call_on_req_header(struct gw_call *c, const uint8_t *name, size_t namelen,
-                          const uint8_t *value, size_t valuelen);
-void gw_call_on_req_headers_done(struct gw_call *c);
-/* The request's header block passed --max-header-list-bytes or
- * --max-header-count: nothing more of it is copied, and the call is refused
- * with RESOURCE_EXHAUSTED once the block ends. */
-void gw_call_refuse_header_list(struct gw_call *c);
 /* Whether the call's final status is decided: a request refused while its
  * headers were read, a gateway-made error, or the replica's status. Once
  * that status went out, the rest of the request is of no use. */
 int gw_call_answered(const struct gw_call *c);
-void gw_call_on_req_data(struct gw_call *c, const uint8_t *data, size_t len);
-void gw_call_on_req_end(struct gw_call *c);
-/* The client stream closed (normally, by reset, or with its connection). */
-void gw_call_on_client_close(struct gw_call *c, uint32_t error_code);
-
-/* Upstream side events of attempt <a> (from upstream's nghttp2 callbacks). */
-int gw_call_on_resp_header(struct gw_attempt *a, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen);
-void gw_call_on_resp_headers_done(struct gw_attempt *a, int end_stream);
-void gw_call_on_resp_data(struct gw_attempt *a, const uint8_t *data, size_t len);
-/* The attempt's upstream stream closed with <error_code> (NGHTTP2_* codes). */
-void gw_call_on_upstream_close(struct gw_attempt *a, uint32_t error_code);
-/* The attempt's connection failed; <connected> says whether it ever came up
- * (if not, nothing of the call reached the replica). */
-void gw_call_on_upstream_lost(struct gw_attempt *a, int connected, const char *reason);
 
 /* Ends the call with a gateway-made status (no-op once the status is decided). */
 void gw_call_fail(struct gw_call *c, int code, const char *fmt, ...)

@@ -10,24 +10,43 @@
 #include "base/grpcwire.h"
 #include "health/health.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "engine/upstream.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define MS_NS      1000000ULL
 #define CHECK_PATH "/grpc.health.v1.Health/Check"
 
+/* The checker's state of one upstream (up->check), allocated at its first
+ * check and freed with the upstream; a check in flight holds a reference
+ * on the upstream (so it is not swept while the timeout is armed). */
+struct gw_hcheck {
+    struct gw_upstream *up;
+    struct gw_up_stream st; /* the check's stream; st.uc = its connection */
+    unsigned busy : 1;      /* a check is in flight */
+    uint64_t started_ns;
+    struct gw_timer timeout;
+    int grpc_status; /* -1 until seen */
+    int http_status;
+    uint8_t body[64]; /* the response message (a HealthCheckResponse is tiny) */
+    size_t body_len;
+    int body_overflow;
+    uint8_t req[16]; /* the request, framed */
+    size_t req_len, req_off;
+};
+
 static void check_finish(struct gw_upstream *up, enum gw_health_result r, const char *why)
 {
-    struct gw_hcheck *c = &up->check;
+    struct gw_hcheck *c = up->check;
     struct gw_worker *w = up->w;
     gw_loop_timer_cancel(&w->loop, &c->timeout);
-    struct gw_up_conn *uc = c->uc;
-    c->uc = NULL;
-    if (uc && uc->check_sid == c->sid) {
-        uc->check_sid = 0;
-        gw_upstream_conn_idle(uc); /* a retired check connection closes now */
+    gw_upstream_detach(&c->st); /* a retired check connection closes now */
+    c->st.open = 0;
+    c->st.sid = -1;
+    if (c->busy) {
+        c->busy = 0;
+        gw_upstream_unref(up);
     }
-    c->sid = 0;
     int prev = atomic_load_explicit(&up->health->state, memory_order_relaxed);
     int next = gw_health_apply_check(up->health, r, w->cfg->healthy_threshold,
                                      w->cfg->unhealthy_threshold);
@@ -43,21 +62,20 @@ static void check_finish(struct gw_upstream *up, enum gw_health_result r, const 
 
 static void check_timeout_cb(struct gw_timer *t, void *arg)
 {
-    struct gw_upstream *up = arg;
-    struct gw_hcheck *c = &up->check;
-    if (c->uc && c->uc->check_sid == c->sid && !c->uc->conn.closing) {
-        /* The stream's later events no longer match check_sid: dropped. */
-        nghttp2_submit_rst_stream(c->uc->conn.sess, NGHTTP2_FLAG_NONE, c->sid, NGHTTP2_CANCEL);
-        gw_conn_mark_dirty(&c->uc->conn);
+    struct gw_hcheck *c = arg;
+    if (c->st.uc && c->st.open && !c->st.uc->conn.closing) {
+        /* The stream is detached below: its later events are dropped. */
+        nghttp2_submit_rst_stream(c->st.uc->conn.sess, NGHTTP2_FLAG_NONE, c->st.sid,
+                                  NGHTTP2_CANCEL);
+        gw_conn_mark_dirty(&c->st.uc->conn);
     }
-    check_finish(up, GW_HC_TIMEOUT, "no answer within --health-timeout-ms");
+    check_finish(c->up, GW_HC_TIMEOUT, "no answer within --health-timeout-ms");
 }
 
 static ssize_t check_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t length,
                              uint32_t *data_flags, nghttp2_data_source *source, void *ud)
 {
-    struct gw_upstream *up = source->ptr;
-    struct gw_hcheck *c = &up->check;
+    struct gw_hcheck *c = source->ptr;
     size_t n = c->req_len - c->req_off;
     if (n > length)
         n = length;
@@ -68,11 +86,21 @@ static ssize_t check_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size
     return (ssize_t)n;
 }
 
-void gw_hcheck_init(struct gw_upstream *up)
+static const struct gw_up_stream_ops check_stream_ops;
+
+/* The checker's state for <up>, made at its first check. NULL without memory. */
+static struct gw_hcheck *check_get(struct gw_upstream *up)
 {
-    struct gw_hcheck *c = &up->check;
-    memset(c, 0, sizeof(*c));
-    gw_timer_init(&c->timeout, check_timeout_cb, up);
+    if (up->check)
+        return up->check;
+    struct gw_hcheck *c = gw_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->up = up;
+    c->st.ops = &check_stream_ops;
+    c->st.user = c;
+    c->st.sid = -1;
+    gw_timer_init(&c->timeout, check_timeout_cb, c);
     /* HealthCheckRequest{service: ""} behind the 5-byte gRPC prefix. */
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     size_t n = protobuf_c_message_get_packed_size(&req.base);
@@ -82,6 +110,8 @@ void gw_hcheck_init(struct gw_upstream *up)
     c->req[3] = (uint8_t)(n >> 8);
     c->req[4] = (uint8_t)n;
     c->req_len = 5 + protobuf_c_message_pack(&req.base, c->req + 5);
+    up->check = c;
+    return c;
 }
 
 #define NV(n, v)                                                                                   \
@@ -91,7 +121,9 @@ void gw_hcheck_init(struct gw_upstream *up)
 
 static void check_start(struct gw_upstream *up)
 {
-    struct gw_hcheck *c = &up->check;
+    struct gw_hcheck *c = check_get(up);
+    if (!c)
+        return; /* tried again at the next tick */
     struct gw_worker *w = up->w;
     struct gw_up_conn *uc = gw_upstream_conn_probe(up);
     if (!uc) {
@@ -111,24 +143,24 @@ static void check_start(struct gw_upstream *up)
     c->http_status = 0;
     c->body_len = 0;
     c->body_overflow = 0;
-    nghttp2_data_provider prd = {.source.ptr = up, .read_callback = check_read_cb};
-    int32_t sid = gw_upstream_submit_check(uc, nv, sizeof(nv) / sizeof(nv[0]), &prd);
+    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = check_read_cb};
+    int32_t sid = gw_upstream_submit_check(uc, &c->st, nv, sizeof(nv) / sizeof(nv[0]), &prd);
     if (sid < 0) {
         check_finish(up, GW_HC_ERROR, nghttp2_strerror(sid));
         return;
     }
-    c->uc = uc;
-    c->sid = sid;
+    c->busy = 1;
+    gw_upstream_ref(up);
     c->started_ns = w->loop.now_ns;
-    uc->check_sid = sid;
-    gw_conn_mark_dirty(&uc->conn);
     gw_loop_timer_in(&w->loop, &c->timeout, (uint64_t)w->cfg->health_timeout_ms * MS_NS);
 }
 
-void gw_hcheck_on_header(struct gw_upstream *up, const uint8_t *name, size_t namelen,
-                         const uint8_t *value, size_t valuelen)
+/* --- the check stream's events (gw_up_stream_ops) ------------------------ */
+
+static int check_on_header(struct gw_up_stream *st, const uint8_t *name, size_t namelen,
+                           const uint8_t *value, size_t valuelen)
 {
-    struct gw_hcheck *c = &up->check;
+    struct gw_hcheck *c = st->user;
     char v[16];
     if (valuelen >= sizeof(v))
         valuelen = sizeof(v) - 1;
@@ -138,11 +170,14 @@ void gw_hcheck_on_header(struct gw_upstream *up, const uint8_t *name, size_t nam
         c->http_status = atoi(v);
     else if (namelen == 11 && !memcmp(name, "grpc-status", 11))
         c->grpc_status = atoi(v);
+    return 0;
 }
 
-void gw_hcheck_on_data(struct gw_upstream *up, const uint8_t *data, size_t len)
+static void check_on_data(struct gw_up_stream *st, const uint8_t *data, size_t len)
 {
-    struct gw_hcheck *c = &up->check;
+    struct gw_hcheck *c = st->user;
+    /* A check's bytes are all taken at once: its stream window comes back. */
+    nghttp2_session_consume_stream(st->uc->conn.sess, st->sid, len);
     if (c->body_len + len > sizeof(c->body)) {
         c->body_overflow = 1;
         return;
@@ -192,17 +227,32 @@ static enum gw_health_result check_verdict(const struct gw_hcheck *c, const char
     return res;
 }
 
-void gw_hcheck_on_close(struct gw_upstream *up, uint32_t error_code)
+/* The check's stream closed (<error_code> from nghttp2) or never left
+ * (NGHTTP2_REFUSED_STREAM), or its connection is gone. */
+static void check_on_close(struct gw_up_stream *st, uint32_t error_code)
 {
-    struct gw_hcheck *c = &up->check;
-    if (!c->uc)
+    struct gw_hcheck *c = st->user;
+    st->open = 0;
+    if (!c->busy)
         return;
     const char *why = "stream reset";
     enum gw_health_result r = error_code == NGHTTP2_NO_ERROR ? check_verdict(c, &why) : GW_HC_ERROR;
     if (error_code != NGHTTP2_NO_ERROR)
         why = nghttp2_http2_strerror(error_code);
-    check_finish(up, r, why);
+    check_finish(c->up, r, why);
 }
+
+static void check_on_lost(struct gw_up_stream *st, int connected, const char *reason)
+{
+    check_on_close(st, NGHTTP2_CONNECT_ERROR);
+}
+
+static const struct gw_up_stream_ops check_stream_ops = {
+    .on_header = check_on_header,
+    .on_data = check_on_data,
+    .on_close = check_on_close,
+    .on_lost = check_on_lost,
+};
 
 static void checker_tick_cb(struct gw_timer *t, void *arg)
 {
@@ -214,7 +264,8 @@ static void checker_tick_cb(struct gw_timer *t, void *arg)
             gw_log(
                 GW_LOG_INFO, "replica_returned", "{s:s, s:I}", "replica", up->addr, "times_ejected",
                 (json_int_t)atomic_load_explicit(&up->health->times_ejected, memory_order_relaxed));
-        if (up->in_use && w->cfg->health_interval_ms > 0 && !up->check.uc && !w->draining)
+        if (up->in_use && w->cfg->health_interval_ms > 0 && !(up->check && up->check->busy) &&
+            !w->draining)
             check_start(up);
     }
     /* Records of replicas that left, once nothing uses them. */
@@ -235,10 +286,16 @@ void gw_hcheck_stop(struct gw_worker *w)
 {
     gw_loop_timer_cancel(&w->loop, &w->health_timer);
     for (size_t i = 0; i < w->nups; i++) {
-        struct gw_hcheck *c = &w->ups[i]->check;
+        struct gw_hcheck *c = w->ups[i]->check;
+        if (!c)
+            continue;
         gw_loop_timer_cancel(&w->loop, &c->timeout);
-        if (c->uc)
-            c->uc->check_sid = 0;
-        c->uc = NULL;
+        if (c->st.uc)
+            c->st.uc->check = NULL;
+        c->st.uc = NULL;
+        if (c->busy) {
+            c->busy = 0;
+            gw_upstream_unref(w->ups[i]);
+        }
     }
 }

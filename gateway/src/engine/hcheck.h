@@ -8,10 +8,13 @@
  * an nghttp2 client stream of the upstream session: HEADERS (:method POST,
  * :path, content-type application/grpc, te trailers, grpc-timeout), one
  * DATA frame with the 5-byte prefix and a protobuf-c packed
- * HealthCheckRequest; the answer is read from DATA and trailers. upstream.c
- * tells a check's stream from a call's by gw_up_conn.check_sid and hands its
- * events here. At most one check per replica is in flight; one without an
- * answer after --health-timeout-ms is reset and counts as a timeout.
+ * HealthCheckRequest; the answer is read from DATA and trailers. The check's
+ * stream is a gw_up_stream with the checker's ops (upstream.h), so upstream.c
+ * dispatches its events like any other stream's. The checker's state of a
+ * replica lives in up->check (made at its first check, freed with the
+ * upstream). At most one check per replica is in flight, holding a
+ * reference on the upstream; one without an answer after
+ * --health-timeout-ms is reset and counts as a timeout.
  *
  * Results go into the replica's shared health record (health.h,
  * gw_health_apply_check), which every worker reads. The same tick ends
@@ -22,29 +25,7 @@
 #ifndef INFERGW_HCHECK_H
 #define INFERGW_HCHECK_H
 
-#include <stddef.h>
-#include <stdint.h>
-
-#include "base/timer.h"
-
-struct gw_upstream;
-struct gw_up_conn;
 struct gw_worker;
-
-/* A check in flight on one upstream, embedded in struct gw_upstream. */
-struct gw_hcheck {
-    struct gw_up_conn *uc; /* connection carrying it, NULL = none in flight */
-    int32_t sid;
-    uint64_t started_ns;
-    struct gw_timer timeout;
-    int grpc_status; /* -1 until seen */
-    int http_status;
-    uint8_t body[64]; /* the response message (a HealthCheckResponse is tiny) */
-    size_t body_len;
-    int body_overflow;
-    uint8_t req[16]; /* the request, framed */
-    size_t req_len, req_off;
-};
 
 /* Starts the checker on worker <w> (its loop thread, before it runs): a
  * tick every --health-interval-ms (or every second, for ejection returns,
@@ -53,15 +34,5 @@ int gw_hcheck_start(struct gw_worker *w);
 /* Cancels the tick and every check in flight (worker exit). Safe on a
  * worker whose checker never started. */
 void gw_hcheck_stop(struct gw_worker *w);
-/* Prepares the check slot of a new upstream. */
-void gw_hcheck_init(struct gw_upstream *up);
-
-/* Upstream stream events of a check (upstream.c dispatches them). */
-void gw_hcheck_on_header(struct gw_upstream *up, const uint8_t *name, size_t namelen,
-                         const uint8_t *value, size_t valuelen);
-void gw_hcheck_on_data(struct gw_upstream *up, const uint8_t *data, size_t len);
-/* The check's stream closed (<error_code> from nghttp2) or never left
- * (<error_code> = NGHTTP2_REFUSED_STREAM), or its connection is gone. */
-void gw_hcheck_on_close(struct gw_upstream *up, uint32_t error_code);
 
 #endif

@@ -9,7 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/call.h"
+enum gw_local_method {
+    GW_LOCAL_NONE = 0,
+    GW_LOCAL_SERVER_LIVE,
+    GW_LOCAL_SERVER_READY,
+    GW_LOCAL_SERVER_METADATA,
+    GW_LOCAL_HEALTH_CHECK,
+};
 
 /* Which local method <path> is, or GW_LOCAL_NONE. */
 enum gw_local_method gw_localsvc_match(const char *path);

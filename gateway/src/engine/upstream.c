@@ -10,12 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/call.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "route/route.h"
 #include "h2/tls.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define MS_NS 1000000ULL
 /* A connection dropped by the replica is replaced at once only when it had
@@ -34,26 +33,18 @@
 static void up_conn_retire(struct gw_up_conn *uc, int why);
 static struct gw_up_conn *conn_pick(struct gw_upstream *up, int probe);
 
-/* The attempt a stream belongs to (its stream user data), or NULL. */
-static struct gw_attempt *stream_attempt(nghttp2_session *s, int32_t sid)
+/* The stream's owner (its stream user data), or NULL. */
+static struct gw_up_stream *stream_of(nghttp2_session *s, int32_t sid)
 {
     return gw_conn_stream_data(s, sid);
-}
-
-/* Whether stream <sid> of <uc> is its health check's. */
-static int is_check(const struct gw_up_conn *uc, int32_t sid)
-{
-    return sid > 0 && sid == uc->check_sid;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     gw_hdr_budget_reset(&((struct gw_up_conn *)ud)->conn.hdr_budget);
-    if (is_check(ud, frame->hd.stream_id))
-        return 0;
-    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
-    if (a && frame->hd.type == NGHTTP2_HEADERS)
-        a->in_trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+    struct gw_up_stream *st = stream_of(s, frame->hd.stream_id);
+    if (st && frame->hd.type == NGHTTP2_HEADERS && st->ops->on_begin_headers)
+        st->ops->on_begin_headers(st, frame->headers.cat == NGHTTP2_HCAT_HEADERS);
     return 0;
 }
 
@@ -77,12 +68,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                    (int)uc->conn.hdr_budget.count, "hits", (json_int_t)hits);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (is_check(uc, frame->hd.stream_id)) {
-        gw_hcheck_on_header(uc->up, name, namelen, value, valuelen);
-        return 0;
-    }
-    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
-    if (a && gw_call_on_resp_header(a, name, namelen, value, valuelen) < 0)
+    struct gw_up_stream *st = stream_of(s, frame->hd.stream_id);
+    if (st && st->ops->on_header && st->ops->on_header(st, name, namelen, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
@@ -106,12 +93,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
             uc->ping_sent_ns = 0;
             ka_arm(uc, uc->last_recv_ns + (uint64_t)uc->up->w->cfg->keepalive_ms * MS_NS);
         }
-    } else if (frame->hd.type == NGHTTP2_HEADERS && is_check(uc, frame->hd.stream_id)) {
-        /* the check's verdict comes when its stream closes */
     } else if (frame->hd.type == NGHTTP2_HEADERS) {
-        struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
-        if (a)
-            gw_call_on_resp_headers_done(a, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        struct gw_up_stream *st = stream_of(s, frame->hd.stream_id);
+        if (st && st->ops->on_headers_done)
+            st->ops->on_headers_done(st, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
     } else if (frame->hd.type == NGHTTP2_GOAWAY) {
         /* Streams above last_stream_id are closed by nghttp2 (REFUSED_STREAM,
          * routed again without blame); the rest finish; no new stream goes
@@ -127,36 +112,28 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, co
                               size_t len, void *ud)
 {
     struct gw_up_conn *uc = ud;
-    if (is_check(uc, sid)) {
-        nghttp2_session_consume(s, sid, len);
-        gw_hcheck_on_data(uc->up, data, len);
-        return 0;
-    }
-    struct gw_attempt *a = stream_attempt(s, sid);
-    if (!a) {
+    struct gw_up_stream *st = stream_of(s, sid);
+    if (!st || !st->ops->on_data) {
         nghttp2_session_consume(s, sid, len);
         return 0;
     }
     /* The connection window comes back at once; the stream's only as the
-     * client takes the bytes (call.c), so a stalled stream holds at most its
-     * own window and never the connection's (see upstream.h). */
+     * owner takes the bytes (the call engine: as the client takes them), so a
+     * stalled stream holds at most its own window and never the
+     * connection's (see upstream.h). */
     nghttp2_session_consume_connection(s, len);
     gw_conn_mark_dirty(&uc->conn);
-    gw_call_on_resp_data(a, data, len);
+    st->ops->on_data(st, data, len);
     return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
 {
-    struct gw_up_conn *uc = ud;
-    if (is_check(uc, sid)) {
-        gw_hcheck_on_close(uc->up, error_code);
-        return 0;
-    }
-    struct gw_attempt *a = stream_attempt(s, sid);
-    if (a) {
+    struct gw_up_stream *st = stream_of(s, sid);
+    if (st) {
         nghttp2_session_set_stream_user_data(s, sid, NULL);
-        gw_call_on_upstream_close(a, error_code);
+        if (st->ops->on_close)
+            st->ops->on_close(st, error_code);
     }
     return 0;
 }
@@ -168,17 +145,13 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
 {
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct gw_up_conn *uc = ud;
-    if (is_check(uc, frame->hd.stream_id)) {
-        gw_hcheck_on_close(uc->up, NGHTTP2_REFUSED_STREAM);
-        return 0;
-    }
-    struct gw_attempt *a = stream_attempt(s, frame->hd.stream_id);
-    if (!a)
+    struct gw_up_stream *st = stream_of(s, frame->hd.stream_id);
+    if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, NULL);
     /* Not the replica's failure: routed again like a refused stream. */
-    gw_call_on_upstream_close(a, NGHTTP2_REFUSED_STREAM);
+    if (st->ops->on_close)
+        st->ops->on_close(st, NGHTTP2_REFUSED_STREAM);
     return 0;
 }
 
@@ -221,7 +194,6 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
         return NULL;
     up->w = w;
     up->health = gw_health_get(w->health, r->addr); /* a reference of ours */
-    gw_hcheck_init(up);
     up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
     up->addr = gw_strdup(r->addr);
@@ -308,7 +280,7 @@ static void up_conn_destroy(struct gw_worker *w, struct gw_up_conn *uc)
 
 static void upstream_free(struct gw_upstream *up)
 {
-    gw_loop_timer_cancel(&up->w->loop, &up->check.timeout);
+    gw_free(up->check); /* plain memory: its timer is armed only while a check holds a ref */
     atomic_fetch_sub_explicit(&up->w->metrics->upstream_records, 1, memory_order_relaxed);
     if (up->metrics) {
         atomic_fetch_sub_explicit(&up->metrics->listed, 1, memory_order_relaxed);
@@ -403,7 +375,7 @@ static void up_conn_retire(struct gw_up_conn *uc, int why)
 
 void gw_upstream_conn_idle(struct gw_up_conn *uc)
 {
-    if (uc->goaway && uc->nstreams == 0 && uc->check_sid == 0)
+    if (uc->goaway && uc->nstreams == 0 && !uc->check)
         gw_conn_close(&uc->conn, "drained after GOAWAY or retirement");
 }
 
@@ -415,9 +387,14 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     gw_loop_timer_cancel(&w->loop, &uc->connect_timer);
     gw_loop_timer_cancel(&w->loop, &uc->ka_timer);
     conn_unlink(uc);
-    if (uc->check_sid)
-        gw_hcheck_on_close(up, NGHTTP2_CONNECT_ERROR);
     int connected = uc->connected;
+    struct gw_up_stream *check = uc->check;
+    if (check) {
+        uc->check = NULL;
+        check->uc = NULL;
+        if (check->ops->on_lost)
+            check->ops->on_lost(check, connected, reason);
+    }
     if (!uc->alive && !uc->goaway) {
         /* Never became an HTTP/2 connection (and not because it left the
          * snapshot while connecting): the replica is down. */
@@ -426,20 +403,21 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
         gw_log(GW_LOG_DEBUG, "upstream_closed", "{s:s, s:s}", "replica", up->addr, "reason",
                reason);
     }
-    /* Detach every attempt first: re-routing one may open new streams. */
-    struct gw_attempt *list = uc->attempts;
-    uc->attempts = NULL;
+    /* Detach every stream first: re-routing a call may open new streams. */
+    struct gw_up_stream *list = uc->streams;
+    uc->streams = NULL;
     up->inflight -= (uint32_t)uc->nstreams;
     gw_metrics_inflight_add(up->metrics, -(int64_t)uc->nstreams);
     gw_metrics_set_reachable(up->metrics, any_connected(up));
     uc->nstreams = 0;
-    for (struct gw_attempt *a = list; a; a = a->next)
-        a->uc = NULL;
+    for (struct gw_up_stream *st = list; st; st = st->next)
+        st->uc = NULL;
     while (list) {
-        struct gw_attempt *a = list;
-        list = a->next;
-        a->prev = a->next = NULL;
-        gw_call_on_upstream_lost(a, connected, reason);
+        struct gw_up_stream *st = list;
+        list = st->next;
+        st->prev = st->next = NULL;
+        if (st->ops->on_lost)
+            st->ops->on_lost(st, connected, reason);
     }
     /* A live connection the replica dropped (killed, restarted): connect
      * again now, so a dead replica is known to be down at once instead of
@@ -516,7 +494,7 @@ static void ka_timer_cb(struct gw_timer *t, void *arg)
                up->addr, "timeout_ms", (int)w->cfg->keepalive_timeout_ms, "streams",
                (json_int_t)uc->nstreams, "worker", w->index);
         record_failure(up, "keepalive timeout");
-        gw_health_report(up, 0);
+        gw_upstream_report(up, 0);
         uc->closed_by_us = 1;
         gw_conn_close(&uc->conn, "keepalive timeout");
         return;
@@ -524,7 +502,7 @@ static void ka_timer_cb(struct gw_timer *t, void *arg)
     /* Only a connection with streams and nothing heard for a whole interval
      * is pinged: frames from the replica already prove it alive, and idle
      * connections are left to the health checks (see upstream.h). */
-    if ((uc->nstreams == 0 && uc->check_sid == 0) || now - uc->last_recv_ns < every ||
+    if ((uc->nstreams == 0 && !uc->check) || now - uc->last_recv_ns < every ||
         uc->pings_since_data >= KEEPALIVE_PINGS_PER_DATA) {
         uint64_t next = uc->last_recv_ns + every;
         ka_arm(uc, next > now ? next : now + every);
@@ -774,13 +752,21 @@ static int32_t submit_on(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvl
     return sid;
 }
 
-int32_t gw_upstream_submit_check(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvlen,
-                                 nghttp2_data_provider *prd)
+int32_t gw_upstream_submit_check(struct gw_up_conn *uc, struct gw_up_stream *st,
+                                 const nghttp2_nv *nv, size_t nvlen, nghttp2_data_provider *prd)
 {
-    return submit_on(uc, nv, nvlen, prd, NULL);
+    int32_t sid = submit_on(uc, nv, nvlen, prd, st);
+    if (sid < 0)
+        return sid;
+    st->uc = uc;
+    st->sid = sid;
+    st->open = 1;
+    uc->check = st;
+    gw_conn_mark_dirty(&uc->conn);
+    return sid;
 }
 
-int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
+int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_up_stream *st, const nghttp2_nv *nv,
                            size_t nvlen, nghttp2_data_provider *prd)
 {
     struct gw_upstream *up = uc->up;
@@ -789,7 +775,7 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const ng
      * the next one of the replica, or a new one, gets it. */
     for (int tries = 0;; tries++) {
         uc->nstreams++; /* keeps a retired connection open through submit_on */
-        sid = submit_on(uc, nv, nvlen, prd, a);
+        sid = submit_on(uc, nv, nvlen, prd, st);
         uc->nstreams--;
         if (sid >= 0)
             break;
@@ -800,14 +786,14 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const ng
         if (!uc)
             return sid;
     }
-    a->uc = uc;
-    a->sid = sid;
-    a->open = 1;
-    a->prev = NULL;
-    a->next = uc->attempts;
-    if (uc->attempts)
-        uc->attempts->prev = a;
-    uc->attempts = a;
+    st->uc = uc;
+    st->sid = sid;
+    st->open = 1;
+    st->prev = NULL;
+    st->next = uc->streams;
+    if (uc->streams)
+        uc->streams->prev = st;
+    uc->streams = st;
     uc->nstreams++;
     uc->up->inflight++;
     gw_metrics_inflight_add(uc->up->metrics, 1);
@@ -815,23 +801,67 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const ng
     return sid;
 }
 
-void gw_upstream_detach(struct gw_attempt *a)
+void gw_upstream_detach(struct gw_up_stream *st)
 {
-    struct gw_up_conn *uc = a->uc;
+    struct gw_up_conn *uc = st->uc;
     if (!uc)
         return;
-    if (a->prev)
-        a->prev->next = a->next;
-    else if (uc->attempts == a)
-        uc->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    a->prev = a->next = NULL;
+    st->uc = NULL;
+    if (uc->check == st) {
+        /* A check given up while its stream is open: later events of that
+         * stream find no owner and are dropped. */
+        uc->check = NULL;
+        if (st->open && uc->conn.sess)
+            nghttp2_session_set_stream_user_data(uc->conn.sess, st->sid, NULL);
+        gw_upstream_conn_idle(uc);
+        return;
+    }
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (uc->streams == st)
+        uc->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
     uc->nstreams--;
     uc->up->inflight--;
     gw_metrics_inflight_add(uc->up->metrics, -1);
-    a->uc = NULL;
     gw_upstream_conn_idle(uc);
+}
+
+static struct gw_health *worker_rec(size_t i, void *ctx)
+{
+    struct gw_worker *w = ctx;
+    return w->upmap[i] ? w->upmap[i]->health : NULL;
+}
+
+/* The index of <up> in its worker's snapshot, or -1. */
+static int upstream_index(const struct gw_upstream *up)
+{
+    const struct gw_worker *w = up->w;
+    for (size_t i = 0; i < w->routes->nreplicas; i++)
+        if (w->upmap[i] == up)
+            return (int)i;
+    return -1;
+}
+
+void gw_upstream_report(struct gw_upstream *up, int ok)
+{
+    if (!up || !up->health)
+        return;
+    struct gw_worker *w = up->w;
+    const struct gw_config *cfg = w->cfg;
+    struct gw_outlier_params p = {cfg->outlier_failures, cfg->outlier_base_ms, cfg->outlier_max_ms,
+                                  cfg->outlier_max_percent};
+    uint64_t now = w->loop.now_ns;
+    int idx = ok ? -1 : upstream_index(up);
+    if (!gw_health_passive(up->health, ok, now, &p, w->routes, idx, worker_rec, w))
+        return;
+    uint64_t until = atomic_load_explicit(&up->health->ejected_until_ns, memory_order_relaxed);
+    gw_log(GW_LOG_WARN, "replica_ejected", "{s:s, s:i, s:I, s:I, s:i}", "replica", up->addr,
+           "consecutive_failures", (int)p.failures, "times_ejected",
+           (json_int_t)atomic_load_explicit(&up->health->times_ejected, memory_order_relaxed),
+           "ejected_ms", (json_int_t)((until - now) / MS_NS), "worker", w->index);
 }
 
 void gw_upstream_ref(struct gw_upstream *up)
@@ -849,8 +879,7 @@ size_t gw_upstream_sweep(struct gw_worker *w)
     size_t freed = 0, k = 0;
     for (size_t i = 0; i < w->nups; i++) {
         struct gw_upstream *up = w->ups[i];
-        int busy = up->in_use || up->refs || up->inflight || up->check_conn || up->draining ||
-                   up->check.uc;
+        int busy = up->in_use || up->refs || up->inflight || up->check_conn || up->draining;
         for (int j = 0; !busy && j < up->nconns; j++)
             busy = up->conns[j] != NULL;
         if (busy) {

@@ -38,7 +38,7 @@
  * Flow control isolates the streams of a connection from each other: a
  * DATA frame's bytes are handed back to the connection window at once
  * (nghttp2_session_consume_connection), and to the stream window only as the
- * client takes them (call.c), so a stream holds at most one stream window of
+ * client takes them (the call engine), so a stream holds at most one stream window of
  * unrelayed bytes and a stalled client never holds the connection window
  * that other calls (and the replica's answers to them) need.
  *
@@ -46,6 +46,11 @@
  * opened by gw_upstream_conn_probe, outside the --upstream-conns slots), so
  * a check never waits behind data traffic: neither its windows nor the
  * replica's stream limit are shared with calls.
+ *
+ * Streams: every stream's owner embeds a gw_up_stream with an ops table
+ * (gw_up_stream_ops) and a user pointer, as nghttp2's own stream user data
+ * works; the connection's callbacks dispatch through it, so this module
+ * knows neither calls nor health checks (which sit above it).
  *
  * Draining connections leave their slot: a connection that got GOAWAY, or
  * whose stream ids run out (its next stream id passes
@@ -72,19 +77,51 @@
 #include <sys/socket.h>
 
 #include "h2/conn.h"
-#include "engine/hcheck.h"
 #include "health/health.h"
 #include "base/timer.h"
 
 struct gw_worker;
-struct gw_attempt;
 struct gw_routes;
 struct gw_metrics_replica;
+struct gw_hcheck;
+struct gw_up_stream;
+
+/* What an upstream stream's owner (a call's attempt, a health check) does
+ * with its events; upstream.c dispatches every stream through these and
+ * tells no kind of stream from another. A NULL entry ignores its event. */
+struct gw_up_stream_ops {
+    /* A response header block begins; <trailers> 1 when it is a trailer block. */
+    void (*on_begin_headers)(struct gw_up_stream *st, int trailers);
+    /* One response header field; a negative return resets the stream. */
+    int (*on_header)(struct gw_up_stream *st, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen);
+    /* A header block is complete (<end_stream>: the stream ends with it). */
+    void (*on_headers_done)(struct gw_up_stream *st, int end_stream);
+    /* Response bytes. The connection window was given back on receipt; the
+     * stream's is the owner's to give back (nghttp2_session_consume_stream). */
+    void (*on_data)(struct gw_up_stream *st, const uint8_t *data, size_t len);
+    /* The stream closed with <error_code> (NGHTTP2_*), or never left
+     * (NGHTTP2_REFUSED_STREAM). Its stream user data is already cleared. */
+    void (*on_close)(struct gw_up_stream *st, uint32_t error_code);
+    /* Its connection is gone (st->uc is already NULL); <connected> says
+     * whether it ever came up (if not, nothing of the stream left). */
+    void (*on_lost)(struct gw_up_stream *st, int connected, const char *reason);
+};
+
+/* One stream on an upstream connection, embedded in its owner. */
+struct gw_up_stream {
+    const struct gw_up_stream_ops *ops;
+    void *user;                       /* the owner */
+    struct gw_up_conn *uc;            /* NULL before submit and once detached or lost */
+    int32_t sid;                      /* upstream stream id, -1 before submit */
+    struct gw_up_stream *prev, *next; /* in uc's list of call streams */
+    unsigned open : 1;                /* the owner's: the stream exists and is not closed */
+};
 
 struct gw_up_conn {
     struct gw_conn conn;
     struct gw_upstream *up;
-    struct gw_attempt *attempts; /* streams on this connection */
+    struct gw_up_stream *streams; /* call streams on this connection */
     size_t nstreams;
     struct gw_timer connect_timer; /* until the replica's first frame */
     struct gw_timer ka_timer;      /* keepalive: next PING, or its deadline */
@@ -92,7 +129,7 @@ struct gw_up_conn {
     unsigned pings_since_data;     /* PINGs sent since the replica last sent HEADERS/DATA */
     uint64_t last_recv_ns;         /* last frame from the replica */
     uint64_t alive_ns;             /* when the first frame arrived */
-    int32_t check_sid;             /* a health check's stream on it; 0 = none */
+    struct gw_up_stream *check;    /* a health check's stream on it; NULL = none */
     struct gw_up_conn *drain_next; /* in up->draining */
     unsigned connected : 1;        /* TCP connected */
     unsigned alive : 1;            /* a frame arrived from the replica */
@@ -111,11 +148,12 @@ struct gw_upstream {
     int nconns;
     struct gw_up_conn *check_conn; /* the health checks' connection, NULL = none */
     struct gw_up_conn *draining;   /* retired connections finishing their streams */
-    uint32_t refs;                 /* attempts pointing at it */
+    uint32_t refs;                 /* attempts and a check in flight pointing at it */
     int local_errno;               /* the last connect's local failure (EMFILE...), 0 = none */
     uint64_t local_logged_ns;      /* last upstream_local_failure log line */
     struct gw_health *health;      /* shared record of this address (borrowed) */
-    struct gw_hcheck check;        /* active health check in flight (worker 0) */
+    struct gw_hcheck *check;       /* the health checker's state (hcheck.c), NULL = none yet;
+                                      plain memory, freed with the upstream */
     int in_use;                    /* listed by the worker's current snapshot */
     uint32_t inflight;             /* attempts open on this worker */
     /* this replica's series in w->metrics */
@@ -144,23 +182,35 @@ struct gw_up_conn *gw_upstream_conn_for(struct gw_upstream *up);
  * back). NULL when none can be had now. */
 struct gw_up_conn *gw_upstream_conn_probe(struct gw_upstream *up);
 
-/* Opens a stream for attempt <a> of a call on <uc> (the attempt is the
- * stream's user data). A connection that cannot open one (stream ids
- * exhausted, GOAWAY) is retired and another connection of the same replica
- * tried, so a submit failure is never the replica's. Returns the stream id
- * or a negative nghttp2 error (nothing was sent). */
-int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_attempt *a, const nghttp2_nv *nv,
+/* Opens call stream <st> (ops and user set) on <uc>; <st> is the stream's
+ * user data, counted in the replica's in-flight streams. A connection that
+ * cannot open one (stream ids exhausted, GOAWAY) is retired and another
+ * connection of the same replica tried, so a submit failure is never the
+ * replica's. Sets st->uc, st->sid and st->open. Returns the stream id or a
+ * negative nghttp2 error (nothing was sent). */
+int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_up_stream *st, const nghttp2_nv *nv,
                            size_t nvlen, nghttp2_data_provider *prd);
-/* Opens a health check's stream on <uc> (its check connection). Returns
- * the stream id or a negative nghttp2 error. */
-int32_t gw_upstream_submit_check(struct gw_up_conn *uc, const nghttp2_nv *nv, size_t nvlen,
-                                 nghttp2_data_provider *prd);
+/* Opens a health check's stream <st> on <uc> (its check connection; one
+ * at a time, not counted in flight). Returns the stream id or a negative
+ * nghttp2 error. */
+int32_t gw_upstream_submit_check(struct gw_up_conn *uc, struct gw_up_stream *st,
+                                 const nghttp2_nv *nv, size_t nvlen, nghttp2_data_provider *prd);
 /* Closes <uc> if it takes no new streams and has none left. */
 void gw_upstream_conn_idle(struct gw_up_conn *uc);
-/* Detaches <a> from its connection (its stream closed or was abandoned). */
-void gw_upstream_detach(struct gw_attempt *a);
+/* Detaches <st> from its connection (its stream closed or was abandoned:
+ * a stream still open gets no more events). */
+void gw_upstream_detach(struct gw_up_stream *st);
 
-/* An attempt starts or stops pointing at <up>. */
+/* Passive health (outlier ejection): reports the outcome of one attempt on
+ * <up> to the replica's shared record (gw_health_passive): ok = 1 for a
+ * response (any status the replica chose that is not retryable), 0 for a
+ * failure (retryable status like UNAVAILABLE, stream reset, connection
+ * lost, per-try timeout, keepalive timeout). Reads the worker's snapshot for
+ * the ejection cap and logs replica_ejected. NULL <up> is ignored. Loop
+ * thread. */
+void gw_upstream_report(struct gw_upstream *up, int ok);
+
+/* An attempt (or a check in flight) starts or stops pointing at <up>. */
 void gw_upstream_ref(struct gw_upstream *up);
 void gw_upstream_unref(struct gw_upstream *up);
 /* Frees the upstreams of replicas that left the snapshot and that nothing

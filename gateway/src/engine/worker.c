@@ -67,7 +67,7 @@ static void grace_over_cb(struct gw_timer *t, void *arg)
     struct gw_worker *w = arg;
     size_t calls = 0;
     for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next)
-        for (struct gw_call *c = sc->calls; c; c = c->next)
+        for (struct gw_srv_stream *st = sc->streams; st; st = st->next)
             calls++;
     gw_log(GW_LOG_WARN, "drain_grace_over", "{s:i, s:I}", "worker", w->index, "calls_cancelled",
            (json_int_t)calls);
@@ -91,29 +91,11 @@ static void offer_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX *ctx)
     SSL_CTX_free(atomic_exchange(slot, ctx));
 }
 
-/* Takes up the context offered in <slot>, if any, in place of <*cur>. */
-static void adopt_ctx(_Atomic(SSL_CTX *) *slot, SSL_CTX **cur)
-{
-    if (!atomic_load_explicit(slot, memory_order_relaxed))
-        return;
-    SSL_CTX *ctx = atomic_exchange(slot, NULL);
-    if (ctx) {
-        SSL_CTX_free(*cur);
-        *cur = ctx;
-    }
-}
-
 void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up)
 {
     offer_ctx(&w->tls_pending, front);
     offer_ctx(&w->up_tls_pending, up);
     gw_loop_wake(&w->loop);
-}
-
-SSL_CTX *gw_worker_tls_ctx(struct gw_worker *w)
-{
-    adopt_ctx(&w->tls_pending, &w->tls_ctx);
-    return w->tls_ctx;
 }
 
 static void adopt_pending(struct gw_worker *w)
@@ -149,7 +131,7 @@ static void worker_on_wake(struct gw_loop *loop)
     struct gw_worker *w = loop->owner;
     adopt_pending(w);
     gw_worker_tls_ctx(w);
-    adopt_ctx(&w->up_tls_pending, &w->up_tls_ctx);
+    gw_worker_adopt_ctx(&w->up_tls_pending, &w->up_tls_ctx);
     if (!atomic_load(&w->drain_requested) || w->draining)
         return;
     w->draining = 1;
@@ -161,44 +143,7 @@ static void worker_on_wake(struct gw_loop *loop)
     }
     gw_h2srv_goaway_all(w);
     gw_loop_timer_in(&w->loop, &w->grace_timer, (uint64_t)w->cfg->shutdown_grace_ms * 1000000ULL);
-    gw_worker_check_drained(w);
-}
-
-void gw_worker_check_drained(struct gw_worker *w)
-{
-    if (!w->draining)
-        return;
-    /* A connection whose calls are all done gets its final GOAWAY; nghttp2
-     * then reports the session finished and conn closes it. */
-    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
-        if (!sc->calls && !sc->goaway_sent) {
-            sc->goaway_sent = 1;
-            nghttp2_submit_goaway(sc->conn.sess, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(sc->conn.sess),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
-            gw_conn_mark_dirty(&sc->conn);
-        }
-    }
-    if (w->nconns == 0)
-        w->loop.stop = 1;
-}
-
-uint64_t gw_worker_limit_hit(struct gw_worker *w, enum gw_metrics_limit which)
-{
-    gw_metrics_limit(w->metrics, which);
-    return gw_log_limit_pass(&w->limit_log[which], w->loop.now_ns);
-}
-
-static void alog_flush_cb(struct gw_timer *t, void *arg)
-{
-    struct gw_worker *w = arg;
-    gw_accesslog_flush(&w->alog);
-}
-
-void gw_worker_access_log(struct gw_worker *w, const struct gw_access_entry *e)
-{
-    if (gw_accesslog_append(&w->alog, e))
-        gw_loop_timer_in(&w->loop, &w->alog_timer, (uint64_t)GW_ACCESSLOG_FLUSH_MS * 1000000);
+    gw_h2srv_check_drained(w);
 }
 
 int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
@@ -228,7 +173,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     gw_timer_init(&w->grace_timer, grace_over_cb, w);
-    gw_timer_init(&w->alog_timer, alog_flush_cb, w);
+    gw_timer_init(&w->alog_timer, gw_worker_access_log_flush, w);
     gw_timer_init(&w->accept_timer, gw_h2srv_accept_resume, w);
     gw_timer_init(&w->trim_timer, trim_cb, w);
     if (index == 0)
@@ -250,8 +195,8 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         close(fd);
         return -1;
     }
-    if (gw_h2srv_setup(w) < 0 || gw_upstream_setup(w) < 0 || gw_upstream_adopt(w, routes) < 0 ||
-        (index == 0 && gw_hcheck_start(w) < 0)) {
+    if (gw_h2srv_setup(w, &gw_call_srv_ops) < 0 || gw_upstream_setup(w) < 0 ||
+        gw_upstream_adopt(w, routes) < 0 || (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;

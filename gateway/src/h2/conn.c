@@ -46,6 +46,7 @@ void gw_conn_mark_dirty(struct gw_conn *c)
     c->dirty = 1;
     c->dirty_next = c->loop->dirty;
     c->loop->dirty = c;
+    c->loop->flush_dirty = gw_conn_flush_dirty;
 }
 
 void gw_conn_close(struct gw_conn *c, const char *reason)

@@ -14,40 +14,64 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/call.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "h2/tls.h"
-#include "engine/worker.h"
+#include "engine/wstate.h"
 
 #define MS_NS 1000000ULL
 
 /* Client connections of every worker: --max-conns counts them all. */
 static atomic_size_t total_conns;
 
-void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c)
+void gw_srv_conn_add_stream(struct gw_srv_conn *sc, struct gw_srv_stream *st)
 {
-    c->prev = NULL;
-    c->next = sc->calls;
-    if (sc->calls)
-        sc->calls->prev = c;
-    sc->calls = c;
+    st->prev = NULL;
+    st->next = sc->streams;
+    if (sc->streams)
+        sc->streams->prev = st;
+    sc->streams = st;
 }
 
-void gw_srv_conn_remove_call(struct gw_srv_conn *sc, struct gw_call *c)
+void gw_srv_conn_remove_stream(struct gw_srv_conn *sc, struct gw_srv_stream *st)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (sc->calls == c)
-        sc->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (sc->streams == st)
+        sc->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
 }
 
-static struct gw_call *stream_call(nghttp2_session *s, int32_t sid)
+void gw_h2srv_check_drained(struct gw_worker *w)
+{
+    if (!w->draining)
+        return;
+    /* A connection whose calls are all done gets its final GOAWAY; nghttp2
+     * then reports the session finished and conn closes it. */
+    for (struct gw_srv_conn *sc = w->conns; sc; sc = sc->next) {
+        if (!sc->streams && !sc->goaway_sent) {
+            sc->goaway_sent = 1;
+            nghttp2_submit_goaway(sc->conn.sess, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(sc->conn.sess),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            gw_conn_mark_dirty(&sc->conn);
+        }
+    }
+    if (w->nconns == 0)
+        w->loop.stop = 1;
+}
+
+static struct gw_srv_stream *stream_of(nghttp2_session *s, int32_t sid)
 {
     return gw_conn_stream_data(s, sid);
+}
+
+/* The engine behind the connection's streams. */
+static const struct gw_srv_stream_ops *ops_of(const struct gw_srv_conn *sc)
+{
+    return sc->w->srv_ops;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
@@ -56,7 +80,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     gw_hdr_budget_reset(&sc->conn.hdr_budget);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct gw_call *c = gw_call_new(sc, frame->hd.stream_id);
+    struct gw_srv_stream *c = ops_of(sc)->open(sc, frame->hd.stream_id);
     if (!c) {
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_REFUSED_STREAM);
@@ -69,7 +93,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
 /* A client header block passed the limits: counted, logged (at most once a
  * second), and the request refused; trailers are ignored anyway. */
 static void header_list_refused(struct gw_srv_conn *sc, const nghttp2_frame *frame,
-                                struct gw_call *c)
+                                struct gw_srv_stream *c)
 {
     struct gw_worker *w = sc->w;
     const struct gw_hdr_budget *b = &sc->conn.hdr_budget;
@@ -81,7 +105,7 @@ static void header_list_refused(struct gw_srv_conn *sc, const nghttp2_frame *fra
                (int)w->cfg->max_header_list_bytes, "max_fields", (int)w->cfg->max_header_count,
                "hits", (json_int_t)hits);
     if (c)
-        gw_call_refuse_header_list(c);
+        ops_of(sc)->refuse_header_list(c);
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
@@ -94,7 +118,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
      * 4 KB field, so the bytes on the wire say nothing about the size. */
     struct gw_hdr_budget *b = &sc->conn.hdr_budget;
     int request = frame->headers.cat == NGHTTP2_HCAT_REQUEST;
-    struct gw_call *c = request ? stream_call(s, frame->hd.stream_id) : NULL;
+    struct gw_srv_stream *c = request ? stream_of(s, frame->hd.stream_id) : NULL;
     const struct gw_config *cfg = sc->w->cfg;
     int was_over = b->over;
     if (gw_hdr_budget_add(b, namelen, valuelen, cfg->max_header_list_bytes, cfg->max_header_count) <
@@ -113,7 +137,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     }
     if (!c)
         return 0; /* request trailers carry nothing gRPC uses */
-    if (gw_call_on_req_header(c, name, namelen, value, valuelen) < 0)
+    if (ops_of(sc)->on_header(c, name, namelen, value, valuelen) < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     return 0;
 }
@@ -123,7 +147,7 @@ static void conn_timer_arm(struct gw_srv_conn *sc, uint64_t when_ns);
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     struct gw_srv_conn *sc = ud;
-    struct gw_call *c;
+    struct gw_srv_stream *c;
     sc->last_frame_ns = sc->w->loop.now_ns;
     if (!sc->got_frame) {
         /* The preface and a first frame came: from now on the timer is the
@@ -137,18 +161,18 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     }
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
-        c = stream_call(s, frame->hd.stream_id);
+        c = stream_of(s, frame->hd.stream_id);
         if (!c)
             return 0;
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-            gw_call_on_req_headers_done(c);
+            ops_of(sc)->on_headers_done(c);
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
-            gw_call_on_req_end(c);
+            ops_of(sc)->on_end(c);
         break;
     case NGHTTP2_DATA:
-        c = stream_call(s, frame->hd.stream_id);
+        c = stream_of(s, frame->hd.stream_id);
         if (c && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-            gw_call_on_req_end(c);
+            ops_of(sc)->on_end(c);
         break;
     default:
         break;
@@ -159,21 +183,21 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
                               size_t len, void *ud)
 {
-    struct gw_call *c = stream_call(s, sid);
+    struct gw_srv_stream *c = stream_of(s, sid);
     if (!c) {
         nghttp2_session_consume(s, sid, len);
         return 0;
     }
-    gw_call_on_req_data(c, data, len);
+    ops_of(ud)->on_data(c, data, len);
     return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
 {
-    struct gw_call *c = stream_call(s, sid);
+    struct gw_srv_stream *c = stream_of(s, sid);
     if (c) {
         nghttp2_session_set_stream_user_data(s, sid, NULL);
-        gw_call_on_client_close(c, error_code);
+        ops_of(ud)->on_close(c, error_code);
     }
     return 0;
 }
@@ -185,8 +209,8 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
 {
     struct gw_srv_conn *sc = ud;
     if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        struct gw_call *c = stream_call(s, frame->hd.stream_id);
-        if (c && gw_call_answered(c) && !c->req_eos)
+        struct gw_srv_stream *c = stream_of(s, frame->hd.stream_id);
+        if (c && ops_of(sc)->answered_early(c))
             /* The call is answered (refused, failed, or the replica's
              * status relayed): the rest of the request is of no use, and a
              * client that never ends its stream must not keep the call and
@@ -211,8 +235,9 @@ static int on_invalid_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
     return 0;
 }
 
-int gw_h2srv_setup(struct gw_worker *w)
+int gw_h2srv_setup(struct gw_worker *w, const struct gw_srv_stream_ops *ops)
 {
+    w->srv_ops = ops;
     if (nghttp2_session_callbacks_new(&w->srv_cbs) != 0)
         return -ENOMEM;
     nghttp2_session_callbacks_set_on_begin_headers_callback(w->srv_cbs, on_begin_headers);
@@ -239,10 +264,10 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
     struct gw_srv_conn *sc = (struct gw_srv_conn *)conn;
     struct gw_worker *w = sc->w;
     /* nghttp2_session_del runs no stream-close callbacks: end the calls here. */
-    while (sc->calls) {
-        struct gw_call *c = sc->calls;
+    while (sc->streams) {
+        struct gw_srv_stream *c = sc->streams;
         nghttp2_session_set_stream_user_data(conn->sess, c->sid, NULL);
-        gw_call_on_client_close(c, NGHTTP2_CANCEL);
+        ops_of(sc)->on_close(c, NGHTTP2_CANCEL);
     }
     gw_log(GW_LOG_DEBUG, "client_closed", "{s:s, s:s}", "peer", sc->peer, "reason", reason);
     gw_tls_identity_free(sc->peer_cn, sc->peer_sans, sc->peer_nsans);
@@ -260,7 +285,7 @@ static void srv_conn_on_close(struct gw_conn *conn, const char *reason)
     gw_loop_timer_cancel(&w->loop, &sc->timer);
     gw_metrics_conns_add(w->metrics, -1);
     gw_free(sc);
-    gw_worker_check_drained(w);
+    gw_h2srv_check_drained(w);
 }
 
 /* Counts and logs a client's TLS handshake; after a verified client
@@ -336,8 +361,8 @@ static void conn_timer_cb(struct gw_timer *t, void *arg)
     uint64_t idle = (uint64_t)cfg->idle_timeout_ms * MS_NS;
     if (!idle)
         return;
-    if (sc->calls || now < sc->last_frame_ns + idle) {
-        conn_timer_arm(sc, (sc->calls ? now : sc->last_frame_ns) + idle);
+    if (sc->streams || now < sc->last_frame_ns + idle) {
+        conn_timer_arm(sc, (sc->streams ? now : sc->last_frame_ns) + idle);
         return;
     }
     hits = gw_worker_limit_hit(w, GW_LIMIT_IDLE_TIMEOUT);

@@ -1,6 +1,7 @@
 /* h2srv — the client-facing HTTP/2 server: accepting connections and the
- * nghttp2 server session callbacks, which hand stream events to the call
- * engine (call.h).
+ * nghttp2 server session callbacks, which hand stream events to the engine
+ * behind them through the stream callbacks (gw_srv_stream_ops) the worker
+ * registers (the call engine's, call.h); this module knows no call.
  *
  * Sessions are created with automatic WINDOW_UPDATE off (the call engine
  * consumes bytes only once a replica took them), SETTINGS that bound what a
@@ -42,13 +43,47 @@
 #include "h2/conn.h"
 
 struct gw_worker;
-struct gw_call;
+struct gw_srv_conn;
+
+/* One client stream as the engine behind the server keeps it (embedded in
+ * its owner; h2srv lists a connection's streams to end them with it). */
+struct gw_srv_stream {
+    void *user;                        /* the owner */
+    int32_t sid;                       /* client stream id */
+    struct gw_srv_stream *prev, *next; /* in the connection's list */
+};
+
+/* What the engine does with client stream events (from the nghttp2 server
+ * session callbacks). */
+struct gw_srv_stream_ops {
+    /* A client opened stream <sid> on <sc>: the owner's stream, added to
+     * sc's list (gw_srv_conn_add_stream), or NULL without memory (the
+     * stream is refused). */
+    struct gw_srv_stream *(*open)(struct gw_srv_conn *sc, int32_t sid);
+    /* One request header field; a negative return resets the stream. */
+    int (*on_header)(struct gw_srv_stream *st, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen);
+    /* The request's header block passed --max-header-list-bytes or
+     * --max-header-count: nothing more of it is copied. */
+    void (*refuse_header_list)(struct gw_srv_stream *st);
+    void (*on_headers_done)(struct gw_srv_stream *st);
+    void (*on_data)(struct gw_srv_stream *st, const uint8_t *data, size_t len);
+    /* The request ended (END_STREAM). */
+    void (*on_end)(struct gw_srv_stream *st);
+    /* The stream closed (normally, by reset, or with its connection); the
+     * owner takes it off sc's list (gw_srv_conn_remove_stream). */
+    void (*on_close)(struct gw_srv_stream *st, uint32_t error_code);
+    /* Whether the stream's final status is decided while its request is
+     * still coming: the rest of the request is of no use (h2srv then ends
+     * the stream after the answer). */
+    int (*answered_early)(const struct gw_srv_stream *st);
+};
 
 struct gw_srv_conn {
     struct gw_conn conn;
     struct gw_worker *w;
     struct gw_srv_conn *prev, *next; /* in the worker's list */
-    struct gw_call *calls;           /* calls on this connection */
+    struct gw_srv_stream *streams;   /* the engine's streams (calls) on this connection */
     char peer[64];
     /* TLS (set by the handshake; all NULL/0 on h2c). The peer identity is
      * filled only for a client certificate that verified (mutual TLS). */
@@ -67,9 +102,10 @@ struct gw_srv_conn {
 /* How long the listener rests after accept ran out of descriptors. */
 #define GW_ACCEPT_PAUSE_MS 100
 
-/* Creates the callbacks and options every server session of <w> uses.
+/* Creates the callbacks and options every server session of <w> uses, and
+ * registers <ops> (w->srv_ops) as the engine behind its client streams.
  * Returns 0 or -ENOMEM. */
-int gw_h2srv_setup(struct gw_worker *w);
+int gw_h2srv_setup(struct gw_worker *w, const struct gw_srv_stream_ops *ops);
 /* Accepts pending connections on the worker's listener. */
 void gw_h2srv_on_listen(struct gw_io *io, uint32_t events);
 /* Timer callback (w->accept_timer): puts the paused listener back. */
@@ -79,7 +115,12 @@ void gw_h2srv_goaway_all(struct gw_worker *w);
 /* Closes every connection of <w> at once (end of the grace period). */
 void gw_h2srv_close_all(struct gw_worker *w);
 
-void gw_srv_conn_add_call(struct gw_srv_conn *sc, struct gw_call *c);
-void gw_srv_conn_remove_call(struct gw_srv_conn *sc, struct gw_call *c);
+/* Called when a client connection or a call ends: while the worker drains,
+ * a connection with no stream left gets its final GOAWAY, and the loop stops
+ * once no connection is left. */
+void gw_h2srv_check_drained(struct gw_worker *w);
+
+void gw_srv_conn_add_stream(struct gw_srv_conn *sc, struct gw_srv_stream *st);
+void gw_srv_conn_remove_stream(struct gw_srv_conn *sc, struct gw_srv_stream *st);
 
 #endif

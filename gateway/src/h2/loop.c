@@ -11,8 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "h2/conn.h"
-
 static void loop_wake_readable(struct gw_io *io, uint32_t events)
 {
     struct gw_loop *loop = (struct gw_loop *)((char *)io - offsetof(struct gw_loop, wake_io));
@@ -145,7 +143,8 @@ int gw_loop_run_once(struct gw_loop *loop, int max_wait_ms)
         io->cb(io, evs[i].events);
     }
     loop_run_timers(loop);
-    gw_conn_flush_dirty(loop);
+    if (loop->dirty && loop->flush_dirty)
+        loop->flush_dirty(loop);
     return n > 0 ? n : 0;
 }
 

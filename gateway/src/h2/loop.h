@@ -2,9 +2,11 @@
  *
  * A loop owns an epoll instance, the worker's timer heap, an eventfd other
  * threads use to wake it (gw_loop_wake), and the list of HTTP/2 connections
- * with output pending ("dirty"). One iteration: wait for events (no longer
- * than the next timer), run their callbacks, run expired timers, then flush
- * every dirty connection once — so frames produced by several callbacks leave
+ * with output pending ("dirty"), which the connection layer (conn.h) keeps
+ * and flushes through the flush_dirty callback it registers: the loop knows
+ * nothing of connections. One iteration: wait for events (no longer than the
+ * next timer), run their callbacks, run expired timers, then flush every
+ * dirty connection once — so frames produced by several callbacks leave
  * in one write per connection. Everything here runs on the loop's own thread,
  * except gw_loop_wake.
  */
@@ -35,7 +37,9 @@ struct gw_loop {
     uint64_t now_ns; /* refreshed once per iteration */
     int stop;
     struct gw_conn *dirty; /* connections to flush, linked by gw_conn.dirty_next */
-    struct gw_io wake_io;  /* eventfd */
+    /* Flushes <dirty>; set by the connection layer when it first marks one. */
+    void (*flush_dirty)(struct gw_loop *loop);
+    struct gw_io wake_io; /* eventfd */
     gw_loop_wake_cb on_wake;
     void *owner;
     uint64_t rng; /* xorshift state, for picks that need no quality */

@@ -12,8 +12,7 @@
 #include "obs/metrics.h"
 #include "route/policy.h"
 #include "route/route.h"
-#include "engine/upstream.h"
-#include "engine/worker.h"
+#include "base/timer.h"
 
 #define MS_NS               1000000ULL
 #define CONN_BACKOFF_MIN_NS (100 * MS_NS)
@@ -368,43 +367,6 @@ void gw_health_avail_sync(struct gw_health *h, uint64_t now_ns, struct gw_health
     if (out)
         gw_health_avail_stats(&h->avail, now_ns, out);
     pthread_mutex_unlock(&h->reg->mu);
-}
-
-/* --- passive reports from the call engine ------------------------------- */
-
-static struct gw_health *worker_rec(size_t i, void *ctx)
-{
-    struct gw_worker *w = ctx;
-    return w->upmap[i] ? w->upmap[i]->health : NULL;
-}
-
-/* The index of <up> in its worker's snapshot, or -1. */
-static int upstream_index(const struct gw_upstream *up)
-{
-    const struct gw_worker *w = up->w;
-    for (size_t i = 0; i < w->routes->nreplicas; i++)
-        if (w->upmap[i] == up)
-            return (int)i;
-    return -1;
-}
-
-void gw_health_report(struct gw_upstream *up, int ok)
-{
-    if (!up || !up->health)
-        return;
-    struct gw_worker *w = up->w;
-    const struct gw_config *cfg = w->cfg;
-    struct gw_outlier_params p = {cfg->outlier_failures, cfg->outlier_base_ms, cfg->outlier_max_ms,
-                                  cfg->outlier_max_percent};
-    uint64_t now = w->loop.now_ns;
-    int idx = ok ? -1 : upstream_index(up);
-    if (!gw_health_passive(up->health, ok, now, &p, w->routes, idx, worker_rec, w))
-        return;
-    uint64_t until = ld64(&up->health->ejected_until_ns);
-    gw_log(GW_LOG_WARN, "replica_ejected", "{s:s, s:i, s:I, s:I, s:i}", "replica", up->addr,
-           "consecutive_failures", (int)p.failures, "times_ejected",
-           (json_int_t)ld32(&up->health->times_ejected), "ejected_ms",
-           (json_int_t)((until - now) / MS_NS), "worker", w->index);
 }
 
 /* --- metrics -------------------------------------------------------------- */

@@ -29,8 +29,9 @@
  *    answers make it NOT_SERVING or unhealthy. Before the first verdict the
  *    state is "unknown", which is eligible; a replica that answers
  *    UNIMPLEMENTED (no health service) stays "unknown".
- *  - passive state: every worker, through gw_health_report() from the call
- *    engine and from keepalive timeouts (upstream.c). --outlier-failures consecutive
+ *  - passive state: every worker, through gw_health_passive() (called by
+ *    gw_upstream_report for attempt outcomes and keepalive timeouts, with
+ *    plain values: the worker's snapshot and a record lookup). --outlier-failures consecutive
  *    failures eject the replica for min(--outlier-base-ms × times ejected,
  *    --outlier-max-ms), unless that would eject more than
  *    --outlier-max-percent of the replicas of a pool that contains it. The
@@ -55,9 +56,9 @@
  * derives failures, MTBF, MTTR and availability (docs/slo.md).
  *
  * The records and their state machine are plain logic (no sockets, times
- * passed in), unit-tested in tests/unit/test_health.c; gw_health_report()
- * is the call engine's entry point (it reads the worker's snapshot and
- * logs), and gw_health_render_metrics() writes the health series on scrape.
+ * passed in), unit-tested in tests/unit/test_health.c; this module knows
+ * nothing of workers or upstreams. gw_health_render_metrics() writes the
+ * health series on scrape.
  */
 #ifndef INFERGW_HEALTH_H
 #define INFERGW_HEALTH_H
@@ -246,12 +247,6 @@ int gw_health_is_up(const struct gw_health *h, uint64_t now_ns);
  * bookkeeping and, when <out> is not NULL, fills it. Takes the registry's
  * mutex (never call it holding it). Any thread. */
 void gw_health_avail_sync(struct gw_health *h, uint64_t now_ns, struct gw_health_avail_stats *out);
-
-/* Reports the outcome of one upstream attempt on <up>: ok = 1 for a response
- * (any status the replica chose that is not retryable), 0 for a failure
- * (retryable status like UNAVAILABLE, stream reset, connection lost,
- * per-try timeout). Loop thread. */
-void gw_health_report(struct gw_upstream *up, int ok);
 
 /* Writes infergw_replica_health, infergw_replica_ejections_total,
  * infergw_health_checks_total, infergw_upstream_keepalive_timeouts_total,

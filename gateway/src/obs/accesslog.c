@@ -239,3 +239,52 @@ void gw_accesslog_buf_free(struct gw_accesslog_buf *b)
     gw_free(b->buf);
     b->buf = NULL;
 }
+
+/* "<worker>-<call id in hex>", written without printf (per call). */
+static void own_request_id(char *rid, int worker, uint64_t id)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[24];
+    size_t nd = 0, k = 0;
+    for (uint64_t v = id; nd == 0 || v; v >>= 4)
+        tmp[nd++] = hex[v & 15];
+    for (int wi = worker; k == 0 || wi; wi /= 10)
+        rid[k++] = (char)('0' + wi % 10);
+    for (size_t i = 0; i < k / 2; i++) {
+        char t = rid[i];
+        rid[i] = rid[k - 1 - i];
+        rid[k - 1 - i] = t;
+    }
+    rid[k++] = '-';
+    while (nd)
+        rid[k++] = tmp[--nd];
+    rid[k] = '\0';
+}
+
+void gw_accesslog_entry(struct gw_access_entry *e, char rid[GW_ACCESSLOG_RID_MAX],
+                        const struct gw_access_call *f)
+{
+    if (f->given_request_id && f->given_len > 0 && f->given_len <= 64) {
+        memcpy(rid, f->given_request_id, f->given_len);
+        rid[f->given_len] = '\0';
+    } else {
+        own_request_id(rid, f->worker, f->call_id);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *e = (struct gw_access_entry){
+        .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+        .request_id = rid,
+        .peer = f->peer,
+        .tenant = f->tenant,
+        .pool = f->pool,
+        .method = f->method,
+        .code = f->code,
+        .duration_us = f->duration_ns / 1000,
+        .req_bytes = f->req_bytes,
+        .resp_bytes = f->resp_bytes,
+        .attempts = f->attempts,
+        .nattempts =
+            f->nattempts < GW_ACCESSLOG_MAX_ATTEMPTS ? f->nattempts : GW_ACCESSLOG_MAX_ATTEMPTS,
+    };
+}

@@ -8,8 +8,9 @@
  * system call per call and lines from different workers never interleave.
  * Strings are escaped for JSON; nothing secret is ever written (the request
  * id is the caller's x-request-id, length-limited, or the gateway's own).
- * Formatting is pure and unit-tested; the fd is opened once before the
- * workers start.
+ * The entry of a finished call is built here from the call's plain facts
+ * (gw_accesslog_entry: the request id, the time); formatting is pure and
+ * unit-tested; the fd is opened once before the workers start.
  */
 #ifndef INFERGW_ACCESSLOG_H
 #define INFERGW_ACCESSLOG_H
@@ -40,6 +41,33 @@ struct gw_access_entry {
     const struct gw_access_attempt *attempts;
     size_t nattempts;
 };
+
+/* A finished call's plain facts, as the call engine knows them. */
+struct gw_access_call {
+    int worker;
+    uint64_t call_id;
+    const char *given_request_id; /* the caller's x-request-id, NULL = none */
+    size_t given_len;
+    const char *peer;
+    const char *tenant; /* "" = none */
+    const char *pool;   /* "" = none */
+    const char *method; /* :path, or "" */
+    int code;
+    uint64_t duration_ns;
+    uint64_t req_bytes, resp_bytes;
+    const struct gw_access_attempt *attempts; /* at most GW_ACCESSLOG_MAX_ATTEMPTS */
+    size_t nattempts;
+};
+
+/* Room for a request id (the caller's, at most 64 bytes, or the gateway's). */
+#define GW_ACCESSLOG_RID_MAX 72
+
+/* Builds the entry of call <f> into <e>, ended now (wall clock): its request
+ * id is the caller's x-request-id when it is 1 to 64 bytes long, else the
+ * gateway's own "<worker>-<call id in hex>", written into <rid> (which <e>
+ * points at). */
+void gw_accesslog_entry(struct gw_access_entry *e, char rid[GW_ACCESSLOG_RID_MAX],
+                        const struct gw_access_call *f);
 
 /* Opens <path> for appending ("-" = standard output), once, before the
  * workers start. Returns 0, or -1 with the reason in <err>. */

@@ -10,6 +10,10 @@
  */
 #include "route/policy.h"
 
+#include <string.h>
+
+#include "base/grpcwire.h"
+
 #define NS_PER_SEC 1000000000ull
 
 uint32_t gw_policy_backoff_ms(unsigned retry, uint32_t base_ms, uint32_t cap_ms, uint32_t rnd)
@@ -191,4 +195,66 @@ uint32_t gw_policy_ejection_ms(unsigned times, uint32_t base_ms, uint32_t max_ms
     uint64_t ms = (uint64_t)base_ms * (times ? times : 1);
 
     return ms > max_ms ? max_ms : (uint32_t)ms;
+}
+
+int gw_policy_status_retryable(uint32_t retry_on, int code, int pushback)
+{
+    if (code <= GW_GRPC_OK || code > GW_GRPC_UNAUTHENTICATED)
+        return 0;
+    if (code == GW_GRPC_RESOURCE_EXHAUSTED)
+        return pushback > 0;
+    return (retry_on >> code) & 1;
+}
+
+struct gw_retry_decision gw_policy_retry(const struct gw_retry_in *in)
+{
+    struct gw_retry_decision d = {GW_RETRY_NO, 0};
+    if (!in->retryable || !in->replayable || in->attempts >= in->max_attempts)
+        return d;
+    if (in->pushback < 0) {
+        d.verdict = GW_RETRY_NO_PUSHBACK;
+        return d;
+    }
+    d.delay_ms = in->pushback > 0 ? in->pushback_ms
+                                  : gw_policy_backoff_ms(in->retries, GW_BACKOFF_BASE_MS,
+                                                         GW_BACKOFF_CAP_MS, in->rnd);
+    uint64_t at = in->now_ns + (uint64_t)d.delay_ms * 1000000u;
+    d.verdict = gw_policy_attempt_allowed(at, in->deadline_ns, in->floor_ns) ? GW_RETRY_AT
+                                                                             : GW_RETRY_NO_DEADLINE;
+    return d;
+}
+
+enum gw_hedge_verdict gw_policy_hedge(const struct gw_hedge_in *in)
+{
+    if (!in->replayable || in->running != 1 || in->attempts >= (size_t)in->max_attempts + 1)
+        return GW_HEDGE_NO;
+    if (!gw_policy_attempt_allowed(in->now_ns, in->deadline_ns, in->floor_ns))
+        return GW_HEDGE_NO_DEADLINE;
+    return GW_HEDGE_GO;
+}
+
+/* Whether <path> is listed in the comma list <list>. */
+static int path_listed(const char *list, const char *path)
+{
+    size_t plen = strlen(path);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == plen && memcmp(p, path, n) == 0)
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+uint64_t gw_policy_hedge_delay_ns(int32_t delay_ms, const struct gw_latency *lat,
+                                  uint32_t min_samples, const char *exclude, const char *path)
+{
+    if (delay_ms == 0 || path_listed(exclude, path))
+        return 0;
+    if (delay_ms < 0)
+        return gw_latency_quantile(lat, 0.95, min_samples);
+    return (uint64_t)delay_ms * 1000000u;
 }

@@ -1,6 +1,9 @@
 /* policy — the maths of retries and hedging, and of outlier ejection: backoff,
- * grpc-retry-pushback-ms, retry/hedge budgets, the deadline floor, and an
- * online latency estimator for "auto" hedge delays and the deadline floor.
+ * grpc-retry-pushback-ms, retry/hedge budgets, the deadline floor, an
+ * online latency estimator for "auto" hedge delays and the deadline floor,
+ * and the retry and hedge decisions themselves (gw_policy_retry,
+ * gw_policy_hedge): plain inputs in, a decision out; the call engine
+ * gathers the inputs and carries the decision out (budgets last).
  *
  * Pure logic: no I/O, no clock reads (times are passed in), no allocation,
  * so every rule is unit-tested without sockets. Not thread-safe: each worker
@@ -68,6 +71,69 @@ void gw_latency_add(struct gw_latency *l, uint64_t ns);
 /* The <q> quantile (0 < q < 1) in nanoseconds, or 0 while fewer than
  * <min_samples> samples are held. */
 uint64_t gw_latency_quantile(const struct gw_latency *l, double q, uint32_t min_samples);
+
+/* Whether final status <code> of an attempt may be retried: listed in the
+ * pool's <retry_on> mask (bit 1 << code), or RESOURCE_EXHAUSTED with a valid
+ * grpc-retry-pushback-ms (<pushback> > 0). OK and unknown codes never. */
+int gw_policy_status_retryable(uint32_t retry_on, int code, int pushback);
+
+/* What a call whose last attempt failed (none still running, no retry
+ * pending) knows when it decides whether to retry. */
+struct gw_retry_in {
+    int retryable;         /* the failure may go to another replica (and the pool exists) */
+    int replayable;        /* the request log still holds the whole request */
+    size_t attempts;       /* attempts started so far */
+    unsigned max_attempts; /* the pool's retry_max_attempts */
+    int pushback;          /* grpc-retry-pushback-ms: 0 none, 1 valid, -1 malformed/negative */
+    uint32_t pushback_ms;  /* its value when valid (already capped) */
+    unsigned retries;      /* retries started so far (the backoff's exponent) */
+    uint32_t rnd;          /* a random number for the jitter */
+    uint64_t now_ns;
+    uint64_t deadline_ns; /* 0 = none */
+    uint64_t floor_ns;    /* the deadline floor (the pool's observed p50, 0 until known) */
+};
+
+enum gw_retry_verdict {
+    GW_RETRY_AT,          /* retry after delay_ms, if the retry budget has a token */
+    GW_RETRY_NO,          /* not retryable, not replayable, or out of attempts */
+    GW_RETRY_NO_PUSHBACK, /* the replica sent a malformed or negative pushback */
+    GW_RETRY_NO_DEADLINE, /* the retry would start too close to the deadline */
+};
+
+struct gw_retry_decision {
+    enum gw_retry_verdict verdict;
+    uint32_t delay_ms; /* GW_RETRY_AT: the pushback, else a full-jitter backoff */
+};
+
+/* Decides a retry (the budget is the caller's to take, last). */
+struct gw_retry_decision gw_policy_retry(const struct gw_retry_in *in);
+
+/* What a call knows when its hedge timer fires. */
+struct gw_hedge_in {
+    int replayable;        /* the request log still holds the whole request */
+    size_t running;        /* attempts still waiting for an outcome */
+    size_t attempts;       /* attempts started so far */
+    unsigned max_attempts; /* the pool's retry_max_attempts (a hedge may add one) */
+    uint64_t now_ns;
+    uint64_t deadline_ns; /* 0 = none */
+    uint64_t floor_ns;    /* the deadline floor */
+};
+
+enum gw_hedge_verdict {
+    GW_HEDGE_GO,          /* start a hedge, if the hedge budget has a token */
+    GW_HEDGE_NO,          /* not replayable, not exactly one attempt running, or no room */
+    GW_HEDGE_NO_DEADLINE, /* too close to the deadline */
+};
+
+/* Decides a hedge (the budget is the caller's to take, last). */
+enum gw_hedge_verdict gw_policy_hedge(const struct gw_hedge_in *in);
+
+/* The hedge delay of a call, in ns; 0 = no hedge. <delay_ms> is the pool's
+ * hedge_delay_ms: 0 off, -1 auto (the p95 of <lat>, 0 while it holds fewer
+ * than <min_samples> samples), else milliseconds. A <path> listed in the
+ * comma list <exclude> (hedge_exclude) is never hedged. */
+uint64_t gw_policy_hedge_delay_ns(int32_t delay_ms, const struct gw_latency *lat,
+                                  uint32_t min_samples, const char *exclude, const char *path);
 
 /* How long an outlier stays ejected the <times>-th time (1 = first):
  * base_ms × times, at most max_ms. */
