@@ -621,9 +621,14 @@ static void publish(struct gw_watcher *ctl, struct gw_routes *rt)
     atomic_store(&ctl->loaded_at_ms, (unsigned long long)at);
     char *gone = ctl->lease_gone ? gw_strdup(ctl->lease_gone) : NULL;
     pthread_mutex_lock(&ctl->applied_mu);
-    ctl->applied[ctl->napplied % GW_WATCHER_HISTORY] =
-        (struct gw_watcher_applied){.version = rt->version, .at_ms = at};
-    ctl->napplied++;
+    /* A snapshot at the version in force (leases changed, the thread's
+     * first load) is not a new version. */
+    if (!ctl->napplied ||
+        ctl->applied[(ctl->napplied - 1) % GW_WATCHER_HISTORY].version != rt->version) {
+        ctl->applied[ctl->napplied % GW_WATCHER_HISTORY] =
+            (struct gw_watcher_applied){.version = rt->version, .at_ms = at};
+        ctl->napplied++;
+    }
     gw_free(ctl->lease_gone_pub);
     ctl->lease_gone_pub = gone; /* NULL when out of memory: shown as no lease gone */
     pthread_mutex_unlock(&ctl->applied_mu);

@@ -223,7 +223,10 @@ function render(d) {
   document.getElementById("overview").replaceChildren(...overview(d));
   const pools = document.getElementById("pools");
   const focused = document.activeElement && document.activeElement.type === "search";
-  if (!focused) pools.replaceChildren(...d.pools.map(poolSection));
+  // Pools with a replica out of service first, then by name.
+  const sorted = d.pools.slice().sort((a, b) => ((a.eligible < a.replica_count ? 0 : 1) -
+    (b.eligible < b.replica_count ? 0 : 1)) || a.name.localeCompare(b.name));
+  if (!focused) pools.replaceChildren(...sorted.map(poolSection));
   const tb = document.querySelector("#versions tbody");
   tb.replaceChildren(...d.config_versions.map((v) => el("tr", {}, el("td", { class: "num", text: String(v.version) }),
     el("td", { text: utc(v.applied_at_ms) }), el("td", { class: "muted", text: ago(d.now_ms - v.applied_at_ms) }))));
