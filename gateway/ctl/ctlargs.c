@@ -9,12 +9,12 @@
 #include "ctlargs.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/authdb.h"
 #include "base/config.h"
+#include "base/err.h"
 #include "base/names.h"
 #include "control/redisconn.h"
 #include "route/ring.h"
@@ -102,18 +102,6 @@ static const struct cmd_spec cmds[] = {
     {"help", "help", NULL, CTL_HELP, "", 0},
 };
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 const char *ctl_args_cmd_name(enum ctl_cmd cmd)
 {
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -135,9 +123,9 @@ int ctl_check_pool(const char *name, char *err, size_t errlen)
 {
     if (gw_pool_name_valid(name, strlen(name)))
         return 0;
-    say(err, errlen,
-        "pool name '%s' refused: expected 1..%d printable characters, no spaces or commas", name,
-        GW_POOL_NAME_MAX);
+    gw_errf(err, errlen,
+            "pool name '%s' refused: expected 1..%d printable characters, no spaces or commas",
+            name, GW_POOL_NAME_MAX);
     return -1;
 }
 
@@ -148,10 +136,10 @@ int ctl_check_replica(const char *addr, char *err, size_t errlen)
 
     if (!printable_word(addr, sizeof(canon) - 1, "#,/@") ||
         gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
-        say(err, errlen,
-            "replica address '%s' refused: expected host:port or [ipv6]:port (port 1..65535; "
-            "no spaces or '#', ',', '/', '@')",
-            addr);
+        gw_errf(err, errlen,
+                "replica address '%s' refused: expected host:port or [ipv6]:port (port 1..65535; "
+                "no spaces or '#', ',', '/', '@')",
+                addr);
         return -1;
     }
     if (strchr(host, ':'))
@@ -159,10 +147,10 @@ int ctl_check_replica(const char *addr, char *err, size_t errlen)
     else
         snprintf(canon, sizeof(canon), "%s:%u", host, port);
     if (strcmp(canon, addr) != 0) {
-        say(err, errlen,
-            "replica address '%s' refused: write it as %s (one spelling per replica, or the "
-            "ring would hold it twice)",
-            addr, canon);
+        gw_errf(err, errlen,
+                "replica address '%s' refused: write it as %s (one spelling per replica, or the "
+                "ring would hold it twice)",
+                addr, canon);
         return -1;
     }
     return 0;
@@ -181,8 +169,8 @@ int ctl_check_weight(const char *s, uint32_t *out, char *err, size_t errlen)
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
     if (n == 0 || n > 5 || v < 1 || v > GW_RING_MAX_VNODES) {
-        say(err, errlen, "weight '%s' refused: expected a number of vnodes from 1 to %d", s,
-            GW_RING_MAX_VNODES);
+        gw_errf(err, errlen, "weight '%s' refused: expected a number of vnodes from 1 to %d", s,
+                GW_RING_MAX_VNODES);
         return -1;
     }
     *out = (uint32_t)v;
@@ -193,19 +181,16 @@ static int check_prefix(const char *p, char *err, size_t errlen)
 {
     if (printable_word(p, 127, ""))
         return 0;
-    say(err, errlen, "--redis-prefix '%s' refused: expected 1..127 printable characters", p);
+    gw_errf(err, errlen, "--redis-prefix '%s' refused: expected 1..127 printable characters", p);
     return -1;
 }
 
 static int check_timeout(const char *s, int *out, char *err, size_t errlen)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
+    uint32_t v;
 
-    if (s[0] < '0' || s[0] > '9' || *end || v < 10 || v > 60000) {
-        say(err, errlen, "--timeout-ms '%s' refused: expected 10..60000", s);
-        return -1;
-    }
+    if (gw_parse_u32(s, 10, 60000, &v) < 0)
+        return gw_errf(err, errlen, "--timeout-ms '%s' refused: expected 10..60000", s);
     *out = (int)v;
     return 0;
 }
@@ -214,21 +199,9 @@ static int check_timeout(const char *s, int *out, char *err, size_t errlen)
 static int check_uint(const char *flag, const char *s, uint32_t lo, uint32_t hi, uint32_t *out,
                       char *err, size_t errlen)
 {
-    uint64_t v = 0;
-    size_t n = strlen(s);
-
-    for (size_t i = 0; i < n && v <= hi; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            n = 0;
-            break;
-        }
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (n == 0 || v < lo || v > hi) {
-        say(err, errlen, "%s '%s' refused: expected a whole number from %u to %u", flag, s, lo, hi);
-        return -1;
-    }
-    *out = (uint32_t)v;
+    if (gw_parse_u32(s, lo, hi, out) < 0)
+        return gw_errf(err, errlen, "%s '%s' refused: expected a whole number from %u to %u", flag,
+                       s, lo, hi);
     return 0;
 }
 
@@ -243,7 +216,7 @@ static int check_field(const char *f, char *err, size_t errlen)
     for (int i = 0; i < GW_TUN_COUNT; i++)
         len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
                                 gw_tunable_names[i]);
-    say(err, errlen, "unknown tunable '%s'; the tunables are: %s", f, names);
+    gw_errf(err, errlen, "unknown tunable '%s'; the tunables are: %s", f, names);
     return -1;
 }
 
@@ -291,15 +264,15 @@ static const struct cmd_spec *find_cmd(const char *const *words, size_t nwords, 
             (size_t)snprintf(subs + len, sizeof(subs) - len, "%s%s", len ? ", " : "", cmds[i].w2);
     }
     if (!first)
-        say(err, errlen,
-            "unknown command '%s': expected pool, replica, conf, ring, route, tenant, key, "
-            "gc, status, version or help (see --help)",
-            words[0]);
+        gw_errf(err, errlen,
+                "unknown command '%s': expected pool, replica, conf, ring, route, tenant, key, "
+                "gc, status, version or help (see --help)",
+                words[0]);
     else if (nwords > 1)
-        say(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
-            subs);
+        gw_errf(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
+                subs);
     else
-        say(err, errlen, "'%s' needs one of: %s", words[0], subs);
+        gw_errf(err, errlen, "'%s' needs one of: %s", words[0], subs);
     return NULL;
 }
 
@@ -350,8 +323,8 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
         a->field = w;
         if (printable_word(w, CTL_MAX_NAME, ""))
             return 0;
-        say(err, errlen, "field name '%s' refused: expected 1..%d printable characters", w,
-            CTL_MAX_NAME);
+        gw_errf(err, errlen, "field name '%s' refused: expected 1..%d printable characters", w,
+                CTL_MAX_NAME);
         return -1;
     case 'V': {
         struct gw_tunables t;
@@ -361,21 +334,22 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
         gw_tunables_defaults(&t);
         if (gw_tunables_set(&t, a->field, w, why, sizeof(why)) == 0)
             return 0;
-        say(err, errlen, "refused, nothing written: %s", why);
+        gw_errf(err, errlen, "refused, nothing written: %s", why);
         return -1;
     }
     case 'K':
         a->key = w;
         if (w[0])
             return 0;
-        say(err, errlen, "empty route key: a call without a key is spread by load, not routed");
+        gw_errf(err, errlen, "empty route key: a call without a key is spread by load, not routed");
         return -1;
     case 'T':
     case 't':
         a->tenant = w;
         if (gw_tenant_name_valid(w))
             return 0;
-        say(err, errlen,
+        gw_errf(
+            err, errlen,
             "tenant name '%s' refused: expected 1..%d printable characters, no spaces or commas", w,
             GW_TENANT_NAME_MAX);
         return -1;
@@ -384,22 +358,22 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
         a->revoke = w;
         a->revoke_is_hash = hex == n && n >= CTL_HASH_PREFIX_MIN && n <= GW_AUTHDB_HASH_HEX;
         if (!a->revoke_is_hash && hex == n && n > 0) {
-            say(err, errlen,
-                "'%s' refused: a key-hash prefix has %d to %d lowercase hex digits (key list "
-                "shows %d)",
-                w, CTL_HASH_PREFIX_MIN, GW_AUTHDB_HASH_HEX, CTL_HASH_PREFIX);
+            gw_errf(err, errlen,
+                    "'%s' refused: a key-hash prefix has %d to %d lowercase hex digits (key list "
+                    "shows %d)",
+                    w, CTL_HASH_PREFIX_MIN, GW_AUTHDB_HASH_HEX, CTL_HASH_PREFIX);
             return -1;
         }
         if (n)
             return 0;
-        say(err, errlen, "empty key");
+        gw_errf(err, errlen, "empty key");
         return -1;
     }
     case 'S':
         a->key = w;
         if (w[0])
             return 0;
-        say(err, errlen, "empty key");
+        gw_errf(err, errlen, "empty key");
         return -1;
     }
     return -1;
@@ -425,10 +399,10 @@ int ctl_parse_duration(const char *s, int64_t *out, char *err, size_t errlen)
     for (size_t i = 0; i < digits && v <= max; i++)
         v = v * 10 + (s[i] - '0');
     if (digits == 0 || mult == 0 || v > max || v * mult > max || v == 0) {
-        say(err, errlen,
-            "duration '%s' refused: expected a whole number with a unit s, m, h, d or w "
-            "(90d, 12h), from 1s to 100 years",
-            s);
+        gw_errf(err, errlen,
+                "duration '%s' refused: expected a whole number with a unit s, m, h, d or w "
+                "(90d, 12h), from 1s to 100 years",
+                s);
         return -1;
     }
     *out = v * mult;
@@ -482,7 +456,7 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
 
         if (ended || arg[0] != '-' || arg[1] == '\0') {
             if (nwords == MAX_WORDS) {
-                say(err, errlen, "too many arguments (see --help)");
+                gw_errf(err, errlen, "too many arguments (see --help)");
                 return CTL_EXIT_USAGE;
             }
             words[nwords++] = arg;
@@ -511,13 +485,13 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
             if (flag_is(arg, valued_flags[k].name, &v))
                 break;
         if (k == NVALUED) {
-            say(err, errlen, "unknown flag '%s' (see --help; put a key starting with '-' after --)",
-                arg);
+            gw_errf(err, errlen,
+                    "unknown flag '%s' (see --help; put a key starting with '-' after --)", arg);
             return CTL_EXIT_USAGE;
         }
         if (!v) {
             if (i + 1 >= argc) {
-                say(err, errlen, "%s needs a value", valued_flags[k].name);
+                gw_errf(err, errlen, "%s needs a value", valued_flags[k].name);
                 return CTL_EXIT_USAGE;
             }
             v = argv[++i];
@@ -576,7 +550,7 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         return 0;
     }
     if (nwords == 0) {
-        say(err, errlen, "no command given (see --help)");
+        gw_errf(err, errlen, "no command given (see --help)");
         return CTL_EXIT_USAGE;
     }
     spec = find_cmd(words, nwords, &used, err, errlen);
@@ -595,9 +569,9 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
                                     islower((unsigned char)spec->ops[k]) ? "[" : "",
                                     op_name(spec->ops[k]),
                                     islower((unsigned char)spec->ops[k]) ? "]" : "");
-        say(err, errlen, "%s: %s operands; usage: infergw-ctl %s%s (see --help)",
-            ctl_args_cmd_name(spec->cmd), nwords - used < min ? "missing" : "too many",
-            ctl_args_cmd_name(spec->cmd), syn);
+        gw_errf(err, errlen, "%s: %s operands; usage: infergw-ctl %s%s (see --help)",
+                ctl_args_cmd_name(spec->cmd), nwords - used < min ? "missing" : "too many",
+                ctl_args_cmd_name(spec->cmd), syn);
         return CTL_EXIT_USAGE;
     }
     unsigned extra = given & ~spec->flags;
@@ -606,48 +580,48 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         for (size_t k = 0; k < NVALUED; k++)
             if (valued_flags[k].bit & extra)
                 fname = valued_flags[k].name;
-        say(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd), fname);
+        gw_errf(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd), fname);
         return CTL_EXIT_USAGE;
     }
     if (a->models && gw_tenant_models_check(a->models, why, sizeof(why)) < 0) {
-        say(err, errlen, "--models '%s' refused: %s", a->models, why);
+        gw_errf(err, errlen, "--models '%s' refused: %s", a->models, why);
         return CTL_EXIT_USAGE;
     }
     if (spec->cmd == CTL_TENANT_ADD && !a->models) {
-        say(err, errlen, "tenant add needs --models (a comma list of pools, or * for all)");
+        gw_errf(err, errlen, "tenant add needs --models (a comma list of pools, or * for all)");
         return CTL_EXIT_USAGE;
     }
     double rps;
     uint32_t burst;
     if (a->rps && gw_tenant_parse_rps(a->rps, &rps, why, sizeof(why)) < 0) {
-        say(err, errlen, "--rps '%s' refused: %s", a->rps, why);
+        gw_errf(err, errlen, "--rps '%s' refused: %s", a->rps, why);
         return CTL_EXIT_USAGE;
     }
     if (a->burst && gw_tenant_parse_burst(a->burst, &burst, why, sizeof(why)) < 0) {
-        say(err, errlen, "--burst '%s' refused: %s", a->burst, why);
+        gw_errf(err, errlen, "--burst '%s' refused: %s", a->burst, why);
         return CTL_EXIT_USAGE;
     }
     if (expires_in && expires_at) {
-        say(err, errlen, "give --expires-in or --expires-at, not both");
+        gw_errf(err, errlen, "give --expires-in or --expires-at, not both");
         return CTL_EXIT_USAGE;
     }
     if (expires_in && ctl_parse_duration(expires_in, &a->expires_in_s, err, errlen) < 0)
         return CTL_EXIT_USAGE;
     if (expires_at && gw_apikey_parse_expires(expires_at, &a->expires_at, why, sizeof(why)) < 0) {
-        say(err, errlen, "--expires-at '%s' refused: %s", expires_at, why);
+        gw_errf(err, errlen, "--expires-at '%s' refused: %s", expires_at, why);
         return CTL_EXIT_USAGE;
     }
     if (tenant_flag) {
         a->tenant = tenant_flag;
         if (!gw_tenant_name_valid(tenant_flag)) {
-            say(err, errlen, "--tenant '%s' refused: not a tenant name", tenant_flag);
+            gw_errf(err, errlen, "--tenant '%s' refused: not a tenant name", tenant_flag);
             return CTL_EXIT_USAGE;
         }
     }
     if (weight_flag && ctl_check_weight(weight_flag, &a->weight, err, errlen) < 0)
         return CTL_EXIT_USAGE;
     if (spec->cmd == CTL_REPLICA_REGISTER && !ttl) {
-        say(err, errlen, "replica register needs --ttl S (lease time to live, seconds)");
+        gw_errf(err, errlen, "replica register needs --ttl S (lease time to live, seconds)");
         return CTL_EXIT_USAGE;
     }
     uint32_t u;

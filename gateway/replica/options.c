@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/grpcwire.h"
 #include "base/names.h"
 
@@ -69,21 +70,15 @@ void rp_config_usage(FILE *out)
 
 static int bad(char *err, size_t errlen, const char *flag, const char *value, const char *why)
 {
-    snprintf(err, errlen, "%s: '%s' %s", flag, value, why);
-    return RP_CONFIG_BAD;
+    return gw_errf(err, errlen, "%s: '%s' %s", flag, value, why); /* RP_CONFIG_BAD */
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
-    char *end;
-    long v;
-    if (!isdigit((unsigned char)s[0]))
+    uint64_t v;
+    if (gw_parse_u64(s, (uint64_t)lo, (uint64_t)hi, &v) < 0)
         return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 
@@ -185,7 +180,7 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
         const char *arg = argv[i], *value = NULL, *eq;
 
         if (strncmp(arg, "--", 2) != 0 && strcmp(arg, "-h") != 0) {
-            snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", arg);
+            gw_errf(err, errlen, "unexpected argument '%s' (flags start with --)", arg);
             return RP_CONFIG_BAD;
         }
         eq = strchr(arg, '=');
@@ -202,16 +197,16 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
 
         kind = flag_kind(name);
         if (kind < 0) {
-            snprintf(err, errlen, "unknown flag '%s'", name);
+            gw_errf(err, errlen, "unknown flag '%s'", name);
             return RP_CONFIG_BAD;
         } else if (kind == 0) {
             if (value) {
-                snprintf(err, errlen, "%s takes no value", name);
+                gw_errf(err, errlen, "%s takes no value", name);
                 return RP_CONFIG_BAD;
             }
         } else if (!value) {
             if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s needs a value", name);
+                gw_errf(err, errlen, "%s needs a value", name);
                 return RP_CONFIG_BAD;
             }
             value = argv[++i];
@@ -267,13 +262,10 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
                 return bad(err, errlen, name, value, "is not a thread count in 1..64");
             cfg->threads = (int)n;
         } else if (strcmp(name, "--seed") == 0) {
-            char *end;
-            if (!isdigit((unsigned char)value[0]))
+            uint64_t seed;
+            if (gw_parse_u64(value, 0, UINT64_MAX, &seed) < 0)
                 return bad(err, errlen, name, value, "is not a non-negative whole number");
-            errno = 0;
-            cfg->seed = strtoull(value, &end, 10);
-            if (errno || *end)
-                return bad(err, errlen, name, value, "is not a non-negative whole number");
+            cfg->seed = seed;
             cfg->seed_given = 1;
         } else if (strcmp(name, "--tls-cert") == 0) {
             if (!*value)
@@ -288,18 +280,18 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
                 return bad(err, errlen, name, value, "is not a file name");
             cfg->tls_client_ca = value;
         } else {
-            snprintf(err, errlen, "unknown flag '%s'", name);
+            gw_errf(err, errlen, "unknown flag '%s'", name);
             return RP_CONFIG_BAD;
         }
     }
     if (!cfg->tls_cert != !cfg->tls_key) {
-        snprintf(err, errlen, "%s given without %s: both are needed to serve TLS",
-                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
-                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        gw_errf(err, errlen, "%s given without %s: both are needed to serve TLS",
+                cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                cfg->tls_cert ? "--tls-key" : "--tls-cert");
         return RP_CONFIG_BAD;
     }
     if (cfg->tls_client_ca && !cfg->tls_cert) {
-        snprintf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key");
+        gw_errf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key");
         return RP_CONFIG_BAD;
     }
     if (!cfg->id)

@@ -33,6 +33,7 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 
+#include "base/err.h"
 #include "base/grpcwire.h"
 #include "jlog.h"
 #include "service.h"
@@ -851,14 +852,14 @@ static char *read_pem(const char *flag, const char *path, char *err, size_t errl
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (!f) {
-        snprintf(err, errlen, "%s '%s': %s", flag, path, strerror(errno));
+        gw_errf(err, errlen, "%s '%s': %s", flag, path, strerror(errno));
         return NULL;
     }
     for (;;) {
         if (len + 4096 + 1 > cap) {
             char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
             if (!nb) {
-                snprintf(err, errlen, "%s '%s': out of memory", flag, path);
+                gw_errf(err, errlen, "%s '%s': out of memory", flag, path);
                 free(buf);
                 fclose(f);
                 return NULL;
@@ -873,7 +874,7 @@ static char *read_pem(const char *flag, const char *path, char *err, size_t errl
     int bad = ferror(f);
     fclose(f);
     if (bad || len == 0 || !strstr(buf, "-----BEGIN")) {
-        snprintf(err, errlen, "%s '%s': %s", flag, path, bad ? strerror(errno) : "not a PEM file");
+        gw_errf(err, errlen, "%s '%s': %s", flag, path, bad ? strerror(errno) : "not a PEM file");
         free(buf);
         return NULL;
     }
@@ -905,7 +906,7 @@ static grpc_server_credentials *server_credentials(const struct rp_config *cfg, 
                : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             NULL);
         if (!creds)
-            snprintf(err, errlen, "--tls-cert/--tls-key: grpc refused the certificate or key");
+            gw_errf(err, errlen, "--tls-cert/--tls-key: grpc refused the certificate or key");
     }
     if (key) {
         memset(key, 0, strlen(key)); /* no copy of the key left behind */
@@ -983,8 +984,8 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
     port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {
-        snprintf(err, errlen, "cannot listen on %s: the address is in use or not available%s",
-                 cfg->listen, cfg->tls_cert ? ", or the TLS certificate and key do not load" : "");
+        gw_errf(err, errlen, "cannot listen on %s: the address is in use or not available%s",
+                cfg->listen, cfg->tls_cert ? ", or the TLS certificate and key do not load" : "");
         goto fail_server;
     }
     format_addr(s->addr, sizeof(s->addr), cfg->listen, port);
@@ -994,7 +995,7 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
         struct worker *w = &s->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             struct rp_stats ignored;
-            snprintf(err, errlen, "cannot start worker thread %d", i);
+            gw_errf(err, errlen, "cannot start worker thread %d", i);
             rp_server_stop(s, 0, &ignored);
             return NULL;
         }
@@ -1016,6 +1017,6 @@ fail_server:
 fail_workers:
     free(s);
 fail_oom:
-    snprintf(err, errlen, "out of memory");
+    gw_errf(err, errlen, "out of memory");
     return NULL;
 }

@@ -2,10 +2,12 @@
  * engine (tests/support/engine_rig.h): a client sends one ModelInfer; its
  * first attempt is answered UNAVAILABLE by one replica, the gateway retries
  * on the other, which answers OK. First the call runs with no failure to
- * count the gateway's allocations on that path (N). Then, for n = 0 .. N-1,
+ * count the gateway's allocations on that path (N). Then, for n = 0, 1, ...,
  * the same call runs with allocation n failing, twice: once with every
  * allocation after it failing too (memory exhausted, gw_mem_fail_after), and
- * once with only that one failing (gw_mem_fail_once).
+ * once with only that one failing (gw_mem_fail_once); each series ends with
+ * the first run whose call makes no allocation n (nothing failed), which
+ * must answer OK like the run without failures.
  *
  * Each run must end cleanly within 3 s: the worker then holds no client
  * connection and no upstream stream, and once it is torn down the live
@@ -154,15 +156,29 @@ static void test_scripted_call_every_allocation_fails(void **state)
     }
     for (int once = 0; once <= 1; once++) {
         struct tally t = {0};
-        for (long n = 0; n < base.allocs; n++) {
+        long n;
+        for (n = 0;; n++) {
             scripted_call(n, once, &o);
+            if (o.allocs <= n)
+                break; /* allocation #n was never made: nothing failed */
             check_outcome(n, once, &o, &t);
+            if (n >= 2 * base.allocs)
+                fail_msg("allocation #%ld failing (%s): still within the call's %ld allocations", n,
+                         once ? "once" : "from then on", o.allocs);
         }
+        /* The run that ends the loop failed nothing: it is the call of the
+         * base run again, answered OK after the retry. */
+        if (o.http_status != 200 || o.grpc_status != GW_GRPC_OK || o.resp_bytes != 11 ||
+            o.streams != 2)
+            fail_msg("allocation #%ld (%s), past the call's %ld allocations: HTTP %d, status %d "
+                     "'%s', %zu response bytes, %u replica streams",
+                     n, once ? "once" : "from then on", o.allocs, o.http_status, o.grpc_status,
+                     o.message, o.resp_bytes, o.streams);
         printf("failmalloc: %ld failure points (%s) on the scripted call (request, attempt, "
                "retry, response): %ld answered OK, %ld with a gateway status, %ld stream "
-               "resets\n",
-               base.allocs, once ? "one failing" : "all failing from there on", t.ok,
-               t.gateway_status, t.reset);
+               "resets; then a run with nothing failing answered OK\n",
+               n, once ? "one failing" : "all failing from there on", t.ok, t.gateway_status,
+               t.reset);
     }
 }
 

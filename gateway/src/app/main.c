@@ -8,7 +8,10 @@
  *
  * At start the soft RLIMIT_NOFILE is raised to the hard limit (Debian's soft
  * 1024 is far below what --max-conns allows), and the result is logged with
- * a warning when --max-conns cannot fit in it. */
+ * a warning when --max-conns cannot fit in it.
+ *
+ * Every exit, refused or drained, leaves main through one cleanup path that
+ * releases what was set up, in the reverse order. */
 #include <errno.h>
 #include <limits.h>
 #include <jansson.h>
@@ -143,16 +146,84 @@ static void raise_nofile(const struct gw_config *cfg)
                "accept pauses when descriptors run out before --max-conns is reached");
 }
 
+/* The pools being served, one log line each, at start. */
+static void log_pools(const struct gw_routes *routes)
+{
+    for (size_t i = 0; i < routes->npools; i++) {
+        json_t *reps = json_array();
+        for (size_t j = 0; j < routes->pools[i].ring.nreplicas; j++)
+            json_array_append_new(reps, json_string(routes->pools[i].ring.replicas[j]));
+        gw_log(GW_LOG_INFO, "pool", "{s:s, s:o}", "pool", routes->pools[i].name, "replicas", reps);
+    }
+}
+
+/* Waits on a signalfd for SIGTERM or SIGINT (the signals of <set>, blocked
+ * since before the threads started), reloading on each SIGHUP meanwhile.
+ * Returns the signal that ended the wait (SIGTERM when the signalfd cannot
+ * be read). */
+static int wait_for_stop(sigset_t *set, const struct gw_config *cfg, struct gw_worker *workers,
+                         int started)
+{
+    sigdelset(set, SIGPIPE);
+    int sfd = signalfd(-1, set, SFD_CLOEXEC);
+    struct signalfd_siginfo si = {.ssi_signo = SIGTERM};
+    for (;;) {
+        ssize_t got = sfd >= 0 ? read(sfd, &si, sizeof(si)) : -1;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
+            tls_reload(cfg, workers, started);
+            gw_auth_reload(); /* JWT keys */
+            continue;
+        }
+        break;
+    }
+    if (sfd >= 0)
+        close(sfd);
+    return (int)si.ssi_signo;
+}
+
+/* Drains every started worker; a second SIGTERM/SIGINT from now on exits at
+ * once (default action), and SIGHUP is ignored (no reload while draining). */
+static void drain(sigset_t *set, const struct gw_config *cfg, struct gw_worker *workers,
+                  int started, int signo)
+{
+    gw_log(GW_LOG_INFO, "draining", "{s:s, s:i}", "signal", strsignal(signo), "grace_ms",
+           (int)cfg->shutdown_grace_ms);
+    for (int i = 0; i < started; i++)
+        gw_worker_drain(&workers[i]);
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigaction(SIGHUP, &ign, NULL);
+    pthread_sigmask(SIG_UNBLOCK, set, NULL);
+}
+
+/* Exit status: 0 after a drain (or --help/--version), 2 for a configuration
+ * refused at start (bad flag, plugin, key, certificate, --redis URL), 1 when
+ * a valid configuration cannot run (the address is taken, a thread or the
+ * admin endpoint does not start, out of memory). Every exit goes through
+ * `out`, which releases what was set up, in reverse order. */
 int main(int argc, char **argv)
 {
     struct gw_config cfg;
     char err[512] = "";
+    int status = 0, auth_up = 0, alog_up = 0, ctl_up = 0, started = 0, drained = 0, log_exit = 0;
+    SSL_CTX *tls = NULL, *up_tls = NULL;
+    struct gw_routes *routes = NULL;
+    struct gw_watcher ctl;
+    struct gw_health_registry *health = NULL;
+    struct gw_worker *workers = NULL;
+    struct gw_admin admin = {0};
+    sigset_t set;
+
     int rc = gw_config_parse(&cfg, argc, argv, err, sizeof(err));
     if (rc != 0) {
         if (rc < 0)
             fprintf(stderr, "infergw: %s\n", err);
-        gw_config_free(&cfg);
-        return rc < 0 ? 2 : 0;
+        status = rc < 0 ? 2 : 0;
+        goto out;
     }
     gw_log_set_level(cfg.log_level);
     raise_nofile(&cfg);
@@ -161,57 +232,46 @@ int main(int argc, char **argv)
     if (gw_auth_init(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "infergw: %s\n", err);
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
-        gw_config_free(&cfg);
-        return 2;
+        status = 2;
+        goto out;
     }
-
-    if (cfg.access_log[0] && gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
-        fprintf(stderr, "infergw: --access-log: %s\n", err);
-        gw_auth_shutdown();
-        gw_config_free(&cfg);
-        return 2;
+    auth_up = 1;
+    if (cfg.access_log[0]) {
+        if (gw_accesslog_open(cfg.access_log, err, sizeof(err)) < 0) {
+            fprintf(stderr, "infergw: --access-log: %s\n", err);
+            status = 2;
+            goto out;
+        }
+        alog_up = 1;
     }
-
-    SSL_CTX *tls = NULL, *up_tls = NULL;
     if (tls_setup(&cfg, &tls, &up_tls, err, sizeof(err)) < 0) {
         fprintf(stderr, "infergw: %s\n", err);
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
-        gw_accesslog_close();
-        gw_auth_shutdown();
-        gw_config_free(&cfg);
-        return 2;
+        status = 2;
+        goto out;
     }
-
-    struct gw_routes *flags = gw_routes_from_config(&cfg, err, sizeof(err));
-    if (!flags) {
+    routes = gw_routes_from_config(&cfg, err, sizeof(err)); /* the --pool flags */
+    if (!routes) {
         gw_log(GW_LOG_ERROR, "config_invalid", "{s:s}", "error", err);
-        gw_auth_shutdown();
-        SSL_CTX_free(tls);
-        SSL_CTX_free(up_tls);
-        gw_config_free(&cfg);
-        return 2;
+        status = 2;
+        goto out;
     }
-    if (flags->authdb)
+    if (routes->authdb)
         gw_log(GW_LOG_INFO, "tenants_loaded", "{s:s, s:s, s:i, s:i}", "tenants_file",
                cfg.tenants_file, "api_keys_file", cfg.api_keys_file, "tenants",
-               (int)gw_authdb_ntenants(flags->authdb), "api_keys",
-               (int)gw_authdb_napikeys(flags->authdb));
+               (int)gw_authdb_ntenants(routes->authdb), "api_keys",
+               (int)gw_authdb_napikeys(routes->authdb));
     /* With --redis, start from what Redis holds when it answers now. */
-    struct gw_watcher ctl;
-    int use_ctrl = cfg.redis_url[0] != '\0';
-    struct gw_routes *routes = flags;
-    if (use_ctrl) {
-        if (gw_watcher_init(&ctl, &cfg, flags, err, sizeof(err)) < 0) {
+    if (cfg.redis_url[0]) {
+        if (gw_watcher_init(&ctl, &cfg, routes, err, sizeof(err)) < 0) {
             fprintf(stderr, "infergw: --redis: %s\n", err);
-            gw_routes_unref(flags);
-            gw_auth_shutdown();
-            SSL_CTX_free(tls);
-            SSL_CTX_free(up_tls);
-            gw_config_free(&cfg);
-            return 2;
+            status = 2;
+            goto out;
         }
-        routes = gw_watcher_initial(&ctl);
-        gw_routes_unref(flags);
+        ctl_up = 1;
+        struct gw_routes *initial = gw_watcher_initial(&ctl);
+        gw_routes_unref(routes);
+        routes = initial;
     }
 
     int prc = gw_worker_probe_listen(cfg.listen);
@@ -219,18 +279,11 @@ int main(int argc, char **argv)
         gw_log(GW_LOG_ERROR, "listen_failed", "{s:s, s:s}", "addr", cfg.listen, "error",
                prc == -EADDRINUSE ? "address already in use (is another infergw running?)"
                                   : strerror(-prc));
-        if (use_ctrl)
-            gw_watcher_stop(&ctl);
-        gw_routes_unref(routes);
-        gw_auth_shutdown();
-        SSL_CTX_free(tls);
-        SSL_CTX_free(up_tls);
-        gw_config_free(&cfg);
-        return 1;
+        status = 1;
+        goto out;
     }
 
     /* Signals go to the signalfd only: block them before threads start. */
-    sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -238,98 +291,69 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    struct gw_health_registry *health = gw_health_registry_new();
-    struct gw_worker *workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
+    health = gw_health_registry_new();
+    workers = gw_calloc((size_t)cfg.workers, sizeof(*workers));
     if (!workers || !health) {
         gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
-        gw_free(workers);
-        gw_health_registry_free(health);
-        return 1;
+        status = 1;
+        goto out;
     }
-    int started = 0, status = 0;
+    log_exit = 1; /* from here on the gateway ran, or tried to: its exit is logged */
     for (int i = 0; i < cfg.workers; i++) {
-        if (gw_worker_init(&workers[i], i, &cfg, routes, health, tls, up_tls) < 0) {
-            gw_worker_free(&workers[i]);
+        if (gw_worker_init(&workers[i], i, &cfg, routes, health, tls, up_tls) < 0 ||
+            gw_worker_start(&workers[i]) != 0) {
+            gw_worker_free(&workers[i]); /* logged by gw_worker_init, or never started */
             status = 1;
-            break;
-        }
-        if (gw_worker_start(&workers[i]) != 0) {
-            gw_worker_free(&workers[i]);
-            status = 1;
-            break;
+            goto out;
         }
         started++;
     }
-    if (use_ctrl)
+    if (ctl_up) {
         ctl.health = health;
-    if (status == 0 && use_ctrl && gw_watcher_start(&ctl, workers, started) != 0) {
-        gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "cannot start the control plane");
-        status = 1;
-    }
-    struct gw_admin admin = {0};
-    if (status == 0 &&
-        gw_admin_start(&admin, &cfg, workers, (size_t)started, use_ctrl ? &ctl : NULL) < 0)
-        status = 1;
-    if (status == 0) {
-        for (size_t i = 0; i < routes->npools; i++) {
-            json_t *reps = json_array();
-            for (size_t j = 0; j < routes->pools[i].ring.nreplicas; j++)
-                json_array_append_new(reps, json_string(routes->pools[i].ring.replicas[j]));
-            gw_log(GW_LOG_INFO, "pool", "{s:s, s:o}", "pool", routes->pools[i].name, "replicas",
-                   reps);
+        if (gw_watcher_start(&ctl, workers, started) != 0) {
+            gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error",
+                   "cannot start the control plane");
+            status = 1;
+            goto out;
         }
-        gw_log(GW_LOG_INFO, "listening", "{s:s, s:i, s:s}", "addr", cfg.listen, "workers",
-               cfg.workers, "transport",
-               !tls                ? "h2c (plaintext HTTP/2, prior knowledge)"
-               : cfg.tls_client_ca ? "TLS 1.2+ with ALPN h2, client certificate required"
-                                   : "TLS 1.2+ with ALPN h2");
+    }
+    if (gw_admin_start(&admin, &cfg, workers, (size_t)started, ctl_up ? &ctl : NULL, err,
+                       sizeof(err)) < 0) {
+        gw_log(GW_LOG_ERROR, "admin_not_started", "{s:s, s:s}", "addr", cfg.admin, "error", err);
+        status = 1;
+        goto out;
+    }
+    log_pools(routes);
+    gw_log(GW_LOG_INFO, "listening", "{s:s, s:i, s:s}", "addr", cfg.listen, "workers", cfg.workers,
+           "transport",
+           !tls                ? "h2c (plaintext HTTP/2, prior knowledge)"
+           : cfg.tls_client_ca ? "TLS 1.2+ with ALPN h2, client certificate required"
+                               : "TLS 1.2+ with ALPN h2");
+    drain(&set, &cfg, workers, started, wait_for_stop(&set, &cfg, workers, started));
+    drained = 1;
 
-        sigdelset(&set, SIGPIPE);
-        int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-        struct signalfd_siginfo si = {.ssi_signo = SIGTERM};
-        for (;;) {
-            ssize_t got = sfd >= 0 ? read(sfd, &si, sizeof(si)) : -1;
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
-                tls_reload(&cfg, workers, started);
-                gw_auth_reload(); /* JWT keys */
-                continue;
-            }
-            break;
-        }
-        gw_log(GW_LOG_INFO, "draining", "{s:s, s:i}", "signal", strsignal((int)si.ssi_signo),
-               "grace_ms", (int)cfg.shutdown_grace_ms);
+out:
+    if (!drained)
         for (int i = 0; i < started; i++)
             gw_worker_drain(&workers[i]);
-        /* A second signal while draining means "now". */
-        struct sigaction sa = {.sa_handler = SIG_DFL};
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        struct sigaction ign = {.sa_handler = SIG_IGN};
-        sigaction(SIGHUP, &ign, NULL); /* no reload while draining */
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-        if (sfd >= 0)
-            close(sfd);
-    } else {
-        for (int i = 0; i < started; i++)
-            gw_worker_drain(&workers[i]);
-    }
     gw_admin_stop(&admin); /* reads worker and ctrl state: goes first */
-    if (use_ctrl)
+    if (ctl_up)
         gw_watcher_stop(&ctl); /* no more snapshots offered to the workers */
     for (int i = 0; i < started; i++) {
         gw_worker_join(&workers[i]);
         gw_worker_free(&workers[i]);
     }
     gw_free(workers);
-    SSL_CTX_free(tls);
-    SSL_CTX_free(up_tls);
     gw_health_registry_free(health); /* after every worker is gone */
-    gw_accesslog_close();            /* after the workers flushed their lines */
     gw_routes_unref(routes);
-    gw_auth_shutdown(); /* after the workers: they ran the chain */
+    SSL_CTX_free(up_tls); /* the workers held their own references */
+    SSL_CTX_free(tls);
+    if (alog_up)
+        gw_accesslog_close(); /* after the workers flushed their lines */
+    if (auth_up)
+        gw_auth_shutdown(); /* after the workers: they ran the chain */
     gw_config_free(&cfg);
-    gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
+    if (log_exit)
+        gw_log(GW_LOG_INFO, "exit", "{s:i}", "status", status);
     return status;
 }

@@ -19,11 +19,11 @@
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/mem.h"
 #include "base/names.h"
 
@@ -43,18 +43,6 @@ struct gw_authdb {
     uint32_t *kindex;
     size_t kislots;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t name_hash(const char *s)
 {
@@ -266,7 +254,7 @@ static int models_parse(const char *s, struct gw_tenant *t, char *err, size_t er
         while (*q == ' ' || *q == '\t')
             q++;
         if (*q) {
-            set_err(err, errlen, "'*' must stand alone");
+            gw_errf(err, errlen, "'*' must stand alone");
             return -1;
         }
         if (t)
@@ -274,7 +262,7 @@ static int models_parse(const char *s, struct gw_tenant *t, char *err, size_t er
         return 0;
     }
     if (!*p) {
-        set_err(err, errlen, "empty: give a comma list of pools or *");
+        gw_errf(err, errlen, "empty: give a comma list of pools or *");
         return -1;
     }
     for (;;) {
@@ -288,17 +276,17 @@ static int models_parse(const char *s, struct gw_tenant *t, char *err, size_t er
             end--;
         size_t n = (size_t)(end - start);
         if (n == 0) {
-            set_err(err, errlen, "empty pool name in the list");
+            gw_errf(err, errlen, "empty pool name in the list");
             return -1;
         }
         if (n > GW_POOL_NAME_MAX) {
-            set_err(err, errlen, "pool name longer than 255 bytes");
+            gw_errf(err, errlen, "pool name longer than 255 bytes");
             return -1;
         }
         /* A pool name (names.h); '*' is this list's wildcard, so no entry
          * may hold one. */
         if (!gw_pool_name_valid(start, n) || memchr(start, '*', n)) {
-            set_err(err, errlen, "pool names are printable ASCII without spaces or '*'");
+            gw_errf(err, errlen, "pool names are printable ASCII without spaces or '*'");
             return -1;
         }
         if (t) {
@@ -329,15 +317,15 @@ int gw_tenant_parse_rps(const char *s, double *out, char *err, size_t errlen)
     /* Plain decimal only: no hex floats, inf or nan. */
     for (const char *p = s; *p; p++)
         if (!isdigit((unsigned char)*p) && *p != '.') {
-            set_err(err, errlen, "not a decimal number >= 0");
+            gw_errf(err, errlen, "not a decimal number >= 0");
             return -1;
         }
     if (errno || end == s || *end || !isfinite(v) || v < 0) {
-        set_err(err, errlen, "not a decimal number >= 0");
+        gw_errf(err, errlen, "not a decimal number >= 0");
         return -1;
     }
     if (v != 0 && (v < GW_TENANT_RPS_MIN || v > GW_TENANT_RPS_MAX)) {
-        set_err(err, errlen, "rps is 0 (unlimited) or %g..%g", GW_TENANT_RPS_MIN,
+        gw_errf(err, errlen, "rps is 0 (unlimited) or %g..%g", GW_TENANT_RPS_MIN,
                 GW_TENANT_RPS_MAX);
         return -1;
     }
@@ -345,39 +333,18 @@ int gw_tenant_parse_rps(const char *s, double *out, char *err, size_t errlen)
     return 0;
 }
 
-static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
-{
-    if (!*s)
-        return -1;
-    for (const char *p = s; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (errno || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int gw_tenant_parse_burst(const char *s, uint32_t *out, char *err, size_t errlen)
 {
-    unsigned long long v;
-    if (parse_uint(s, GW_TENANT_BURST_MAX, &v) < 0) {
-        set_err(err, errlen, "burst is an integer 0..%u", GW_TENANT_BURST_MAX);
-        return -1;
-    }
-    *out = (uint32_t)v;
+    if (gw_parse_u32(s, 0, GW_TENANT_BURST_MAX, out) < 0)
+        return gw_errf(err, errlen, "burst is an integer 0..%u", GW_TENANT_BURST_MAX);
     return 0;
 }
 
 int gw_apikey_parse_expires(const char *s, int64_t *out, char *err, size_t errlen)
 {
-    unsigned long long v;
-    if (parse_uint(s, 1ULL << 53, &v) < 0 || v == 0) {
-        set_err(err, errlen, "expires_at is unix seconds (an integer > 0)");
-        return -1;
-    }
+    uint64_t v;
+    if (gw_parse_u64(s, 1, 1ULL << 53, &v) < 0)
+        return gw_errf(err, errlen, "expires_at is unix seconds (an integer > 0)");
     *out = (int64_t)v;
     return 0;
 }
@@ -424,13 +391,13 @@ int gw_authdb_add_tenant(struct gw_authdb *db, const char *name, const char *mod
     struct gw_tenant t = {0};
     int rc = GW_AUTHDB_EINVAL;
     if (!gw_tenant_name_valid(name)) {
-        set_err(err, errlen, "tenant names are 1..%d printable ASCII bytes without spaces or ','",
+        gw_errf(err, errlen, "tenant names are 1..%d printable ASCII bytes without spaces or ','",
                 GW_TENANT_NAME_MAX);
         goto fail;
     }
     field = "models";
     if (!models) {
-        set_err(err, errlen, "missing: give a comma list of pools or *");
+        gw_errf(err, errlen, "missing: give a comma list of pools or *");
         goto fail;
     }
     rc = models_parse(models, &t, err, errlen);
@@ -454,12 +421,12 @@ int gw_authdb_add_tenant(struct gw_authdb *db, const char *name, const char *mod
     }
     rc = tenant_append(db, &t);
     if (rc == GW_AUTHDB_EEXIST)
-        set_err(err, errlen, "tenant '%s' is already defined", name);
+        gw_errf(err, errlen, "tenant '%s' is already defined", name);
     if (rc == 0)
         return 0;
 fail:
     if (rc == GW_AUTHDB_ENOMEM)
-        set_err(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
     if (bad_field)
         *bad_field = rc == GW_AUTHDB_EINVAL ? field : NULL;
     tenant_free(&t);
@@ -563,7 +530,7 @@ static int load_line(struct gw_authdb *db, enum gw_authdb_file kind, char *line,
     if (n == 0 || w[0][0] == '#')
         return 0;
     if (n < 0) {
-        set_err(err, errlen, "too many fields");
+        gw_errf(err, errlen, "too many fields");
         return GW_AUTHDB_EINVAL;
     }
     static const char *const tenant_fields[] = {"models", "rps", "burst", NULL};
@@ -575,7 +542,7 @@ static int load_line(struct gw_authdb *db, enum gw_authdb_file kind, char *line,
         for (size_t k = 0; eq && known[k] && !ok; k++)
             ok = strlen(known[k]) == (size_t)(eq - w[i]) && !strncmp(w[i], known[k], eq - w[i]);
         if (!ok) {
-            set_err(err, errlen, "unknown field '%.*s' (expected %s)",
+            gw_errf(err, errlen, "unknown field '%.*s' (expected %s)",
                     eq ? (int)(eq - w[i]) : (int)strlen(w[i]), w[i],
                     kind == GW_AUTHDB_TENANTS ? "models=, rps=, burst=" : "tenant=, expires_at=");
             return GW_AUTHDB_EINVAL;
@@ -587,22 +554,22 @@ static int load_line(struct gw_authdb *db, enum gw_authdb_file kind, char *line,
         const char *rps = field_of(w, n, "rps", &dup);
         const char *burst = field_of(w, n, "burst", &dup);
         if (dup) {
-            set_err(err, errlen, "a field is given twice");
+            gw_errf(err, errlen, "a field is given twice");
             return GW_AUTHDB_EINVAL;
         }
         const char *bad = NULL;
         char why[200];
         int rc = gw_authdb_add_tenant(db, w[0], models, rps, burst, &bad, why, sizeof(why));
         if (rc == GW_AUTHDB_EINVAL)
-            set_err(err, errlen, "tenant '%s': %s: %s", w[0], bad ? bad : "", why);
+            gw_errf(err, errlen, "tenant '%s': %s: %s", w[0], bad ? bad : "", why);
         else if (rc < 0)
-            set_err(err, errlen, "%s", why);
+            gw_errf(err, errlen, "%s", why);
         return rc;
     }
     uint8_t hash[32];
     if (gw_apikey_hash_from_hex(w[0], strlen(w[0]), hash) < 0) {
         /* Never echo the word: it may be a key pasted by mistake. */
-        set_err(err, errlen,
+        gw_errf(err, errlen,
                 "the first field is not a SHA-256 in 64 lowercase hex digits (this file "
                 "holds key hashes, never keys: infergw-ctl key hash KEY prints one)");
         return GW_AUTHDB_EINVAL;
@@ -610,26 +577,26 @@ static int load_line(struct gw_authdb *db, enum gw_authdb_file kind, char *line,
     const char *tenant = field_of(w, n, "tenant", &dup);
     const char *exp = field_of(w, n, "expires_at", &dup);
     if (dup) {
-        set_err(err, errlen, "a field is given twice");
+        gw_errf(err, errlen, "a field is given twice");
         return GW_AUTHDB_EINVAL;
     }
     if (!tenant) {
-        set_err(err, errlen, "tenant= is missing");
+        gw_errf(err, errlen, "tenant= is missing");
         return GW_AUTHDB_EINVAL;
     }
     int64_t expires_at = 0;
     char why[200];
     if (exp && gw_apikey_parse_expires(exp, &expires_at, why, sizeof(why)) < 0) {
-        set_err(err, errlen, "expires_at '%s': %s", exp, why);
+        gw_errf(err, errlen, "expires_at '%s': %s", exp, why);
         return GW_AUTHDB_EINVAL;
     }
     int rc = gw_authdb_add_apikey(db, hash, tenant, expires_at);
     if (rc == GW_AUTHDB_ENOENT)
-        set_err(err, errlen, "tenant '%s' is not defined (in the --tenants file)", tenant);
+        gw_errf(err, errlen, "tenant '%s' is not defined (in the --tenants file)", tenant);
     else if (rc == GW_AUTHDB_EEXIST)
-        set_err(err, errlen, "this key hash is already listed");
+        gw_errf(err, errlen, "this key hash is already listed");
     else if (rc < 0)
-        set_err(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
     return rc;
 }
 
@@ -642,19 +609,19 @@ int gw_authdb_load_text(struct gw_authdb *db, enum gw_authdb_file kind, const ch
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         char *line = gw_strndup(p, n);
         if (!line) {
-            set_err(err, errlen, "%s:%u: out of memory", fname, lineno);
+            gw_errf(err, errlen, "%s:%u: out of memory", fname, lineno);
             return GW_AUTHDB_ENOMEM;
         }
         if (strlen(line) != n) {
             gw_free(line);
-            set_err(err, errlen, "%s:%u: NUL byte in the line", fname, lineno);
+            gw_errf(err, errlen, "%s:%u: NUL byte in the line", fname, lineno);
             return GW_AUTHDB_EINVAL;
         }
         char why[400];
         int rc = load_line(db, kind, line, why, sizeof(why));
         gw_free(line);
         if (rc < 0) {
-            set_err(err, errlen, "%s:%u: %s", fname, lineno, why);
+            gw_errf(err, errlen, "%s:%u: %s", fname, lineno, why);
             return rc;
         }
         p += n + (nl ? 1 : 0);
@@ -667,7 +634,7 @@ static int load_file(struct gw_authdb *db, enum gw_authdb_file kind, const char 
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        gw_errf(err, errlen, "%s: %s", path, strerror(errno));
         return GW_AUTHDB_EINVAL;
     }
     char *text = NULL;
@@ -679,7 +646,7 @@ static int load_file(struct gw_authdb *db, enum gw_authdb_file kind, const char 
             char *nt = gw_realloc(text, nc);
             if (!nt) {
                 rc = GW_AUTHDB_ENOMEM;
-                set_err(err, errlen, "%s: out of memory", path);
+                gw_errf(err, errlen, "%s: out of memory", path);
                 break;
             }
             text = nt;
@@ -690,7 +657,7 @@ static int load_file(struct gw_authdb *db, enum gw_authdb_file kind, const char 
         if (got == 0) {
             if (ferror(f)) {
                 rc = GW_AUTHDB_EINVAL;
-                set_err(err, errlen, "%s: read error", path);
+                gw_errf(err, errlen, "%s: read error", path);
             }
             break;
         }
@@ -707,7 +674,7 @@ struct gw_authdb *gw_authdb_load_files(const char *tenants_path, const char *key
 {
     struct gw_authdb *db = gw_authdb_new();
     if (!db) {
-        set_err(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         return NULL;
     }
     if ((tenants_path && *tenants_path &&

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/mem.h"
 
 static void plugin_fini(struct gw_plugin *p)
@@ -35,14 +36,14 @@ int gw_plugin_chain_add(struct gw_plugin_chain *chain, const struct infergw_plug
     if (np)
         chain->p = np;
     if (!p.label || !p.wstate || !np) {
-        snprintf(err, errlen, "plugin %s: out of memory", label);
+        gw_errf(err, errlen, "plugin %s: out of memory", label);
         p.desc = NULL; /* init never ran */
         plugin_fini(&p);
         return -1;
     }
     char perr[256] = "";
     if (desc->init && desc->init(args ? args : "", host, &p.state, perr, sizeof(perr)) < 0) {
-        snprintf(err, errlen, "plugin %s: %s", label, perr[0] ? perr : "init failed");
+        gw_errf(err, errlen, "plugin %s: %s", label, perr[0] ? perr : "init failed");
         p.desc = NULL; /* init cleaned up after itself */
         plugin_fini(&p);
         return -1;
@@ -53,8 +54,8 @@ int gw_plugin_chain_add(struct gw_plugin_chain *chain, const struct infergw_plug
         int failed = 0;
         p.wstate[p.started] = desc->worker_init(p.state, p.started, &failed);
         if (failed) {
-            snprintf(err, errlen, "plugin %s: cannot set up worker %d (out of memory?)", label,
-                     p.started);
+            gw_errf(err, errlen, "plugin %s: cannot set up worker %d (out of memory?)", label,
+                    p.started);
             plugin_fini(&p);
             return -1;
         }
@@ -72,7 +73,7 @@ int gw_plugin_chain_load(struct gw_plugin_chain *chain, const char *spec,
     const char *colon = strchr(spec, ':');
     size_t plen = colon ? (size_t)(colon - spec) : strlen(spec);
     if (plen == 0 || plen >= sizeof(path)) {
-        snprintf(err, errlen, "--plugin '%s': expected PATH.so[:ARGS]", spec);
+        gw_errf(err, errlen, "--plugin '%s': expected PATH.so[:ARGS]", spec);
         return -1;
     }
     memcpy(path, spec, plen);
@@ -81,30 +82,30 @@ int gw_plugin_chain_load(struct gw_plugin_chain *chain, const char *spec,
 
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        snprintf(err, errlen, "--plugin %s: cannot load: %s", path, dlerror());
+        gw_errf(err, errlen, "--plugin %s: cannot load: %s", path, dlerror());
         return -1;
     }
     infergw_plugin_entry_fn entry;
     *(void **)&entry = dlsym(dl, INFERGW_PLUGIN_SYMBOL);
     if (!entry) {
-        snprintf(err, errlen,
-                 "--plugin %s: no symbol %s: not an infergw plugin, or built for another plugin "
-                 "ABI (this infergw speaks ABI version %d)",
-                 path, INFERGW_PLUGIN_SYMBOL, INFERGW_PLUGIN_ABI_VERSION);
+        gw_errf(err, errlen,
+                "--plugin %s: no symbol %s: not an infergw plugin, or built for another plugin "
+                "ABI (this infergw speaks ABI version %d)",
+                path, INFERGW_PLUGIN_SYMBOL, INFERGW_PLUGIN_ABI_VERSION);
         dlclose(dl);
         return -1;
     }
     const struct infergw_plugin *desc = entry();
     if (!desc || desc->abi_version != INFERGW_PLUGIN_ABI_VERSION) {
-        snprintf(err, errlen,
-                 "--plugin %s: built for plugin ABI version %u, but this infergw speaks version "
-                 "%d: rebuild it against this infergw's infergw/plugin.h",
-                 path, desc ? (unsigned)desc->abi_version : 0u, INFERGW_PLUGIN_ABI_VERSION);
+        gw_errf(err, errlen,
+                "--plugin %s: built for plugin ABI version %u, but this infergw speaks version "
+                "%d: rebuild it against this infergw's infergw/plugin.h",
+                path, desc ? (unsigned)desc->abi_version : 0u, INFERGW_PLUGIN_ABI_VERSION);
         dlclose(dl);
         return -1;
     }
     if (!desc->authenticate || !desc->name) {
-        snprintf(err, errlen, "--plugin %s: its descriptor has no name or no authenticate", path);
+        gw_errf(err, errlen, "--plugin %s: its descriptor has no name or no authenticate", path);
         dlclose(dl);
         return -1;
     }

@@ -1,9 +1,11 @@
 /* config — the gateway's command line: parsing, validation, --help.
  *
- * Every flag has a default that works on one machine out of the box and is
- * listed with an example by gw_config_usage(). Parsing validates ranges and
- * formats and names the flag and value it refuses. The result is read-only
- * once the workers start.
+ * Every flag is one row of the flag table (flags.h): its default, range or
+ * parser, the field below it sets and its help text live there, and
+ * docs/flags.md is generated from it. Parsing validates ranges and formats
+ * and names the flag and value it refuses; the rules that involve several
+ * flags are checked once all are read. The result is read-only once the
+ * workers start.
  */
 #ifndef INFERGW_CONFIG_H
 #define INFERGW_CONFIG_H

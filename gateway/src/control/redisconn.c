@@ -26,19 +26,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "base/err.h"
 
 /* Appends to <err> (already NUL-terminated), separated by "; ". */
 static void add_err(char *err, size_t errlen, const char *fmt, ...)
@@ -139,18 +127,18 @@ static int parse_hostport(const char *s, size_t n, uint16_t defport, char *host,
         const char *close = memchr(s, ']', n);
 
         if (!close) {
-            set_err(err, errlen, "IPv6 address without its closing ']'");
+            gw_errf(err, errlen, "IPv6 address without its closing ']'");
             return -1;
         }
         h = s + 1;
         hl = (size_t)(close - h);
         for (size_t i = 0; i < hl; i++)
             if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.') {
-                set_err(err, errlen, "bad character in IPv6 address");
+                gw_errf(err, errlen, "bad character in IPv6 address");
                 return -1;
             }
         if (hl == 0 || !memchr(h, ':', hl)) {
-            set_err(err, errlen, "brackets hold no IPv6 address");
+            gw_errf(err, errlen, "brackets hold no IPv6 address");
             return -1;
         }
         rest = close + 1;
@@ -160,28 +148,28 @@ static int parse_hostport(const char *s, size_t n, uint16_t defport, char *host,
         hl = colon ? (size_t)(colon - s) : n;
         for (size_t i = 0; i < hl; i++)
             if (!host_char((unsigned char)s[i])) {
-                set_err(err, errlen, "bad character in host name");
+                gw_errf(err, errlen, "bad character in host name");
                 return -1;
             }
         if (colon && memchr(colon + 1, ':', n - hl - 1)) {
-            set_err(err, errlen, "an IPv6 address must be written in brackets, [::1]:6379");
+            gw_errf(err, errlen, "an IPv6 address must be written in brackets, [::1]:6379");
             return -1;
         }
         rest = s + hl;
     }
     if (hl == 0) {
-        set_err(err, errlen, "empty host");
+        gw_errf(err, errlen, "empty host");
         return -1;
     }
     if (hl >= hostcap) {
-        set_err(err, errlen, "host name longer than %zu bytes", hostcap - 1);
+        gw_errf(err, errlen, "host name longer than %zu bytes", hostcap - 1);
         return -1;
     }
     if (rest < s + n) {
         size_t pl = (size_t)(s + n - rest);
 
         if (rest[0] != ':' || parse_num(rest + 1, pl - 1, 1, 65535, &p) < 0) {
-            set_err(err, errlen, "port is not a number in 1..65535");
+            gw_errf(err, errlen, "port is not a number in 1..65535");
             return -1;
         }
     }
@@ -196,21 +184,21 @@ static int parse_userinfo(const char *s, size_t n, struct gw_redis_url *u, char 
     const char *colon = memchr(s, ':', n);
 
     if (!colon) {
-        set_err(err, errlen, "credentials must be ':password@' or 'user:password@'");
+        gw_errf(err, errlen, "credentials must be ':password@' or 'user:password@'");
         return -1;
     }
     if (pct_decode(s, (size_t)(colon - s), u->username, sizeof(u->username)) < 0) {
-        set_err(err, errlen, "bad user name (bad %%-escape or longer than %zu bytes)",
+        gw_errf(err, errlen, "bad user name (bad %%-escape or longer than %zu bytes)",
                 sizeof(u->username) - 1);
         return -1;
     }
     if (pct_decode(colon + 1, n - (size_t)(colon - s) - 1, u->password, sizeof(u->password)) < 0) {
-        set_err(err, errlen, "bad password (bad %%-escape or longer than %zu bytes)",
+        gw_errf(err, errlen, "bad password (bad %%-escape or longer than %zu bytes)",
                 sizeof(u->password) - 1);
         return -1;
     }
     if (!u->password[0]) {
-        set_err(err, errlen, "empty password");
+        gw_errf(err, errlen, "empty password");
         return -1;
     }
     return 0;
@@ -221,7 +209,7 @@ static int parse_db(const char *s, size_t n, struct gw_redis_url *u, char *err, 
     long db = 0;
 
     if (n && parse_num(s, n, 0, INT_MAX, &db) < 0) {
-        set_err(err, errlen, "db is not a number in 0..%d", INT_MAX);
+        gw_errf(err, errlen, "db is not a number in 0..%d", INT_MAX);
         return -1;
     }
     u->db = (int)db;
@@ -241,17 +229,17 @@ static int parse_url(const char *url, struct gw_redis_url *u, char *err, size_t 
         p = url + 11;
         defport = GW_REDIS_DEFAULT_SENTINEL_PORT;
     } else {
-        set_err(err, errlen, "scheme must be redis:// or sentinel://");
+        gw_errf(err, errlen, "scheme must be redis:// or sentinel://");
         return -1;
     }
     end = p + strlen(p);
     for (const char *q = p; q < end; q++)
         if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
-            set_err(err, errlen, "spaces and control characters are not allowed");
+            gw_errf(err, errlen, "spaces and control characters are not allowed");
             return -1;
         }
     if (memchr(p, '?', (size_t)(end - p)) || memchr(p, '#', (size_t)(end - p))) {
-        set_err(err, errlen, "query strings and fragments are not supported");
+        gw_errf(err, errlen, "query strings and fragments are not supported");
         return -1;
     }
     auth_end = memchr(p, '/', (size_t)(end - p));
@@ -272,7 +260,7 @@ static int parse_url(const char *url, struct gw_redis_url *u, char *err, size_t 
         const char *he = comma ? comma : auth_end;
 
         if (u->nhosts == GW_REDIS_MAX_HOSTS) {
-            set_err(err, errlen, "more than %d hosts", GW_REDIS_MAX_HOSTS);
+            gw_errf(err, errlen, "more than %d hosts", GW_REDIS_MAX_HOSTS);
             return -1;
         }
         if (parse_hostport(p, (size_t)(he - p), defport, u->hosts[u->nhosts].host,
@@ -284,7 +272,7 @@ static int parse_url(const char *url, struct gw_redis_url *u, char *err, size_t 
         p = comma + 1;
     }
     if (!u->sentinel && u->nhosts > 1) {
-        set_err(err, errlen, "redis:// takes one host; use sentinel://h1,h2/MASTER for several");
+        gw_errf(err, errlen, "redis:// takes one host; use sentinel://h1,h2/MASTER for several");
         return -1;
     }
 
@@ -293,7 +281,7 @@ static int parse_url(const char *url, struct gw_redis_url *u, char *err, size_t 
     if (!u->sentinel)
         return p == end ? 0 : parse_db(p + 1, (size_t)(end - p - 1), u, err, errlen);
     if (p == end || p + 1 == end || p[1] == '/') {
-        set_err(err, errlen, "sentinel:// needs the master name: sentinel://h:p,h:p/MASTER");
+        gw_errf(err, errlen, "sentinel:// needs the master name: sentinel://h:p,h:p/MASTER");
         return -1;
     }
     {
@@ -302,7 +290,7 @@ static int parse_url(const char *url, struct gw_redis_url *u, char *err, size_t 
         if (!me)
             me = end;
         if ((size_t)(me - ms) >= sizeof(u->master)) {
-            set_err(err, errlen, "master name longer than %zu bytes", sizeof(u->master) - 1);
+            gw_errf(err, errlen, "master name longer than %zu bytes", sizeof(u->master) - 1);
             return -1;
         }
         memcpy(u->master, ms, (size_t)(me - ms));
@@ -320,7 +308,7 @@ int gw_redis_url_parse(const char *url, struct gw_redis_url *out, char *err, siz
 
     memset(&u, 0, sizeof(u));
     if (!url || parse_url(url, &u, why, sizeof(why)) < 0) {
-        set_err(err, errlen,
+        gw_errf(err, errlen,
                 "bad Redis URL (%s); expected redis://[:password@]host:port[/db] or "
                 "sentinel://[:password@]h1:p1,h2:p2/MASTER[/db]",
                 url ? why : "none given");
@@ -516,7 +504,7 @@ redisContext *gw_redis_connect(const struct gw_redis_url *u, int timeout_ms, cha
     if (timeout_ms <= 0)
         timeout_ms = GW_REDIS_DEFAULT_TIMEOUT_MS;
     if (u->nhosts == 0) {
-        set_err(err, errlen, "no Redis host");
+        gw_errf(err, errlen, "no Redis host");
         return NULL;
     }
     if (!u->sentinel)
@@ -540,7 +528,7 @@ redisContext *gw_redis_connect(const struct gw_redis_url *u, int timeout_ms, cha
         char why[768];
 
         snprintf(why, sizeof(why), "%s", err ? err : "");
-        set_err(err, errlen, "no sentinel led to a reachable master '%s': %s", u->master, why);
+        gw_errf(err, errlen, "no sentinel led to a reachable master '%s': %s", u->master, why);
     }
     return NULL;
 }

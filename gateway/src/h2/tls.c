@@ -6,10 +6,10 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/mem.h"
 #include "obs/metrics.h"
 
@@ -23,14 +23,6 @@
 /* Read buffer of each connection: with read-ahead, one read(2) takes up to
  * this much, rather than one call for each record header and body. */
 #define TLS_READ_BUFFER (64 * 1024)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The reason of the last OpenSSL error, for messages; clears the queue. */
 static const char *ossl_reason(char *buf, size_t len)
@@ -49,7 +41,7 @@ static int readable(const char *flag, const char *path, char *err, size_t errlen
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        set_err(err, errlen, "%s '%s': %s", flag, path, strerror(errno));
+        gw_errf(err, errlen, "%s '%s': %s", flag, path, strerror(errno));
         return -1;
     }
     fclose(f);
@@ -64,18 +56,18 @@ static int load_pair(SSL_CTX *ctx, const char *cert_flag, const char *cert, cons
         return -1;
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        set_err(err, errlen, "%s '%s': no usable PEM certificate (%s)", cert_flag, cert,
+        gw_errf(err, errlen, "%s '%s': no usable PEM certificate (%s)", cert_flag, cert,
                 ossl_reason(why, sizeof(why)));
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         /* The key is not quoted from: only the file name and the reason. */
-        set_err(err, errlen, "%s '%s': no usable PEM private key, or it does not match %s (%s)",
+        gw_errf(err, errlen, "%s '%s': no usable PEM private key, or it does not match %s (%s)",
                 key_flag, key, cert_flag, ossl_reason(why, sizeof(why)));
         return -1;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        set_err(err, errlen, "%s '%s' does not match the certificate in %s '%s'", key_flag, key,
+        gw_errf(err, errlen, "%s '%s' does not match the certificate in %s '%s'", key_flag, key,
                 cert_flag, cert);
         ERR_clear_error();
         return -1;
@@ -90,7 +82,7 @@ static int load_ca(SSL_CTX *ctx, const char *flag, const char *ca, char *err, si
         return -1;
     ERR_clear_error();
     if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-        set_err(err, errlen, "%s '%s': no usable PEM CA certificate (%s)", flag, ca,
+        gw_errf(err, errlen, "%s '%s': no usable PEM CA certificate (%s)", flag, ca,
                 ossl_reason(why, sizeof(why)));
         return -1;
     }
@@ -141,7 +133,7 @@ SSL_CTX *gw_tls_server_ctx_new(const char *cert, const char *key, const char *cl
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx || common_setup(ctx) < 0) {
-        set_err(err, errlen, "cannot create a TLS context (out of memory?)");
+        gw_errf(err, errlen, "cannot create a TLS context (out of memory?)");
         goto fail;
     }
     if (load_pair(ctx, "--tls-cert", cert, "--tls-key", key, err, errlen) < 0)
@@ -156,7 +148,7 @@ SSL_CTX *gw_tls_server_ctx_new(const char *cert, const char *key, const char *cl
             goto fail;
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
         if (!names) {
-            set_err(err, errlen, "--tls-client-ca '%s': no CA certificate names in it", client_ca);
+            gw_errf(err, errlen, "--tls-client-ca '%s': no CA certificate names in it", client_ca);
             ERR_clear_error();
             goto fail;
         }
@@ -177,7 +169,7 @@ SSL_CTX *gw_tls_client_ctx_new(const char *ca, const char *cert, const char *key
     static const unsigned char alpn[] = {2, 'h', '2'};
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx || common_setup(ctx) < 0 || SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0) {
-        set_err(err, errlen, "cannot create a TLS context (out of memory?)");
+        gw_errf(err, errlen, "cannot create a TLS context (out of memory?)");
         goto fail;
     }
     if (load_ca(ctx, "--upstream-tls-ca", ca, err, errlen) < 0)

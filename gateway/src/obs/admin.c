@@ -11,6 +11,7 @@
 
 #include "control/watcher.h"
 #include "health/health.h"
+#include "base/err.h"
 #include "base/log.h"
 #include "base/timer.h"
 #include "base/mem.h"
@@ -329,7 +330,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,
-                   size_t nworkers, struct gw_watcher *ctl)
+                   size_t nworkers, struct gw_watcher *ctl, char *err, size_t errlen)
 {
     memset(a, 0, sizeof(*a));
     if (!cfg->admin[0])
@@ -338,10 +339,8 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
     a->started_ms = realtime_ms();
     a->nworkers = nworkers;
     a->ms = gw_calloc(nworkers ? nworkers : 1, sizeof(*a->ms));
-    if (!a->ms) {
-        gw_log(GW_LOG_ERROR, "admin_failed", "{s:s}", "error", "out of memory");
-        return -1;
-    }
+    if (!a->ms)
+        return gw_errf(err, errlen, "out of memory");
     for (size_t i = 0; i < nworkers; i++)
         a->ms[i] = workers[i].metrics;
     a->health = nworkers ? workers[0].health : NULL;
@@ -369,11 +368,12 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
             error = "cannot listen there (address in use?)";
     }
     if (error) {
-        gw_log(cfg->admin_explicit ? GW_LOG_ERROR : GW_LOG_WARN, "admin_not_started", "{s:s, s:s}",
-               "addr", cfg->admin, "error", error);
         gw_free(a->ms);
         a->ms = NULL;
-        return cfg->admin_explicit ? -1 : 0;
+        if (cfg->admin_explicit)
+            return gw_errf(err, errlen, "%s", error);
+        gw_log(GW_LOG_WARN, "admin_not_started", "{s:s, s:s}", "addr", cfg->admin, "error", error);
+        return 0;
     }
     atomic_store(&a->status, gw_status_start(a)); /* NULL: the page shows no history */
     gw_log(GW_LOG_INFO, "admin_listening", "{s:s}", "addr", cfg->admin);

@@ -54,10 +54,10 @@ struct gw_admin {
  * without Redis); all must outlive gw_admin_stop(). With --admin off nothing
  * starts. When the address cannot be listened on, this is an error if --admin
  * was given, and only a logged warning for the default address (another
- * gateway on the machine may hold it).
- * Returns 0, or -1 after logging why. */
+ * gateway on the machine may hold it: logged here as admin_not_started).
+ * Returns 0, or -1 with the reason in <err> (not logged: the caller decides). */
 int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,
-                   size_t nworkers, struct gw_watcher *ctl);
+                   size_t nworkers, struct gw_watcher *ctl, char *err, size_t errlen);
 /* Stops the thread (waits for requests in progress) and frees everything.
  * Safe on a gw_admin that never started. */
 void gw_admin_stop(struct gw_admin *a);

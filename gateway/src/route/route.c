@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/mem.h"
 
 static int resolve(struct gw_replica *r, char *err, size_t errlen)
@@ -12,7 +13,7 @@ static int resolve(struct gw_replica *r, char *err, size_t errlen)
     char host[256];
     uint16_t port;
     if (gw_config_split_addr(r->addr, host, sizeof(host), &port) < 0) {
-        snprintf(err, errlen, "replica '%s' is not HOST:PORT", r->addr);
+        gw_errf(err, errlen, "replica '%s' is not HOST:PORT", r->addr);
         return -1;
     }
     char portstr[8];
@@ -21,8 +22,8 @@ static int resolve(struct gw_replica *r, char *err, size_t errlen)
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0 || !res) {
-        snprintf(err, errlen, "replica '%s': cannot resolve host '%s': %s", r->addr, host,
-                 gai_strerror(rc));
+        gw_errf(err, errlen, "replica '%s': cannot resolve host '%s': %s", r->addr, host,
+                gai_strerror(rc));
         return -1;
     }
     memcpy(&r->sa, res->ai_addr, res->ai_addrlen);
@@ -47,7 +48,7 @@ static int replica_index(struct gw_routes *rt, const char *addr, char *err, size
         return i;
     struct gw_replica *nr = gw_realloc(rt->replicas, (rt->nreplicas + 1) * sizeof(*nr));
     if (!nr) {
-        snprintf(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         return -1;
     }
     rt->replicas = nr;
@@ -55,7 +56,7 @@ static int replica_index(struct gw_routes *rt, const char *addr, char *err, size
     memset(r, 0, sizeof(*r));
     r->addr = gw_strdup(addr);
     if (!r->addr) {
-        snprintf(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         return -1;
     }
     rt->nreplicas++;
@@ -86,7 +87,7 @@ struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npool
 {
     struct gw_routes *rt = gw_calloc(1, sizeof(*rt));
     if (!rt) {
-        snprintf(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&rt->refs, 1);
@@ -94,7 +95,7 @@ struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npool
     rt->global = *global;
     rt->pools = gw_calloc(npools ? npools : 1, sizeof(*rt->pools));
     if (!rt->pools) {
-        snprintf(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < npools; i++) {
@@ -104,7 +105,7 @@ struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npool
         p->name = gw_strdup(ps->name);
         p->replica_ids = gw_calloc(ps->n ? ps->n : 1, sizeof(uint32_t));
         if (!p->name || !p->replica_ids) {
-            snprintf(err, errlen, "out of memory");
+            gw_errf(err, errlen, "out of memory");
             goto fail;
         }
         p->name_len = strlen(p->name);
@@ -116,8 +117,8 @@ struct gw_routes *gw_routes_build(const struct gw_pool_spec *pools, size_t npool
             continue; /* a pool without replicas: every call gets UNAVAILABLE */
         int rc = gw_ring_build(&p->ring, ps->addrs, ps->weights, ps->n);
         if (rc < 0) {
-            snprintf(err, errlen, "pool %s: cannot build the ring (%s)", ps->name,
-                     rc == -22 ? "invalid replica list" : "out of memory");
+            gw_errf(err, errlen, "pool %s: cannot build the ring (%s)", ps->name,
+                    rc == -22 ? "invalid replica list" : "out of memory");
             goto fail;
         }
         for (size_t j = 0; j < p->ring.nreplicas; j++) {
@@ -142,7 +143,7 @@ struct gw_routes *gw_routes_from_config(const struct gw_config *cfg, char *err, 
 {
     struct gw_pool_spec *specs = gw_calloc(cfg->npools ? cfg->npools : 1, sizeof(*specs));
     if (!specs) {
-        snprintf(err, errlen, "out of memory");
+        gw_errf(err, errlen, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < cfg->npools; i++) {

@@ -3,11 +3,11 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/grpcwire.h"
 
 const char *const gw_tunable_names[GW_TUN_COUNT] = {
@@ -37,31 +37,9 @@ int gw_tunables_field(const char *field)
     return -1;
 }
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-    /* strtoull would also take leading white space of any kind and a sign. */
-    if (!is_digit(*s))
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
 }
 
 /* A comma list of gRPC status names (or numbers), at least one. */
@@ -151,7 +129,7 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
 {
     int f = gw_tunables_field(field);
     if (f < 0) {
-        say(err, errlen, "unknown field '%s'", field);
+        gw_errf(err, errlen, "unknown field '%s'", field);
         return -1;
     }
     uint32_t u;
@@ -162,8 +140,8 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         double d = strtod(value, &end);
         if (!is_plain_decimal(value) || *end || errno || !isfinite(d) ||
             !(d == 0 || (d >= 1.0 && d <= 100.0))) {
-            say(err, errlen, "balance_factor '%s': expected 0 (off) or a number from 1.0 to 100",
-                value);
+            gw_errf(err, errlen,
+                    "balance_factor '%s': expected 0 (off) or a number from 1.0 to 100", value);
             return -2;
         }
         t->balance_factor = d;
@@ -174,17 +152,17 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
             t->hedge_delay_ms = GW_HEDGE_OFF;
         else if (!strcmp(value, "auto"))
             t->hedge_delay_ms = GW_HEDGE_AUTO;
-        else if (parse_uint(value, 1, 600000, &u) == 0)
+        else if (gw_parse_u32(value, 1, 600000, &u) == 0)
             t->hedge_delay_ms = (int32_t)u;
         else {
-            say(err, errlen, "hedge_delay_ms '%s': expected off, auto, or 1..600000", value);
+            gw_errf(err, errlen, "hedge_delay_ms '%s': expected off, auto, or 1..600000", value);
             return -2;
         }
         break;
     case GW_TUN_HEDGE_BUDGET_PERCENT:
     case GW_TUN_RETRY_BUDGET_PERCENT:
-        if (parse_uint(value, 0, 100, &u) < 0) {
-            say(err, errlen, "%s '%s': expected 0..100", field, value);
+        if (gw_parse_u32(value, 0, 100, &u) < 0) {
+            gw_errf(err, errlen, "%s '%s': expected 0..100", field, value);
             return -2;
         }
         if (f == GW_TUN_HEDGE_BUDGET_PERCENT)
@@ -194,40 +172,41 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         break;
     case GW_TUN_HEDGE_EXCLUDE:
         if (!valid_paths(value)) {
-            say(err, errlen,
-                "hedge_exclude '%s': expected a comma list of /package.Service/Method paths",
-                value);
+            gw_errf(err, errlen,
+                    "hedge_exclude '%s': expected a comma list of /package.Service/Method paths",
+                    value);
             return -2;
         }
         snprintf(t->hedge_exclude, sizeof(t->hedge_exclude), "%s", value);
         break;
     case GW_TUN_RETRY_MAX_ATTEMPTS:
-        if (parse_uint(value, 1, 10, &u) < 0) {
-            say(err, errlen, "retry_max_attempts '%s': expected 1..10", value);
+        if (gw_parse_u32(value, 1, 10, &u) < 0) {
+            gw_errf(err, errlen, "retry_max_attempts '%s': expected 1..10", value);
             return -2;
         }
         t->retry_max_attempts = u;
         break;
     case GW_TUN_RETRY_ON:
         if (parse_codes(value, &u) < 0) {
-            say(err, errlen,
-                "retry_on '%s': expected a comma list of gRPC status names other than OK "
-                "(e.g. UNAVAILABLE,RESOURCE_EXHAUSTED)",
-                value);
+            gw_errf(err, errlen,
+                    "retry_on '%s': expected a comma list of gRPC status names other than OK "
+                    "(e.g. UNAVAILABLE,RESOURCE_EXHAUSTED)",
+                    value);
             return -2;
         }
         t->retry_on = u;
         break;
     case GW_TUN_PER_TRY_TIMEOUT_MS:
-        if (parse_uint(value, 0, 3600000, &u) < 0) {
-            say(err, errlen, "per_try_timeout_ms '%s': expected 0 (none) or 1..3600000", value);
+        if (gw_parse_u32(value, 0, 3600000, &u) < 0) {
+            gw_errf(err, errlen, "per_try_timeout_ms '%s': expected 0 (none) or 1..3600000", value);
             return -2;
         }
         t->per_try_timeout_ms = u;
         break;
     case GW_TUN_ROUTE_HEADER:
         if (!valid_header(value)) {
-            say(err, errlen,
+            gw_errf(
+                err, errlen,
                 "route_header '%s': expected a lowercase metadata key (a-z 0-9 - _ .), under 64 "
                 "bytes",
                 value);

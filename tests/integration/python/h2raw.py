@@ -1,6 +1,7 @@
 """Raw HTTP/2 frames for hostile-client tests: a client that writes frames
 byte by byte (so it can do what no well-behaved library would), reads the
-gateway's frames back and decodes its header blocks with python3-hpack."""
+gateway's frames back and decodes its header blocks with python3-hpack.
+Frames and header fields are built with rawh2's builders."""
 
 import socket
 import struct
@@ -8,7 +9,9 @@ import time
 
 import hpack
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+import rawh2
+
+PREFACE = rawh2.PREFACE
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
     CONTINUATION = range(10)
@@ -18,8 +21,7 @@ GRPC_PATH = b"/inference.GRPCInferenceService/ModelInfer"
 
 
 def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", sid & 0x7FFFFFFF) + payload
+    return rawh2.frame(ftype, flags, sid & 0x7FFFFFFF, payload)
 
 
 def settings(pairs=()):
@@ -30,20 +32,7 @@ def literal(name, value, index=False):
     """A literal header field with a literal name, no Huffman coding:
     'with incremental indexing' (it enters the dynamic table) when <index>,
     else 'without indexing'."""
-    def s(b):
-        n = len(b)
-        if n < 127:
-            out = bytes([n])
-        else:
-            out = bytearray([127])
-            n -= 127
-            while n >= 128:
-                out.append((n & 0x7F) | 0x80)
-                n >>= 7
-            out.append(n)
-            out = bytes(out)
-        return out + b
-    return (b"\x40" if index else b"\x00") + s(name) + s(value)
+    return (rawh2.hpack_literal_indexed if index else rawh2.hpack_literal)(name, value)
 
 
 def grpc_request_block(path=GRPC_PATH, extra=(), content_type=b"application/grpc", authority=b"gw",

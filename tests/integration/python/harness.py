@@ -10,7 +10,11 @@ What it does for the tests:
 - stops them with SIGTERM, asserts the exit status, and fails the test when
   the captured output carries a sanitizer report (AddressSanitizer,
   LeakSanitizer, UBSan "runtime error:", ThreadSanitizer);
-- reads the JSON log lines of a process (calls and cancellations a replica saw).
+- reads the JSON log lines of a process (calls and cancellations a replica saw);
+- reads the admin endpoint (http_get, http_text, http_json) and its /metrics
+  (scrape, metric_sum, metric), runs infergw-ctl (run_ctl), models the ring
+  (ring_token, RingModel), measures a process's CPU time (cpu_seconds): the
+  one copy of each for every test file.
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
 INFERGW_WORK_DIR (scratch dir in the build tree), INFERGW_GATEWAY_BIN (dir of
@@ -37,6 +41,8 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("INFERGW_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -622,11 +628,15 @@ def redis_url(proc):
     return "redis://127.0.0.1:%d" % proc.port
 
 
-def run_ctl(url, *args, timeout=30.0, expect=0):
-    """Runs infergw-ctl --redis <url> <args>; returns the CompletedProcess.
-    Raises AssertionError when the exit code is not <expect> (None: any)."""
-    argv = [_bin("infergw-ctl"), "--redis", url] + [str(a) for a in args]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+def run_ctl(url, *args, timeout=30.0, expect=0, env=None):
+    """Runs infergw-ctl --redis <url> <args> (no --redis when <url> is None),
+    with the variables of <env> added to its environment; returns the
+    CompletedProcess. Raises AssertionError when its stderr carries a
+    sanitizer report or the exit code is not <expect> (None: any)."""
+    argv = ([_bin("infergw-ctl")] + (["--redis", url] if url is not None else [])
+            + [str(a) for a in args])
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, **(env or {})))
     for marker in SANITIZER_MARKERS:
         if marker in p.stderr:
             raise AssertionError("infergw-ctl: sanitizer report:\n" + p.stderr)
@@ -706,7 +716,8 @@ class RingModel:
     """The ring as infergw-ctl --help documents it: member <addr>#<i> for
     i < weight at ring_token(member); a key goes to the first member with
     token >= ring_token(key), wrapping, ties by address; drained replicas are
-    passed over. Load and health are not modelled."""
+    passed over, and so are replicas already chosen on the way to a second
+    choice. Load and health are not modelled."""
 
     def __init__(self, weights, drained=()):
         self.points = sorted((ring_token("%s#%d" % (a, i)), a)
@@ -719,13 +730,45 @@ class RingModel:
 
     def owner_of_point(self, point):
         """The replica of the first eligible member at or after <point>."""
+        return self.walk_from_point(point, 1)[0]
+
+    def route(self, key, n=2):
+        """The first <n> eligible replicas clockwise from <key>'s point (the
+        owner, then the second choice...), padded with None."""
+        return self.walk_from_point(ring_token(key), n)
+
+    def walk_from_point(self, point, n):
         import bisect
         start = bisect.bisect_left(self.tokens, point)
+        order = []
         for k in range(len(self.points)):
             addr = self.points[(start + k) % len(self.points)][1]
-            if addr not in self.drained:
-                return addr
-        return None
+            if addr not in self.drained and addr not in order:
+                order.append(addr)
+                if len(order) == n:
+                    break
+        return (order + [None] * n)[:n]
+
+    def keys_owned_by(self, addr, n, prefix):
+        """<n> keys <prefix>-<i> (i = 0, 1, ...) whose owner is <addr>."""
+        out = []
+        i = 0
+        while len(out) < n:
+            k = "%s-%d" % (prefix, i)
+            if self.owner(k) == addr:
+                out.append(k)
+            i += 1
+            if i >= 100000:
+                raise AssertionError("no %d keys %s-<i> owned by %s" % (n, prefix, addr))
+        return out
+
+    def shares(self):
+        """{address: the fraction of the 2^32 key points it owns}, drained or not."""
+        owned = {}
+        for i, (t, a) in enumerate(self.points):
+            prev = self.points[i - 1][0] if i else self.points[-1][0] - (1 << 32)
+            owned[a] = owned.get(a, 0) + t - prev
+        return {a: v / float(1 << 32) for a, v in owned.items()}
 
 
 def timing(what, seconds):
@@ -742,6 +785,80 @@ def wait_for(pred, timeout, step=0.05):
         if v or time.monotonic() >= end:
             return v or None
         time.sleep(step)
+
+
+def http_get(port, path, timeout=5.0):
+    """(status, body) of GET http://127.0.0.1:<port><path>, whatever the status;
+    raises OSError (urllib.error.URLError) when nothing answers."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def http_text(port, path, timeout=5.0):
+    """The body of GET http://127.0.0.1:<port><path>; raises OSError
+    (urllib.error.HTTPError) unless the answer is 2xx, or when nothing answers."""
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.read().decode()
+
+
+def http_json(port, path, timeout=5.0):
+    """The JSON document of GET http://127.0.0.1:<port><path> (as http_text)."""
+    return json.loads(http_text(port, path, timeout))
+
+
+def metric_samples(text):
+    """[(name, {label: value}, float)] of the sample lines of a Prometheus text
+    exposition (the gateway's label values never hold a comma, quote or brace,
+    so a plain split is enough)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = {}
+        if "{" in head:
+            name, rest = head.split("{", 1)
+            for part in rest.rstrip("}").split(","):
+                if part:
+                    k, v = part.split("=", 1)
+                    labels[k] = v.strip('"')
+        else:
+            name = head
+        out.append((name, labels, float(value)))
+    return out
+
+
+def scrape(admin_port, timeout=5.0):
+    """metric_samples() of the gateway's /metrics on <admin_port>."""
+    return metric_samples(http_text(admin_port, "/metrics", timeout))
+
+
+def metric_sum(samples, name, **labels):
+    """Sum of the samples of <name> whose labels include <labels>; None when no
+    series matches (a metric or label value the gateway does not have)."""
+    hits = [v for n, lab, v in samples
+            if n == name and all(lab.get(k) == want for k, want in labels.items())]
+    return sum(hits) if hits else None
+
+
+def metric(admin_port, name, **labels):
+    """metric_sum() of the gateway's /metrics on <admin_port>; raises
+    AssertionError when no series matches."""
+    v = metric_sum(scrape(admin_port), name, **labels)
+    if v is None:
+        raise AssertionError("no sample %s%s in /metrics" % (name, labels or ""))
+    return v
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of process <pid>, in seconds (fields 14
+    and 15 of /proc/<pid>/stat, stat(5))."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_time(ev):

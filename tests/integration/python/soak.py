@@ -69,12 +69,6 @@ UNARY_DEADLINE = 2.0
 STREAM_DEADLINE = 5.0
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Records:
     """Every call: kind, tenant, sent, done (monotonic), deadline, code, note."""
 
@@ -442,7 +436,7 @@ class Soak:
 
     def run(self):
         self.t0 = time.monotonic()
-        self.cpu0 = cpu_seconds(self.gw.pid)
+        self.cpu0 = h.cpu_seconds(self.gw.pid)
         self.rss0 = self.gw.rss_kib()
         self.fds0 = len(os.listdir("/proc/%d/fd" % self.gw.pid))
         loops = [(self.rate, self.unary), (2.0, self.server_stream), (2.0, self.client_stream)]
@@ -461,7 +455,7 @@ class Soak:
         while self.rec.outstanding > 0 and time.monotonic() < end:
             time.sleep(0.1)
         self.wall = time.monotonic() - self.t0
-        self.cpu = cpu_seconds(self.gw.pid) - self.cpu0
+        self.cpu = h.cpu_seconds(self.gw.pid) - self.cpu0
 
     def classify(self):
         out = {"ok": 0, "expected": {}, "cancelled": 0, "failed": {}, "late": 0, "lost": 0}

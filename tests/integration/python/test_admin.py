@@ -8,13 +8,11 @@ import shutil
 import subprocess
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import grpc
 
-from harness import (stop_all, DIRECT, free_port, health_stub, health_pb2, infer_stub, channel,
-                     start_gateway, start_replica, typed_request, values)
+from harness import (stop_all, DIRECT, free_port, health_stub, health_pb2, http_get, infer_stub,
+                     channel, start_gateway, start_replica, typed_request, values)
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 CHECK = "/grpc.health.v1.Health/Check"
@@ -66,15 +64,6 @@ def parse_metrics(text):
 
 def get(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def http_get(port, path):
-    """(status, body) of GET http://127.0.0.1:<port><path>."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 @unittest.skipIf(DIRECT, "needs the gateway (INFERGW_IT_DIRECT=1)")
@@ -196,9 +185,8 @@ class AdminTest(unittest.TestCase):
                      "infergw_config_age_seconds", "infergw_client_connections"):
             self.assertIn(name, names)
         promtool = shutil.which("promtool")
-        if not promtool:
-            self.skipTest("promtool not installed (apt-get install prometheus): "
-                          "promtool check metrics not run")
+        self.assertIsNotNone(promtool, "promtool missing (Debian package prometheus, which "
+                             "tests/run.sh installs)")
         r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, "promtool check metrics:\n%s%s"

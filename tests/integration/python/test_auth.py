@@ -21,7 +21,6 @@ import os
 import tempfile
 import time
 import unittest
-import urllib.request
 
 import grpc
 from cryptography import x509
@@ -87,11 +86,6 @@ def claims(sub="acme", exp_in=600, **extra):
 
 def md(token):
     return [("authorization", "Bearer " + token)]
-
-
-def http_get(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return r.read().decode()
 
 
 @unittest.skipIf(h.DIRECT, "needs the gateway (INFERGW_IT_DIRECT=1)")
@@ -363,7 +357,7 @@ class AuthTest(unittest.TestCase):
         # Runs last (name order): every other test has used its credentials.
         self.assertRefused(md("igwtest-unknown-key"), grpc.StatusCode.UNAUTHENTICATED,
                            "not recognised", secret="igwtest-unknown-key")
-        text = http_get(self.admin_port, "/metrics")
+        text = h.http_text(self.admin_port, "/metrics")
         for reason in ("no_credentials", "unknown_key", "expired", "bad_signature",
                        "bad_algorithm", "bad_claims", "model_not_allowed"):
             line = [l for l in text.splitlines()
@@ -457,13 +451,6 @@ class PluginTest(unittest.TestCase):
             gw.check_sanitizers()
 
 
-def gateway_has_tls():
-    import subprocess
-    out = subprocess.run([os.path.join(h.BIN_DIR, "infergw"), "--help"], capture_output=True,
-                         text=True, timeout=10).stdout
-    return "--tls-client-ca" in out
-
-
 class CertMaker:
     """A CA and certificates signed by it (P-256), written as PEM files into <d>."""
 
@@ -513,8 +500,6 @@ class MtlsAuthTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not gateway_has_tls():
-            raise unittest.SkipTest("this infergw has no TLS front end (--tls-client-ca)")
         import ipaddress
         cls.procs = []
         cls.addClassCleanup(lambda: h.stop_all(cls.procs))

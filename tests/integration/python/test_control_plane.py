@@ -117,17 +117,6 @@ class ControlPlaneCase(unittest.TestCase):
                              % (version, timeout, gw.tail()))
         return ev
 
-    def keys_owned_by(self, model, addr, n, prefix):
-        out = []
-        i = 0
-        while len(out) < n:
-            k = "%s-%d" % (prefix, i)
-            if model.owner(k) == addr:
-                out.append(k)
-            i += 1
-            self.assertLess(i, 100000, "no keys found for %s" % addr)
-        return out
-
 
 class AddRouteTwoGatewaysTest(ControlPlaneCase):
 
@@ -139,7 +128,7 @@ class AddRouteTwoGatewaysTest(ControlPlaneCase):
         weights = {r0: 100}
         for addr in (r1, r2):
             weights[addr] = 100
-            keys = self.keys_owned_by(h.RingModel(weights), addr, 3, "new-" + self.rid[addr])
+            keys = h.RingModel(weights).keys_owned_by(addr, 3, "new-" + self.rid[addr])
             t0 = time.time()
             out = self.ctl("replica", "add", POOL, addr).stdout
             t_ctl = time.time()
@@ -350,7 +339,7 @@ class RejectedValuesTest(ControlPlaneCase):
         r1 = self.replicas[1].addr
         out = self.ctl("replica", "drain", r1).stdout
         self.applied(self.gw, h.ctl_version(out))
-        owned = self.keys_owned_by(h.RingModel(self.weights), r1, 5, "st")
+        owned = h.RingModel(self.weights).keys_owned_by(r1, 5, "st")
         keys = self.KEYS + owned
         before = self.routes(self.stub, keys)
         self.assertNotIn(self.rid[r1], before.values())
@@ -376,7 +365,7 @@ class RedisDownTest(ControlPlaneCase):
         version = self.ctl("version").stdout.strip()
         keys = ["down-%d" % i for i in range(30)]
         before = self.routes(stub, keys)
-        fresh = self.keys_owned_by(h.RingModel(dict(weights, **{r3: 100})), r3, 3, "back")
+        fresh = h.RingModel(dict(weights, **{r3: 100})).keys_owned_by(r3, 3, "back")
 
         load = h.SteadyLoad(gw.addr, keys, rate=100).start()
         try:

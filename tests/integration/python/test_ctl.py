@@ -1,58 +1,21 @@
 """infergw-ctl against a real redis-server: what each command writes (ring
-tokens recomputed here with hashlib), exit codes and refusals that write
-nothing, atomic weight changes under a concurrent reader, version bumps with
-a PUBLISH per write, `route` and `ring show` against a Python
-re-implementation of the ring, key prefixes, passwords, db numbers and
-Sentinel discovery."""
+tokens recomputed here, harness.ring_token), exit codes and refusals that
+write nothing, atomic weight changes under a concurrent reader, version bumps
+with a PUBLISH per write, `route` and `ring show` against a Python
+re-implementation of the ring (harness.RingModel), key prefixes, passwords,
+db numbers and Sentinel discovery."""
 
-import bisect
-import hashlib
 import json
-import os
-import subprocess
 import threading
 import unittest
 
 import harness as h
 
-CTL = os.path.join(h.BIN_DIR, "infergw-ctl")
-
-
-def token(s):
-    """The ring hash: first 4 bytes of SHA-256, big-endian."""
-    return int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "big")
+token = h.ring_token
 
 
 def members(addr, weight):
     return {"%s#%d" % (addr, i): token("%s#%d" % (addr, i)) for i in range(weight)}
-
-
-class PyRing:
-    """The documented ring: points sorted by (token, address); a key goes to the
-    first point with token >= hash(key), wrapping."""
-
-    def __init__(self, replicas):
-        self.points = sorted((token("%s#%d" % (a, i)), a)
-                             for a, w in replicas.items() for i in range(w))
-        self.tokens = [t for t, _ in self.points]
-
-    def route(self, key, drained=()):
-        start = bisect.bisect_left(self.tokens, token(key))
-        order = []
-        for k in range(len(self.points)):
-            addr = self.points[(start + k) % len(self.points)][1]
-            if addr not in drained and addr not in order:
-                order.append(addr)
-                if len(order) == 2:
-                    break
-        return (order + [None, None])[:2]
-
-    def shares(self):
-        owned = {}
-        for i, (t, a) in enumerate(self.points):
-            prev = self.points[i - 1][0] if i else self.points[-1][0] - (1 << 32)
-            owned[a] = owned.get(a, 0) + t - prev
-        return {a: v / float(1 << 32) for a, v in owned.items()}
 
 
 class CtlCase(unittest.TestCase):
@@ -73,15 +36,11 @@ class CtlCase(unittest.TestCase):
         return h.redis_call(self.r, *args)
 
     def ctl(self, *args, expect=0, url=None, env=None):
-        """Runs infergw-ctl --redis <url> <args>; asserts the exit code."""
-        argv = [CTL] + (["--redis", url or self.url] if url != "" else []) + list(args)
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, **(env or {})))
-        for marker in h.SANITIZER_MARKERS:
-            self.assertNotIn(marker, p.stderr)
-        if expect is not None:
-            self.assertEqual(p.returncode, expect, "%s -> %d\nstdout:\n%s\nstderr:\n%s"
-                             % (" ".join(args), p.returncode, p.stdout, p.stderr))
+        """Runs infergw-ctl --redis <url> <args> (h.run_ctl; <url> "": no
+        --redis, None: this test's Redis); asserts the exit code, and that a
+        failure is said on stderr as "infergw-ctl: ..."."""
+        p = h.run_ctl(self.url if url is None else (url or None), *args, timeout=60,
+                      expect=expect, env=env)
         if p.returncode != 0:
             self.assertTrue(p.stderr.startswith("infergw-ctl: "), p.stderr)
         return p
@@ -391,7 +350,7 @@ class RingTest(CtlCase):
         self.ctl("pool", "add", "demo")
         for addr, w in self.REPLICAS.items():
             self.ctl("replica", "add", "demo", addr, "--weight", str(w))
-        self.py = PyRing(self.REPLICAS)
+        self.py = h.RingModel(self.REPLICAS)
 
     def routes(self, keys):
         out = {}
@@ -419,8 +378,9 @@ class RingTest(CtlCase):
         keys = ["user-%d" % i for i in range(100)]
         got = self.routes(keys)
         moved = 0
+        without = h.RingModel(self.REPLICAS, drained={"[::1]:7203"})
         for key in keys:
-            want = self.py.route(key, drained={"[::1]:7203"})
+            want = without.route(key)
             self.assertEqual(got[key], want, key)
             if self.py.route(key)[0] != want[0]:
                 moved += 1
@@ -507,10 +467,7 @@ class RedisUrlTest(unittest.TestCase):
         cls.addClassCleanup(cls.sentinel.stop)
 
     def ctl(self, url, *args, expect=0):
-        p = subprocess.run([CTL, "--redis", url] + list(args), capture_output=True, text=True,
-                           timeout=60)
-        self.assertEqual(p.returncode, expect, p.stderr)
-        return p
+        return h.run_ctl(url, *args, timeout=60, expect=expect)
 
     def read(self, db, *args):
         conn = h.redis_connect(self.redis.port)

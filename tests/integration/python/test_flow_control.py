@@ -22,6 +22,7 @@ import unittest
 
 
 import harness as h
+import rawh2 as r2
 
 MiB = h.MiB
 STREAM_WINDOW = 1 * MiB
@@ -164,19 +165,6 @@ class RawClientStopsReadingTest(_FlowControlBase):
         self._unary(self.stub)
 
 
-def _hpack_literal(name, value):
-    """Literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
-    def s(x):
-        b = x.encode()
-        assert len(b) < 127
-        return bytes([len(b)]) + b
-    return b"\x00" + s(name) + s(value)
-
-
-def _frame(ftype, flags, stream, payload):
-    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
-
-
 def _raw_h2_stream(port, path, msg):
     """Opens an h2c connection, announces maximal windows, sends one gRPC
     request on stream 1 and returns the socket, which is never read."""
@@ -185,19 +173,19 @@ def _raw_h2_stream(port, path, msg):
     s.settimeout(5)
     s.connect(("127.0.0.1", port))
     body = msg.SerializeToString()
-    grpc_msg = b"\x00" + len(body).to_bytes(4, "big") + body
-    headers = b"".join(_hpack_literal(k, v) for k, v in (
+    grpc_msg = r2.grpc_message(body)
+    headers = b"".join(r2.hpack_literal(k, v) for k, v in (
         (":method", "POST"), (":scheme", "http"), (":path", path),
         (":authority", "127.0.0.1:%d" % port), ("content-type", "application/grpc"),
         ("te", "trailers")))
-    out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-    out += _frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0x7FFFFFFF))      # INITIAL_WINDOW_SIZE
-    out += _frame(0x8, 0, 0, struct.pack(">I", 0x7FFFFFFF - 65535))     # connection window
-    out += _frame(0x1, 0x4, 1, headers)                                 # HEADERS, END_HEADERS
+    out = r2.PREFACE
+    out += r2.frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0x7FFFFFFF))     # INITIAL_WINDOW_SIZE
+    out += r2.frame(0x8, 0, 0, struct.pack(">I", 0x7FFFFFFF - 65535))   # connection window
+    out += r2.frame(0x1, 0x4, 1, headers)                               # HEADERS, END_HEADERS
     for i in range(0, len(grpc_msg), 16384):
         chunk = grpc_msg[i:i + 16384]
         last = i + 16384 >= len(grpc_msg)
-        out += _frame(0x0, 0x1 if last else 0, 1, chunk)                # DATA (END_STREAM last)
+        out += r2.frame(0x0, 0x1 if last else 0, 1, chunk)              # DATA (END_STREAM last)
     s.sendall(out)
     # Acknowledge nothing, read nothing: the gateway's SETTINGS stay unanswered
     # for the few seconds of the test, well inside any sane SETTINGS timeout.

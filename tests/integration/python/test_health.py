@@ -5,12 +5,9 @@ that answers UNAVAILABLE. In every case the replica is passed over by the
 ring walk without moving the keys of the other replicas (predicted with
 RingModel), /debug/replicas says what happened, and it comes back."""
 
-import json
-import os
 import signal
 import time
 import unittest
-import urllib.request
 
 import grpc
 
@@ -21,16 +18,6 @@ import harness as h
 FAST = ("--health-interval-ms", "200", "--health-timeout-ms", "200", "--keepalive-ms", "200",
         "--keepalive-timeout-ms", "300")
 KEYS = ["user-%d" % i for i in range(120)]
-
-
-def http_json(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return json.loads(r.read().decode())
-
-
-def http_text(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return r.read().decode()
 
 
 class HealthCase(unittest.TestCase):
@@ -76,7 +63,7 @@ class HealthCase(unittest.TestCase):
         h.stop_all(self.procs)
 
     def replicas_view(self):
-        return http_json(self.admin, "/debug/replicas")["replicas"]
+        return h.http_json(self.admin, "/debug/replicas")["replicas"]
 
     def replica_view(self, addr):
         for r in self.replicas_view():
@@ -148,7 +135,7 @@ class NotServing(HealthCase):
         h.timing("serving_again_noticed", time.monotonic() - t0)
         self.assertEqual(self.routes(KEYS), self.expected())
 
-        metrics = http_text(self.admin, "/metrics")
+        metrics = h.http_text(self.admin, "/metrics")
         line = ('infergw_health_checks_total{replica="%s",result="not_serving"}' % victim.addr)
         counts = [l for l in metrics.splitlines() if l.startswith(line)]
         self.assertEqual(len(counts), 1, metrics)
@@ -251,7 +238,7 @@ class Ejection(HealthCase):
         ev = self.gw.wait_event(lambda e: e.get("replica") == bad.addr, event="replica_ejected")
         self.assertIsNotNone(ev)
         self.assertIn('infergw_replica_ejections_total{replica="%s"} 1' % bad.addr,
-                      http_text(self.admin, "/metrics"))
+                      h.http_text(self.admin, "/metrics"))
         self.assert_passed_over(bad.addr)
         # After --outlier-base-ms it returns (and is logged as returned).
         back = h.wait_for(lambda: not self.replica_view(bad.addr)["ejected"], 5.0)

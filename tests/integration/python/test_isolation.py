@@ -26,13 +26,11 @@ Asserted, over the attack against a baseline of the same load without it:
     check failed during the attack (infergw_health_checks_total).
 """
 
-import json
 import os
 import signal
 import socket
 import time
 import unittest
-import urllib.request
 
 import h2.config
 import h2.connection
@@ -48,11 +46,6 @@ PHASE_S = 8.0
 SPREAD_S = 2.0                    # the stalled calls are opened over this long
 P99_FLOOR_S = 0.010
 FAST = ("--health-interval-ms", "250", "--health-timeout-ms", "250")
-
-
-def http_text(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return r.read().decode()
 
 
 def p99(records):
@@ -104,16 +97,13 @@ class StalledReaderIsolationTest(unittest.TestCase):
         self.assertTrue(ok, "replica not healthy after 5 s: %s" % self.health())
 
     def health(self):
-        body = json.loads(http_text(self.admin, "/debug/replicas"))
+        body = h.http_json(self.admin, "/debug/replicas")
         return [r["health"] for r in body["replicas"] if r["address"] == self.replica.addr][0]
 
     def failed_checks(self):
-        n = 0
-        for line in http_text(self.admin, "/metrics").splitlines():
-            if line.startswith("infergw_health_checks_total{") and (
-                    'result="error"' in line or 'result="timeout"' in line):
-                n += int(float(line.rsplit(" ", 1)[1]))
-        return n
+        s = h.scrape(self.admin)
+        return int(sum(h.metric_sum(s, "infergw_health_checks_total", result=r) or 0
+                       for r in ("error", "timeout")))
 
     def phase(self, load):
         start = len(load.snapshot())
@@ -199,10 +189,8 @@ class ConnBufferTest(unittest.TestCase):
                 stable = stable + 1 if rss == last else 0
                 last = rss
             grown_mib = (gw.rss_kib() - rss0) / 1024.0
-            hits = 0
-            for line in http_text(admin, "/metrics").splitlines():
-                if line.startswith('infergw_limit_hits_total{limit="conn_buffer"}'):
-                    hits = int(float(line.rsplit(" ", 1)[1]))
+            hits = int(h.metric_sum(h.scrape(admin), "infergw_limit_hits_total",
+                                    limit="conn_buffer") or 0)
             with h.channel(gw.addr) as ch:
                 h.infer_stub(ch).ModelInfer(h.typed_request(h.values(4)), timeout=5)
         finally:
@@ -272,10 +260,8 @@ class ConnBufferTest(unittest.TestCase):
                 sock.sendall(conn.data_to_send())
             time.sleep(1.0)
             grown_mib = (gw.rss_kib() - rss0) / 1024.0
-            hits = 0
-            for line in http_text(admin, "/metrics").splitlines():
-                if line.startswith('infergw_limit_hits_total{limit="conn_buffer"}'):
-                    hits = int(float(line.rsplit(" ", 1)[1]))
+            hits = int(h.metric_sum(h.scrape(admin), "infergw_limit_hits_total",
+                                    limit="conn_buffer") or 0)
         finally:
             sock.close()
         print("requests no replica takes: %d streams, %.1f MiB sent, --max-conn-buffer-bytes %d: "

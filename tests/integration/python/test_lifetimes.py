@@ -23,29 +23,17 @@ import unittest
 import grpc
 
 import harness as h
-
-
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", sid) + payload
-
-
-def hpack_literal(name, value):
-    """A literal header field without indexing, new name, no Huffman."""
-    name, value = name.encode(), value.encode()
-    assert len(name) < 127 and len(value) < 127
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+import rawh2 as r2
 
 
 def grpc_call_bytes(path, message, sid=1):
     """Client preface, SETTINGS, and one gRPC call on stream <sid>: HEADERS,
     then DATA with END_STREAM."""
-    block = b"".join(hpack_literal(n, v) for n, v in (
+    block = b"".join(r2.hpack_literal(n, v) for n, v in (
         (":method", "POST"), (":scheme", "http"), (":path", path),
         (":authority", "gw"), ("content-type", "application/grpc"), ("te", "trailers")))
-    msg = b"\x00" + struct.pack(">I", len(message)) + message
-    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) +
-            frame(1, 0x4, sid, block) + frame(0, 0x1, sid, msg))
+    return (r2.PREFACE + r2.frame(4, 0, 0) + r2.frame(1, 0x4, sid, block) +
+            r2.frame(0, 0x1, sid, r2.grpc_message(message)))
 
 
 class LifetimesTest(unittest.TestCase):
@@ -131,8 +119,8 @@ class LifetimesTest(unittest.TestCase):
                 held.append(s)
                 # SETTINGS (INITIAL_WINDOW_SIZE 2^31-1), the connection window
                 # opened as far, then silence: nothing is read any more.
-                s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 2**31 - 1)) +
-                          frame(8, 0, 0, struct.pack(">I", 2**31 - 1 - 65535)))
+                s.sendall(r2.frame(4, 0, 0, struct.pack(">HI", 4, 2**31 - 1)) +
+                          r2.frame(8, 0, 0, struct.pack(">I", 2**31 - 1 - 65535)))
         t = threading.Thread(target=replica, daemon=True)
         t.start()
         self.addCleanup(lambda: [x.close() for x in held])

@@ -17,9 +17,7 @@ import subprocess
 import threading
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import grpc
 
@@ -47,35 +45,11 @@ def run_promtool(*args, stdin=None, cwd=None):
 
 
 def http_get(port, path, timeout=5):
-    """(status, body) of GET http://127.0.0.1:<port><path>; status 0 when nothing answers."""
+    """h.http_get, or (0, "") when nothing answers (Prometheus still starting)."""
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError):
+        return h.http_get(port, path, timeout)
+    except OSError:
         return 0, ""
-
-
-def parse_exposition(text):
-    """[(name, {label: value}, float)] of the sample lines of a text exposition (label values
-    here never hold a comma, quote or brace, so a plain split is enough)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, value = line.rsplit(" ", 1)
-        labels = {}
-        if "{" in head:
-            name, rest = head.split("{", 1)
-            for part in rest.rstrip("}").split(","):
-                if part:
-                    k, v = part.split("=", 1)
-                    labels[k] = v.strip('"')
-        else:
-            name = head
-        out.append((name, labels, float(value)))
-    return out
 
 
 def infer_events(replica, event):
@@ -86,9 +60,8 @@ def infer_events(replica, event):
 
 
 def total(samples, name, **match):
-    """Sum of <name> over the samples whose labels include <match>."""
-    return sum(v for n, labels, v in samples
-               if n == name and all(labels.get(k) == want for k, want in match.items()))
+    """Sum of <name> over the samples whose labels include <match> (0 when none do)."""
+    return h.metric_sum(samples, name, **match) or 0.0
 
 
 class RulesTest(unittest.TestCase):
@@ -299,14 +272,14 @@ class ScrapeUnderLoadTest(_ClusterCase):
         # 1. promtool check metrics accepts a scrape taken under load (the last one taken
         #    while calls were running, so every family has samples).
         text = during[-1]
-        self.assertGreater(total(parse_exposition(text), "infergw_calls_total"), 0)
+        self.assertGreater(total(h.metric_samples(text), "infergw_calls_total"), 0)
         code, out = run_promtool("check", "metrics", stdin=text.encode())
         print("$ curl -s http://127.0.0.1:%d/metrics | promtool check metrics  (under load, "
               "%d lines)\n%s(exit %d)" % (self.admin_port, len(text.splitlines()), out, code))
         self.assertEqual(code, 0, out)
         self.assertEqual(out.strip(), "", out)
         # ... and it held every family the rules read (auth and rate-limit counters aside).
-        names = {n for n, _, _ in parse_exposition(text)}
+        names = {n for n, _, _ in h.metric_samples(text)}
         for name in ("infergw_calls_total", "infergw_call_duration_seconds_bucket",
                      "infergw_upstream_attempts_total", "infergw_replica_reachable",
                      "infergw_replica_health", "infergw_replica_ejections_total",
@@ -314,11 +287,11 @@ class ScrapeUnderLoadTest(_ClusterCase):
             self.assertIn(name, names)
 
         # 2. Counters after the run equal what the client and the replicas counted.
-        s = parse_exposition(self.scrape())
+        s = h.metric_samples(self.scrape())
         by_replica = {r.addr: total(s, "infergw_upstream_attempts_total", replica=r.addr)
                       for r in self.reps}
         self.settle_logs(self.reps, by_replica)
-        s = parse_exposition(self.scrape())
+        s = h.metric_samples(self.scrape())
         calls = total(s, "infergw_calls_total", pool="demo", method=INFER)
         self.assertEqual(calls, load.calls)
         self.assertEqual(total(s, "infergw_calls_total"), load.calls)
@@ -448,7 +421,7 @@ class ReplicaDownAlertTest(_ClusterCase):
 
         end, alerts = time.monotonic() + 30, None
         while time.monotonic() < end:
-            s = parse_exposition(self.scrape())
+            s = h.metric_samples(self.scrape())
             gone = {addr for addr in (b.addr, c.addr)
                     if total(s, "infergw_replica_reachable", replica=addr) == 0}
             alerts = down_alerts()
@@ -492,11 +465,11 @@ class HedgeCountersTest(_ClusterCase):
         self.assertEqual(load.codes["OK"], load.calls)
         self.assertEqual(load.answered.get("r0", 0), 0)
 
-        s = parse_exposition(self.scrape())
+        s = h.metric_samples(self.scrape())
         by_replica = {r.addr: total(s, "infergw_upstream_attempts_total", replica=r.addr)
                       for r in self.reps}
         self.settle_logs(self.reps, by_replica)
-        s = parse_exposition(self.scrape())
+        s = h.metric_samples(self.scrape())
         hedges = total(s, "infergw_upstream_attempts_total", kind="hedge")
         won = total(s, "infergw_hedges_won_total")
         r0_cancelled = len(infer_events(self.reps[0], "cancelled"))

@@ -24,20 +24,17 @@ the generated Python stubs), every call with a 1 s deadline.
 - in every case: no call is answered after its deadline (loaddrive "late":
   later than deadline + 50 ms of client scheduling slack).
 
-Health flags (--keepalive-ms, --health-interval-ms, ...) are passed when the
-gateway's --help lists them. Every case prints one line on stderr:
+The gateway runs with fast health flags (HEALTH_FLAGS: --keepalive-ms,
+--health-interval-ms, ...). Every case prints one line on stderr:
 "RESILIENCE <case>: <figures>".
 """
 
 import json
-import re
 import signal
 import sys
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import harness as h
 import loaddrive as ld
@@ -64,38 +61,18 @@ def report(case, text):
     sys.stderr.flush()
 
 
-def http_get(port, path, timeout=1.0):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def replica_is_out(entry):
     """Whether one /debug/replicas entry shows a replica the ring walk passes
-    over for health: "eligible" false where the gateway reports it (down,
-    ejected, unhealthy or NOT_SERVING: docs/health.md); from a
-    gateway without health records, unreachable."""
-    if "eligible" in entry:
-        return entry["eligible"] is False
-    if entry.get("reachable") is False:
-        return True
-    for k in ("ejected", "unhealthy", "down"):
-        if entry.get(k) is True:
-            return True
-    if entry.get("healthy") is False or entry.get("eligible") is False:
-        return True
-    for k in ("state", "health", "status"):
-        v = str(entry.get(k) or "").lower()
-        if v in ("ejected", "unhealthy", "down", "not_serving", "unreachable", "dead"):
-            return True
-    return False
+    over for health: its "eligible" is false (down, ejected, unhealthy or
+    NOT_SERVING: docs/health.md). The gateway keeps a health record for every
+    replica of its routes, so the entry has "eligible" (a KeyError otherwise)."""
+    return entry["eligible"] is False
 
 
 class EjectWatch:
     """Polls /debug/replicas every 10 ms from a thread; records the first
-    time.monotonic() at which <addr> shows out."""
+    time.monotonic() at which <addr> shows out. An entry not of the documented
+    shape ends the thread; stop() raises it."""
 
     def __init__(self, admin_port, addr):
         self.port = admin_port
@@ -103,6 +80,7 @@ class EjectWatch:
         self.out_at = None
         self.last = None
         self.polls = 0
+        self.error = None
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -111,12 +89,18 @@ class EjectWatch:
         return self
 
     def _run(self):
+        try:
+            self._poll()
+        except Exception as e:  # re-raised by stop()
+            self.error = e
+
+    def _poll(self):
         while not self._stop.is_set() and self.out_at is None:
             try:
-                code, body = http_get(self.port, "/debug/replicas", timeout=0.5)
+                code, body = h.http_get(self.port, "/debug/replicas", timeout=0.5)
                 if code == 200:
-                    for e in json.loads(body).get("replicas", []):
-                        if e.get("address") == self.addr:
+                    for e in json.loads(body)["replicas"]:
+                        if e["address"] == self.addr:
                             self.last = e
                             if replica_is_out(e):
                                 self.out_at = time.monotonic()
@@ -128,25 +112,19 @@ class EjectWatch:
     def stop(self):
         self._stop.set()
         self._t.join(2)
+        if self.error is not None:
+            raise AssertionError("/debug/replicas entry of %s: %r (last entry %r)"
+                                 % (self.addr, self.error, self.last)) from self.error
 
 
 def attempts_by_kind(admin_port):
     """{kind: count} of infergw_upstream_attempts_total from /metrics, summed
     over replicas and outcomes (kind "primary", and the kinds the call engine
-    adds for retries and hedges); {} when /metrics cannot be read."""
-    try:
-        code, body = http_get(admin_port, "/metrics", timeout=2.0)
-    except OSError:
-        return {}
-    if code != 200:
-        return {}
+    adds for retries and hedges)."""
     out = {}
-    for line in body.splitlines():
-        if not line.startswith("infergw_upstream_attempts_total{"):
-            continue
-        m = re.search(r'kind="([^"]*)"', line)
-        kind = m.group(1) if m else "?"
-        out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    for name, labels, v in h.scrape(admin_port, timeout=2.0):
+        if name == "infergw_upstream_attempts_total":
+            out[labels["kind"]] = out.get(labels["kind"], 0) + int(v)
     return out
 
 
@@ -217,16 +195,6 @@ class ResilienceCase(unittest.TestCase):
         warm = ld.LoadDriver(self.gw.addr, rate=200, duration=0.5, keys=64, key_prefix="warm").run()
         self.assertEqual(len(warm.records), 100)
         self.ring = h.RingModel({p.addr: 100 for p in self.replicas})
-
-    def keys_of(self, replica, n, prefix):
-        """<n> routing keys <prefix>-<i> whose ring owner is <replica>."""
-        out, i = [], 0
-        while len(out) < n:
-            k = "%s-%d" % (prefix, i)
-            if self.ring.owner(k) == replica.addr:
-                out.append(k)
-            i += 1
-        return out
 
     def assertNoLate(self, res, case):
         late = res.late_calls()
@@ -376,7 +344,7 @@ class SlowTailTest(ResilienceCase):
                       conf={"balance_factor": "0", "hedge_delay_ms": "off"})
         slow = self.replicas[1]
         slow_id = slow.name[len("replica-"):]
-        keys = self.keys_of(slow, 32, "tail")
+        keys = self.ring.keys_owned_by(slow.addr, 32, "tail")
 
         def phase(label):
             time.sleep(0.3)  # calls of the previous phase have logged

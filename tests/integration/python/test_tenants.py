@@ -22,7 +22,6 @@ import os
 import re
 import time
 import unittest
-import urllib.request
 
 import harness as h
 import test_ctl
@@ -193,12 +192,7 @@ class GatewayLoadTest(RedisCase):
         return gw
 
     def metric(self, gw, name):
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gw.admin_port,
-                                    timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        return None
+        return h.metric_sum(h.scrape(gw.admin_port), name)
 
     def applied(self, gw, version, timeout=5.0):
         ev = gw.wait_event(lambda e: e.get("version") == version, timeout=timeout,

@@ -9,7 +9,6 @@ Certificates are made at test time with the openssl CLI in a scratch
 directory; no key is committed."""
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -18,7 +17,6 @@ import subprocess
 import tempfile
 import time
 import unittest
-import urllib.request
 
 import grpc
 
@@ -96,17 +94,9 @@ def infer(ch, n=4, timeout=10):
 
 
 def metric(admin_port, name, **labels):
-    """The value of series <name>{<labels>} on the gateway's /metrics (0 if absent)."""
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5) as r:
-        text = r.read().decode()
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
-        if m and m.group(1) == name:
-            got = ",".join(sorted(m.group(2).split(",")))
-            if got == want:
-                return float(m.group(3))
-    return 0.0
+    """The value of series <name>{<labels>} on the gateway's /metrics (0 if absent:
+    a counter not counted yet)."""
+    return h.metric_sum(h.scrape(admin_port), name, **labels) or 0.0
 
 
 def wait_metric(admin_port, name, at_least, timeout=10.0, **labels):

@@ -18,13 +18,11 @@
   configuration are freed; their number follows the replicas configured now.
 """
 
-import json
 import socket
 import struct
 import threading
 import time
 import unittest
-import urllib.request
 
 import grpc
 import h2.config
@@ -37,26 +35,8 @@ import harness as h
 FAST = ("--health-interval-ms", "250", "--health-timeout-ms", "250")
 
 
-def http_text(port, path):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return r.read().decode()
-
-
-def metric(admin, prefix):
-    """Sum of the samples of /metrics whose line starts with <prefix>; fails
-    when there is none (a metric the gateway does not have)."""
-    total, seen = 0.0, False
-    for line in http_text(admin, "/metrics").splitlines():
-        if line.startswith(prefix) and (len(line) == len(prefix) or line[len(prefix)] in " {"):
-            total += float(line.rsplit(" ", 1)[1])
-            seen = True
-    if not seen:
-        raise AssertionError("no sample %s in /metrics" % prefix)
-    return total
-
-
 def replica_view(admin, addr):
-    for r in json.loads(http_text(admin, "/debug/replicas"))["replicas"]:
+    for r in h.http_json(admin, "/debug/replicas")["replicas"]:
         if r["address"] == addr:
             return r
     return None
@@ -95,11 +75,11 @@ class StreamIdsTest(unittest.TestCase):
         while view["health"] == "unknown" and time.monotonic() < until:
             time.sleep(0.1)
             view = replica_view(admin, r.addr)
-        retired = metric(admin, 'infergw_upstream_conns_retired_total{reason="stream_ids"}')
-        checks_failed = (metric(admin, 'infergw_health_checks_total{replica="%s",result="error"}'
-                                % r.addr) +
-                         metric(admin, 'infergw_health_checks_total{replica="%s",result="timeout"}'
-                                % r.addr))
+        retired = h.metric(admin, "infergw_upstream_conns_retired_total", reason="stream_ids")
+        checks_failed = (h.metric(admin, "infergw_health_checks_total", replica=r.addr,
+                                  result="error") +
+                         h.metric(admin, "infergw_health_checks_total", replica=r.addr,
+                                  result="timeout"))
         print("stream ids: 300 calls, %d failed, %d connections retired, replica %s, "
               "%d checks failed" % (len(failed), retired, view["health"], checks_failed))
         self.assertEqual(failed, [])
@@ -268,7 +248,7 @@ class GoawayTest(unittest.TestCase):
                 except grpc.RpcError as e:
                     slow.append((e.code(), e.details()))
         view = replica_view(admin, srv.addr)
-        ejections = metric(admin, 'infergw_replica_ejections_total{replica="%s"}' % srv.addr)
+        ejections = h.metric(admin, "infergw_replica_ejections_total", replica=srv.addr)
         bad_quick = [q for q in quick if q[0] != grpc.StatusCode.OK or q[1] > 1.0]
         print("goaway: held calls %s; %d quick calls during the drain, %d failed or slow "
               "(e.g. %s); replica refused %d streams; %d ejections, replica %s"
@@ -276,15 +256,15 @@ class GoawayTest(unittest.TestCase):
                  view["health"]))
         self.assertEqual(slow, [grpc.StatusCode.OK] * 2)
         self.assertEqual(bad_quick, [])
-        retired = metric(admin, 'infergw_upstream_conns_retired_total{reason="goaway"}')
-        rerouted = metric(admin, "infergw_upstream_refused_rerouted_total")
+        retired = h.metric(admin, "infergw_upstream_conns_retired_total", reason="goaway")
+        rerouted = h.metric(admin, "infergw_upstream_refused_rerouted_total")
         print("goaway: %d connections retired, %d refused streams routed again"
               % (retired, rerouted))
         self.assertGreaterEqual(retired, 3)
         self.assertGreaterEqual(rerouted, 1)
         self.assertEqual(ejections, 0)
         self.assertEqual(view["health"], "healthy")
-        self.assertFalse(view.get("ejected"), view)
+        self.assertFalse(view["ejected"], view)
 
 
 class RequestDirectionTest(unittest.TestCase):
@@ -391,7 +371,7 @@ class ReplayBudgetTest(unittest.TestCase):
             futs = [stub.ModelInfer.future(h.raw_request(raw), timeout=10) for _ in range(6)]
             end = time.monotonic() + 0.5
             while time.monotonic() < end:
-                peak = max(peak, metric(admin, "infergw_replay_buffer_bytes"))
+                peak = max(peak, h.metric(admin, "infergw_replay_buffer_bytes"))
                 time.sleep(0.02)
             codes = []
             for f in futs:
@@ -400,9 +380,9 @@ class ReplayBudgetTest(unittest.TestCase):
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as e:
                     codes.append(e.code())
-        over = metric(admin, "infergw_replay_budget_exceeded_total")
+        over = h.metric(admin, "infergw_replay_budget_exceeded_total")
         logged = [e for e in gw.events() if e.get("event") == "replay_budget_exceeded"]
-        after = metric(admin, "infergw_replay_buffer_bytes")
+        after = h.metric(admin, "infergw_replay_buffer_bytes")
         print("replay budget: peak %d bytes held (limit %d), %d calls single-attempt (%d log "
               "lines), %d bytes held after" % (peak, limit, over, len(logged), after))
         self.assertEqual(codes, [grpc.StatusCode.OK] * 6)
@@ -437,13 +417,13 @@ class RecordsTest(unittest.TestCase):
                 h.run_ctl(url, "replica", "remove", "demo", a)
         time.sleep(2.0)
         # The replicas the health series still name (one per health record).
-        named = {line.split('"')[1] for line in http_text(admin, "/metrics").splitlines()
-                 if line.startswith('infergw_replica_health{replica="')}
+        named = {lab["replica"] for name, lab, _ in h.scrape(admin)
+                 if name == "infergw_replica_health"}
         print("records: 100 addresses named, 5 configured now: %d replicas in "
               "infergw_replica_health" % len(named))
         self.assertLessEqual(len(named), 5)
-        ups = metric(admin, "infergw_upstream_records")
-        recs = metric(admin, "infergw_health_records")
+        ups = h.metric(admin, "infergw_upstream_records")
+        recs = h.metric(admin, "infergw_health_records")
         print("records: %d upstream records (2 workers), %d health records" % (ups, recs))
         self.assertLessEqual(ups, 2 * 5)
         self.assertLessEqual(recs, 5)
