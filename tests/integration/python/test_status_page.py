@@ -9,7 +9,6 @@ INFERGW_STATUS_SCREENSHOT=<file.png> also saves a screenshot of the page
 with one replica down (docs/status-page.png is made that way)."""
 
 import html.parser
-import json
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import urllib.request
 
 import grpc
 
-from harness import (DIRECT, WORK_DIR, channel, free_port, infer_stub, start_gateway,
+from harness import (DIRECT, WORK_DIR, channel, free_port, http_json, infer_stub, start_gateway,
                      start_replica, stop_all, typed_request, values)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,7 +28,8 @@ BAD_STATES = ("down", "ejected", "unhealthy")
 
 
 def http(port, path, method="GET"):
-    """(status, headers, body bytes) of <method> http://127.0.0.1:<port><path>."""
+    """(status, headers, body bytes) of <method> http://127.0.0.1:<port><path>
+    (harness.http_get tells neither the headers nor other methods)."""
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -39,9 +39,7 @@ def http(port, path, method="GET"):
 
 
 def status_json(port):
-    code, _, body = http(port, "/status.json")
-    assert code == 200, code
-    return json.loads(body)
+    return http_json(port, "/status.json")
 
 
 class Dom(html.parser.HTMLParser):
@@ -70,7 +68,9 @@ class Dom(html.parser.HTMLParser):
 
 
 def chromium(url, *extra):
-    """Runs headless Chromium on <url> with a throwaway profile; returns stdout."""
+    """Runs headless Chromium on <url> with a throwaway profile; returns stdout.
+    A missing chromium fails the test (tests/run.sh installs it)."""
+    assert CHROMIUM, "chromium not installed (apt-get install chromium)"
     profile = tempfile.mkdtemp(prefix="chromium-", dir=WORK_DIR)
     try:
         out = subprocess.run(
@@ -196,7 +196,6 @@ class StatusPageTest(unittest.TestCase):
             self.assertNotIn("http://", body.replace("http://www.w3.org/2000/svg", ""))
             self.assertNotIn("https://", body)
 
-    @unittest.skipUnless(CHROMIUM, "chromium not installed (apt-get install chromium)")
     def test_page_in_browser(self):
         dom = load_dom(self.admin)
         self.assertEqual(dom.pools, ["demo"])
@@ -211,7 +210,6 @@ class StatusPageTest(unittest.TestCase):
             chromium("http://127.0.0.1:%d/" % self.admin, "--screenshot=" + os.path.abspath(shot),
                      "--window-size=1280,900", "--hide-scrollbars")
 
-    @unittest.skipUnless(CHROMIUM, "chromium not installed (apt-get install chromium)")
     def test_thousand_replicas_paged(self):
         # 1,000 addresses where nothing listens (127.0.x.y:9 on loopback) and
         # the two live replicas: rendered 50 rows at a time, worst first.
