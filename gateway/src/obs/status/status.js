@@ -40,6 +40,8 @@ function ago(msAgo) {
   return Math.round(s / 86400) + " d ago";
 }
 function utc(t) { return new Date(t).toISOString().replace("T", " ").replace(/\.\d+Z$/, ""); }
+// Addresses in natural order: 127.0.0.2 before 127.0.0.10.
+function byAddr(a, b) { return a.localeCompare(b, "en", { numeric: true }); }
 function isBad(st) { return RANK[st] <= 1; }
 function isWarn(st) { return RANK[st] >= 2 && RANK[st] <= 5; }
 
@@ -93,7 +95,7 @@ function replicaRows(p, st) {
   let reps = p.replicas.slice();
   if (st.state) reps = reps.filter((r) => r.state === st.state);
   if (st.filter) reps = reps.filter((r) => r.address.includes(st.filter));
-  reps.sort((a, b) => (RANK[a.state] - RANK[b.state]) || a.address.localeCompare(b.address));
+  reps.sort((a, b) => (RANK[a.state] - RANK[b.state]) || byAddr(a.address, b.address));
   return reps;
 }
 
@@ -181,10 +183,11 @@ function poolSection(p) {
     chart("call rate", rate(last(rates)), [rates], {}),
     chart("error ratio", pct(last(ratios)), [ratios], { err: true, min: 0.001 }),
     chart("latency", ms(last(h.p50_ms)) + " / " + ms(last(h.p99_ms)), [h.p50_ms, h.p99_ms], { legend }),
-    chart(`SLO burn (${mins} min window)`, w.calls ? w.slo_burn.toFixed(2) + "x" : "\u2013",
+    chart(w.seconds ? `SLO burn (${mins} min window)` : "SLO burn", w.calls ? w.slo_burn.toFixed(2) + "x" : "\u2013",
       [h.calls.map((c, i) => (c ? h.errors[i] / c : 0) / (1 - p.slo_target))], { err: true, min: 1 }));
   const ring = el("div", { class: "ring" },
-    el("div", { class: "t", text: `ring: ${p.points} points over ${p.replica_count} replicas; ` +
+    el("div", { class: "t", text: `ring: ${p.points.toLocaleString("en")} points over ` +
+      `${p.replica_count.toLocaleString("en")} replicas; ` +
       `${pct(offShare, 1)} of the hash space on replicas not eligible now (their keys go clockwise to the next)` }),
     ringBar(p));
   const body = el("div", { class: "pbody" }, charts, ring);
@@ -206,7 +209,7 @@ function overview(d) {
   const stat = (k, v, cls) => el("div", { class: "stat" }, el("div", { class: "k", text: k }),
     el("div", { class: "v " + (cls || ""), text: v }));
   return [stat("pools", String(d.pools.length)),
-    stat("replicas eligible", `${elig} / ${reps}`, elig < reps ? "bad" : "ok"),
+    stat("eligible (all pools)", `${elig} / ${reps}`, elig < reps ? "bad" : "ok"),
     stat("calls", rate(calls)),
     stat("worst SLO burn", worst.toFixed(2) + "x", worst >= 1 ? "bad" : "ok"),
     stat("config version", String(d.version)),
