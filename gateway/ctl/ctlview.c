@@ -608,6 +608,70 @@ void ctl_status_summary(const struct ctl_status *st, size_t *ngw, size_t *nrep, 
     gw_free(reps);
 }
 
+int ctl_status_avail_parse(const char *value, struct ctl_avail *out)
+{
+    char tail;
+    if (!value ||
+        sscanf(value, "failures=%u recoveries=%u mtbf_s=%lf mttr_s=%lf availability=%lf%c",
+               &out->failures, &out->recoveries, &out->mtbf_s, &out->mttr_s, &out->availability,
+               &tail) != 5)
+        return -1;
+    return 0;
+}
+
+#define AVAIL_PREFIX "@avail:"
+
+/* The parsed "@avail:<rep>" field of <gw>; 0, or -1 when absent or bad. */
+static int status_avail(const struct ctl_status *st, const char *gw, const char *rep,
+                        struct ctl_avail *out)
+{
+    char field[600];
+    snprintf(field, sizeof(field), AVAIL_PREFIX "%s", rep);
+    return ctl_status_avail_parse(status_value(st, gw, field), out);
+}
+
+static json_t *avail_json(const struct ctl_status *st, const char **gws, size_t ngw,
+                          const char **reps, size_t nrep)
+{
+    json_t *ja = json_object();
+    for (size_t r = 0; r < nrep; r++) {
+        json_t *o = json_object();
+        struct ctl_avail a;
+        for (size_t g = 0; g < ngw; g++)
+            if (status_avail(st, gws[g], reps[r], &a) == 0)
+                json_object_set_new(o, gws[g],
+                                    json_pack("{s:I, s:I, s:f, s:f, s:f}", "failures",
+                                              (json_int_t)a.failures, "recoveries",
+                                              (json_int_t)a.recoveries, "mtbf_s", a.mtbf_s,
+                                              "mttr_s", a.mttr_s, "availability", a.availability));
+        if (json_object_size(o))
+            json_object_set_new(ja, reps[r], o);
+        else
+            json_decref(o);
+    }
+    return ja;
+}
+
+static void avail_text(const struct ctl_status *st, const char **gws, size_t ngw, const char **reps,
+                       size_t nrep, int w0, FILE *out)
+{
+    int wg = 7, any = 0;
+    struct ctl_avail a;
+    for (size_t g = 0; g < ngw; g++)
+        if ((int)strlen(gws[g]) > wg)
+            wg = (int)strlen(gws[g]);
+    for (size_t r = 0; r < nrep; r++)
+        for (size_t g = 0; g < ngw; g++) {
+            if (status_avail(st, gws[g], reps[r], &a) < 0)
+                continue;
+            if (!any++)
+                fprintf(out, "\n%-*s  %-*s  %8s  %12s  %10s  %s\n", w0, "REPLICA", wg, "GATEWAY",
+                        "FAILURES", "MTBF", "MTTR", "AVAILABILITY");
+            fprintf(out, "%-*s  %-*s  %8u  %11.3fs  %9.3fs  %.6f\n", w0, reps[r], wg, gws[g],
+                    a.failures, a.mtbf_s, a.mttr_s, a.availability);
+        }
+}
+
 void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
 {
     size_t ngw, nrep, healthy;
@@ -631,9 +695,10 @@ void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
             }
             json_object_set_new(jr, reps[r], o);
         }
-        ctl_view_print_json(out, json_pack("{s:o, s:o, s:o, s:I, s:I}", "gateways", jg, "replicas",
-                                           jr, "versions", jv, "healthy", (json_int_t)healthy,
-                                           "total", (json_int_t)nrep));
+        ctl_view_print_json(
+            out, json_pack("{s:o, s:o, s:o, s:o, s:I, s:I}", "gateways", jg, "replicas", jr,
+                           "availability", avail_json(st, gws, ngw, reps, nrep), "versions", jv,
+                           "healthy", (json_int_t)healthy, "total", (json_int_t)nrep));
     } else {
         int w0 = 7;
         for (size_t r = 0; r < nrep; r++)
@@ -660,6 +725,7 @@ void ctl_status_print(const struct ctl_status *st, FILE *out, int json)
             fputc('\n', out);
         }
         gw_free(w);
+        avail_text(st, gws, ngw, reps, nrep, w0, out);
         fprintf(out, "gateways reporting: %zu; replicas healthy: %zu/%zu\n", ngw, healthy, nrep);
     }
     gw_free(gws);

@@ -164,10 +164,23 @@ int ctl_status_healthy(const char *value);
 /* Counts gateways, replicas, and replicas every gateway reports healthy
  * (a gateway that does not list a replica does not see it healthy). */
 void ctl_status_summary(const struct ctl_status *st, size_t *ngw, size_t *nrep, size_t *healthy);
+/* A replica's availability as a gateway reports it, in the field
+ * "@avail:<replica>": "failures=N recoveries=N mtbf_s=X mttr_s=X
+ * availability=X" (docs/slo.md). */
+struct ctl_avail {
+    unsigned failures, recoveries;
+    double mtbf_s, mttr_s, availability;
+};
+/* Parses <value> into <out>. Returns 0, or -1 when a word is missing or
+ * malformed (<out> then unspecified). */
+int ctl_status_avail_parse(const char *value, struct ctl_avail *out);
 /* Table replica x gateway (sorted), "-" where a gateway does not list the
- * replica, then "gateways reporting: G; replicas healthy: H/T". JSON:
- * {"gateways": [...], "replicas": {addr: {gw: value}}, "versions": {gw: N},
- * "healthy": H, "total": T}. */
+ * replica; when gateways report availability, a blank line and a table
+ * REPLICA GATEWAY FAILURES MTBF MTTR AVAILABILITY (one row per replica and
+ * gateway that reports it); then "gateways reporting: G; replicas healthy:
+ * H/T". JSON: {"gateways": [...], "replicas": {addr: {gw: value}},
+ * "availability": {addr: {gw: {failures, recoveries, mtbf_s, mttr_s,
+ * availability}}}, "versions": {gw: N}, "healthy": H, "total": T}. */
 void ctl_status_print(const struct ctl_status *st, FILE *out, int json);
 
 #endif

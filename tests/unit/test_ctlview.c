@@ -546,6 +546,26 @@ static void test_print_tenants_and_keys(void **state)
     free(text);
 }
 
+static void test_status_avail_parse(void **state)
+{
+    struct ctl_avail a;
+    (void)state;
+    assert_int_equal(ctl_status_avail_parse("failures=1 recoveries=0 mtbf_s=3.5 mttr_s=0.000 "
+                                            "availability=0.75",
+                                            &a),
+                     0);
+    assert_int_equal(a.failures, 1);
+    assert_int_equal(a.recoveries, 0);
+    assert_true(a.mtbf_s == 3.5 && a.mttr_s == 0 && a.availability == 0.75);
+    assert_int_equal(ctl_status_avail_parse(NULL, &a), -1);
+    assert_int_equal(ctl_status_avail_parse("", &a), -1);
+    assert_int_equal(ctl_status_avail_parse("failures=1 recoveries=0 mtbf_s=3.5", &a), -1);
+    assert_int_equal(ctl_status_avail_parse("failures=1 recoveries=0 mtbf_s=3.5 mttr_s=0 "
+                                            "availability=1 extra",
+                                            &a),
+                     -1);
+}
+
 static void test_status(void **state)
 {
     (void)state;
@@ -570,6 +590,11 @@ static void test_status(void **state)
     assert_int_equal(ctl_status_add(&st, "gw0", "10.0.0.2:1", "healthy down"), 0);
     assert_int_equal(ctl_status_add(&st, "gw0", "10.0.0.3:1", "healthy"), 0);
     assert_int_equal(ctl_status_add(&st, "gw2", NULL, NULL), 0); /* lists nothing */
+    assert_int_equal(ctl_status_add(&st, "gw0", "@avail:10.0.0.2:1",
+                                    "failures=2 recoveries=2 mtbf_s=140.000 mttr_s=10.000 "
+                                    "availability=0.933333"),
+                     0);
+    assert_int_equal(ctl_status_add(&st, "gw0", "@avail:10.0.0.3:1", "garbage"), 0);
     size_t ngw, nrep, healthy;
     ctl_status_summary(&st, &ngw, &nrep, &healthy);
     assert_int_equal(ngw, 3);
@@ -583,6 +608,12 @@ static void test_status(void **state)
     assert_non_null(strstr(text, "10.0.0.3:1  healthy       -        -\n"));
     assert_non_null(strstr(text, "gateways reporting: 3; replicas healthy: 0/3\n"));
     assert_null(strstr(text, "@version"));
+    assert_null(strstr(text, "@avail"));
+    assert_non_null(strstr(text, "\nREPLICA     GATEWAY  FAILURES          MTBF        MTTR  "
+                                 "AVAILABILITY\n"
+                                 "10.0.0.2:1  gw0             2      140.000s     10.000s  "
+                                 "0.933333\n"
+                                 "gateways reporting"));
     free(text);
 
     CAPTURE(text, ctl_status_print(&st, f_, 1));
@@ -598,6 +629,12 @@ static void test_status(void **state)
     assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "versions"), "gw1")),
                      7);
     assert_int_equal(json_integer_value(json_object_get(doc, "total")), 3);
+    json_t *av = json_object_get(doc, "availability");
+    assert_int_equal(json_object_size(av), 1); /* the malformed report is left out */
+    json_t *a2 = json_object_get(json_object_get(av, "10.0.0.2:1"), "gw0");
+    assert_int_equal(json_integer_value(json_object_get(a2, "failures")), 2);
+    assert_true(json_real_value(json_object_get(a2, "mttr_s")) == 10.0);
+    assert_true(json_real_value(json_object_get(a2, "availability")) == 0.933333);
     json_decref(doc);
     free(text);
     ctl_status_free(&st);
@@ -635,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_tenant_check),
         cmocka_unit_test(test_print_tenants_and_keys),
+        cmocka_unit_test(test_status_avail_parse),
         cmocka_unit_test(test_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

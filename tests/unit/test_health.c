@@ -1,7 +1,9 @@
 /* Unit tests for gateway/src/health/health.c: the active state machine and its
  * thresholds, passive ejection (count, growing time, the cap on a pool's
  * ejected share, pools sharing a replica), ejection returns, the shared
- * connect backoff, the registry, and the metrics it writes. */
+ * connect backoff, the registry, the metrics it writes, and the availability
+ * bookkeeping (failures, MTBF, MTTR, availability from up/down transitions
+ * at given times). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -353,6 +355,160 @@ static void test_metrics(void **state)
     free(buf);
 }
 
+/* --- availability ------------------------------------------------------ */
+
+#define S 1000000000ull
+
+struct avail_case {
+    const char *name;
+    struct {
+        uint64_t t_s; /* seconds */
+        int up;
+    } notes[8];
+    size_t nnotes;
+    uint64_t at_s; /* when the stats are taken */
+    uint32_t failures, recoveries;
+    double up_s, down_s, mtbf_s, mttr_s, availability;
+};
+
+static const struct avail_case avail_cases[] = {
+    {"never seen", {{0}}, 0, 100, 0, 0, 0, 0, 0, 0, 1.0},
+    {"down before first seen up: not counted", {{10, 0}, {20, 0}}, 2, 100, 0, 0, 0, 0, 0, 0, 1.0},
+    {"up, never failed", {{10, 1}, {50, 1}}, 2, 110, 0, 0, 100, 0, 100, 0, 1.0},
+    {"down then first up: counting starts at the up",
+     {{0, 0}, {10, 1}},
+     2,
+     40,
+     0,
+     0,
+     30,
+     0,
+     30,
+     0,
+     1.0},
+    /* up 0..90, down 90..100, up 100..190, down 190..200, up 200..300 */
+    {"two failures, both ended",
+     {{0, 1}, {90, 0}, {100, 1}, {190, 0}, {200, 1}},
+     5,
+     300,
+     2,
+     2,
+     280,
+     20,
+     140,
+     10,
+     280.0 / 300},
+    /* up 0..100, down 100..: the outage in progress counts in availability,
+     * not in MTTR until it ends */
+    {"down now", {{0, 1}, {100, 0}}, 2, 125, 1, 0, 100, 25, 100, 0, 100.0 / 125},
+    {"repeated notes change nothing",
+     {{0, 1}, {5, 1}, {50, 0}, {55, 0}, {60, 1}, {70, 1}},
+     6,
+     100,
+     1,
+     1,
+     90,
+     10,
+     90,
+     10,
+     0.9},
+    /* a note older than the last transition is taken at that time */
+    {"time going back", {{0, 1}, {50, 0}, {40, 1}}, 3, 100, 1, 1, 100, 0, 100, 0, 1.0},
+};
+
+static void test_avail_table(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof(avail_cases) / sizeof(avail_cases[0]); c++) {
+        const struct avail_case *k = &avail_cases[c];
+        struct gw_health_avail a;
+        struct gw_health_avail_stats st;
+        memset(&a, 0, sizeof(a));
+        for (size_t i = 0; i < k->nnotes; i++)
+            gw_health_avail_note(&a, k->notes[i].up, k->notes[i].t_s * S);
+        gw_health_avail_stats(&a, k->at_s * S, &st);
+        print_message("avail case: %s\n", k->name);
+        assert_int_equal(st.failures, k->failures);
+        assert_int_equal(st.recoveries, k->recoveries);
+        assert_float_equal(st.up_s, k->up_s, 1e-9);
+        assert_float_equal(st.down_s, k->down_s, 1e-9);
+        assert_float_equal(st.mtbf_s, k->mtbf_s, 1e-9);
+        assert_float_equal(st.mttr_s, k->mttr_s, 1e-9);
+        assert_float_equal(st.availability, k->availability, 1e-9);
+        /* Whenever every failure ended, availability = MTBF / (MTBF + MTTR). */
+        if (st.failures && st.failures == st.recoveries)
+            assert_float_equal(st.availability, st.mtbf_s / (st.mtbf_s + st.mttr_s), 1e-9);
+    }
+}
+
+/* What counts as a transition. */
+static void test_avail_note_returns(void **state)
+{
+    struct gw_health_avail a;
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(gw_health_avail_note(&a, 0, 1 * S), 0); /* not seen yet */
+    assert_int_equal(gw_health_avail_note(&a, 1, 2 * S), 1); /* first seen up */
+    assert_int_equal(gw_health_avail_note(&a, 1, 3 * S), 0);
+    assert_int_equal(gw_health_avail_note(&a, 0, 4 * S), 1); /* failure */
+    assert_int_equal(gw_health_avail_note(&a, 0, 5 * S), 0);
+    assert_int_equal(gw_health_avail_note(&a, 7, 6 * S), 1); /* recovery (any non-zero is up) */
+}
+
+/* The record's own transitions feed the bookkeeping: a connect failure and
+ * an ejection are failures, the frame after the one and the end of the
+ * other are recoveries; the metrics show them. */
+static void test_avail_record(void **state)
+{
+    struct fixture *f = *state;
+    size_t i = idx_of(f, A[0]);
+    struct gw_health *h = f->rec[i];
+    struct gw_health_avail_stats st;
+    struct gw_outlier_params p = {
+        .failures = 1, .base_ms = 1000, .max_ms = 1000, .max_percent = 100};
+
+    gw_health_avail_sync(h, 1 * S, &st); /* first seen up */
+    assert_true(gw_health_is_up(h, 1 * S));
+    assert_int_equal(gw_health_conn_failed(h, 11 * S), 1);
+    assert_false(gw_health_is_up(h, 11 * S));
+    gw_health_avail_sync(h, 12 * S, &st);
+    assert_int_equal(st.failures, 1);
+    assert_int_equal(st.recoveries, 0);
+    assert_float_equal(st.up_s, 10, 1e-9);
+    assert_float_equal(st.down_s, 1, 1e-9);
+    /* conn_alive notes at the clock; bring the bookkeeping to known times
+     * instead by syncing around it. */
+    h->connect_failures = 0;
+    gw_health_avail_sync(h, 13 * S, &st);
+    assert_int_equal(st.recoveries, 1);
+    assert_float_equal(st.mttr_s, 2, 1e-9);
+    /* An ejection for 1 s at 23 s; returns at 24 s. */
+    assert_int_equal(gw_health_passive(h, 0, 23 * S, &p, f->rt, (int)i, rec_of, f), 1);
+    assert_false(gw_health_is_up(h, 23 * S));
+    assert_int_equal(gw_health_end_ejection(h, 24 * S), 1);
+    gw_health_avail_sync(h, 33 * S, &st);
+    assert_int_equal(st.failures, 2);
+    assert_int_equal(st.recoveries, 2);
+    assert_float_equal(st.up_s, 10 + 10 + 9, 1e-9);
+    assert_float_equal(st.mtbf_s, 29.0 / 2, 1e-9);
+    assert_float_equal(st.mttr_s, 3.0 / 2, 1e-9);
+    assert_float_equal(st.availability, 29.0 / 32, 1e-9);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    gw_health_render_metrics(f->reg, out);
+    fclose(out);
+    assert_non_null(strstr(buf, "# TYPE infergw_replica_availability gauge\n"));
+    assert_non_null(strstr(buf, "# TYPE infergw_replica_failures_total counter\n"));
+    assert_non_null(strstr(buf, "infergw_replica_failures_total{replica=\"127.0.0.1:7301\"} 2\n"));
+    assert_non_null(strstr(buf, "infergw_replica_mttr_seconds{replica=\"127.0.0.1:7301\"} 1.5"));
+    /* Never seen down: availability 1. */
+    assert_non_null(
+        strstr(buf, "infergw_replica_availability{replica=\"127.0.0.1:7302\"} 1.000000\n"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +520,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conn_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_frees_unreferenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test(test_avail_table),
+        cmocka_unit_test(test_avail_note_returns),
+        cmocka_unit_test_setup_teardown(test_avail_record, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,7 +26,7 @@ static const char *fmt(const struct gw_tunables *t, enum gw_tunable_field f)
 static void test_defaults(void **state)
 {
     static const char *const want[GW_TUN_COUNT] = {
-        "1.25", "off", "10", "", "3", "UNAVAILABLE", "20", "0", "x-route-key",
+        "1.25", "off", "10", "", "3", "UNAVAILABLE", "20", "0", "x-route-key", "99.9",
     };
     struct gw_tunables t;
 
@@ -42,6 +42,7 @@ static void test_defaults(void **state)
     assert_int_equal(t.retry_budget_percent, 20);
     assert_int_equal(t.per_try_timeout_ms, 0);
     assert_string_equal(t.route_header, "x-route-key");
+    assert_int_equal(t.slo_target_milli, 99900);
     assert_int_equal(t.set, 0);
     for (int f = 0; f < GW_TUN_COUNT; f++)
         assert_string_equal(fmt(&t, (enum gw_tunable_field)f), want[f]);
@@ -103,6 +104,11 @@ static const struct vcase accepted[] = {
     {"route_header", "x_user.id-2"},
     {"route_header", "k"},
     {"route_header", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"}, /* 63 */
+    {"slo_target", "99.9"},
+    {"slo_target", "50.001"},
+    {"slo_target", "99.999"},
+    {"slo_target", "99"},
+    {"slo_target", "95.50"},
 };
 
 /* Values every field refuses. */
@@ -177,6 +183,19 @@ static const struct vcase refused[] = {
     {"route_header", ":path"},
     {"route_header", "x-key\n"},
     {"route_header", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"}, /* 64 */
+    {"slo_target", ""},
+    {"slo_target", "50"},
+    {"slo_target", "100"},
+    {"slo_target", "100.0"},
+    {"slo_target", "99.9999"}, /* more than 3 decimals */
+    {"slo_target", "0.999"},   /* a ratio, not a percentage */
+    {"slo_target", "-99"},
+    {"slo_target", "99.9%"},
+    {"slo_target", " 99.9"},
+    {"slo_target", "99."},
+    {"slo_target", "9e1"},
+    {"slo_target", "1000"},
+    {"slo_target", "nan"},
 };
 
 static void test_set_accepts(void **state)
@@ -281,6 +300,8 @@ static void test_set_stores_values(void **state)
     assert_string_equal(t.route_header, "x-user");
     assert_int_equal(gw_tunables_set(&t, "hedge_exclude", "/a.B/C", err, sizeof(err)), 0);
     assert_string_equal(t.hedge_exclude, "/a.B/C");
+    assert_int_equal(gw_tunables_set(&t, "slo_target", "99.95", err, sizeof(err)), 0);
+    assert_int_equal(t.slo_target_milli, 99950);
     assert_int_equal(t.set, (1u << GW_TUN_COUNT) - 1);
 }
 
@@ -301,6 +322,7 @@ static void test_overlay(void **state)
     assert_int_equal(gw_tunables_set(&pool, "hedge_delay_ms", "auto", err, sizeof(err)), 0);
     assert_int_equal(gw_tunables_set(&pool, "balance_factor", "0", err, sizeof(err)), 0);
     assert_int_equal(gw_tunables_set(&pool, "hedge_exclude", "/a.B/C", err, sizeof(err)), 0);
+    assert_int_equal(gw_tunables_set(&pool, "slo_target", "99.5", err, sizeof(err)), 0);
     /* Unset fields that differ from the global ones must not leak through. */
     pool.retry_max_attempts = 9;
     pool.route_header[0] = 'z';
@@ -310,6 +332,7 @@ static void test_overlay(void **state)
     assert_int_equal(eff.hedge_delay_ms, GW_HEDGE_AUTO); /* pool */
     assert_true(eff.balance_factor == 0.0);              /* pool */
     assert_string_equal(eff.hedge_exclude, "/a.B/C");    /* pool */
+    assert_int_equal(eff.slo_target_milli, 99500);       /* pool */
     assert_int_equal(eff.retry_max_attempts, 5);         /* global */
     assert_string_equal(eff.route_header, "x-global");   /* global */
     assert_int_equal(eff.retry_on, global.retry_on);     /* default */
@@ -378,6 +401,12 @@ static void test_format_values_and_truncation(void **state)
     assert_string_equal(fmt(&t, GW_TUN_BALANCE_FACTOR), "99.99");
     assert_int_equal(gw_tunables_set(&t, "retry_on", "14,8,unavailable", err, sizeof(err)), 0);
     assert_string_equal(fmt(&t, GW_TUN_RETRY_ON), "RESOURCE_EXHAUSTED,UNAVAILABLE");
+    assert_int_equal(gw_tunables_set(&t, "slo_target", "99.000", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_SLO_TARGET), "99");
+    assert_int_equal(gw_tunables_set(&t, "slo_target", "99.990", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_SLO_TARGET), "99.99");
+    assert_int_equal(gw_tunables_set(&t, "slo_target", "50.005", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_SLO_TARGET), "50.005");
 
     /* Truncated to cap - 1 bytes and terminated. */
     memset(out, 'z', sizeof(out));

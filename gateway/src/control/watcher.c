@@ -758,7 +758,9 @@ static int still_master(redisContext *c)
  * MULTI/EXEC and expiring after 3 periods. A field's value is words
  * separated by spaces: the active health state (healthy, unhealthy,
  * not_serving, unknown), then any of ejected, down, drain, lease_gone.
- * Returns 0, or -1 on a Redis error. */
+ * With a health record, a field "@avail:<replica>" holds its availability:
+ * "failures=N recoveries=N mtbf_s=X mttr_s=X availability=X" (see
+ * struct gw_health_avail_stats). Returns 0, or -1 on a Redis error. */
 static int report_health(struct gw_watcher *ctl, redisContext *c)
 {
     struct timespec ts;
@@ -771,6 +773,7 @@ static int report_health(struct gw_watcher *ctl, redisContext *c)
     char key[800];
     gw_key_gateway(key, sizeof(key), ctl->cfg->redis_prefix, ctl->gateway_id);
     uint64_t now = gw_now_ns();
+    size_t navail = 0;
     redisAppendCommand(c, "MULTI");
     redisAppendCommand(c, "DEL %s", key);
     for (size_t i = 0; i < rt->nreplicas; i++) {
@@ -784,11 +787,22 @@ static int report_health(struct gw_watcher *ctl, redisContext *c)
                  h && atomic_load(&h->connect_failures) ? " down" : "",
                  r->drain && !gone ? " drain" : "", gone ? " lease_gone" : "");
         redisAppendCommand(c, "HSET %s %s %s", key, r->addr, v);
+        if (h) {
+            struct gw_health_avail_stats st;
+            char f[320], a[160];
+            gw_health_avail_sync(h, now, &st);
+            snprintf(f, sizeof(f), "@avail:%s", r->addr);
+            snprintf(a, sizeof(a),
+                     "failures=%u recoveries=%u mtbf_s=%.3f mttr_s=%.3f availability=%.6f",
+                     st.failures, st.recoveries, st.mtbf_s, st.mttr_s, st.availability);
+            redisAppendCommand(c, "HSET %s %s %s", key, f, a);
+            navail++;
+        }
     }
     redisAppendCommand(c, "HSET %s %s %llu", key, "@version", (unsigned long long)rt->version);
     redisAppendCommand(c, "PEXPIRE %s %d", key, 3 * GW_CTRL_REPORT_MS);
     redisAppendCommand(c, "EXEC");
-    size_t replies = rt->nreplicas + 5;
+    size_t replies = rt->nreplicas + navail + 5;
     int rc = 0;
     for (size_t i = 0; i < replies; i++) {
         void *v = NULL;

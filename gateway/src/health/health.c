@@ -20,6 +20,8 @@
 #define CONN_BACKOFF_MAX_NS (5000 * MS_NS)
 #define CHECK_PATH          "/grpc.health.v1.Health/Check"
 
+static void avail_note_locked(struct gw_health *h, uint64_t now_ns);
+
 /* --- the registry ------------------------------------------------------- */
 
 struct gw_health_registry *gw_health_registry_new(void)
@@ -201,6 +203,7 @@ int gw_health_apply_check(struct gw_health *h, enum gw_health_result r, uint32_t
     if (next == prev)
         return -1;
     atomic_store_explicit(&h->state, next, memory_order_relaxed);
+    gw_health_avail_sync(h, gw_now_ns(), NULL);
     return next;
 }
 
@@ -249,6 +252,7 @@ int gw_health_passive(struct gw_health *h, int ok, uint64_t now_ns,
         uint64_t ms = gw_policy_ejection_ms(times, p->base_ms, p->max_ms);
         atomic_store_explicit(&h->times_ejected, times, memory_order_relaxed);
         atomic_store_explicit(&h->ejected_until_ns, now_ns + ms * MS_NS, memory_order_relaxed);
+        avail_note_locked(h, now_ns);
         ejected = 1;
     }
     /* Ejected or refused by the cap: either way the next decision waits for
@@ -264,7 +268,10 @@ int gw_health_end_ejection(struct gw_health *h, uint64_t now_ns)
     uint64_t until = ld64(&h->ejected_until_ns);
     if (until == 0 || now_ns < until)
         return 0;
-    return atomic_compare_exchange_strong(&h->ejected_until_ns, &until, 0);
+    if (!atomic_compare_exchange_strong(&h->ejected_until_ns, &until, 0))
+        return 0;
+    gw_health_avail_sync(h, now_ns, NULL);
+    return 1;
 }
 
 int gw_health_conn_failed(struct gw_health *h, uint64_t now_ns)
@@ -274,19 +281,93 @@ int gw_health_conn_failed(struct gw_health *h, uint64_t now_ns)
     if (backoff > CONN_BACKOFF_MAX_NS)
         backoff = CONN_BACKOFF_MAX_NS;
     atomic_store_explicit(&h->connect_retry_at_ns, now_ns + backoff, memory_order_relaxed);
-    return f == 1;
+    if (f != 1)
+        return 0;
+    gw_health_avail_sync(h, now_ns, NULL);
+    return 1;
 }
 
 int gw_health_conn_alive(struct gw_health *h)
 {
     if (ld32(&h->connect_failures) == 0)
         return 0;
-    return atomic_exchange_explicit(&h->connect_failures, 0, memory_order_relaxed) != 0;
+    if (atomic_exchange_explicit(&h->connect_failures, 0, memory_order_relaxed) == 0)
+        return 0;
+    gw_health_avail_sync(h, gw_now_ns(), NULL);
+    return 1;
 }
 
 int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns)
 {
     return ld32(&h->connect_failures) != 0 && now_ns < ld64(&h->connect_retry_at_ns);
+}
+
+/* --- availability ---------------------------------------------------------- */
+
+int gw_health_avail_note(struct gw_health_avail *a, int up, uint64_t now_ns)
+{
+    up = up != 0;
+    if (!a->seen) {
+        if (!up)
+            return 0; /* nothing counts before the replica is first seen up */
+        a->seen = 1;
+        a->up = 1;
+        a->since_ns = now_ns;
+        return 1;
+    }
+    if (up == a->up)
+        return 0;
+    uint64_t spent = now_ns > a->since_ns ? now_ns - a->since_ns : 0;
+    if (a->up) {
+        a->up_ns += spent;
+        a->failures++;
+    } else {
+        a->down_ns += spent;
+        a->recoveries++;
+    }
+    a->up = up;
+    a->since_ns = now_ns > a->since_ns ? now_ns : a->since_ns;
+    return 1;
+}
+
+void gw_health_avail_stats(const struct gw_health_avail *a, uint64_t now_ns,
+                           struct gw_health_avail_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->availability = 1.0;
+    if (!a->seen)
+        return;
+    uint64_t open = now_ns > a->since_ns ? now_ns - a->since_ns : 0;
+    uint64_t up_ns = a->up_ns + (a->up ? open : 0);
+    uint64_t down_ns = a->down_ns + (a->up ? 0 : open);
+    out->failures = a->failures;
+    out->recoveries = a->recoveries;
+    out->up_s = (double)up_ns / 1e9;
+    out->down_s = (double)down_ns / 1e9;
+    out->mtbf_s = a->failures ? out->up_s / a->failures : out->up_s;
+    out->mttr_s = a->recoveries ? (double)a->down_ns / 1e9 / a->recoveries : 0.0;
+    if (up_ns + down_ns > 0)
+        out->availability = (double)up_ns / (double)(up_ns + down_ns);
+}
+
+int gw_health_is_up(const struct gw_health *h, uint64_t now_ns)
+{
+    return gw_health_usable(h, now_ns) && ld32(&h->connect_failures) == 0;
+}
+
+/* Notes the current state of <h>; reg->mu held. */
+static void avail_note_locked(struct gw_health *h, uint64_t now_ns)
+{
+    gw_health_avail_note(&h->avail, gw_health_is_up(h, now_ns), now_ns);
+}
+
+void gw_health_avail_sync(struct gw_health *h, uint64_t now_ns, struct gw_health_avail_stats *out)
+{
+    pthread_mutex_lock(&h->reg->mu);
+    avail_note_locked(h, now_ns);
+    if (out)
+        gw_health_avail_stats(&h->avail, now_ns, out);
+    pthread_mutex_unlock(&h->reg->mu);
 }
 
 /* --- passive reports from the call engine ------------------------------- */
@@ -327,6 +408,49 @@ void gw_health_report(struct gw_upstream *up, int ok)
 }
 
 /* --- metrics -------------------------------------------------------------- */
+
+/* The availability series of every record (see struct
+ * gw_health_avail_stats); notes each record's current state first. The
+ * records are collected once, so every series lists the same ones. */
+static void render_avail(struct gw_health *head, uint64_t now, FILE *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } series[4] = {
+        {"infergw_replica_failures_total", "counter",
+         "Times the replica went from up (usable and reachable) to down."},
+        {"infergw_replica_mtbf_seconds", "gauge",
+         "Mean time between failures: time up / failures (before the first failure, the time "
+         "up so far)."},
+        {"infergw_replica_mttr_seconds", "gauge",
+         "Mean time to repair: time down / recoveries, of the failures that ended."},
+        {"infergw_replica_availability", "gauge",
+         "Share of the time the replica was up since first seen up: MTBF / (MTBF + MTTR)."},
+    };
+    size_t n = 0;
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire))
+        n++;
+    struct gw_health **recs = gw_calloc(n + 1, sizeof(*recs));
+    struct gw_health_avail_stats *st = gw_calloc(n + 1, sizeof(*st));
+    size_t k = 0;
+    for (struct gw_health *h = head; recs && st && h && k < n;
+         h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        recs[k] = h;
+        gw_health_avail_sync(h, now, &st[k++]);
+    }
+    for (int s = 0; recs && st && s < 4; s++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", series[s].name, series[s].help, series[s].name,
+                series[s].type);
+        for (size_t i = 0; i < k; i++) {
+            double v[4] = {st[i].failures, st[i].mtbf_s, st[i].mttr_s, st[i].availability};
+            fprintf(out, "%s{replica=\"", series[s].name);
+            gw_metrics_write_label(out, recs[i]->addr);
+            fprintf(out, s == 0 ? "\"} %.0f\n" : "\"} %.6f\n", v[s]);
+        }
+    }
+    gw_free(recs);
+    gw_free(st);
+}
 
 void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
 {
@@ -376,6 +500,7 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
             fprintf(out, "\",result=\"%s\"} %llu\n", gw_health_result_name(r),
                     (unsigned long long)ld64(&h->checks[r]));
         }
+    render_avail(head, now, out);
     fputs("# HELP infergw_upstream_keepalive_timeouts_total Upstream connections closed because "
           "a PING was not answered in time.\n"
           "# TYPE infergw_upstream_keepalive_timeouts_total counter\n",

@@ -46,6 +46,14 @@
  * logs replica_returned; eligibility itself compares ejected_until_ns with
  * the clock, so a replica returns on time whichever thread looks.
  *
+ * Availability bookkeeping (struct gw_health_avail, under the registry's
+ * mutex): a replica is "up" while gw_health_is_up() (usable and not down).
+ * Every function above that can change that (a check verdict, an ejection,
+ * its end, a connect failure, a frame after one) and every reader (scrape,
+ * control-plane report) notes the current up/down state with its time
+ * (gw_health_avail_sync); from the transitions, gw_health_avail_stats()
+ * derives failures, MTBF, MTTR and availability (docs/slo.md).
+ *
  * The records and their state machine are plain logic (no sockets, times
  * passed in), unit-tested in tests/unit/test_health.c; gw_health_report()
  * is the call engine's entry point (it reads the worker's snapshot and
@@ -86,6 +94,43 @@ enum gw_health_result {
 
 struct gw_health_registry;
 
+/* Up/down transitions of one replica, for MTBF / MTTR / availability.
+ * Pure: the caller passes the state and the time (ns, one monotonic clock).
+ * Nothing counts before the replica is first seen up. Each up -> down
+ * transition is a failure, each down -> up one a recovery. */
+struct gw_health_avail {
+    int seen;            /* 1 once seen up */
+    int up;              /* the state last noted */
+    uint64_t since_ns;   /* when that state began */
+    uint64_t up_ns;      /* ended up intervals */
+    uint64_t down_ns;    /* ended down intervals (each an ended failure) */
+    uint32_t failures;   /* up -> down */
+    uint32_t recoveries; /* down -> up */
+};
+
+/* What gw_health_avail_stats derives at a given time:
+ *   up_s, down_s  total time up / down since first seen up, the interval in
+ *                 progress included;
+ *   mtbf_s        up_s / failures; with no failure yet, up_s (a lower bound);
+ *   mttr_s        ended down time / recoveries (the outage in progress counts
+ *                 once it ends); 0 before the first recovery;
+ *   availability  up_s / (up_s + down_s), which is MTBF / (MTBF + MTTR)
+ *                 whenever the replica is up (every failure ended); while it is
+ *                 down the outage so far counts; 1 when never down (or never
+ *                 seen up). */
+struct gw_health_avail_stats {
+    uint32_t failures, recoveries;
+    double up_s, down_s, mtbf_s, mttr_s, availability;
+};
+
+/* Notes that the replica is <up> (1) or down (0) at <now_ns>. Returns 1 when
+ * this is a transition that counts (first seen up, a failure, a recovery),
+ * else 0. A time before the last transition is taken as that time. */
+int gw_health_avail_note(struct gw_health_avail *a, int up, uint64_t now_ns);
+/* Fills <out> for <a> at <now_ns> (see struct gw_health_avail_stats). */
+void gw_health_avail_stats(const struct gw_health_avail *a, uint64_t now_ns,
+                           struct gw_health_avail_stats *out);
+
 struct gw_health {
     struct gw_health_registry *reg;
     _Atomic(struct gw_health *) next; /* registry list; set before the record is published */
@@ -108,6 +153,9 @@ struct gw_health {
     _Atomic uint32_t connect_failures; /* consecutive; 0 = reachable */
     _Atomic uint64_t connect_retry_at_ns;
     _Atomic uint64_t keepalive_timeouts;
+
+    /* availability: under reg->mu (gw_health_avail_sync) */
+    struct gw_health_avail avail;
 };
 
 struct gw_health_registry {
@@ -191,6 +239,14 @@ int gw_health_conn_alive(struct gw_health *h);
 /* Whether the replica is down and its retry time has not come. */
 int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns);
 
+/* Whether <h> counts as up at <now_ns> for availability: usable
+ * (gw_health_usable) and not down (no failed connect since the last frame). */
+int gw_health_is_up(const struct gw_health *h, uint64_t now_ns);
+/* Notes the current up/down state of <h> at <now_ns> in its availability
+ * bookkeeping and, when <out> is not NULL, fills it. Takes the registry's
+ * mutex (never call it holding it). Any thread. */
+void gw_health_avail_sync(struct gw_health *h, uint64_t now_ns, struct gw_health_avail_stats *out);
+
 /* Reports the outcome of one upstream attempt on <up>: ok = 1 for a response
  * (any status the replica chose that is not retryable), 0 for a failure
  * (retryable status like UNAVAILABLE, stream reset, connection lost,
@@ -198,8 +254,10 @@ int gw_health_conn_backing_off(const struct gw_health *h, uint64_t now_ns);
 void gw_health_report(struct gw_upstream *up, int ok);
 
 /* Writes infergw_replica_health, infergw_replica_ejections_total,
- * infergw_health_checks_total and infergw_upstream_keepalive_timeouts_total
- * for every record of <reg> in the Prometheus text format. Any thread. */
+ * infergw_health_checks_total, infergw_upstream_keepalive_timeouts_total,
+ * infergw_replica_failures_total, infergw_replica_mtbf_seconds,
+ * infergw_replica_mttr_seconds and infergw_replica_availability for every record of <reg> in the
+ * Prometheus text format. Any thread. */
 void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out);
 
 #endif

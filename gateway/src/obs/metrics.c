@@ -579,6 +579,26 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
     fprintf(out, "infergw_config_errors_total %" PRIu64 "\n", g->config_errors);
 }
 
+/* infergw_pool_slo_target: each pool's availability objective (the
+ * slo_target tunable) as a ratio, for the SLO rules (docs/slo.md). The pools
+ * are the snapshot in force on worker 0 (every worker converges on it). */
+static void render_slo(struct gw_metrics *const *ws, size_t nw, FILE *out)
+{
+    struct gw_routes *rt = nw ? gw_metrics_get_routes(ws[0]) : NULL;
+    if (!rt)
+        return;
+    header(out, "infergw_pool_slo_target", "gauge",
+           "The pool's availability objective (slo_target) as a ratio: the share of calls that "
+           "must not end with a service error.");
+    for (size_t i = 0; i < rt->npools; i++) {
+        fputs("infergw_pool_slo_target{pool=\"", out);
+        gw_metrics_write_label(out, rt->pools[i].name);
+        fprintf(out, "\"} %u.%05u\n", rt->pools[i].tun.slo_target_milli / 100000,
+                rt->pools[i].tun.slo_target_milli % 100000);
+    }
+    gw_routes_unref(rt);
+}
+
 int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_metrics_global *g,
                       FILE *out)
 {
@@ -620,6 +640,7 @@ int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_m
         }
     }
     render_pools(mp, np, out);
+    render_slo(ws, nw, out);
     render_replicas(mr, nr, out);
     render_global(ws, nw, g, out);
     render_auth(ws, nw, out);

@@ -11,9 +11,9 @@
 #include "base/grpcwire.h"
 
 const char *const gw_tunable_names[GW_TUN_COUNT] = {
-    "balance_factor",       "hedge_delay_ms",     "hedge_budget_percent",
-    "hedge_exclude",        "retry_max_attempts", "retry_on",
-    "retry_budget_percent", "per_try_timeout_ms", "route_header",
+    "balance_factor",     "hedge_delay_ms", "hedge_budget_percent", "hedge_exclude",
+    "retry_max_attempts", "retry_on",       "retry_budget_percent", "per_try_timeout_ms",
+    "route_header",       "slo_target",
 };
 
 void gw_tunables_defaults(struct gw_tunables *t)
@@ -27,6 +27,7 @@ void gw_tunables_defaults(struct gw_tunables *t)
     t->retry_budget_percent = 20;
     t->per_try_timeout_ms = 0;
     snprintf(t->route_header, sizeof(t->route_header), "x-route-key");
+    t->slo_target_milli = 99900;
 }
 
 int gw_tunables_field(const char *field)
@@ -99,6 +100,29 @@ static int is_plain_decimal(const char *s)
             return 0;
     }
     return s[i] == '\0';
+}
+
+/* An SLO target in percent: a plain decimal above 50 and below 100 with at
+ * most 3 decimals, as thousandths of a percent (exact: no rounding). */
+static int parse_slo_target(const char *s, uint32_t *milli)
+{
+    if (!is_plain_decimal(s))
+        return -1;
+    const char *dot = strchr(s, '.');
+    size_t ilen = dot ? (size_t)(dot - s) : strlen(s), flen = dot ? strlen(dot + 1) : 0;
+    if (ilen > 3 || flen > 3)
+        return -1;
+    uint32_t v = 0;
+    for (size_t i = 0; i < ilen; i++)
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    v *= 1000;
+    uint32_t scale = 100;
+    for (size_t i = 0; i < flen; i++, scale /= 10)
+        v += (uint32_t)(dot[1 + i] - '0') * scale;
+    if (v <= 50000 || v >= 100000)
+        return -1;
+    *milli = v;
+    return 0;
 }
 
 /* A comma list of "/service/method" paths: exactly two slashes, neither part
@@ -214,6 +238,16 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         }
         snprintf(t->route_header, sizeof(t->route_header), "%s", value);
         break;
+    case GW_TUN_SLO_TARGET:
+        if (parse_slo_target(value, &u) < 0) {
+            gw_errf(err, errlen,
+                    "slo_target '%s': expected a percentage above 50 and below 100 with at most 3 "
+                    "decimals (e.g. 99.9)",
+                    value);
+            return -2;
+        }
+        t->slo_target_milli = u;
+        break;
     }
     t->set |= 1u << f;
     return 0;
@@ -281,6 +315,18 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
     case GW_TUN_ROUTE_HEADER:
         n = snprintf(out, cap, "%s", t->route_header);
         break;
+    case GW_TUN_SLO_TARGET: {
+        /* 99900 -> "99.9", 99000 -> "99", 99995 -> "99.995". */
+        char num[16];
+        int k = snprintf(num, sizeof(num), "%u.%03u", t->slo_target_milli / 1000,
+                         t->slo_target_milli % 1000);
+        while (k > 0 && num[k - 1] == '0')
+            num[--k] = '\0';
+        if (k > 0 && num[k - 1] == '.')
+            num[--k] = '\0';
+        n = snprintf(out, cap, "%s", num);
+        break;
+    }
     default:
         if (cap)
             out[0] = '\0';
@@ -311,5 +357,7 @@ void gw_tunables_overlay(struct gw_tunables *dst, const struct gw_tunables *over
         dst->per_try_timeout_ms = over->per_try_timeout_ms;
     if (over->set & (1u << GW_TUN_ROUTE_HEADER))
         memcpy(dst->route_header, over->route_header, sizeof(dst->route_header));
+    if (over->set & (1u << GW_TUN_SLO_TARGET))
+        dst->slo_target_milli = over->slo_target_milli;
     dst->set |= over->set;
 }

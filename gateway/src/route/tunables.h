@@ -15,6 +15,9 @@
  * retry_budget_percent   0..100                     20
  * per_try_timeout_ms     0 (none) | 1..3600000     0
  * route_header     lowercase metadata key             x-route-key
+ * slo_target       availability objective in percent, 99.9
+ *                  a decimal above 50 and below 100
+ *                  with at most 3 decimals (docs/slo.md)
  */
 #ifndef INFERGW_TUNABLES_H
 #define INFERGW_TUNABLES_H
@@ -35,6 +38,7 @@ enum gw_tunable_field {
     GW_TUN_RETRY_BUDGET_PERCENT,
     GW_TUN_PER_TRY_TIMEOUT_MS,
     GW_TUN_ROUTE_HEADER,
+    GW_TUN_SLO_TARGET,
     GW_TUN_COUNT,
 };
 
@@ -48,7 +52,8 @@ struct gw_tunables {
     uint32_t retry_budget_percent;
     uint32_t per_try_timeout_ms;
     char route_header[64];
-    uint32_t set; /* bit (1 << field) for each field given explicitly */
+    uint32_t slo_target_milli; /* objective in thousandths of a percent: 99.9% = 99900 */
+    uint32_t set;              /* bit (1 << field) for each field given explicitly */
 };
 
 /* The field names, indexed by enum gw_tunable_field. */

@@ -280,7 +280,12 @@ class ConfTest(CtlCase):
         text = self.ctl("conf", "get", "--pool", "demo").stdout
         self.assertRegex(text, r"hedge_delay_ms +auto +pool demo\n")
         self.assertRegex(text, r"balance_factor +1\.25 +default\n")
-        self.assertEqual(len(get("--pool", "demo")), 9)
+        self.assertRegex(text, r"slo_target +99\.9 +default\n")
+        self.assertEqual(len(get("--pool", "demo")), 10)
+        self.ctl("conf", "set", "--pool", "demo", "slo_target", "99.95")
+        self.assertEqual(get("--pool", "demo", "slo_target")["value"], "99.95")
+        self.refused(2, "slo_target '100'", "conf", "set", "slo_target", "100")
+        self.ctl("conf", "unset", "--pool", "demo", "slo_target")
 
         self.ctl("conf", "unset", "--pool", "demo", "hedge_delay_ms")
         self.assertEqual(self.call("HEXISTS", "infergw:pool:demo:conf", "hedge_delay_ms"), 0)
