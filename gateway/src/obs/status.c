@@ -192,8 +192,7 @@ void gw_status_stop(struct gw_status *s)
 
 double gw_status_slo_target(const struct gw_pool *p)
 {
-    (void)p; /* one objective for every pool until the pools carry their own */
-    return GW_STATUS_SLO_TARGET;
+    return p ? (double)p->tun.slo_target_milli / 100000.0 : GW_STATUS_SLO_TARGET;
 }
 
 double gw_status_quantile(const uint64_t *counts, double q)

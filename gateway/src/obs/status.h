@@ -22,7 +22,7 @@
  * count (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
  * DATA_LOSS); p50/p99 are interpolated within the histogram's buckets.
  * SLO burn = error ratio over the window / (1 - objective), the objective
- * being GW_STATUS_SLO_TARGET for every pool (gw_status_slo_target()).
+ * being the pool's slo_target tunable (gw_status_slo_target()).
  *
  * It reads worker state the way admin.c does (relaxed atomics, snapshot
  * references) and the watcher's history through gw_watcher_history().
@@ -36,7 +36,7 @@
 
 #define GW_STATUS_PERIOD_MS  5000
 #define GW_STATUS_SAMPLES    60    /* 5 minutes of history */
-#define GW_STATUS_SLO_TARGET 0.999 /* the objective until pools carry their own */
+#define GW_STATUS_SLO_TARGET 0.999 /* the objective without a pool (slo_target's default) */
 
 struct gw_admin;
 struct gw_status;
@@ -61,7 +61,8 @@ int gw_status_owns(const char *url);
 enum MHD_Result gw_status_serve(struct gw_admin *a, struct gw_status *s,
                                 struct MHD_Connection *conn, const char *url);
 
-/* The availability objective of pool <p> (0..1). */
+/* The availability objective of pool <p> (0..1): its slo_target tunable;
+ * GW_STATUS_SLO_TARGET for NULL. */
 double gw_status_slo_target(const struct gw_pool *p);
 
 /* Latency quantile <q> (0..1) in seconds of histogram <counts>
