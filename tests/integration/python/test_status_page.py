@@ -1,14 +1,17 @@
 """The admin endpoint's live status page (/ and /status.json): the JSON's
 shape, the headers (content types, a Content-Security-Policy that allows
 only the page's own files), read-only methods, and the page itself loaded in
-a real browser (headless Chromium, --dump-dom): the pool, each replica and
-its state (a stopped replica shows as down), and a pool of 1,000 replicas
-shown a page of 50 rows at a time.
+a real browser (headless Chromium: --dump-dom, and the DevTools protocol over
+--remote-debugging-pipe to click): the pool, each replica and its state (a
+stopped replica shows as down), and a pool of 1,000 replicas shown a page of
+50 rows at a time, the next page and the state filter clicked through.
 
 INFERGW_STATUS_SCREENSHOT=<file.png> also saves a screenshot of the page
 with one replica down (docs/status-page.png is made that way)."""
 
+import fcntl
 import html.parser
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +84,86 @@ def chromium(url, *extra):
         return out.stdout.decode()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe
+    (--remote-debugging-pipe: JSON messages ended by a NUL byte, written to
+    its fd 3 and read from its fd 4), to click through a page."""
+
+    def __init__(self, url):
+        assert CHROMIUM, "chromium not installed (apt-get install chromium)"
+        self.profile = tempfile.mkdtemp(prefix="chromium-", dir=WORK_DIR)
+        to_r, self.to_w = os.pipe()
+        self.from_r, from_w = os.pipe()
+        # Above any descriptor the child's 3 and 4 could clobber.
+        hi_r, hi_w = fcntl.fcntl(to_r, fcntl.F_DUPFD, 100), fcntl.fcntl(from_w, fcntl.F_DUPFD, 100)
+        os.close(to_r)
+        os.close(from_w)
+
+        def fds():  # the child's fd 3 reads our messages, fd 4 takes its answers
+            os.dup2(hi_r, 3)
+            os.dup2(hi_w, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless=new", "--disable-gpu", "--no-sandbox", "--no-first-run",
+             "--disable-extensions", "--disable-background-networking", "--disable-sync",
+             "--user-data-dir=" + self.profile, "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=fds, pass_fds=(3, 4))
+        os.close(hi_r)
+        os.close(hi_w)
+        self.buf, self.next_id, self.session = b"", 0, None
+        target = self.call("Target.createTarget", url=url)["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target,
+                                 flatten=True)["sessionId"]
+
+    def call(self, method, **params):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            msg["sessionId"] = self.session
+        os.write(self.to_w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self.next_id:
+                    assert "error" not in reply, reply
+                    return reply["result"]
+            chunk = os.read(self.from_r, 65536)
+            assert chunk, "chromium closed the pipe"
+            self.buf += chunk
+        raise AssertionError("no answer to %s" % method)
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
+    def wait(self, expr, timeout=15.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            v = self.eval(expr)
+            if v:
+                return v
+            time.sleep(0.2)
+        raise AssertionError("never true in the page: %s" % expr)
+
+    def close(self):
+        try:
+            self.call("Browser.close")
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.to_w)
+        os.close(self.from_r)
+        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 def load_dom(port):
@@ -231,6 +314,22 @@ class StatusPageTest(unittest.TestCase):
             self.assertEqual(len(dom.rows), 50)
             self.assertTrue(any(r.endswith("of 1000") for r in dom.ranges), dom.ranges)
             self.assertTrue(all(a in dead for a, _ in dom.rows))
+            # Clicked through: the next page, then only the healthy replicas.
+            b = Browser("http://127.0.0.1:%d/" % admin)
+            try:
+                rows = "document.querySelectorAll('tr[data-addr]')"
+                b.wait(rows + ".length == 50")
+                self.assertEqual(b.eval("document.querySelector('.range').textContent"),
+                                 "1\u201350 of 1000")
+                b.eval("document.querySelector('.pager button:last-child').click()")
+                self.assertEqual(b.eval("document.querySelector('.range').textContent"),
+                                 "51\u2013100 of 1000")
+                self.assertEqual(b.eval(rows + ".length"), 50)
+                b.eval("document.querySelector('.chip[data-state=healthy]').click()")
+                got = b.eval("Array.from(%s).map(r => r.dataset.addr).sort()" % rows)
+                self.assertEqual(got, sorted(live))
+            finally:
+                b.close()
         finally:
             gw.stop()
 
