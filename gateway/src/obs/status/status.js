@@ -167,8 +167,9 @@ function poolSection(p) {
     el("span", { class: "kv" }, el("b", { text: `${p.eligible}/${p.replica_count}` }), document.createTextNode(" eligible")),
     el("span", { class: "kv" }, el("b", { text: rate(w.rate_per_s) }), document.createTextNode(" calls")),
     el("span", { class: "kv" }, el("b", { text: pct(w.error_ratio) }), document.createTextNode(" errors")),
-    el("span", { class: "kv" }, document.createTextNode("p50 "), el("b", { text: ms(w.p50_ms) }),
-      document.createTextNode(" \u00b7 p99 "), el("b", { text: ms(w.p99_ms) })),
+    el("span", { class: "kv" }, document.createTextNode("p50 "),
+      el("b", { text: w.calls ? ms(w.p50_ms) : "\u2013" }), document.createTextNode(" \u00b7 p99 "),
+      el("b", { text: w.calls ? ms(w.p99_ms) : "\u2013" })),
     el("span", { class: "kv", text: `SLO ${pct(p.slo_target, 1)}` }),
     burnBadge(w.slo_burn, w.calls)));
 
