@@ -25,9 +25,10 @@
  * messages, replies, EVAL arguments, publish/report, SCAN of records),
  * ctl_pool.c (pool, conf), ctl_replica.c (replica add/remove/weight/drain,
  * ring show, replica list, route), ctl_tenant.c (tenant, key), ctl_lease.c
- * (replica register, gc), ctl_status.c (status, version). Argument checks,
- * ring and conf computations and output formats live in ctlargs.c and
- * ctlview.c (pure, unit-tested); the ctl_*.c files only talk to Redis.
+ * (replica register, gc), ctl_status.c (status, version), ctl_dump.c (dump,
+ * restore). Argument checks, ring and conf computations, output formats and
+ * the dump document live in ctlargs.c, ctlview.c and ctldoc.c (pure,
+ * unit-tested); the ctl_*.c files only talk to Redis.
  */
 #ifndef INFERGW_CTL_H
 #define INFERGW_CTL_H
@@ -57,7 +58,7 @@ struct ctl {
 extern const char ctl_lua_pool_add[], ctl_lua_pool_remove[], ctl_lua_replica_set[],
     ctl_lua_replica_state[], ctl_lua_conf_set[], ctl_lua_conf_unset[], ctl_lua_read_ring[],
     ctl_lua_read_conf[], ctl_lua_tenant_add[], ctl_lua_tenant_remove[], ctl_lua_key_create[],
-    ctl_lua_key_revoke[], ctl_lua_register[], ctl_lua_deregister[], ctl_lua_gc[];
+    ctl_lua_key_revoke[], ctl_lua_register[], ctl_lua_deregister[], ctl_lua_gc[], ctl_lua_restore[];
 
 /* --- messages and replies (ctl_redis.c) ------------------------------------------------ */
 
@@ -173,5 +174,9 @@ int ctl_run_gc(struct ctl *x);
 /* ctl_status.c */
 int ctl_run_status(struct ctl *x);
 int ctl_run_version(struct ctl *x);
+
+/* ctl_dump.c */
+int ctl_run_dump(struct ctl *x);
+int ctl_run_restore(struct ctl *x);
 
 #endif

@@ -59,6 +59,10 @@ static int dispatch(struct ctl *x)
         return ctl_run_gc(x);
     case CTL_STATUS:
         return ctl_run_status(x);
+    case CTL_DUMP:
+        return ctl_run_dump(x);
+    case CTL_RESTORE:
+        return ctl_run_restore(x);
     case CTL_KEY_HASH:
     case CTL_HELP:
         break;

@@ -35,6 +35,8 @@
 #define F_TTL        512u
 #define F_DRAIN_MS   1024u
 #define F_GRACE      2048u
+#define F_OUT        4096u
+#define F_DRY_RUN    8192u
 
 /* Flags with a value: global ones (bit 0), then command flags. */
 static const struct {
@@ -55,6 +57,7 @@ static const struct {
     {"--ttl", F_TTL},
     {"--drain-ms", F_DRAIN_MS},
     {"--grace", F_GRACE},
+    {"--out", F_OUT},
 };
 #define NVALUED (sizeof(valued_flags) / sizeof(valued_flags[0]))
 
@@ -62,7 +65,8 @@ static const struct {
  * P pool, R replica, W weight, F tunable field, f optional tunable field,
  * U any field name (unset may remove a field the gateway does not know),
  * V tunable value (checked against the field), K route key, T tenant,
- * t optional tenant, X API key or key-hash prefix, S API key text.
+ * t optional tenant, X API key or key-hash prefix, S API key text,
+ * D a file name or "-" (stdin).
  * A lowercase kind is optional and comes last. */
 struct cmd_spec {
     const char *name; /* for messages */
@@ -98,6 +102,8 @@ static const struct cmd_spec cmds[] = {
     {"key revoke", "key", "revoke", CTL_KEY_REVOKE, "X", 0},
     {"key list", "key", "list", CTL_KEY_LIST, "", F_TENANT},
     {"key hash", "key", "hash", CTL_KEY_HASH, "S", 0},
+    {"dump", "dump", NULL, CTL_DUMP, "", F_OUT},
+    {"restore", "restore", NULL, CTL_RESTORE, "D", F_DRY_RUN},
     {"version", "version", NULL, CTL_VERSION, "", 0},
     {"help", "help", NULL, CTL_HELP, "", 0},
 };
@@ -266,7 +272,7 @@ static const struct cmd_spec *find_cmd(const char *const *words, size_t nwords, 
     if (!first)
         gw_errf(err, errlen,
                 "unknown command '%s': expected pool, replica, conf, ring, route, tenant, key, "
-                "gc, status, version or help (see --help)",
+                "gc, status, dump, restore, version or help (see --help)",
                 words[0]);
     else if (nwords > 1)
         gw_errf(err, errlen, "unknown command '%s %s': '%s' takes %s", words[0], words[1], words[0],
@@ -300,6 +306,8 @@ static const char *op_name(char k)
         return "<key-or-hash-prefix>";
     case 'S':
         return "<api-key>";
+    case 'D':
+        return "<file|->";
     }
     return "?";
 }
@@ -374,6 +382,12 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
         if (w[0])
             return 0;
         gw_errf(err, errlen, "empty key");
+        return -1;
+    case 'D':
+        a->file = w;
+        if (w[0])
+            return 0;
+        gw_errf(err, errlen, "empty file name (give - for stdin)");
         return -1;
     }
     return -1;
@@ -479,6 +493,11 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
             given |= F_FORCE;
             continue;
         }
+        if (!strcmp(arg, "--dry-run")) {
+            a->dry_run = 1;
+            given |= F_DRY_RUN;
+            continue;
+        }
         size_t k;
 
         for (k = 0; k < NVALUED; k++)
@@ -540,8 +559,15 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         case 12:
             drain_ms = v;
             break;
-        default:
+        case 13:
             grace = v;
+            break;
+        default:
+            if (!v[0]) {
+                gw_errf(err, errlen, "--out needs a file name");
+                return CTL_EXIT_USAGE;
+            }
+            a->out = v;
             break;
         }
     }
@@ -576,7 +602,7 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     }
     unsigned extra = given & ~spec->flags;
     if (extra) {
-        const char *fname = "--force";
+        const char *fname = extra & F_DRY_RUN ? "--dry-run" : "--force";
         for (size_t k = 0; k < NVALUED; k++)
             if (valued_flags[k].bit & extra)
                 fname = valued_flags[k].name;
@@ -740,6 +766,21 @@ void ctl_args_usage(FILE *out)
         "  key hash <api-key>                print the key's SHA-256 hex, as a --api-keys file\n"
         "                                    line needs (no Redis involved)\n"
         "\n"
+        "Backup (docs/backup.md):\n"
+        "  dump [--out FILE]                 the whole control-plane state (pools, rings,\n"
+        "                                    tunables, replica states, tenants, API-key\n"
+        "                                    hashes; not leases or gateway reports) as one\n"
+        "                                    JSON document, format infergw-dump version 1,\n"
+        "                                    on stdout or into FILE (written whole, then\n"
+        "                                    renamed); values the gateways would refuse are\n"
+        "                                    reported on stderr\n"
+        "  restore [--dry-run] <file|->      check a dump with the gateways' rules (any bad\n"
+        "                                    value: exit 2, the message names its JSON path,\n"
+        "                                    nothing written), then replace the control-plane\n"
+        "                                    keys with it in one atomic script, bump the\n"
+        "                                    version and announce it; --dry-run prints what\n"
+        "                                    would change (keys and fields) and writes nothing\n"
+        "\n"
         "  version                           the current <prefix>version\n"
         "  help                              this text\n"
         "\n"
@@ -763,6 +804,8 @@ void ctl_args_usage(FILE *out)
         "  --ttl S              replica register: lease time to live, 1..86400 s\n"
         "  --drain-ms N         replica register: wait between drain and removal [2000]\n"
         "  --grace S            gc: seconds a lease must have been gone [60]\n"
+        "  --out FILE           dump: write FILE instead of stdout\n"
+        "  --dry-run            restore: show the changes, write nothing\n"
         "  --help, -h           this text\n"
         "\n"
         "Ring layout: member <host:port>#<i> for i = 0..N-1, score = first 4 bytes of\n"
@@ -782,6 +825,8 @@ void ctl_args_usage(FILE *out)
         "  infergw-ctl route demo customer-42\n"
         "  infergw-ctl replica register demo 10.0.0.8:7201 --ttl 10\n"
         "  infergw-ctl gc --grace 300\n"
+        "  infergw-ctl dump --out infergw-dump.json\n"
+        "  infergw-ctl restore --dry-run infergw-dump.json\n"
         "  infergw-ctl tenant add acme --models demo,resnet --rps 50 --burst 100\n"
         "  infergw-ctl key create acme --expires-in 90d\n"
         "  infergw-ctl key revoke 3f2a9c1b77e0\n"

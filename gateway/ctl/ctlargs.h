@@ -52,6 +52,8 @@ enum ctl_cmd {
     CTL_REPLICA_REGISTER,
     CTL_GC,
     CTL_STATUS,
+    CTL_DUMP,
+    CTL_RESTORE,
 };
 
 #define CTL_DEFAULT_DRAIN_MS 2000
@@ -93,6 +95,10 @@ struct ctl_args {
     uint32_t ttl_ms;   /* replica register --ttl S (required), in ms */
     uint32_t drain_ms; /* replica register --drain-ms [CTL_DEFAULT_DRAIN_MS] */
     uint32_t grace_s;  /* gc --grace S [CTL_DEFAULT_GC_GRACE] */
+    /* dump and restore */
+    const char *out;  /* dump --out FILE; NULL = stdout */
+    const char *file; /* restore operand: a file, or "-" for stdin */
+    int dry_run;      /* restore --dry-run */
 };
 
 /* Parses argv (argv[0] is the program). <env_redis> is $INFERGW_REDIS (may

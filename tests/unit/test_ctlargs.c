@@ -290,6 +290,8 @@ static void test_usage_names_everything(void **state)
                              "conf unset",
                              "ring show",
                              "route <pool> <key>",
+                             "dump [--out FILE]",
+                             "restore [--dry-run] <file|->",
                              "version",
                              "--redis URL",
                              "INFERGW_REDIS",
@@ -534,6 +536,35 @@ static void test_lease_commands(void **state)
     refused("too many operands", parse(&a, "status", "demo"));
 }
 
+static void test_dump_commands(void **state)
+{
+    (void)state;
+    struct ctl_args a;
+
+    assert_int_equal(parse(&a, "dump"), 0);
+    assert_int_equal(a.cmd, CTL_DUMP);
+    assert_null(a.out);
+    assert_int_equal(parse(&a, "dump", "--out", "/tmp/d.json"), 0);
+    assert_string_equal(a.out, "/tmp/d.json");
+    assert_int_equal(parse(&a, "--out=d.json", "dump"), 0);
+    assert_string_equal(a.out, "d.json");
+    refused("--out needs a file name", parse(&a, "dump", "--out="));
+    refused("too many operands", parse(&a, "dump", "d.json"));
+    refused("does not take --dry-run", parse(&a, "dump", "--dry-run"));
+
+    assert_int_equal(parse(&a, "restore", "d.json"), 0);
+    assert_int_equal(a.cmd, CTL_RESTORE);
+    assert_string_equal(a.file, "d.json");
+    assert_int_equal(a.dry_run, 0);
+    assert_int_equal(parse(&a, "restore", "--dry-run", "-"), 0);
+    assert_string_equal(a.file, "-");
+    assert_int_equal(a.dry_run, 1);
+    refused("missing operands", parse(&a, "restore"));
+    refused("empty file name", parse(&a, "restore", ""));
+    refused("does not take --out", parse(&a, "restore", "d.json", "--out", "x"));
+    refused("does not take --dry-run", parse(&a, "pool", "list", "--dry-run"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,7 +574,7 @@ int main(void)
         cmocka_unit_test(test_check_weight),     cmocka_unit_test(test_usage_names_everything),
         cmocka_unit_test(test_tenant_commands),  cmocka_unit_test(test_key_commands),
         cmocka_unit_test(test_duration),         cmocka_unit_test(test_key_format),
-        cmocka_unit_test(test_lease_commands),
+        cmocka_unit_test(test_lease_commands),   cmocka_unit_test(test_dump_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

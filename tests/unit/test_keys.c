@@ -89,6 +89,8 @@ static void test_scan(void **state)
     assert_string_equal(b, "infergw:apikey:3f2a*");
     assert_int_equal(gw_key_scan(b, sizeof(b), P, GW_KEY_GATEWAY, ""), 0);
     assert_string_equal(b, "infergw:gateway:*");
+    assert_int_equal(gw_key_scan(b, sizeof(b), P, GW_KEY_REPLICA, ""), 0);
+    assert_string_equal(b, "infergw:replica:*");
     /* Glob characters of the prefix match only themselves. */
     assert_int_equal(gw_key_scan(b, sizeof(b), "a*b?[c]\\:", GW_KEY_APIKEY, ""), 0);
     assert_string_equal(b, "a\\*b\\?\\[c\\]\\\\:apikey:*");
@@ -103,6 +105,7 @@ static void test_suffix(void **state)
     assert_string_equal(gw_key_suffix("infergw:tenant:acme", P, GW_KEY_TENANT), "acme");
     assert_string_equal(gw_key_suffix("infergw:apikey:ab", P, GW_KEY_APIKEY), "ab");
     assert_string_equal(gw_key_suffix("infergw:gateway:g:1", P, GW_KEY_GATEWAY), "g:1");
+    assert_string_equal(gw_key_suffix("infergw:replica:h:1", P, GW_KEY_REPLICA), "h:1");
     assert_string_equal(gw_key_suffix("infergw:tenant:", P, GW_KEY_TENANT), "");
     assert_null(gw_key_suffix("infergw:tenant:acme", P, GW_KEY_APIKEY));
     assert_null(gw_key_suffix("other:tenant:acme", P, GW_KEY_TENANT));

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const family_word[] = {
-    [GW_KEY_TENANT] = "tenant:", [GW_KEY_APIKEY] = "apikey:", [GW_KEY_GATEWAY] = "gateway:"};
+static const char *const family_word[] = {[GW_KEY_TENANT] = "tenant:",
+                                          [GW_KEY_APIKEY] = "apikey:",
+                                          [GW_KEY_GATEWAY] = "gateway:",
+                                          [GW_KEY_REPLICA] = "replica:"};
 
 /* "<prefix><a><b><c>"; NULL parts are left out. */
 static int build(char *buf, size_t cap, const char *prefix, const char *a, const char *b,
@@ -44,7 +46,7 @@ int gw_key_conf(char *buf, size_t cap, const char *prefix)
 
 int gw_key_replica(char *buf, size_t cap, const char *prefix, const char *addr)
 {
-    return build(buf, cap, prefix, "replica:", addr, NULL);
+    return build(buf, cap, prefix, family_word[GW_KEY_REPLICA], addr, NULL);
 }
 
 int gw_key_version(char *buf, size_t cap, const char *prefix)

@@ -58,12 +58,13 @@ int gw_key_pool_ring_head(char *buf, size_t cap, const char *prefix);
 int gw_key_lease_head(char *buf, size_t cap, const char *prefix);
 
 /* The record families infergw-ctl and the watcher SCAN for (from 1, so
- * that no family is a null pointer constant passed for a string). */
-enum gw_key_family { GW_KEY_TENANT = 1, GW_KEY_APIKEY, GW_KEY_GATEWAY };
+ * that no family is a null pointer constant passed for a string);
+ * GW_KEY_REPLICA (replica states) only infergw-ctl dump/restore scans. */
+enum gw_key_family { GW_KEY_TENANT = 1, GW_KEY_APIKEY, GW_KEY_GATEWAY, GW_KEY_REPLICA };
 
 /* A SCAN MATCH pattern for the keys of <family> whose name starts with
  * <head> ("" = all): <prefix> with its glob characters (* ? [ ] \) escaped,
- * then "tenant:" (or "apikey:", "gateway:"), <head> as given, and "*". */
+ * then "tenant:" (or "apikey:", "gateway:", "replica:"), <head> as given, and "*". */
 int gw_key_scan(char *buf, size_t cap, const char *prefix, enum gw_key_family family,
                 const char *head);
 

@@ -5,7 +5,9 @@
   directory); no warnings either. The gateway unit has the hardening options,
   stops with SIGTERM and gives the drain (--shutdown-grace-ms of the example
   environment file) time to finish; `systemd-analyze security` rates every
-  unit "OK" (exposure < 2.5 of 10).
+  unit "OK" (exposure < 2.5 of 10). The backup service runs deploy/backup.sh
+  (installed as /usr/local/bin/infergw-backup) as a oneshot into its state
+  directory, started hourly by its timer (verified with it).
 - Docker: the build stage of the Dockerfile builds with deploy/lib/build.sh
   --release, the recipe tests/run.sh uses (no cmake line of its own anywhere);
   the runtime stage runs as a non-root user with a HEALTHCHECK on /healthz;
@@ -18,8 +20,10 @@
   /readyz and liveness on /healthz at the admin port of its flags, resources,
   a preStop hook and terminationGracePeriodSeconds >= preStop + drain grace;
   the PodDisruptionBudget, HorizontalPodAutoscaler and Service select the
-  gateway; the replica Deployment has the registrar sidecar; every ConfigMap
-  and Secret referenced is defined.
+  gateway; the replica Deployment has the registrar sidecar; the backup
+  CronJob runs infergw-backup (copied into the image by the Dockerfile) into
+  a volume claimed by a PersistentVolumeClaim of the manifests; every
+  ConfigMap and Secret referenced is defined.
 
 YAML is parsed with Debian's python3-yaml. Run with /usr/bin/python3.
 """
@@ -81,6 +85,16 @@ def parse_unit(path):
     return out
 
 
+BACKUP_SCRIPT = "/usr/local/bin/infergw-backup"  # deploy/backup.sh, installed
+
+
+def unit_for_test(text):
+    """A unit's text with its programs pointed at the build tree (and the
+    backup script at deploy/backup.sh)."""
+    text = text.replace(BACKUP_SCRIPT, os.path.join(DEPLOY, "backup.sh"))
+    return text.replace("/usr/local/bin/", BIN_DIR.rstrip("/") + "/")
+
+
 def parse_env_file(path):
     env = {}
     for line in read(path).splitlines():
@@ -114,7 +128,11 @@ class SystemdUnits(unittest.TestCase):
                 self.assertIn("/usr/local/bin/", text, u)
                 dst = os.path.join(tmp, os.path.basename(u))
                 with open(dst, "w", encoding="utf-8") as f:
-                    f.write(text.replace("/usr/local/bin/", BIN_DIR.rstrip("/") + "/"))
+                    f.write(unit_for_test(text))
+                copies.append(dst)
+            for t in sorted(glob.glob(os.path.join(SYSTEMD, "*.timer"))):
+                dst = os.path.join(tmp, os.path.basename(t))
+                shutil.copy(t, dst)
                 copies.append(dst)
             # Templates (name@.service) are verified as an instance (name@i).
             r = subprocess.run([exe, "verify"] + copies, capture_output=True, text=True, timeout=60)
@@ -137,7 +155,7 @@ class SystemdUnits(unittest.TestCase):
             for u in self.units():
                 dst = os.path.join(tmp, os.path.basename(u))
                 with open(dst, "w", encoding="utf-8") as f:
-                    f.write(read(u).replace("/usr/local/bin/", BIN_DIR.rstrip("/") + "/"))
+                    f.write(unit_for_test(read(u)))
                 r = subprocess.run([exe, "security", "--offline=true", "--no-pager", dst],
                                    capture_output=True, text=True, timeout=60)
                 m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
@@ -187,6 +205,32 @@ class SystemdUnits(unittest.TestCase):
         for var in re.findall(r"\$\{?([A-Z_]+)\}?", svc["ExecStart"]):
             self.assertIn(var, env)
         self.assertEqual(svc["KillSignal"], "SIGTERM")
+
+    def test_backup_service_and_timer(self):
+        unit = parse_unit(os.path.join(SYSTEMD, "infergw-backup.service"))
+        svc = {k: v for s, k, v in unit if s == "Service"}
+        env = parse_env_file(os.path.join(SYSTEMD, "infergw-backup.env"))
+        self.assertEqual(svc["Type"], "oneshot")
+        self.assertEqual(svc["ExecStart"], BACKUP_SCRIPT)
+        self.assertEqual(svc["EnvironmentFile"], "/etc/infergw/backup.env")
+        self.assertIn("INFERGW_REDIS", env)  # read by infergw-ctl itself
+        self.assertGreaterEqual(int(env["INFERGW_BACKUP_KEEP"]), 1)
+        # The dumps go to the state directory, the one place it may write.
+        self.assertEqual(svc["StateDirectory"], "infergw-backup")
+        self.assertEqual(svc["Environment"], "INFERGW_BACKUP_DIR=/var/lib/infergw-backup")
+        self.assertEqual(svc["ProtectSystem"], "strict")
+        timer = {(s, k): v for s, k, v in parse_unit(os.path.join(SYSTEMD, "infergw-backup.timer"))}
+        self.assertEqual(timer[("Timer", "Unit")], "infergw-backup.service")
+        self.assertTrue(timer[("Timer", "OnCalendar")])
+        self.assertEqual(timer[("Timer", "Persistent")], "true")
+        self.assertEqual(timer[("Install", "WantedBy")], "timers.target")
+        script = os.path.join(DEPLOY, "backup.sh")
+        self.assertTrue(os.access(script, os.X_OK), script)
+        r = subprocess.run(["sh", "-n", script], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if shutil.which("shellcheck"):
+            r = subprocess.run(["shellcheck", script], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 # --------------------------------------------------------------------------
@@ -573,6 +617,31 @@ class Kubernetes(unittest.TestCase):
             for ref in walk(o.get("spec", {})):
                 self.assertIn(ref, defined, "%s %s refers to a missing %s" %
                               (o["kind"], o["metadata"]["name"], ref))
+
+    def test_backup_cronjob(self):
+        jobs = find(self.objs, "CronJob")
+        self.assertEqual(len(jobs), 1, "one backup CronJob")
+        job = jobs[0]
+        self.assertEqual(len(job["spec"]["schedule"].split()), 5, job["spec"]["schedule"])
+        self.assertEqual(job["spec"]["concurrencyPolicy"], "Forbid")
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        self.assertEqual(len(pod["containers"]), 1)
+        c = pod["containers"][0]
+        self.assertEqual(c["command"], ["infergw-backup"])
+        env = container_env(self.objs, c)
+        self.assertIn("INFERGW_REDIS", env)
+        self.assertGreaterEqual(int(env["INFERGW_BACKUP_KEEP"]), 1)
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in pod["volumes"]}
+        dirs = [n for n, p in mounts.items() if p == env["INFERGW_BACKUP_DIR"]]
+        self.assertEqual(len(dirs), 1, "INFERGW_BACKUP_DIR is not a mounted volume")
+        claim = vols[dirs[0]]["persistentVolumeClaim"]["claimName"]
+        self.assertEqual(len(find(self.objs, "PersistentVolumeClaim", claim)), 1,
+                         "no PersistentVolumeClaim %s" % claim)
+        self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"])
+        # The image has the script under that name.
+        self.assertRegex(read(os.path.join(DOCKER, "Dockerfile")),
+                         r"(?m)^COPY deploy/backup\.sh /usr/local/bin/infergw-backup$")
 
     def test_redis_configure_script_is_valid_sh(self):
         cm = find(self.objs, "ConfigMap", "redis-sentinel-scripts")

@@ -394,6 +394,65 @@ class LuaScriptTest(unittest.TestCase):
         self.r("SET", LEASED, "x")
         self.assert_unchanged("gc", keys, args(60), error=True)
 
+    # --- restore -----------------------------------------------------------------
+
+    def test_restore(self):
+        # Into an empty Redis: the version becomes config_version + 1.
+        writes = [POOLS, ring("demo"), pool_conf("demo"), tenant("acme")]
+        plan = ["set", "1", "demo",
+                "zset", "4", "1", A + "#0", "2", A + "#1",
+                "hash", "2", "hedge_delay_ms", "50",
+                "hash", "4", "models", "demo", "rps", "5"]
+        self.assertEqual(self.run_lua("restore", [VERSION] + writes, ["", "7", "0"] + plan),
+                         ["ok", 8])
+        want = {POOLS: ("set", ["demo"]), VERSION: ("string", "8"),
+                ring("demo"): ("zset", [A + "#0", "1", A + "#1", "2"]),
+                pool_conf("demo"): ("hash", {"hedge_delay_ms": "50"}),
+                tenant("acme"): ("hash", {"models": "demo", "rps": "5"})}
+        self.assertEqual(self.state(), want)
+        # A write since the state was read: nothing written.
+        self.assert_unchanged("restore", [VERSION] + writes, ["7", "0", "0"] + plan,
+                              ["changed", "8"])
+        # Replacing: the old keys go (a stale tenant, a ring of the wrong
+        # type), the new ones are written whole; leases stay; a version above
+        # config_version is just bumped.
+        self.r("HSET", tenant("old"), "models", "*")
+        self.r("DEL", ring("demo"))
+        self.r("SET", ring("demo"), "junk")
+        self.r("SET", lease(A), "1")
+        self.r("SET", VERSION, "20")
+        old = [POOLS, ring("demo"), pool_conf("demo"), tenant("acme"), tenant("old")]
+        new = [POOLS, ring("demo")]
+        self.assertEqual(self.run_lua("restore", [VERSION] + old + new,
+                                      ["20", "7", str(len(old)), "set", "2", "demo", "other",
+                                       "zset", "2", "3", B + "#0"]), ["ok", 21])
+        self.assertEqual(self.state(), {POOLS: ("set", ["demo", "other"]),
+                                        VERSION: ("string", "21"),
+                                        ring("demo"): ("zset", [B + "#0", "3"]),
+                                        lease(A): ("string", "1")})
+        # An empty document empties the control plane.
+        self.assertEqual(self.run_lua("restore", [VERSION] + new, ["21", "0", "2"]), ["ok", 22])
+        self.assertEqual(self.state(), {VERSION: ("string", "22"), lease(A): ("string", "1")})
+        # Bad plans and arguments are refused before anything is written.
+        self.r("SADD", POOLS, "demo")
+        for keys, args in (([VERSION, POOLS], ["22", "0", "0", "list", "1", "x"]),
+                           ([VERSION, POOLS], ["22", "0", "0", "set", "5", "x"]),
+                           ([VERSION, POOLS], ["22", "0", "0", "hash", "1", "x"]),
+                           ([VERSION, POOLS], ["22", "0", "0"]),
+                           ([VERSION], ["22", "0", "0", "set", "1", "x"]),
+                           ([VERSION, POOLS], ["22", "zero", "1"]),
+                           ([VERSION, POOLS], ["22", "0", "2"])):
+            self.assert_unchanged("restore", keys, args, error=True)
+        # A version that is not a number: INCR fails before any write.
+        self.r("SET", VERSION, "abc")
+        self.assert_unchanged("restore", [VERSION, POOLS, POOLS],
+                              ["abc", "0", "1", "set", "1", "x"], error=True)
+        # The version key of the wrong type.
+        self.r("DEL", VERSION)
+        self.r("HSET", VERSION, "a", "b")
+        self.assert_unchanged("restore", [VERSION, POOLS], ["", "0", "0", "set", "1", "x"],
+                              error=True)
+
     # --- coverage ----------------------------------------------------------------
 
     def test_zz_every_script_tested(self):
