@@ -36,12 +36,13 @@ INFERGW_PACKAGES_run=(
 # nodejs + npm: Debian's, or NodeSource's nodejs, whose bundled npm stands in
 # for Debian's npm (deps.sh). clang's libFuzzer runtime (libclang-rt-14-dev) is
 # only a Recommends of clang. The raw HTTP/2 client tests use python3-h2;
-# tests/check-format.sh uses clang-format.
+# tests/check-format.sh uses clang-format; test_status_page.py loads the
+# admin endpoint's status page in headless chromium.
 INFERGW_PACKAGES_test=(
   libcmocka-dev redis-server redis-sentinel redis-tools iproute2 systemd
   python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc python3-yaml
   python3-cryptography python3-h2 python3-hpack python3-hyperframe
-  nghttp2-client nodejs npm clang libclang-rt-14-dev clang-format prometheus
+  nghttp2-client nodejs npm clang libclang-rt-14-dev clang-format prometheus chromium
 )
 INFERGW_PACKAGES_bench=(nghttp2-client haproxy nginx-light util-linux python3-cryptography)
 INFERGW_PACKAGES_fresh=(mmdebstrap podman git ca-certificates util-linux)

@@ -278,6 +278,11 @@ static void test_share_near_even(void **state)
     }
     assert_true(sum > 1.0 - 1e-9 && sum < 1.0 + 1e-9);
     assert_true(gw_ring_share(&r, 5) == 0.0);
+    /* All at once (the status page): exactly the one-by-one answers. */
+    double all[5];
+    gw_ring_shares(&r, all);
+    for (uint32_t i = 0; i < 5; i++)
+        assert_true(all[i] == gw_ring_share(&r, i));
     gw_ring_free(&r);
 
     /* One replica owns everything, even with a single vnode. */

@@ -617,7 +617,39 @@ static void publish(struct gw_watcher *ctl, struct gw_routes *rt)
     atomic_fetch_add(&ctl->reloads, 1);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    atomic_store(&ctl->loaded_at_ms, (unsigned long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    uint64_t at = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    atomic_store(&ctl->loaded_at_ms, (unsigned long long)at);
+    char *gone = ctl->lease_gone ? gw_strdup(ctl->lease_gone) : NULL;
+    pthread_mutex_lock(&ctl->applied_mu);
+    /* A snapshot at the version in force (leases changed, the thread's
+     * first load) is not a new version. */
+    if (!ctl->napplied ||
+        ctl->applied[(ctl->napplied - 1) % GW_WATCHER_HISTORY].version != rt->version) {
+        ctl->applied[ctl->napplied % GW_WATCHER_HISTORY] =
+            (struct gw_watcher_applied){.version = rt->version, .at_ms = at};
+        ctl->napplied++;
+    }
+    gw_free(ctl->lease_gone_pub);
+    ctl->lease_gone_pub = gone; /* NULL when out of memory: shown as no lease gone */
+    pthread_mutex_unlock(&ctl->applied_mu);
+}
+
+size_t gw_watcher_history(struct gw_watcher *ctl, struct gw_watcher_applied *out, size_t max)
+{
+    pthread_mutex_lock(&ctl->applied_mu);
+    size_t n = 0;
+    for (uint64_t i = ctl->napplied; i > 0 && n < max && n < GW_WATCHER_HISTORY; i--)
+        out[n++] = ctl->applied[(i - 1) % GW_WATCHER_HISTORY];
+    pthread_mutex_unlock(&ctl->applied_mu);
+    return n;
+}
+
+int gw_watcher_lease_gone(struct gw_watcher *ctl, const char *addr)
+{
+    pthread_mutex_lock(&ctl->applied_mu);
+    int gone = in_list(ctl->lease_gone_pub, addr);
+    pthread_mutex_unlock(&ctl->applied_mu);
+    return gone;
 }
 
 /* Loads a snapshot at <version> and publishes it. Returns 0, or -1 on a
@@ -908,6 +940,7 @@ int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct 
                     char *err, size_t errlen)
 {
     memset(ctl, 0, sizeof(*ctl));
+    pthread_mutex_init(&ctl->applied_mu, NULL);
     ctl->cfg = cfg;
     ctl->stopfd = -1;
     if (gw_redis_url_parse(cfg->redis_url, &ctl->url, err, errlen) < 0)
@@ -982,4 +1015,7 @@ void gw_watcher_stop(struct gw_watcher *ctl)
     ctl->current = ctl->flags = NULL;
     gw_free(ctl->lease_gone);
     ctl->lease_gone = NULL;
+    gw_free(ctl->lease_gone_pub);
+    ctl->lease_gone_pub = NULL;
+    pthread_mutex_destroy(&ctl->applied_mu);
 }

@@ -46,7 +46,14 @@
 #include "control/redisconn.h"
 #include "route/route.h"
 
-#define GW_CTRL_REPORT_MS 2000
+#define GW_CTRL_REPORT_MS  2000
+#define GW_WATCHER_HISTORY 16 /* applied versions kept for the status page */
+
+/* One snapshot the watcher published: its infergw:version and when. */
+struct gw_watcher_applied {
+    uint64_t version;
+    uint64_t at_ms; /* CLOCK_REALTIME */
+};
 
 struct gw_worker;
 struct gw_health_registry;
@@ -72,6 +79,11 @@ struct gw_watcher {
     atomic_ullong config_errors; /* values refused */
     atomic_ullong reloads;       /* snapshots published from Redis */
     atomic_ullong loaded_at_ms;  /* CLOCK_REALTIME of the last publish */
+    /* Read by the admin thread (status page), under applied_mu. */
+    pthread_mutex_t applied_mu;
+    struct gw_watcher_applied applied[GW_WATCHER_HISTORY]; /* ring of the last publishes */
+    uint64_t napplied;                                     /* publishes so far */
+    char *lease_gone_pub; /* a copy of lease_gone as of the last publish */
 };
 
 /* Prepares the control plane for cfg->redis_url. <flags> is the snapshot of
@@ -87,5 +99,12 @@ struct gw_routes *gw_watcher_initial(struct gw_watcher *ctl);
 int gw_watcher_start(struct gw_watcher *ctl, struct gw_worker *workers, int nworkers);
 /* Stops and joins the thread, frees everything. */
 void gw_watcher_stop(struct gw_watcher *ctl);
+
+/* The last (at most <max>) snapshots published, newest first, into <out>.
+ * Returns how many. Any thread. */
+size_t gw_watcher_history(struct gw_watcher *ctl, struct gw_watcher_applied *out, size_t max);
+/* Whether replica <addr> is leased and its lease is gone, as of the last
+ * snapshot published. Any thread. */
+int gw_watcher_lease_gone(struct gw_watcher *ctl, const char *addr);
 
 #endif

@@ -19,6 +19,7 @@
 #include "route/route.h"
 #include "route/tunables.h"
 #include "engine/worker.h"
+#include "obs/status.h"
 
 static uint64_t realtime_ms(void)
 {
@@ -289,6 +290,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     if (!strcmp(url, "/healthz"))
         return reply_text(conn, MHD_HTTP_OK, "ok\n");
+    if (gw_status_owns(url))
+        return gw_status_serve(a, atomic_load(&a->status), conn, url);
     if (!strcmp(url, "/readyz")) {
         char why[512];
         if (gw_admin_ready(a->ms, a->nworkers, a->health, why, sizeof(why)))
@@ -322,8 +325,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
     }
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
-                      "not found; try /metrics, /healthz, /readyz, /debug/replicas, "
-                      "/debug/ring?pool=P[&key=K]\n");
+                      "not found; try /, /status.json, /metrics, /healthz, /readyz, "
+                      "/debug/replicas, /debug/ring?pool=P[&key=K]\n");
 }
 
 int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,
@@ -352,7 +355,9 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
     if (!error && getaddrinfo(host, port, &hints, &ai) != 0)
         error = "cannot resolve the host";
     if (!error) {
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+        /* epoll or poll, not select(): the listening socket may come after
+         * FD_SETSIZE descriptors when a pool has many replicas. */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
         if (ai->ai_family == AF_INET6)
             flags |= MHD_USE_IPv6;
         a->daemon = MHD_start_daemon(flags, p, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
@@ -370,6 +375,7 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
         gw_log(GW_LOG_WARN, "admin_not_started", "{s:s, s:s}", "addr", cfg->admin, "error", error);
         return 0;
     }
+    atomic_store(&a->status, gw_status_start(a)); /* NULL: the page shows no history */
     gw_log(GW_LOG_INFO, "admin_listening", "{s:s}", "addr", cfg->admin);
     return 0;
 }
@@ -379,6 +385,7 @@ void gw_admin_stop(struct gw_admin *a)
     if (a->daemon)
         MHD_stop_daemon(a->daemon);
     a->daemon = NULL;
+    gw_status_stop(atomic_exchange(&a->status, NULL));
     gw_free(a->ms);
     a->ms = NULL;
 }

@@ -13,6 +13,10 @@
  *                    in-flight attempts, drain state, and its health record
  *                    (health.h): active state, ejection (until when, how
  *                    often), consecutive failures, down
+ *   /debug/ring      JSON: a pool's ring (?pool=P[&key=K])
+ *   /, /status.json  the live status page and the JSON it polls (status.h)
+ *
+ * GET and HEAD only: any other method is answered 405.
  *
  * The admin thread never touches worker-owned memory except through the
  * worker's struct gw_metrics: relaxed loads of its atomics, and references
@@ -23,6 +27,7 @@
 #ifndef INFERGW_ADMIN_H
 #define INFERGW_ADMIN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +38,7 @@ struct gw_watcher;
 struct gw_worker;
 struct gw_health_registry;
 struct MHD_Daemon;
+struct gw_status;
 
 struct gw_admin {
     struct MHD_Daemon *daemon; /* NULL = not serving */
@@ -41,6 +47,7 @@ struct gw_admin {
     struct gw_watcher *ctl;            /* NULL without --redis (borrowed) */
     struct gw_health_registry *health; /* replica health (borrowed) */
     uint64_t started_ms;               /* CLOCK_REALTIME at start */
+    struct gw_status *_Atomic status;  /* the status page's sampler, or NULL */
 };
 
 /* Starts serving cfg->admin for <nworkers> started <workers> and <ctl> (NULL

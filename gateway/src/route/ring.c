@@ -346,3 +346,19 @@ double gw_ring_share(const struct gw_ring *r, uint32_t idx)
     }
     return (double)owned / 4294967296.0;
 }
+
+void gw_ring_shares(const struct gw_ring *r, double *out)
+{
+    for (size_t j = 0; j < r->nreplicas; j++)
+        out[j] = 0.0;
+    for (size_t i = 0; i < r->npoints; i++) {
+        /* As gw_ring_share: point i owns (previous token, its token]. */
+        uint64_t prev = i ? r->points[i - 1].token : r->points[r->npoints - 1].token;
+        uint64_t arc = i ? (uint64_t)r->points[i].token - prev
+                         : (uint64_t)r->points[i].token + (1ull << 32) - prev;
+        if (r->points[i].replica < r->nreplicas)
+            out[r->points[i].replica] += (double)arc; /* whole numbers below 2^33: exact */
+    }
+    for (size_t j = 0; j < r->nreplicas; j++)
+        out[j] /= 4294967296.0;
+}

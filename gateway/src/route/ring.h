@@ -127,5 +127,8 @@ int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligib
  * gw_ring_pick() sends to it when every replica is eligible. 0 for an index
  * out of range or a replica of weight 0. */
 double gw_ring_share(const struct gw_ring *r, uint32_t idx);
+/* Every replica's share at once, in one pass over the points: out[idx] =
+ * gw_ring_share(r, idx) for idx < nreplicas (<out> holds nreplicas). */
+void gw_ring_shares(const struct gw_ring *r, double *out);
 
 #endif
