@@ -36,6 +36,7 @@
 #include "hist.h"
 #include "h2/loop.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 
 #define LG_MAX_DURATION_S 3600
 #define LG_MAX_METADATA   32
@@ -885,7 +886,7 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
     size_t al = strlen(addr);
     if (al && addr[al - 1] == '/')
         addr[al - 1] = 0;
-    if (gw_config_split_addr(addr, o->host, sizeof(o->host), &o->port) < 0) {
+    if (gw_hostport_split(addr, o->host, sizeof(o->host), &o->port) < 0) {
         snprintf(err, errlen, "target '%s': expected host:port", o->target);
         return -1;
     }

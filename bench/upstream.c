@@ -31,6 +31,7 @@
 #include "h2/conn.h"
 #include "h2/loop.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 
 struct up_server {
     struct gw_loop loop;
@@ -235,7 +236,7 @@ int main(int argc, char **argv)
         id = listen_addr;
     char host[256];
     uint16_t port;
-    if (gw_config_split_addr(listen_addr, host, sizeof(host), &port) < 0) {
+    if (gw_hostport_split(listen_addr, host, sizeof(host), &port) < 0) {
         fprintf(stderr, "infergw-bench-upstream: --listen '%s': expected HOST:PORT\n", listen_addr);
         return 2;
     }

@@ -14,6 +14,7 @@
 
 #include "base/config.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 #include "ctlview.h"
 
 /* Prints "infergw-ctl: <message>" on stderr; returns <code>. */
@@ -213,7 +214,7 @@ void ctl_warn_unresolvable(const char *addr, const char *pool)
     char host[256], port[8];
     uint16_t p;
 
-    if (gw_config_split_addr(addr, host, sizeof(host), &p) < 0)
+    if (gw_hostport_split(addr, host, sizeof(host), &p) < 0)
         return;
     snprintf(port, sizeof(port), "%u", p);
     if (getaddrinfo(host, port, &hints, &res) == 0 && res) {

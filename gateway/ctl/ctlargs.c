@@ -16,6 +16,7 @@
 #include "base/config.h"
 #include "base/err.h"
 #include "base/names.h"
+#include "base/hostport.h"
 #include "control/redisconn.h"
 #include "route/ring.h"
 #include "route/tunables.h"
@@ -141,7 +142,7 @@ int ctl_check_replica(const char *addr, char *err, size_t errlen)
     uint16_t port;
 
     if (!printable_word(addr, sizeof(canon) - 1, "#,/@") ||
-        gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+        gw_hostport_split(addr, host, sizeof(host), &port) < 0) {
         gw_errf(err, errlen,
                 "replica address '%s' refused: expected host:port or [ipv6]:port (port 1..65535; "
                 "no spaces or '#', ',', '/', '@')",

@@ -122,7 +122,7 @@ const char *ctl_args_cmd_name(enum ctl_cmd cmd);
 int ctl_check_pool(const char *name, char *err, size_t errlen);
 
 /* A replica address as the ring stores it: "host:port" or "[v6]:port",
- * accepted by gw_config_split_addr, written canonically (no leading zero in
+ * accepted by gw_hostport_split, written canonically (no leading zero in
  * the port, brackets only around IPv6, so one replica has one spelling),
  * no '#' (it separates the vnode index in ring members), no ',', '/', '@'
  * or space. Returns 0, or -1 with the reason in <err>. */

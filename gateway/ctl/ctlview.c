@@ -19,6 +19,7 @@
 #include "base/config.h"
 #include "ctlargs.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 
 void ctl_problems_add(struct ctl_problems *p, const char *fmt, ...)
 {
@@ -100,7 +101,7 @@ static int parse_member(const char *member, const char *score, struct member *m,
     }
     memcpy(addr, member, alen);
     addr[alen] = '\0';
-    if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+    if (gw_hostport_split(addr, host, sizeof(host), &port) < 0) {
         ctl_problems_add(probs, "ring member '%s': '%s' is not host:port", member, addr);
         return -1;
     }

@@ -27,6 +27,7 @@
 #include "base/config.h"
 #include "h2/h2srv.h"
 #include "base/log.h"
+#include "base/hostport.h"
 #include "route/route.h"
 #include "engine/upstream.h"
 
@@ -339,7 +340,7 @@ static int client_connect(struct rig *r)
     set_nonblock_nodelay(cl->fd);
     char host[64];
     uint16_t port;
-    gw_config_split_addr(g.cfg.listen, host, sizeof(host), &port);
+    gw_hostport_split(g.cfg.listen, host, sizeof(host), &port);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     if (connect(cl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {

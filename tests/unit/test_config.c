@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "base/config.h"
+#include "base/hostport.h"
 
 static int parse(struct gw_config *cfg, char *err, size_t errlen, int argc, ...)
 {
@@ -317,16 +318,16 @@ static void test_split_addr(void **state)
     (void)state;
     char host[64];
     uint16_t port;
-    assert_int_equal(gw_config_split_addr("127.0.0.1:7100", host, sizeof(host), &port), 0);
+    assert_int_equal(gw_hostport_split("127.0.0.1:7100", host, sizeof(host), &port), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 7100);
-    assert_int_equal(gw_config_split_addr("[::1]:80", host, sizeof(host), &port), 0);
+    assert_int_equal(gw_hostport_split("[::1]:80", host, sizeof(host), &port), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 80);
-    assert_int_equal(gw_config_split_addr("h:65536", host, sizeof(host), &port), -1);
-    assert_int_equal(gw_config_split_addr(":80", host, sizeof(host), &port), -1);
-    assert_int_equal(gw_config_split_addr("[::1]80", host, sizeof(host), &port), -1);
-    assert_int_equal(gw_config_split_addr("h:8x", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_hostport_split("h:65536", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_hostport_split(":80", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_hostport_split("[::1]80", host, sizeof(host), &port), -1);
+    assert_int_equal(gw_hostport_split("h:8x", host, sizeof(host), &port), -1);
 }
 
 static void test_tenant_files(void **state)

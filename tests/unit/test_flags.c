@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "base/config.h"
 #include "base/flags.h"
 
 static void test_table(void **state)

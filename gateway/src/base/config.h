@@ -11,81 +11,9 @@
 #define INFERGW_CONFIG_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 
-struct gw_pool_conf {
-    char *name;
-    char **addrs; /* "host:port" */
-    size_t naddrs;
-};
-
-/* Authentication (auth.c builds the plugin chain from this). */
-struct gw_auth_conf {
-    int none;       /* --auth=none: no authentication at all */
-    char **plugins; /* --plugin PATH[:ARGS], in chain order */
-    size_t nplugins;
-    char **jwt_keys; /* --jwt-keys FILE (PEM or JWKS); JWT is on when any */
-    size_t njwt_keys;
-    char jwt_issuer[256];   /* "" = not checked */
-    char jwt_audience[256]; /* "" = not checked */
-    char jwt_tenant_claim[64];
-    uint32_t jwt_leeway_s;
-    uint32_t jwt_cache_size;   /* verified tokens cached per worker */
-    char mtls_tenant_from[16]; /* "", "cn", "san-dns", "san-uri" */
-};
-
-struct gw_config {
-    char listen[128];
-    int workers;
-    struct gw_pool_conf *pools;
-    size_t npools;
-    int upstream_conns;
-    uint32_t max_message_bytes;
-    uint32_t retry_buffer_bytes;       /* request bytes kept for replay (retries, hedges) */
-    uint32_t replay_buffer_total;      /* all calls' replay bytes per worker */
-    uint32_t upstream_stream_id_limit; /* last stream id used upstream (testable) */
-    uint32_t stream_window_bytes;
-    uint32_t conn_window_bytes;
-    uint32_t max_concurrent_streams;
-    uint32_t max_header_list_bytes;  /* RFC 9113 size of a header block, both sides */
-    uint32_t max_header_count;       /* fields in a header block, both sides */
-    uint32_t max_conns;              /* client connections, all workers together */
-    uint32_t max_conns_per_worker;   /* client connections per worker; 0 = only max_conns */
-    uint32_t preface_timeout_ms;     /* accept to the client's first frame */
-    uint32_t idle_timeout_ms;        /* no call and no frame on a connection; 0 = off */
-    uint32_t stream_idle_timeout_ms; /* a call moving no bytes either way; 0 = off */
-    uint32_t max_deadline_ms;        /* the longest a call may last; 0 = off */
-    uint32_t max_pushback_ms;        /* cap on a replica's grpc-retry-pushback-ms */
-    uint32_t max_conn_buffer_bytes;  /* response bytes one client connection may hold unread */
-    uint32_t shutdown_grace_ms;
-    uint32_t connect_timeout_ms;
-    char route_header[64];
-    int log_level;
-    char redis_url[512]; /* "" = no control plane */
-    char redis_prefix[128];
-    uint32_t redis_timeout_ms;
-    uint32_t redis_poll_ms;
-    char gateway_id[256]; /* --gateway-id: names this gateway's <prefix>gateway:<id> report */
-    /* replica health (health.h, upstream.h) */
-    uint32_t keepalive_ms;         /* PING interval on silent busy connections; 0 = off */
-    uint32_t keepalive_timeout_ms; /* PING ACK deadline */
-    uint32_t health_interval_ms;   /* active grpc.health.v1 checks; 0 = off */
-    uint32_t health_timeout_ms;
-    uint32_t healthy_threshold, unhealthy_threshold;
-    uint32_t outlier_failures; /* consecutive failures that eject; 0 = never */
-    uint32_t outlier_base_ms, outlier_max_ms, outlier_max_percent;
-    char admin[128];         /* admin HTTP address; "" = off */
-    char access_log[512];    /* --access-log path, "-" = stdout, "" = off */
-    int admin_explicit;      /* --admin given: failing to listen there is fatal */
-    char tenants_file[512];  /* --tenants; "" = none (authdb.h gives the format) */
-    char api_keys_file[512]; /* --api-keys; "" = none */
-    struct gw_auth_conf auth;
-    /* TLS: file paths (owned), NULL when not given. No --tls-cert = h2c. */
-    char *tls_cert, *tls_key, *tls_client_ca;
-    uint32_t tls_handshake_timeout_ms;
-    char *upstream_tls_ca, *upstream_tls_cert, *upstream_tls_key;
-};
+#include "base/config_t.h"
 
 /* Parses argv into <cfg> (defaults first). Returns 0 to run, 1 when --help
  * or --version was printed (exit 0), -1 on a bad command line with the reason
@@ -93,9 +21,5 @@ struct gw_config {
 int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, size_t errlen);
 void gw_config_free(struct gw_config *cfg);
 void gw_config_usage(FILE *out);
-
-/* Splits "host:port" ("[v6]:port" too) into <host> (NUL-terminated, at most
- * <hostlen>-1 bytes) and <port> (1..65535). Returns 0 or -1. */
-int gw_config_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port);
 
 #endif

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/names.h"
+#include "base/hostport.h"
 
 /* ---- value checks (1 = acceptable) ------------------------------------- */
 
@@ -22,7 +23,7 @@ static int valid_hostport(const char *v)
 {
     char host[256];
     uint16_t port;
-    return gw_config_split_addr(v, host, sizeof(host), &port) == 0;
+    return gw_hostport_split(v, host, sizeof(host), &port) == 0;
 }
 
 static int valid_nonempty(const char *v)
@@ -102,7 +103,7 @@ static int pool_add_replica(struct gw_pool_conf *p, const char *addr, char *err,
 {
     char host[256];
     uint16_t port;
-    if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0)
+    if (gw_hostport_split(addr, host, sizeof(host), &port) < 0)
         return gw_errf(err, errlen, "--pool %s: replica '%s' is not HOST:PORT", p->name, addr);
     for (size_t i = 0; i < p->naddrs; i++)
         if (!strcmp(p->addrs[i], addr))

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "base/config.h"
+#include "base/config_t.h"
 
 enum gw_flag_kind {
     GW_FLAG_U32,     /* uint32_t in min..max */

@@ -26,6 +26,7 @@
 #include "base/mem.h"
 #include "route/ring.h"
 #include "base/timer.h"
+#include "base/hostport.h"
 #include "control/keys.h"
 #include "engine/worker.h"
 
@@ -99,7 +100,7 @@ static int resolvable(const char *addr)
 {
     char host[256], port[8];
     uint16_t p;
-    if (gw_config_split_addr(addr, host, sizeof(host), &p) < 0)
+    if (gw_hostport_split(addr, host, sizeof(host), &p) < 0)
         return 0;
     snprintf(port, sizeof(port), "%u", p);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -184,7 +185,7 @@ static int load_ring(struct gw_watcher *ctl, redisContext *c, struct load *ld, s
         }
         memcpy(addr, member, alen);
         addr[alen] = '\0';
-        if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0) {
+        if (gw_hostport_split(addr, host, sizeof(host), &port) < 0) {
             reject(ctl, ld, key, member, score, "address is not host:port");
             bad = 1;
             continue;
@@ -958,7 +959,7 @@ int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct 
         if (gethostname(host, sizeof(host) - 1) != 0)
             snprintf(host, sizeof(host), "gateway");
         host[sizeof(host) - 1] = '\0';
-        if (gw_config_split_addr(cfg->listen, lhost, sizeof(lhost), &port) < 0)
+        if (gw_hostport_split(cfg->listen, lhost, sizeof(lhost), &port) < 0)
             port = 0;
         snprintf(ctl->gateway_id, sizeof(ctl->gateway_id), "%s:%u", host, (unsigned)port);
     }

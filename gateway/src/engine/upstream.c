@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 #include "route/route.h"
 #include "h2/tls.h"
 #include "engine/wstate.h"
@@ -543,7 +544,7 @@ static int up_tls_start(struct gw_up_conn *uc)
     uint16_t port;
     if (!w->up_tls_ctx)
         return 0;
-    if (gw_config_split_addr(uc->up->addr, host, sizeof(host), &port) < 0)
+    if (gw_hostport_split(uc->up->addr, host, sizeof(host), &port) < 0)
         return -EINVAL;
     SSL *ssl = gw_tls_client_ssl_new(w->up_tls_ctx, host);
     if (!ssl)

@@ -17,6 +17,7 @@
 #include "h2/h2srv.h"
 #include "engine/hcheck.h"
 #include "base/log.h"
+#include "base/hostport.h"
 #include "route/poolstate.h"
 #include "engine/upstream.h"
 
@@ -24,7 +25,7 @@ static int open_listener(const char *addr, int reuseport)
 {
     char host[256];
     uint16_t port;
-    if (gw_config_split_addr(addr, host, sizeof(host), &port) < 0)
+    if (gw_hostport_split(addr, host, sizeof(host), &port) < 0)
         return -EINVAL;
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);

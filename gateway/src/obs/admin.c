@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 #include "route/ring.h"
 #include "route/route.h"
 #include "route/tunables.h"
@@ -349,7 +350,7 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
     uint16_t p = 0;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
     const char *error = NULL;
-    if (gw_config_split_addr(cfg->admin, host, sizeof(host), &p) < 0)
+    if (gw_hostport_split(cfg->admin, host, sizeof(host), &p) < 0)
         error = "not HOST:PORT";
     snprintf(port, sizeof(port), "%u", (unsigned)p);
     if (!error && getaddrinfo(host, port, &hints, &ai) != 0)

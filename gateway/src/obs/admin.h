@@ -27,28 +27,11 @@
 #ifndef INFERGW_ADMIN_H
 #define INFERGW_ADMIN_H
 
-#include <stdatomic.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "base/config.h"
+#include "obs/admin_t.h"
 #include "obs/metrics.h"
-
-struct gw_watcher;
-struct gw_worker;
-struct gw_health_registry;
-struct MHD_Daemon;
-struct gw_status;
-
-struct gw_admin {
-    struct MHD_Daemon *daemon; /* NULL = not serving */
-    struct gw_metrics **ms;    /* each worker's metrics (borrowed) */
-    size_t nworkers;
-    struct gw_watcher *ctl;            /* NULL without --redis (borrowed) */
-    struct gw_health_registry *health; /* replica health (borrowed) */
-    uint64_t started_ms;               /* CLOCK_REALTIME at start */
-    struct gw_status *_Atomic status;  /* the status page's sampler, or NULL */
-};
 
 /* Starts serving cfg->admin for <nworkers> started <workers> and <ctl> (NULL
  * without Redis); all must outlive gw_admin_stop(). With --admin off nothing

@@ -12,7 +12,7 @@
 #include "base/timer.h"
 #include "control/watcher.h"
 #include "health/health.h"
-#include "obs/admin.h"
+#include "obs/admin_t.h"
 #include "obs/metrics.h"
 #include "route/ring.h"
 

@@ -7,12 +7,13 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/hostport.h"
 
 static int resolve(struct gw_replica *r, char *err, size_t errlen)
 {
     char host[256];
     uint16_t port;
-    if (gw_config_split_addr(r->addr, host, sizeof(host), &port) < 0) {
+    if (gw_hostport_split(r->addr, host, sizeof(host), &port) < 0) {
         gw_errf(err, errlen, "replica '%s' is not HOST:PORT", r->addr);
         return -1;
     }
