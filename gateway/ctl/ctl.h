@@ -154,6 +154,11 @@ enum ctl_set_mode { CTL_SET_ADD, CTL_SET_WEIGHT, CTL_SET_REMOVE };
 int ctl_run_replica_set(struct ctl *x, enum ctl_set_mode mode);
 /* replica drain (<drain> = 1) or undrain (0). */
 int ctl_run_replica_state(struct ctl *x, int drain);
+/* Sets <replica>'s state ("drain" or "active") with the replica_state
+ * script: the reply ("noreplica", "same", or "ok" and the new version), or
+ * NULL on a Redis error (reported). Shared by drain/undrain and register's
+ * deregistration. */
+redisReply *ctl_replica_state_set(struct ctl *x, const char *replica, const char *state);
 /* ring show, replica list, route. */
 int ctl_run_show_ring(struct ctl *x);
 

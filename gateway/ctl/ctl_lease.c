@@ -115,26 +115,16 @@ static int register_once(struct ctl *x, int first)
 static int deregister(struct ctl *x, const sigset_t *orig)
 {
     const struct ctl_args *a = x->a;
-    char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN], ring[KEYLEN], leased[KEYLEN], lease[KEYLEN],
-        member0[320], prefix[320];
+    char hash[KEYLEN], ver[KEYLEN], ring[KEYLEN], leased[KEYLEN], lease[KEYLEN], prefix[320];
     struct ctl_eval e;
     redisReply *r;
 
-    gw_key_pools(pools, sizeof(pools), x->a->prefix);
     gw_key_replica(hash, sizeof(hash), x->a->prefix, a->replica);
     gw_key_version(ver, sizeof(ver), x->a->prefix);
     gw_key_pool_ring(ring, sizeof(ring), x->a->prefix, a->pool);
     gw_key_leased(leased, sizeof(leased), x->a->prefix);
     gw_key_lease(lease, sizeof(lease), x->a->prefix, a->replica);
-    ctl_view_member(member0, sizeof(member0), a->replica, 0);
-    ctl_ea_eval(&e, ctl_lua_replica_state, 3);
-    ctl_ea_str(&e, pools);
-    ctl_ea_str(&e, hash);
-    ctl_ea_str(&e, ver);
-    ctl_ea_ring_head(x, &e);
-    ctl_ea_str(&e, member0);
-    ctl_ea_str(&e, "drain");
-    if (!(r = ctl_ea_run(x, &e)))
+    if (!(r = ctl_replica_state_set(x, a->replica, "drain")))
         return -1;
     if (ctl_reply_is(r, "ok")) {
         ctl_publish(x, ctl_reply_int(r, 1));

@@ -98,18 +98,15 @@ int ctl_run_replica_set(struct ctl *x, enum ctl_set_mode mode)
     return rc;
 }
 
-int ctl_run_replica_state(struct ctl *x, int drain)
+redisReply *ctl_replica_state_set(struct ctl *x, const char *replica, const char *state)
 {
-    const char *state = drain ? "drain" : "active";
     char pools[KEYLEN], hash[KEYLEN], ver[KEYLEN], member0[320];
     struct ctl_eval e;
-    redisReply *r;
-    int rc;
 
     gw_key_pools(pools, sizeof(pools), x->a->prefix);
-    gw_key_replica(hash, sizeof(hash), x->a->prefix, x->a->replica);
+    gw_key_replica(hash, sizeof(hash), x->a->prefix, replica);
     gw_key_version(ver, sizeof(ver), x->a->prefix);
-    ctl_view_member(member0, sizeof(member0), x->a->replica, 0);
+    ctl_view_member(member0, sizeof(member0), replica, 0);
     ctl_ea_eval(&e, ctl_lua_replica_state, 3);
     ctl_ea_str(&e, pools);
     ctl_ea_str(&e, hash);
@@ -117,7 +114,16 @@ int ctl_run_replica_state(struct ctl *x, int drain)
     ctl_ea_ring_head(x, &e);
     ctl_ea_str(&e, member0);
     ctl_ea_str(&e, state);
-    if (!(r = ctl_ea_run(x, &e)))
+    return ctl_ea_run(x, &e);
+}
+
+int ctl_run_replica_state(struct ctl *x, int drain)
+{
+    const char *state = drain ? "drain" : "active";
+    redisReply *r;
+    int rc;
+
+    if (!(r = ctl_replica_state_set(x, x->a->replica, state)))
         return CTL_EXIT_REDIS;
     json_t *j = json_pack("{s:s, s:s}", "replica", x->a->replica, "state", state);
     if (ctl_reply_is(r, "noreplica")) {
