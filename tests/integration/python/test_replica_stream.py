@@ -25,12 +25,17 @@ def prompt(text=b"hello", seed=None, max_tokens=None, rid="p1", model=MODEL):
     return req
 
 
-def raw_stream(ch, req, metadata=None, timeout=20):
-    """The response messages of one ModelStreamInfer call as bytes, as they
-    came off the wire; raises grpc.RpcError on a non-OK status."""
-    call = ch.stream_stream(METHOD, request_serializer=h.pb.ModelInferRequest.SerializeToString,
+def stream_method(ch):
+    """ModelStreamInfer on <ch>, its responses left as the bytes that came off
+    the wire."""
+    return ch.stream_stream(METHOD, request_serializer=h.pb.ModelInferRequest.SerializeToString,
                             response_deserializer=None)
-    return list(call(iter([req]), timeout=timeout, metadata=metadata))
+
+
+def raw_stream(ch, req, metadata=None, timeout=20):
+    """The response messages of one ModelStreamInfer call with request <req>,
+    as bytes; raises grpc.RpcError on a non-OK status."""
+    return list(stream_method(ch)(iter([req]), timeout=timeout, metadata=metadata))
 
 
 def refusal(ch, req, metadata):
@@ -133,6 +138,28 @@ class ReplicaStreamTest(unittest.TestCase):
                          "x-resume-from: 11 is beyond the end of the stream (10 messages)")
         e = refusal(self.ch_a, req, [("x-resume-from", "1"), ("x-resume-from", "1")])
         self.assertEqual(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_resume_across_two_requests_of_one_stream(self):
+        """x-resume-from counts the messages of the whole call."""
+        reqs = [prompt(seed=1, max_tokens=5, rid="first"),
+                prompt(seed=2, max_tokens=6, rid="second")]
+        call = stream_method(self.ch_a)
+        full = list(call(iter(reqs), timeout=20))
+        self.assertEqual(len(full), 11)
+        for n in (3, 5, 7, 11):
+            tail = list(call(iter(reqs), timeout=20, metadata=[("x-resume-from", str(n))]))
+            self.assertEqual(tail, full[n:], "x-resume-from: %d" % n)
+
+    def test_cancel_mid_stream(self):
+        """A caller that goes away mid-stream cancels the paced stream; the
+        replica goes on serving (and exits cleanly at the end of the class)."""
+        it = stream_method(self.ch_b)(iter([prompt(seed=4, max_tokens=2000)]), timeout=20)
+        for _ in range(3):
+            next(it)
+        it.cancel()
+        self.assertIsNotNone(self.b.wait_event(lambda ev: True, timeout=5, event="cancelled"),
+                             "replica b logged no cancellation")
+        self.assertEqual(len(raw_stream(self.ch_b, prompt(seed=4, max_tokens=3))), 3)
 
     def test_resume_on_the_2x_plus_1_model(self):
         """x-resume-from counts the messages of any stream, copies included."""
