@@ -42,6 +42,15 @@ int rp_model_check(const struct rp_models *m, const char *name, const char *vers
                 m->replica_id);
 }
 
+int rp_model_is_tokens(const struct rp_models *m, const char *name)
+{
+    for (size_t i = 0; i < m->ntokens; i++) {
+        if (strcmp(m->tokens[i], name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Writes "[d0,d1,...]" into <buf>, cut short with "..." when it is long. */
 static const char *shape_str(const Inference__ModelInferRequest__InferInputTensor *in, char *buf,
                              size_t len)
@@ -308,7 +317,7 @@ void rp_model_metadata(struct rp_model_meta *meta, const char *name)
     meta->out = meta->in;
     meta->out.name = "OUTPUT0";
     meta->in_ptr = &meta->in;
-    meta->out_ptr = &meta->out;
+    meta->out_ptrs[0] = &meta->out;
 
     inference__model_metadata_response__init(&meta->resp);
     meta->resp.name = (char *)name;
@@ -318,14 +327,27 @@ void rp_model_metadata(struct rp_model_meta *meta, const char *name)
     meta->resp.n_inputs = 1;
     meta->resp.inputs = &meta->in_ptr;
     meta->resp.n_outputs = 1;
-    meta->resp.outputs = &meta->out_ptr;
+    meta->resp.outputs = meta->out_ptrs;
 }
 
-/* Reads integer request parameter <key> into *v: absent leaves *v alone.
- * Returns 0, or -1 with <err> (INVALID_ARGUMENT) when it is not an integer
- * within lo..hi. */
-static int int_param(const Inference__ModelInferRequest *req, const char *key, long long lo,
-                     long long hi, long long *v, struct rp_error *err)
+void rp_model_metadata_tokens(struct rp_model_meta *meta, const char *name)
+{
+    rp_model_metadata(meta, name);
+    meta->one[0] = 1;
+    meta->in.name = "PROMPT";
+    meta->in.datatype = "BYTES";
+    meta->out.name = "token_id";
+    meta->out.datatype = "INT64";
+    meta->out.shape = meta->one;
+    meta->out2 = meta->out;
+    meta->out2.name = "text";
+    meta->out2.datatype = "BYTES";
+    meta->out_ptrs[1] = &meta->out2;
+    meta->resp.n_outputs = 2;
+}
+
+int rp_model_int_param(const Inference__ModelInferRequest *req, const char *key, long long lo,
+                       long long hi, long long *v, struct rp_error *err)
 {
     for (size_t i = 0; i < req->n_parameters; i++) {
         const Inference__ModelInferRequest__ParametersEntry *e = req->parameters[i];
@@ -363,7 +385,7 @@ int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
                               struct rp_error *err)
 {
     long long v = 1;
-    if (int_param(req, "stream_responses", 1, RP_MODEL_MAX_STREAM_RESPONSES, &v, err) < 0)
+    if (rp_model_int_param(req, "stream_responses", 1, RP_MODEL_MAX_STREAM_RESPONSES, &v, err) < 0)
         return -1;
     *n = (long)v;
     return 0;
@@ -372,7 +394,7 @@ int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
 int rp_model_pad_bytes(const Inference__ModelInferRequest *req, size_t *n, struct rp_error *err)
 {
     long long v = 0;
-    if (int_param(req, "response_pad_bytes", 0, RP_MODEL_MAX_PAD_BYTES, &v, err) < 0)
+    if (rp_model_int_param(req, "response_pad_bytes", 0, RP_MODEL_MAX_PAD_BYTES, &v, err) < 0)
         return -1;
     *n = (size_t)v;
     return 0;

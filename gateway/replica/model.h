@@ -1,6 +1,7 @@
 /* model — the replica's models: which names it serves and what they compute.
  *
- * Every model is the same pure function: for each FP32 input tensor <i>, in
+ * Every model but the token-streaming ones (--token-model, see tokens.h) is
+ * the same pure function: for each FP32 input tensor <i>, in
  * order, output tensor OUTPUT<i> = 2*x + 1 elementwise, with the input's
  * shape and in the representation the input used (typed fp32_contents, or
  * little-endian float32 bytes in raw_input_contents). Inputs are validated
@@ -29,10 +30,13 @@
 #define RP_MODEL_MAX_STREAM_RESPONSES 10000
 
 /* The set of models one replica serves. Borrowed strings, valid for the
- * life of the process. */
+ * life of the process. <tokens> (a subset of <names>) are the token-streaming
+ * models (tokens.h) rather than 2x+1. */
 struct rp_models {
     const char *const *names;
     size_t n;
+    const char *const *tokens;
+    size_t ntokens;
     const char *replica_id; /* named in NOT_FOUND messages */
 };
 
@@ -46,6 +50,9 @@ struct rp_error {
  * Returns 0, or -1 with err->code GRPC_STATUS_NOT_FOUND. */
 int rp_model_check(const struct rp_models *m, const char *name, const char *version,
                    struct rp_error *err);
+
+/* Whether <name> is one of m->tokens. */
+int rp_model_is_tokens(const struct rp_models *m, const char *name);
 
 /* A computed response. It borrows model_name, id and the shapes from the
  * request, so the request must outlive it; free with rp_model_result_free(). */
@@ -72,16 +79,19 @@ void rp_model_result_free(struct rp_model_result *r);
 /* The metadata of one model, held in caller storage (no allocation). */
 struct rp_model_meta {
     Inference__ModelMetadataResponse resp;
-    Inference__ModelMetadataResponse__TensorMetadata in, out;
-    Inference__ModelMetadataResponse__TensorMetadata *in_ptr, *out_ptr;
+    Inference__ModelMetadataResponse__TensorMetadata in, out, out2;
+    Inference__ModelMetadataResponse__TensorMetadata *in_ptr, *out_ptrs[2];
     char *versions[1];
-    int64_t shape[1];
+    int64_t shape[1], one[1];
 };
 
 /* Fills <meta> for model <name> (borrowed, must outlive <meta>): versions
  * ["1"], platform "infergw-replica", one FP32 input INPUT0 and output OUTPUT0
  * of shape [-1]. The caller checks the name with rp_model_check() first. */
 void rp_model_metadata(struct rp_model_meta *meta, const char *name);
+/* The same for token model <name> (tokens.h): input PROMPT (BYTES, shape
+ * [-1]), outputs token_id (INT64, [1]) and text (BYTES, [1]). */
+void rp_model_metadata_tokens(struct rp_model_meta *meta, const char *name);
 
 /* Reads the "stream_responses" request parameter: how many responses a
  * ModelStreamInfer request gets. Absent means 1.
@@ -89,6 +99,12 @@ void rp_model_metadata(struct rp_model_meta *meta, const char *name);
  * parameter is not an integer or not within 1..10000. */
 int rp_model_stream_responses(const Inference__ModelInferRequest *req, long *n,
                               struct rp_error *err);
+
+/* Reads integer request parameter <key> (int64_param, or uint64_param) into
+ * *v; an absent parameter leaves *v alone. Returns 0, or -1 with <err>
+ * (INVALID_ARGUMENT) when it is not an integer within lo..hi. */
+int rp_model_int_param(const Inference__ModelInferRequest *req, const char *key, long long lo,
+                       long long hi, long long *v, struct rp_error *err);
 
 #define RP_MODEL_MAX_PAD_BYTES (64 << 20)
 /* Reads the "response_pad_bytes" request parameter of ModelInfer: the

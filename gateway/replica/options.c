@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/grpcwire.h"
 #include "base/names.h"
+#include "tokens.h"
 
 void rp_config_usage(FILE *out)
 {
@@ -54,6 +55,17 @@ void rp_config_usage(FILE *out)
             "  --tls-key FILE         PEM private key of --tls-cert [none]\n"
             "  --tls-client-ca FILE   require a client certificate issued by a CA in\n"
             "                         this PEM bundle (needs --tls-cert) [none]\n"
+            "  --token-model NAME     serve NAME as a token-streaming model: its\n"
+            "                         ModelStreamInfer answers are max_tokens messages,\n"
+            "                         one token each, deterministic for the request and\n"
+            "                         its seed (docs/stream-resume.md); repeatable [none]\n"
+            "  --max-tokens N         tokens per stream when the request has no\n"
+            "                         max_tokens parameter, 1..%d [%d]\n"
+            "  --token-ms N           pause between two tokens of a stream [0]\n"
+            "  --no-resume            refuse x-resume-from with FAILED_PRECONDITION\n"
+            "                         \"resume not supported\" [off: honoured]\n"
+            "  --nondeterministic     mix a per-process random value into the tokens,\n"
+            "                         so replicas disagree [off]\n"
             "  --help                 print this text and exit\n"
             "\n"
             "signals: SIGUSR1 sets grpc.health.v1 to NOT_SERVING, SIGUSR2 back to\n"
@@ -64,8 +76,9 @@ void rp_config_usage(FILE *out)
             "  infergw-replica --listen 127.0.0.1:7201 --id r1 --model resnet \\\n"
             "      --latency-ms 20 --slow-fraction 0.05 --slow-ms 400 \\\n"
             "      --error-fraction 0.01 --error-code UNAVAILABLE --error-after-headers\n"
-            "  infergw-replica --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n",
-            RP_MAX_THREADS);
+            "  infergw-replica --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n"
+            "  infergw-replica --listen 127.0.0.1:7202 --token-model llm --token-ms 20\n",
+            RP_MAX_THREADS, RP_TOKENS_MAX, RP_TOKENS_DEFAULT);
 }
 
 static int bad(char *err, size_t errlen, const char *flag, const char *value, const char *why)
@@ -136,12 +149,36 @@ static void add_model(struct rp_config *cfg, const char *name)
     cfg->models[cfg->nmodels++] = name;
 }
 
-static const char *const switches[] = {"--error-after-headers", "--quiet", "--help", "-h"};
-static const char *const valued[] = {"--listen",         "--id",           "--model",
-                                     "--latency-ms",     "--slow-ms",      "--slow-fraction",
-                                     "--error-fraction", "--error-code",   "--error-pushback",
-                                     "--threads",        "--seed",         "--tls-cert",
-                                     "--tls-key",        "--tls-client-ca"};
+/* --token-model: served like --model, and listed as a token model. */
+static int add_token_model(struct rp_config *cfg, const char *flag, const char *value, char *err,
+                           size_t errlen)
+{
+    if (!gw_pool_name_valid(value, strlen(value)))
+        return bad(err, errlen, flag, value,
+                   "is not a valid model name (1..255 printable characters, no spaces or commas)");
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        if (strcmp(cfg->models[i], value) == 0)
+            return bad(err, errlen, flag, value,
+                       "is already served (by --model, as 'demo', or by an earlier --token-model)");
+    }
+    if (cfg->nmodels == RP_MAX_MODELS)
+        return bad(err, errlen, flag, value, "is one model too many (at most 64)");
+    add_model(cfg, value);
+    cfg->token_models[cfg->ntoken_models++] = value;
+    return 0;
+}
+
+static const char *const switches[] = {"--error-after-headers", "--quiet", "--no-resume",
+                                       "--nondeterministic",    "--help",  "-h"};
+static const char *const valued[] = {"--listen",         "--id",
+                                     "--model",          "--latency-ms",
+                                     "--slow-ms",        "--slow-fraction",
+                                     "--error-fraction", "--error-code",
+                                     "--error-pushback", "--threads",
+                                     "--seed",           "--tls-cert",
+                                     "--tls-key",        "--tls-client-ca",
+                                     "--token-model",    "--max-tokens",
+                                     "--token-ms"};
 
 static int in_list(const char *name, const char *const *list, size_t n)
 {
@@ -173,6 +210,7 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
     cfg->slow_ms = 1000;
     cfg->error_code = GRPC_STATUS_UNAVAILABLE;
     cfg->threads = 2;
+    cfg->max_tokens = RP_TOKENS_DEFAULT;
 
     for (int i = 1; i < argc; i++) {
         char name[64];
@@ -216,6 +254,10 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
             return RP_CONFIG_HELP;
         } else if (strcmp(name, "--quiet") == 0) {
             cfg->quiet = 1;
+        } else if (strcmp(name, "--no-resume") == 0) {
+            cfg->no_resume = 1;
+        } else if (strcmp(name, "--nondeterministic") == 0) {
+            cfg->nondeterministic = 1;
         } else if (strcmp(name, "--error-after-headers") == 0) {
             cfg->error_after_headers = 1;
         } else if (strcmp(name, "--error-pushback") == 0) {
@@ -239,6 +281,16 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
             if (cfg->nmodels == RP_MAX_MODELS)
                 return bad(err, errlen, name, value, "is one model too many (at most 64)");
             add_model(cfg, value);
+        } else if (strcmp(name, "--token-model") == 0) {
+            if (add_token_model(cfg, name, value, err, errlen) < 0)
+                return RP_CONFIG_BAD;
+        } else if (strcmp(name, "--max-tokens") == 0) {
+            if (parse_long(value, 1, RP_TOKENS_MAX, &cfg->max_tokens) < 0)
+                return bad(err, errlen, name, value, "is not a token count in 1..100000");
+        } else if (strcmp(name, "--token-ms") == 0) {
+            if (parse_long(value, 0, RP_MAX_DELAY_MS, &cfg->token_ms) < 0)
+                return bad(err, errlen, name, value,
+                           "is not a whole number of milliseconds in 0..3600000");
         } else if (strcmp(name, "--latency-ms") == 0) {
             if (parse_long(value, 0, RP_MAX_DELAY_MS, &cfg->latency_ms) < 0)
                 return bad(err, errlen, name, value,

@@ -38,6 +38,13 @@ struct rp_config {
     const char *tls_cert; /* borrowed; PEM chain, with tls_key: serve TLS */
     const char *tls_key;
     const char *tls_client_ca; /* borrowed; require client certificates from this CA */
+    /* Token-streaming models (tokens.h): borrowed names, also in models[]. */
+    const char *token_models[RP_MAX_MODELS];
+    size_t ntoken_models;
+    long max_tokens;      /* max_tokens of requests that give none */
+    long token_ms;        /* pause between two tokens of a stream */
+    int no_resume;        /* refuse x-resume-from (FAILED_PRECONDITION) */
+    int nondeterministic; /* token streams differ from replica to replica */
 };
 
 #define RP_CONFIG_OK   0

@@ -3,11 +3,16 @@
  * A call goes through these steps, each started from the worker that owns
  * the call and finished by a completion on that worker's queue:
  *   new call      -> RECV_CLOSE_ON_SERVER (tells us about cancellation) and
- *                    RECV_MESSAGE (unknown methods get UNIMPLEMENTED at once)
- *   message       -> a job: the reply, its delay, how often to send it
+ *                    RECV_MESSAGE (unknown methods get UNIMPLEMENTED at once,
+ *                    a stream with a bad or unwanted x-resume-from its
+ *                    refusal)
+ *   message       -> a job: the reply, its delay, how often to send it (or
+ *                    the token stream it sends)
  *   job           -> timer (the delay), then SEND_MESSAGE batches one at a
  *                    time, the first with the initial metadata, the last of a
- *                    unary call with the status
+ *                    unary call with the status; a token stream waits
+ *                    --token-ms before each token after its first, and the
+ *                    first x-resume-from messages of a stream are skipped
  *   stream        -> keeps receiving while fewer than STREAM_BACKLOG jobs
  *                    wait; half-close queues the final OK status
  *   close         -> the call is freed once no batch is outstanding
@@ -24,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -71,16 +78,19 @@ struct slot {
 };
 
 /* What a call has still to send for one request: <count> copies of <msg>,
- * then, if <final>, the status <code>/<detail>. */
+ * or the messages of the token stream <tok>, then, if <final>, the status
+ * <code>/<detail>. <sent> counts the messages sent (not those skipped for
+ * x-resume-from). */
 struct job {
     struct job *next;
     grpc_slice msg;
     int has_msg;
     long count, sent;
+    struct rp_tokens *tok;
     uint64_t delay_ns;
     grpc_status_code code;
     char *detail; /* NULL for OK */
-    unsigned started : 1, final : 1, injected : 1;
+    unsigned started : 1, final : 1, injected : 1, gap_over : 1;
 };
 
 struct call {
@@ -100,6 +110,9 @@ struct call {
     struct job *head, *tail;
     int njobs;
     long requests;
+    long resume_from; /* x-resume-from, -1 when absent */
+    long skip;        /* messages still to skip for it */
+    long produced;    /* messages sent or skipped */
     grpc_status_code status;
     unsigned closed : 1, recv_busy : 1, recv_eof : 1, send_busy : 1, md_sent : 1, status_sent : 1,
         final_queued : 1, failed : 1, injected : 1;
@@ -171,12 +184,25 @@ static int roll(struct worker *w, double fraction)
     return fraction > 0.0 && rng_unit(w) < fraction;
 }
 
+/* --nondeterministic: a value no other process shares (never 0). */
+static uint64_t random_salt(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+        v = gw_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&v;
+    return splitmix64(v) | 1;
+}
+
 /* --- jobs ------------------------------------------------------------------- */
 
 static void job_free(struct job *j)
 {
     if (j->has_msg)
         grpc_slice_unref(j->msg);
+    if (j->tok) {
+        rp_tokens_free(j->tok);
+        free(j->tok);
+    }
     free(j->detail);
     free(j);
 }
@@ -239,13 +265,21 @@ static void push_reply(struct call *c, struct rp_reply *r, uint64_t delay_ns, in
     j = calloc(1, sizeof(*j));
     if (!j) {
         free(r->msg);
+        if (r->tokens) {
+            rp_tokens_free(r->tokens);
+            free(r->tokens);
+        }
         call_fail(c, "out of memory");
         return;
     }
-    /* The slice takes the buffer: sent <count> times without a copy. */
-    j->msg = grpc_slice_new(r->msg, r->msg_len, free);
-    j->has_msg = 1;
-    j->count = r->count;
+    if (r->tokens) {
+        j->tok = r->tokens;
+    } else {
+        /* The slice takes the buffer: sent <count> times without a copy. */
+        j->msg = grpc_slice_new(r->msg, r->msg_len, free);
+        j->has_msg = 1;
+        j->count = r->count;
+    }
     j->code = GRPC_STATUS_OK;
     j->final = unary ? 1 : 0;
     j->delay_ns = delay_ns;
@@ -303,17 +337,32 @@ static void op_initial_md(struct call *c, grpc_op *op, int empty)
     }
 }
 
+/* Sends the next message of <j>: the next copy of j->msg, or the next
+ * token of j->tok. */
 static void send_message(struct call *c, struct job *j)
 {
     grpc_op ops[3];
     size_t n = 0;
-    int with_status = j->final && j->sent + 1 == j->count;
+    int with_status = j->final && !j->tok && j->sent + 1 == j->count;
 
+    if (j->tok) {
+        uint8_t *buf;
+        size_t len;
+        grpc_slice msg;
+        if (rp_tokens_pack(j->tok, j->tok->next, &buf, &len) < 0) {
+            call_fail(c, "out of memory");
+            return;
+        }
+        msg = grpc_slice_new(buf, len, free);
+        c->send_bb = grpc_raw_byte_buffer_create(&msg, 1);
+        grpc_slice_unref(msg);
+    } else {
+        c->send_bb = grpc_raw_byte_buffer_create(&j->msg, 1);
+    }
     if (!c->md_sent)
         op_initial_md(c, &ops[n++], 0);
     memset(&ops[n], 0, sizeof(ops[n]));
     ops[n].op = GRPC_OP_SEND_MESSAGE;
-    c->send_bb = grpc_raw_byte_buffer_create(&j->msg, 1);
     ops[n++].data.send_message.send_message = c->send_bb;
     if (with_status) {
         memset(&ops[n], 0, sizeof(ops[n]));
@@ -328,6 +377,9 @@ static void send_message(struct call *c, struct job *j)
     c->send_busy = 1;
     c->md_sent = 1;
     j->sent++;
+    c->produced++;
+    if (j->tok)
+        j->tok->next++;
     if (with_status) {
         c->status_sent = 1;
         c->status = j->code;
@@ -386,11 +438,53 @@ static void send_status(struct call *c, struct job *j)
     c->injected = j->injected;
 }
 
+static int job_has_message(const struct job *j)
+{
+    return j->tok ? j->tok->next < j->tok->end : j->has_msg && j->sent < j->count;
+}
+
+/* Passes over the next message of <j> for x-resume-from, as if it had been
+ * sent. */
+static void job_skip(struct call *c, struct job *j)
+{
+    if (j->tok)
+        j->tok->next++;
+    else
+        j->sent++;
+    c->skip--;
+    c->produced++;
+}
+
+/* The end of a stream that x-resume-from asked to start after its last
+ * message: its OK status becomes INVALID_ARGUMENT. 0, or -1 when out of
+ * memory (the call is failed). */
+static int resume_beyond_end(struct call *c, struct job *j)
+{
+    char detail[200];
+
+    if (c->skip <= 0 || j->code != GRPC_STATUS_OK)
+        return 0;
+    snprintf(detail, sizeof(detail),
+             "x-resume-from: %ld is beyond the end of the stream (%ld messages)", c->resume_from,
+             c->produced);
+    free(j->detail);
+    j->detail = strdup(detail);
+    if (!j->detail) {
+        call_fail(c, "out of memory");
+        return -1;
+    }
+    j->code = GRPC_STATUS_INVALID_ARGUMENT;
+    c->skip = 0;
+    return 0;
+}
+
 /* Moves the call forward as far as it can go without waiting: arms the
- * delay of the next job, or starts the next send, or receives more. */
+ * delay of the next job, or starts the next send, or receives more, or
+ * skips the messages x-resume-from passes over. */
 static void pump(struct call *c)
 {
     struct worker *w = c->w;
+    uint64_t token_ns = (uint64_t)w->s->cfg->token_ms * NS_PER_MS;
     struct job *j;
 
     while (!c->closed && !c->failed && !c->send_busy && !gw_timer_armed(&c->timer) &&
@@ -401,11 +495,24 @@ static void pump(struct call *c)
                 gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + j->delay_ns) == 0)
                 break;
         }
-        if (!c->status_sent && j->has_msg && j->sent < j->count) {
+        if (!c->status_sent && job_has_message(j)) {
+            if (c->skip > 0) {
+                job_skip(c, j);
+                continue;
+            }
+            /* --token-ms: a pause before each token but the first sent. */
+            if (j->tok && j->sent > 0 && token_ns && !j->gap_over &&
+                gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + token_ns) == 0) {
+                j->gap_over = 1;
+                break;
+            }
+            j->gap_over = 0;
             send_message(c, j);
             break;
         }
         if (!c->status_sent && j->final) {
+            if (resume_beyond_end(c, j) < 0)
+                break;
             send_status(c, j);
             break;
         }
@@ -550,6 +657,8 @@ static void log_call(struct call *c)
     rp_jlog_str(&l, "method", c->path);
     rp_jlog_str(&l, "status", gw_grpc_status_name(c->status));
     rp_jlog_bool(&l, "cancelled", 0);
+    if (c->resume_from >= 0)
+        rp_jlog_num(&l, "resume_from", (unsigned long long)c->resume_from);
     /* How many attempts came before this one (a retry or hedge through
      * infergw), and whether the caller's credentials reached the replica. */
     for (size_t i = 0; i < c->md.count; i++) {
@@ -609,12 +718,52 @@ static void slot_request(struct slot *sl)
     }
 }
 
+/* Reads x-resume-from for a ModelStreamInfer call (other methods ignore
+ * it): c->resume_from and c->skip. Returns 0, or -1 with the refusal queued:
+ * FAILED_PRECONDITION with --no-resume, INVALID_ARGUMENT for a bad or
+ * repeated value. */
+static int resume_setup(struct call *c)
+{
+    const grpc_metadata *found = NULL;
+    struct rp_error err;
+    long n;
+
+    c->resume_from = -1;
+    if (c->method != RP_M_MODEL_STREAM_INFER)
+        return 0;
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, "x-resume-from") != 0)
+            continue;
+        if (found) {
+            push_status(c, GRPC_STATUS_INVALID_ARGUMENT, "x-resume-from is given more than once", 0,
+                        0);
+            return -1;
+        }
+        found = &c->md.metadata[i];
+    }
+    if (!found)
+        return 0;
+    if (c->w->s->cfg->no_resume) {
+        push_status(c, GRPC_STATUS_FAILED_PRECONDITION, "resume not supported", 0, 0);
+        return -1;
+    }
+    if (rp_resume_parse((const char *)GRPC_SLICE_START_PTR(found->value),
+                        GRPC_SLICE_LENGTH(found->value), &n, &err) < 0) {
+        push_status(c, err.code, err.msg, 0, 0);
+        return -1;
+    }
+    c->resume_from = n;
+    c->skip = n;
+    return 0;
+}
+
 static void call_start(struct call *c)
 {
     grpc_op op;
     const char *path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
     size_t len = GRPC_SLICE_LENGTH(c->details.method);
 
+    c->resume_from = -1;
     c->t_recv = (struct tag){TAG_RECV, c};
     c->t_send = (struct tag){TAG_SEND, c};
     c->t_close = (struct tag){TAG_CLOSE, c};
@@ -638,6 +787,8 @@ static void call_start(struct call *c)
         snprintf(detail, sizeof(detail), "method '%.200s' is not implemented by infergw-replica",
                  c->path);
         push_status(c, GRPC_STATUS_UNIMPLEMENTED, detail, 0, 0);
+        pump(c);
+    } else if (resume_setup(c) < 0) {
         pump(c);
     } else {
         start_recv(c);
@@ -949,6 +1100,10 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
     s->svc.models.replica_id = cfg->id;
     s->svc.server_version = RP_VERSION;
     s->svc.serving = &s->serving;
+    s->svc.models.tokens = cfg->token_models;
+    s->svc.models.ntokens = cfg->ntoken_models;
+    s->svc.max_tokens = cfg->max_tokens;
+    s->svc.salt = cfg->nondeterministic ? random_salt() : 0;
 
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;

@@ -139,7 +139,10 @@ static void do_model_metadata(const struct rp_service *s, const uint8_t *req, si
     if (rp_model_check(&s->models, r->name, r->version, &err) < 0) {
         reply_error(out, &err);
     } else {
-        rp_model_metadata(&meta, r->name);
+        if (rp_model_is_tokens(&s->models, r->name))
+            rp_model_metadata_tokens(&meta, r->name);
+        else
+            rp_model_metadata(&meta, r->name);
         reply_pack(out, &meta.resp.base, 1);
     }
     inference__model_metadata_request__free_unpacked(r, NULL);
@@ -157,7 +160,14 @@ static void do_model_infer(const struct rp_service *s, const uint8_t *req, size_
         return;
     }
     size_t pad = 0;
-    if (rp_model_pad_bytes(r, &pad, &err) < 0 || rp_model_infer(&s->models, r, &res, &err) < 0) {
+    if (rp_model_is_tokens(&s->models, r->model_name)) {
+        snprintf(err.msg, sizeof(err.msg),
+                 "model '%.200s' streams tokens: call ModelStreamInfer, not ModelInfer",
+                 r->model_name);
+        err.code = GRPC_STATUS_INVALID_ARGUMENT;
+        reply_error(out, &err);
+    } else if (rp_model_pad_bytes(r, &pad, &err) < 0 ||
+               rp_model_infer(&s->models, r, &res, &err) < 0) {
         reply_error(out, &err);
     } else {
         /* response_pad_bytes: a "pad" string parameter of that many bytes. */
@@ -238,6 +248,26 @@ void rp_service_unary(const struct rp_service *s, enum rp_method m, const uint8_
     }
 }
 
+/* The token stream of <r> into out->tokens; -1 with <err> on failure. */
+static int token_stream(const struct rp_service *s, const Inference__ModelInferRequest *r,
+                        struct rp_reply *out, struct rp_error *err)
+{
+    struct rp_tokens *t = malloc(sizeof(*t));
+
+    if (!t) {
+        err->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return -1;
+    }
+    if (rp_tokens_init(t, r, s->max_tokens, s->salt, err) < 0) {
+        free(t);
+        return -1;
+    }
+    out->code = GRPC_STATUS_OK;
+    out->tokens = t;
+    return 0;
+}
+
 void rp_service_stream(const struct rp_service *s, const uint8_t *req, size_t len,
                        struct rp_reply *out)
 {
@@ -247,6 +277,7 @@ void rp_service_stream(const struct rp_service *s, const uint8_t *req, size_t le
     struct rp_model_result res;
     struct rp_error err;
     long count = 1;
+    int rc = 0;
 
     memset(out, 0, sizeof(*out));
     if (!r) {
@@ -254,8 +285,14 @@ void rp_service_stream(const struct rp_service *s, const uint8_t *req, size_t le
         reply_pack(out, &resp.base, 1);
         return;
     }
-    if (rp_model_stream_responses(r, &count, &err) < 0 ||
-        rp_model_infer(&s->models, r, &res, &err) < 0) {
+    if (rp_model_is_tokens(&s->models, r->model_name))
+        rc = rp_model_check(&s->models, r->model_name, r->model_version, &err) < 0
+                 ? -1
+                 : token_stream(s, r, out, &err);
+    else if (rp_model_stream_responses(r, &count, &err) < 0 ||
+             rp_model_infer(&s->models, r, &res, &err) < 0)
+        rc = -1;
+    if (rc < 0) {
         if (err.code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
             reply_error(out, &err);
             goto done;
@@ -268,6 +305,8 @@ void rp_service_stream(const struct rp_service *s, const uint8_t *req, size_t le
         reply_pack(out, &resp.base, 1);
         goto done;
     }
+    if (out->tokens)
+        goto done;
     resp.infer_response = &res.resp;
     reply_pack(out, &resp.base, count);
     rp_model_result_free(&res);

@@ -16,6 +16,7 @@
 #include <grpc/status.h>
 
 #include "model.h"
+#include "tokens.h"
 
 enum rp_method {
     RP_M_UNKNOWN = 0,
@@ -42,19 +43,24 @@ struct rp_service {
     const char *server_version;
     /* grpc.health.v1 status: 1 SERVING, 0 NOT_SERVING; flipped by signals. */
     atomic_int *serving;
+    long max_tokens; /* token models: max_tokens when the request has none */
+    uint64_t salt;   /* token models: 0, or --nondeterministic's random value */
 };
 
-/* One reply. code GRPC_STATUS_OK: <msg> holds the serialized response
- * (malloc'd, the caller takes ownership and frees it with free()) and
- * <count> says how many times to send it (ModelStreamInfer's
- * stream_responses, else 1). Otherwise <msg> is NULL and <detail> is the
- * status message. */
+/* One reply. code GRPC_STATUS_OK: either <msg> holds the serialized
+ * response (malloc'd, the caller takes ownership and frees it with free())
+ * and <count> says how many times to send it (ModelStreamInfer's
+ * stream_responses, else 1); or, for a token model's ModelStreamInfer
+ * request, <msg> is NULL and <tokens> is the stream to send (malloc'd, the
+ * caller frees it with rp_tokens_free() and free()). Otherwise <msg> and
+ * <tokens> are NULL and <detail> is the status message. */
 struct rp_reply {
     grpc_status_code code;
     char detail[512];
     uint8_t *msg;
     size_t msg_len;
     long count;
+    struct rp_tokens *tokens;
 };
 
 /* Answers a unary method <m> (not RP_M_MODEL_STREAM_INFER, not
@@ -62,8 +68,9 @@ struct rp_reply {
 void rp_service_unary(const struct rp_service *s, enum rp_method m, const uint8_t *req, size_t len,
                       struct rp_reply *out);
 
-/* Answers one request of a ModelStreamInfer stream. Per-request problems
- * (undecodable message, bad input, unknown model, bad stream_responses) are
+/* Answers one request of a ModelStreamInfer stream: for a token model, its
+ * token stream (tokens.h). Per-request problems (undecodable message, bad
+ * input, unknown model, bad stream_responses, seed or max_tokens) are
  * reported as one ModelStreamInferResponse with error_message set and code
  * OK, as Triton does, so the stream goes on. Only running out of memory
  * gives a non-OK code. */
