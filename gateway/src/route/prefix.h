@@ -62,8 +62,10 @@ struct gw_prefix_params {
  * have been written). Where the input appears more than once, the first one
  * counts; where its name or datatype appear more than once in it, the last
  * one counts (as protobuf parsers keep the last). A known field with an
- * unexpected wire type is skipped, as protobuf parsers skip it. Packed ids
- * past the last block needed are not decoded (nor checked). */
+ * unexpected wire type is skipped, as protobuf parsers skip it. The request
+ * is read only as far as needed: up to the input (and, for raw data, up to
+ * raw_input_contents[i]), and packed ids past the last block needed are not
+ * decoded, so malformed bytes past those points go unnoticed. */
 int gw_prefix_hash(const uint8_t *msg, size_t len, const struct gw_prefix_params *pp,
                    uint64_t *hashes, size_t *n, const char **error);
 
