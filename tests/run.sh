@@ -14,7 +14,7 @@
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
 # Environment: JOBS (build parallelism, default: number of CPUs),
 #   FUZZ_TARGETS (default: every target, tests/fuzz/CMakeLists.txt's FUZZ_NAMES),
-#   FUZZ_SECONDS (default 25 each, about 3.5 minutes in all; 0 skips fuzzing),
+#   FUZZ_SECONDS (default 25 each, about 4 minutes in all; 0 skips fuzzing),
 #   SOAK_SECONDS (default 180; 0 skips the soak).
 set -euo pipefail
 
@@ -101,7 +101,7 @@ run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"
 #    target (ASan, UBSan or a FUZZ_CHECK) and fails the run; the crashing
 #    input is left in build-fuzz/ (crash-*).
 FUZZ_SECONDS=${FUZZ_SECONDS:-25}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"model_scan model_check grpc_timeout framer headers token authdb_file session"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"model_scan model_check grpc_timeout framer headers token authdb_file session prefix"}
 if ((FUZZ_SECONDS > 0)); then
   FUZZ_DIR=$ROOT/build-fuzz
   log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"

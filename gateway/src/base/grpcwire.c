@@ -24,6 +24,9 @@
  *    field 1 (in the same message or the next one of a stream) overrides or
  *    adds to what the scanner saw; length-delimited payloads other than field
  *    1 are skipped by count, so it never buffers a tensor.
+ *  - The contiguous field reader (gw_pb_next) is for a message already held
+ *    whole; it shares the varint and tag rules with the scans (varint_byte,
+ *    pb_tag_error), so all three reject the same bytes.
  */
 #include "base/grpcwire.h"
 
@@ -267,6 +270,20 @@ static int varint_byte(uint64_t *v, int *shift, uint8_t b)
     return (b & 0x80) ? 0 : 1;
 }
 
+/* The error for a tag no valid serializer writes, or NULL when it is valid. */
+static const char *pb_tag_error(uint64_t tag)
+{
+    unsigned wire = (unsigned)(tag & 7);
+
+    if (tag > UINT32_MAX)
+        return "field tag over 32 bits";
+    if ((tag >> 3) == 0)
+        return "field number 0";
+    if (wire == 3 || wire == 4 || wire > 5)
+        return "invalid wire type";
+    return NULL;
+}
+
 static int scan_varint_byte(struct gw_model_scan *s, uint8_t b)
 {
     return varint_byte(&s->varint, &s->varint_shift, b);
@@ -291,13 +308,10 @@ static int scan_on_tag(struct gw_model_scan *s)
 {
     uint64_t tag = s->varint;
     unsigned wire = (unsigned)(tag & 7);
+    const char *bad = pb_tag_error(tag);
 
-    if (tag > UINT32_MAX)
-        return scan_end(s, GW_SCAN_ERROR, "field tag over 32 bits");
-    if ((tag >> 3) == 0)
-        return scan_end(s, GW_SCAN_ERROR, "field number 0");
-    if (wire == 3 || wire == 4 || wire > 5)
-        return scan_end(s, GW_SCAN_ERROR, "invalid wire type");
+    if (bad)
+        return scan_end(s, GW_SCAN_ERROR, bad);
     if ((tag >> 3) != 1 || wire != PB_WIRE_LEN)
         return scan_end(s, GW_SCAN_ABSENT, NULL);
     if (s->msg_left == 0)
@@ -456,10 +470,9 @@ static int check_on_tag(struct gw_model_check *k)
 {
     uint64_t tag = k->varint;
     unsigned wire = (unsigned)(tag & 7);
-    if (tag > UINT32_MAX)
-        return check_error(k, "field tag over 32 bits");
-    if ((tag >> 3) == 0)
-        return check_error(k, "field number 0");
+    const char *bad = pb_tag_error(tag);
+    if (bad)
+        return check_error(k, bad);
     k->field = tag >> 3;
     k->varint = 0;
     k->varint_shift = 0;
@@ -475,7 +488,7 @@ static int check_on_tag(struct gw_model_check *k)
     case PB_WIRE_LEN:
         k->state = CK_LEN;
         break;
-    default:
+    default: /* not reached: pb_tag_error rejects the other wire types */
         return check_error(k, "invalid wire type");
     }
     if (k->msg_left < (k->state == CK_SKIP ? k->skip : 1))
@@ -620,4 +633,90 @@ int gw_grpc_status_from_http(int http_status)
     default:
         return GW_GRPC_UNKNOWN;
     }
+}
+
+/* --- protobuf fields over contiguous bytes ----------------------------------------- */
+
+int gw_pb_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v)
+{
+    uint64_t acc = 0;
+    int shift = 0;
+
+    for (size_t i = *pos; i < n; i++) {
+        int r = varint_byte(&acc, &shift, p[i]);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            *v = acc;
+            *pos = i + 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static uint64_t load_le(const uint8_t *p, size_t len)
+{
+    uint64_t v = 0;
+
+    for (size_t i = len; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Reads the payload of a field whose tag is <tag>, at p[*at]. */
+static const char *pb_payload(const uint8_t *p, size_t n, size_t *at, uint64_t tag,
+                              struct gw_pb_field *f)
+{
+    uint64_t len;
+
+    f->number = (uint32_t)(tag >> 3);
+    f->wire = (unsigned)(tag & 7);
+    f->value = 0;
+    f->data = NULL;
+    f->len = 0;
+    switch (f->wire) {
+    case GW_PB_VARINT:
+        return gw_pb_varint(p, n, at, &f->value) < 0 ? "varint over 10 bytes or 64 bits or cut"
+                                                     : NULL;
+    case GW_PB_FIXED64:
+    case GW_PB_FIXED32:
+        len = f->wire == GW_PB_FIXED64 ? 8 : 4;
+        if (n - *at < len)
+            return "field cut by the end of the message";
+        f->value = load_le(p + *at, (size_t)len);
+        *at += (size_t)len;
+        return NULL;
+    default: /* GW_PB_LEN: pb_tag_error let no other wire type through */
+        if (gw_pb_varint(p, n, at, &len) < 0)
+            return "varint over 10 bytes or 64 bits or cut";
+        if (len > n - *at)
+            return "field longer than its message";
+        f->data = p + *at;
+        f->len = (size_t)len;
+        *at += (size_t)len;
+        return NULL;
+    }
+}
+
+int gw_pb_next(const uint8_t *p, size_t n, size_t *pos, struct gw_pb_field *f, const char **error)
+{
+    size_t at = *pos;
+    uint64_t tag;
+    struct gw_pb_field got;
+    const char *bad;
+
+    if (at >= n)
+        return 0;
+    if (gw_pb_varint(p, n, &at, &tag) < 0)
+        bad = "varint over 10 bytes or 64 bits or cut";
+    else if (!(bad = pb_tag_error(tag)))
+        bad = pb_payload(p, n, &at, tag, &got);
+    if (bad) {
+        *error = bad;
+        return -1;
+    }
+    *f = got;
+    *pos = at;
+    return 1;
 }

@@ -13,7 +13,10 @@
  *  - the model_name check: walks every top-level field of every message of a
  *    request stream, skipping payloads without buffering them, and reports
  *    each field 1 (the model a replica runs: protobuf parsers keep the last
- *    of repeated values, so every occurrence counts).
+ *    of repeated values, so every occurrence counts);
+ *  - a protobuf field reader over contiguous bytes (a whole message already
+ *    held in memory), with the same tag and varint rules as the two scans
+ *    above, for readers that look inside nested messages (route/prefix.c).
  *
  * Everything here is fuzzed (tests/fuzz) and unit-tested (tests/unit).
  */
@@ -172,5 +175,29 @@ void gw_model_check_init(struct gw_model_check *k);
 int gw_model_check_feed(struct gw_model_check *k, const uint8_t *p, size_t n, size_t *consumed);
 /* 1 when the stream is between messages. */
 int gw_model_check_at_boundary(const struct gw_model_check *k);
+
+/* --- protobuf fields over contiguous bytes ----------------------------------- */
+#define GW_PB_VARINT  0
+#define GW_PB_FIXED64 1
+#define GW_PB_LEN     2
+#define GW_PB_FIXED32 5
+struct gw_pb_field {
+    uint32_t number;     /* field number, >= 1 */
+    unsigned wire;       /* GW_PB_VARINT, GW_PB_FIXED64, GW_PB_LEN or GW_PB_FIXED32 */
+    uint64_t value;      /* VARINT: the value; FIXED64/FIXED32: the little-endian value */
+    const uint8_t *data; /* LEN: the payload (borrowed from the buffer read), else NULL */
+    size_t len;          /* LEN: payload length, else 0 */
+};
+/* Reads one varint at p[*pos], p[n] being the end. Returns 0, *v set and *pos
+ * past it; or -1 (both untouched) when it runs past <n> or is over 10 bytes
+ * or 64 bits. */
+int gw_pb_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v);
+/* Reads the field at p[*pos] of a message held whole in p[0..n): tag, then
+ * its payload (not copied: f->data points into <p>). Returns 1 with *f set
+ * and *pos past the field, 0 at the end (*pos == n), or -1 with *error set
+ * (a static string; *pos and *f untouched) for what the scans above reject:
+ * a varint over 10 bytes or 64 bits or cut by the end, a tag over 32 bits,
+ * field number 0, wire type 3/4/6/7, a payload running past <n>. */
+int gw_pb_next(const uint8_t *p, size_t n, size_t *pos, struct gw_pb_field *f, const char **error);
 
 #endif
