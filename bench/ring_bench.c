@@ -3,8 +3,9 @@
  * For rings of 10, 100 and 1,000 replicas x 100 vnodes it times, on one
  * thread: gw_ring_pick (the plain clockwise walk), gw_ring_pick_bounded
  * (bounded loads, c = 1.25, which also counts the eligible replicas and their
- * calls in flight on every pick) and gw_ring_pick_capped (bounded loads with
- * the cap computed by the caller), each with the key's gw_hash32 (SHA-256)
+ * calls in flight on every pick), gw_ring_pick_tallied (the same answers
+ * from running totals the caller keeps: no census) and gw_ring_pick_capped
+ * (bounded loads with the cap computed by the caller), each with the key's gw_hash32 (SHA-256)
  * inside the timed loop and without it (points hashed beforehand). Keys are
  * random (fixed seed); every pick goes through an eligibility callback that
  * reads a per-replica flag, as the gateway's does; in-flight counts are
@@ -47,9 +48,9 @@ static int healthy(uint32_t idx, void *ctx)
     return ((const unsigned char *)ctx)[idx];
 }
 
-enum op { OP_PICK, OP_BOUNDED, OP_CAPPED };
+enum op { OP_PICK, OP_BOUNDED, OP_TALLIED, OP_CAPPED };
 static const char *const op_names[] = {"gw_ring_pick", "gw_ring_pick_bounded",
-                                       "gw_ring_pick_capped"};
+                                       "gw_ring_pick_tallied", "gw_ring_pick_capped"};
 
 struct bench {
     const struct gw_ring *ring;
@@ -58,6 +59,7 @@ struct bench {
     const uint32_t *points;
     unsigned char *up;
     const uint32_t *inflight;
+    struct gw_ring_tally tally;
     uint64_t cap;
 };
 
@@ -78,6 +80,10 @@ static uint64_t run(const struct bench *b, enum op op, int hash, size_t from, si
             break;
         case OP_BOUNDED:
             r = gw_ring_pick_bounded(b->ring, point, healthy, b->up, NULL, 0, b->inflight, 1.25);
+            break;
+        case OP_TALLIED:
+            r = gw_ring_pick_tallied(b->ring, point, healthy, b->up, NULL, 0, b->inflight,
+                                     &b->tally, 1.25);
             break;
         default:
             r = gw_ring_pick_capped(b->ring, point, healthy, b->up, NULL, 0, b->inflight, b->cap);
@@ -167,7 +173,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: infergw-ring-bench [--ms N]\n"
                "  Prints ring lookups per second for 10, 100 and 1000 replicas x 100 vnodes:\n"
-               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25) and gw_ring_pick_capped, with\n"
+               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25), gw_ring_pick_tallied (its\n"
+               "  running-total form) and gw_ring_pick_capped, with\n"
                "  the key's gw_hash32 (SHA-256) timed and without it; then the share of keys\n"
                "  that move when a replica joins, leaves or is passed over.\n"
                "  --ms N   minimum milliseconds per run, best of 3 runs [300]\n"
@@ -246,6 +253,7 @@ int main(int argc, char **argv)
             .inflight = inflight,
             .cap = gw_ring_load_cap(total, n, 1.25),
         };
+        gw_ring_tally_census(&b.tally, &ring, healthy, up, inflight);
         for (int op = OP_PICK; op <= OP_CAPPED; op++) {
             for (int hash = 1; hash >= 0; hash--) {
                 double rate = measure(&b, (enum op)op, hash, min_s, &sink);
