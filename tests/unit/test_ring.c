@@ -782,6 +782,62 @@ static void test_bounded_census(void **state)
     gw_ring_free(&r);
 }
 
+/* On rings big enough for a lookup index, every lookup lands where a linear
+ * scan for the first token at or after the point lands: random points, each
+ * point's own token and its neighbours, the ends of the hash space, and
+ * every slot boundary. */
+static void test_index_matches_linear_scan(void **state)
+{
+    static const size_t sizes[] = {3, 26, 300};
+    uint64_t seed = 42;
+
+    (void)state;
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        size_t n = sizes[s], at = 0;
+        char(*names)[32] = malloc(n * sizeof(*names));
+        const char **addrs = malloc(n * sizeof(*addrs));
+        struct gw_ring r;
+
+        assert_non_null(names);
+        assert_non_null(addrs);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(names[i], sizeof(names[i]), "ix%zu:80", i);
+            addrs[i] = names[i];
+        }
+        assert_int_equal(gw_ring_build(&r, addrs, NULL, n), 0);
+        assert_true((r.index != NULL) == (r.npoints >= GW_RING_INDEX_MIN));
+        for (long k = 0; k < 25000; k++) {
+            uint32_t point;
+            size_t lin = 0;
+
+            switch (k % 5) {
+            case 0:
+                point = r.points[at % r.npoints].token;
+                break;
+            case 1:
+                point = r.points[at % r.npoints].token + 1;
+                break;
+            case 2:
+                point = r.points[at++ % r.npoints].token - 1;
+                break;
+            case 3:
+                point = r.index ? (uint32_t)((k / 5) << r.index_shift) : (uint32_t)k;
+                break;
+            default:
+                point = k < 10 ? (k % 2 ? UINT32_MAX : 0) : (uint32_t)rng_next(&seed);
+                break;
+            }
+            while (lin < r.npoints && r.points[lin].token < point)
+                lin++;
+            assert_int_equal(gw_ring_pick(&r, point, NULL, NULL, NULL, 0),
+                             r.points[lin % r.npoints].replica);
+        }
+        gw_ring_free(&r);
+        free(names);
+        free(addrs);
+    }
+}
+
 /* The straightforward bounded pick, written without ring.c's walk: scan
  * every point for the first at or after <point>, go once round the ring,
  * count eligible replicas on a point (excluded ones too) and their calls,
@@ -1307,6 +1363,7 @@ int main(void)
         cmocka_unit_test(test_bounded_off_is_pick),
         cmocka_unit_test(test_bounded_matches_reference_walk),
         cmocka_unit_test(test_bounded_census),
+        cmocka_unit_test(test_index_matches_linear_scan),
         cmocka_unit_test(test_tallied_matches_reference),
         cmocka_unit_test(test_tally_edges),
         cmocka_unit_test(test_bounded_falls_back_never_refuses),

@@ -9,13 +9,14 @@
  * given the same replicas in any order produce the same sequence. A key
  * belongs to the first point at or after it, so among points with equal
  * tokens the first one in that order owns the arc; gw_ring_share uses the
- * same rule. Every pick is one clockwise walk (ring_walk) that remembers the
- * replicas it has already turned down in a bitmap on the stack (rings hold at
- * most GW_RING_MAX_REPLICAS replicas), so a pool whose replicas are mostly
- * down costs one eligibility call per replica, not one per vnode, and the
- * walk stops once every replica has been turned down. The bounded-load pick
- * first takes a census of the eligible replicas (it needs their number and
- * their calls in flight for the cap) and hands the walk its answers, so the
+ * same rule. Rings of GW_RING_INDEX_MIN points or more also get a lookup
+ * index on the top bits of the token, so a lookup searches a handful of
+ * points (one or two cache lines) instead of the whole array. Every pick is one clockwise walk
+ * (ring_walk) that remembers the replicas it has already turned down in a bitmap on the stack
+ * (rings hold at most GW_RING_MAX_REPLICAS replicas), so a pool whose replicas are mostly down
+ * costs one eligibility call per replica, not one per vnode, and the walk stops once every replica
+ * has been turned down. The bounded-load pick first takes a census of the eligible replicas (it
+ * needs their number and their calls in flight for the cap) and hands the walk its answers, so the
  * predicate is asked once per replica and the walk and the census agree even
  * if health changes meanwhile on another thread. gw_ring_pick_tallied skips
  * the census: its caller keeps the two totals running (struct
@@ -80,6 +81,33 @@ static int cmp_point_by_rank(const void *a, const void *b)
         return x->token < y->token ? -1 : 1;
     if (x->replica != y->replica)
         return x->replica < y->replica ? -1 : 1;
+    return 0;
+}
+
+/* The lookup index of a built ring (see struct gw_ring): 2^bits slots with
+ * 2^bits <= npoints / 4, at most 2^24. Returns 0, or -ENOMEM. */
+static int ring_index_build(struct gw_ring *r)
+{
+    unsigned bits = 0;
+    size_t nslots, i = 0;
+
+    if (r->npoints < GW_RING_INDEX_MIN)
+        return 0;
+    while (bits < 24 && ((size_t)2 << bits) <= r->npoints / 4)
+        bits++;
+    nslots = (size_t)1 << bits;
+    r->index = gw_malloc((nslots + 1) * sizeof(*r->index));
+    if (!r->index)
+        return -ENOMEM;
+    r->index_shift = 32 - bits;
+    for (size_t b = 0; b < nslots; b++) {
+        uint64_t start = (uint64_t)b << r->index_shift;
+
+        while (i < r->npoints && r->points[i].token < start)
+            i++;
+        r->index[b] = (uint32_t)i;
+    }
+    r->index[nslots] = (uint32_t)r->npoints;
     return 0;
 }
 
@@ -158,6 +186,8 @@ int gw_ring_build(struct gw_ring *out, const char *const *addrs, const uint32_t 
         qsort(r.points, r.npoints, sizeof(*r.points), cmp_point_by_rank);
     for (i = 0; i < r.npoints; i++)
         r.points[i].replica = rank_to_idx[r.points[i].replica];
+    if (ring_index_build(&r) < 0)
+        goto out;
 
     *out = r;
     rc = 0;
@@ -178,15 +208,26 @@ void gw_ring_free(struct gw_ring *r)
     gw_free(r->replicas);
     gw_free(r->weights);
     gw_free(r->points);
+    gw_free(r->index);
     memset(r, 0, sizeof(*r));
 }
 
 /* --- lookup ------------------------------------------------------------------- */
 
-/* Index of the first point with token >= <point>, or npoints when none. */
+/* Index of the first point with token >= <point>, or npoints when none.
+ * With a lookup index, the answer lies between the first point of <point>'s
+ * slot and the first point of the next slot: every point before the slot
+ * is below <point>, every point after it above. */
 static size_t ring_lower_bound(const struct gw_ring *r, uint32_t point)
 {
     size_t lo = 0, hi = r->npoints;
+
+    if (r->index) {
+        size_t b = point >> r->index_shift;
+
+        lo = r->index[b];
+        hi = r->index[b + 1];
+    }
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -6,7 +6,8 @@
  * input/output tests, because every gateway, infergw-ctl, and any other
  * writer of the Redis ring must compute the same tokens. A key maps to
  * gw_hash32(key); lookup finds the first vnode clockwise (token >= point,
- * wrapping), by binary search. Equal tokens are ordered by replica address so
+ * wrapping), by binary search (within one slot of a lookup index on rings of
+ * GW_RING_INDEX_MIN points or more). Equal tokens are ordered by replica address so
  * the order never depends on insertion.
  *
  * Bounded loads (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with
@@ -29,6 +30,7 @@
  * 2 x 512 bytes), so it never allocates. */
 #define GW_RING_MAX_REPLICAS 4096
 #define GW_ENOREPLICA        (-2)
+#define GW_RING_INDEX_MIN    256 /* points; smaller rings get no lookup index */
 
 /* First four bytes of SHA-256(<data>), big-endian. Thread-safe. Aborts the
  * process if OpenSSL cannot compute SHA-256 (a broken installation), since a
@@ -44,6 +46,12 @@ struct gw_ring_point {
 struct gw_ring {
     struct gw_ring_point *points; /* sorted by (token, replica address) */
     size_t npoints;
+    /* Where a lookup starts its binary search: index[b] is the first point
+     * whose token is >= b << index_shift, for b = 0 .. 2^(32 - index_shift)
+     * (the last entry is npoints). About one entry per 4 to 8 points; NULL
+     * for rings under GW_RING_INDEX_MIN points (the search alone is fast). */
+    uint32_t *index;
+    unsigned index_shift;
     char **replicas; /* "host:port", owned */
     uint32_t *weights;
     size_t nreplicas;
