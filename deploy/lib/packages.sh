@@ -27,10 +27,10 @@
 INFERGW_PACKAGES_build=(
   build-essential cmake pkg-config
   libnghttp2-dev libssl-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
-  libjansson-dev libmicrohttpd-dev
+  libjansson-dev libmicrohttpd-dev libxxhash-dev
 )
 INFERGW_PACKAGES_run=(
-  libcmocka-dev redis-server redis-tools iproute2
+  libcmocka-dev redis-server redis-tools iproute2 libxxhash0
   python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 )
 # nodejs + npm: Debian's, or NodeSource's nodejs, whose bundled npm stands in

@@ -19,6 +19,41 @@
 #include "base/mem.h"
 #include "route/ring.h"
 
+/* The key hash: the high 32 bits of XXH3_64bits (seed 0). Expected values
+ * computed outside this code base, once, with the reference library
+ * (libxxhash 0.8.1 through Python's ctypes); the empty string's full
+ * 64-bit value 0x2d06800538d394c2 is XXH3's published vector. The lengths
+ * cover each of XXH3's code paths (0, 1-3, 4-8, 9-16, 17-128, 129-240,
+ * longer). Every gateway and infergw-ctl must reproduce these. */
+static void test_key_hash32_pinned_vectors(void **state)
+{
+    static const struct {
+        const char *in;
+        uint32_t want;
+    } v[] = {
+        {"", 0x2d068005u},
+        {"a", 0xe6c632b6u},
+        {"abc", 0x78af5f94u},
+        {"user-42", 0x50fe4b21u},
+        {"customer-42", 0xf40925acu},
+        {"session-0123456789abcdef", 0xaf06c8e3u},
+        {"3f2504e0-4f89-11d3-9a0c-0305e82c3301", 0xcf25f48bu},
+        {"caf\xc3\xa9", 0x4c83dbd5u}, /* UTF-8 bytes, hashed as they are */
+    };
+    static const struct {
+        size_t len;
+        uint32_t want;
+    } k[] = {{100, 0xe57acbcbu}, {200, 0x0cfc752bu}, {1000, 0x308ce2f4u}};
+    char buf[1000];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        assert_int_equal(gw_key_hash32(v[i].in, strlen(v[i].in)), v[i].want);
+    memset(buf, 'k', sizeof(buf)); /* "kkk...k" */
+    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+        assert_int_equal(gw_key_hash32(buf, k[i].len), k[i].want);
+}
+
 /* Expected values computed outside this code base, once, with
  * `printf '%s' '<input>' | sha256sum` and the first 8 hex digits. Every
  * writer of the Redis ring must reproduce these. */
@@ -1345,6 +1380,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash32_pinned_vectors),
+        cmocka_unit_test(test_key_hash32_pinned_vectors),
         cmocka_unit_test(test_build_basic),
         cmocka_unit_test(test_order_independent_of_insertion),
         cmocka_unit_test(test_equal_tokens_ordered_by_address),

@@ -4,8 +4,10 @@
  * 32-bit token gw_hash32("<host:port>#<i>"). gw_hash32 is the first four bytes
  * of SHA-256, read big-endian: written once here and pinned by fixed
  * input/output tests, because every gateway, infergw-ctl, and any other
- * writer of the Redis ring must compute the same tokens. A key maps to
- * gw_hash32(key); lookup finds the first vnode clockwise (token >= point,
+ * writer of the Redis ring must compute the same tokens. A key maps to the
+ * point gw_key_hash32(key), the high 32 bits of XXH3-64 (seed 0; libxxhash),
+ * also pinned by tests: it runs on every call, where SHA-256 alone would
+ * cost more than the whole lookup. Lookup finds the first vnode clockwise (token >= point,
  * wrapping), by binary search (within one slot of a lookup index on rings of
  * GW_RING_INDEX_MIN points or more). Equal tokens are ordered by replica address so
  * the order never depends on insertion.
@@ -37,6 +39,12 @@
  * wrong hash would silently send keys to different replicas than every
  * other writer. */
 uint32_t gw_hash32(const void *data, size_t len);
+
+/* The point of a routing key: the high 32 bits of XXH3_64bits(<data>)
+ * (seed 0), i.e. the first four bytes of its canonical big-endian form.
+ * Every gateway and infergw-ctl must agree on it (pinned by tests).
+ * Thread-safe, pure. */
+uint32_t gw_key_hash32(const void *data, size_t len);
 
 struct gw_ring_point {
     uint32_t token;
