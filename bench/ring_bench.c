@@ -3,9 +3,12 @@
  * For rings of 10, 100 and 1,000 replicas x 100 vnodes it times, on one
  * thread: gw_ring_pick (the plain clockwise walk), gw_ring_pick_bounded
  * (bounded loads, c = 1.25, which also counts the eligible replicas and their
- * calls in flight on every pick) and gw_ring_pick_capped (bounded loads with
- * the cap computed by the caller), each with the key's gw_hash32 (SHA-256)
- * inside the timed loop and without it (points hashed beforehand). Keys are
+ * calls in flight on every pick), gw_ring_pick_tallied (the same answers
+ * from running totals the caller keeps: no census) and gw_ring_pick_capped
+ * (bounded loads with the cap computed by the caller), each with the key's
+ * hash (gw_key_hash32, XXH3-64) inside the timed loop and without it (points
+ * hashed beforehand); first, what one hash of a key costs, the key hash and
+ * the ring tokens' SHA-256 (gw_hash32, the key hash before 1.0). Keys are
  * random (fixed seed); every pick goes through an eligibility callback that
  * reads a per-replica flag, as the gateway's does; in-flight counts are
  * random around 20 per replica, so bounded picks sometimes walk past a full
@@ -47,9 +50,9 @@ static int healthy(uint32_t idx, void *ctx)
     return ((const unsigned char *)ctx)[idx];
 }
 
-enum op { OP_PICK, OP_BOUNDED, OP_CAPPED };
+enum op { OP_PICK, OP_BOUNDED, OP_TALLIED, OP_CAPPED };
 static const char *const op_names[] = {"gw_ring_pick", "gw_ring_pick_bounded",
-                                       "gw_ring_pick_capped"};
+                                       "gw_ring_pick_tallied", "gw_ring_pick_capped"};
 
 struct bench {
     const struct gw_ring *ring;
@@ -58,6 +61,7 @@ struct bench {
     const uint32_t *points;
     unsigned char *up;
     const uint32_t *inflight;
+    struct gw_ring_tally tally;
     uint64_t cap;
 };
 
@@ -69,7 +73,7 @@ static uint64_t run(const struct bench *b, enum op op, int hash, size_t from, si
 
     for (size_t i = 0; i < n; i++) {
         size_t k = (from + i) & (NKEYS - 1);
-        uint32_t point = hash ? gw_hash32(b->keys[k], b->key_len[k]) : b->points[k];
+        uint32_t point = hash ? gw_key_hash32(b->keys[k], b->key_len[k]) : b->points[k];
         int r;
 
         switch (op) {
@@ -78,6 +82,10 @@ static uint64_t run(const struct bench *b, enum op op, int hash, size_t from, si
             break;
         case OP_BOUNDED:
             r = gw_ring_pick_bounded(b->ring, point, healthy, b->up, NULL, 0, b->inflight, 1.25);
+            break;
+        case OP_TALLIED:
+            r = gw_ring_pick_tallied(b->ring, point, healthy, b->up, NULL, 0, b->inflight,
+                                     &b->tally, 1.25);
             break;
         default:
             r = gw_ring_pick_capped(b->ring, point, healthy, b->up, NULL, 0, b->inflight, b->cap);
@@ -106,6 +114,33 @@ static double measure(const struct bench *b, enum op op, int hash, double min_s,
         } while (t < min_s);
         if ((double)done / t > best)
             best = (double)done / t;
+    }
+    return best;
+}
+
+/* Nanoseconds per hash of the bench's keys: gw_key_hash32, or gw_hash32
+ * (SHA-256) when <sha>; best of three runs of at least <min_s> seconds. */
+static double hash_ns(const char (*keys)[KEY_LEN], const uint8_t *key_len, int sha, double min_s,
+                      uint64_t *sink)
+{
+    double best = 0;
+    size_t from = 0;
+
+    for (int rep = 0; rep < 3; rep++) {
+        size_t done = 0;
+        double t0 = now_s(), t;
+
+        do {
+            for (size_t i = 0; i < 1 << 14; i++, from++) {
+                size_t k = from & (NKEYS - 1);
+
+                *sink += sha ? gw_hash32(keys[k], key_len[k]) : gw_key_hash32(keys[k], key_len[k]);
+            }
+            done += 1 << 14;
+            t = now_s() - t0;
+        } while (t < min_s);
+        if (best == 0 || t * 1e9 / (double)done < best)
+            best = t * 1e9 / (double)done;
     }
     return best;
 }
@@ -167,8 +202,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: infergw-ring-bench [--ms N]\n"
                "  Prints ring lookups per second for 10, 100 and 1000 replicas x 100 vnodes:\n"
-               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25) and gw_ring_pick_capped, with\n"
-               "  the key's gw_hash32 (SHA-256) timed and without it; then the share of keys\n"
+               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25), gw_ring_pick_tallied (its\n"
+               "  running-total form) and gw_ring_pick_capped, with\n"
+               "  the key's gw_key_hash32 (XXH3-64) timed and without it, after the cost of\n"
+               "  one key hash and of one SHA-256 (gw_hash32); then the share of keys\n"
                "  that move when a replica joins, leaves or is passed over.\n"
                "  --ms N   minimum milliseconds per run, best of 3 runs [300]\n"
                "  example: infergw-ring-bench --ms 1000\n");
@@ -206,8 +243,13 @@ int main(int argc, char **argv)
                          (unsigned long long)(rng_next(&seed) % 100000000000ull));
 
         key_len[k] = (uint8_t)n;
-        points[k] = gw_hash32(keys[k], (size_t)n);
+        points[k] = gw_key_hash32(keys[k], (size_t)n);
     }
+
+    printf("hash of a key (\"user-<n>\", 6 to 16 bytes): gw_key_hash32 (XXH3-64) %.1f ns, "
+           "gw_hash32 (SHA-256) %.1f ns\n\n",
+           hash_ns((const char(*)[KEY_LEN])keys, key_len, 0, min_s, &sink),
+           hash_ns((const char(*)[KEY_LEN])keys, key_len, 1, min_s, &sink));
 
     printf("%-9s %-8s %-22s %-6s %14s %10s\n", "replicas", "points", "lookup", "hash", "lookups/s",
            "ns/lookup");
@@ -246,6 +288,7 @@ int main(int argc, char **argv)
             .inflight = inflight,
             .cap = gw_ring_load_cap(total, n, 1.25),
         };
+        gw_ring_tally_census(&b.tally, &ring, healthy, up, inflight);
         for (int op = OP_PICK; op <= OP_CAPPED; op++) {
             for (int hash = 1; hash >= 0; hash--) {
                 double rate = measure(&b, (enum op)op, hash, min_s, &sink);

@@ -811,7 +811,7 @@ void ctl_args_usage(FILE *out)
         "\n"
         "Ring layout: member <host:port>#<i> for i = 0..N-1, score = first 4 bytes of\n"
         "SHA-256(member) read big-endian; a key goes to the first member with score >=\n"
-        "the same hash of the key, wrapping (ties ordered by address).\n"
+        "the high 32 bits of XXH3-64(key) (seed 0), wrapping (ties ordered by address).\n"
         "\n"
         "Exit codes: 0 ok; 1 Redis unreachable or answered an error; 2 usage or validation\n"
         "error (nothing written); 3 not found (pool, replica, field, tenant or key); tenant\n"

@@ -204,7 +204,7 @@ void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, 
 {
     uint32_t ex;
 
-    *point = gw_hash32(key, keylen);
+    *point = gw_key_hash32(key, keylen);
     *first = *second = -1;
     if (!r || r->npoints == 0)
         return;

@@ -63,7 +63,7 @@ void ctl_view_ring_free(struct ctl_ring_view *v);
  * in <probs> and counted as active. */
 int ctl_view_state(const char *addr, const char *state, struct ctl_problems *probs);
 
-/* The route of <key>: its point gw_hash32(key), the first replica clockwise
+/* The route of <key>: its point gw_key_hash32(key), the first replica clockwise
  * that is not drained, and the next distinct one (the second choice).
  * <drain> has one flag per ring replica (NULL = none drained). *first and
  * *second are -1 when there is none. */

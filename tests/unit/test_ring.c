@@ -19,6 +19,41 @@
 #include "base/mem.h"
 #include "route/ring.h"
 
+/* The key hash: the high 32 bits of XXH3_64bits (seed 0). Expected values
+ * computed outside this code base, once, with the reference library
+ * (libxxhash 0.8.1 through Python's ctypes); the empty string's full
+ * 64-bit value 0x2d06800538d394c2 is XXH3's published vector. The lengths
+ * cover each of XXH3's code paths (0, 1-3, 4-8, 9-16, 17-128, 129-240,
+ * longer). Every gateway and infergw-ctl must reproduce these. */
+static void test_key_hash32_pinned_vectors(void **state)
+{
+    static const struct {
+        const char *in;
+        uint32_t want;
+    } v[] = {
+        {"", 0x2d068005u},
+        {"a", 0xe6c632b6u},
+        {"abc", 0x78af5f94u},
+        {"user-42", 0x50fe4b21u},
+        {"customer-42", 0xf40925acu},
+        {"session-0123456789abcdef", 0xaf06c8e3u},
+        {"3f2504e0-4f89-11d3-9a0c-0305e82c3301", 0xcf25f48bu},
+        {"caf\xc3\xa9", 0x4c83dbd5u}, /* UTF-8 bytes, hashed as they are */
+    };
+    static const struct {
+        size_t len;
+        uint32_t want;
+    } k[] = {{100, 0xe57acbcbu}, {200, 0x0cfc752bu}, {1000, 0x308ce2f4u}};
+    char buf[1000];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        assert_int_equal(gw_key_hash32(v[i].in, strlen(v[i].in)), v[i].want);
+    memset(buf, 'k', sizeof(buf)); /* "kkk...k" */
+    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+        assert_int_equal(gw_key_hash32(buf, k[i].len), k[i].want);
+}
+
 /* Expected values computed outside this code base, once, with
  * `printf '%s' '<input>' | sha256sum` and the first 8 hex digits. Every
  * writer of the Redis ring must reproduce these. */
@@ -782,6 +817,219 @@ static void test_bounded_census(void **state)
     gw_ring_free(&r);
 }
 
+/* On rings big enough for a lookup index, every lookup lands where a linear
+ * scan for the first token at or after the point lands: random points, each
+ * point's own token and its neighbours, the ends of the hash space, and
+ * every slot boundary. */
+static void test_index_matches_linear_scan(void **state)
+{
+    static const size_t sizes[] = {3, 26, 300};
+    uint64_t seed = 42;
+
+    (void)state;
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        size_t n = sizes[s], at = 0;
+        char(*names)[32] = malloc(n * sizeof(*names));
+        const char **addrs = malloc(n * sizeof(*addrs));
+        struct gw_ring r;
+
+        assert_non_null(names);
+        assert_non_null(addrs);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(names[i], sizeof(names[i]), "ix%zu:80", i);
+            addrs[i] = names[i];
+        }
+        assert_int_equal(gw_ring_build(&r, addrs, NULL, n), 0);
+        assert_true((r.index != NULL) == (r.npoints >= GW_RING_INDEX_MIN));
+        for (long k = 0; k < 25000; k++) {
+            uint32_t point;
+            size_t lin = 0;
+
+            switch (k % 5) {
+            case 0:
+                point = r.points[at % r.npoints].token;
+                break;
+            case 1:
+                point = r.points[at % r.npoints].token + 1;
+                break;
+            case 2:
+                point = r.points[at++ % r.npoints].token - 1;
+                break;
+            case 3:
+                point = r.index ? (uint32_t)((k / 5) << r.index_shift) : (uint32_t)k;
+                break;
+            default:
+                point = k < 10 ? (k % 2 ? UINT32_MAX : 0) : (uint32_t)rng_next(&seed);
+                break;
+            }
+            while (lin < r.npoints && r.points[lin].token < point)
+                lin++;
+            assert_int_equal(gw_ring_pick(&r, point, NULL, NULL, NULL, 0),
+                             r.points[lin % r.npoints].replica);
+        }
+        gw_ring_free(&r);
+        free(names);
+        free(addrs);
+    }
+}
+
+/* The straightforward bounded pick, written without ring.c's walk: scan
+ * every point for the first at or after <point>, go once round the ring,
+ * count eligible replicas on a point (excluded ones too) and their calls,
+ * cap = ceil(num/4 x (total + 1) / n) by integer arithmetic (num 0 = no
+ * bound), then the first eligible, non-excluded replica within the cap, else
+ * the first eligible, non-excluded one. */
+static int reference_bounded(const struct gw_ring *r, uint32_t point, uint64_t ok,
+                             const uint32_t *ex, size_t nex, const uint32_t *inflight, uint64_t num)
+{
+    uint64_t n = 0, total = 0, cap = UINT64_MAX;
+    size_t start = 0;
+    int first = GW_ENOREPLICA;
+
+    for (size_t i = 0; i < r->nreplicas; i++)
+        if (r->weights[i] && (ok >> i & 1)) {
+            n++;
+            total += inflight[i];
+        }
+    if (num && n == 0)
+        return GW_ENOREPLICA;
+    if (num)
+        cap = (num * (total + 1) + 4 * n - 1) / (4 * n);
+    while (start < r->npoints && r->points[start].token < point)
+        start++;
+    for (size_t k = 0; k < r->npoints; k++) {
+        uint32_t idx = r->points[(start + k) % r->npoints].replica;
+        int excluded = 0;
+
+        for (size_t e = 0; e < nex; e++)
+            excluded |= ex[e] == idx;
+        if (excluded || !(ok >> idx & 1))
+            continue;
+        if (first < 0)
+            first = (int)idx;
+        if ((uint64_t)inflight[idx] + 1 <= cap)
+            return (int)idx;
+    }
+    return first;
+}
+
+/* A tally kept running through random changes of eligibility and load
+ * always equals the census, and the tallied pick always gives the reference
+ * answer, which is also gw_ring_pick_bounded's, over random rings (weights
+ * 0 included), loads, exclusions and balance factors. */
+static void test_tallied_matches_reference(void **state)
+{
+    static const uint64_t nums[] = {0, 3, 4, 5, 8}; /* c = num / 4 */
+    uint64_t seed = 15;
+    long picks = 0, passed_over = 0, fell_back = 0;
+
+    (void)state;
+    for (int round = 0; round < 60; round++) {
+        size_t n = 1 + (size_t)(rng_next(&seed) % 40);
+        char names[40][16];
+        const char *addrs[40];
+        uint32_t w[40], inflight[40] = {0};
+        struct elig e = {0, 0};
+        struct gw_ring r;
+        struct gw_ring_tally t = {0, 0}, c;
+
+        for (size_t i = 0; i < n; i++) {
+            snprintf(names[i], sizeof(names[i]), "r%zu:%u", i, (unsigned)(round + 1));
+            addrs[i] = names[i];
+            w[i] = rng_next(&seed) % 5 == 0 ? 0 : 1 + (uint32_t)(rng_next(&seed) % 20);
+        }
+        assert_int_equal(gw_ring_build(&r, addrs, w, n), 0);
+        for (int step = 0; step < 500; step++) {
+            uint32_t idx = (uint32_t)(rng_next(&seed) % n), ex[2];
+            size_t nex = (size_t)(rng_next(&seed) % 3);
+            uint32_t point = (uint32_t)rng_next(&seed);
+            uint64_t num = nums[rng_next(&seed) % 5];
+            int want, got;
+
+            if (rng_next(&seed) % 4 == 0) { /* eligibility flips */
+                if (e.ok >> idx & 1)
+                    gw_ring_tally_leave(&t, &r, idx, inflight[idx]);
+                else
+                    gw_ring_tally_join(&t, &r, idx, inflight[idx]);
+                e.ok ^= 1ull << idx;
+            } else { /* a call starts or ends on it */
+                int64_t d = inflight[idx] && rng_next(&seed) % 2 ? -1 : 1;
+
+                inflight[idx] = (uint32_t)((int64_t)inflight[idx] + d);
+                if ((e.ok >> idx & 1) && w[idx])
+                    gw_ring_tally_add(&t, d);
+            }
+            gw_ring_tally_census(&c, &r, elig_fn, &e, inflight);
+            assert_int_equal(t.n_eligible, c.n_eligible);
+            assert_int_equal(t.inflight, c.inflight);
+            for (size_t i = 0; i < nex; i++)
+                ex[i] = (uint32_t)(rng_next(&seed) % n);
+            want = reference_bounded(&r, point, e.ok, ex, nex, inflight, num);
+            got = gw_ring_pick_tallied(&r, point, elig_fn, &e, ex, nex, inflight, &t,
+                                       (double)num / 4);
+            assert_int_equal(got, want);
+            assert_int_equal(
+                gw_ring_pick_bounded(&r, point, elig_fn, &e, ex, nex, inflight, (double)num / 4),
+                want);
+            picks++;
+            if (want >= 0) {
+                int plain = gw_ring_pick(&r, point, elig_fn, &e, ex, nex);
+
+                passed_over += want != plain;
+                fell_back += num && want == plain &&
+                             (uint64_t)inflight[want] + 1 >
+                                 gw_ring_load_cap(t.inflight, t.n_eligible, (double)num / 4);
+            }
+        }
+        gw_ring_free(&r);
+    }
+    print_message("      tallied vs reference: %ld picks, %ld passed over, %ld fell back\n", picks,
+                  passed_over, fell_back);
+    assert_true(passed_over > 1000);
+    assert_true(fell_back > 100);
+}
+
+/* Joining or leaving a replica of weight 0, or an index out of range,
+ * changes nothing; without a tally, a balance factor or loads, the tallied
+ * pick is the plain pick. */
+static void test_tally_edges(void **state)
+{
+    static const uint32_t w[] = {100, 0, 100, 100, 100};
+    uint32_t inflight[5] = {9, 9, 0, 0, 0};
+    struct gw_ring r;
+    struct gw_ring_tally t = {0, 0}, zero = {0, 0};
+    uint64_t seed = 7;
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, w, 5), 0);
+    gw_ring_tally_join(&t, &r, 1, 5);
+    gw_ring_tally_join(&t, &r, 5, 5);
+    gw_ring_tally_leave(&t, &r, 99, 5);
+    assert_int_equal(t.n_eligible, 0);
+    assert_int_equal(t.inflight, 0);
+    gw_ring_tally_census(&t, &r, NULL, NULL, inflight);
+    assert_int_equal(t.n_eligible, 4);
+    assert_int_equal(t.inflight, 9);
+    gw_ring_tally_census(&t, &r, NULL, NULL, NULL);
+    assert_int_equal(t.inflight, 0);
+    for (int k = 0; k < 1000; k++) {
+        uint32_t point = (uint32_t)rng_next(&seed);
+        int plain = gw_ring_pick(&r, point, NULL, NULL, NULL, 0);
+
+        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, NULL, 1.25),
+                         plain);
+        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, NULL, &t, 1.25),
+                         plain);
+        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, &t, 0),
+                         plain);
+        /* Nobody counted: nobody eligible, as the census would say. */
+        assert_int_equal(
+            gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, &zero, 1.25),
+            GW_ENOREPLICA);
+    }
+    gw_ring_free(&r);
+}
+
 static void test_bounded_falls_back_never_refuses(void **state)
 {
     static const uint32_t zero[] = {0, 0};
@@ -1132,6 +1380,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash32_pinned_vectors),
+        cmocka_unit_test(test_key_hash32_pinned_vectors),
         cmocka_unit_test(test_build_basic),
         cmocka_unit_test(test_order_independent_of_insertion),
         cmocka_unit_test(test_equal_tokens_ordered_by_address),
@@ -1150,6 +1399,9 @@ int main(void)
         cmocka_unit_test(test_bounded_off_is_pick),
         cmocka_unit_test(test_bounded_matches_reference_walk),
         cmocka_unit_test(test_bounded_census),
+        cmocka_unit_test(test_index_matches_linear_scan),
+        cmocka_unit_test(test_tallied_matches_reference),
+        cmocka_unit_test(test_tally_edges),
         cmocka_unit_test(test_bounded_falls_back_never_refuses),
         cmocka_unit_test(test_acceptance_remove_one_of_ten),
         cmocka_unit_test(test_acceptance_fair_share),

@@ -131,7 +131,7 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
     uint64_t now = w->loop.now_ns;
     size_t keylen = 0;
     const char *key = gw_hdrlist_get(&c->req_hdrs, pool->tun.route_header, &keylen);
-    uint32_t point = key ? gw_hash32(key, keylen) : gw_loop_rand(&w->loop);
+    uint32_t point = key ? gw_key_hash32(key, keylen) : gw_loop_rand(&w->loop);
 
     /* Bounded loads need the in-flight count of each of the pool's replicas. */
     uint32_t stack_load[128], *load = NULL;

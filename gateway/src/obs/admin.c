@@ -231,7 +231,7 @@ static char *render_ring(struct gw_admin *a, const char *pool, const char *key, 
     if (key) {
         /* The walk a call with this key makes when every replica is
          * eligible: first choice, then each retry or hedge in turn. */
-        uint32_t point = gw_hash32(key, strlen(key)), order[16];
+        uint32_t point = gw_key_hash32(key, strlen(key)), order[16];
         size_t n = 0, cap = sizeof(order) / sizeof(order[0]);
         json_t *walk = json_array();
         while (n < cap && n < p->ring.nreplicas) {

@@ -1,6 +1,8 @@
 /* ring — consistent hashing over a pool's replicas (pure logic, no I/O).
  *
- * Tokens come from gw_hash32, SHA-256 through OpenSSL's EVP interface. The
+ * Tokens come from gw_hash32, SHA-256 through OpenSSL's EVP interface; key
+ * points from gw_key_hash32, XXH3-64 through libxxhash (a few ns for a short
+ * key, against ~150 ns for SHA-256, which the ring only needs at build). The
  * SHA-256 implementation is fetched once (EVP_MD_fetch under pthread_once)
  * instead of through EVP_sha256() on each call, because OpenSSL 3 would
  * otherwise look the algorithm up in its locked provider store for every
@@ -9,15 +11,18 @@
  * given the same replicas in any order produce the same sequence. A key
  * belongs to the first point at or after it, so among points with equal
  * tokens the first one in that order owns the arc; gw_ring_share uses the
- * same rule. Every pick is one clockwise walk (ring_walk) that remembers the
- * replicas it has already turned down in a bitmap on the stack (rings hold at
- * most GW_RING_MAX_REPLICAS replicas), so a pool whose replicas are mostly
- * down costs one eligibility call per replica, not one per vnode, and the
- * walk stops once every replica has been turned down. The bounded-load pick
- * first takes a census of the eligible replicas (it needs their number and
- * their calls in flight for the cap) and hands the walk its answers, so the
+ * same rule. Rings of GW_RING_INDEX_MIN points or more also get a lookup
+ * index on the top bits of the token, so a lookup searches a handful of
+ * points (one or two cache lines) instead of the whole array. Every pick is one clockwise walk
+ * (ring_walk) that remembers the replicas it has already turned down in a bitmap on the stack
+ * (rings hold at most GW_RING_MAX_REPLICAS replicas), so a pool whose replicas are mostly down
+ * costs one eligibility call per replica, not one per vnode, and the walk stops once every replica
+ * has been turned down. The bounded-load pick first takes a census of the eligible replicas (it
+ * needs their number and their calls in flight for the cap) and hands the walk its answers, so the
  * predicate is asked once per replica and the walk and the census agree even
- * if health changes meanwhile on another thread.
+ * if health changes meanwhile on another thread. gw_ring_pick_tallied skips
+ * the census: its caller keeps the two totals running (struct
+ * gw_ring_tally), and the walk then asks the predicate itself.
  */
 #include "route/ring.h"
 #include "base/mem.h"
@@ -29,6 +34,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 /* --- the pinned hash -------------------------------------------------------- */
 
@@ -51,6 +57,11 @@ uint32_t gw_hash32(const void *data, size_t len)
     if (EVP_Digest(data, len, md, &mdlen, alg, NULL) != 1 || mdlen < 4)
         abort();
     return (uint32_t)md[0] << 24 | (uint32_t)md[1] << 16 | (uint32_t)md[2] << 8 | (uint32_t)md[3];
+}
+
+uint32_t gw_key_hash32(const void *data, size_t len)
+{
+    return (uint32_t)(XXH3_64bits(data, len) >> 32);
 }
 
 /* --- build -------------------------------------------------------------------- */
@@ -78,6 +89,33 @@ static int cmp_point_by_rank(const void *a, const void *b)
         return x->token < y->token ? -1 : 1;
     if (x->replica != y->replica)
         return x->replica < y->replica ? -1 : 1;
+    return 0;
+}
+
+/* The lookup index of a built ring (see struct gw_ring): 2^bits slots with
+ * 2^bits <= npoints / 4, at most 2^24. Returns 0, or -ENOMEM. */
+static int ring_index_build(struct gw_ring *r)
+{
+    unsigned bits = 0;
+    size_t nslots, i = 0;
+
+    if (r->npoints < GW_RING_INDEX_MIN)
+        return 0;
+    while (bits < 24 && ((size_t)2 << bits) <= r->npoints / 4)
+        bits++;
+    nslots = (size_t)1 << bits;
+    r->index = gw_malloc((nslots + 1) * sizeof(*r->index));
+    if (!r->index)
+        return -ENOMEM;
+    r->index_shift = 32 - bits;
+    for (size_t b = 0; b < nslots; b++) {
+        uint64_t start = (uint64_t)b << r->index_shift;
+
+        while (i < r->npoints && r->points[i].token < start)
+            i++;
+        r->index[b] = (uint32_t)i;
+    }
+    r->index[nslots] = (uint32_t)r->npoints;
     return 0;
 }
 
@@ -156,6 +194,8 @@ int gw_ring_build(struct gw_ring *out, const char *const *addrs, const uint32_t 
         qsort(r.points, r.npoints, sizeof(*r.points), cmp_point_by_rank);
     for (i = 0; i < r.npoints; i++)
         r.points[i].replica = rank_to_idx[r.points[i].replica];
+    if (ring_index_build(&r) < 0)
+        goto out;
 
     *out = r;
     rc = 0;
@@ -176,15 +216,26 @@ void gw_ring_free(struct gw_ring *r)
     gw_free(r->replicas);
     gw_free(r->weights);
     gw_free(r->points);
+    gw_free(r->index);
     memset(r, 0, sizeof(*r));
 }
 
 /* --- lookup ------------------------------------------------------------------- */
 
-/* Index of the first point with token >= <point>, or npoints when none. */
+/* Index of the first point with token >= <point>, or npoints when none.
+ * With a lookup index, the answer lies between the first point of <point>'s
+ * slot and the first point of the next slot: every point before the slot
+ * is below <point>, every point after it above. */
 static size_t ring_lower_bound(const struct gw_ring *r, uint32_t point)
 {
     size_t lo = 0, hi = r->npoints;
+
+    if (r->index) {
+        size_t b = point >> r->index_shift;
+
+        lo = r->index[b];
+        hi = r->index[b + 1];
+    }
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -323,6 +374,60 @@ int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligib
         return GW_ENOREPLICA;
     return ring_walk(r, point, eligible, ctx, census, exclude, nexclude, inflight,
                      gw_ring_load_cap(total, neligible, balance_factor), nlive);
+}
+
+/* Whether replica <idx> can ever be counted: in range and on a point. */
+static int tally_counts(const struct gw_ring *r, uint32_t idx)
+{
+    return idx < r->nreplicas && r->weights[idx] != 0;
+}
+
+void gw_ring_tally_census(struct gw_ring_tally *t, const struct gw_ring *r,
+                          gw_ring_eligible_fn eligible, void *ctx, const uint32_t *inflight)
+{
+    t->n_eligible = 0;
+    t->inflight = 0;
+    for (size_t i = 0; i < r->nreplicas; i++) {
+        if (!tally_counts(r, (uint32_t)i) || (eligible && !eligible((uint32_t)i, ctx)))
+            continue;
+        t->n_eligible++;
+        t->inflight += inflight ? inflight[i] : 0;
+    }
+}
+
+void gw_ring_tally_join(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
+                        uint32_t inflight)
+{
+    if (!tally_counts(r, idx))
+        return;
+    t->n_eligible++;
+    t->inflight += inflight;
+}
+
+void gw_ring_tally_leave(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
+                         uint32_t inflight)
+{
+    if (!tally_counts(r, idx))
+        return;
+    t->n_eligible--;
+    t->inflight -= inflight;
+}
+
+int gw_ring_pick_tallied(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                         void *ctx, const uint32_t *exclude, size_t nexclude,
+                         const uint32_t *inflight, const struct gw_ring_tally *t,
+                         double balance_factor)
+{
+    if (!(balance_factor > 0) || !inflight || !t)
+        return gw_ring_pick(r, point, eligible, ctx, exclude, nexclude);
+    if (r->npoints == 0 || r->nreplicas > GW_RING_MAX_REPLICAS || t->n_eligible == 0)
+        return GW_ENOREPLICA;
+    /* The walk asks <eligible> itself, once per replica it meets; the census
+     * would have given the same answers. Stopping after nreplicas distinct
+     * replicas instead of the census's live count only walks a little longer
+     * when replicas of weight 0 exist and every other is turned down. */
+    return ring_walk(r, point, eligible, ctx, NULL, exclude, nexclude, inflight,
+                     gw_ring_load_cap(t->inflight, t->n_eligible, balance_factor), r->nreplicas);
 }
 
 double gw_ring_share(const struct gw_ring *r, uint32_t idx)

@@ -4,9 +4,12 @@
  * 32-bit token gw_hash32("<host:port>#<i>"). gw_hash32 is the first four bytes
  * of SHA-256, read big-endian: written once here and pinned by fixed
  * input/output tests, because every gateway, infergw-ctl, and any other
- * writer of the Redis ring must compute the same tokens. A key maps to
- * gw_hash32(key); lookup finds the first vnode clockwise (token >= point,
- * wrapping), by binary search. Equal tokens are ordered by replica address so
+ * writer of the Redis ring must compute the same tokens. A key maps to the
+ * point gw_key_hash32(key), the high 32 bits of XXH3-64 (seed 0; libxxhash),
+ * also pinned by tests: it runs on every call, where SHA-256 alone would
+ * cost more than the whole lookup. Lookup finds the first vnode clockwise (token >= point,
+ * wrapping), by binary search (within one slot of a lookup index on rings of
+ * GW_RING_INDEX_MIN points or more). Equal tokens are ordered by replica address so
  * the order never depends on insertion.
  *
  * Bounded loads (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with
@@ -29,12 +32,19 @@
  * 2 x 512 bytes), so it never allocates. */
 #define GW_RING_MAX_REPLICAS 4096
 #define GW_ENOREPLICA        (-2)
+#define GW_RING_INDEX_MIN    256 /* points; smaller rings get no lookup index */
 
 /* First four bytes of SHA-256(<data>), big-endian. Thread-safe. Aborts the
  * process if OpenSSL cannot compute SHA-256 (a broken installation), since a
  * wrong hash would silently send keys to different replicas than every
  * other writer. */
 uint32_t gw_hash32(const void *data, size_t len);
+
+/* The point of a routing key: the high 32 bits of XXH3_64bits(<data>)
+ * (seed 0), i.e. the first four bytes of its canonical big-endian form.
+ * Every gateway and infergw-ctl must agree on it (pinned by tests).
+ * Thread-safe, pure. */
+uint32_t gw_key_hash32(const void *data, size_t len);
 
 struct gw_ring_point {
     uint32_t token;
@@ -44,6 +54,12 @@ struct gw_ring_point {
 struct gw_ring {
     struct gw_ring_point *points; /* sorted by (token, replica address) */
     size_t npoints;
+    /* Where a lookup starts its binary search: index[b] is the first point
+     * whose token is >= b << index_shift, for b = 0 .. 2^(32 - index_shift)
+     * (the last entry is npoints). About one entry per 4 to 8 points; NULL
+     * for rings under GW_RING_INDEX_MIN points (the search alone is fast). */
+    uint32_t *index;
+    unsigned index_shift;
     char **replicas; /* "host:port", owned */
     uint32_t *weights;
     size_t nreplicas;
@@ -117,11 +133,55 @@ int gw_ring_pick_capped(const struct gw_ring *r, uint32_t point, gw_ring_eligibl
  * <eligible> once per replica with a point, allocates nothing.
  * O(nreplicas + log points + points walked): the census is the cost, one
  * <eligible> call per replica; a caller that keeps n_eligible and the total
- * itself gets O(log points + points walked) from gw_ring_pick_capped with
- * gw_ring_load_cap. */
+ * itself gets O(log points + points walked) from gw_ring_pick_tallied. */
 int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
                          void *ctx, const uint32_t *exclude, size_t nexclude,
                          const uint32_t *inflight, double balance_factor);
+
+/* The running totals a bounded pick needs, kept by the caller where they
+ * change instead of counted on every pick: the replicas that are on at least
+ * one point and eligible (n_eligible), and the calls in flight on them
+ * (inflight). A replica that becomes eligible joins (gw_ring_tally_join), one
+ * that stops leaves (gw_ring_tally_leave), each with its in-flight count at
+ * that moment; while a replica is counted, every change of its in-flight
+ * count is added to <inflight> (gw_ring_tally_add). Replicas on no point
+ * (weight 0) are never counted: joining or leaving one changes nothing. */
+struct gw_ring_tally {
+    size_t n_eligible;
+    uint64_t inflight;
+};
+
+/* Counts from scratch: the replicas on a point that <eligible> (NULL = all)
+ * accepts, asked once each, and their <inflight> (NULL = 0 each). The census
+ * gw_ring_pick_bounded takes on every call; for (re)building a tally. */
+void gw_ring_tally_census(struct gw_ring_tally *t, const struct gw_ring *r,
+                          gw_ring_eligible_fn eligible, void *ctx, const uint32_t *inflight);
+/* Replica <idx> became eligible, or stopped being, with <inflight> calls in
+ * flight. No-op for an index out of range or a replica of weight 0. */
+void gw_ring_tally_join(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
+                        uint32_t inflight);
+void gw_ring_tally_leave(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
+                         uint32_t inflight);
+/* A counted replica's in-flight count changed by <delta> (+1 when a call
+ * starts on it, -1 when one ends). */
+static inline void gw_ring_tally_add(struct gw_ring_tally *t, int64_t delta)
+{
+    t->inflight += (uint64_t)delta;
+}
+
+/* gw_ring_pick_bounded without the census: <t> holds its totals (kept
+ * running by the caller, see struct gw_ring_tally). For the same ring,
+ * arguments and eligibility, and a tally equal to the census, the answer is
+ * gw_ring_pick_bounded's, bit for bit: the same cap
+ * (gw_ring_load_cap(t->inflight, t->n_eligible, <balance_factor>)), the same
+ * walk, the same fallback; GW_ENOREPLICA when t->n_eligible is 0.
+ * <balance_factor> <= 0 (or NaN), <inflight> NULL or <t> NULL: exactly
+ * gw_ring_pick. Pure; <eligible> is asked at most once per replica met.
+ * O(log points + points walked): no per-replica pass. */
+int gw_ring_pick_tallied(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
+                         void *ctx, const uint32_t *exclude, size_t nexclude,
+                         const uint32_t *inflight, const struct gw_ring_tally *t,
+                         double balance_factor);
 
 /* Share of the 2^32 hash space that replica <idx> owns (0..1): the keys
  * gw_ring_pick() sends to it when every replica is eligible. 0 for an index

@@ -13,7 +13,7 @@ What it does for the tests:
 - reads the JSON log lines of a process (calls and cancellations a replica saw);
 - reads the admin endpoint (http_get, http_text, http_json) and its /metrics
   (scrape, metric_sum, metric), runs infergw-ctl (run_ctl), models the ring
-  (ring_token, RingModel), measures a process's CPU time (cpu_seconds): the
+  (ring_token, key_point, RingModel), measures a process's CPU time (cpu_seconds): the
   one copy of each for every test file.
 
 Environment: INFERGW_BIN (dir of the binaries), INFERGW_SOURCE_DIR (the repo),
@@ -707,15 +707,34 @@ def sentinel_master_addr(sentinel_port, master):
 
 
 def ring_token(s):
-    """The documented ring hash: first 4 bytes of SHA-256, big-endian."""
+    """The documented token of a ring member: first 4 bytes of SHA-256, big-endian."""
     import hashlib
     return int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "big")
+
+
+_xxh3 = None
+
+
+def key_point(s):
+    """The documented point of a routing key: the high 32 bits of XXH3-64
+    (seed 0) of its UTF-8 bytes, from the system's libxxhash (the reference
+    implementation; Debian's libxxhash0) through ctypes."""
+    global _xxh3
+    if _xxh3 is None:
+        import ctypes
+        import ctypes.util
+        lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+        lib.XXH3_64bits.restype = ctypes.c_uint64
+        lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        _xxh3 = lib.XXH3_64bits
+    b = s.encode()
+    return _xxh3(b, len(b)) >> 32
 
 
 class RingModel:
     """The ring as infergw-ctl --help documents it: member <addr>#<i> for
     i < weight at ring_token(member); a key goes to the first member with
-    token >= ring_token(key), wrapping, ties by address; drained replicas are
+    token >= key_point(key), wrapping, ties by address; drained replicas are
     passed over, and so are replicas already chosen on the way to a second
     choice. Load and health are not modelled."""
 
@@ -726,7 +745,7 @@ class RingModel:
         self.drained = set(drained)
 
     def owner(self, key):
-        return self.owner_of_point(ring_token(key))
+        return self.owner_of_point(key_point(key))
 
     def owner_of_point(self, point):
         """The replica of the first eligible member at or after <point>."""
@@ -735,7 +754,7 @@ class RingModel:
     def route(self, key, n=2):
         """The first <n> eligible replicas clockwise from <key>'s point (the
         owner, then the second choice...), padded with None."""
-        return self.walk_from_point(ring_token(key), n)
+        return self.walk_from_point(key_point(key), n)
 
     def walk_from_point(self, point, n):
         import bisect

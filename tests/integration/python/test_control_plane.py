@@ -327,7 +327,7 @@ class RejectedValuesTest(ControlPlaneCase):
             extra.append(next(k for k in ("grow-%d" % i for i in range(1000000))
                               if grown.owner(k) != model.owner(k)))
         k2 = next(k for k in ("score-%d" % i for i in range(1000)) if model.owner(k) != r2)
-        wrong = h.ring_token(k2)
+        wrong = h.key_point(k2)  # a member there would take k2
         self.assertNotEqual(wrong, h.ring_token(member))
         keys = self.KEYS[:48] + extra + [k2]
         before = self.routes(self.stub, keys)

@@ -1,5 +1,5 @@
 """infergw-ctl against a real redis-server: what each command writes (ring
-tokens recomputed here, harness.ring_token), exit codes and refusals that
+tokens recomputed here, harness.ring_token; key points, harness.key_point), exit codes and refusals that
 write nothing, atomic weight changes under a concurrent reader, version bumps
 with a PUBLISH per write, `route` and `ring show` against a Python
 re-implementation of the ring (harness.RingModel), key prefixes, passwords,
@@ -361,7 +361,7 @@ class RingTest(CtlCase):
         out = {}
         for key in keys:
             r = json.loads(self.ctl("--json", "route", "demo", "--", key).stdout)
-            self.assertEqual(r["point"], token(key))
+            self.assertEqual(r["point"], h.key_point(key))
             out[key] = [r["replica"], r["second"]]
         return out
 
@@ -376,7 +376,7 @@ class RingTest(CtlCase):
         text = self.ctl("route", "demo", "customer-1").stdout
         first, second = self.py.route("customer-1")
         self.assertEqual(text, "%s (second choice: %s; key point %d)\n"
-                         % (first, second, token("customer-1")))
+                         % (first, second, h.key_point("customer-1")))
 
     def test_route_passes_over_drained(self):
         self.ctl("replica", "drain", "[::1]:7203")
