@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The cost of authentication: bench/run.sh auth [--requests N] [--rounds R]
 #
 # Closed-loop infergw-bench (512 calls in flight over 16 connections, unary
@@ -29,7 +30,7 @@ while (($#)); do
   case $1 in
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh auth: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

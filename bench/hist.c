@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hist — log-linear latency histogram; see hist.h. */
 #include "hist.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hist — a log-linear latency histogram for the load generator.
  *
  * Values (nanoseconds, any uint64_t) below 128 get one bucket each; above,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by the bench scripts (sourced): a scratch directory and the
 # processes started, both cleaned up on exit; loopback port checks.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* infergw-bench — an open-loop gRPC load generator on nghttp2.
  *
  * One epoll loop (the gateway's loop/conn modules) drives M HTTP/2 client

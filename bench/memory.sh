@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The gateway's memory with many calls in flight.
 #
 #   bench/run.sh memory [--inflight N] [--seconds S]
@@ -19,7 +20,7 @@ while (($#)); do
   case $1 in
     --inflight) INFLIGHT=$2; shift ;;
     --seconds) SECONDS_RUN=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/memory.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Config propagation delay: from an infergw-ctl write to the first call that
 the gateway routes by the new ring.
 

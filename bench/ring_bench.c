@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* infergw-ring-bench — lookups per second of the ring (gateway/src/route/ring.c).
  *
  * For rings of 10, 100 and 1,000 replicas x 100 vnodes it times, on one

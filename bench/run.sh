@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmarks infergw beside its peers in the same run, on loopback.
 #
 #   bench/run.sh [overhead|tls] [--requests N] [--rounds R] [--payload BYTES]
@@ -58,7 +59,7 @@ while (($#)); do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --payload) PAYLOAD=$2; shift ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 2 && !/^#/ { exit } NR > 2 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

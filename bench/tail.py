@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Tail latency with hedging off / fixed / auto, and failover (kill -9, SIGSTOP).
 
 Both experiments start their own redis-server, 3 reference replicas

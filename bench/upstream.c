@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* infergw-bench-upstream — a minimal gRPC upstream for benchmarks.
  *
  * It answers every POST with one fixed gRPC message (the payload size is a

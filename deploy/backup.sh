@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # infergw-backup: one backup of the infergw control plane (docs/backup.md).
 #
 # Runs `infergw-ctl dump` (Redis from $INFERGW_REDIS, read by infergw-ctl

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Sample KServe v2 calls through an infergw gateway, with stubs generated from proto/.
 
 deploy/run-local.sh generates the stubs (protoc + grpc_python_plugin) into build/pygen and

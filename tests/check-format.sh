@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks that every tracked C source and header is formatted as the
 # repository's .clang-format says (ctest: unit_format, registered when
 # clang-format is installed; it is in group "test" of deploy/lib/packages.sh).
@@ -16,7 +17,7 @@ CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
 VERBOSE=0
 case ${1:-} in
   -v) VERBOSE=1 ;;
-  -h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+  -h | --help) sed -n '3,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
   "") ;;
   *) echo "check-format.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac

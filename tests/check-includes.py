@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Checks that the modules of gateway/src include one another without a cycle.
 
 A module is x.c plus x.h of one folder (engine/call.c + engine/call.h is the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Check the documentation's links (ctest: unit_doc_links).
 
 For README.md, CONTRIBUTING.md and docs/*.md of the repository:

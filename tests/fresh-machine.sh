@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2317  # cleanup runs from a trap
 # The README's commands on a new Debian 12 machine: builds a minimal Debian 12
 # root file system (mmdebstrap --variant=apt bookworm: nothing but apt, from
@@ -36,7 +37,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+usage() { sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 RUN_SMOKE=0 RUN_TESTS=0 RUN_IMAGE=0
 for arg in "$@"; do

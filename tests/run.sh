@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds infergw and runs every test, twice: a Release build with warnings as
 # errors (build/), then an ASan+UBSan build (build-asan/); in between it runs
 # the libFuzzer targets in FUZZ_TARGETS for FUZZ_SECONDS each (clang build

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # infergw-healthcheck [PATH] [HOST:PORT]: exits 0 when the gateway's admin
 # endpoint answers PATH with HTTP 200, 1 otherwise. The image's HEALTHCHECK;
 # bash only (/dev/tcp), so the runtime image needs no HTTP client.

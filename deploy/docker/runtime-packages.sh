@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints, one a line, the Debian packages that hold the shared libraries the
 # given programs load (ldd, then dpkg -S), so the image's runtime stage
 # installs exactly what the build linked against and no list has to be kept

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # The one recipe that builds infergw: tests/run.sh and deploy/docker/Dockerfile
 # both use it, so the container image is built exactly as the tests build.
@@ -49,7 +50,7 @@ infergw_build_targets() { # <build dir> <targets> <cmake configure args...>
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   if [[ $# -eq 0 || $1 == -h || $1 == --help ]]; then
-    sed -n '3,/^$/{s/^# \{0,1\}//;p}' "$0"
+    sed -n '4,/^$/{s/^# \{0,1\}//;p}' "$0"
     [[ $# -gt 0 ]] && exit 0
     exit 2
   fi

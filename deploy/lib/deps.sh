@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Shared helper: install the Debian packages a script needs, only when some are
 # missing. The packages are named in one place, deploy/lib/packages.sh, in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash disable=SC2034 # the groups are read through infergw_packages
 # The one list of the Debian 12 packages infergw's scripts install, in named
 # groups. Every script takes its packages from here (no script keeps a list of
@@ -66,7 +67,7 @@ infergw_packages() { # <group>... -> the packages, one a line, each once
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   if [[ $# -eq 0 || $1 == -h || $1 == --help ]]; then
-    sed -n '3,/^$/{s/^# \{0,1\}//;p}' "$0"
+    sed -n '4,/^$/{s/^# \{0,1\}//;p}' "$0"
     [[ $# -gt 0 ]] && exit 0
     exit 2
   fi

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl — infergw-ctl's Redis side, shared by its command files: the
  * operator CLI edits the pools, rings, tunables and replica states that the
  * gateways load from Redis (keys built by control/keys.h, listed in

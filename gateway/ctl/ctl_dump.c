@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_dump — infergw-ctl dump and restore: the whole control-plane state as
  * one JSON document (ctldoc.h, docs/backup.md) and back.
  *

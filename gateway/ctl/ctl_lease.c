@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_lease — infergw-ctl replica register (a foreground registrar that
  * keeps a replica's lease alive and drains and removes it on SIGTERM/SIGINT)
  * and gc (removes leased replicas whose lease has been gone for the grace

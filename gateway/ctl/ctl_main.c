@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_main — infergw-ctl's entry point: parses the command line
  * (ctlargs.c), connects to Redis and runs the command (ctl.h). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_pool — infergw-ctl pool add/remove/list and conf get/set/unset (the
  * pools set, a pool's ring and conf, the global conf). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_redis — infergw-ctl's shared Redis plumbing: messages, checked
  * replies, EVAL argument lists, publish and report after a write, and the
  * records a SCAN finds; the contract is in ctl.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_replica — infergw-ctl replica add/remove/weight/drain/undrain, and
  * the views of a pool's ring as the gateways build it: ring show, replica
  * list, route. */

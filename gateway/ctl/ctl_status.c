@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_status — infergw-ctl status (replica states as each live gateway
  * reports them) and version. */
 #include <errno.h>

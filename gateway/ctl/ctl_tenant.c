@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl_tenant — infergw-ctl tenant add/remove/show and key
  * create/revoke/list/hash (tenant and API-key records; keys are stored only
  * as their SHA-256). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctlargs — infergw-ctl's command line; see ctlargs.h.
  *
  * One pass sorts argv into flags and positional words; the first one or two

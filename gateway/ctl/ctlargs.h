@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctlargs — infergw-ctl's command line: global and command flags, the
  * command table, validation of every operand, and --help.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctldoc — the dump document: checks, keys, differences; see ctldoc.h. */
 #include "ctldoc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctldoc — the document of infergw-ctl dump/restore: format "infergw-dump",
  * version 1 (docs/backup.md):
  *

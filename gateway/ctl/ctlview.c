@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctlview — infergw-ctl's pure computations and output; see ctlview.h.
  *
  * The ring parser mirrors the gateway's loader rule for rule (member

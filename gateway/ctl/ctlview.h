@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctlview — what infergw-ctl computes from Redis replies without talking to
  * Redis: ring members and their tokens, a pool's replicas read back from
  * its ring ZSET (with the gateway's validation), the effective tunables and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Turns text files into C arrays: infergw-ctl's Lua scripts, and the
 # admin endpoint's status page (gateway/src/obs/status/). Run as
 #   cmake -DOUT=<file.c> "-DSRCS=<a.lua;b.lua;...>" -P embed_lua.cmake

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jlog — JSON lines on stderr for the reference replica (see jlog.h). */
 #include "jlog.h"
 

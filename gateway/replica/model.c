@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* model — the replica's models and the 2x+1 computation (see model.h).
  *
  * Validation runs over every input before anything is allocated, so a bad

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* model — the replica's models: which names it serves and what they compute.
  *
  * Every model but the token-streaming ones (--token-model, see tokens.h) is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options — the replica's command line (see options.h).
  *
  * Flags are parsed by hand rather than with getopt_long so that every

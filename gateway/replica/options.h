@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options — the replica's command line.
  *
  * Parses argv into a struct rp_config and validates every value, so the rest

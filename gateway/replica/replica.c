@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replica — infergw-replica, the reference KServe v2 model server.
  *
  * main(): parses the flags, blocks the signals it handles in every thread

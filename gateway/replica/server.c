@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server — the replica's gRPC server on the grpc core C API (see server.h).
  *
  * A call goes through these steps, each started from the worker that owns

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* server — the replica's gRPC server on the grpc core C API.
  *
  * One completion queue per worker thread; each worker keeps several

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* service — the replica's gRPC methods (see service.h).
  *
  * Every reply is packed into one malloc'd buffer that the server hands to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* service — the replica's gRPC methods, from request bytes to reply bytes.
  *
  * Maps a method path to what the replica does with it and turns one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokens — the token-streaming model (see tokens.h).
  *
  * The key is a 64-bit FNV-1a hash of the model name, each input tensor as

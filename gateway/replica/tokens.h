@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokens — the token-streaming model: a deterministic stream of tokens.
  *
  * A token model (--token-model NAME) answers a ModelStreamInfer request with

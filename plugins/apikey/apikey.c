@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* apikey — the built-in API-key authenticator (plugin ABI, infergw/plugin.h).
  *
  * Claims "authorization: Bearer <key>" where the key has no '.' (a token

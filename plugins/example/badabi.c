@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* badabi — a plugin that reports a plugin ABI version infergw does not
  * speak; the tests check that infergw refuses to start with it. */
 #include "infergw/plugin.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* example — a minimal infergw authentication plugin to copy.
  *
  * Accepts a call that carries the metadata "x-shared-secret: <secret>" and

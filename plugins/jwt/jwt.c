@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jwt — see jwt.h. */
 #include "jwt.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jwt — JSON Web Token (JWS compact) verification for the built-in JWT
  * authenticator: base64url, the three-part split, the header and claims
  * (parsed with jansson), HS256/RS256/ES256 signatures (OpenSSL EVP), and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jwt_plugin — the built-in JWT authenticator (plugin ABI,
  * infergw/plugin.h) around jwt.h.
  *

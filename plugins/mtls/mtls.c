@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mtls — the built-in mutual-TLS authenticator (plugin ABI,
  * infergw/plugin.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz — what the fuzz targets and their replay driver share: the libFuzzer
  * entry point and a check that aborts (so both libFuzzer and a ctest replay
  * see a failure) with the condition that did not hold. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for the --tenants / --api-keys file parser (authdb.c). The
  * input is read as a tenants file, then as an API-keys file over the tenants
  * it defined. Either it loads, and then every record is found again by its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for the gRPC message framer. The first 4 input bytes give the
  * size limit (big-endian), the rest is the DATA stream. The framer fed all at
  * once, and fed in pieces cut at points derived from the input, must agree

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for grpc-timeout parsing and formatting. Any accepted input is
  * 1 to 8 digits and a unit; formatting any value gives at most 8 digits and
  * a unit, parses back, never to more than the value, and short of it by less

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for header validation as a client reaches it: every header
  * field of a request goes through gw_hdr_forwardable (headers.c) and the
  * forwardable ones are copied into a gw_hdrlist (hdrlist.c), as the call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for the model_name check (the protobuf scan over every field
  * of every message): whatever the bytes, feeding them in pieces (cut at
  * points derived from the input, and one byte at a time) must give exactly

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for the prompt's block hashes (route/prefix.c, over
  * grpcwire's contiguous field reader). The first three bytes pick the block
  * size (1..32), the cap (1..64 blocks) and the input name; the rest is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for a whole client session: the input, after the HTTP/2
  * client preface the target puts in front of it (so every input gets past
  * the preface check), is written into a real client connection of a real

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target for token parsing: the "authorization: Bearer" value
  * (bearer.c), the JWT split, base64url decoding, the header and claims JSON
  * and the whole verification (plugins/jwt/jwt.c) against a fixed keyset (an

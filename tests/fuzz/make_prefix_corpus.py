@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpus of fuzz_prefix (tests/fuzz/corpus/fuzz_prefix/).
 
 Each seed is three bytes that fuzz_prefix.c reads as block size, cap and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the hand-made seeds of fuzz_session (corpus/fuzz_session/, the
 files with names): HTTP/2 client frames after the preface (which the target
 adds), as a gRPC client sends them: SETTINGS, then HEADERS + DATA of a few

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay — runs seed corpora through a fuzz target without libFuzzer, so
  * every test run exercises them with any compiler. Arguments are files or
  * directories (their regular files, in name order). Exits 1 when an input

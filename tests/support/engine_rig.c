@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine_rig — the real call engine in one process; see engine_rig.h.
  *
  * Everything runs on the worker's loop: the replicas' listeners and

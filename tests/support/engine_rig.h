@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine_rig — the gateway's real call engine in one process, one thread:
  * a worker (gw_worker_init with a config parsed by config.c, pool "demo"
  * of two replicas), two in-process replicas (nghttp2 server sessions on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/obs/accesslog.c: every line is one valid JSON
  * object (checked by parsing it with jansson) with hostile strings escaped,
  * a line that does not fit is refused whole, and a worker buffer reaches

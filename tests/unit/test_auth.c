@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/auth/auth.c: the chain built from the flags
  * (--auth=none, the built-ins, refusals at start), and the decision for one
  * call against real tenant records (authdb.c) and rate limits

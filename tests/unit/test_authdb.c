@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/auth/authdb.c: a db built from records, tenant and
  * API-key lookups (many records, near-miss hashes), the models list and
  * '*', field validation with the failing field named, copies of last good

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/auth/bearer.c: what "authorization" values yield a
  * bearer token, and what they yield. */
 #include <setjmp.h>

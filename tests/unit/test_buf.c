@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/buf.c: bytes come out in order and intact
  * across chunk boundaries and any read sizes, chunks are freed as they drain,
  * and a failed allocation leaves the queue unchanged. */

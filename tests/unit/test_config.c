@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/config.c: defaults, every flag's validation
  * (the refusal names the flag and value), pools, and address splitting. */
 #include <setjmp.h>

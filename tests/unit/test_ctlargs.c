@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/ctl/ctlargs.c: infergw-ctl's command line —
  * defaults and the environment, flags anywhere, every command and its
  * operands, every refusal (exit code 2 with a reason), the operand checks,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/ctl/ctldoc.c: the dump document of infergw-ctl
  * dump/restore. A good document passes; each kind of bad value is refused
  * with its JSON path; a newer format version is refused alone; the keys a

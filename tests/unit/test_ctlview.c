@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/ctl/ctlview.c: ring members and pinned tokens,
  * reading a pool's replicas back from its ZSET with the gateway's rules
  * (and every kind of bad member reported), out-of-memory paths, route

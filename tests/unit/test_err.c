@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/err.c: gw_errf's buffer handling and the
  * strict decimal parser. */
 #include <setjmp.h>

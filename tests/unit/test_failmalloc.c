@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Allocation failures over a whole scripted call through the real call
  * engine (tests/support/engine_rig.h): a client sends one ModelInfer; its
  * first attempt is answered UNAVAILABLE by one replica, the gateway retries

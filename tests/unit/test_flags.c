@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/flags.c: the table is well formed (names
  * unique, ranges ordered, every flag documented with its default), every
  * default goes through its own parser, and --help lists every flag once. */

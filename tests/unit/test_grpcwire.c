@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/grpcwire.c: grpc-timeout, status names,
  * grpc-message encoding, the message framer and the model_name scanner.
  * Scanner inputs include real KServe messages serialized at test time by the

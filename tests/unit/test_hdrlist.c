@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/hdrlist.c: copies survive the caller's
  * buffers, growth past the inline storage keeps every entry, values read
  * back NUL-terminated, and a failed allocation leaves the list unchanged. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/headers.c: which header fields are relayed. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/health/health.c: the active state machine and its
  * thresholds, passive ejection (count, growing time, the cap on a pool's
  * ejected share, pools sharing a replica), ejection returns, the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for bench/hist.c: bucket bounds tile the value range with a
  * width of at most 1/64 of the value, and percentiles of known distributions
  * (uniform, exponential, log-normal, bimodal) stay within 1% of the exact

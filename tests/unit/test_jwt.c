@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for plugins/jwt (jwt.c, jwt_plugin.c): base64url and the
  * three-part split; HS256, RS256 and ES256 tokens made here with keys
  * generated here (OpenSSL), verified with keys loaded from PEM and JWKS

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/control/keys.c: every builder's output equals
  * the key spelled in docs/redis-keys.md (default prefix and another one),
  * the Lua key parts put together make the same keys, SCAN patterns escape

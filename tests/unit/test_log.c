@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/log.c: the once-a-second limiter of events a
  * peer can repeat at will (limit hits), and level parsing. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/mem.c: the fail-after-n hook and the live
  * allocation count the other tests rely on to prove error paths free
  * everything. */

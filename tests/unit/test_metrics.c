@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for metrics.c: the merge of several workers' metrics and its
  * Prometheus text exposition (labels, escaping, cumulative histogram
  * buckets, _sum and _count), and the bounded pool and replica tables. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/names.c: the one pool-name rule (1..255
  * bytes of printable ASCII without spaces or commas) at its edges, and the
  * printable-word check with its length bound and refused characters. */

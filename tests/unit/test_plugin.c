@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/auth/plugin.c (the authentication chain) and the
  * built-in API-key and mTLS plugins: chain order and "first decisive answer
  * wins", answers made well-formed, loading shared objects (the example

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/policy.c: backoff bounds, pushback
  * parsing, the deadline floor, retry/hedge budget accounting, the latency
  * estimator against exact quantiles of known distributions, ejection times,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/prefix.c: the prompt's chained block
  * hashes. Requests are encoded here field by field (so packed and unpacked
  * ids, raw contents and malformed bytes are all in reach) and once through

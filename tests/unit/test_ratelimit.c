@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/auth/ratelimit.c: bucket maths on a fake clock
  * (burst, steady rate, retry-after), defaults, a rate change applied at once,
  * and two threads sharing one bucket. Each test uses its own tenant name:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/control/redisconn.c: URL parsing (schemes, passwords
  * with escapes, db, sentinel lists, IPv6 in brackets, every refusal leaving
  * the output untouched and never quoting the password), the masked URL

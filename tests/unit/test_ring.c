@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/ring.c: the pinned hash, ring order, lookup,
  * passing over replicas, shares, weights, validation, every allocation
  * failure of gw_ring_build, bounded loads, and the ring's acceptance

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/route.c: snapshots built from specs (flags
  * and Redis alike), replica sharing across pools, tunables overlay, drain,
  * picks that agree with the ring, and reference counting. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the status page's pure parts (obs/status.c): latency
  * quantiles from the call duration histogram, the SLO objective, and which
  * URLs the page owns. */

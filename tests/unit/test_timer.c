@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/base/timer.c: heap order, cancel, re-arm, growth
  * failure, and a randomized comparison against a plain array model. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/h2/tls.c: contexts built from files (good pair,
  * missing file, key that does not match), handshakes between a client and a
  * server SSL over an in-memory BIO pair (ALPN h2, mutual TLS refusals named

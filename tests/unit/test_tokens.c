@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/replica/tokens.c: a token stream depends on the
  * prompt, the seed and the salt and on nothing else (not max_tokens, not the
  * request id); its messages pack the same bytes every time and decode to the

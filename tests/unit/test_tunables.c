@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/tunables.c: defaults, field names, every field's
  * accepted and refused values (a refusal leaves the tunables untouched and
  * names the field and value), pool-over-global overlay, and formatting that

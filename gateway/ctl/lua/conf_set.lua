@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: pools, conf hash, version. ARGV: pool ('' = global), field, value.
 if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
   return {'nopool'}

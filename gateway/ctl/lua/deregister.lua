@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: ring, version, leased, lease, replica hash. ARGV: "<host:port>#",
 -- host:port. Takes the replica off the pool's ring and ends its lease; the
 -- drain state the registrar set is deleted with it. Returns {'ok', vnodes

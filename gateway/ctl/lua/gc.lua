@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: leased, lease_gone, pools, version. ARGV: lease key head (a lease
 -- is head .. address), grace seconds, ring key head and tail (keys.h).
 -- For every leased address: lease present -> forget any gone-time; lease

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: tenant hash, API-key hash, version. ARGV: tenant, expires_at ('' =
 -- never). Returns {'notenant'}, {'exists'} or {'ok', version}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notenant'} end

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: API-key hash, version. Returns {'nokey'} or {'ok', version, tenant}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nokey'} end
 local t = redis.call('HGET', KEYS[1], 'tenant') or ''

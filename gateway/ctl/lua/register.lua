@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: pools, ring, version, leased, lease. ARGV: pool, "<host:port>#",
 -- the most replicas a ring takes, ttl ms, host:port, then score/member
 -- pairs of the replica's vnodes. Adds the replica when it has no member on

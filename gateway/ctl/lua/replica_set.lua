@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: pools, ring, version. ARGV: pool, "<host:port>#", mode (add, weight,
 -- remove), the most replicas a ring takes, then score/member pairs of the
 -- replica's new vnodes. Returns {'ok', old vnode count, version} or a

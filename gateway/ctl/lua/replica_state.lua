@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: pools, replica hash, version. ARGV: ring key head and tail (a
 -- pool's ring is head .. pool .. tail, keys.h), "<host:port>#0", state.
 -- The replica must be on some pool's ring (every replica has vnode #0), or

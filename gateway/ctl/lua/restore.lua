@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: version, then the keys of the current state (ARGV[3] of them, all
 -- deleted), then the keys to write. ARGV: the version read with the state
 -- ('' = none), the dump's config_version, the number of keys to delete,

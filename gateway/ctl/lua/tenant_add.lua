@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: tenant hash, version. ARGV: models, rps, burst ('' = keep the
 -- current value, or 0 for a new tenant). Returns {'same'} or {'ok', version,
 -- created (0/1), rps, burst}.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- KEYS: tenant hash, version, then API-key hashes to revoke with it.
 -- ARGV: tenant. A key is deleted only if it still names the tenant.
 -- Returns {'notenant'} or {'ok', version, keys revoked}.

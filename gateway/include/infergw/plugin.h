@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* infergw/plugin.h — the authentication plugin ABI of infergw (the only
  * public header of the gateway).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main — infergw: parse flags, build the routing table and the TLS
  * contexts, start one worker per core, then wait for signals on the main
  * thread (signalfd): SIGHUP reloads the TLS certificate and key, and the

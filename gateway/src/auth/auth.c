@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* auth — see auth.h. One process-wide chain, built before the workers start
  * and never written afterwards, plus one host-services block per worker
  * (infergw_host) through which the plugins reach that worker's snapshot. */

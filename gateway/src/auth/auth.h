@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* auth — authentication (the plugin chain), authorization and rate limits
  * of a call, before it is routed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* authdb — tenants and API-key records; see authdb.h.
  *
  * Two arrays of records, each with an open-addressing index (slots hold

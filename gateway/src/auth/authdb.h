@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* authdb — tenants and API-key records, an immutable part of a routes
  * snapshot (route.h: gw_routes.authdb).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bearer — see bearer.h. */
 #include "auth/bearer.h"
 

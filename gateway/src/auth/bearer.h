@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bearer — reads the credential of an "authorization" metadata value
  * (pure logic, no allocation; fuzzed by tests/fuzz/fuzz_token.c).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plugin — the authentication chain; see plugin.h and infergw/plugin.h. */
 #include "auth/plugin.h"
 

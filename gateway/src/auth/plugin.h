@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plugin — the authentication chain: plugins (infergw/plugin.h) loaded from
  * shared objects (--plugin) or linked in (the built-ins), their state, and
  * one pass of a call through them.

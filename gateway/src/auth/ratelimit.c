@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimit — per-tenant token buckets; see ratelimit.h.
  *
  * The bucket is kept in its GCRA form (the "virtual scheduling" form of a

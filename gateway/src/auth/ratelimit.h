@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimit — one token bucket per tenant per gateway process (shared by
  * every worker, lock-free), sized by the tenant's rps and burst (burst 0 =
  * max(1, rps)). The bucket starts full, so a new tenant may send <burst>

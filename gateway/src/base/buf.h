@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* buf — a byte queue made of fixed-size chunks, for the data that waits in
  * the gateway between one HTTP/2 session and another (request bodies on
  * their way to a replica, responses on their way to the client).

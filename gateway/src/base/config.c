@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config — command-line parsing with getopt_long over the flag table
  * (flags.c), the rules that involve several flags, and --help; see
  * config.h. */

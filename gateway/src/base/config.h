@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config — the gateway's command line: parsing, validation, --help.
  *
  * Every flag is one row of the flag table (flags.h): its default, range or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_t — the types of the gateway's settings (struct gw_config).
  *
  * Apart from config.h so that the flag table (flags.h), which names the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* err — error text and number parsing shared by every module; see err.h. */
 #include "base/err.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* err — the gateway's one error convention, and the two helpers every
  * module uses to follow it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flaghelp — --help and docs/flags.md, both printed from the flag table
  * (flags.c): the text of each flag wrapped under its section, and one
  * Markdown table per section. See flags.h. */

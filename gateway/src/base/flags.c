@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flags — the flag table and one parser per kind of value; see flags.h.
  *
  * Adding a flag is adding a row: getopt_long, the defaults, --help and

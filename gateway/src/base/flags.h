@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flags — the gateway's flag table: one row per command-line flag with its
  * name, value, kind, default, range or parser, the gw_config field it sets,
  * its help text and its section. config.c builds getopt_long's options from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* grpcwire — the gRPC-over-HTTP/2 wire details the gateway needs, as pure
  * functions and small incremental state machines (no I/O, no allocation):
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hdrlist — copied header lists; see hdrlist.h. */
 #include "base/hdrlist.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hdrlist — a compact copy of an HTTP/2 header list.
  *
  * nghttp2 hands header names and values to callbacks only for the duration

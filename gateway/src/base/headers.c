@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* headers — which HTTP/2 header fields the gateway relays.
  *
  * The list is short and fixed, so a linear scan of length-checked memcmp is

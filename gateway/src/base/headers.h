@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* headers — which HTTP/2 header fields the gateway relays between a client
  * and a replica (pure logic, no I/O, no allocation).
  *

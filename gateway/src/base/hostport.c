@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hostport — "host:port" and "[v6]:port" addresses, split (see hostport.h). */
 #include "base/hostport.h"
 

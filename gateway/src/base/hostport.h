@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hostport — splitting "host:port" addresses.
  *
  * One rule for every address infergw reads (--listen, --pool, --admin, replica

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log — JSON lines on stderr; see log.h. Formatting goes through jansson so
  * that values (model names, addresses, messages from peers) are always
  * escaped correctly; logging happens on events, not per call, so its

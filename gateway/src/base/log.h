@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log — JSON lines on stderr, one object per event.
  *
  * Each line has "time" (RFC 3339, UTC, milliseconds), "level" and "event",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mem — the one allocation wrapper of the gateway.
  *
  * Production code never calls the test hooks, so `hooked` stays 0 and every

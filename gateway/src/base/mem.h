@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mem — the one allocation wrapper of the gateway.
  *
  * Every allocation in gateway/src goes through these functions so that tests

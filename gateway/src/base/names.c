@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* names — the one rule for pool names; the contract is in names.h. */
 #include "base/names.h"
 

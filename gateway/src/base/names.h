@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* names — the one rule for the names operators give: pool (model) names
  * everywhere (the gateway's --pool flag and Redis watcher, infergw-ctl,
  * tenants' model lists, infergw-replica --model), and the printable-word

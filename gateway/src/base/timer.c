@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* timer — a binary min-heap of timers, one per worker thread.
  *
  * The heap holds pointers to timers embedded in their owners; each timer

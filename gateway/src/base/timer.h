@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* timer — a binary min-heap of timers, one per worker thread.
  *
  * Timers are embedded in the objects they belong to (a call, a connection),

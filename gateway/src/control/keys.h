@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys — the one spelling of every Redis key of the control plane.
  *
  * The gateway's watcher (reader, and writer of its own health report) and

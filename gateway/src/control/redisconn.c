@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redisconn — Redis URLs and blocking connections with timeouts; see
  * redisconn.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redisconn — reaching the Redis that holds infergw's control plane, shared
  * by the gateway's control-plane thread and infergw-ctl.
  *

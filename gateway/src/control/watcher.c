@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watcher — the Redis control plane thread; see watcher.h.
  *
  * Everything here runs on the control-plane thread with blocking hiredis

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* watcher — the control plane: a thread that keeps the routing snapshot in
  * step with Redis.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call — the call engine: one client stream relayed to 1..n replica
  * streams (attempts).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call_attempt — the attempts of a call on upstream streams: picking a
  * replica, opening the stream (its request headers, the request log as its
  * data), cancelling, failing, retries and hedges (decided by route/policy,

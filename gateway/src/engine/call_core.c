@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call_core — the call engine's core: a call's lifecycle (creation, deadline and
  * idle timers, the end: metrics, access log, freeing), its request log
  * (replay accounting, consumption on the client stream, trimming), and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call_int — what the files of the call engine share (internal to
  * engine/call*.c; the module's API is call.h). Symbols are prefixed call__.
  *

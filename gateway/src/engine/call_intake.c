@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call_intake — a call's request side: its header fields (deadline,
  * content-type, x-model, what is forwarded), authentication on a view of the
  * request (the verdict applied), the model_name scan and check of KServe

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call_relay — a call's answer: response headers held to the commit point,
  * the commit, relaying the winner's messages and trailers to the client,
  * relaying the last failure, the gateway's own statuses (gw_call_fail), the

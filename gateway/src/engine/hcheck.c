@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hcheck — the active grpc.health.v1 checker; see hcheck.h. */
 #include "engine/hcheck.h"
 

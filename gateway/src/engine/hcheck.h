@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hcheck — the active grpc.health.v1 checker.
  *
  * It runs on one worker (worker 0): every --health-interval-ms it sends

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* localsvc — answers ServerLive/ServerReady/ServerMetadata and health
  * Check; see localsvc.h. Requests are unpacked with protobuf-c (they are a
  * few bytes: the gateway bounds them) and answers packed the same way. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* localsvc — the methods the gateway answers itself: KServe ServerLive,
  * ServerReady and ServerMetadata (they name no model, so Triton/KServe
  * clients that check the server first work unchanged) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* upstream — HTTP/2 client connections to replicas; see upstream.h. */
 #include "engine/upstream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* upstream — a worker's HTTP/2 client connections to the replicas.
  *
  * A worker keeps one gw_upstream per replica address of its snapshot, and

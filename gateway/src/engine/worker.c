@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker — thread, listener and drain of one worker; see worker.h. */
 #include "engine/worker.h"
 

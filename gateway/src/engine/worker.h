@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker — one thread = one epoll loop = one share of the gateway.
  *
  * A worker owns its listening socket (SO_REUSEPORT on the shared --listen

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wstate — the helpers of a worker's shared state; see wstate.h. */
 #include "engine/wstate.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wstate — the state of one worker that its data path shares.
  *
  * struct gw_worker is one worker's share of the gateway (see worker.h for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn — socket I/O for nghttp2 sessions; see conn.h. */
 #include "h2/conn.h"
 

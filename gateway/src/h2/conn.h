@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn — the socket side of an HTTP/2 connection, shared by client-facing
  * (h2srv) and replica-facing (upstream) connections.
  *

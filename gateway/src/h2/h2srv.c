@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* h2srv — client-facing HTTP/2 server sessions; see h2srv.h. */
 #include "h2/h2srv.h"
 

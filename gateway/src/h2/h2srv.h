@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* h2srv — the client-facing HTTP/2 server: accepting connections and the
  * nghttp2 server session callbacks, which hand stream events to the engine
  * behind them through the stream callbacks (gw_srv_stream_ops) the worker

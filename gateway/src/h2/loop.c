@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loop — epoll + timer heap + dirty-connection flush; see loop.h.
  *
  * Level-triggered epoll: a readable connection does one read per wake-up, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loop — one epoll event loop per worker thread.
  *
  * A loop owns an epoll instance, the worker's timer heap, an eventfd other

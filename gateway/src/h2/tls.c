@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls — OpenSSL contexts, failure names and peer identity; see tls.h. */
 #include "h2/tls.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls — OpenSSL contexts and peer identity for the gateway's TLS.
  *
  * The front end (--tls-cert, --tls-key, --tls-client-ca) and the connections

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* health — shared replica health records and passive ejection; see
  * health.h. */
 #include "health/health.h"

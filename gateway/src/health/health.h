@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* health — replica health: active grpc.health.v1 checks, passive outlier
  * ejection, and the transport state (connect failures, keepalive timeouts)
  * every worker shares.

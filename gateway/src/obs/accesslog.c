@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* accesslog — per-worker buffered JSON access log; see accesslog.h. */
 #include "obs/accesslog.h"
 

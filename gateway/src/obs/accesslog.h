@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* accesslog — the optional access log (--access-log): one JSON line per
  * finished call with its request id, tenant, pool, method, the replicas its
  * attempts went to (kind and outcome of each), status and duration.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin — admin HTTP on libmicrohttpd's own thread (see admin.h). */
 #include "obs/admin.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin — the admin HTTP endpoint (--admin, loopback by default), served by
  * libmicrohttpd on a thread of its own:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_t — the admin endpoint's state (struct gw_admin).
  *
  * Apart from admin.h so that the status page (status.c), which reads the

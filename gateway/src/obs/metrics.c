@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics — per-worker counters merged on scrape (see metrics.h). */
 #include "obs/metrics.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics — per-worker counters and histograms, merged on scrape into the
  * Prometheus text exposition format.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* status — the live status page and /status.json (see status.h). */
 #include "obs/status.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* status — the admin endpoint's live status page: a read-only HTML page
  * (obs/status/index.html, status.css, status.js, embedded into the binary at
  * build time) and the JSON it polls, /status.json.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* policy — the maths of retries, hedging and outlier ejection (see policy.h).
  *
  * Everything here is arithmetic on values the caller passes in. Overflow is

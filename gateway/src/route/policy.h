@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* policy — the maths of retries and hedging, and of outlier ejection: backoff,
  * grpc-retry-pushback-ms, retry/hedge budgets, the deadline floor, an
  * online latency estimator for "auto" hedge delays and the deadline floor,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* poolstate — per-worker, per-pool learned state; see poolstate.h. */
 #include "route/poolstate.h"
 

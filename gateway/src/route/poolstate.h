@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* poolstate — what a worker learns about each pool over time, kept across
  * routing snapshots: the latency estimator (time to first response, for
  * "auto" hedge delays and the deadline floor) and the retry and hedge

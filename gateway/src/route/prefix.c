@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* prefix — the prompt's chained block hashes (contract and definition in
  * prefix.h, docs/routing.md).
  *

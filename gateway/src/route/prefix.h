@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* prefix — the prompt's chained block hashes, read straight from the bytes of
  * a KServe v2 ModelInferRequest (the message of ModelInfer and of each
  * ModelStreamInfer request), for prefix-cache routing. Pure: no I/O, no

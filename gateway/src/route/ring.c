@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ring — consistent hashing over a pool's replicas (pure logic, no I/O).
  *
  * Tokens come from gw_hash32, SHA-256 through OpenSSL's EVP interface; key

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ring — consistent hashing over a pool's replicas (pure logic, no I/O).
  *
  * Each replica "host:port" owns <weight> virtual nodes; vnode i sits at the

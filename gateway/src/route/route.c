@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* route — refcounted routing snapshots over rings; see route.h. */
 #include "route/route.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* route — the routing table (snapshot): replicas, pools (models) with their
  * consistent-hashing rings, and the tunables in force.
  *

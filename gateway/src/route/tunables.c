@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tunables — routing tunables, defaults and validation; see tunables.h. */
 #include "route/tunables.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tunables — the routing tunables operators set in Redis (infergw:conf for
  * all pools, infergw:pool:<pool>:conf per pool), their defaults, and their
  * validation. Pure logic shared by the gateway (which validates what it

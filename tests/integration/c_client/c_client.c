@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* c_client: a KServe v2 ModelInfer client on the grpc core C API, used by the
  * integration tests to show that a standard grpc-core client works through
  * the gateway.

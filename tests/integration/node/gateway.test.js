@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 'use strict';
 // Node @grpc/grpc-js client through the gateway: ModelInfer 2x+1 (typed and
 // raw), a 5-response ModelStreamInfer, a deadline, NOT_FOUND for an unknown

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Raw HTTP/2 frames for hostile-client tests: a client that writes frames
 byte by byte (so it can do what no well-behaved library would), reads the
 gateway's frames back and decodes its header blocks with python3-hpack.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small HTTP/2 server on the python h2 library, standing in for a replica
 where infergw-replica cannot misbehave the way a test needs. Every request is
 answered: response headers (with x-scheme: the :scheme the request carried),

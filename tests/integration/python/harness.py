@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration test harness: real infergw and infergw-replica processes on loopback.
 
 What it does for the tests:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Open-loop load from an outside gRPC client (the generated Python stubs).
 
 ModelInfer calls leave at scheduled times t0 + i/rate whatever happens to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """rawh2 — a raw-frame HTTP/2 client for hostile tests.
 
 grpcio and h2 both play by the rules; a hostile client does not. This module

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Soak: mixed traffic at a steady rate through one gateway for a bounded time,
 with faults on a fixed cycle, asserting that nothing leaks and no call is
 lost.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Admin HTTP endpoint (--admin): /metrics counts exactly what clients saw,
 /readyz follows replica reachability, /healthz answers, and the exposition
 parses (by a small parser here, and by promtool when it is installed)."""

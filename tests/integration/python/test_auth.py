@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Authentication and authorization (--auth=on): API keys and tenants from
 Redis (written with infergw-ctl, or directly for an expired key), JWTs
 (RS256 and ES256 from PEM/JWKS files, HS256 from a JWKS oct key) made here

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """infergw-bench against a real gateway: closed loop by count, open loop at a
 fixed rate (achieved rate and total), statuses counted by name against
 replicas that always fail, latency percentiles in order, and the flags that

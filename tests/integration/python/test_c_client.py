@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The grpc-core C client (c_client) through the gateway: typed and raw
 ModelInfer, route-key stickiness, spread without a key, x-model, deadlines
 and NOT_FOUND, each judged by the client's own checks and its JSON output."""

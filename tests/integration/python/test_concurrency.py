@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """2,000 concurrent calls over 4 client connections, all answered correctly."""
 
 import collections

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Redis control plane end to end: a real redis-server (its own, on a free
 loopback port, per test), real replicas, infergw-ctl writes and one or two
 gateways on --redis, seen through x-replica-id.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """infergw-ctl against a real redis-server: what each command writes (ring
 tokens recomputed here, harness.ring_token; key points, harness.key_point), exit codes and refusals that
 write nothing, atomic weight changes under a concurrent reader, version bumps

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Deadlines and cancellation through the gateway, seen from both ends: the
 client's status and timing, and the replica's log of cancelled calls."""
 

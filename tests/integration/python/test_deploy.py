@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The deployment files under deploy/ (systemd, Docker, Kubernetes) are sound.
 
 - systemd: `systemd-analyze verify` accepts every unit, with the ExecStart

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """infergw-ctl dump and restore (docs/backup.md) against a real redis-server,
 real replicas and a gateway on --redis:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Error statuses through the gateway: a replica's injected error (trailers-only
 and after headers) reaches the client unchanged; with every replica down the
 gateway answers UNAVAILABLE naming the pool."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A client that stops reading a large server stream must not make the
 gateway buffer the stream: its RSS stays within a bound derived from the
 configured windows while the stream stalls, and other calls are still served.

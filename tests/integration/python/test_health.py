@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Replica health: active grpc.health.v1 checks (NOT_SERVING via SIGUSR1 and
 back via SIGUSR2), a SIGSTOPped replica noticed by keepalive and checks, a
 kill -9 seen as down within 1 s, and passive outlier ejection of a replica

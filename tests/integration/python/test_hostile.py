@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hostile clients: one raw-frame HTTP/2 client (rawh2) per attack, each
 against its own gateway (authentication on, tenants and API keys from files)
 and replicas on loopback. One hostile or unlucky client must not hurt anyone

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One stalled reader must not take a pool down (flow-control isolation).
 
 The attack: one HTTP/2 client connection announces SETTINGS_INITIAL_WINDOW_SIZE

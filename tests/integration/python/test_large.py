@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Large messages through the gateway: 12 MiB each way intact under the
 default 16 MiB limit; messages over --max-message-bytes, in either direction,
 end in RESOURCE_EXHAUSTED."""

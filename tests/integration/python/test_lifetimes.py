@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Object lifetimes in the call engine, for the ASan build (tests/run.sh runs
 the suite again from build-asan/, and the harness fails a test whose gateway
 printed a sanitizer report):

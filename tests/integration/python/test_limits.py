@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Limits and timeouts of the client edge, driven by raw HTTP/2 frames
 (h2raw.py): what one hostile or careless client can make the gateway hold,
 and that other clients keep being served meanwhile.

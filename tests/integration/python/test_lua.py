@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """infergw-ctl's Lua scripts (gateway/ctl/lua/*.lua) on their own, against a
 real redis-server: each file is loaded with SCRIPT LOAD and run with EVALSHA
 on an empty Redis, on the state a normal run expects, and on keys of the

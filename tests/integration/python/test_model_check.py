@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """With authentication on, the model a tenant may use is the model the replica
 runs: every model_name of every KServe request message must name the model
 the call is routed by (x-model, else the first message's model_name), or the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Prometheus acceptance: the rules of deploy/prometheus pass promtool (syntax and their unit
 tests), a scrape taken under load with fault injection passes `promtool check metrics`, a real
 Prometheus server on loopback scrapes the gateway and answers a query with the call counter the

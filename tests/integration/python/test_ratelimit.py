@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-tenant rate limits end to end (the issue's acceptance test).
 
 Two tenants with API keys made by `infergw-ctl key create`, in a real

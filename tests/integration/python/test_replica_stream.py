@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The reference replica's token-streaming model and x-resume-from, against
 the replica directly (and once through the gateway): the replica side of
 docs/stream-resume.md."""

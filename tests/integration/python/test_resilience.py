@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Retries, hedging, budgets, the deadline and health under faults, end to end.
 
 Per test: its own redis-server, 3 infergw-replica processes (the pool `demo`

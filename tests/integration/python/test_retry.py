@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The call engine's retries and hedges, seen from outside: which replicas a
 call reached (their JSON call logs, including the grpc-previous-rpc-attempts
 they were sent), which answered (x-replica-id), and what the caller got.

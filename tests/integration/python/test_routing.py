@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Routing through the gateway, seen through x-replica-id: a routing key sticks
 to one replica, different keys and key-less calls spread over all replicas."""
 

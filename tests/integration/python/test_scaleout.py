@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scale-out on loopback: 1 Redis master watched by 3 Sentinels, 3 gateways on
 the sentinel:// URL, replicas that join and leave with
 `infergw-ctl replica register <pool> <host:port> --ttl 2` (one registrar

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Redis Sentinel failover under steady load, all on loopback: 1 master, 1
 replica (redis-server --replicaof), 3 sentinels (quorum 2, down after 1 s),
 a gateway and infergw-ctl on the same sentinel:// URL. The master is killed;

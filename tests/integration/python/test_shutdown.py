@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGTERM drains the gateway: in-flight calls complete OK, new connections
 are refused, and the gateway exits 0 within its grace period."""
 

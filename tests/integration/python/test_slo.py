@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Availability SLO, end to end: a gateway with --redis in front of 3 replicas.
 
   - `infergw-ctl conf set --pool demo slo_target 99.5` reaches the gateway's metrics as

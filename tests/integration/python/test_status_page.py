@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The admin endpoint's live status page (/ and /status.json): the JSON's
 shape, the headers (content types, a Content-Security-Policy that allows
 only the page's own files), read-only methods, and the page itself loaded in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ModelStreamInfer (bidi streaming) through the gateway."""
 
 import queue

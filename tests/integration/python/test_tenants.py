@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tenants and API keys end to end, against a real redis-server:
 
 - infergw-ctl tenant add/remove/show and key create/revoke/list/hash: what

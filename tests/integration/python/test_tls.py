@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS through the gateway: the generated Python client over TLS with the CA
 file, h2c and non-h2 clients refused at the handshake, the handshake deadline,
 certificate reload on SIGHUP (new connections see the new certificate, a bad

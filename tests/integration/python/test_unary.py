@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unary calls through the gateway: ModelInfer 2x+1 (typed and raw), the
 methods the gateway answers itself, unknown models, malformed input."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The upstream side under stress that is not the replica's fault.
 
 - Stream ids: an upstream connection whose HTTP/2 stream ids run out is

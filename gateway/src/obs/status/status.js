@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 // infergw status page: polls /status.json every POLL_MS and redraws. Plain
 // DOM (textContent only, never HTML from data), inline SVG charts, no
 // outside fetches. Each pool is a collapsible group; its replicas are sorted
