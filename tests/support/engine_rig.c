@@ -104,6 +104,8 @@ static void close_rst(int fd)
 static struct gw_loop *current_loop;
 static struct rig *current_rig;
 
+struct rstream;
+
 struct rig_rconn {
     int fd;
     struct gw_io io;
@@ -112,32 +114,56 @@ struct rig_rconn {
     struct rig_replica *rep;
     struct rig_rconn *next;
     struct pend out;
+    struct rstream *streams; /* its request streams, for the timers they hold */
+    struct gw_timer close_timer;
+    unsigned close_now : 1; /* close once the output is written */
 };
 
 struct rstream {
+    struct rig_rconn *rc;
+    int32_t sid;
+    struct rstream *next;  /* in rc->streams */
+    struct gw_timer timer; /* delay_ms before answering */
+    int mode;              /* enum rig_answer of this stream's answer */
     int answered;
-    int fail;
-    int sent;
+    size_t off; /* answer bytes sent */
+    int sent;   /* the whole answer message went */
 };
 
 static const uint8_t rep_msg[] = {0, 0, 0, 0, 6, 0x0a, 4, 'd', 'e', 'm', 'o'};
+
+static void rconn_service(struct rig_rconn *rc);
+
+static const uint8_t *rep_answer_msg(const struct rig_replica *rep, size_t *len)
+{
+    *len = rep->msg ? rep->msglen : sizeof(rep_msg);
+    return rep->msg ? rep->msg : rep_msg;
+}
 
 static ssize_t rep_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
                            uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     struct rstream *st = src->ptr;
-    size_t n = 0;
-    if (!st->sent && len >= sizeof(rep_msg)) {
-        memcpy(buf, rep_msg, sizeof(rep_msg));
-        n = sizeof(rep_msg);
-        st->sent = 1;
+    if (st->mode == RIG_ANSWER_CLOSE_AFTER_HEADERS)
+        return NGHTTP2_ERR_DEFERRED; /* the connection closes after the HEADERS */
+    size_t mlen;
+    const uint8_t *msg = rep_answer_msg(st->rc->rep, &mlen);
+    size_t n = mlen - st->off < len ? mlen - st->off : len;
+    if (!st->sent) {
+        memcpy(buf, msg + st->off, n);
+        st->off += n;
+        st->sent = st->off == mlen;
+        if (!st->sent)
+            return (ssize_t)n;
+    } else {
+        n = 0;
     }
-    if (st->sent) {
-        nghttp2_nv tr[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
-        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        if (nghttp2_submit_trailer(s, sid, tr, 1) != 0)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
+    if (st->mode == RIG_ANSWER_CLOSE_AFTER_MESSAGE)
+        return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+    nghttp2_nv tr[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    if (nghttp2_submit_trailer(s, sid, tr, 1) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return (ssize_t)n;
 }
 
@@ -147,8 +173,14 @@ static void rep_answer(nghttp2_session *s, struct rig_rconn *rc, int32_t sid, st
         return;
     st->answered = 1;
     struct rig_replica *rep = rc->rep;
+    st->mode = rep->answer;
     if (current_rig->fail_first > 0) {
         current_rig->fail_first--;
+        st->mode = RIG_ANSWER_UNAVAILABLE;
+    }
+    if (st->mode == RIG_ANSWER_NONE)
+        return;
+    if (st->mode == RIG_ANSWER_UNAVAILABLE) {
         nghttp2_nv nv[] = {
             {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
             {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
@@ -160,13 +192,33 @@ static void rep_answer(nghttp2_session *s, struct rig_rconn *rc, int32_t sid, st
         nghttp2_submit_response(s, sid, nv, 4, NULL);
         return;
     }
-    rep->answered++;
+    if (st->mode == RIG_ANSWER_OK)
+        rep->answered++;
     nghttp2_nv nv[] = {
         {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = rep_read_cb};
     nghttp2_submit_response(s, sid, nv, 2, &prd);
+}
+
+static void rep_delay_cb(struct gw_timer *t, void *arg)
+{
+    struct rstream *st = arg;
+    struct rig_rconn *rc = st->rc;
+    rep_answer(rc->sess, rc, st->sid, st);
+    rconn_service(rc);
+}
+
+static void rstream_free(struct rstream *st)
+{
+    struct rstream **pp = &st->rc->streams;
+    while (*pp != st)
+        pp = &(*pp)->next;
+    *pp = st->next;
+    gw_loop_timer_cancel(st->rc->loop, &st->timer);
+    st->rc->rep->open--;
+    free(st);
 }
 
 static int rep_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -177,46 +229,146 @@ static int rep_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void
     struct rstream *st = calloc(1, sizeof(*st));
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->rc = rc;
+    st->sid = f->hd.stream_id;
+    gw_timer_init(&st->timer, rep_delay_cb, st);
+    st->next = rc->streams;
+    rc->streams = st;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
-    rc->rep->streams++;
-    rc->rep->open++;
+    struct rig_replica *rep = rc->rep;
+    rep->streams++;
+    rep->open++;
+    rep->req_len = 0;
+    rep->prev_attempts[0] = '\0';
+    rep->grpc_timeout[0] = '\0';
+    return 0;
+}
+
+static int rep_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                         void *ud)
+{
+    struct rig_replica *rep = ((struct rig_rconn *)ud)->rep;
+    if (namelen == 26 && !memcmp(name, "grpc-previous-rpc-attempts", 26))
+        snprintf(rep->prev_attempts, sizeof(rep->prev_attempts), "%.*s", (int)valuelen, value);
+    else if (namelen == 12 && !memcmp(name, "grpc-timeout", 12))
+        snprintf(rep->grpc_timeout, sizeof(rep->grpc_timeout), "%.*s", (int)valuelen, value);
+    return 0;
+}
+
+static int rep_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                       size_t len, void *ud)
+{
+    struct rig_replica *rep = ((struct rig_rconn *)ud)->rep;
+    if (rep->req_len < RIG_CAPTURE)
+        memcpy(rep->req + rep->req_len, data,
+               len < RIG_CAPTURE - rep->req_len ? len : RIG_CAPTURE - rep->req_len);
+    rep->req_len += len;
     return 0;
 }
 
 static int rep_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
+    struct rig_rconn *rc = ud;
+    if (f->hd.type == NGHTTP2_RST_STREAM) {
+        rc->rep->rsts++;
+        rc->rep->rst_code = f->rst_stream.error_code;
+        return 0;
+    }
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     struct rstream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st)
-        rep_answer(s, ud, f->hd.stream_id, st);
+    if (!st)
+        return 0;
+    if (rc->rep->delay_ms > 0)
+        gw_loop_timer_in(rc->loop, &st->timer, (uint64_t)rc->rep->delay_ms * 1000000ull);
+    else
+        rep_answer(s, rc, f->hd.stream_id, st);
+    return 0;
+}
+
+/* Scripted closes: after the response HEADERS (at once) or after the
+ * answer message (close_after_ms later). */
+static int rep_on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    struct rig_rconn *rc = ud;
+    struct rstream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && st->mode == RIG_ANSWER_CLOSE_AFTER_HEADERS)
+        rc->close_now = 1;
+    else if (f->hd.type == NGHTTP2_DATA && st->mode == RIG_ANSWER_CLOSE_AFTER_MESSAGE && st->sent) {
+        if (rc->rep->close_after_ms == 0)
+            rc->close_now = 1;
+        else if (!gw_timer_armed(&rc->close_timer))
+            gw_loop_timer_in(rc->loop, &rc->close_timer,
+                             (uint64_t)rc->rep->close_after_ms * 1000000ull);
+    }
     return 0;
 }
 
 static int rep_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, void *ud)
 {
-    struct rig_rconn *rc = ud;
     struct rstream *st = nghttp2_session_get_stream_user_data(s, sid);
     if (st) {
-        rc->rep->open--;
-        free(st);
+        rstream_free(st);
         nghttp2_session_set_stream_user_data(s, sid, NULL);
     }
     return 0;
 }
 
-static void rconn_free(struct rig_rconn *rc)
+/* Closes <rc>: with a reset (teardown, errors), or <graceful>ly (a FIN
+ * after what was written, the way a replica process closes). */
+static void rconn_free_how(struct rig_rconn *rc, int graceful)
 {
     struct rig_rconn **pp = &rc->rep->conns;
     while (*pp != rc)
         pp = &(*pp)->next;
     *pp = rc->next;
     gw_loop_del(rc->loop, &rc->io);
-    close_rst(rc->fd);
+    gw_loop_timer_cancel(rc->loop, &rc->close_timer);
+    if (graceful) {
+        uint8_t buf[4096];
+        while (read(rc->fd, buf, sizeof(buf)) > 0)
+            ; /* unread bytes would turn the FIN into a reset */
+        close(rc->fd);
+        rc->rep->closed_conns++;
+    } else {
+        close_rst(rc->fd);
+    }
+    while (rc->streams)
+        rstream_free(rc->streams);
     nghttp2_session_del(rc->sess); /* runs no stream-close callbacks */
     free(rc->out.buf);
     free(rc);
+}
+
+static void rconn_free(struct rig_rconn *rc)
+{
+    rconn_free_how(rc, 0);
+}
+
+static void rconn_close_cb(struct gw_timer *t, void *arg)
+{
+    rconn_free_how(arg, 1);
+}
+
+/* Writes what <rc>'s session has to send; closes it when the session is
+ * done, failed, or a scripted close is due once the output is out. */
+static void rconn_service(struct rig_rconn *rc)
+{
+    int rc_out = sess_flush(rc->fd, rc->sess, &rc->out);
+    if (rc_out < 0 ||
+        (!nghttp2_session_want_read(rc->sess) && !nghttp2_session_want_write(rc->sess))) {
+        rconn_free(rc);
+        return;
+    }
+    if (rc->close_now && rc_out == 0) {
+        rconn_free_how(rc, 1);
+        return;
+    }
+    gw_loop_mod(rc->loop, &rc->io, EPOLLIN | (rc_out ? EPOLLOUT : 0));
 }
 
 static void rconn_on_io(struct gw_io *io, uint32_t events)
@@ -231,13 +383,7 @@ static void rconn_on_io(struct gw_io *io, uint32_t events)
             return;
         }
     }
-    int rc_out = sess_flush(rc->fd, rc->sess, &rc->out);
-    if (rc_out < 0 ||
-        (!nghttp2_session_want_read(rc->sess) && !nghttp2_session_want_write(rc->sess))) {
-        rconn_free(rc);
-        return;
-    }
-    gw_loop_mod(rc->loop, &rc->io, EPOLLIN | (rc_out ? EPOLLOUT : 0));
+    rconn_service(rc);
 }
 
 static void rep_on_accept(struct gw_io *io, uint32_t events)
@@ -256,6 +402,7 @@ static void rep_on_accept(struct gw_io *io, uint32_t events)
         rc->fd = fd;
         rc->rep = rep;
         rc->loop = current_loop;
+        gw_timer_init(&rc->close_timer, rconn_close_cb, rc);
         nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1000}};
         if (nghttp2_session_server_new(&rc->sess, g.rep_cbs, rc) != 0) {
             close(fd);
@@ -384,6 +531,9 @@ static int cl_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
                       size_t len, void *ud)
 {
     struct rig_client *cl = ud;
+    if (cl->resp_bytes < RIG_CAPTURE)
+        memcpy(cl->resp + cl->resp_bytes, data,
+               len < RIG_CAPTURE - cl->resp_bytes ? len : RIG_CAPTURE - cl->resp_bytes);
     cl->resp_bytes += len;
     return 0;
 }
@@ -440,6 +590,11 @@ int rig_client_call(struct rig *r, const char *path, const uint8_t *msg, size_t 
     cl->msglen = len;
     cl->msgoff = 0;
     cl->stream_closed = 0;
+    cl->close_error = 0;
+    cl->http_status = 0;
+    cl->grpc_status = -1;
+    cl->grpc_message[0] = '\0';
+    cl->resp_bytes = 0;
     static char pad[4096];
     memset(pad, 'p', sizeof(pad));
     nghttp2_nv nv[9] = {
@@ -463,6 +618,16 @@ int rig_client_call(struct rig *r, const char *path, const uint8_t *msg, size_t 
     cl->sid = nghttp2_submit_request(cl->sess, NULL, nv, n, &prd, NULL);
     gw_loop_mod(&r->w.loop, &cl->io, EPOLLIN | EPOLLOUT);
     return cl->sid > 0 ? 0 : -1;
+}
+
+int rig_client_reset(struct rig *r, uint32_t error_code)
+{
+    struct rig_client *cl = &r->cl;
+    if (!cl->sess || cl->sid <= 0 ||
+        nghttp2_submit_rst_stream(cl->sess, NGHTTP2_FLAG_NONE, cl->sid, error_code) != 0)
+        return -1;
+    gw_loop_mod(&r->w.loop, &cl->io, EPOLLIN | EPOLLOUT);
+    return 0;
 }
 
 /* --- set-up ----------------------------------------------------------------------- */
@@ -545,11 +710,37 @@ int rig_global_init(const char *const *extra_args)
     nghttp2_session_callbacks_set_on_begin_headers_callback(g.rep_cbs, rep_on_begin_headers);
     nghttp2_session_callbacks_set_on_frame_recv_callback(g.rep_cbs, rep_on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(g.rep_cbs, rep_on_stream_close);
+    nghttp2_session_callbacks_set_on_header_callback(g.rep_cbs, rep_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(g.rep_cbs, rep_on_data);
+    nghttp2_session_callbacks_set_on_frame_send_callback(g.rep_cbs, rep_on_frame_send);
     nghttp2_session_callbacks_new(&g.cl_cbs);
     nghttp2_session_callbacks_set_on_header_callback(g.cl_cbs, cl_on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(g.cl_cbs, cl_on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(g.cl_cbs, cl_on_stream_close);
     g.inited = 1;
+    return 0;
+}
+
+int rig_set_pool_tunables(const char *const *kv)
+{
+    char err[512];
+    if (!g.inited)
+        return -1;
+    struct gw_routes *rt = gw_routes_from_config(&g.cfg, err, sizeof(err));
+    if (!rt) {
+        fprintf(stderr, "rig: %s\n", err);
+        return -1;
+    }
+    /* Not handed to any worker yet, so still the rig's to change. */
+    for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
+        for (size_t p = 0; p < rt->npools; p++)
+            if (gw_tunables_set(&rt->pools[p].tun, kv[i], kv[i + 1], err, sizeof(err)) != 0) {
+                fprintf(stderr, "rig: tunable %s: %s\n", kv[i], err);
+                gw_routes_unref(rt);
+                return -1;
+            }
+    gw_routes_unref(g.routes);
+    g.routes = rt;
     return 0;
 }
 
@@ -616,6 +807,26 @@ static void run_until_idle(struct rig *r, uint64_t end_ns)
         int n = gw_loop_run_once(&r->w.loop, 0);
         quiet = n == 0 && !r->w.loop.dirty ? quiet + 1 : 0;
     }
+}
+
+void rig_run_for(struct rig *r, int ms)
+{
+    uint64_t end = gw_now_ns() + (uint64_t)ms * 1000000ull;
+    for (uint64_t now = gw_now_ns(); now < end; now = gw_now_ns()) {
+        uint64_t left_ms = (end - now + 999999) / 1000000;
+        gw_loop_run_once(&r->w.loop, left_ms < 5 ? (int)left_ms : 5);
+    }
+}
+
+int rig_run_until(struct rig *r, int (*done)(struct rig *r, void *arg), void *arg, int max_ms)
+{
+    uint64_t end = gw_now_ns() + (uint64_t)max_ms * 1000000ull;
+    while (!done(r, arg)) {
+        if (gw_now_ns() > end)
+            return -1;
+        gw_loop_run_once(&r->w.loop, 1);
+    }
+    return 0;
 }
 
 int rig_wait_client(struct rig *r, int max_ms)

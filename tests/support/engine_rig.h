@@ -11,8 +11,17 @@
  * response HEADERS, one small gRPC message, trailers with grpc-status 0 —
  * except while the rig's <fail_first> count is above zero: the next stream
  * (of either replica) is then answered UNAVAILABLE (trailers-only), a status
- * the gateway retries on the other replica. The client either writes raw bytes and half-closes
- * (fuzzing), or makes one gRPC call through an nghttp2 client session and records the answer.
+ * the gateway retries on the other replica. Each replica can also be
+ * scripted (set after rig_open, which zeroes it): its own answer message,
+ * a delay before answering, or another answer (UNAVAILABLE, none, or
+ * closing its connection after the response headers or after the first
+ * message); it counts the streams, answers and RST_STREAM frames it sees
+ * and keeps the request bytes and some headers of its latest stream. The
+ * client either writes raw bytes and half-closes (fuzzing), or makes one
+ * gRPC call through an nghttp2 client session, records the answer (status,
+ * message, the first RIG_CAPTURE bytes) and may reset its stream.
+ * Replica timers (delays, closes) run on the worker's loop, so time moves
+ * only as the loop is stepped (rig_run_for, rig_run_until, rig_wait_client).
  *
  * Lifetimes: rig_global_init once per process (listeners, config, auth);
  * rig_open/rig_close around each run (worker, health records, connections).
@@ -32,8 +41,20 @@
 #include "engine/worker.h"
 
 #define RIG_REPLICAS 2
+#define RIG_CAPTURE  65536 /* bytes of a request or an answer kept for comparison */
 
 struct rig_rconn;
+
+/* How a replica answers a request stream (once its request has ended and
+ * its delay_ms passed). */
+enum rig_answer {
+    RIG_ANSWER_OK = 0,              /* HEADERS, the message, trailers grpc-status 0 */
+    RIG_ANSWER_UNAVAILABLE,         /* trailers-only grpc-status 14 */
+    RIG_ANSWER_NONE,                /* nothing: the stream stays open until reset */
+    RIG_ANSWER_CLOSE_AFTER_HEADERS, /* response HEADERS, then the connection is closed */
+    RIG_ANSWER_CLOSE_AFTER_MESSAGE, /* HEADERS and the message, then the connection is
+                                       closed close_after_ms later */
+};
 
 struct rig_replica {
     int lfd;
@@ -43,6 +64,20 @@ struct rig_replica {
     unsigned streams;  /* request streams seen */
     unsigned answered; /* answered OK */
     unsigned open;     /* streams open now */
+    /* script (zeroed by rig_open) */
+    int answer;              /* enum rig_answer */
+    unsigned delay_ms;       /* wait this long after the request ended before answering */
+    unsigned close_after_ms; /* RIG_ANSWER_CLOSE_AFTER_MESSAGE: the wait before closing */
+    const uint8_t *msg;      /* the answer's DATA bytes (framed); NULL = the rig's own */
+    size_t msglen;
+    /* what it saw */
+    unsigned rsts;            /* RST_STREAM frames received */
+    uint32_t rst_code;        /* the latest one's error code */
+    unsigned closed_conns;    /* connections it closed by script */
+    uint8_t req[RIG_CAPTURE]; /* DATA bytes of its latest request stream (the first ones) */
+    size_t req_len;           /* all of them */
+    char prev_attempts[16];   /* grpc-previous-rpc-attempts of that stream, "" = none */
+    char grpc_timeout[32];    /* grpc-timeout of that stream, "" = none */
 };
 
 struct rig_client {
@@ -61,6 +96,7 @@ struct rig_client {
     int grpc_status; /* -1 = none seen */
     char grpc_message[512];
     size_t resp_bytes;
+    uint8_t resp[RIG_CAPTURE]; /* the first response DATA bytes */
     unsigned stream_closed : 1;
     uint32_t close_error;
     unsigned done : 1; /* the socket is closed */
@@ -83,6 +119,12 @@ struct rig {
  * flag), loads the authentication chain and builds the routing snapshot.
  * Returns 0 or -1. */
 int rig_global_init(const char *const *extra_args);
+/* Between runs (before rig_open): rebuilds the routing snapshot from the
+ * flags with <kv> (NULL-terminated field, value pairs of tunables.h, e.g.
+ * "hedge_delay_ms", "20"; NULL = none) set on every pool, for the next
+ * rig_open. Returns 0, or -1 after printing why (an unknown field, a bad
+ * value). */
+int rig_set_pool_tunables(const char *const *kv);
 /* Starts a worker on <r> and steps its loop until its connections to both
  * replicas are up (within 2 s). Returns 0 or -1. */
 int rig_open(struct rig *r);
@@ -97,6 +139,13 @@ int rig_client_open(struct rig *r);
  * may be NULL. Returns 0 or -1. */
 int rig_client_call(struct rig *r, const char *path, const uint8_t *msg, size_t len,
                     const char *grpc_timeout);
+/* Queues RST_STREAM <error_code> on the client's call stream. Returns 0 or -1. */
+int rig_client_reset(struct rig *r, uint32_t error_code);
+/* Steps the loop for <ms> milliseconds. */
+void rig_run_for(struct rig *r, int ms);
+/* Steps the loop until <done>(r, arg) is true, at most <max_ms>. Returns 0,
+ * or -1 on timeout. */
+int rig_run_until(struct rig *r, int (*done)(struct rig *r, void *arg), void *arg, int max_ms);
 /* Steps the loop until the client's call stream closed (call mode) or the
  * gateway closed the connection (raw mode), at most <max_ms>. Returns 0, or
  * -1 on timeout. */
