@@ -126,8 +126,9 @@ struct rstream {
     struct gw_timer timer; /* delay_ms before answering */
     int mode;              /* enum rig_answer of this stream's answer */
     int answered;
-    size_t off; /* answer bytes sent */
-    int sent;   /* the whole answer message went */
+    size_t off;       /* answer bytes sent */
+    int sent;         /* the whole answer message went */
+    int trailers_due; /* trailers_after_ms passed (or none) */
 };
 
 static const uint8_t rep_msg[] = {0, 0, 0, 0, 6, 0x0a, 4, 'd', 'e', 'm', 'o'};
@@ -138,6 +139,15 @@ static const uint8_t *rep_answer_msg(const struct rig_replica *rep, size_t *len)
 {
     *len = rep->msg ? rep->msglen : sizeof(rep_msg);
     return rep->msg ? rep->msg : rep_msg;
+}
+
+/* trailers_after_ms passed: the stream's trailers may go. */
+static void rep_trailers_cb(struct gw_timer *t, void *arg)
+{
+    struct rstream *st = arg;
+    st->trailers_due = 1;
+    nghttp2_session_resume_data(st->rc->sess, st->sid);
+    rconn_service(st->rc);
 }
 
 static ssize_t rep_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
@@ -160,6 +170,14 @@ static ssize_t rep_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t
     }
     if (st->mode == RIG_ANSWER_CLOSE_AFTER_MESSAGE)
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+    if (!st->trailers_due) {
+        if (!gw_timer_armed(&st->timer)) {
+            gw_timer_init(&st->timer, rep_trailers_cb, st);
+            gw_loop_timer_in(st->rc->loop, &st->timer,
+                             (uint64_t)st->rc->rep->trailers_after_ms * 1000000ull);
+        }
+        return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+    }
     nghttp2_nv tr[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, NGHTTP2_NV_FLAG_NONE}};
     *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
     if (nghttp2_submit_trailer(s, sid, tr, 1) != 0)
@@ -194,6 +212,7 @@ static void rep_answer(nghttp2_session *s, struct rig_rconn *rc, int32_t sid, st
     }
     if (st->mode == RIG_ANSWER_OK)
         rep->answered++;
+    st->trailers_due = rep->trailers_after_ms == 0;
     nghttp2_nv nv[] = {
         {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},

@@ -13,7 +13,8 @@
  * (of either replica) is then answered UNAVAILABLE (trailers-only), a status
  * the gateway retries on the other replica. Each replica can also be
  * scripted (set after rig_open, which zeroes it): its own answer message,
- * a delay before answering, or another answer (UNAVAILABLE, none, or
+ * a delay before answering, a wait between the message and the trailers,
+ * or another answer (UNAVAILABLE, none, or
  * closing its connection after the response headers or after the first
  * message); it counts the streams, answers and RST_STREAM frames it sees
  * and keeps the request bytes and some headers of its latest stream. The
@@ -65,10 +66,11 @@ struct rig_replica {
     unsigned answered; /* answered OK */
     unsigned open;     /* streams open now */
     /* script (zeroed by rig_open) */
-    int answer;              /* enum rig_answer */
-    unsigned delay_ms;       /* wait this long after the request ended before answering */
-    unsigned close_after_ms; /* RIG_ANSWER_CLOSE_AFTER_MESSAGE: the wait before closing */
-    const uint8_t *msg;      /* the answer's DATA bytes (framed); NULL = the rig's own */
+    int answer;                 /* enum rig_answer */
+    unsigned delay_ms;          /* wait this long after the request ended before answering */
+    unsigned close_after_ms;    /* RIG_ANSWER_CLOSE_AFTER_MESSAGE: the wait before closing */
+    unsigned trailers_after_ms; /* RIG_ANSWER_OK: the wait between the message and trailers */
+    const uint8_t *msg;         /* the answer's DATA bytes (framed); NULL = the rig's own */
     size_t msglen;
     /* what it saw */
     unsigned rsts;            /* RST_STREAM frames received */

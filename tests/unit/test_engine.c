@@ -15,7 +15,8 @@
  *  - retry: the first replica answers UNAVAILABLE before any message; the
  *    call is retried on the other (grpc-previous-rpc-attempts 1) and ends OK;
  *  - hedge win and loss (hedge_delay_ms 20): the slower attempt is reset
- *    (CANCEL, seen by its replica) and the faster one's answer relayed;
+ *    (CANCEL, seen by its replica) as soon as the faster one's first
+ *    message commits the call, and the faster one's answer is relayed;
  *  - deadline: grpc-timeout shorter than the replica's delay ends the call
  *    DEADLINE_EXCEEDED and resets the replica's stream;
  *  - client reset: the replica's stream is reset, nothing is relayed, the
@@ -179,6 +180,28 @@ static int replica_saw_resets(struct rig *r, void *arg)
     return r->rep[w->rep].rsts >= w->n && r->rep[w->rep].open == 0;
 }
 
+static int client_got(struct rig *r, void *arg)
+{
+    return r->cl.resp_bytes >= *(const size_t *)arg || r->cl.stream_closed;
+}
+
+/* Starts the call and steps until the client has the winner's message
+ * (<len> bytes); the winner holds its trailers back meanwhile, so the call
+ * is still open when replica <loser> must have seen its stream reset: the
+ * commit point itself cancels the other attempt, not the call's end. Then
+ * waits for the call's end; returns how long it took in ms. */
+static uint64_t call_expect_loser_reset_at_commit(size_t len, int loser)
+{
+    uint64_t t0 = gw_now_ns();
+    assert_int_equal(rig_client_call(&rig, PATH, request, sizeof(request), NULL), 0);
+    assert_int_equal(rig_run_until(&rig, client_got, &len, 900), 0);
+    assert_int_equal(rig.cl.resp_bytes, len);
+    assert_int_equal(rig_run_until(&rig, replica_saw_resets, &(struct want){loser, 1}, 50), 0);
+    assert_false(rig.cl.stream_closed); /* the winner's trailers are still to come */
+    assert_int_equal(rig_wait_client(&rig, 900), 0);
+    return (gw_now_ns() - t0) / MS;
+}
+
 /* --- cases ------------------------------------------------------------------ */
 
 static void test_success(void **state)
@@ -241,9 +264,10 @@ static void test_hedge_wins(void **state)
     (void)state;
     assert_true(A >= 0); /* test_success found A */
     rig_up(hedge20);
-    rig.rep[A].delay_ms = 1000; /* the primary is slow */
-    uint64_t ms = call(NULL, 900);
-    assert_true(ms >= 20);
+    rig.rep[A].delay_ms = 1000;         /* the primary is slow */
+    rig.rep[B].trailers_after_ms = 100; /* the hedge answers a message, then waits */
+    uint64_t ms = call_expect_loser_reset_at_commit(sizeof(answer_b), A);
+    assert_true(ms >= 120 && ms < 1000);
     expect_ok(answer_b, sizeof(answer_b));
     assert_int_equal(rig.rep[A].streams, 1);
     assert_int_equal(rig.rep[B].streams, 1);
@@ -267,10 +291,11 @@ static void test_hedge_loses(void **state)
     (void)state;
     assert_true(A >= 0); /* test_success found A */
     rig_up(hedge20);
-    rig.rep[A].delay_ms = 80;   /* answers after the hedge started */
-    rig.rep[B].delay_ms = 1000; /* but before the hedge */
-    uint64_t ms = call(NULL, 900);
-    assert_true(ms >= 80);
+    rig.rep[A].delay_ms = 80;           /* answers after the hedge started */
+    rig.rep[A].trailers_after_ms = 100; /* (a message, then its status) */
+    rig.rep[B].delay_ms = 1000;         /* but before the hedge */
+    uint64_t ms = call_expect_loser_reset_at_commit(sizeof(answer_a), B);
+    assert_true(ms >= 180 && ms < 1000);
     expect_ok(answer_a, sizeof(answer_a));
     assert_int_equal(rig.rep[A].streams, 1);
     assert_int_equal(rig.rep[B].streams, 1);
