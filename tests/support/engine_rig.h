@@ -137,8 +137,9 @@ int rig_client_raw(struct rig *r, const uint8_t *data, size_t len);
  * gateway accepted it and SETTINGS went both ways. Returns 0 or -1. */
 int rig_client_open(struct rig *r);
 /* Starts one gRPC call (connecting the client first if rig_client_open was
- * not called) of <path> with one request message of <len> bytes (framed by the rig); <grpc_timeout>
- * may be NULL. Returns 0 or -1. */
+ * not called) of <path> with one request message of <len> bytes (framed by
+ * the rig); <grpc_timeout> may be NULL. The client's record of the previous
+ * call's answer is cleared; one call at a time per client. Returns 0 or -1. */
 int rig_client_call(struct rig *r, const char *path, const uint8_t *msg, size_t len,
                     const char *grpc_timeout);
 /* Queues RST_STREAM <error_code> on the client's call stream. Returns 0 or -1. */
