@@ -156,6 +156,16 @@ static ssize_t rep_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t
     struct rstream *st = src->ptr;
     if (st->mode == RIG_ANSWER_CLOSE_AFTER_HEADERS)
         return NGHTTP2_ERR_DEFERRED; /* the connection closes after the HEADERS */
+    if (st->mode == RIG_ANSWER_UNAVAILABLE_TRAILERS) {
+        nghttp2_nv tr[] = {
+            {(uint8_t *)"grpc-status", (uint8_t *)"14", 11, 2, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"grpc-message", (uint8_t *)"rig: try another replica", 12, 24,
+             NGHTTP2_NV_FLAG_NONE},
+        };
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        return nghttp2_submit_trailer(s, sid, tr, 2) != 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+                                                          : 0;
+    }
     size_t mlen;
     const uint8_t *msg = rep_answer_msg(st->rc->rep, &mlen);
     size_t n = mlen - st->off < len ? mlen - st->off : len;

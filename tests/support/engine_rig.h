@@ -14,7 +14,7 @@
  * the gateway retries on the other replica. Each replica can also be
  * scripted (set after rig_open, which zeroes it): its own answer message,
  * a delay before answering, a wait between the message and the trailers,
- * or another answer (UNAVAILABLE, none, or
+ * or another answer (UNAVAILABLE trailers-only or in trailers, none, or
  * closing its connection after the response headers or after the first
  * message); it counts the streams, answers and RST_STREAM frames it sees
  * and keeps the request bytes and some headers of its latest stream. The
@@ -49,12 +49,13 @@ struct rig_rconn;
 /* How a replica answers a request stream (once its request has ended and
  * its delay_ms passed). */
 enum rig_answer {
-    RIG_ANSWER_OK = 0,              /* HEADERS, the message, trailers grpc-status 0 */
-    RIG_ANSWER_UNAVAILABLE,         /* trailers-only grpc-status 14 */
-    RIG_ANSWER_NONE,                /* nothing: the stream stays open until reset */
-    RIG_ANSWER_CLOSE_AFTER_HEADERS, /* response HEADERS, then the connection is closed */
-    RIG_ANSWER_CLOSE_AFTER_MESSAGE, /* HEADERS and the message, then the connection is
-                                       closed close_after_ms later */
+    RIG_ANSWER_OK = 0,               /* HEADERS, the message, trailers grpc-status 0 */
+    RIG_ANSWER_UNAVAILABLE,          /* trailers-only grpc-status 14 */
+    RIG_ANSWER_NONE,                 /* nothing: the stream stays open until reset */
+    RIG_ANSWER_CLOSE_AFTER_HEADERS,  /* response HEADERS, then the connection is closed */
+    RIG_ANSWER_CLOSE_AFTER_MESSAGE,  /* HEADERS and the message, then the connection is
+                                        closed close_after_ms later */
+    RIG_ANSWER_UNAVAILABLE_TRAILERS, /* HEADERS, then trailers grpc-status 14 (no message) */
 };
 
 struct rig_replica {

@@ -12,8 +12,10 @@
  * metrics (attempts per replica, kind and outcome; hedges won) and at the
  * gateway's live allocations, never at the engine's internals:
  *  - success: a unary ModelInfer is relayed byte-exact both ways, status OK;
- *  - retry: the first replica answers UNAVAILABLE before any message; the
- *    call is retried on the other (grpc-previous-rpc-attempts 1) and ends OK;
+ *  - retry: the first replica answers UNAVAILABLE before any message
+ *    (trailers-only, or in trailers after held response headers), or does
+ *    not answer within per_try_timeout_ms (its stream is reset); the call
+ *    is retried on the other (grpc-previous-rpc-attempts 1) and ends OK;
  *  - hedge win and loss (hedge_delay_ms 20): the slower attempt is reset
  *    (CANCEL, seen by its replica) as soon as the faster one's first
  *    message commits the call, and the faster one's answer is relayed;
@@ -241,6 +243,47 @@ static void test_retry_on_unavailable(void **state)
     rig_down();
 }
 
+/* UNAVAILABLE in trailers after response headers, still before any message:
+ * the headers were held, so the call goes to B as if nothing was sent. */
+static void test_retry_on_unavailable_in_trailers(void **state)
+{
+    (void)state;
+    rig_up(NULL);
+    rig.rep[A].answer = RIG_ANSWER_UNAVAILABLE_TRAILERS;
+    call(NULL, 2000);
+    expect_ok(answer_b, sizeof(answer_b));
+    assert_int_equal(rig.rep[A].streams, 1);
+    assert_int_equal(rig.rep[B].streams, 1);
+    assert_string_equal(rig.rep[B].prev_attempts, "1");
+    rig_quiet();
+    expect_attempts(A, GW_KIND_PRIMARY, GW_GRPC_UNAVAILABLE, 1);
+    expect_attempts(B, GW_KIND_RETRY, GW_GRPC_OK, 1);
+    rig_down();
+}
+
+/* per_try_timeout_ms: A does not answer within 30 ms, so its stream is
+ * reset and the call retried on B. */
+static void test_per_try_timeout(void **state)
+{
+    (void)state;
+    static const char *const per_try[] = {"per_try_timeout_ms", "30", NULL};
+    rig_up(per_try);
+    rig.rep[A].delay_ms = 1000;
+    uint64_t ms = call(NULL, 900);
+    assert_true(ms >= 30 && ms < 900);
+    expect_ok(answer_b, sizeof(answer_b));
+    assert_int_equal(rig.rep[B].streams, 1);
+    assert_string_equal(rig.rep[B].prev_attempts, "1");
+    rig_quiet();
+    assert_int_equal(rig.rep[A].streams, 1);
+    assert_int_equal(rig.rep[A].rsts, 1);
+    assert_int_equal(rig.rep[A].rst_code, NGHTTP2_CANCEL);
+    assert_int_equal(rig.rep[A].answered, 0);
+    expect_attempts(A, GW_KIND_PRIMARY, GW_GRPC_CANCELLED, 1);
+    expect_attempts(B, GW_KIND_RETRY, GW_GRPC_OK, 1);
+    rig_down();
+}
+
 static const char *const hedge20[] = {"hedge_delay_ms", "20", NULL};
 
 static void test_hedge_wins(void **state)
@@ -446,6 +489,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_success, teardown),
         cmocka_unit_test_teardown(test_retry_on_unavailable, teardown),
+        cmocka_unit_test_teardown(test_retry_on_unavailable_in_trailers, teardown),
+        cmocka_unit_test_teardown(test_per_try_timeout, teardown),
         cmocka_unit_test_teardown(test_hedge_wins, teardown),
         cmocka_unit_test_teardown(test_hedge_loses, teardown),
         cmocka_unit_test_teardown(test_deadline, teardown),
