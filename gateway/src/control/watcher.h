@@ -5,7 +5,7 @@
  * It loads the keys of the contract (pools, each pool's ring ZSET and conf
  * HASH, the global conf HASH, replica states, and, found with SCAN, every
  * tenant and API-key HASH into the snapshot's authdb) into a new snapshot,
- * validates every value, and hands the snapshot to each worker
+ * validates every value (both done by control/loader.h), and hands the snapshot to each worker
  * (gw_worker_offer_routes); workers never wait on Redis. It reloads when a
  * writer PUBLISHes on <prefix>changed and also polls <prefix>version every
  * --redis-poll-ms, so a lost message costs at most one poll period.
