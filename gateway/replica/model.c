@@ -13,10 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
+int rp_fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
 {
     va_list ap;
     err->code = code;
@@ -33,14 +30,14 @@ int rp_model_check(const struct rp_models *m, const char *name, const char *vers
         if (strcmp(m->names[i], name) != 0)
             continue;
         if (version[0] && strcmp(version, RP_MODEL_VERSION) != 0)
-            return fail(err, GRPC_STATUS_NOT_FOUND,
-                        "model '%s' version '%s' is not served by replica %s (it serves "
-                        "version " RP_MODEL_VERSION ")",
-                        name, version, m->replica_id);
+            return rp_fail(err, GRPC_STATUS_NOT_FOUND,
+                           "model '%s' version '%s' is not served by replica %s (it serves "
+                           "version " RP_MODEL_VERSION ")",
+                           name, version, m->replica_id);
         return 0;
     }
-    return fail(err, GRPC_STATUS_NOT_FOUND, "model '%s' is not served by replica %s", name,
-                m->replica_id);
+    return rp_fail(err, GRPC_STATUS_NOT_FOUND, "model '%s' is not served by replica %s", name,
+                   m->replica_id);
 }
 
 int rp_model_is_tokens(const struct rp_models *m, const char *name)
@@ -107,40 +104,40 @@ static int check_input(const Inference__ModelInferRequest *req, size_t i, size_t
     int raw = req->n_raw_input_contents > 0;
 
     if (strcmp(in->datatype, "FP32") != 0)
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                    "input '%s': datatype %s not supported, %s takes FP32", name,
-                    in->datatype[0] ? in->datatype : "(empty)", req->model_name);
+        return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                       "input '%s': datatype %s not supported, %s takes FP32", name,
+                       in->datatype[0] ? in->datatype : "(empty)", req->model_name);
     for (size_t d = 0; d < in->n_shape; d++) {
         int64_t dim = in->shape[d];
         if (dim < 0)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "input '%s': shape %s has a negative dimension", name,
-                        shape_str(in, shape, sizeof(shape)));
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "input '%s': shape %s has a negative dimension", name,
+                           shape_str(in, shape, sizeof(shape)));
         if (dim > 0 && elems > RP_MODEL_MAX_ELEMENTS / (uint64_t)dim)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "input '%s': shape %s has more than %zu elements", name,
-                        shape_str(in, shape, sizeof(shape)), RP_MODEL_MAX_ELEMENTS);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "input '%s': shape %s has more than %zu elements", name,
+                           shape_str(in, shape, sizeof(shape)), RP_MODEL_MAX_ELEMENTS);
         elems = dim == 0 ? 0 : elems * (size_t)dim;
     }
     if (raw) {
         size_t got = req->raw_input_contents[i].len;
         if (got != elems * 4)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "input '%s': shape %s needs %zu bytes of raw_input_contents (%zu FP32 "
-                        "values) but raw_input_contents[%zu] has %zu bytes",
-                        name, shape_str(in, shape, sizeof(shape)), elems * 4, elems, i, got);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "input '%s': shape %s needs %zu bytes of raw_input_contents (%zu FP32 "
+                           "values) but raw_input_contents[%zu] has %zu bytes",
+                           name, shape_str(in, shape, sizeof(shape)), elems * 4, elems, i, got);
     } else {
         const Inference__InferTensorContents *c = in->contents;
         const char *other = c ? other_contents(c) : NULL;
         size_t got = c ? c->n_fp32_contents : 0;
         if (other)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "input '%s': datatype FP32 takes fp32_contents but %s was given", name,
-                        other);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "input '%s': datatype FP32 takes fp32_contents but %s was given", name,
+                           other);
         if (got != elems)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "input '%s': shape %s has %zu elements but contents has %zu", name,
-                        shape_str(in, shape, sizeof(shape)), elems, got);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "input '%s': shape %s has %zu elements but contents has %zu", name,
+                           shape_str(in, shape, sizeof(shape)), elems, got);
     }
     *count = elems;
     return 0;
@@ -152,20 +149,20 @@ static int check_request(const Inference__ModelInferRequest *req, size_t *counts
     size_t n = req->n_inputs;
 
     if (n == 0)
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                    "request has no inputs; %s takes one or more FP32 inputs", req->model_name);
+        return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                       "request has no inputs; %s takes one or more FP32 inputs", req->model_name);
     if (req->n_raw_input_contents > 0) {
         for (size_t i = 0; i < n; i++) {
             if (has_typed_values(req->inputs[i]->contents))
-                return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                            "input '%s': has typed contents but the request also uses "
-                            "raw_input_contents; use one or the other for all inputs",
-                            req->inputs[i]->name);
+                return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                               "input '%s': has typed contents but the request also uses "
+                               "raw_input_contents; use one or the other for all inputs",
+                               req->inputs[i]->name);
         }
         if (req->n_raw_input_contents != n)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "raw_input_contents has %zu entries but the request has %zu inputs",
-                        req->n_raw_input_contents, n);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "raw_input_contents has %zu entries but the request has %zu inputs",
+                           req->n_raw_input_contents, n);
     }
     for (size_t i = 0; i < n; i++) {
         if (check_input(req, i, &counts[i], err) < 0)
@@ -261,7 +258,7 @@ int rp_model_infer(const struct rp_models *m, const Inference__ModelInferRequest
         return -1;
     counts = calloc(n ? n : 1, sizeof(*counts));
     if (!counts)
-        return fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return rp_fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     if (check_request(req, counts, err) < 0)
         goto fail_counts;
 
@@ -298,7 +295,7 @@ int rp_model_infer(const struct rp_models *m, const Inference__ModelInferRequest
 
 fail_oom:
     rp_model_result_free(&r);
-    fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    rp_fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 fail_counts:
     free(counts);
     return -1;
@@ -356,26 +353,27 @@ int rp_model_int_param(const Inference__ModelInferRequest *req, const char *key,
         if (strcmp(e->key, key) != 0)
             continue;
         if (!e->value)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "parameter '%s' has no value; give an int64_param", key);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "parameter '%s' has no value; give an int64_param", key);
         switch (e->value->parameter_choice_case) {
         case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
             x = (long long)e->value->int64_param;
             break;
         case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
             if (e->value->uint64_param > (unsigned long long)hi)
-                return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                            "parameter '%s' is %llu; it must be between %lld and %lld", key,
-                            (unsigned long long)e->value->uint64_param, lo, hi);
+                return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                               "parameter '%s' is %llu; it must be between %lld and %lld", key,
+                               (unsigned long long)e->value->uint64_param, lo, hi);
             x = (long long)e->value->uint64_param;
             break;
         default:
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "parameter '%s' must be an int64_param",
-                        key);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "parameter '%s' must be an int64_param", key);
         }
         if (x < lo || x > hi)
-            return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                        "parameter '%s' is %lld; it must be between %lld and %lld", key, x, lo, hi);
+            return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                           "parameter '%s' is %lld; it must be between %lld and %lld", key, x, lo,
+                           hi);
         *v = x;
         return 0;
     }

@@ -47,6 +47,11 @@ struct rp_error {
     char msg[512];
 };
 
+/* Fills <err> with <code> and the formatted message; returns -1, so that a
+ * refusal reads `return rp_fail(err, GRPC_STATUS_..., "...", ...);`. */
+int rp_fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Checks that <name> (and <version>, "" meaning any) is served.
  * Returns 0, or -1 with err->code GRPC_STATUS_NOT_FOUND. */
 int rp_model_check(const struct rp_models *m, const char *name, const char *version,

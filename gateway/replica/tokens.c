@@ -9,26 +9,12 @@
  */
 #include "tokens.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME  0x100000001b3ull
-
-static int fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct rp_error *err, grpc_status_code code, const char *fmt, ...)
-{
-    va_list ap;
-    err->code = code;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static uint64_t fnv_bytes(uint64_t h, const void *p, size_t len)
 {
@@ -101,7 +87,7 @@ int rp_tokens_init(struct rp_tokens *t, const Inference__ModelInferRequest *req,
     t->id = strdup(req->id);
     if (!t->model || !t->id || prompt_key(req, (int64_t)seed, salt, &t->key) < 0) {
         rp_tokens_free(t);
-        return fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return rp_fail(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
     t->end = (long)n;
     return 0;
@@ -214,9 +200,9 @@ int rp_resume_parse(const char *s, size_t len, long *n, struct rp_error *err)
             v = v * 10 + (s[i] - '0');
     }
     if (!ok || v > RP_RESUME_MAX)
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
-                    "x-resume-from: '%.*s' is not a message index (a decimal number 0..%ld)",
-                    (int)(len < 40 ? len : 40), s, RP_RESUME_MAX);
+        return rp_fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                       "x-resume-from: '%.*s' is not a message index (a decimal number 0..%ld)",
+                       (int)(len < 40 ? len : 40), s, RP_RESUME_MAX);
     *n = v;
     return 0;
 }

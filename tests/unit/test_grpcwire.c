@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "base/grpcwire.h"
+#include "grpcframe.h"
 
 /* --- grpc-timeout -------------------------------------------------------------- */
 
@@ -290,18 +291,6 @@ static void test_message_encode_truncates_whole_escapes(void **state)
 }
 
 /* --- framer ------------------------------------------------------------------------- */
-
-/* Appends a gRPC message of <len> bytes of <fill> to buf at *off. */
-static void put_message(uint8_t *buf, size_t *off, uint8_t flag, uint32_t len, uint8_t fill)
-{
-    buf[(*off)++] = flag;
-    buf[(*off)++] = (uint8_t)(len >> 24);
-    buf[(*off)++] = (uint8_t)(len >> 16);
-    buf[(*off)++] = (uint8_t)(len >> 8);
-    buf[(*off)++] = (uint8_t)len;
-    memset(buf + *off, fill, len);
-    *off += len;
-}
 
 enum { FRAMER_BIG = 70000 };
 

@@ -15,18 +15,7 @@
 
 #include "grpc_predict_v2.pb-c.h"
 #include "base/grpcwire.h"
-
-/* Appends a gRPC message of <len> bytes of <fill> to buf at *off. */
-static void put_message(uint8_t *buf, size_t *off, uint8_t flag, uint32_t len, uint8_t fill)
-{
-    buf[(*off)++] = flag;
-    buf[(*off)++] = (uint8_t)(len >> 24);
-    buf[(*off)++] = (uint8_t)(len >> 16);
-    buf[(*off)++] = (uint8_t)(len >> 8);
-    buf[(*off)++] = (uint8_t)len;
-    memset(buf + *off, fill, len);
-    *off += len;
-}
+#include "grpcframe.h"
 
 /* --- model_name scanner -------------------------------------------------------------- */
 
