@@ -532,8 +532,7 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
                         tls_side_names[side], tls_fail_names[why], n);
         }
     header(out, "infergw_limit_hits_total", "counter",
-           "Times a limit or timeout of the client edge acted, by limit (README: Limits and "
-           "timeouts).");
+           "Times a limit or timeout of the client edge acted, by limit (docs/limits.md).");
     for (int l = 0; l < GW_LIMIT_COUNT; l++) {
         uint64_t n = 0;
         for (size_t w = 0; w < nw; w++)
