@@ -139,11 +139,14 @@ static int authenticate(struct gw_call *c)
         .call_id = c->id,
     };
     struct gw_auth_verdict v;
-    if (gw_auth_on_headers(&req, &v) < 0) {
+    int rc = gw_auth_on_headers(&req, &v);
+    /* The tenant counts for the access log whatever the verdict: a call
+     * refused by its tenant's rate limit is logged with that tenant. */
+    memcpy(c->tenant, v.tenant, sizeof(c->tenant));
+    if (rc < 0) {
         apply_refusal(c, &v);
         return -1;
     }
-    memcpy(c->tenant, v.tenant, sizeof(c->tenant));
     return 0;
 }
 

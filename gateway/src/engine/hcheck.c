@@ -177,6 +177,8 @@ static int check_on_header(struct gw_up_stream *st, const uint8_t *name, size_t 
 static void check_on_data(struct gw_up_stream *st, const uint8_t *data, size_t len)
 {
     struct gw_hcheck *c = st->user;
+    if (!st->uc) /* stopped (gw_hcheck_stop): the worker is going away */
+        return;
     /* A check's bytes are all taken at once: its stream window comes back. */
     nghttp2_session_consume_stream(st->uc->conn.sess, st->sid, len);
     if (c->body_len + len > sizeof(c->body)) {

@@ -374,6 +374,11 @@ class AuthTest(unittest.TestCase):
             time.sleep(0.05)
         access = self.read_access_log()
         self.assertIn('"tenant":"acme"', access)
+        # A call refused by its tenant's rate limit is logged with that tenant.
+        limited = [e for e in (json.loads(l) for l in access.splitlines() if l.strip())
+                   if e.get("status") == "RESOURCE_EXHAUSTED"]
+        self.assertTrue(limited, "no RESOURCE_EXHAUSTED line in the access log")
+        self.assertEqual({e.get("tenant") for e in limited}, {"slow"})
         logs += access
         for secret in self.used:
             self.assertNotIn(secret, logs)
