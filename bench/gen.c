@@ -78,7 +78,6 @@ static long lg_pick_key(struct lg_gen *g)
 static void lg_maybe_finish(struct lg_gen *g);
 static void lg_issue(struct lg_gen *g, uint64_t sched_ns);
 static void lg_stop_issuing(struct lg_gen *g);
-void lg_arm_tick(struct lg_gen *g, uint64_t when_ns);
 static int lg_count_reached(const struct lg_gen *g);
 
 /* Records the outcome of <c> and frees it. */

@@ -44,9 +44,12 @@ static json_t *hash_object(const redisReply *h, const char *key, struct ctl_prob
 
     for (size_t i = 0; o && h && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
         const redisReply *f = h->element[i], *v = h->element[i + 1];
-        json_t *s = f->str && v->str ? json_stringn(v->str, v->len) : NULL;
+        json_t *s =
+            f->str && v->str && strlen(f->str) == f->len ? json_stringn(v->str, v->len) : NULL;
         if (!s || json_object_set_new(o, f->str, s) < 0)
-            ctl_problems_add(probs, "%s: a field that is not UTF-8 text is left out", key);
+            ctl_problems_add(
+                probs, "%s: a field that is not text (not UTF-8, or with a NUL byte) is left out",
+                key);
     }
     return o;
 }

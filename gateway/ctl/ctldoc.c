@@ -361,15 +361,22 @@ static int add_pools(json_t *out, const json_t *pools, const char *prefix)
             json_object_set_new(ring, json_string_value(json_object_get(e, "replica")),
                                 json_string(w));
         }
-        if (gw_key_pool_ring(key, sizeof(key), prefix, name) < 0 ||
-            add_key(out, key, "ring", ring) < 0)
+        if (gw_key_pool_ring(key, sizeof(key), prefix, name) < 0) {
+            json_decref(ring);
             rc = -1;
+        } else if (add_key(out, key, "ring", ring) < 0) {
+            rc = -1;
+        }
         if (gw_key_pool_conf(key, sizeof(key), prefix, name) < 0 ||
             add_key(out, key, "hash", hash_fields(json_object_get(v, "conf"))) < 0)
             rc = -1;
     }
-    if (gw_key_pools(key, sizeof(key), prefix) < 0 || add_key(out, key, "set", set) < 0)
+    if (gw_key_pools(key, sizeof(key), prefix) < 0) {
+        json_decref(set);
         rc = -1;
+    } else if (add_key(out, key, "set", set) < 0) {
+        rc = -1;
+    }
     return rc;
 }
 

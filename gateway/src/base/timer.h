@@ -32,6 +32,9 @@ struct gw_timer_heap {
 
 /* Monotonic clock in nanoseconds. */
 uint64_t gw_now_ns(void);
+/* Wall clock (CLOCK_REALTIME) in milliseconds since the epoch, for what is
+ * shown to people and other hosts (status pages, reports). */
+uint64_t gw_realtime_ms(void);
 
 void gw_timer_init(struct gw_timer *t, gw_timer_cb cb, void *arg);
 static inline int gw_timer_armed(const struct gw_timer *t)

@@ -24,8 +24,6 @@
 #include "control/keys.h"
 #include "route/ring.h"
 
-#define MAX_VNODE 10000
-
 static void reject(struct gw_load *ld, const char *key, const char *field, const char *value,
                    const char *reason)
 {
@@ -141,7 +139,7 @@ static int load_ring(redisContext *c, struct gw_load *ld, struct gw_load_pool *l
         errno = 0;
         unsigned long vnode = hash ? strtoul(hash + 1, &end, 10) : 0;
         /* Canonical decimal only: "#01" would name another token than #1. */
-        if (!hash || hash == member || !hash[1] || *end || errno || vnode >= MAX_VNODE ||
+        if (!hash || hash == member || !hash[1] || *end || errno || vnode >= GW_RING_MAX_VNODES ||
             hash[1] < '0' || hash[1] > '9' || (hash[1] == '0' && hash[2])) {
             reject(ld, key, member, score, "member is not <host:port>#<vnode 0..9999>");
             bad = 1;

@@ -41,9 +41,7 @@ static void publish(struct gw_watcher *ctl, struct gw_routes *rt)
     ctl->current = rt;
     atomic_store(&ctl->version, rt->version);
     atomic_fetch_add(&ctl->reloads, 1);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t at = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t at = gw_realtime_ms();
     atomic_store(&ctl->loaded_at_ms, (unsigned long long)at);
     char *gone = ctl->lease_gone ? gw_strdup(ctl->lease_gone) : NULL;
     pthread_mutex_lock(&ctl->applied_mu);

@@ -23,13 +23,6 @@
 #include "engine/worker.h"
 #include "obs/status.h"
 
-static uint64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Worker <m>'s entry for replica <addr>, or NULL when it has none yet. */
 static struct gw_metrics_replica *replica_of(struct gw_metrics *m, const char *addr)
 {
@@ -100,7 +93,7 @@ int gw_admin_ready(struct gw_metrics *const *ms, size_t n, struct gw_health_regi
 static char *render_metrics(struct gw_admin *a, size_t *len)
 {
     struct gw_metrics_global g = {0};
-    uint64_t now = realtime_ms(), loaded = a->started_ms;
+    uint64_t now = gw_realtime_ms(), loaded = a->started_ms;
     if (a->ctl) {
         g.have_ctrl = 1;
         g.redis_up = atomic_load(&a->ctl->redis_up);
@@ -139,7 +132,7 @@ static json_t *health_json(struct gw_health *h)
     int down = atomic_load_explicit(&h->connect_failures, memory_order_relaxed) != 0;
     json_t *until_json = json_null();
     if (ejected) {
-        uint64_t ms = realtime_ms() + (until - now) / 1000000u;
+        uint64_t ms = gw_realtime_ms() + (until - now) / 1000000u;
         time_t secs = (time_t)(ms / 1000);
         struct tm tm;
         char buf[40];
@@ -338,7 +331,7 @@ int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_wo
     if (!cfg->admin[0])
         return 0;
     a->ctl = ctl;
-    a->started_ms = realtime_ms();
+    a->started_ms = gw_realtime_ms();
     a->nworkers = nworkers;
     a->ms = gw_calloc(nworkers ? nworkers : 1, sizeof(*a->ms));
     if (!a->ms)

@@ -48,13 +48,6 @@ struct gw_status {
     struct pool_hist pools[GW_METRICS_MAX_POOLS + 3];
 };
 
-static uint64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The codes the Prometheus rules count as errors (deploy/prometheus). */
 static int is_error(int code)
 {
@@ -106,7 +99,7 @@ static void take_sample(struct gw_status *s)
         }
     }
     size_t slot = (size_t)(s->nsamples % GW_STATUS_SAMPLES);
-    s->t_ms[slot] = realtime_ms();
+    s->t_ms[slot] = gw_realtime_ms();
     for (size_t i = 0; i < s->npools; i++) {
         struct pool_hist *h = &s->pools[i];
         struct sample *o = &h->s[slot];
@@ -296,8 +289,9 @@ static json_t *replica_json(struct gw_admin *a, const struct gw_pool *p, const s
     }
     struct gw_health *h = a->health ? gw_health_find(a->health, r->addr) : NULL;
     int gone = a->ctl ? gw_watcher_lease_gone(a->ctl, r->addr) : 0;
-    int ejected = h && gw_health_ejected(h, now);
+    /* One read of the ejection time: it may be cleared meanwhile. */
     uint64_t until = h ? atomic_load_explicit(&h->ejected_until_ns, memory_order_relaxed) : 0;
+    int ejected = until != 0 && now < until;
     int down = h && atomic_load_explicit(&h->connect_failures, memory_order_relaxed) != 0;
     int hs = h ? atomic_load_explicit(&h->state, memory_order_relaxed) : GW_HEALTH_UNKNOWN;
     int eligible = !r->drain && !down && (!h || gw_health_usable(h, now));
@@ -358,7 +352,7 @@ static char *render_json(struct gw_admin *a, struct gw_status *s, size_t *len)
                            "reloads", (json_int_t)atomic_load(&a->ctl->reloads))
                : json_null();
     json_t *root = json_pack(
-        "{s:I, s:I, s:I, s:I, s:i, s:i, s:o, s:o, s:o}", "now_ms", (json_int_t)realtime_ms(),
+        "{s:I, s:I, s:I, s:I, s:i, s:i, s:o, s:o, s:o}", "now_ms", (json_int_t)gw_realtime_ms(),
         "started_ms", (json_int_t)a->started_ms, "version", (json_int_t)(rt ? rt->version : 0),
         "workers", (json_int_t)a->nworkers, "period_ms", GW_STATUS_PERIOD_MS, "samples",
         GW_STATUS_SAMPLES, "control", control, "config_versions", versions_json(a), "pools", pools);

@@ -408,10 +408,11 @@ void gw_ring_tally_join(struct gw_ring_tally *t, const struct gw_ring *r, uint32
 void gw_ring_tally_leave(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
                          uint32_t inflight)
 {
-    if (!tally_counts(r, idx))
+    /* A leave without its join would wrap the totals: ignored. */
+    if (!tally_counts(r, idx) || t->n_eligible == 0)
         return;
     t->n_eligible--;
-    t->inflight -= inflight;
+    t->inflight -= inflight < t->inflight ? inflight : t->inflight;
 }
 
 int gw_ring_pick_tallied(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
