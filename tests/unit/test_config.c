@@ -42,6 +42,7 @@ static void test_defaults_and_pools(void **state)
     assert_int_equal(cfg.stream_window_bytes, 1u << 20);
     assert_int_equal(cfg.shutdown_grace_ms, 15000);
     assert_string_equal(cfg.route_header, "x-route-key");
+    assert_int_equal(cfg.prefix_index_bytes, 64u << 20);
     assert_int_equal(cfg.npools, 2);
     assert_string_equal(cfg.pools[0].name, "demo");
     assert_int_equal(cfg.pools[0].naddrs, 2);
@@ -254,6 +255,10 @@ static void test_edge_limit_flags(void **state)
         {"--max-pushback-ms", "3600001", "--max-pushback-ms '3600001': expected 0..3600000"},
         {"--max-conn-buffer-bytes", "65535",
          "--max-conn-buffer-bytes '65535': expected 65536..4294967295"},
+        {"--prefix-index-bytes", "1048575",
+         "--prefix-index-bytes '1048575': expected 1048576..4294967295"},
+        {"--prefix-index-bytes", "4294967296",
+         "--prefix-index-bytes '4294967296': expected 1048576..4294967295"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(parse(&cfg, err, sizeof(err), 5, "--pool", "a=h:1", bad[i][0], bad[i][1]),

@@ -27,7 +27,8 @@ static const char *fmt(const struct gw_tunables *t, enum gw_tunable_field f)
 static void test_defaults(void **state)
 {
     static const char *const want[GW_TUN_COUNT] = {
-        "1.25", "off", "10", "", "3", "UNAVAILABLE", "20", "0", "x-route-key", "99.9",
+        "1.25", "off",  "10",       "",           "3",  "UNAVAILABLE", "20",     "0", "x-route-key",
+        "99.9", "ring", "estimate", "text_input", "64", "128",         "600000", "1", "1.5",
     };
     struct gw_tunables t;
 
@@ -44,6 +45,14 @@ static void test_defaults(void **state)
     assert_int_equal(t.per_try_timeout_ms, 0);
     assert_string_equal(t.route_header, "x-route-key");
     assert_int_equal(t.slo_target_milli, 99900);
+    assert_int_equal(t.route_by, GW_ROUTE_BY_RING);
+    assert_int_equal(t.prefix_mode, GW_PREFIX_MODE_ESTIMATE);
+    assert_string_equal(t.prefix_input, "text_input");
+    assert_int_equal(t.prefix_block, 64);
+    assert_int_equal(t.prefix_max_blocks, 128);
+    assert_int_equal(t.prefix_ttl_ms, 600000);
+    assert_true(t.prefix_load_weight == 1.0);
+    assert_true(t.prefix_imbalance == 1.5);
     assert_int_equal(t.set, 0);
     for (int f = 0; f < GW_TUN_COUNT; f++)
         assert_string_equal(fmt(&t, (enum gw_tunable_field)f), want[f]);
@@ -110,6 +119,34 @@ static const struct vcase accepted[] = {
     {"slo_target", "99.999"},
     {"slo_target", "99"},
     {"slo_target", "95.50"},
+    {"route_by", "ring"},
+    {"route_by", "least_loaded"},
+    {"route_by", "prefix"},
+    {"prefix_mode", "estimate"},
+    {"prefix_mode", "precise"},
+    {"prefix_input", "text_input"},
+    {"prefix_input", "input_ids"},
+    {"prefix_input", "a"},
+    {"prefix_input", "model/prompt:0"},
+    {"prefix_block", "1"},
+    {"prefix_block", "64"},
+    {"prefix_block", "1024"},
+    {"prefix_max_blocks", "1"},
+    {"prefix_max_blocks", "1024"},
+    {"prefix_ttl_ms", "1000"},
+    {"prefix_ttl_ms", "600000"},
+    {"prefix_ttl_ms", "86400000"},
+    {"prefix_load_weight", "0"},
+    {"prefix_load_weight", "0.5"},
+    {"prefix_load_weight", "1"},
+    {"prefix_load_weight", "0.00001"},
+    {"prefix_load_weight", "0.000012345678901"},
+    {"prefix_load_weight", "2.75"},
+    {"prefix_load_weight", "100"},
+    {"prefix_imbalance", "0"},
+    {"prefix_imbalance", "1"},
+    {"prefix_imbalance", "1.5"},
+    {"prefix_imbalance", "100"},
 };
 
 /* Values every field refuses. */
@@ -197,6 +234,45 @@ static const struct vcase refused[] = {
     {"slo_target", "9e1"},
     {"slo_target", "1000"},
     {"slo_target", "nan"},
+    {"route_by", ""},
+    {"route_by", "Ring"},
+    {"route_by", "least-loaded"},
+    {"route_by", "prefix "},
+    {"route_by", "random"},
+    {"prefix_mode", ""},
+    {"prefix_mode", "estimation"},
+    {"prefix_mode", "PRECISE"},
+    {"prefix_input", ""},
+    {"prefix_input", "text input"},
+    {"prefix_input", "a,b"},
+    {"prefix_input", "tab\there"},
+    {"prefix_input", "caf\xc3\xa9"},
+    {"prefix_input",
+     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij"
+     "klmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"}, /* 128 */
+    {"prefix_block", "0"},
+    {"prefix_block", "1025"},
+    {"prefix_block", "-1"},
+    {"prefix_block", "64.0"},
+    {"prefix_block", " 64"},
+    {"prefix_max_blocks", "0"},
+    {"prefix_max_blocks", "1025"},
+    {"prefix_ttl_ms", "999"},
+    {"prefix_ttl_ms", "86400001"},
+    {"prefix_ttl_ms", "0"},
+    {"prefix_ttl_ms", "10s"},
+    {"prefix_load_weight", ""},
+    {"prefix_load_weight", "-1"},
+    {"prefix_load_weight", "100.5"},
+    {"prefix_load_weight", "1e0"},
+    {"prefix_load_weight", ".5"},
+    {"prefix_load_weight", "nan"},
+    {"prefix_imbalance", ""},
+    {"prefix_imbalance", "0.5"},
+    {"prefix_imbalance", "0.99"},
+    {"prefix_imbalance", "100.1"},
+    {"prefix_imbalance", "-1.5"},
+    {"prefix_imbalance", "inf"},
 };
 
 static void test_set_accepts(void **state)
@@ -303,6 +379,31 @@ static void test_set_stores_values(void **state)
     assert_string_equal(t.hedge_exclude, "/a.B/C");
     assert_int_equal(gw_tunables_set(&t, "slo_target", "99.95", err, sizeof(err)), 0);
     assert_int_equal(t.slo_target_milli, 99950);
+    assert_int_equal(gw_tunables_set(&t, "route_by", "prefix", err, sizeof(err)), 0);
+    assert_int_equal(t.route_by, GW_ROUTE_BY_PREFIX);
+    assert_int_equal(gw_tunables_set(&t, "route_by", "least_loaded", err, sizeof(err)), 0);
+    assert_int_equal(t.route_by, GW_ROUTE_BY_LEAST_LOADED);
+    assert_int_equal(gw_tunables_set(&t, "prefix_mode", "precise", err, sizeof(err)), 0);
+    assert_int_equal(t.prefix_mode, GW_PREFIX_MODE_PRECISE);
+    assert_int_equal(gw_tunables_set(&t, "prefix_input", "input_ids", err, sizeof(err)), 0);
+    assert_string_equal(t.prefix_input, "input_ids");
+    assert_int_equal(gw_tunables_set(&t, "prefix_block", "16", err, sizeof(err)), 0);
+    assert_int_equal(t.prefix_block, 16);
+    assert_int_equal(gw_tunables_set(&t, "prefix_max_blocks", "256", err, sizeof(err)), 0);
+    assert_int_equal(t.prefix_max_blocks, 256);
+    assert_int_equal(gw_tunables_set(&t, "prefix_ttl_ms", "30000", err, sizeof(err)), 0);
+    assert_int_equal(t.prefix_ttl_ms, 30000);
+    assert_int_equal(gw_tunables_set(&t, "prefix_load_weight", "0.25", err, sizeof(err)), 0);
+    assert_true(t.prefix_load_weight == 0.25);
+    assert_int_equal(gw_tunables_set(&t, "prefix_imbalance", "0", err, sizeof(err)), 0);
+    assert_true(t.prefix_imbalance == 0.0);
+    assert_int_equal(gw_tunables_set(&t, "prefix_imbalance", "2", err, sizeof(err)), 0);
+    assert_true(t.prefix_imbalance == 2.0);
+    /* The messages say what is accepted. */
+    assert_int_equal(gw_tunables_set(&t, "route_by", "rr", err, sizeof(err)), -2);
+    assert_non_null(strstr(err, "ring, least_loaded or prefix"));
+    assert_int_equal(gw_tunables_set(&t, "prefix_ttl_ms", "5", err, sizeof(err)), -2);
+    assert_non_null(strstr(err, "1000..86400000"));
     assert_int_equal(t.set, (1u << GW_TUN_COUNT) - 1);
 }
 
@@ -408,6 +509,16 @@ static void test_format_values_and_truncation(void **state)
     assert_string_equal(fmt(&t, GW_TUN_SLO_TARGET), "99.99");
     assert_int_equal(gw_tunables_set(&t, "slo_target", "50.005", err, sizeof(err)), 0);
     assert_string_equal(fmt(&t, GW_TUN_SLO_TARGET), "50.005");
+    assert_int_equal(gw_tunables_set(&t, "prefix_load_weight", "0.50", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_PREFIX_LOAD_WEIGHT), "0.5");
+    assert_int_equal(gw_tunables_set(&t, "prefix_load_weight", "0.00002", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_PREFIX_LOAD_WEIGHT), "0.00002"); /* not 2e-05 */
+    assert_int_equal(gw_tunables_set(&t, "prefix_imbalance", "1.50", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_PREFIX_IMBALANCE), "1.5");
+    assert_int_equal(gw_tunables_set(&t, "route_by", "least_loaded", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_ROUTE_BY), "least_loaded");
+    assert_int_equal(gw_tunables_set(&t, "prefix_mode", "precise", err, sizeof(err)), 0);
+    assert_string_equal(fmt(&t, GW_TUN_PREFIX_MODE), "precise");
 
     /* Truncated to cap - 1 bytes and terminated. */
     memset(out, 'z', sizeof(out));

@@ -285,6 +285,13 @@ const struct gw_flag gw_flags[] = {
      TEXT(route_header, valid_metadata_key, "a lowercase metadata key (a-z 0-9 - _ .)"),
      .def = "x-route-key",
      .help = "metadata key holding the routing key (the default of the route_header tunable)"},
+    {.name = "prefix-index-bytes",
+     .arg = "N",
+     .section = GW_SEC_POOLS,
+     U32(prefix_index_bytes, 1u << 20, 4294967295u),
+     .def = "67108864",
+     .help = "memory cap of the prefix-cache estimation index, all pools together (LRU beyond "
+             "it; docs/routing.md, Prefix-cache routing)"},
     {.name = "redis",
      .arg = "URL",
      .section = GW_SEC_POOLS,

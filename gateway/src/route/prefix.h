@@ -5,8 +5,9 @@
  * allocation, no global state; any thread may call it.
  *
  * The prompt is the input tensor named by the pool's `prefix_input`
- * (reserved tunable names: prefix_input, prefix_block, prefix_max_blocks;
- * not wired into routing yet). Its data is read from the tensor's
+ * tunable, in blocks of `prefix_block` up to `prefix_max_blocks` (route/
+ * tunables.h: accepted and validated in Redis; the call path does not hash
+ * or route by them yet). Its data is read from the tensor's
  * InferTensorContents (bytes_contents for BYTES, int_contents for INT32,
  * int64_contents for INT64, packed or not; several `contents` occurrences
  * merge as protobuf merges them) or, when the tensor has no contents, from

@@ -12,10 +12,16 @@
 #include "base/grpcwire.h"
 
 const char *const gw_tunable_names[GW_TUN_COUNT] = {
-    "balance_factor",     "hedge_delay_ms", "hedge_budget_percent", "hedge_exclude",
-    "retry_max_attempts", "retry_on",       "retry_budget_percent", "per_try_timeout_ms",
-    "route_header",       "slo_target",
+    "balance_factor",       "hedge_delay_ms",     "hedge_budget_percent",
+    "hedge_exclude",        "retry_max_attempts", "retry_on",
+    "retry_budget_percent", "per_try_timeout_ms", "route_header",
+    "slo_target",           "route_by",           "prefix_mode",
+    "prefix_input",         "prefix_block",       "prefix_max_blocks",
+    "prefix_ttl_ms",        "prefix_load_weight", "prefix_imbalance",
 };
+
+static const char *const route_by_names[] = {"ring", "least_loaded", "prefix"};
+static const char *const prefix_mode_names[] = {"estimate", "precise"};
 
 void gw_tunables_defaults(struct gw_tunables *t)
 {
@@ -29,6 +35,14 @@ void gw_tunables_defaults(struct gw_tunables *t)
     t->per_try_timeout_ms = 0;
     snprintf(t->route_header, sizeof(t->route_header), "x-route-key");
     t->slo_target_milli = 99900;
+    t->route_by = GW_ROUTE_BY_RING;
+    t->prefix_mode = GW_PREFIX_MODE_ESTIMATE;
+    snprintf(t->prefix_input, sizeof(t->prefix_input), "text_input");
+    t->prefix_block = 64;
+    t->prefix_max_blocks = 128;
+    t->prefix_ttl_ms = 600000;
+    t->prefix_load_weight = 1.0;
+    t->prefix_imbalance = 1.5;
 }
 
 int gw_tunables_field(const char *field)
@@ -103,6 +117,43 @@ static int is_plain_decimal(const char *s)
     return s[i] == '\0';
 }
 
+/* A plain decimal in [lo, hi], or exactly 0 when <zero_ok> (0 = off). */
+static int parse_decimal(const char *s, double lo, double hi, int zero_ok, double *out)
+{
+    char *end;
+    double d;
+
+    if (!is_plain_decimal(s))
+        return -1;
+    errno = 0;
+    d = strtod(s, &end);
+    if (*end || errno || !isfinite(d) || !((zero_ok && d == 0) || (d >= lo && d <= hi)))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* The index of <s> in <names>[0..n), or -1. */
+static int parse_word(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
+/* A tensor name: 1..127 bytes of printable ASCII, no space or comma. */
+static int valid_tensor_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= 128)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ',')
+            return 0;
+    return 1;
+}
+
 /* An SLO target in percent: a plain decimal above 50 and below 100 with at
  * most 3 decimals, as thousandths of a percent (exact: no rounding). */
 static int parse_slo_target(const char *s, uint32_t *milli)
@@ -149,6 +200,46 @@ static int valid_paths(const char *s)
     return 1;
 }
 
+/* route_by and prefix_mode: one word of a list. */
+static int set_word(struct gw_tunables *t, int f, const char *value, char *err, size_t errlen)
+{
+    int ring = f == GW_TUN_ROUTE_BY;
+    int v = ring ? parse_word(value, route_by_names, 3) : parse_word(value, prefix_mode_names, 2);
+
+    if (v < 0) {
+        gw_errf(err, errlen, "%s '%s': expected %s", gw_tunable_names[f], value,
+                ring ? "ring, least_loaded or prefix" : "estimate or precise");
+        return -2;
+    }
+    if (ring)
+        t->route_by = (uint32_t)v;
+    else
+        t->prefix_mode = (uint32_t)v;
+    t->set |= 1u << f;
+    return 0;
+}
+
+/* prefix_block, prefix_max_blocks, prefix_ttl_ms: whole numbers in a range. */
+static int set_u32(struct gw_tunables *t, int f, const char *value, char *err, size_t errlen)
+{
+    uint32_t lo = 1, hi = 1024, u, *dst = &t->prefix_block;
+
+    if (f == GW_TUN_PREFIX_MAX_BLOCKS)
+        dst = &t->prefix_max_blocks;
+    else if (f == GW_TUN_PREFIX_TTL_MS) {
+        dst = &t->prefix_ttl_ms;
+        lo = 1000;
+        hi = 86400000;
+    }
+    if (gw_parse_u32(value, lo, hi, &u) < 0) {
+        gw_errf(err, errlen, "%s '%s': expected %u..%u", gw_tunable_names[f], value, lo, hi);
+        return -2;
+    }
+    *dst = u;
+    t->set |= 1u << f;
+    return 0;
+}
+
 int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value, char *err,
                     size_t errlen)
 {
@@ -159,19 +250,13 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
     }
     uint32_t u;
     switch (f) {
-    case GW_TUN_BALANCE_FACTOR: {
-        char *end;
-        errno = 0;
-        double d = strtod(value, &end);
-        if (!is_plain_decimal(value) || *end || errno || !isfinite(d) ||
-            !(d == 0 || (d >= 1.0 && d <= 100.0))) {
+    case GW_TUN_BALANCE_FACTOR:
+        if (parse_decimal(value, 1.0, 100.0, 1, &t->balance_factor) < 0) {
             gw_errf(err, errlen,
                     "balance_factor '%s': expected 0 (off) or a number from 1.0 to 100", value);
             return -2;
         }
-        t->balance_factor = d;
         break;
-    }
     case GW_TUN_HEDGE_DELAY_MS:
         if (!strcmp(value, "off"))
             t->hedge_delay_ms = GW_HEDGE_OFF;
@@ -249,9 +334,62 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         }
         t->slo_target_milli = u;
         break;
+    case GW_TUN_ROUTE_BY:
+    case GW_TUN_PREFIX_MODE:
+        return set_word(t, f, value, err, errlen);
+    case GW_TUN_PREFIX_INPUT:
+        if (!valid_tensor_name(value)) {
+            gw_errf(err, errlen,
+                    "prefix_input '%s': expected an input tensor name (1..127 bytes of printable "
+                    "ASCII without spaces or commas)",
+                    value);
+            return -2;
+        }
+        snprintf(t->prefix_input, sizeof(t->prefix_input), "%s", value);
+        break;
+    case GW_TUN_PREFIX_BLOCK:
+    case GW_TUN_PREFIX_MAX_BLOCKS:
+    case GW_TUN_PREFIX_TTL_MS:
+        return set_u32(t, f, value, err, errlen);
+    case GW_TUN_PREFIX_LOAD_WEIGHT:
+        if (parse_decimal(value, 0.0, 100.0, 1, &t->prefix_load_weight) < 0) {
+            gw_errf(err, errlen, "prefix_load_weight '%s': expected a number from 0 to 100", value);
+            return -2;
+        }
+        break;
+    case GW_TUN_PREFIX_IMBALANCE:
+        if (parse_decimal(value, 1.0, 100.0, 1, &t->prefix_imbalance) < 0) {
+            gw_errf(err, errlen,
+                    "prefix_imbalance '%s': expected 0 (off) or a number from 1.0 to 100", value);
+            return -2;
+        }
+        break;
     }
     t->set |= 1u << f;
     return 0;
+}
+
+/* The shortest text that reads back as the same double: %g alone keeps 6
+ * digits, so 1.123456789 would come back as 1.12346. Values are 0 or
+ * up to 100; from 3 significant digits on, %g writes those without an
+ * exponent (which set would refuse) except below 1e-4, where fixed-point
+ * digits are used instead. */
+static int format_decimal(double d, char *out, size_t cap)
+{
+    char num[40];
+
+    for (int prec = 3; prec <= 17; prec++) {
+        snprintf(num, sizeof(num), "%.*g", prec, d);
+        if (strtod(num, NULL) == d)
+            break;
+    }
+    if (strchr(num, 'e')) /* below 1e-4 (prefix_load_weight): plain digits */
+        for (int prec = 5; prec <= 30; prec++) {
+            snprintf(num, sizeof(num), "%.*f", prec, d);
+            if (strtod(num, NULL) == d)
+                break;
+        }
+    return snprintf(out, cap, "%s", num);
 }
 
 size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, char *out,
@@ -259,20 +397,9 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
 {
     int n = 0;
     switch (f) {
-    case GW_TUN_BALANCE_FACTOR: {
-        /* The shortest text that reads back as the same double: %g alone
-         * keeps 6 digits, so 1.123456789 would come back as 1.12346. Values
-         * are 0 or 1..100, so from 3 significant digits on %g never uses an
-         * exponent, which set would refuse. */
-        char num[32];
-        for (int prec = 3; prec <= 17; prec++) {
-            snprintf(num, sizeof(num), "%.*g", prec, t->balance_factor);
-            if (strtod(num, NULL) == t->balance_factor)
-                break;
-        }
-        n = snprintf(out, cap, "%s", num);
+    case GW_TUN_BALANCE_FACTOR:
+        n = format_decimal(t->balance_factor, out, cap);
         break;
-    }
     case GW_TUN_HEDGE_DELAY_MS:
         if (t->hedge_delay_ms == GW_HEDGE_OFF)
             n = snprintf(out, cap, "off");
@@ -328,6 +455,30 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
         n = snprintf(out, cap, "%s", num);
         break;
     }
+    case GW_TUN_ROUTE_BY:
+        n = snprintf(out, cap, "%s", route_by_names[t->route_by < 3 ? t->route_by : 0]);
+        break;
+    case GW_TUN_PREFIX_MODE:
+        n = snprintf(out, cap, "%s", prefix_mode_names[t->prefix_mode < 2 ? t->prefix_mode : 0]);
+        break;
+    case GW_TUN_PREFIX_INPUT:
+        n = snprintf(out, cap, "%s", t->prefix_input);
+        break;
+    case GW_TUN_PREFIX_BLOCK:
+        n = snprintf(out, cap, "%u", t->prefix_block);
+        break;
+    case GW_TUN_PREFIX_MAX_BLOCKS:
+        n = snprintf(out, cap, "%u", t->prefix_max_blocks);
+        break;
+    case GW_TUN_PREFIX_TTL_MS:
+        n = snprintf(out, cap, "%u", t->prefix_ttl_ms);
+        break;
+    case GW_TUN_PREFIX_LOAD_WEIGHT:
+        n = format_decimal(t->prefix_load_weight, out, cap);
+        break;
+    case GW_TUN_PREFIX_IMBALANCE:
+        n = format_decimal(t->prefix_imbalance, out, cap);
+        break;
     default:
         if (cap)
             out[0] = '\0';
@@ -360,5 +511,21 @@ void gw_tunables_overlay(struct gw_tunables *dst, const struct gw_tunables *over
         memcpy(dst->route_header, over->route_header, sizeof(dst->route_header));
     if (over->set & (1u << GW_TUN_SLO_TARGET))
         dst->slo_target_milli = over->slo_target_milli;
+    if (over->set & (1u << GW_TUN_ROUTE_BY))
+        dst->route_by = over->route_by;
+    if (over->set & (1u << GW_TUN_PREFIX_MODE))
+        dst->prefix_mode = over->prefix_mode;
+    if (over->set & (1u << GW_TUN_PREFIX_INPUT))
+        memcpy(dst->prefix_input, over->prefix_input, sizeof(dst->prefix_input));
+    if (over->set & (1u << GW_TUN_PREFIX_BLOCK))
+        dst->prefix_block = over->prefix_block;
+    if (over->set & (1u << GW_TUN_PREFIX_MAX_BLOCKS))
+        dst->prefix_max_blocks = over->prefix_max_blocks;
+    if (over->set & (1u << GW_TUN_PREFIX_TTL_MS))
+        dst->prefix_ttl_ms = over->prefix_ttl_ms;
+    if (over->set & (1u << GW_TUN_PREFIX_LOAD_WEIGHT))
+        dst->prefix_load_weight = over->prefix_load_weight;
+    if (over->set & (1u << GW_TUN_PREFIX_IMBALANCE))
+        dst->prefix_imbalance = over->prefix_imbalance;
     dst->set |= over->set;
 }

@@ -19,6 +19,17 @@
  * slo_target       availability objective in percent, 99.9
  *                  a decimal above 50 and below 100
  *                  with at most 3 decimals (docs/slo.md)
+ * Prefix-cache routing (docs/routing.md, "Prefix-cache routing"):
+ * route_by         ring | least_loaded | prefix         ring
+ * prefix_mode      estimate | precise                   estimate
+ * prefix_input     the prompt's input tensor name,      text_input
+ *                  1..127 bytes of printable ASCII
+ *                  without spaces or commas
+ * prefix_block     1..1024 bytes (text) or ids          64
+ * prefix_max_blocks  1..1024                            128
+ * prefix_ttl_ms    1000..86400000                       600000
+ * prefix_load_weight  a decimal 0..100                  1.0
+ * prefix_imbalance 0 (off) or a decimal 1.0..100        1.5
  */
 #ifndef INFERGW_TUNABLES_H
 #define INFERGW_TUNABLES_H
@@ -40,7 +51,28 @@ enum gw_tunable_field {
     GW_TUN_PER_TRY_TIMEOUT_MS,
     GW_TUN_ROUTE_HEADER,
     GW_TUN_SLO_TARGET,
+    GW_TUN_ROUTE_BY,
+    GW_TUN_PREFIX_MODE,
+    GW_TUN_PREFIX_INPUT,
+    GW_TUN_PREFIX_BLOCK,
+    GW_TUN_PREFIX_MAX_BLOCKS,
+    GW_TUN_PREFIX_TTL_MS,
+    GW_TUN_PREFIX_LOAD_WEIGHT,
+    GW_TUN_PREFIX_IMBALANCE,
     GW_TUN_COUNT,
+};
+
+/* route_by: how a pool picks a replica. */
+enum gw_route_by {
+    GW_ROUTE_BY_RING = 0,     /* consistent hashing on the routing key (bounded loads) */
+    GW_ROUTE_BY_LEAST_LOADED, /* power of two choices on in-flight calls and reported load */
+    GW_ROUTE_BY_PREFIX,       /* prefix-cache affinity (prefix_mode), the ring otherwise */
+};
+
+/* prefix_mode: where the prefix index comes from. */
+enum gw_prefix_mode {
+    GW_PREFIX_MODE_ESTIMATE = 0, /* what this gateway sent where (route/prefixidx.h) */
+    GW_PREFIX_MODE_PRECISE,      /* the replicas' KV-cache events (route/kvindex.h) */
 };
 
 struct gw_tunables {
@@ -54,7 +86,15 @@ struct gw_tunables {
     uint32_t per_try_timeout_ms;
     char route_header[64];
     uint32_t slo_target_milli; /* objective in thousandths of a percent: 99.9% = 99900 */
-    uint32_t set;              /* bit (1 << field) for each field given explicitly */
+    uint32_t route_by;         /* enum gw_route_by */
+    uint32_t prefix_mode;      /* enum gw_prefix_mode */
+    char prefix_input[128];
+    uint32_t prefix_block;
+    uint32_t prefix_max_blocks;
+    uint32_t prefix_ttl_ms;
+    double prefix_load_weight;
+    double prefix_imbalance; /* 0 = off */
+    uint32_t set;            /* bit (1 << field) for each field given explicitly */
 };
 
 /* The field names, indexed by enum gw_tunable_field. */
