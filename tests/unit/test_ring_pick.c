@@ -139,6 +139,34 @@ static void test_load_cap(void **state)
     assert_int_equal(gw_ring_load_cap(UINT64_MAX, 1, 100.0), UINT64_MAX); /* saturates */
 }
 
+/* The floor: a replica may always hold GW_RING_CAP_FLOOR calls, the new one
+ * included; above the floor the plain cap rules. */
+static void test_load_cap_floor(void **state)
+{
+    (void)state;
+    assert_int_equal(GW_RING_CAP_FLOOR, 2);
+    /* The case the floor is for: 1 call in flight on 3 replicas. */
+    assert_int_equal(gw_ring_load_cap(1, 3, 1.25), 1);
+    assert_int_equal(gw_ring_load_cap_floor(1, 3, 1.25), 2);
+    assert_int_equal(gw_ring_load_cap_floor(0, 10, 1.25), 2);
+    assert_int_equal(gw_ring_load_cap_floor(3, 4, 0.5), 2);
+    /* At and above the floor: unchanged. */
+    assert_int_equal(gw_ring_load_cap_floor(3, 3, 1.25), 2); /* ceil(1.667) */
+    assert_int_equal(gw_ring_load_cap_floor(5, 3, 1.25), 3); /* ceil(2.5) */
+    assert_int_equal(gw_ring_load_cap_floor(199, 10, 1.25), 25);
+    assert_int_equal(gw_ring_load_cap_floor(49, 5, 1.1), 11);
+    /* No bound stays no bound. */
+    assert_int_equal(gw_ring_load_cap_floor(5, 3, 0), UINT64_MAX);
+    assert_int_equal(gw_ring_load_cap_floor(0, 0, 1.25), UINT64_MAX);
+    assert_int_equal(gw_ring_load_cap_floor(5, 3, NAN), UINT64_MAX);
+    /* Every (total, n) at c = 1.25: max(plain, 2). */
+    for (uint64_t total = 0; total < 200; total++)
+        for (size_t n = 1; n < 20; n++) {
+            uint64_t plain = gw_ring_load_cap(total, n, 1.25);
+            assert_int_equal(gw_ring_load_cap_floor(total, n, 1.25), plain < 2 ? 2 : plain);
+        }
+}
+
 /* Bounded picks on the five-replica ring; the expected replicas follow from
  * the pinned clockwise orders above and the cap, worked out by hand. */
 static void test_bounded_pinned_vectors(void **state)
@@ -732,6 +760,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pick_pinned_vectors),
         cmocka_unit_test(test_load_cap),
+        cmocka_unit_test(test_load_cap_floor),
         cmocka_unit_test(test_bounded_pinned_vectors),
         cmocka_unit_test(test_bounded_off_is_pick),
         cmocka_unit_test(test_bounded_matches_reference_walk),

@@ -342,6 +342,13 @@ uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double bal
     return (double)whole < cap ? whole + 1 : whole;
 }
 
+uint64_t gw_ring_load_cap_floor(uint64_t total_inflight, size_t n_eligible, double balance_factor)
+{
+    uint64_t cap = gw_ring_load_cap(total_inflight, n_eligible, balance_factor);
+
+    return cap < GW_RING_CAP_FLOOR ? GW_RING_CAP_FLOOR : cap;
+}
+
 int gw_ring_pick_capped(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
                         void *ctx, const uint32_t *exclude, size_t nexclude,
                         const uint32_t *inflight, uint64_t cap)

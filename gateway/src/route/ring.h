@@ -104,6 +104,20 @@ int gw_ring_pick(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn el
  * a hair above it in binary (1.1 x 100 / 10) counts as whole. Pure. */
 uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double balance_factor);
 
+/* The floor of the bounded-load cap: a replica may always hold this many
+ * calls in flight, the new one included, before bounded loads move a keyed
+ * call off it. */
+#define GW_RING_CAP_FLOOR 2
+
+/* gw_ring_load_cap with a floor: max(gw_ring_load_cap(...), GW_RING_CAP_FLOOR),
+ * UINT64_MAX (no bound) as there. Without it, ceil(1.25 x mean) moves a
+ * keyed call as soon as two calls overlap on one replica of three (1 call in
+ * flight on 3 replicas: cap ceil(1.25 x 2 / 3) = 1), so affinity (prefix
+ * caches, session keys) breaks at light load; with it, light loads stay
+ * sticky and the bound works as before once the mean passes 2 / c. Pure.
+ * (Not wired into the pick yet: gw_ring_pick_bounded uses the plain cap.) */
+uint64_t gw_ring_load_cap_floor(uint64_t total_inflight, size_t n_eligible, double balance_factor);
+
 /* Like gw_ring_pick, but also passes over every replica whose in-flight
  * count plus the new call would exceed <cap>: inflight[idx] + 1 > cap, with
  * <inflight> indexed by ring replica index (nreplicas entries; NULL = no

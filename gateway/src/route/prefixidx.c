@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* prefixidx — the estimation index of prefix-cache routing; see prefixidx.h. */
+#include "route/prefixidx.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "route/prefix.h"
+
+#define REBASE_AFTER_MS (1ull << 30)
+
+/* One chain hash of one pool: the replicas it was sent to, each with the
+ * time of its last record (a mark: ms since the set's base, plus 1; 0 = an
+ * empty slot). touched = the newest mark; 0 = the entry is free. */
+struct entry {
+    uint64_t hash;
+    uint32_t pool;
+    uint32_t touched;
+    uint64_t rkey[GW_PIDX_WAYS];
+    uint32_t mark[GW_PIDX_WAYS];
+};
+
+/* A set: one cache line of tags (a 32-bit digest of (hash, pool), never 0
+ * for a used entry) and the base of its marks, then the entries. */
+struct set {
+    uint32_t tag[GW_PIDX_SET_WAYS];
+    uint64_t base_ms;
+    uint8_t pad[64 - 4 * GW_PIDX_SET_WAYS - 8];
+    struct entry e[GW_PIDX_SET_WAYS];
+};
+
+_Static_assert(sizeof(struct entry) == 64, "an entry is one cache line");
+_Static_assert(sizeof(struct set) == 64 * (GW_PIDX_SET_WAYS + 1), "a set is 9 cache lines");
+
+struct gw_pidx {
+    pthread_mutex_t mu;
+    enum gw_pidx_mode mode;
+    struct set *sets;
+    size_t nsets; /* 1 .. 2^32 - 1 */
+    size_t entries;
+    uint64_t recorded, inserted, evicted, expired, lookups, hits, hit_blocks;
+};
+
+uint64_t gw_pidx_replica_key(const char *addr, size_t len)
+{
+    return XXH3_64bits(addr, len);
+}
+
+struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode)
+{
+    struct gw_pidx *x;
+    size_t nsets;
+
+    if (max_bytes < GW_PIDX_MIN_BYTES)
+        return NULL;
+    /* As many sets as fit beside the structure (a set is picked by
+     * multiplying, so any count works), at most 2^32 - 1. */
+    nsets = (max_bytes - sizeof(*x)) / sizeof(struct set);
+    if (nsets > UINT32_MAX)
+        nsets = UINT32_MAX;
+    x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->sets = aligned_alloc(64, nsets * sizeof(struct set));
+    if (!x->sets) {
+        free(x);
+        return NULL;
+    }
+    memset(x->sets, 0, nsets * sizeof(struct set));
+    x->nsets = nsets;
+    x->mode = mode;
+    if (pthread_mutex_init(&x->mu, NULL) != 0) {
+        free(x->sets);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void gw_pidx_free(struct gw_pidx *x)
+{
+    if (!x)
+        return;
+    pthread_mutex_destroy(&x->mu);
+    free(x->sets);
+    free(x);
+}
+
+size_t gw_pidx_bytes(const struct gw_pidx *x)
+{
+    return sizeof(*x) + x->nsets * sizeof(struct set);
+}
+
+static void lock(struct gw_pidx *x)
+{
+    if (x->mode == GW_PIDX_SHARED)
+        pthread_mutex_lock(&x->mu);
+}
+
+static void unlock(struct gw_pidx *x)
+{
+    if (x->mode == GW_PIDX_SHARED)
+        pthread_mutex_unlock(&x->mu);
+}
+
+/* A digest of (hash, pool): the set from its low 32 bits (scaled to the
+ * number of sets), the tag from its high 32 (forced non-zero). */
+static uint64_t mix(uint64_t hash, uint32_t pool)
+{
+    uint64_t z = hash ^ ((uint64_t)pool * 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 32)) * 0xd6e8feb86659fd93ull;
+    return z ^ (z >> 32);
+}
+
+static struct set *set_of(const struct gw_pidx *x, uint64_t d)
+{
+    return &x->sets[((d & 0xffffffffu) * x->nsets) >> 32];
+}
+
+static void free_entry(struct gw_pidx *x, struct set *s, unsigned w)
+{
+    memset(&s->e[w], 0, sizeof(s->e[w]));
+    s->tag[w] = 0;
+    x->entries--;
+}
+
+/* Moves the set's base forward when it is REBASE_AFTER_MS behind <now>,
+ * keeping only marks younger than GW_PIDX_TTL_MAX_MS; returns <now> as a
+ * mark. */
+static uint32_t set_now(struct gw_pidx *x, struct set *s, uint64_t now)
+{
+    if (now < s->base_ms) /* a clock that went back: treat as the base */
+        now = s->base_ms;
+    if (now - s->base_ms >= REBASE_AFTER_MS) {
+        uint64_t nb = now > GW_PIDX_TTL_MAX_MS ? now - GW_PIDX_TTL_MAX_MS : 0;
+
+        for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++) {
+            struct entry *e = &s->e[w];
+            uint32_t newest = 0;
+
+            if (!e->touched)
+                continue;
+            for (unsigned k = 0; k < GW_PIDX_WAYS; k++) {
+                uint64_t at = s->base_ms + e->mark[k] - 1;
+
+                if (!e->mark[k] || at < nb)
+                    e->mark[k] = 0;
+                else
+                    e->mark[k] = (uint32_t)(at - nb + 1);
+                if (e->mark[k] > newest)
+                    newest = e->mark[k];
+            }
+            e->touched = newest;
+            if (!newest)
+                free_entry(x, s, w);
+        }
+        s->base_ms = nb;
+    }
+    return (uint32_t)(now - s->base_ms + 1);
+}
+
+static int find(const struct set *s, uint32_t tag, uint64_t hash, uint32_t pool)
+{
+    for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++)
+        if (s->tag[w] == tag && s->e[w].hash == hash && s->e[w].pool == pool)
+            return (int)w;
+    return -1;
+}
+
+/* A free way, else the least recently touched one (evicted). */
+static unsigned victim(struct gw_pidx *x, struct set *s)
+{
+    unsigned best = 0;
+
+    for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++) {
+        if (!s->tag[w])
+            return w;
+        if (s->e[w].touched < s->e[best].touched)
+            best = w;
+    }
+    x->evicted++;
+    x->entries--;
+    return best;
+}
+
+static void mark(struct entry *e, uint64_t rkey, uint32_t m)
+{
+    unsigned slot = 0;
+
+    for (unsigned k = 0; k < GW_PIDX_WAYS; k++) {
+        if (e->mark[k] && e->rkey[k] == rkey) {
+            slot = k;
+            break;
+        }
+        if (e->mark[k] < e->mark[slot]) /* empty (0) or older */
+            slot = k;
+    }
+    e->rkey[slot] = rkey;
+    e->mark[slot] = m;
+    e->touched = m > e->touched ? m : e->touched;
+}
+
+static void record_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t rkey, uint64_t now)
+{
+    uint64_t d = mix(hash, pool);
+    struct set *s = set_of(x, d);
+    uint32_t tag = (uint32_t)(d >> 32) | 1u;
+    uint32_t m = set_now(x, s, now);
+    int w = find(s, tag, hash, pool);
+
+    if (w < 0) {
+        w = (int)victim(x, s);
+        memset(&s->e[w], 0, sizeof(s->e[w]));
+        s->e[w].hash = hash;
+        s->e[w].pool = pool;
+        s->tag[w] = tag;
+        x->entries++;
+        x->inserted++;
+    }
+    mark(&s->e[w], rkey, m);
+}
+
+void gw_pidx_record(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
+                    uint64_t rkey, uint64_t now_ms)
+{
+    if (n > GW_PREFIX_BLOCKS_MAX)
+        n = GW_PREFIX_BLOCKS_MAX;
+    lock(x);
+    for (size_t i = 0; i < n; i++)
+        record_one(x, pool, hashes[i], rkey, now_ms);
+    x->recorded += n;
+    unlock(x);
+}
+
+/* Candidate lookup: a linear scan for a few, else an open-addressed table
+ * of candidate positions (+1; 0 = empty) on the caller's stack. */
+struct cmap {
+    const uint64_t *keys;
+    size_t n;
+    uint16_t *slot;
+    size_t mask;
+};
+
+static void cmap_init(struct cmap *c, const uint64_t *keys, size_t n, uint16_t *slots)
+{
+    c->keys = keys;
+    c->n = n;
+    c->slot = NULL;
+    c->mask = 0;
+    if (n <= 8)
+        return;
+    size_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    c->slot = slots;
+    c->mask = size - 1;
+    memset(slots, 0, size * sizeof(*slots));
+    for (size_t j = 0; j < n; j++) {
+        size_t h = (size_t)(keys[j] ^ (keys[j] >> 29)) & c->mask;
+        while (c->slot[h])
+            h = (h + 1) & c->mask;
+        c->slot[h] = (uint16_t)(j + 1);
+    }
+}
+
+/* Sets depth[j] = level for every candidate j with key <k>; returns how
+ * many. */
+static unsigned cmap_hit(const struct cmap *c, uint64_t k, uint32_t *depth, uint32_t level)
+{
+    unsigned hits = 0;
+
+    if (!c->slot) {
+        for (size_t j = 0; j < c->n; j++)
+            if (c->keys[j] == k) {
+                depth[j] = level;
+                hits++;
+            }
+        return hits;
+    }
+    for (size_t h = (size_t)(k ^ (k >> 29)) & c->mask; c->slot[h]; h = (h + 1) & c->mask) {
+        size_t j = c->slot[h] - 1u;
+        if (c->keys[j] == k) {
+            depth[j] = level;
+            hits++;
+        }
+    }
+    return hits;
+}
+
+/* Marks the candidates found fresh in the entry of hash; returns how many
+ * candidates matched (-1: no entry or none of its marks fresh). */
+static int match_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t now, uint32_t ttl,
+                     const struct cmap *c, uint32_t *depth, uint32_t level)
+{
+    uint64_t d = mix(hash, pool);
+    struct set *s = set_of(x, d);
+    uint32_t tag = (uint32_t)(d >> 32) | 1u;
+    uint32_t m = set_now(x, s, now);
+    int w = find(s, tag, hash, pool);
+    int fresh = 0, hits = 0;
+
+    if (w < 0)
+        return -1;
+    struct entry *e = &s->e[w];
+    for (unsigned k = 0; k < GW_PIDX_WAYS; k++) {
+        if (!e->mark[k] || (m > e->mark[k] && m - e->mark[k] >= ttl))
+            continue; /* (a mark ahead of now: the clock went back; fresh) */
+        fresh = 1;
+        hits += (int)cmap_hit(c, e->rkey[k], depth, level);
+    }
+    if (!fresh) {
+        free_entry(x, s, (unsigned)w);
+        x->expired++;
+        return -1;
+    }
+    return hits;
+}
+
+uint32_t gw_pidx_longest_match(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
+                               uint64_t now_ms, uint32_t ttl_ms, const uint64_t *cands,
+                               size_t ncand, uint32_t *depth)
+{
+    uint16_t slots[2 * GW_PIDX_MAX_CANDS];
+    struct cmap c;
+    uint32_t best = 0;
+
+    for (size_t j = 0; j < ncand; j++)
+        depth[j] = 0;
+    if (ncand > GW_PIDX_MAX_CANDS)
+        ncand = GW_PIDX_MAX_CANDS;
+    if (n > GW_PREFIX_BLOCKS_MAX)
+        n = GW_PREFIX_BLOCKS_MAX;
+    if (ttl_ms > GW_PIDX_TTL_MAX_MS)
+        ttl_ms = GW_PIDX_TTL_MAX_MS;
+    cmap_init(&c, cands, ncand, slots);
+    lock(x);
+    x->lookups++;
+    for (size_t i = 0; i < n && ncand; i++) {
+        if (match_one(x, pool, hashes[i], now_ms, ttl_ms, &c, depth, (uint32_t)i + 1) <= 0)
+            break;
+        best = (uint32_t)i + 1;
+    }
+    if (best) {
+        x->hits++;
+        x->hit_blocks += best;
+    }
+    unlock(x);
+    return best;
+}
+
+void gw_pidx_drop_pool(struct gw_pidx *x, uint32_t pool)
+{
+    lock(x);
+    for (size_t i = 0; i < x->nsets; i++)
+        for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++)
+            if (x->sets[i].tag[w] && x->sets[i].e[w].pool == pool)
+                free_entry(x, &x->sets[i], w);
+    unlock(x);
+}
+
+void gw_pidx_stats(struct gw_pidx *x, struct gw_pidx_stats *out)
+{
+    lock(x);
+    out->bytes = gw_pidx_bytes(x);
+    out->capacity = x->nsets * GW_PIDX_SET_WAYS;
+    out->entries = x->entries;
+    out->recorded = x->recorded;
+    out->inserted = x->inserted;
+    out->evicted = x->evicted;
+    out->expired = x->expired;
+    out->lookups = x->lookups;
+    out->hits = x->hits;
+    out->hit_blocks = x->hit_blocks;
+    unlock(x);
+}

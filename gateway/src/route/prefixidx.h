@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* prefixidx — the estimation index of prefix-cache routing: which replicas
+ * this gateway sent each prompt block chain to (docs/routing.md,
+ * "Prefix-cache routing"). Pure data structure: no I/O, no threads of its own;
+ * not wired into the call path yet (the engine will record each routed call's
+ * chain hashes and ask longest_match before a pick).
+ *
+ * Keys: (pool id, chain hash) -> up to GW_PIDX_WAYS replicas, each with the
+ * time this gateway last sent that chain there. A pool id is any 32-bit
+ * number the caller keeps stable per pool (e.g. a hash of its name); a
+ * replica is its 64-bit key gw_pidx_replica_key("host:port"), so the index
+ * survives ring reloads and replica reordering.
+ *
+ * Bounded: the memory cap given at creation (--prefix-index-bytes) is
+ * allocated once, as a set-associative table: sets of GW_PIDX_SET_WAYS
+ * fixed 64-byte entries behind one 64-byte line of tags (72 bytes an entry
+ * in all); gw_pidx_bytes() is never above the cap and never grows. A new
+ * chain hash takes a free entry of its set or evicts the set's least
+ * recently recorded one (LRU within each set of 8, an approximation of
+ * global LRU); a replica new to a full entry replaces that entry's least
+ * recently recorded replica. TTL: a replica's mark older than the caller's
+ * ttl_ms does not match (checked on lookup; an entry none of whose marks is
+ * fresh is freed there).
+ *
+ * Time: callers pass a monotonic clock in milliseconds. Marks are 32-bit
+ * offsets from a base per set, moved forward when the set is touched 2^30 ms
+ * (12.4 days) after it, dropping marks older than GW_PIDX_TTL_MAX_MS on the
+ * way, so they never wrap.
+ *
+ * Concurrency (measured, bench/RESULTS.md "prefix index"): GW_PIDX_SHARED
+ * is one index every worker uses under one mutex (a record or a lookup takes
+ * it once); GW_PIDX_PRIVATE takes no lock, for one thread only (a per-worker
+ * index). Striping the lock by the first block's hash would split the
+ * capacity by stripe, and the chains behind one popular system prompt would
+ * all crowd one stripe; striping by set would take a lock per block.
+ * DECISION, see bench/RESULTS.md.
+ */
+#ifndef INFERGW_PREFIXIDX_H
+#define INFERGW_PREFIXIDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_PIDX_WAYS       4           /* replicas remembered per chain hash */
+#define GW_PIDX_SET_WAYS   8           /* entries per set (LRU within a set) */
+#define GW_PIDX_MIN_BYTES  (64u << 10) /* smallest cap accepted */
+#define GW_PIDX_TTL_MAX_MS 86400000u   /* largest ttl_ms (prefix_ttl_ms's bound) */
+#define GW_PIDX_MAX_CANDS  4096        /* candidates per lookup (GW_RING_MAX_REPLICAS) */
+
+enum gw_pidx_mode {
+    GW_PIDX_SHARED = 0, /* one mutex: any thread */
+    GW_PIDX_PRIVATE,    /* no locks: one thread only */
+};
+
+struct gw_pidx;
+
+/* The stable key of a replica: XXH3_64bits of its ring address
+ * ("host:port"). Pure. */
+uint64_t gw_pidx_replica_key(const char *addr, size_t len);
+
+/* Creates an index using at most <max_bytes> bytes in all (allocated now,
+ * zeroed: the kernel backs pages as they are first written). Returns NULL
+ * when <max_bytes> is below GW_PIDX_MIN_BYTES or allocation fails. */
+struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode);
+void gw_pidx_free(struct gw_pidx *x);
+
+/* Records that chain hashes[0..n) of <pool> were sent to replica <rkey> at
+ * <now_ms>: each hash's entry gets <rkey>'s mark set to now (entries created
+ * or evicted as needed). n = 0 is a no-op; n is cut to GW_PREFIX_BLOCKS_MAX
+ * (1024). Never fails: a full set evicts. */
+void gw_pidx_record(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
+                    uint64_t rkey, uint64_t now_ms);
+
+/* For each candidate cands[j] (replica keys, ncand <= GW_PIDX_MAX_CANDS;
+ * more are ignored, depth 0), depth[j] = the number of leading blocks of
+ * hashes[0..n) whose entry holds a mark of cands[j] younger than <ttl_ms>
+ * (1..GW_PIDX_TTL_MAX_MS): the walk goes down the chain and stops at the
+ * first hash where no candidate has a fresh mark, so depth[j] = i + 1 for
+ * the deepest level i reached where cands[j] was marked. Returns the largest
+ * depth (0 = no match: the caller falls back to the ring on hashes[0]).
+ * Read-mostly: frees entries found wholly expired. Duplicate candidates
+ * both get the depth. */
+uint32_t gw_pidx_longest_match(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
+                               uint64_t now_ms, uint32_t ttl_ms, const uint64_t *cands,
+                               size_t ncand, uint32_t *depth);
+
+/* Forgets every entry of <pool> (a deleted pool): one pass over the index. */
+void gw_pidx_drop_pool(struct gw_pidx *x, uint32_t pool);
+
+struct gw_pidx_stats {
+    size_t bytes;        /* memory held: gw_pidx_bytes() */
+    size_t capacity;     /* entries the index can hold */
+    size_t entries;      /* entries in use */
+    uint64_t recorded;   /* hashes recorded */
+    uint64_t inserted;   /* entries created */
+    uint64_t evicted;    /* live entries evicted for room (LRU) */
+    uint64_t expired;    /* entries freed because every mark was past its TTL */
+    uint64_t lookups;    /* longest_match calls */
+    uint64_t hits;       /* longest_match calls that returned a depth above 0 */
+    uint64_t hit_blocks; /* sum of the depths returned */
+};
+
+/* The counters and sizes, read under the lock. */
+void gw_pidx_stats(struct gw_pidx *x, struct gw_pidx_stats *out);
+/* The bytes the index holds: its structure and table; constant
+ * from creation, at most the cap. */
+size_t gw_pidx_bytes(const struct gw_pidx *x);
+
+#endif
