@@ -46,55 +46,67 @@ static void test_chain_matches_pinned_vector(void **state)
     assert_memory_equal(h, want, sizeof(h));
 }
 
+#define TEXT96                                                                                     \
+    "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs, ok? "   \
+    "Yes!!"
+
 static void test_record_and_match(void **state)
 {
     struct gw_pidx *x = gw_pidx_create(MIB, GW_PIDX_PRIVATE);
-    uint64_t h[5], other[5], cands[3] = {A, B, C};
+    uint64_t h[12], other[12], cands[3] = {A, B, C};
     uint32_t depth[3];
 
     (void)state;
     assert_non_null(x);
-    chain("The quick brown fox jumps over the lazy dog", 8, h, 5);
-    chain("Pack my box with five dozen liquor jugs, ok", 8, other, 5);
+    assert_int_equal(GW_PIDX_STRIDE, 4);
+    chain(TEXT96, 8, h, 12);
+    chain(TEXT96 + 1, 8, other, 11);
     /* Nothing recorded: no match. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1000, 60000, cands, 3, depth), 0);
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1000, 60000, cands, 3, depth), 0);
     assert_int_equal(depth[0] + depth[1] + depth[2], 0);
-    /* A got the first 3 blocks, B the whole chain. */
-    gw_pidx_record(x, 1, h, 3, A, 1000);
-    gw_pidx_record(x, 1, h, 5, B, 1001);
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1002, 60000, cands, 3, depth), 5);
-    assert_int_equal(depth[0], 3);
-    assert_int_equal(depth[1], 5);
+    /* A got the first 8 blocks (levels 3 and 7 kept), B all 12 (3, 7, 11). */
+    gw_pidx_record(x, 1, h, 8, A, 1000);
+    gw_pidx_record(x, 1, h, 12, B, 1001);
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1002, 60000, cands, 3, depth), 12);
+    assert_int_equal(depth[0], 8);
+    assert_int_equal(depth[1], 12);
     assert_int_equal(depth[2], 0);
-    /* A shorter prompt with the same start. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 2, 1002, 60000, cands, 3, depth), 2);
-    assert_int_equal(depth[0], 2);
-    assert_int_equal(depth[1], 2);
-    /* Candidates limit what counts: only A eligible -> 3. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1002, 60000, cands, 1, depth), 3);
-    /* C alone: nothing, and the walk stops at level 0. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1002, 60000, &cands[2], 1, depth), 0);
+    /* A shorter prompt with the same start: 6 blocks, whose last level (5)
+     * nobody recorded: the match is rounded down to the stride, 4. */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 6, 1002, 60000, cands, 3, depth), 4);
+    assert_int_equal(depth[0], 4);
+    assert_int_equal(depth[1], 4);
+    /* Candidates limit what counts: only A eligible -> 8 (the walk stops at
+     * level 11 and finds nothing between). */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1002, 60000, cands, 1, depth), 8);
+    /* C alone: nothing. */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1002, 60000, &cands[2], 1, depth), 0);
+    /* C gets a 6-block prompt (levels 3 and 5): the walk stops at 7 and
+     * finds C's last level on the way back: exact depth 6. */
+    gw_pidx_record(x, 1, h, 6, C, 1002);
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1003, 60000, &cands[2], 1, depth), 6);
+    assert_int_equal(depth[0], 6);
     /* Another prompt, another pool: no match. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, other, 5, 1002, 60000, cands, 3, depth), 0);
-    assert_int_equal(gw_pidx_longest_match(x, 2, h, 5, 1002, 60000, cands, 3, depth), 0);
+    assert_int_equal(gw_pidx_longest_match(x, 1, other, 11, 1003, 60000, cands, 3, depth), 0);
+    assert_int_equal(gw_pidx_longest_match(x, 2, h, 12, 1003, 60000, cands, 3, depth), 0);
     /* Duplicated candidates both get the depth; n = 0 matches nothing. */
     {
         uint64_t dup[2] = {B, B};
         uint32_t d2[2];
-        assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1002, 60000, dup, 2, d2), 5);
-        assert_int_equal(d2[0], 5);
-        assert_int_equal(d2[1], 5);
-        assert_int_equal(gw_pidx_longest_match(x, 1, h, 0, 1002, 60000, dup, 2, d2), 0);
+        assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1003, 60000, dup, 2, d2), 12);
+        assert_int_equal(d2[0], 12);
+        assert_int_equal(d2[1], 12);
+        assert_int_equal(gw_pidx_longest_match(x, 1, h, 0, 1003, 60000, dup, 2, d2), 0);
     }
     struct gw_pidx_stats st;
     gw_pidx_stats(x, &st);
-    assert_int_equal(st.entries, 5);
-    assert_int_equal(st.recorded, 8);
-    assert_int_equal(st.inserted, 5);
+    assert_int_equal(st.entries, 4);  /* levels 3, 5, 7, 11 */
+    assert_int_equal(st.recorded, 7); /* A 2, B 3, C 2 */
+    assert_int_equal(st.inserted, 4);
     assert_int_equal(st.evicted, 0);
     /* Dropping the pool forgets it. */
     gw_pidx_drop_pool(x, 1);
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 5, 1002, 60000, cands, 3, depth), 0);
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 12, 1003, 60000, cands, 3, depth), 0);
     gw_pidx_stats(x, &st);
     assert_int_equal(st.entries, 0);
     gw_pidx_free(x);
@@ -124,31 +136,32 @@ static void test_replicas_per_entry(void **state)
 static void test_ttl(void **state)
 {
     struct gw_pidx *x = gw_pidx_create(MIB, GW_PIDX_PRIVATE);
-    uint64_t h[4], cands[2] = {A, B};
+    uint64_t h[8], cands[2] = {A, B};
     uint32_t depth[2];
     struct gw_pidx_stats st;
 
     (void)state;
-    chain("0123456789abcdef0123456789abcdef", 8, h, 4);
-    gw_pidx_record(x, 1, h, 4, A, 10000);
-    gw_pidx_record(x, 1, h, 2, B, 15000);
-    /* Within the TTL (5000 ms): A 4, B 2. Just under A's TTL. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 4, 14999, 5000, cands, 2, depth), 4);
-    /* At 15000 A is 5000 ms old: expired; B fresh for 2 blocks, and the
-     * walk stops at level 2, where only A's expired mark is. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 4, 15000, 5000, cands, 2, depth), 2);
+    chain(TEXT96, 8, h, 8);
+    gw_pidx_record(x, 1, h, 8, A, 10000); /* levels 3 and 7 */
+    gw_pidx_record(x, 1, h, 4, B, 15000); /* level 3 */
+    /* Within the TTL (5000 ms): A 8, B 4. Just under A's TTL. */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 8, 14999, 5000, cands, 2, depth), 8);
+    /* At 15000 A is 5000 ms old: expired; B fresh for 4 blocks, and the
+     * walk stops at level 7, where only A's expired mark is. */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 8, 15000, 5000, cands, 2, depth), 4);
     assert_int_equal(depth[0], 0);
-    assert_int_equal(depth[1], 2);
+    assert_int_equal(depth[1], 4);
     gw_pidx_stats(x, &st);
-    assert_int_equal(st.expired, 1); /* h[2]: only A's mark, all expired: freed */
-    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.expired, 1); /* level 7: only A's mark, all expired: freed */
+    assert_int_equal(st.entries, 1);
     /* Another pool's TTL (longer) sees A again: the TTL is the caller's. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 2, 15000, 60000, cands, 2, depth), 2);
-    assert_int_equal(depth[0], 2);
-    /* Everything expired: nothing, and the entries are freed on the way. */
-    assert_int_equal(gw_pidx_longest_match(x, 1, h, 4, 100000, 5000, cands, 2, depth), 0);
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 4, 15000, 60000, cands, 2, depth), 4);
+    assert_int_equal(depth[0], 4);
+    /* Everything expired: nothing, and the entry is freed on the way. */
+    assert_int_equal(gw_pidx_longest_match(x, 1, h, 8, 100000, 5000, cands, 2, depth), 0);
     gw_pidx_stats(x, &st);
-    assert_int_equal(st.entries, 2); /* the walk stopped at h[0] (freed): h[1], h[3] remain */
+    assert_int_equal(st.expired, 2);
+    assert_int_equal(st.entries, 0);
     gw_pidx_free(x);
 }
 
@@ -221,9 +234,9 @@ static void test_lru_eviction(void **state)
     gw_pidx_free(x);
 }
 
-/* The cap: 1,000,000 distinct prefixes (16 blocks each, 16 million chain
- * hashes; bench/prefix_bench.c does 64) into a 64 MiB index stay under it;
- * the index's own byte count never moves. */
+/* The cap: 1,000,000 distinct prefixes (16 blocks each, 4 million levels
+ * kept; bench/prefix_bench.c does 64 blocks) into a 64 MiB index stay under
+ * it; the index's own byte count never moves. */
 static void test_cap_million_prefixes(void **state)
 {
     size_t cap = 64u * MIB;
@@ -244,7 +257,7 @@ static void test_cap_million_prefixes(void **state)
     gw_pidx_stats(x, &st);
     assert_int_equal(st.bytes, bytes0);
     assert_true(st.bytes <= cap);
-    assert_int_equal(st.recorded, 16000000);
+    assert_int_equal(st.recorded, 4000000); /* levels 3, 7, 11, 15 of each */
     assert_true(st.entries <= st.capacity);
     assert_true(st.entries > st.capacity * 9 / 10);
     assert_int_equal(st.inserted - st.evicted, st.entries);
@@ -279,11 +292,14 @@ static void test_many_candidates(void **state)
     assert_int_equal(gw_pidx_longest_match(x, 1, h, 8, 4, 1000, cands, GW_PIDX_MAX_CANDS, depth),
                      8);
     for (size_t j = 0; j < GW_PIDX_MAX_CANDS; j++) {
-        uint32_t want = j == 4000 ? 8 : j == 17 ? 5 : j == 0 ? 3 : 0;
+        /* 17's 5 blocks and 0's 3 end between the levels the walk visits
+         * for the deepest (8): rounded down to the stride. */
+        uint32_t want = j == 4000 ? 8 : j == 17 ? 4 : 0;
         if (depth[j] != want)
             fail_msg("candidate %zu: depth %u, want %u", j, depth[j], want);
     }
-    /* 9 candidates: just past the linear scan. */
+    /* 9 candidates (just past the linear scan), 17 the deepest of them:
+     * found exactly on the way back from level 7. */
     uint64_t nine[9] = {5, 6, 7, 8, 9, 10, 11, 12, cands[17]};
     assert_int_equal(gw_pidx_longest_match(x, 1, h, 8, 4, 1000, nine, 9, depth), 5);
     assert_int_equal(depth[8], 5);

@@ -5,11 +5,18 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "route/prefix.h"
 
 #define REBASE_AFTER_MS (1ull << 30)
+#define HUGE_PAGE       (2u << 20)
+/* Lookahead of the walks: tag lines are prefetched TAG_AHEAD levels ahead,
+ * entry lines (once the tag line is in) ENTRY_AHEAD levels ahead, so the
+ * cache misses of a chain's levels overlap instead of queueing. */
+#define TAG_AHEAD   32
+#define ENTRY_AHEAD 8
 
 /* One chain hash of one pool: the replicas it was sent to, each with the
  * time of its last record (a mark: ms since the set's base, plus 1; 0 = an
@@ -63,11 +70,14 @@ struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode)
     x = calloc(1, sizeof(*x));
     if (!x)
         return NULL;
-    x->sets = aligned_alloc(64, nsets * sizeof(struct set));
-    if (!x->sets) {
+    /* Huge pages where the kernel offers them (madvise mode): a lookup
+     * touches a random set per block, which would cost a TLB miss each on
+     * 4 KiB pages. */
+    if (posix_memalign((void **)&x->sets, HUGE_PAGE, nsets * sizeof(struct set)) != 0) {
         free(x);
         return NULL;
     }
+    (void)madvise(x->sets, nsets * sizeof(struct set), MADV_HUGEPAGE); /* a hint only */
     memset(x->sets, 0, nsets * sizeof(struct set));
     x->nsets = nsets;
     x->mode = mode;
@@ -203,9 +213,65 @@ static void mark(struct entry *e, uint64_t rkey, uint32_t m)
     e->touched = m > e->touched ? m : e->touched;
 }
 
-static void record_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t rkey, uint64_t now)
+/* The levels a chain of <n> hashes is recorded and looked up at: every
+ * GW_PIDX_STRIDE-th (S - 1, 2S - 1, ...) and the last. Returns how many. */
+static size_t levels(size_t n, uint32_t *lv)
 {
-    uint64_t d = mix(hash, pool);
+    size_t k = 0;
+
+    for (size_t i = GW_PIDX_STRIDE - 1; i < n; i += GW_PIDX_STRIDE)
+        lv[k++] = (uint32_t)i;
+    if (n && (k == 0 || lv[k - 1] != n - 1))
+        lv[k++] = (uint32_t)(n - 1);
+    return k;
+}
+
+/* The digests of those levels' hashes in d[], and the tag lines of the
+ * first TAG_AHEAD prefetched (no lock needed: nothing is read yet). */
+static void digests(const struct gw_pidx *x, uint32_t pool, const uint64_t *hashes,
+                    const uint32_t *lv, size_t n, uint64_t *d)
+{
+    for (size_t i = 0; i < n; i++) {
+        d[i] = mix(hashes[lv[i]], pool);
+        if (i < TAG_AHEAD)
+            __builtin_prefetch(set_of(x, d[i]));
+    }
+}
+
+/* At level i: the tag line of level i + TAG_AHEAD, and the entry line of
+ * level i + ENTRY_AHEAD where its tag matches (a tag-only guess). */
+static void ahead(const struct gw_pidx *x, const uint64_t *d, size_t i, size_t n)
+{
+    if (i + TAG_AHEAD < n)
+        __builtin_prefetch(set_of(x, d[i + TAG_AHEAD]));
+    if (i + ENTRY_AHEAD < n) {
+        const struct set *s = set_of(x, d[i + ENTRY_AHEAD]);
+        uint32_t tag = (uint32_t)(d[i + ENTRY_AHEAD] >> 32) | 1u;
+        for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++)
+            if (s->tag[w] == tag) {
+                __builtin_prefetch(&s->e[w], 1);
+                break;
+            }
+    }
+}
+
+/* The entry lines of the first ENTRY_AHEAD levels (under the lock). */
+static void ahead_start(const struct gw_pidx *x, const uint64_t *d, size_t n)
+{
+    for (size_t i = 0; i < ENTRY_AHEAD && i < n; i++) {
+        const struct set *s = set_of(x, d[i]);
+        uint32_t tag = (uint32_t)(d[i] >> 32) | 1u;
+        for (unsigned w = 0; w < GW_PIDX_SET_WAYS; w++)
+            if (s->tag[w] == tag) {
+                __builtin_prefetch(&s->e[w], 1);
+                break;
+            }
+    }
+}
+
+static void record_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t d, uint64_t rkey,
+                       uint64_t now)
+{
     struct set *s = set_of(x, d);
     uint32_t tag = (uint32_t)(d >> 32) | 1u;
     uint32_t m = set_now(x, s, now);
@@ -226,12 +292,21 @@ static void record_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t
 void gw_pidx_record(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
                     uint64_t rkey, uint64_t now_ms)
 {
+    uint64_t d[GW_PREFIX_BLOCKS_MAX];
+    uint32_t lv[GW_PREFIX_BLOCKS_MAX];
+    size_t k;
+
     if (n > GW_PREFIX_BLOCKS_MAX)
         n = GW_PREFIX_BLOCKS_MAX;
+    k = levels(n, lv);
+    digests(x, pool, hashes, lv, k, d);
     lock(x);
-    for (size_t i = 0; i < n; i++)
-        record_one(x, pool, hashes[i], rkey, now_ms);
-    x->recorded += n;
+    ahead_start(x, d, k);
+    for (size_t i = 0; i < k; i++) {
+        ahead(x, d, i, k);
+        record_one(x, pool, hashes[lv[i]], d[i], rkey, now_ms);
+    }
+    x->recorded += k;
     unlock(x);
 }
 
@@ -292,10 +367,9 @@ static unsigned cmap_hit(const struct cmap *c, uint64_t k, uint32_t *depth, uint
 
 /* Marks the candidates found fresh in the entry of hash; returns how many
  * candidates matched (-1: no entry or none of its marks fresh). */
-static int match_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t now, uint32_t ttl,
-                     const struct cmap *c, uint32_t *depth, uint32_t level)
+static int match_one(struct gw_pidx *x, uint32_t pool, uint64_t hash, uint64_t d, uint64_t now,
+                     uint32_t ttl, const struct cmap *c, uint32_t *depth, uint32_t level)
 {
-    uint64_t d = mix(hash, pool);
     struct set *s = set_of(x, d);
     uint32_t tag = (uint32_t)(d >> 32) | 1u;
     uint32_t m = set_now(x, s, now);
@@ -324,25 +398,40 @@ uint32_t gw_pidx_longest_match(struct gw_pidx *x, uint32_t pool, const uint64_t 
                                size_t ncand, uint32_t *depth)
 {
     uint16_t slots[2 * GW_PIDX_MAX_CANDS];
+    uint64_t d[GW_PREFIX_BLOCKS_MAX];
+    uint32_t lv[GW_PREFIX_BLOCKS_MAX];
     struct cmap c;
     uint32_t best = 0;
+    size_t k, j;
 
-    for (size_t j = 0; j < ncand; j++)
-        depth[j] = 0;
+    for (size_t i = 0; i < ncand; i++)
+        depth[i] = 0;
     if (ncand > GW_PIDX_MAX_CANDS)
         ncand = GW_PIDX_MAX_CANDS;
     if (n > GW_PREFIX_BLOCKS_MAX)
         n = GW_PREFIX_BLOCKS_MAX;
     if (ttl_ms > GW_PIDX_TTL_MAX_MS)
         ttl_ms = GW_PIDX_TTL_MAX_MS;
+    k = ncand ? levels(n, lv) : 0;
+    digests(x, pool, hashes, lv, k, d);
     cmap_init(&c, cands, ncand, slots);
     lock(x);
     x->lookups++;
-    for (size_t i = 0; i < n && ncand; i++) {
-        if (match_one(x, pool, hashes[i], now_ms, ttl_ms, &c, depth, (uint32_t)i + 1) <= 0)
+    ahead_start(x, d, k);
+    for (j = 0; j < k; j++) {
+        ahead(x, d, j, k);
+        if (match_one(x, pool, hashes[lv[j]], d[j], now_ms, ttl_ms, &c, depth, lv[j] + 1) <= 0)
             break;
-        best = (uint32_t)i + 1;
+        best = lv[j] + 1;
     }
+    /* Stopped at level lv[j]: the levels between the last hit and it, from
+     * the deepest down, hold the last level of shorter chains. */
+    for (size_t i = j < k ? lv[j] : 0; i-- > best;)
+        if (match_one(x, pool, hashes[i], mix(hashes[i], pool), now_ms, ttl_ms, &c, depth,
+                      (uint32_t)i + 1) > 0) {
+            best = (uint32_t)i + 1;
+            break;
+        }
     if (best) {
         x->hits++;
         x->hit_blocks += best;

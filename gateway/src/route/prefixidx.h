@@ -6,7 +6,11 @@
  * chain hashes and ask longest_match before a pick).
  *
  * Keys: (pool id, chain hash) -> up to GW_PIDX_WAYS replicas, each with the
- * time this gateway last sent that chain there. A pool id is any 32-bit
+ * time this gateway last sent that chain there. Only every
+ * GW_PIDX_STRIDE-th hash of a chain (levels S-1, 2S-1, ...) and its last
+ * one are kept: h[i] covers blocks 0..i, so the levels between add little,
+ * and skipping them makes a lookup or a record touch 4 times fewer cache
+ * lines and the index hold 4 times more prompts. A pool id is any 32-bit
  * number the caller keeps stable per pool (e.g. a hash of its name); a
  * replica is its 64-bit key gw_pidx_replica_key("host:port"), so the index
  * survives ring reloads and replica reordering.
@@ -42,6 +46,7 @@
 #include <stdint.h>
 
 #define GW_PIDX_WAYS       4           /* replicas remembered per chain hash */
+#define GW_PIDX_STRIDE     4           /* every 4th level of a chain is kept, and the last */
 #define GW_PIDX_SET_WAYS   8           /* entries per set (LRU within a set) */
 #define GW_PIDX_MIN_BYTES  (64u << 10) /* smallest cap accepted */
 #define GW_PIDX_TTL_MAX_MS 86400000u   /* largest ttl_ms (prefix_ttl_ms's bound) */
@@ -65,21 +70,25 @@ struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode);
 void gw_pidx_free(struct gw_pidx *x);
 
 /* Records that chain hashes[0..n) of <pool> were sent to replica <rkey> at
- * <now_ms>: each hash's entry gets <rkey>'s mark set to now (entries created
- * or evicted as needed). n = 0 is a no-op; n is cut to GW_PREFIX_BLOCKS_MAX
- * (1024). Never fails: a full set evicts. */
+ * <now_ms>: the entries of levels S-1, 2S-1, ... and n-1 (S =
+ * GW_PIDX_STRIDE) get <rkey>'s mark set to now (entries created or evicted
+ * as needed). n = 0 is a no-op; n is cut to GW_PREFIX_BLOCKS_MAX (1024).
+ * Never fails: a full set evicts. */
 void gw_pidx_record(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
                     uint64_t rkey, uint64_t now_ms);
 
-/* For each candidate cands[j] (replica keys, ncand <= GW_PIDX_MAX_CANDS;
- * more are ignored, depth 0), depth[j] = the number of leading blocks of
- * hashes[0..n) whose entry holds a mark of cands[j] younger than <ttl_ms>
- * (1..GW_PIDX_TTL_MAX_MS): the walk goes down the chain and stops at the
- * first hash where no candidate has a fresh mark, so depth[j] = i + 1 for
- * the deepest level i reached where cands[j] was marked. Returns the largest
+/* How deep each candidate matches hashes[0..n), for cands[0..ncand)
+ * (replica keys, ncand <= GW_PIDX_MAX_CANDS; more are ignored, depth 0). A
+ * candidate matches at level i when h[i]'s entry holds a mark of it younger
+ * than <ttl_ms> (1..GW_PIDX_TTL_MAX_MS). The walk visits levels S-1, 2S-1,
+ * ..., n-1 in order and stops at the first where no candidate matches; then
+ * it looks at the levels between the last match and that one, deepest first
+ * (where shorter chains ended), and stops at the first match. depth[j] = 1 +
+ * the deepest level visited where cands[j] matched: exact for the longest
+ * match, rounded down to a multiple of S for the others. Returns the largest
  * depth (0 = no match: the caller falls back to the ring on hashes[0]).
- * Read-mostly: frees entries found wholly expired. Duplicate candidates
- * both get the depth. */
+ * Read-mostly: frees entries found wholly expired. Duplicate candidates both
+ * get the depth. */
 uint32_t gw_pidx_longest_match(struct gw_pidx *x, uint32_t pool, const uint64_t *hashes, size_t n,
                                uint64_t now_ms, uint32_t ttl_ms, const uint64_t *cands,
                                size_t ncand, uint32_t *depth);
@@ -91,7 +100,7 @@ struct gw_pidx_stats {
     size_t bytes;        /* memory held: gw_pidx_bytes() */
     size_t capacity;     /* entries the index can hold */
     size_t entries;      /* entries in use */
-    uint64_t recorded;   /* hashes recorded */
+    uint64_t recorded;   /* chain hashes recorded (the levels kept) */
     uint64_t inserted;   /* entries created */
     uint64_t evicted;    /* live entries evicted for room (LRU) */
     uint64_t expired;    /* entries freed because every mark was past its TTL */
