@@ -330,7 +330,6 @@ static void single_thread(void)
                        reps[ri], mode == 0 ? "shared" : "private", rec ? " + record" : "", ns,
                        100.0 * (double)c.prefix_hits / (double)c.decisions);
             }
-            parts(c.idx, c.nrep, mode == 0 ? "shared" : "private");
             if (mode == 0) {
                 c.kv = gw_kvidx_create(256u << 20, 64);
                 feed_kv(c.kv, c.idx, c.nrep);
@@ -342,6 +341,8 @@ static void single_thread(void)
                        reps[ri], ns, 100.0 * (double)c.prefix_hits / (double)c.decisions);
                 gw_kvidx_free(c.kv);
             }
+            /* Last: its records spread every prompt over every replica. */
+            parts(c.idx, c.nrep, mode == 0 ? "shared" : "private");
             gw_pidx_free(c.idx);
         }
     }

@@ -228,17 +228,23 @@ struct kvset {
 
 struct replica {
     uint64_t key;
-    char id[GW_KV_ID_MAX + 1];
+    int stale, known;
+    struct kvset live; /* with key and stale: the first cache line, all a lookup reads */
+    struct kvset stage;
     uint64_t epoch, seq;
-    int known, stale, staging;
+    int staging;
     uint32_t next_part, parts;
+    char id[GW_KV_ID_MAX + 1];
     char why[128];
-    struct kvset live, stage;
 };
+
+/* A replica's record, its pointer and its key. */
+#define REPLICA_BYTES (sizeof(struct replica) + sizeof(struct replica *) + sizeof(uint64_t))
 
 struct gw_kvidx {
     pthread_rwlock_t lock;
     struct replica **r; /* sorted by key */
+    uint64_t *keys;     /* keys[i] = r[i]->key: the search reads one array */
     size_t nr, max_replicas;
     size_t bytes, max_bytes;
     uint64_t applied, old, lost, full, snapshots, abandoned;
@@ -374,7 +380,7 @@ static void replica_free(struct gw_kvidx *x, struct replica *r)
 {
     kvset_clear(x, &r->live);
     kvset_clear(x, &r->stage);
-    x->bytes -= sizeof(*r) + sizeof(r);
+    x->bytes -= REPLICA_BYTES;
     free(r);
 }
 
@@ -385,6 +391,7 @@ void gw_kvidx_free(struct gw_kvidx *x)
     for (size_t i = 0; i < x->nr; i++)
         replica_free(x, x->r[i]);
     free(x->r);
+    free(x->keys);
     pthread_rwlock_destroy(&x->lock);
     free(x);
 }
@@ -395,7 +402,7 @@ static size_t lower_bound(const struct gw_kvidx *x, uint64_t key)
     size_t lo = 0, hi = x->nr;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (x->r[mid]->key < key)
+        if (x->keys[mid] < key)
             lo = mid + 1;
         else
             hi = mid;
@@ -406,27 +413,33 @@ static size_t lower_bound(const struct gw_kvidx *x, uint64_t key)
 static struct replica *find(const struct gw_kvidx *x, uint64_t key)
 {
     size_t i = lower_bound(x, key);
-    return i < x->nr && x->r[i]->key == key ? x->r[i] : NULL;
+    return i < x->nr && x->keys[i] == key ? x->r[i] : NULL;
 }
 
 static struct replica *add(struct gw_kvidx *x, const struct gw_kv_event *ev)
 {
     size_t i = lower_bound(x, ev->rkey);
     struct replica *r, **nr;
+    uint64_t *nk;
 
-    if (x->nr == x->max_replicas || x->bytes + sizeof(*r) + sizeof(r) > x->max_bytes)
+    if (x->nr == x->max_replicas || x->bytes + REPLICA_BYTES > x->max_bytes)
         return NULL;
     r = calloc(1, sizeof(*r));
     nr = r ? realloc(x->r, (x->nr + 1) * sizeof(*nr)) : NULL;
-    if (!nr) {
+    if (nr)
+        x->r = nr;
+    nk = nr ? realloc(x->keys, (x->nr + 1) * sizeof(*nk)) : NULL;
+    if (!nk) {
         free(r);
         return NULL;
     }
-    x->r = nr;
+    x->keys = nk;
     memmove(&x->r[i + 1], &x->r[i], (x->nr - i) * sizeof(*nr));
+    memmove(&x->keys[i + 1], &x->keys[i], (x->nr - i) * sizeof(*nk));
     x->r[i] = r;
+    x->keys[i] = ev->rkey;
     x->nr++;
-    x->bytes += sizeof(*r) + sizeof(r);
+    x->bytes += REPLICA_BYTES;
     r->key = ev->rkey;
     snprintf(r->id, sizeof(r->id), "%s", ev->replica);
     r->stale = 1;
@@ -627,6 +640,7 @@ void gw_kvidx_forget(struct gw_kvidx *x, uint64_t rkey)
     if (i < x->nr && x->r[i]->key == rkey) {
         replica_free(x, x->r[i]);
         memmove(&x->r[i], &x->r[i + 1], (x->nr - i - 1) * sizeof(*x->r));
+        memmove(&x->keys[i], &x->keys[i + 1], (x->nr - i - 1) * sizeof(*x->keys));
         x->nr--;
     }
     pthread_rwlock_unlock(&x->lock);
@@ -653,6 +667,18 @@ uint32_t gw_kvidx_longest_match(struct gw_kvidx *x, const uint64_t *hashes, size
     uint32_t best = 0;
 
     pthread_rwlock_rdlock(&x->lock);
+    /* Every candidate's first probe is a cache miss of its own table: issue
+     * them all before walking, so that they overlap. */
+    for (size_t j = 0; j < ncand; j++) {
+        const struct replica *r = find(x, cands[j]);
+        if (r)
+            __builtin_prefetch(&r->live);
+    }
+    for (size_t j = 0; j < ncand && n; j++) {
+        const struct replica *r = find(x, cands[j]);
+        if (r && r->live.cap)
+            __builtin_prefetch(&r->live.slot[slot_of(hashes[0], r->live.cap)]);
+    }
     for (size_t j = 0; j < ncand; j++) {
         const struct replica *r = find(x, cands[j]);
         uint32_t d = 0;
