@@ -290,8 +290,8 @@ const struct gw_flag gw_flags[] = {
      .section = GW_SEC_POOLS,
      U32(prefix_index_bytes, 1u << 20, 4294967295u),
      .def = "67108864",
-     .help = "memory cap of the prefix-cache estimation index, all pools together (LRU beyond "
-             "it; docs/routing.md, Prefix-cache routing)"},
+     .help = "memory cap of the prefix-cache estimation index, all pools and workers together "
+             "(LRU beyond it; docs/routing.md, Prefix-cache routing)"},
     {.name = "redis",
      .arg = "URL",
      .section = GW_SEC_POOLS,

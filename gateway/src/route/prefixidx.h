@@ -31,13 +31,21 @@
  * (12.4 days) after it, dropping marks older than GW_PIDX_TTL_MAX_MS on the
  * way, so they never wrap.
  *
- * Concurrency (measured, bench/RESULTS.md "prefix index"): GW_PIDX_SHARED
- * is one index every worker uses under one mutex (a record or a lookup takes
- * it once); GW_PIDX_PRIVATE takes no lock, for one thread only (a per-worker
- * index). Striping the lock by the first block's hash would split the
- * capacity by stripe, and the chains behind one popular system prompt would
- * all crowd one stripe; striping by set would take a lock per block.
- * DECISION, see bench/RESULTS.md.
+ * Concurrency (measured: bench/RESULTS.md, "prefix-cache routing
+ * decision"): GW_PIDX_SHARED is one index every worker uses under one mutex
+ * (a record or a lookup takes it once); GW_PIDX_PRIVATE takes no lock, for
+ * one thread only. DECISION: one private index per worker, each with
+ * --prefix-index-bytes / workers. With 2 threads deciding back to back, the
+ * shared index cost 3 to 4 times as much per decision (2.0 to 4.6 us against
+ * 0.7 to 1.7 us over two runs: the lock and the sets' cache lines move
+ * between cores); on one thread the mutex costs next to nothing. What a
+ * private index gives up is small: a prefix no index knows goes by the ring
+ * on its first block's hash, so every worker (and every gateway) sends a new
+ * system prompt or conversation to the same replica; only the calls moved by
+ * a load override are known to one worker alone, as they are to one gateway
+ * alone. (Striping one shared index by the first block's hash would split its
+ * capacity by stripe, with every chain behind a popular system prompt in one
+ * stripe; striping by set would take a lock per level.)
  */
 #ifndef INFERGW_PREFIXIDX_H
 #define INFERGW_PREFIXIDX_H
