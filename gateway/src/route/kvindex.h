@@ -30,7 +30,8 @@
  *
  * Bounded: hash sets are open-addressed tables of 8-byte slots (load at most
  * 1/2) whose bytes, with the replicas' records, are counted against the cap
- * given at creation; a stored event or snapshot part that would go past it
+ * given at creation (a table that doubles holds its old slots too for the
+ * moment it is copied); a stored event or snapshot part that would go past it
  * is refused (GW_KV_FULL): a stored one leaves the replica stale (its set
  * emptied), a snapshot part abandons the run. At most <max_replicas>
  * replicas: events of more are refused.

@@ -103,7 +103,8 @@ int gw_pscore_pick(const struct gw_pscore_cand *cands, size_t ncand,
         result(out, GW_PSCORE_PREFIX, best, &cands[best], sbest);
         return best;
     }
-    result(out, alt == best ? GW_PSCORE_PREFIX : GW_PSCORE_LOAD_OVERRIDE, alt, &cands[alt], salt);
+    /* alt != best: best is over, alt is not. */
+    result(out, GW_PSCORE_LOAD_OVERRIDE, alt, &cands[alt], salt);
     return alt;
 }
 
