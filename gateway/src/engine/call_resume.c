@@ -63,6 +63,7 @@ int call__resume_commit(struct gw_call *c)
         return 0;
     }
     rs->mode = rs->cur = (uint8_t)mode;
+    rs->first = c->winner;
     gw_bufq_init(&rs->partial);
     c->rs = rs;
     return 1;
@@ -183,7 +184,7 @@ static int message_done(struct gw_call *c)
     uint64_t h = XXH3_64bits_digest(rs->xs);
     uint64_t size = 5 + (uint64_t)rs->msg_len;
     if (rs->in_idx < rs->nmsg) {
-        if (rs->full || h != rs->hash[rs->in_idx]) {
+        if (rs->in_idx >= rs->cap || h != rs->hash[rs->in_idx]) {
             diverged(c, "sent a different message than the caller has");
             return -1;
         }
@@ -286,8 +287,8 @@ static const char *cannot_resume(struct gw_call *c, const struct gw_pool *pool, 
     uint64_t floor = c->ps ? gw_latency_quantile(&c->ps->latency, 0.5, LATENCY_MIN_SAMPLES) : 0;
     if (c->deadline_ns && now + floor >= c->deadline_ns)
         return "too little of the deadline is left";
-    if (!planned && !gw_budget_take(&c->ps->retry_budget, now, pool->tun.retry_budget_percent,
-                                    RETRY_BUDGET_MIN)) {
+    if (!planned && (!c->ps || !gw_budget_take(&c->ps->retry_budget, now,
+                                               pool->tun.retry_budget_percent, RETRY_BUDGET_MIN))) {
         gw_metrics_policy(c->w->metrics, GW_POLICY_RETRY_BUDGET);
         return "the pool's retry budget is spent";
     }
@@ -419,15 +420,6 @@ static int same_headers(const struct gw_hdrlist *x, const struct gw_hdrlist *y)
     return 1;
 }
 
-/* The attempt whose headers the client got: the call's first winner. */
-static const struct gw_attempt *first_winner(const struct gw_call *c)
-{
-    for (size_t i = 0; i < c->natt; i++)
-        if (c->att[i]->hdrs.n && c->att[i]->kind != GW_ATTEMPT_RESUME)
-            return c->att[i];
-    return NULL;
-}
-
 void call__resume_headers(struct gw_attempt *a, int end_stream)
 {
     struct gw_call *c = a->call;
@@ -441,7 +433,7 @@ void call__resume_headers(struct gw_attempt *a, int end_stream)
         return;
     }
     if (!end_stream) {
-        const struct gw_attempt *f = first_winner(c);
+        const struct gw_attempt *f = rs->first;
         if (f && !same_headers(&f->hdrs, &a->hdrs))
             gw_log(GW_LOG_INFO, "resume_headers_differ", "{s:I, s:s, s:s}", "call",
                    (json_int_t)c->id, "first", call__attempt_addr(f), "now", call__attempt_addr(a));
