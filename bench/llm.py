@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The LLM routing bench (issue 15): the same seeded multi-turn trace
+(bench/llm_workload.py) at the same rate through one gateway for each router,
+against simulated LLM replicas, and one markdown table with the oracle rows
+(bench/llm_analysis.py). docs/llm-bench.md explains the columns and the oracle.
+
+compare (the default): per router, fresh processes (so every KV cache starts
+  cold): a redis-server, --replicas simulated replicas (infergw-replica
+  --llm-model llm --kv-blocks K ...) registered in pool `llm` with
+  infergw-ctl, the router's tunables written with `infergw-ctl conf set
+  --pool llm` (route_by, prefix_mode), one gateway on that Redis. Routers:
+    ring            route_by=ring, x-route-key = the user id (session key)
+    least_loaded    route_by=least_loaded, no key
+    prefix-estimate route_by=prefix prefix_mode=estimate, no key
+    prefix-precise  route_by=prefix prefix_mode=precise, no key; the replicas
+                    publish KV events (--kv-events-redis, --kv-pool llm)
+  A router is "not available" when infergw-ctl refuses its tunables (an
+  unknown field or value: ctl and gateway validate alike) or the gateway logs
+  config_rejected for them; it is never run in another mode instead. (The one
+  exception, said in the table: when route_by itself is unknown, the ring on
+  x-route-key is the gateway's only routing, so the ring row runs without it.)
+  K (--kv-blocks) defaults to ceil(--kv-share x the trace's working set), the
+  working set being the distinct prompt blocks of the whole trace; both are
+  printed.
+agree: two gateways on one Redis and one set of replicas, the trace split
+  between them (call i through gateway i mod 2), for each router of
+  --routers (default prefix-estimate,prefix-precise); prints the fraction of
+  first-time prefixes both send to the same replica and the fraction of
+  calls on which they agree (llm_analysis.agreement).
+oracle: no processes: the trace's figures and the oracle rows only.
+
+The replicas must have the LLM simulation (--llm-model). --stand-in runs the
+token-streaming model instead (--token-model llm, --latency-ms as a fixed
+prefill, --token-ms): no KV cache, no x-kv trailers (hit ratio n/a); it only
+checks the machinery.
+
+  /usr/bin/python3 bench/llm.py --build-dir build [compare|agree|oracle] [--rate 20] [--calls 1200]
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import llm_analysis as la  # noqa: E402
+import llm_workload as lw  # noqa: E402
+
+POOL = "llm"
+MODEL = "llm"
+ROUTERS = {
+    # name: (tunables, keyed, precise)
+    "ring": ({"route_by": "ring"}, True, False),
+    "least_loaded": ({"route_by": "least_loaded"}, False, False),
+    "prefix-estimate": ({"route_by": "prefix", "prefix_mode": "estimate"}, False, False),
+    "prefix-precise": ({"route_by": "prefix", "prefix_mode": "precise"}, False, True),
+}
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("mode", nargs="?", default="compare", choices=("compare", "agree", "oracle"))
+    ap.add_argument("--build-dir", default=os.path.join(SOURCE_DIR, "build"))
+    ap.add_argument("--routers", help="comma list of %s [compare: all; agree: "
+                    "prefix-estimate,prefix-precise]" % ",".join(ROUTERS))
+    ap.add_argument("--rate", type=float, default=20.0, help="calls per second [%(default)s]")
+    ap.add_argument("--replicas", type=int, default=4, help="[%(default)s]")
+    ap.add_argument("--kv-share", type=float, default=0.25,
+                    help="each replica's cache in blocks = this x the working set [%(default)s]")
+    ap.add_argument("--kv-blocks", type=int, help="each replica's cache in blocks [from --kv-share]")
+    ap.add_argument("--block", type=int, default=64, help="prefix_block, bytes [%(default)s]")
+    ap.add_argument("--max-blocks", type=int, default=128, help="prefix_max_blocks [%(default)s]")
+    ap.add_argument("--prefill-us-per-unit", type=float, default=5.0, help="[%(default)s]")
+    ap.add_argument("--decode-us-per-token", type=int, default=1000, help="[%(default)s]")
+    ap.add_argument("--max-batch", type=int, default=16, help="replica running batch [%(default)s]")
+    ap.add_argument("--lru-touch", default="reverse", choices=("reverse", "forward"),
+                    help="the cache model of the greedy reference (the replica's) [%(default)s]")
+    ap.add_argument("--max-inflight", type=int, default=256, help="driver bound [%(default)s]")
+    ap.add_argument("--deadline", type=float, default=30.0, help="per call, s [%(default)s]")
+    ap.add_argument("--workers", type=int, default=2, help="gateway workers [%(default)s]")
+    ap.add_argument("--out", help="directory for per-call records (JSON lines per router)")
+    ap.add_argument("--stand-in", action="store_true",
+                    help="token-model replicas instead of the LLM simulation (no KV cache)")
+    lw.add_trace_args(ap)
+    return ap.parse_args()
+
+
+def replica_has_llm(h):
+    out = subprocess.run([h._bin("infergw-replica"), "--help"], capture_output=True, text=True)
+    return "--llm-model" in out.stdout + out.stderr
+
+
+class Setup:
+    """redis-server, replicas and gateways for one router run; stop() stops all."""
+
+    def __init__(self, h, args, k, tunables, precise, gateways=1):
+        self.h = h
+        self.procs = []
+        self.note = None
+        self.unavailable = None
+        try:
+            self._start(args, k, tunables, precise, gateways)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, args, k, tunables, precise, gateways):
+        h = self.h
+        self.redis = h.start_redis(name="redis-llm")
+        self.procs.append(self.redis)
+        self.url = h.redis_url(self.redis)
+        h.run_ctl(self.url, "pool", "add", POOL)
+        fields = dict(tunables)
+        if "prefix_mode" in fields:
+            if args.block != 64:
+                fields["prefix_block"] = str(args.block)
+            if args.max_blocks != 128:
+                fields["prefix_max_blocks"] = str(args.max_blocks)
+        for field, value in fields.items():
+            p = h.run_ctl(self.url, "conf", "set", "--pool", POOL, field, value, expect=None)
+            if p.returncode == 0:
+                continue
+            why = ((p.stderr.strip() or p.stdout.strip()).splitlines() or ["exit %d" % p.returncode])[-1]
+            why = why.replace("infergw-ctl: ", "").split(";")[0]
+            if field == "route_by" and value == "ring" and "unknown" in why:
+                self.note = "route_by unknown to this build: the ring is its only routing"
+                continue
+            self.unavailable = "not available (infergw-ctl conf set %s %s: %s)" % (field, value, why)
+            return
+        self.replicas = []
+        for i in range(args.replicas):
+            port = h.free_port()
+            rid = "127.0.0.1:%d" % port
+            if args.stand_in:
+                extra = ["--token-model", MODEL, "--latency-ms", "20",
+                         "--token-ms", str(max(1, args.decode_us_per_token // 1000))]
+            else:
+                extra = ["--llm-model", MODEL, "--kv-blocks", str(self.k_of(k)),
+                         "--prefix-block", str(args.block), "--prefix-max-blocks", str(args.max_blocks),
+                         "--prefill-us-per-unit", "%g" % args.prefill_us_per_unit,
+                         "--decode-us-per-token", str(args.decode_us_per_token),
+                         "--max-batch", str(args.max_batch)]
+                if precise:
+                    extra += ["--kv-events-redis", "127.0.0.1:%d" % self.redis.port, "--kv-pool", POOL]
+            p = h.start_replica(rid, "--quiet", "--seed", str(1000 + i), *extra, port=port)
+            self.procs.append(p)
+            self.replicas.append(p)
+            h.run_ctl(self.url, "replica", "add", POOL, rid)
+        self.gws = []
+        for g in range(gateways):
+            gw = h.start_gateway({}, "--redis", self.url, "--workers", str(args.workers))
+            self.procs.append(gw)
+            self.gws.append(gw)
+            if not gw.wait_event(lambda e: e.get("pools", 0) != 0, timeout=10.0, event="config_applied"):
+                raise RuntimeError("gateway did not load pool %s:\n%s" % (POOL, gw.tail()))
+            bad = [e for e in gw.events("config_rejected") if e.get("field") in fields]
+            if bad:
+                self.unavailable = "not available (gateway config_rejected: %s=%s: %s)" % (
+                    bad[0].get("field"), bad[0].get("value"), bad[0].get("reason"))
+                return
+
+    @staticmethod
+    def k_of(k):
+        return max(1, int(k))
+
+    def ids(self):
+        return [p.argv[p.argv.index("--id") + 1] for p in self.replicas]
+
+    def stop(self):
+        errors = []
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except AssertionError as e:
+                errors.append(str(e).splitlines()[0])
+        if errors:
+            sys.stderr.write("stop: " + "\n".join(errors) + "\n")
+
+
+def header(args):
+    commit = subprocess.run(["git", "-C", SOURCE_DIR, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print("machine: %d vCPU (%s), Linux %s; commit %s; %s"
+          % (os.cpu_count(), cpu, platform.release(), commit,
+             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    print("command: /usr/bin/python3 bench/llm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def trace_and_oracle(args):
+    cfg = lw.trace_config(args)
+    trace = lw.generate_trace(cfg)
+    chains = [lw.block_chain(c.prompt, args.block, args.max_blocks) for c in trace]
+    units = [len(c.prompt) for c in trace]
+    st = lw.trace_stats(trace, args.block, args.max_blocks)
+    ws = st["working_set_blocks"]
+    k = args.kv_blocks or max(1, math.ceil(args.kv_share * ws))
+    print("trace: %s" % json.dumps(st, sort_keys=True))
+    print("working set: %d blocks of %d bytes; --kv-blocks %d per replica (%.0f%% of it), "
+          "%d replicas" % (ws, args.block, k, 100.0 * k / ws if ws else 0, args.replicas))
+    oracle = la.oracle_rows(chains, units, args.block, args.replicas, k, args.lru_touch)
+    return trace, chains, k, oracle
+
+
+def save(args, name, results):
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        lw.write_results(os.path.join(args.out, name + ".jsonl"), results)
+
+
+def run_compare(args, h, trace, k, oracle):
+    names = (args.routers or ",".join(ROUTERS)).split(",")
+    rows = []
+    notes = []
+    for name in names:
+        tunables, keyed, precise = ROUTERS[name]
+        s = Setup(h, args, k, tunables, precise)
+        try:
+            if s.unavailable:
+                rows.append((name, s.unavailable))
+                sys.stderr.write("%s: %s\n" % (name, s.unavailable))
+                continue
+            if s.note:
+                notes.append("%s: %s" % (name, s.note))
+            res = lw.run_trace([s.gws[0].addr], trace, args.rate, model=MODEL, keyed=keyed,
+                               timeout=args.deadline, max_inflight=args.max_inflight)
+            save(args, name, res)
+            row = la.router_row(res, s.ids())
+            rows.append((name, row))
+            sys.stderr.write("%s: %s\n" % (name, json.dumps(row, sort_keys=True)))
+        finally:
+            s.stop()
+    print()
+    print(la.table(rows, oracle))
+    for n in notes:
+        print("\nnote: " + n)
+    for name, row in rows:
+        if isinstance(row, dict):
+            print("%s: status %s; load per replica %s; turns sent before the previous one "
+                  "finished %d" % (name, json.dumps(row["status"]), json.dumps(sorted(row["load"].values())),
+                                   row["turns_sent_before_previous_done"]))
+
+
+def run_agree(args, h, trace, chains, k):
+    names = (args.routers or "prefix-estimate,prefix-precise").split(",")
+    print()
+    print("| router | first-time prefixes, same replica | all calls, same replica as the other "
+          "gateway's | same, within one gateway |")
+    print("|---|---|---|---|")
+    for name in names:
+        tunables, keyed, precise = ROUTERS[name]
+        s = Setup(h, args, k, tunables, precise, gateways=2)
+        try:
+            if s.unavailable:
+                print("| %s | %s | | |" % (name, s.unavailable))
+                continue
+            res = lw.run_trace([g.addr for g in s.gws], trace, args.rate, model=MODEL, keyed=keyed,
+                               timeout=args.deadline, max_inflight=args.max_inflight)
+            save(args, "agree-" + name, res)
+            a = la.agreement(chains, res)
+            sys.stderr.write("%s: %s\n" % (name, json.dumps(a, sort_keys=True)))
+
+            def f(x, n):
+                return "-" if x is None else "%.1f%% of %d" % (100.0 * x, n)
+            print("| %s | %s | %s | %s |" % (name, f(a["first_time_fraction"], a["first_time_prefixes"]),
+                                             f(a["all_calls_fraction"], a["all_calls_compared"]),
+                                             f(a["same_gateway_fraction"], a["same_gateway_compared"])))
+        finally:
+            s.stop()
+
+
+def main():
+    args = parse_args()
+    for n in (args.routers or "").split(","):
+        if n and n not in ROUTERS:
+            sys.stderr.write("bench/llm.py: unknown router %r (%s)\n" % (n, ",".join(ROUTERS)))
+            return 2
+    header(args)
+    trace, chains, k, oracle = trace_and_oracle(args)
+    if args.mode == "oracle":
+        print()
+        print(la.table([], oracle))
+        return 0
+    build = os.path.abspath(args.build_dir)
+    os.environ["INFERGW_BIN"] = os.path.join(build, "bin")
+    os.environ["INFERGW_SOURCE_DIR"] = SOURCE_DIR
+    os.environ.setdefault("INFERGW_WORK_DIR", os.path.join(build, "bench-work", "llm"))
+    sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "integration", "python"))
+    import harness as h  # noqa: E402 (needs the environment above)
+    if not args.stand_in and not replica_has_llm(h):
+        sys.stderr.write("bench/llm.py: this infergw-replica has no --llm-model (the LLM "
+                         "simulation); --stand-in runs the token model instead (no KV cache)\n")
+        return 1
+    print("replicas: %s; rate %.1f calls/s; deadline %.0f s; at most %d in flight"
+          % ("STAND-IN token model (no KV cache)" if args.stand_in else
+             "--llm-model, --prefill-us-per-unit %g --decode-us-per-token %d --max-batch %d"
+             % (args.prefill_us_per_unit, args.decode_us_per_token, args.max_batch),
+             args.rate, args.deadline, args.max_inflight))
+    if args.mode == "compare":
+        run_compare(args, h, trace, k, oracle)
+    else:
+        run_agree(args, h, trace, chains, k)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The LLM bench's analysis: the oracle bounds computed offline from a trace,
+the per-router row from the calls' records, two-gateway agreement, and the
+markdown table. Pure functions over lists: no processes, no I/O.
+
+Definitions (docs/llm-bench.md says the same in prose):
+  - a call's prompt units = its prompt length in bytes; its hit units =
+    leading cached blocks x block; hit ratio = sum(hit units) / sum(prompt
+    units), over the calls that have the x-kv trailers;
+  - a trace is given as a list of chains (a chain = the call's block values
+    in order, from llm_workload.block_chain) with the prompt units beside it.
+
+Oracles (capacity: `replicas` caches of `k` blocks each):
+  - min_bound: an UPPER BOUND for any router. The union of the replicas'
+    caches never holds more than replicas*k blocks, a block enters it only
+    when a call brings it, and a call's leading hits on its replica are
+    blocks present in that union; so no router can save more blocks than
+    one cache of replicas*k blocks that counts every present block (not just
+    leading ones) and evicts optimally. Belady's MIN (evict the block used
+    farthest in the future; with bypass: a block is not kept when its next
+    use is farther than every cached block's) is optimal for that cache, so
+    its hits bound every router's. Computed on the trace order; concurrent
+    calls on real replicas may see a slightly permuted order.
+  - compulsory_bound: every block reference but the first of each block
+    value (an infinite cache): a looser upper bound, capacity-free.
+  - greedy_reference: a strong reference, NOT a bound: a router with perfect
+    knowledge of `replicas` LRU caches of k blocks (same model as the
+    simulated replica: lru_touch_order) sends each call to the replica with
+    the longest leading match among those under the bounded-load cap
+    ceil(cap_factor * (calls so far + 1) / replicas), ties to the fewest calls,
+    then the lowest index.
+"""
+
+import heapq
+import math
+
+
+def percentile(sorted_vals, q):
+    """The <q> quantile (0..1) of an ascending list (nearest rank), or None."""
+    if not sorted_vals:
+        return None
+    i = min(len(sorted_vals) - 1, max(0, int(math.ceil(q * len(sorted_vals))) - 1))
+    return sorted_vals[i]
+
+
+# --------------------------------------------------------------------------
+# Cache models
+# --------------------------------------------------------------------------
+
+class LRUBlocks:
+    """An LRU cache of block values with room for <capacity> blocks, modelled
+    on the simulated replica: lookup() counts the leading cached blocks of a
+    chain; admit() then stores/refreshes the chain's blocks. With touch order
+    "reverse" (the default) the chain is refreshed from its last block to its
+    first, so block 0 ends most recent and a prefix's tail is evicted before
+    its head (what vLLM's free-block queue does); "forward" refreshes 0..n-1."""
+
+    def __init__(self, capacity, touch_order="reverse"):
+        if capacity < 0 or touch_order not in ("reverse", "forward"):
+            raise ValueError("bad LRUBlocks parameters")
+        self.capacity = capacity
+        self.reverse = touch_order == "reverse"
+        self.d = {}  # insertion-ordered: first = least recent
+
+    def __len__(self):
+        return len(self.d)
+
+    def lookup(self, chain):
+        n = 0
+        for b in chain:
+            if b not in self.d:
+                break
+            n += 1
+        return n
+
+    def admit(self, chain):
+        if self.capacity == 0:
+            return
+        for b in (reversed(chain) if self.reverse else chain):
+            self.d.pop(b, None)
+            self.d[b] = True
+            if len(self.d) > self.capacity:
+                del self.d[next(iter(self.d))]
+
+
+def min_bound(chains, capacity):
+    """Blocks hit by Belady's MIN with bypass on the flattened block references
+    of <chains> with one cache of <capacity> blocks: per call, a list of hit
+    counts (any position, not only leading)."""
+    seq = [b for ch in chains for b in ch]
+    nxt = [0] * len(seq)
+    last = {}
+    inf = len(seq) + 1
+    for p in range(len(seq) - 1, -1, -1):
+        nxt[p] = last.get(seq[p], inf)
+        last[seq[p]] = p
+    cache = {}  # block -> its next use
+    heap = []  # (-next use, block), stale entries skipped
+    out = []
+    p = 0
+    for ch in chains:
+        hits = 0
+        for b in ch:
+            nu = nxt[p]
+            p += 1
+            if b in cache:
+                hits += 1
+                if nu >= inf:
+                    del cache[b]
+                    continue
+                cache[b] = nu
+                heapq.heappush(heap, (-nu, b))
+                continue
+            if nu >= inf or capacity == 0:
+                continue
+            if len(cache) >= capacity:
+                while True:
+                    negu, victim = heap[0]
+                    if cache.get(victim) == -negu:
+                        break
+                    heapq.heappop(heap)
+                if -negu <= nu:
+                    continue  # bypass: the newcomer is needed last
+                heapq.heappop(heap)
+                del cache[victim]
+            cache[b] = nu
+            heapq.heappush(heap, (-nu, b))
+        out.append(hits)
+    return out
+
+
+def compulsory_bound(chains):
+    """Per call, the blocks seen earlier in the trace (an infinite cache)."""
+    seen = set()
+    out = []
+    for ch in chains:
+        out.append(sum(1 for b in ch if b in seen))
+        seen.update(ch)
+    return out
+
+
+def greedy_reference(chains, replicas, capacity, cap_factor=1.25, touch_order="reverse"):
+    """(leading hits per call, replica index per call) of the perfect-knowledge
+    longest-match router described in the module comment."""
+    caches = [LRUBlocks(capacity, touch_order) for _ in range(replicas)]
+    load = [0] * replicas
+    hits, picks = [], []
+    for i, ch in enumerate(chains):
+        cap = math.ceil(cap_factor * (i + 1) / replicas)
+        best = None
+        for r in range(replicas):
+            if load[r] >= cap:
+                continue
+            m = caches[r].lookup(ch)
+            cand = (-m, load[r], r)
+            if best is None or cand < best:
+                best = cand
+        r = best[2]
+        hits.append(-best[0])
+        picks.append(r)
+        load[r] += 1
+        caches[r].admit(ch)
+    return hits, picks
+
+
+def lru_fixed_assignment(chains, picks, replicas, capacity, touch_order="reverse"):
+    """Leading hits per call when call i goes to replica picks[i] (the cache
+    model replayed on a given assignment, e.g. a ring's)."""
+    caches = [LRUBlocks(capacity, touch_order) for _ in range(replicas)]
+    out = []
+    for ch, r in zip(chains, picks):
+        out.append(caches[r].lookup(ch))
+        caches[r].admit(ch)
+    return out
+
+
+def hit_ratio(hit_blocks, units, block):
+    """sum(hit blocks x block) / sum(units)."""
+    total = sum(units)
+    return (block * sum(hit_blocks) / total) if total else None
+
+
+def oracle_rows(chains, units, block, replicas, k, touch_order="reverse"):
+    """{name: hit ratio} for the bounds and the reference."""
+    g_hits, g_picks = greedy_reference(chains, replicas, k, touch_order=touch_order)
+    loads = [g_picks.count(r) for r in range(replicas)]
+    return {
+        "min_bound": hit_ratio(min_bound(chains, replicas * k), units, block),
+        "compulsory_bound": hit_ratio(compulsory_bound(chains), units, block),
+        "greedy_reference": hit_ratio(g_hits, units, block),
+        "greedy_max_mean_load": max(loads) / (sum(loads) / replicas) if sum(loads) else None,
+    }
+
+
+# --------------------------------------------------------------------------
+# Rows from the records (llm_workload.CallResult or anything with the same
+# attributes)
+# --------------------------------------------------------------------------
+
+def router_row(results, replica_ids):
+    """The figures of one router's run. <replica_ids>: every replica of the
+    pool (those that got no call count as load 0)."""
+    ok = [r for r in results if r.ok]
+    kv = [r for r in ok if r.prompt_units is not None and r.hit_units is not None]
+    ttft = sorted(r.ttft for r in ok if r.ttft is not None)
+    total = sorted(r.total for r in ok if r.total is not None)
+    load = {rid: 0 for rid in replica_ids}
+    unknown = 0
+    for r in ok:
+        if r.replica in load:
+            load[r.replica] += 1
+        else:
+            unknown += 1
+    mean = sum(load.values()) / len(load) if load else 0
+    units = sum(r.prompt_units for r in kv)
+    status = {}
+    for r in results:
+        status[r.code] = status.get(r.code, 0) + 1
+    prev = [r for r in results if r.prev_done is not None]
+    return {
+        "calls": len(results),
+        "ok": len(ok),
+        "failed": sum(1 for r in results if not r.ok and r.code != "NOT_STARTED"),
+        "not_started": sum(1 for r in results if r.code == "NOT_STARTED"),
+        "status": dict(sorted(status.items(), key=lambda kv_: str(kv_[0]))),
+        "kv_calls": len(kv),
+        "hit_ratio": (sum(r.hit_units for r in kv) / units) if units else None,
+        "ttft_p50": percentile(ttft, 0.5),
+        "ttft_p99": percentile(ttft, 0.99),
+        "total_p99": percentile(total, 0.99),
+        "load": load,
+        "unknown_replica": unknown,
+        "max_mean_load": (max(load.values()) / mean) if mean else None,
+        "turns_sent_before_previous_done": sum(1 for r in prev if not r.prev_done),
+    }
+
+
+def _ms(v):
+    return "-" if v is None else "%.1f" % (v * 1000.0)
+
+
+def _pct(v):
+    return "-" if v is None else "%.1f%%" % (100.0 * v)
+
+
+def table(rows, oracle, ref_name="least_loaded"):
+    """Markdown: one line per router (rows: list of (name, row or a string
+    saying why it did not run)), then the oracle lines."""
+    bound = oracle.get("min_bound") if oracle else None
+    ref = next((r for n, r in rows if n == ref_name and isinstance(r, dict)), None)
+    out = ["| router | calls ok/failed/not started | cache-hit ratio (prefill units saved) | "
+           "% of oracle bound | TTFT p50 ms | TTFT p99 ms | total p99 ms | max/mean load | "
+           "TTFT p50 / least_loaded's |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        if not isinstance(r, dict):
+            out.append("| %s | %s | | | | | | | |" % (name, r))
+            continue
+        hr = r["hit_ratio"]
+        of = "-" if hr is None or not bound else "%.0f%%" % (100.0 * hr / bound)
+        rel = "-"
+        if ref and ref["ttft_p50"] and r["ttft_p50"] is not None:
+            rel = "%.2f" % (r["ttft_p50"] / ref["ttft_p50"])
+        out.append("| %s | %d/%d/%d | %s | %s | %s | %s | %s | %s | %s |"
+                   % (name, r["ok"], r["failed"], r["not_started"],
+                      "n/a (no x-kv trailers)" if hr is None else _pct(hr), of,
+                      _ms(r["ttft_p50"]), _ms(r["ttft_p99"]), _ms(r["total_p99"]),
+                      "-" if r["max_mean_load"] is None else "%.2f" % r["max_mean_load"], rel))
+    if oracle:
+        out.append("| oracle bound (Belady MIN, one cache of all replicas' blocks) | | %s | 100%% "
+                   "| | | | | |" % _pct(oracle["min_bound"]))
+        g = oracle["greedy_reference"]
+        out.append("| reference: perfect-knowledge longest match, 4 LRU caches, load cap 1.25 | | "
+                   "%s | %s | | | | %s | |"
+                   % (_pct(g), "-" if not bound else "%.0f%%" % (100.0 * g / bound),
+                      "-" if oracle["greedy_max_mean_load"] is None
+                      else "%.2f" % oracle["greedy_max_mean_load"]))
+        out.append("| (infinite cache: every repeated block hits) | | %s | | | | | | |"
+                   % _pct(oracle["compulsory_bound"]))
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------
+# Two gateways
+# --------------------------------------------------------------------------
+
+def agreement(chains, results):
+    """Agreement of two gateways that shared one trace (results[i].gateway is
+    0 or 1, results[i].replica the replica that answered call i).
+
+    first_time: for each first block value (the prompt's first block; here
+    the system prompt's), the replica of gateway 0's first call carrying it
+    against gateway 1's first; the fraction of the values both gateways saw
+    that went to the same replica.
+    all_calls: for each answered call with at least one block, the other
+    gateway's most recent earlier answered call sharing the longest leading
+    run of blocks (at least one) with it; the fraction of those calls that went
+    to the same replica as that counterpart. same_gateway is the same figure
+    with the counterpart taken from the call's own gateway: how consistent one
+    gateway is with itself (load overrides, evictions), the yardstick for
+    all_calls."""
+    first = [{}, {}]
+    for ch, r in zip(chains, results):
+        if ch and r.ok and r.replica and r.gateway in (0, 1):
+            first[r.gateway].setdefault(ch[0], r.replica)
+    both = [b for b in first[0] if b in first[1]]
+    same_first = sum(1 for b in both if first[0][b] == first[1][b])
+    # latest[g][block value] = replica of gateway g's latest answered call holding it
+    latest = [{}, {}]
+    counts = {"cross": [0, 0], "self": [0, 0]}
+    for ch, r in zip(chains, results):
+        if not (ch and r.ok and r.replica and r.gateway in (0, 1)):
+            continue
+        for kind, g in (("cross", 1 - r.gateway), ("self", r.gateway)):
+            rep = None
+            for b in ch:
+                if b not in latest[g]:
+                    break
+                rep = latest[g][b]
+            if rep is not None:
+                counts[kind][1] += 1
+                counts[kind][0] += rep == r.replica
+        for b in ch:
+            latest[r.gateway][b] = r.replica
+    return {
+        "first_time_prefixes": len(both),
+        "first_time_same": same_first,
+        "first_time_fraction": same_first / len(both) if both else None,
+        "all_calls_compared": counts["cross"][1],
+        "all_calls_fraction": counts["cross"][0] / counts["cross"][1] if counts["cross"][1] else None,
+        "same_gateway_compared": counts["self"][1],
+        "same_gateway_fraction": counts["self"][0] / counts["self"][1] if counts["self"][1] else None,
+    }
