@@ -81,9 +81,9 @@ def parse_args():
     ap.add_argument("--kv-blocks", type=int, help="each replica's cache in blocks [from --kv-share]")
     ap.add_argument("--block", type=int, default=64, help="prefix_block, bytes [%(default)s]")
     ap.add_argument("--max-blocks", type=int, default=128, help="prefix_max_blocks [%(default)s]")
-    ap.add_argument("--prefill-us-per-unit", type=float, default=5.0, help="[%(default)s]")
-    ap.add_argument("--decode-us-per-token", type=int, default=1000, help="[%(default)s]")
-    ap.add_argument("--max-batch", type=int, default=16, help="replica running batch [%(default)s]")
+    ap.add_argument("--prefill-us-per-unit", type=int, default=10, help="[%(default)s]")
+    ap.add_argument("--decode-us-per-token", type=int, default=5000, help="[%(default)s]")
+    ap.add_argument("--max-batch", type=int, default=4, help="replica running batch [%(default)s]")
     ap.add_argument("--lru-touch", default="reverse", choices=("reverse", "forward"),
                     help="the cache model of the greedy reference (the replica's) [%(default)s]")
     ap.add_argument("--max-inflight", type=int, default=256, help="driver bound [%(default)s]")
@@ -146,9 +146,9 @@ class Setup:
                 extra = ["--token-model", MODEL, "--latency-ms", "20",
                          "--token-ms", str(max(1, args.decode_us_per_token // 1000))]
             else:
-                extra = ["--llm-model", MODEL, "--kv-blocks", str(self.k_of(k)),
+                extra = ["--llm-model", MODEL, "--kv-blocks", str(k),
                          "--prefix-block", str(args.block), "--prefix-max-blocks", str(args.max_blocks),
-                         "--prefill-us-per-unit", "%g" % args.prefill_us_per_unit,
+                         "--prefill-us-per-unit", str(args.prefill_us_per_unit),
                          "--decode-us-per-token", str(args.decode_us_per_token),
                          "--max-batch", str(args.max_batch)]
                 if precise:
@@ -169,10 +169,6 @@ class Setup:
                 self.unavailable = "not available (gateway config_rejected: %s=%s: %s)" % (
                     bad[0].get("field"), bad[0].get("value"), bad[0].get("reason"))
                 return
-
-    @staticmethod
-    def k_of(k):
-        return max(1, int(k))
 
     def ids(self):
         return [p.argv[p.argv.index("--id") + 1] for p in self.replicas]
@@ -224,7 +220,7 @@ def save(args, name, results):
         lw.write_results(os.path.join(args.out, name + ".jsonl"), results)
 
 
-def run_compare(args, h, trace, k, oracle):
+def run_compare(args, h, trace, chains, k, oracle):
     names = (args.routers or ",".join(ROUTERS)).split(",")
     rows = []
     notes = []
@@ -242,6 +238,8 @@ def run_compare(args, h, trace, k, oracle):
                                timeout=args.deadline, max_inflight=args.max_inflight)
             save(args, name, res)
             row = la.router_row(res, s.ids())
+            row["replay_hit_ratio"] = la.replay_hit_ratio(chains, [len(c.prompt) for c in trace], res,
+                                                          s.ids(), k, args.block, args.lru_touch)
             rows.append((name, row))
             sys.stderr.write("%s: %s\n" % (name, json.dumps(row, sort_keys=True)))
         finally:
@@ -252,9 +250,13 @@ def run_compare(args, h, trace, k, oracle):
         print("\nnote: " + n)
     for name, row in rows:
         if isinstance(row, dict):
-            print("%s: status %s; load per replica %s; turns sent before the previous one "
-                  "finished %d" % (name, json.dumps(row["status"]), json.dumps(sorted(row["load"].values())),
-                                   row["turns_sent_before_previous_done"]))
+            rp = row["replay_hit_ratio"]
+            print("%s: status %s; calls per replica %s; turns sent before the previous one "
+                  "finished %d; send lateness p99 %.1f ms; cache model replayed on this "
+                  "assignment: %s" % (name, json.dumps(row["status"]), json.dumps(sorted(row["load"].values())),
+                                      row["turns_sent_before_previous_done"],
+                                      1000.0 * (row["send_lateness_p99"] or 0.0),
+                                      "-" if rp is None else "%.1f%%" % (100.0 * rp)))
 
 
 def run_agree(args, h, trace, chains, k):
@@ -309,11 +311,11 @@ def main():
         return 1
     print("replicas: %s; rate %.1f calls/s; deadline %.0f s; at most %d in flight"
           % ("STAND-IN token model (no KV cache)" if args.stand_in else
-             "--llm-model, --prefill-us-per-unit %g --decode-us-per-token %d --max-batch %d"
+             "--llm-model, --prefill-us-per-unit %d --decode-us-per-token %d --max-batch %d"
              % (args.prefill_us_per_unit, args.decode_us_per_token, args.max_batch),
              args.rate, args.deadline, args.max_inflight))
     if args.mode == "compare":
-        run_compare(args, h, trace, k, oracle)
+        run_compare(args, h, trace, chains, k, oracle)
     else:
         run_agree(args, h, trace, chains, k)
     return 0

@@ -49,11 +49,15 @@ def percentile(sorted_vals, q):
 
 class LRUBlocks:
     """An LRU cache of block values with room for <capacity> blocks, modelled
-    on the simulated replica: lookup() counts the leading cached blocks of a
-    chain; admit() then stores/refreshes the chain's blocks. With touch order
-    "reverse" (the default) the chain is refreshed from its last block to its
-    first, so block 0 ends most recent and a prefix's tail is evicted before
-    its head (what vLLM's free-block queue does); "forward" refreshes 0..n-1."""
+    on the simulated replica (gateway/replica/kvcache.h): lookup() counts the
+    leading cached blocks of a chain; admit() stores the chain after its
+    prefill: at most its first <capacity> blocks; the present ones are
+    refreshed first (so storing never evicts a block of the same prompt), the
+    missing ones inserted from the last to the first, evicting the least
+    recent; then the chain is refreshed again. With touch order "reverse"
+    (the replica's) refreshes and inserts go from the last block to the
+    first, so block 0 ends most recent and a prefix loses its tail before its
+    head; "forward" goes from the first to the last."""
 
     def __init__(self, capacity, touch_order="reverse"):
         if capacity < 0 or touch_order not in ("reverse", "forward"):
@@ -73,14 +77,23 @@ class LRUBlocks:
             n += 1
         return n
 
+    def _touch(self, order):
+        for b in order:
+            if b in self.d:
+                del self.d[b]
+                self.d[b] = True
+
     def admit(self, chain):
-        if self.capacity == 0:
-            return
-        for b in (reversed(chain) if self.reverse else chain):
-            self.d.pop(b, None)
-            self.d[b] = True
-            if len(self.d) > self.capacity:
+        chain = chain[:self.capacity]
+        order = list(reversed(chain)) if self.reverse else list(chain)
+        self._touch(order)
+        for b in order:
+            if b in self.d:
+                continue
+            if len(self.d) >= self.capacity:
                 del self.d[next(iter(self.d))]
+            self.d[b] = True
+        self._touch(order)
 
 
 def min_bound(chains, capacity):
@@ -174,6 +187,28 @@ def lru_fixed_assignment(chains, picks, replicas, capacity, touch_order="reverse
     return out
 
 
+def replay_hit_ratio(chains, units, results, replica_ids, k, block, touch_order="reverse"):
+    """The hit ratio the cache model predicts for a run's actual assignment:
+    the answered calls, in the order they were sent, replayed on LRU caches of
+    <k> blocks, one per id of <replica_ids>. Beside the ratio the replicas
+    reported, it checks the model the oracle uses (a gap means the replicas'
+    caches do not behave as modelled, or calls overlapped). None when no call
+    was answered by a known replica."""
+    index = {rid: i for i, rid in enumerate(replica_ids)}
+    calls = sorted((r.sent, r.index) for r in results
+                   if r.ok and r.replica in index and r.sent is not None)
+    if not calls:
+        return None
+    caches = [LRUBlocks(k, touch_order) for _ in replica_ids]
+    hits = total = 0
+    for _, i in calls:
+        c = caches[index[results[i].replica]]
+        hits += c.lookup(chains[i]) * block
+        total += units[i]
+        c.admit(chains[i])
+    return hits / total if total else None
+
+
 def hit_ratio(hit_blocks, units, block):
     """sum(hit blocks x block) / sum(units)."""
     total = sum(units)
@@ -217,6 +252,7 @@ def router_row(results, replica_ids):
     for r in results:
         status[r.code] = status.get(r.code, 0) + 1
     prev = [r for r in results if r.prev_done is not None]
+    lag = sorted(r.sent - r.scheduled for r in results if r.sent is not None)
     return {
         "calls": len(results),
         "ok": len(ok),
@@ -232,6 +268,7 @@ def router_row(results, replica_ids):
         "unknown_replica": unknown,
         "max_mean_load": (max(load.values()) / mean) if mean else None,
         "turns_sent_before_previous_done": sum(1 for r in prev if not r.prev_done),
+        "send_lateness_p99": percentile(lag, 0.99),
     }
 
 

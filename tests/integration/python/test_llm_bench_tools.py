@@ -134,14 +134,26 @@ class CacheModelTest(unittest.TestCase):
         self.assertEqual(len(c), 3)
 
     def test_touch_order(self):
-        rev = la.LRUBlocks(2, "reverse")
-        rev.admit(["p", "q", "r"])  # r, q, p touched in that order: p most recent
-        self.assertEqual(set(rev.d), {"q", "p"})
-        fwd = la.LRUBlocks(2, "forward")
-        fwd.admit(["p", "q", "r"])
-        self.assertEqual(set(fwd.d), {"q", "r"})
-        self.assertEqual(fwd.lookup(["p", "q", "r"]), 0)  # the head went first
+        rev, fwd = la.LRUBlocks(3, "reverse"), la.LRUBlocks(3, "forward")
+        for c in (rev, fwd):
+            c.admit(["p", "q", "r"])
+            c.admit(["x"])  # evicts the least recent block of p q r
+        self.assertEqual(set(rev.d), {"p", "q", "x"})  # the tail went first
         self.assertEqual(rev.lookup(["p", "q", "r"]), 2)
+        self.assertEqual(set(fwd.d), {"q", "r", "x"})  # the head went first
+        self.assertEqual(fwd.lookup(["p", "q", "r"]), 0)
+
+    def test_store_caps_and_keeps_its_own_blocks(self):
+        c = la.LRUBlocks(2)
+        c.admit(["a", "b", "c"])  # only the first <capacity> blocks are stored
+        self.assertEqual(set(c.d), {"a", "b"})
+        c = la.LRUBlocks(3)
+        c.admit(["a"])
+        c.admit(["z1"])
+        c.admit(["z2"])  # a is now the least recent
+        c.admit(["a", "b"])  # a is refreshed before b is inserted: z1 goes
+        self.assertEqual(set(c.d), {"z2", "a", "b"})
+        self.assertEqual(c.lookup(["a", "b"]), 2)
 
     def test_min_bound_known_answers(self):
         # a b a b with one slot: b bypasses (a is needed sooner); then a hits.
@@ -243,6 +255,18 @@ class RowTest(unittest.TestCase):
                         {"min_bound": 0.8, "compulsory_bound": 0.9, "greedy_reference": 0.7,
                          "greedy_max_mean_load": 1.0})
         self.assertIn("| prefix-estimate | 1/0/0 | 50.0% | 62% | 4.0 | 4.0 | 100.0 | 1.00 | 0.40 |", text)
+
+    def test_replay_follows_the_send_order(self):
+        chains = [["a", "b"], ["a", "b"], ["a", "c"], ["a", "b"]]
+        units = [128, 128, 128, 128]
+        results = [rec(0, "r0"), rec(1, "r1"), rec(2, "r1"), rec(3, "r0", code="UNAVAILABLE")]
+        for i, r in enumerate(results):
+            r.sent = float(i)
+        results[1].sent = 5.0  # sent last: r1 sees a,c first, then a,b hits 1
+        # replayed: 0 (r0) a,b miss; 2 (r1) a,c miss; 1 (r1) a,b: 1 hit; the failed call is left out
+        self.assertAlmostEqual(la.replay_hit_ratio(chains, units, results, ["r0", "r1"], 10, 64),
+                               64 / 384)
+        self.assertIsNone(la.replay_hit_ratio(chains, units, results, ["x"], 10, 64))
 
     def test_percentile(self):
         self.assertIsNone(la.percentile([], 0.5))
