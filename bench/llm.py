@@ -25,9 +25,13 @@ compare (the default): per router, fresh processes (so every KV cache starts
   printed.
 agree: two gateways on one Redis and one set of replicas, the trace split
   between them (call i through gateway i mod 2), for each router of
-  --routers (default prefix-estimate,prefix-precise); prints the fraction of
-  first-time prefixes both send to the same replica and the fraction of
-  calls on which they agree (llm_analysis.agreement).
+  --routers (default prefix-estimate,prefix-precise): the fraction of
+  first-time prefixes both send to the same replica, and how often a
+  follow-up turn lands on its previous turn's replica when that turn went
+  through the other gateway against the same gateway
+  (llm_analysis.agreement). With --mirror, also a run (fresh processes)
+  where every call goes through both gateways at once: the fraction of all
+  calls both send to the same replica (llm_analysis.mirror_agreement).
 oracle: no processes: the trace's figures and the oracle rows only.
 
 The replicas must have the LLM simulation (--llm-model). --stand-in runs the
@@ -89,6 +93,11 @@ def parse_args():
     ap.add_argument("--max-inflight", type=int, default=256, help="driver bound [%(default)s]")
     ap.add_argument("--deadline", type=float, default=30.0, help="per call, s [%(default)s]")
     ap.add_argument("--workers", type=int, default=2, help="gateway workers [%(default)s]")
+    ap.add_argument("--conf", action="append", default=[], metavar="FIELD=VALUE",
+                    help="another pool tunable for every router's run (e.g. balance_factor=0, "
+                         "prefix_imbalance=1.3); repeatable")
+    ap.add_argument("--mirror", action="store_true",
+                    help="agree: also a run sending every call through both gateways (double load)")
     ap.add_argument("--out", help="directory for per-call records (JSON lines per router)")
     ap.add_argument("--stand-in", action="store_true",
                     help="token-model replicas instead of the LLM simulation (no KV cache)")
@@ -122,6 +131,9 @@ class Setup:
         self.url = h.redis_url(self.redis)
         h.run_ctl(self.url, "pool", "add", POOL)
         fields = dict(tunables)
+        for kv in args.conf:
+            field, _, value = kv.partition("=")
+            fields[field] = value
         if "prefix_mode" in fields:
             if args.block != 64:
                 fields["prefix_block"] = str(args.block)
@@ -237,7 +249,7 @@ def run_compare(args, h, trace, chains, k, oracle):
             res = lw.run_trace([s.gws[0].addr], trace, args.rate, model=MODEL, keyed=keyed,
                                timeout=args.deadline, max_inflight=args.max_inflight)
             save(args, name, res)
-            row = la.router_row(res, s.ids())
+            row = la.router_row(res, s.ids(), [c.prev for c in trace])
             row["replay_hit_ratio"] = la.replay_hit_ratio(chains, [len(c.prompt) for c in trace], res,
                                                           s.ids(), k, args.block, args.lru_touch)
             rows.append((name, row))
@@ -251,40 +263,58 @@ def run_compare(args, h, trace, chains, k, oracle):
     for name, row in rows:
         if isinstance(row, dict):
             rp = row["replay_hit_ratio"]
-            print("%s: status %s; calls per replica %s; turns sent before the previous one "
-                  "finished %d; send lateness p99 %.1f ms; cache model replayed on this "
-                  "assignment: %s" % (name, json.dumps(row["status"]), json.dumps(sorted(row["load"].values())),
-                                      row["turns_sent_before_previous_done"],
-                                      1000.0 * (row["send_lateness_p99"] or 0.0),
-                                      "-" if rp is None else "%.1f%%" % (100.0 * rp)))
+            fs = row["followups_sticky"]
+            print("%s: status %s; calls per replica %s; follow-up turns on their previous turn's "
+                  "replica %s; turns sent before the previous one finished %d; send lateness p99 "
+                  "%.1f ms; cache model replayed on this assignment: %s"
+                  % (name, json.dumps(row["status"]), json.dumps(sorted(row["load"].values())),
+                     "-" if fs is None else "%.1f%% of %d" % (100.0 * fs, row["followups"]),
+                     row["turns_sent_before_previous_done"],
+                     1000.0 * (row["send_lateness_p99"] or 0.0),
+                     "-" if rp is None else "%.1f%%" % (100.0 * rp)))
+
+
+def _frac(x, n):
+    return "-" if x is None else "%.1f%% of %d" % (100.0 * x, n)
 
 
 def run_agree(args, h, trace, chains, k):
     names = (args.routers or "prefix-estimate,prefix-precise").split(",")
+    prevs = [c.prev for c in trace]
     print()
-    print("| router | first-time prefixes, same replica | all calls, same replica as the other "
-          "gateway's | same, within one gateway |")
-    print("|---|---|---|---|")
+    print("| router | traffic | first-time prefixes, same replica | follow-up turns on their previous "
+          "turn's replica: previous through the other gateway | ... through the same gateway | "
+          "all calls, same replica |")
+    print("|---|---|---|---|---|---|")
     for name in names:
         tunables, keyed, precise = ROUTERS[name]
-        s = Setup(h, args, k, tunables, precise, gateways=2)
-        try:
-            if s.unavailable:
-                print("| %s | %s | | |" % (name, s.unavailable))
-                continue
-            res = lw.run_trace([g.addr for g in s.gws], trace, args.rate, model=MODEL, keyed=keyed,
-                               timeout=args.deadline, max_inflight=args.max_inflight)
-            save(args, "agree-" + name, res)
-            a = la.agreement(chains, res)
-            sys.stderr.write("%s: %s\n" % (name, json.dumps(a, sort_keys=True)))
-
-            def f(x, n):
-                return "-" if x is None else "%.1f%% of %d" % (100.0 * x, n)
-            print("| %s | %s | %s | %s |" % (name, f(a["first_time_fraction"], a["first_time_prefixes"]),
-                                             f(a["all_calls_fraction"], a["all_calls_compared"]),
-                                             f(a["same_gateway_fraction"], a["same_gateway_compared"])))
-        finally:
-            s.stop()
+        for mirror in ((False, True) if args.mirror else (False,)):
+            s = Setup(h, args, k, tunables, precise, gateways=2)
+            try:
+                if s.unavailable:
+                    print("| %s | | %s | | | |" % (name, s.unavailable))
+                    break
+                out = lw.run_trace([g.addr for g in s.gws], trace, args.rate, model=MODEL,
+                                   keyed=keyed, timeout=args.deadline,
+                                   max_inflight=args.max_inflight, mirror=mirror)
+                if mirror:
+                    for g, res in enumerate(out):
+                        save(args, "agree-mirror-%s-gw%d" % (name, g), res)
+                    m = la.mirror_agreement(chains, out[0], out[1])
+                    sys.stderr.write("%s mirror: %s\n" % (name, json.dumps(m, sort_keys=True)))
+                    print("| %s | mirrored: every call through both | %s | | | %s |"
+                          % (name, _frac(m["first_time_fraction"], m["first_time_prefixes"]),
+                             _frac(m["all_calls_fraction"], m["all_calls"])))
+                    continue
+                save(args, "agree-" + name, out)
+                a = la.agreement(chains, prevs, out)
+                sys.stderr.write("%s split: %s\n" % (name, json.dumps(a, sort_keys=True)))
+                print("| %s | split: call i through gateway i mod 2 | %s | %s | %s | |"
+                      % (name, _frac(a["first_time_fraction"], a["first_time_prefixes"]),
+                         _frac(a["followups_cross_fraction"], a["followups_cross"]),
+                         _frac(a["followups_same_fraction"], a["followups_same"])))
+            finally:
+                s.stop()
 
 
 def main():
@@ -292,6 +322,10 @@ def main():
     for n in (args.routers or "").split(","):
         if n and n not in ROUTERS:
             sys.stderr.write("bench/llm.py: unknown router %r (%s)\n" % (n, ",".join(ROUTERS)))
+            return 2
+    for kv in args.conf:
+        if "=" not in kv:
+            sys.stderr.write("bench/llm.py: --conf wants FIELD=VALUE, not %r\n" % kv)
             return 2
     header(args)
     trace, chains, k, oracle = trace_and_oracle(args)

@@ -232,9 +232,11 @@ def oracle_rows(chains, units, block, replicas, k, touch_order="reverse"):
 # attributes)
 # --------------------------------------------------------------------------
 
-def router_row(results, replica_ids):
+def router_row(results, replica_ids, prevs=None):
     """The figures of one router's run. <replica_ids>: every replica of the
-    pool (those that got no call count as load 0)."""
+    pool (those that got no call count as load 0); <prevs> (optional): each
+    call's previous turn's index (-1 for a first turn), for the share of
+    follow-up turns answered by their previous turn's replica."""
     ok = [r for r in results if r.ok]
     kv = [r for r in ok if r.prompt_units is not None and r.hit_units is not None]
     ttft = sorted(r.ttft for r in ok if r.ttft is not None)
@@ -253,6 +255,11 @@ def router_row(results, replica_ids):
         status[r.code] = status.get(r.code, 0) + 1
     prev = [r for r in results if r.prev_done is not None]
     lag = sorted(r.sent - r.scheduled for r in results if r.sent is not None)
+    follow = [0, 0]
+    for p, r in zip(prevs or (), results):
+        if p >= 0 and r.ok and r.replica and results[p].ok and results[p].replica:
+            follow[1] += 1
+            follow[0] += results[p].replica == r.replica
     return {
         "calls": len(results),
         "ok": len(ok),
@@ -269,6 +276,8 @@ def router_row(results, replica_ids):
         "max_mean_load": (max(load.values()) / mean) if mean else None,
         "turns_sent_before_previous_done": sum(1 for r in prev if not r.prev_done),
         "send_lateness_p99": percentile(lag, 0.99),
+        "followups": follow[1],
+        "followups_sticky": follow[0] / follow[1] if follow[1] else None,
     }
 
 
@@ -321,50 +330,72 @@ def table(rows, oracle, ref_name="least_loaded"):
 # Two gateways
 # --------------------------------------------------------------------------
 
-def agreement(chains, results):
-    """Agreement of two gateways that shared one trace (results[i].gateway is
-    0 or 1, results[i].replica the replica that answered call i).
+def agreement(chains, prevs, results):
+    """Agreement of two gateways that split one trace (results[i].gateway is
+    0 or 1, results[i].replica the replica that answered call i; prevs[i] the
+    index of call i's previous turn, -1 for a first turn).
 
     first_time: for each first block value (the prompt's first block; here
     the system prompt's), the replica of gateway 0's first call carrying it
     against gateway 1's first; the fraction of the values both gateways saw
     that went to the same replica.
-    all_calls: for each answered call with at least one block, the other
-    gateway's most recent earlier answered call sharing the longest leading
-    run of blocks (at least one) with it; the fraction of those calls that went
-    to the same replica as that counterpart. same_gateway is the same figure
-    with the counterpart taken from the call's own gateway: how consistent one
-    gateway is with itself (load overrides, evictions), the yardstick for
-    all_calls."""
+    followups: for each answered follow-up turn whose previous turn was
+    answered too, whether it went to the previous turn's replica, split by
+    whether the previous turn went through the other gateway (cross) or the
+    same one (same). A router that keeps a conversation where its prefix is
+    cached scores the same either way when the gateways agree; a gap between
+    cross and same is the gateways disagreeing."""
     first = [{}, {}]
     for ch, r in zip(chains, results):
         if ch and r.ok and r.replica and r.gateway in (0, 1):
             first[r.gateway].setdefault(ch[0], r.replica)
     both = [b for b in first[0] if b in first[1]]
     same_first = sum(1 for b in both if first[0][b] == first[1][b])
-    # latest[g][block value] = replica of gateway g's latest answered call holding it
-    latest = [{}, {}]
-    counts = {"cross": [0, 0], "self": [0, 0]}
-    for ch, r in zip(chains, results):
-        if not (ch and r.ok and r.replica and r.gateway in (0, 1)):
+    counts = {"cross": [0, 0], "same": [0, 0]}
+    for p, r in zip(prevs, results):
+        if p < 0 or not (r.ok and r.replica):
             continue
-        for kind, g in (("cross", 1 - r.gateway), ("self", r.gateway)):
-            rep = None
-            for b in ch:
-                if b not in latest[g]:
-                    break
-                rep = latest[g][b]
-            if rep is not None:
-                counts[kind][1] += 1
-                counts[kind][0] += rep == r.replica
-        for b in ch:
-            latest[r.gateway][b] = r.replica
+        q = results[p]
+        if not (q.ok and q.replica):
+            continue
+        kind = "same" if q.gateway == r.gateway else "cross"
+        counts[kind][1] += 1
+        counts[kind][0] += q.replica == r.replica
+
+    def frac(k):
+        return counts[k][0] / counts[k][1] if counts[k][1] else None
     return {
         "first_time_prefixes": len(both),
         "first_time_same": same_first,
         "first_time_fraction": same_first / len(both) if both else None,
-        "all_calls_compared": counts["cross"][1],
-        "all_calls_fraction": counts["cross"][0] / counts["cross"][1] if counts["cross"][1] else None,
-        "same_gateway_compared": counts["self"][1],
-        "same_gateway_fraction": counts["self"][0] / counts["self"][1] if counts["self"][1] else None,
+        "followups_cross": counts["cross"][1],
+        "followups_cross_fraction": frac("cross"),
+        "followups_same": counts["same"][1],
+        "followups_same_fraction": frac("same"),
+    }
+
+
+def mirror_agreement(chains, results_a, results_b):
+    """Agreement of two gateways that each got every call of a trace at the
+    same moment: the fraction of calls both answered that went to the same
+    replica (all), and the same over the calls whose first block no earlier
+    call carried (first_time)."""
+    seen = set()
+    n = same = fn = fsame = 0
+    for ch, a, b in zip(chains, results_a, results_b):
+        new = bool(ch) and ch[0] not in seen
+        if ch:
+            seen.add(ch[0])
+        if not (a.ok and b.ok and a.replica and b.replica):
+            continue
+        n += 1
+        same += a.replica == b.replica
+        if new:
+            fn += 1
+            fsame += a.replica == b.replica
+    return {
+        "all_calls": n,
+        "all_calls_fraction": same / n if n else None,
+        "first_time_prefixes": fn,
+        "first_time_fraction": fsame / fn if fn else None,
     }

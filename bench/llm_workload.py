@@ -333,7 +333,7 @@ async def _one(stub, req, call, res, t0, metadata, timeout, finished):
 
 
 async def _run(targets, trace, rate, model, input_name, keyed, timeout, max_inflight, channels,
-               hard_stop, split):
+               hard_stop, split, mirror):
     import grpc
     h = _stubs()
     chans = []
@@ -347,27 +347,29 @@ async def _run(targets, trace, rate, model, input_name, keyed, timeout, max_infl
             row.append(h.pb_grpc.GRPCInferenceServiceStub(ch))
         stubs.append(row)
     reqs = [make_request(h.pb, c, model, input_name) for c in trace]
-    results = [CallResult(index=c.index) for c in trace]
+    copies = len(targets) if mirror else 1
+    results = [[CallResult(index=c.index) for c in trace] for _ in range(copies)]
     finished = {}
     tasks = set()
     loop = asyncio.get_running_loop()
     t0 = time.monotonic() + 0.05
     for c in trace:
-        res = results[c.index]
-        res.scheduled = c.index / rate
-        res.gateway = split(c) if len(targets) > 1 else 0
-        delay = t0 + res.scheduled - time.monotonic()
+        delay = t0 + c.index / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if len(tasks) >= max_inflight:
-            res.code = "NOT_STARTED"
-            res.message = "%d calls in flight (--max-inflight)" % max_inflight
-            continue
-        stub = stubs[res.gateway][c.index % channels]
-        md = (("x-route-key", c.key),) if keyed else None
-        task = loop.create_task(_one(stub, reqs[c.index], c, res, t0, md, timeout, finished))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        for copy in range(copies):
+            res = results[copy][c.index]
+            res.scheduled = c.index / rate
+            res.gateway = copy if mirror else (split(c) if len(targets) > 1 else 0)
+            if len(tasks) >= max_inflight:
+                res.code = "NOT_STARTED"
+                res.message = "%d calls in flight (--max-inflight)" % max_inflight
+                continue
+            stub = stubs[res.gateway][c.index % channels]
+            md = (("x-route-key", c.key),) if keyed else None
+            task = loop.create_task(_one(stub, reqs[c.index], c, res, t0, md, timeout, finished))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
     end = t0 + (len(trace) / rate) + hard_stop
     while tasks and time.monotonic() < end:
         await asyncio.wait(set(tasks), timeout=max(0.01, min(1.0, end - time.monotonic())))
@@ -377,19 +379,22 @@ async def _run(targets, trace, rate, model, input_name, keyed, timeout, max_infl
         await asyncio.wait(set(tasks), timeout=5.0)
     for ch in chans:
         await ch.close()
-    return results
+    return results if mirror else results[0]
 
 
 def run_trace(targets, trace, rate, model="llm", input_name="text_input", keyed=False,
-              timeout=30.0, max_inflight=256, channels=2, hard_stop=60.0, split=None):
+              timeout=30.0, max_inflight=256, channels=2, hard_stop=60.0, split=None,
+              mirror=False):
     """Plays <trace> at <rate> calls/s through <targets> (host:port list; with
     several, call c goes to targets[split(c)], default c.index % n). Returns the
-    CallResult list, one per call, in trace order."""
+    CallResult list, one per call, in trace order. With <mirror>, every call
+    goes through every target at its time instead (each copy counts against
+    max_inflight), and the result is one such list per target."""
     if rate <= 0 or max_inflight < 1 or channels < 1:
         raise ValueError("rate, max_inflight and channels must be positive")
     split = split or (lambda c: c.index % len(targets))
     return asyncio.run(_run(list(targets), trace, rate, model, input_name, keyed, timeout,
-                            max_inflight, channels, hard_stop, split))
+                            max_inflight, channels, hard_stop, split, mirror))
 
 
 def write_results(path, results):

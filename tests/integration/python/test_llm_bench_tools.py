@@ -226,7 +226,7 @@ class RowTest(unittest.TestCase):
                    rec(2, "r1", ttft=0.004, total=0.3, pu=2000, hu=1280, prev_done=False),
                    rec(3, "r1", code="UNAVAILABLE", ttft=None, total=0.01),
                    rec(4, None, code="NOT_STARTED", ttft=None, total=None)]
-        row = la.router_row(results, ["r0", "r1", "r2", "r3"])
+        row = la.router_row(results, ["r0", "r1", "r2", "r3"], [-1, 0, 1, 2, 3])
         self.assertEqual((row["calls"], row["ok"], row["failed"], row["not_started"]), (5, 3, 1, 1))
         self.assertAlmostEqual(row["hit_ratio"], 1920 / 4000)
         self.assertEqual(row["ttft_p50"], 0.004)
@@ -235,6 +235,8 @@ class RowTest(unittest.TestCase):
         self.assertEqual(row["load"], {"r0": 2, "r1": 1, "r2": 0, "r3": 0})
         self.assertAlmostEqual(row["max_mean_load"], 2 / 0.75)
         self.assertEqual(row["turns_sent_before_previous_done"], 1)
+        # follow-ups: 1 (prev 0: r0 = r0), 2 (prev 1: r0 != r1); 3 and 4 failed
+        self.assertEqual((row["followups"], row["followups_sticky"]), (2, 0.5))
 
     def test_no_trailers_no_ratio(self):
         row = la.router_row([rec(0, "r0"), rec(1, "r1")], ["r0", "r1"])
@@ -276,27 +278,37 @@ class RowTest(unittest.TestCase):
 
 class AgreementTest(unittest.TestCase):
 
-    def test_agreement(self):
+    def test_split(self):
         chains = [["s1", "a"], ["s1", "b"],   # s1 first seen by g0 (r0) and g1 (r0): agree
                   ["s2", "c"], ["s2", "d"],   # s2: g0 r1, g1 r2: disagree
-                  ["s1", "a", "x"],           # g0; longest match in g1 is s1 (r0); same
-                  ["s2", "c", "y"]]           # g1; longest in g0 is s2,c (r1) -> r2 differs
+                  ["s1", "a", "x"],           # follow-up of 0, other gateway, same replica
+                  ["s2", "c", "y"],           # follow-up of 2, other gateway, other replica
+                  ["s1", "b", "z"],           # follow-up of 1, same gateway, same replica
+                  ["s1", "a", "x", "w"]]      # follow-up of 4, failed: left out
+        prevs = [-1, -1, -1, -1, 0, 2, 1, 4]
         results = [rec(0, "r0", gateway=0), rec(1, "r0", gateway=1),
                    rec(2, "r1", gateway=0), rec(3, "r2", gateway=1),
-                   rec(4, "r0", gateway=0), rec(5, "r2", gateway=1)]
-        a = la.agreement(chains, results)
+                   rec(4, "r0", gateway=1), rec(5, "r2", gateway=1),
+                   rec(6, "r0", gateway=1), rec(7, None, code="UNAVAILABLE", gateway=0)]
+        a = la.agreement(chains, prevs, results)
         self.assertEqual((a["first_time_prefixes"], a["first_time_same"]), (2, 1))
         self.assertEqual(a["first_time_fraction"], 0.5)
-        # cross: call1 (s1 in g0: r0 same), call3 (s2 in g0: r1, differs),
-        # call4 (s1 in g1: r0 same), call5 (s2,c in g0: r1, differs)
-        self.assertEqual((a["all_calls_compared"], a["all_calls_fraction"]), (4, 0.5))
-        # self: call4 (g0: s1,a -> r0 same), call5 (g1: s2 -> r2 same)
-        self.assertEqual((a["same_gateway_compared"], a["same_gateway_fraction"]), (2, 1.0))
+        self.assertEqual((a["followups_cross"], a["followups_cross_fraction"]), (2, 0.5))
+        self.assertEqual((a["followups_same"], a["followups_same_fraction"]), (1, 1.0))
 
     def test_failed_calls_ignored(self):
-        a = la.agreement([["s"], ["s"]], [rec(0, "r0", gateway=0), rec(1, None, code="UNAVAILABLE", gateway=1)])
-        self.assertEqual(a["first_time_prefixes"], 0)
+        a = la.agreement([["s"], ["s"]], [-1, 0],
+                         [rec(0, "r0", gateway=0), rec(1, None, code="UNAVAILABLE", gateway=1)])
+        self.assertEqual((a["first_time_prefixes"], a["followups_cross"]), (0, 0))
         self.assertIsNone(a["first_time_fraction"])
+
+    def test_mirror(self):
+        chains = [["s1", "a"], ["s1", "b"], ["s2", "c"], ["s2", "d"], []]
+        a = [rec(0, "r0"), rec(1, "r0"), rec(2, "r1"), rec(3, "r1"), rec(4, "r3")]
+        b = [rec(0, "r0"), rec(1, "r2"), rec(2, "r1"), rec(3, None, code="UNAVAILABLE"), rec(4, "r3")]
+        m = la.mirror_agreement(chains, a, b)
+        self.assertEqual((m["all_calls"], m["all_calls_fraction"]), (4, 0.75))
+        self.assertEqual((m["first_time_prefixes"], m["first_time_fraction"]), (2, 1.0))
 
 
 if __name__ == "__main__":
