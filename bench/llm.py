@@ -32,6 +32,11 @@ agree: two gateways on one Redis and one set of replicas, the trace split
   (llm_analysis.agreement). With --mirror, also a run (fresh processes)
   where every call goes through both gateways at once: the fraction of all
   calls both send to the same replica (llm_analysis.mirror_agreement).
+redis: for each router of --routers (default prefix-precise), Redis is killed
+  (SIGKILL) at 1/3 of the run and started again from its snapshot (taken
+  just before, so pools and tunables are back; the KV stream too) at 2/3;
+  per third: calls, failed calls, hit ratio, TTFT p50, and the gateway's
+  metrics whose names hold "prefix" or "kv" at the end of each third.
 oracle: no processes: the trace's figures and the oracle rows only.
 
 The replicas must have the LLM simulation (--llm-model). --stand-in runs the
@@ -74,7 +79,8 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("mode", nargs="?", default="compare", choices=("compare", "agree", "oracle"))
+    ap.add_argument("mode", nargs="?", default="compare",
+                    choices=("compare", "agree", "redis", "oracle"))
     ap.add_argument("--build-dir", default=os.path.join(SOURCE_DIR, "build"))
     ap.add_argument("--routers", help="comma list of %s [compare: all; agree: "
                     "prefix-estimate,prefix-precise]" % ",".join(ROUTERS))
@@ -171,7 +177,10 @@ class Setup:
             h.run_ctl(self.url, "replica", "add", POOL, rid)
         self.gws = []
         for g in range(gateways):
-            gw = h.start_gateway({}, "--redis", self.url, "--workers", str(args.workers))
+            admin = h.free_port()
+            gw = h.start_gateway({}, "--redis", self.url, "--workers", str(args.workers),
+                                 "--admin", "127.0.0.1:%d" % admin)
+            gw.admin_port = admin
             self.procs.append(gw)
             self.gws.append(gw)
             if not gw.wait_event(lambda e: e.get("pools", 0) != 0, timeout=10.0, event="config_applied"):
@@ -317,6 +326,74 @@ def run_agree(args, h, trace, chains, k):
                 s.stop()
 
 
+def _interesting(samples):
+    return {(n, tuple(sorted(lab.items()))): v for n, lab, v in samples
+            if "prefix" in n or "_kv" in n or n.startswith("kv")}
+
+
+def run_redis_kill(args, h, trace):
+    import threading
+    names = (args.routers or "prefix-precise").split(",")
+    span = len(trace) / args.rate
+    cuts = (span / 3.0, 2.0 * span / 3.0)
+    for name in names:
+        tunables, keyed, precise = ROUTERS[name]
+        s = Setup(h, args, args.k, tunables, precise)
+        try:
+            if s.unavailable:
+                print("\n%s: %s" % (name, s.unavailable))
+                continue
+            out = {}
+            th = threading.Thread(target=lambda: out.setdefault("res", lw.run_trace(
+                [s.gws[0].addr], trace, args.rate, model=MODEL, keyed=keyed, timeout=args.deadline,
+                max_inflight=args.max_inflight)))
+            t0 = time.monotonic()
+            th.start()
+            metrics = []
+            gw = s.gws[0]
+            time.sleep(max(0.0, t0 + cuts[0] - time.monotonic()))
+            metrics.append(_interesting(h.scrape(gw.admin_port)))
+            h.redis_query(s.redis.port, "SAVE", timeout=10.0)
+            s.redis.popen.kill()
+            s.redis.wait_exit(5)
+            killed = time.monotonic() - t0
+            time.sleep(max(0.0, t0 + cuts[1] - time.monotonic()))
+            metrics.append(_interesting(h.scrape(gw.admin_port)))
+            s.redis = h.start_redis(name="redis-llm", port=s.redis.port)
+            s.procs.append(s.redis)
+            back = time.monotonic() - t0
+            nkeys = h.redis_query(s.redis.port, "DBSIZE")
+            th.join()
+            metrics.append(_interesting(h.scrape(gw.admin_port)))
+            res = out["res"]
+            save(args, "redis-" + name, res)
+            print("\n%s: Redis killed at %.1f s, back at %.1f s with %s keys from its snapshot (run %.1f s)"
+                  % (name, killed, back, nkeys, span))
+            print("| phase | calls | failed | not started | cache-hit ratio | TTFT p50 ms |")
+            print("|---|---|---|---|---|---|")
+            for label, lo, hi in (("before", 0.0, cuts[0]), ("Redis down", cuts[0], cuts[1]),
+                                  ("after", cuts[1], None)):
+                part = [r for r in res if r.scheduled >= lo and (hi is None or r.scheduled < hi)]
+                row = la.router_row(part, s.ids())
+                print("| %s | %d | %d | %d | %s | %s |"
+                      % (label, row["calls"], row["failed"], row["not_started"],
+                         "-" if row["hit_ratio"] is None else "%.1f%%" % (100.0 * row["hit_ratio"]),
+                         "-" if row["ttft_p50"] is None else "%.1f" % (1000.0 * row["ttft_p50"])))
+            keys = sorted(set().union(*metrics))
+            if keys:
+                print("\ngateway metrics at the end of each third (names with prefix or kv):")
+                for k in keys:
+                    print("  %s%s: %s" % (k[0], "{%s}" % ",".join("%s=%s" % kv for kv in k[1]) if k[1] else "",
+                                          " / ".join("%g" % m[k] if k in m else "-" for m in metrics)))
+            else:
+                print("\n(the gateway exports no metric whose name holds prefix or kv)")
+            fails = [r for r in res if not r.ok and r.code != "NOT_STARTED"]
+            for r in fails[:5]:
+                print("failed: call %d at %.2f s: %s %s" % (r.index, r.scheduled, r.code, r.message))
+        finally:
+            s.stop()
+
+
 def main():
     args = parse_args()
     for n in (args.routers or "").split(","):
@@ -348,8 +425,11 @@ def main():
              "--llm-model, --prefill-us-per-unit %d --decode-us-per-token %d --max-batch %d"
              % (args.prefill_us_per_unit, args.decode_us_per_token, args.max_batch),
              args.rate, args.deadline, args.max_inflight))
+    args.k = k
     if args.mode == "compare":
         run_compare(args, h, trace, chains, k, oracle)
+    elif args.mode == "redis":
+        run_redis_kill(args, h, trace)
     else:
         run_agree(args, h, trace, chains, k)
     return 0
