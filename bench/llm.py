@@ -241,6 +241,15 @@ def save(args, name, results):
         lw.write_results(os.path.join(args.out, name + ".jsonl"), results)
 
 
+def prefix_evidence(h, gw):
+    """Whether any gateway metric whose name holds "prefix" is above 0 (a
+    build that accepts route_by=prefix but does not route by it has none)."""
+    try:
+        return any(v > 0 for n, _, v in h.scrape(gw.admin_port) if "prefix" in n)
+    except Exception:  # noqa: BLE001 (no admin answer: no evidence)
+        return False
+
+
 def run_compare(args, h, trace, chains, k, oracle):
     names = (args.routers or ",".join(ROUTERS)).split(",")
     rows = []
@@ -259,6 +268,11 @@ def run_compare(args, h, trace, chains, k, oracle):
                                timeout=args.deadline, max_inflight=args.max_inflight)
             save(args, name, res)
             row = la.router_row(res, s.ids(), [c.prev for c in trace])
+            if "prefix_mode" in tunables and not prefix_evidence(h, s.gws[0]):
+                name += " [no prefix metric > 0 in /metrics: routed by prefix?]"
+                notes.append("%s: the gateway accepted route_by=prefix but none of its metrics "
+                             "whose names hold 'prefix' is above 0 after the run; this build may "
+                             "not route by prefix yet" % name)
             row["replay_hit_ratio"] = la.replay_hit_ratio(chains, [len(c.prompt) for c in trace], res,
                                                           s.ids(), k, args.block, args.lru_touch)
             rows.append((name, row))
