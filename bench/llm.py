@@ -241,6 +241,17 @@ def save(args, name, results):
         lw.write_results(os.path.join(args.out, name + ".jsonl"), results)
 
 
+def setup_or_reason(h, args, k, tunables, precise, gateways=1):
+    """A Setup, or a string saying why the processes could not be started
+    (a process that died or did not listen: the other routers still run)."""
+    try:
+        return Setup(h, args, k, tunables, precise, gateways)
+    except (AssertionError, RuntimeError, OSError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        sys.stderr.write("setup failed: %s\n" % e)
+        return "setup failed (%s)" % why
+
+
 def prefix_evidence(h, gw):
     """Whether any gateway metric whose name holds "prefix" is above 0 (a
     build that accepts route_by=prefix but does not route by it has none)."""
@@ -256,7 +267,10 @@ def run_compare(args, h, trace, chains, k, oracle):
     notes = []
     for name in names:
         tunables, keyed, precise = ROUTERS[name]
-        s = Setup(h, args, k, tunables, precise)
+        s = setup_or_reason(h, args, k, tunables, precise)
+        if isinstance(s, str):
+            rows.append((name, s))
+            continue
         try:
             if s.unavailable:
                 rows.append((name, s.unavailable))
@@ -312,7 +326,10 @@ def run_agree(args, h, trace, chains, k):
     for name in names:
         tunables, keyed, precise = ROUTERS[name]
         for mirror in ((False, True) if args.mirror else (False,)):
-            s = Setup(h, args, k, tunables, precise, gateways=2)
+            s = setup_or_reason(h, args, k, tunables, precise, gateways=2)
+            if isinstance(s, str):
+                print("| %s | | %s | | | |" % (name, s))
+                break
             try:
                 if s.unavailable:
                     print("| %s | | %s | | | |" % (name, s.unavailable))
@@ -352,7 +369,10 @@ def run_redis_kill(args, h, trace):
     cuts = (span / 3.0, 2.0 * span / 3.0)
     for name in names:
         tunables, keyed, precise = ROUTERS[name]
-        s = Setup(h, args, args.k, tunables, precise)
+        s = setup_or_reason(h, args, args.k, tunables, precise)
+        if isinstance(s, str):
+            print("\n%s: %s" % (name, s))
+            continue
         try:
             if s.unavailable:
                 print("\n%s: %s" % (name, s.unavailable))
