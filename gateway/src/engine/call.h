@@ -197,6 +197,7 @@ struct gw_call {
     /* stream resume (call_resume.c): set at the commit point when the pool's
      * stream_resume is on and the request is whole in the log; NULL = off */
     struct call_resume *rs;
+    uint8_t resume_mode; /* the pool's stream_resume when the latest attempt started */
 };
 
 /* The call engine as h2srv's stream callbacks (registered by the worker):

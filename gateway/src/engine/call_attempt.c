@@ -135,6 +135,7 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
 {
     struct gw_worker *w = c->w;
     uint64_t now = w->loop.now_ns;
+    c->resume_mode = pool->tun.stream_resume;
     size_t keylen = 0;
     const char *key = gw_hdrlist_get(&c->req_hdrs, pool->tun.route_header, &keylen);
     uint32_t point = key ? gw_key_hash32(key, keylen) : gw_loop_rand(&w->loop);

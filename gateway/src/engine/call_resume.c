@@ -40,17 +40,9 @@
  * resumed past this point. */
 #define RESUME_MAX_MESSAGES 65536u
 
-/* The mode in effect for pool <pool>: its tunable, or the gateway default
- * (both folded into pool->tun by the snapshot). */
-static int pool_mode(const struct gw_pool *pool)
-{
-    return pool ? pool->tun.stream_resume : GW_RESUME_OFF;
-}
-
 int call__resume_commit(struct gw_call *c)
 {
-    const struct gw_pool *pool = call__pool(c);
-    int mode = pool_mode(pool);
+    int mode = c->resume_mode;
     if (mode == GW_RESUME_OFF || !c->replayable || c->req_base != 0 || c->rs)
         return c->rs != NULL;
     struct call_resume *rs = gw_calloc(1, sizeof(*rs));
