@@ -7,6 +7,8 @@
 #   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
 #   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
 #   bench/run.sh tail|failover [flags]               (bench/tail.py: hedging off/fixed/auto; kill -9, SIGSTOP)
+#   bench/run.sh llm [compare|agree|oracle] [flags]  (bench/llm.py: LLM routers on a multi-turn trace;
+#                                                     docs/llm-bench.md)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -48,6 +50,7 @@ case ${1:-} in
   memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
   ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
   tail|failover) exec /usr/bin/python3 "$ROOT/bench/tail.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
+  llm) shift; exec /usr/bin/python3 "$ROOT/bench/llm.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
 esac
 SCENARIO=overhead
 REQUESTS=300000

@@ -730,6 +730,7 @@ void ctl_args_usage(FILE *out)
         "  per_try_timeout_ms (0 none, 1..3600000) [0]; route_header (lowercase metadata\n"
         "  key) [x-route-key, or the gateway's --route-header]; slo_target (availability\n"
         "  objective in percent, above 50 and below 100, up to 3 decimals) [99.9];\n"
+        "  stream_resume (off, replay, continue) [off, or the gateway's --stream-resume];\n"
         "  route_by (ring, least_loaded, prefix) [ring]; prefix_mode (estimate, precise)\n"
         "  [estimate]; prefix_input (tensor name) [text_input]; prefix_block (1..1024)\n"
         "  [64]; prefix_max_blocks (1..1024) [128]; prefix_ttl_ms (1000..86400000)\n"

@@ -12,16 +12,29 @@
 #include "base/grpcwire.h"
 
 const char *const gw_tunable_names[GW_TUN_COUNT] = {
-    "balance_factor",       "hedge_delay_ms",     "hedge_budget_percent",
-    "hedge_exclude",        "retry_max_attempts", "retry_on",
-    "retry_budget_percent", "per_try_timeout_ms", "route_header",
-    "slo_target",           "route_by",           "prefix_mode",
-    "prefix_input",         "prefix_block",       "prefix_max_blocks",
-    "prefix_ttl_ms",        "prefix_load_weight", "prefix_imbalance",
+    "balance_factor",     "hedge_delay_ms",     "hedge_budget_percent", "hedge_exclude",
+    "retry_max_attempts", "retry_on",           "retry_budget_percent", "per_try_timeout_ms",
+    "route_header",       "slo_target",         "stream_resume",        "route_by",
+    "prefix_mode",        "prefix_input",       "prefix_block",         "prefix_max_blocks",
+    "prefix_ttl_ms",      "prefix_load_weight", "prefix_imbalance",
 };
 
+static const char *const resume_names[] = {"off", "replay", "continue"};
 static const char *const route_by_names[] = {"ring", "least_loaded", "prefix"};
 static const char *const prefix_mode_names[] = {"estimate", "precise"};
+
+const char *gw_resume_mode_name(int mode)
+{
+    return mode >= 0 && mode <= GW_RESUME_CONTINUE ? resume_names[mode] : NULL;
+}
+
+int gw_resume_mode_parse(const char *s)
+{
+    for (int i = 0; i <= GW_RESUME_CONTINUE; i++)
+        if (!strcmp(s, resume_names[i]))
+            return i;
+    return -1;
+}
 
 void gw_tunables_defaults(struct gw_tunables *t)
 {
@@ -43,6 +56,12 @@ void gw_tunables_defaults(struct gw_tunables *t)
     t->prefix_ttl_ms = 600000;
     t->prefix_load_weight = 1.0;
     t->prefix_imbalance = 1.5;
+}
+
+void gw_tunables_default_resume(struct gw_tunables *t, const char *s)
+{
+    int m = gw_resume_mode_parse(s);
+    t->stream_resume = (uint8_t)(m > 0 ? m : GW_RESUME_OFF);
 }
 
 int gw_tunables_field(const char *field)
@@ -334,6 +353,15 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         }
         t->slo_target_milli = u;
         break;
+    case GW_TUN_STREAM_RESUME: {
+        int m = gw_resume_mode_parse(value);
+        if (m < 0) {
+            gw_errf(err, errlen, "stream_resume '%s': expected off, replay or continue", value);
+            return -2;
+        }
+        t->stream_resume = (uint8_t)m;
+        break;
+    }
     case GW_TUN_ROUTE_BY:
     case GW_TUN_PREFIX_MODE:
         return set_word(t, f, value, err, errlen);
@@ -455,6 +483,9 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
         n = snprintf(out, cap, "%s", num);
         break;
     }
+    case GW_TUN_STREAM_RESUME:
+        n = snprintf(out, cap, "%s", gw_resume_mode_name(t->stream_resume));
+        break;
     case GW_TUN_ROUTE_BY:
         n = snprintf(out, cap, "%s", route_by_names[t->route_by < 3 ? t->route_by : 0]);
         break;
@@ -511,6 +542,8 @@ void gw_tunables_overlay(struct gw_tunables *dst, const struct gw_tunables *over
         memcpy(dst->route_header, over->route_header, sizeof(dst->route_header));
     if (over->set & (1u << GW_TUN_SLO_TARGET))
         dst->slo_target_milli = over->slo_target_milli;
+    if (over->set & (1u << GW_TUN_STREAM_RESUME))
+        dst->stream_resume = over->stream_resume;
     if (over->set & (1u << GW_TUN_ROUTE_BY))
         dst->route_by = over->route_by;
     if (over->set & (1u << GW_TUN_PREFIX_MODE))

@@ -282,7 +282,7 @@ class ConfTest(CtlCase):
         self.assertRegex(text, r"hedge_delay_ms +auto +pool demo\n")
         self.assertRegex(text, r"balance_factor +1\.25 +default\n")
         self.assertRegex(text, r"slo_target +99\.9 +default\n")
-        self.assertEqual(len(get("--pool", "demo")), 18)
+        self.assertEqual(len(get("--pool", "demo")), 19)
         self.assertRegex(text, r"route_by +ring +default\n")
         self.assertRegex(text, r"prefix_load_weight +1 +default\n")
         # The prefix-cache routing tunables: validated like the others.
