@@ -6,7 +6,8 @@
  * complete run replaces the set and makes the replica fresh, a broken run is
  * abandoned while the live set keeps answering), the pool-level usable
  * answer, the stream lost, forgetting a replica, the memory cap and the
- * replica limit. */
+ * replica limit, and a lossy stream from a simulated replica (a fresh view
+ * is always exact). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -501,6 +502,153 @@ static void test_bounds(void **state)
     gw_kvidx_free(NULL);
 }
 
+/* A simulated replica publishes events for a cache it holds (stores,
+ * evictions, restarts with cleared, snapshots of up to 64 hashes a part),
+ * and 3% of its entries are lost on the way. Whenever the index says the
+ * replica is fresh and the latest entry arrived (a loss shows only with the
+ * next entry's seq), its view is exactly the replica's cache; losses make it
+ * stale and a later complete snapshot or cleared makes it fresh again. */
+struct sim {
+    unsigned char held[301]; /* hashes 1..300 */
+    uint64_t epoch, seq;
+    uint64_t rng;
+    unsigned lost;
+    int last_lost; /* the latest entry was lost: nothing can tell yet */
+};
+
+static unsigned sim_rand(struct sim *m, unsigned n)
+{
+    m->rng = m->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)(m->rng >> 33) % n;
+}
+
+static void sim_send(struct sim *m, struct gw_kvidx *x, enum gw_kv_op op, const uint64_t *h,
+                     size_t n, uint32_t part, uint32_t parts)
+{
+    struct gw_kv_event ev;
+    char why[256];
+
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.replica, sizeof(ev.replica), "%s", R1);
+    ev.rkey = gw_pidx_replica_key(R1, strlen(R1));
+    ev.epoch = m->epoch;
+    ev.seq = ++m->seq;
+    ev.op = op;
+    if (n)
+        memcpy(ev.hashes, h, n * sizeof(*h));
+    ev.nhashes = n;
+    ev.part = part;
+    ev.parts = parts;
+    m->last_lost = sim_rand(m, 100) < 3;
+    if (m->last_lost) {
+        m->lost++;
+        return;
+    }
+    gw_kvidx_apply(x, &ev, why, sizeof(why));
+}
+
+static void sim_snapshot(struct sim *m, struct gw_kvidx *x)
+{
+    uint64_t h[GW_KV_HASHES_MAX];
+    size_t count = 0, n = 0;
+    uint32_t parts, part = 1;
+
+    for (unsigned v = 1; v <= 300; v++)
+        count += m->held[v];
+    parts = count ? (uint32_t)((count + GW_KV_HASHES_MAX - 1) / GW_KV_HASHES_MAX) : 1;
+    for (unsigned v = 1; v <= 300; v++) {
+        if (!m->held[v])
+            continue;
+        h[n++] = v;
+        if (n == GW_KV_HASHES_MAX) {
+            sim_send(m, x, GW_KV_SNAPSHOT, h, n, part++, parts);
+            n = 0;
+        }
+    }
+    if (n || count == 0)
+        sim_send(m, x, GW_KV_SNAPSHOT, h, n, part, parts);
+}
+
+static void sim_step(struct sim *m, struct gw_kvidx *x)
+{
+    uint64_t h[GW_KV_HASHES_MAX];
+    size_t n = 0, want = 1 + sim_rand(m, 20);
+    unsigned r = sim_rand(m, 100);
+
+    if (r < 45) {
+        while (n < want) {
+            unsigned v = 1 + sim_rand(m, 300);
+            m->held[v] = 1;
+            h[n++] = v;
+        }
+        sim_send(m, x, GW_KV_STORED, h, n, 0, 0);
+    } else if (r < 85) {
+        for (unsigned v = 1; v <= 300 && n < want; v += 1 + sim_rand(m, 9))
+            if (m->held[v]) {
+                m->held[v] = 0;
+                h[n++] = v;
+            }
+        if (n)
+            sim_send(m, x, GW_KV_EVICTED, h, n, 0, 0);
+    } else if (r < 88) {
+        memset(m->held, 0, sizeof(m->held));
+        m->epoch++;
+        m->seq = 0;
+        sim_send(m, x, GW_KV_CLEARED, NULL, 0, 0, 0);
+    } else {
+        sim_snapshot(m, x);
+    }
+}
+
+static void test_lossy_stream(void **state)
+{
+    struct gw_kvidx *x = gw_kvidx_create(4u << 20, 4);
+    struct sim m = {.epoch = 1000, .rng = 99};
+    uint64_t k = gw_pidx_replica_key(R1, strlen(R1));
+    unsigned fresh_checks = 0, stale_steps = 0, recoveries = 0;
+    int was_fresh = 0;
+
+    (void)state;
+    sim_send(&m, x, GW_KV_CLEARED, NULL, 0, 0, 0);
+    for (int step = 0; step < 5000; step++) {
+        sim_step(&m, x);
+        int now_fresh = gw_kvidx_usable(x, &k, 1);
+        if (m.last_lost)
+            continue;
+        if (!now_fresh) {
+            stale_steps++;
+            was_fresh = 0;
+            continue;
+        }
+        recoveries += !was_fresh;
+        was_fresh = 1;
+        fresh_checks++;
+        size_t held = 0;
+        for (unsigned v = 1; v <= 300; v++) {
+            uint64_t hv = v;
+            uint32_t d;
+            gw_kvidx_longest_match(x, &hv, 1, &k, 1, &d);
+            if (d != m.held[v])
+                fail_msg("step %d: fresh view says %u for hash %u, the replica %u", step, d, v,
+                         m.held[v]);
+            held += m.held[v];
+        }
+        struct gw_kv_replica_info info;
+        gw_kvidx_replica(x, k, &info);
+        assert_int_equal(info.held, held);
+    }
+    struct gw_kv_stats st;
+    gw_kvidx_stats(x, &st);
+    assert_true(st.bytes <= st.max_bytes);
+    /* Losses happened, were noticed, and were repaired more than once. */
+    assert_true(m.lost > 50);
+    assert_true(st.lost > 0);
+    assert_true(stale_steps > 0);
+    assert_true(recoveries > 5);
+    assert_true(fresh_checks > 1000);
+    gw_kvidx_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_usable),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_lossy_stream),
     };
     return cmocka_run_group_tests_name("kvindex", tests, NULL, NULL);
 }
