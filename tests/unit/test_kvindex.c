@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "base/mem.h"
 #include "route/kvindex.h"
 #include "route/prefixidx.h"
 
@@ -649,6 +650,45 @@ static void test_lossy_stream(void **state)
     gw_kvidx_free(x);
 }
 
+/* Every allocation failing in turn: creation gives NULL, an event that
+ * cannot allocate is refused as FULL (or leaves the replica stale), and
+ * nothing leaks. */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    gw_mem_fail_after(-1);
+    long base = gw_mem_live();
+    int done = 0;
+    for (long n = 0; !done && n < 200; n++) {
+        gw_mem_fail_after(n);
+        struct gw_kvidx *x = gw_kvidx_create(1u << 20, 4);
+        if (!x) {
+            gw_mem_fail_after(-1);
+            assert_int_equal(gw_mem_live(), base);
+            continue;
+        }
+        enum gw_kv_outcome o[5];
+        o[0] = apply(x, R1, "1", 1, "cleared", "", NULL, NULL);
+        o[1] = apply(x, R1, "1", 2, "stored", H1 "," H2 "," H3, NULL, NULL);
+        o[2] = apply(x, R2, "1", 1, "cleared", "", NULL, NULL);
+        o[3] = apply(x, R1, "1", 3, "snapshot", H4, "1", "1");
+        o[4] = apply(x, R1, "1", 4, "evicted", H4, NULL, NULL);
+        done = 1;
+        for (int i = 0; i < 5; i++)
+            if (o[i] == GW_KV_FULL)
+                done = 0;
+        gw_mem_fail_after(-1);
+        if (done) { /* nothing failed: the full answer */
+            assert_int_equal(match(x, R1), 0);
+            assert_true(fresh(x, R1));
+            assert_true(fresh(x, R2));
+        }
+        gw_kvidx_free(x);
+        assert_int_equal(gw_mem_live(), base);
+    }
+    assert_true(done);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_usable),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_lossy_stream),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests_name("kvindex", tests, NULL, NULL);
 }

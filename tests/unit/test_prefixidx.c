@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
+#include "base/mem.h"
 #include "route/prefixidx.h"
 
 #define MIB (1u << 20)
@@ -201,8 +202,8 @@ static void test_clock_far_apart(void **state)
 /* A full set evicts its least recently recorded entry. */
 static void test_lru_eviction(void **state)
 {
-    /* The smallest index: 64 KiB -> 113 sets of 8 entries (904 entries). */
-    struct gw_pidx *x = gw_pidx_create(GW_PIDX_MIN_BYTES, GW_PIDX_PRIVATE);
+    /* A small index: 64 KiB -> 113 sets of 8 entries (904 entries). */
+    struct gw_pidx *x = gw_pidx_create(64u << 10, GW_PIDX_PRIVATE);
     struct gw_pidx_stats st;
     uint64_t cands[1] = {A};
     uint32_t depth[1];
@@ -210,7 +211,7 @@ static void test_lru_eviction(void **state)
 
     (void)state;
     gw_pidx_stats(x, &st);
-    assert_true(st.bytes <= GW_PIDX_MIN_BYTES);
+    assert_true(st.bytes <= 64u << 10);
     assert_true(st.capacity >= 256);
     /* Fill far past capacity; touch key 0 again just before each insert, so
      * it is always the newest in its set: it must survive. */
@@ -310,10 +311,39 @@ static void test_create_and_keys(void **state)
 {
     (void)state;
     assert_null(gw_pidx_create(GW_PIDX_MIN_BYTES - 1, GW_PIDX_SHARED));
+    /* The smallest: --prefix-index-bytes' least (1 MiB) over 256 workers. */
+    {
+        struct gw_pidx *tiny = gw_pidx_create((1u << 20) / 256, GW_PIDX_PRIVATE);
+        uint64_t h[8] = {1, 2, 3, 4, 5, 6, 7, 8}, k = 9;
+        uint32_t d;
+        struct gw_pidx_stats st;
+        assert_non_null(tiny);
+        gw_pidx_stats(tiny, &st);
+        assert_true(st.bytes <= 4096);
+        assert_true(st.capacity >= 48);
+        gw_pidx_record(tiny, 1, h, 8, k, 1);
+        assert_int_equal(gw_pidx_longest_match(tiny, 1, h, 8, 2, 1000, &k, 1, &d), 8);
+        gw_pidx_free(tiny);
+    }
     struct gw_pidx *x = gw_pidx_create(3 * MIB + 12345, GW_PIDX_SHARED);
     assert_true(gw_pidx_bytes(x) <= 3 * MIB + 12345);
     gw_pidx_free(x);
     gw_pidx_free(NULL);
+    /* Either allocation failing: NULL, nothing left allocated. */
+    gw_mem_fail_after(-1);
+    long base = gw_mem_live();
+    for (long n = 0; n < 2; n++) {
+        gw_mem_fail_after(n);
+        assert_null(gw_pidx_create(MIB, GW_PIDX_SHARED));
+        gw_mem_fail_after(-1);
+        assert_int_equal(gw_mem_live(), base);
+    }
+    gw_mem_fail_after(2);
+    x = gw_pidx_create(MIB, GW_PIDX_SHARED);
+    gw_mem_fail_after(-1);
+    assert_non_null(x);
+    gw_pidx_free(x);
+    assert_int_equal(gw_mem_live(), base);
     /* The replica key is XXH3-64 of the address. */
     assert_true(gw_pidx_replica_key("127.0.0.1:7201", 14) == XXH3_64bits("127.0.0.1:7201", 14));
     assert_true(gw_pidx_replica_key("127.0.0.1:7201", 14) !=

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/mem.h"
 #include "route/prefixidx.h"
 
 /* ---- parsing ------------------------------------------------------------ */
@@ -289,7 +290,7 @@ static int kvset_reserve(struct gw_kvidx *x, struct kvset *s)
     cap *= 2;
     if (x->bytes - s->cap * 8 + cap * 8 > x->max_bytes)
         return -1;
-    uint64_t *ns = calloc(cap, sizeof(*ns));
+    uint64_t *ns = gw_calloc(cap, sizeof(*ns));
     if (!ns)
         return -1;
     struct kvset old = *s;
@@ -299,7 +300,7 @@ static int kvset_reserve(struct gw_kvidx *x, struct kvset *s)
     for (size_t i = 0; i < old.cap; i++)
         if (old.slot[i])
             kvset_put_raw(s, old.slot[i]);
-    free(old.slot);
+    gw_free(old.slot);
     x->bytes = x->bytes - old.cap * 8 + cap * 8;
     return 0;
 }
@@ -345,7 +346,7 @@ static void kvset_del(struct kvset *s, uint64_t h)
 
 static void kvset_clear(struct gw_kvidx *x, struct kvset *s)
 {
-    free(s->slot);
+    gw_free(s->slot);
     x->bytes -= s->cap * 8;
     memset(s, 0, sizeof(*s));
 }
@@ -363,11 +364,11 @@ struct gw_kvidx *gw_kvidx_create(size_t max_bytes, size_t max_replicas)
 
     if (!max_replicas)
         return NULL;
-    x = calloc(1, sizeof(*x));
+    x = gw_calloc(1, sizeof(*x));
     if (!x)
         return NULL;
     if (pthread_rwlock_init(&x->lock, NULL) != 0) {
-        free(x);
+        gw_free(x);
         return NULL;
     }
     x->max_replicas = max_replicas;
@@ -381,7 +382,7 @@ static void replica_free(struct gw_kvidx *x, struct replica *r)
     kvset_clear(x, &r->live);
     kvset_clear(x, &r->stage);
     x->bytes -= REPLICA_BYTES;
-    free(r);
+    gw_free(r);
 }
 
 void gw_kvidx_free(struct gw_kvidx *x)
@@ -390,10 +391,10 @@ void gw_kvidx_free(struct gw_kvidx *x)
         return;
     for (size_t i = 0; i < x->nr; i++)
         replica_free(x, x->r[i]);
-    free(x->r);
-    free(x->keys);
+    gw_free(x->r);
+    gw_free(x->keys);
     pthread_rwlock_destroy(&x->lock);
-    free(x);
+    gw_free(x);
 }
 
 /* The position of <key> in the sorted array, or where it would go. */
@@ -424,13 +425,13 @@ static struct replica *add(struct gw_kvidx *x, const struct gw_kv_event *ev)
 
     if (x->nr == x->max_replicas || x->bytes + REPLICA_BYTES > x->max_bytes)
         return NULL;
-    r = calloc(1, sizeof(*r));
-    nr = r ? realloc(x->r, (x->nr + 1) * sizeof(*nr)) : NULL;
+    r = gw_calloc(1, sizeof(*r));
+    nr = r ? gw_realloc(x->r, (x->nr + 1) * sizeof(*nr)) : NULL;
     if (nr)
         x->r = nr;
-    nk = nr ? realloc(x->keys, (x->nr + 1) * sizeof(*nk)) : NULL;
+    nk = nr ? gw_realloc(x->keys, (x->nr + 1) * sizeof(*nk)) : NULL;
     if (!nk) {
-        free(r);
+        gw_free(r);
         return NULL;
     }
     x->keys = nk;

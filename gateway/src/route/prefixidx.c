@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+#include "base/mem.h"
 #include "route/prefix.h"
 
 #define REBASE_AFTER_MS (1ull << 30)
@@ -46,6 +47,8 @@ struct gw_pidx {
     enum gw_pidx_mode mode;
     struct set *sets;
     size_t nsets; /* 1 .. 2^32 - 1 */
+    size_t bytes; /* of sets[] */
+    void *raw;    /* the allocation sets[] is in, 64 bytes more */
     size_t entries;
     uint64_t recorded, inserted, evicted, expired, lookups, hits, hit_blocks;
 };
@@ -53,6 +56,17 @@ struct gw_pidx {
 uint64_t gw_pidx_replica_key(const char *addr, size_t len)
 {
     return XXH3_64bits(addr, len);
+}
+
+/* Asks for huge pages over the whole 2 MiB pages inside p[0..len) (a hint:
+ * failure changes nothing). */
+static void huge_pages(void *p, size_t len)
+{
+    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~(uintptr_t)(HUGE_PAGE - 1);
+
+    if (end > a)
+        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
 }
 
 struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode)
@@ -64,26 +78,29 @@ struct gw_pidx *gw_pidx_create(size_t max_bytes, enum gw_pidx_mode mode)
         return NULL;
     /* As many sets as fit beside the structure (a set is picked by
      * multiplying, so any count works), at most 2^32 - 1. */
-    nsets = (max_bytes - sizeof(*x)) / sizeof(struct set);
+    nsets = (max_bytes - sizeof(*x) - 64) / sizeof(struct set);
     if (nsets > UINT32_MAX)
         nsets = UINT32_MAX;
-    x = calloc(1, sizeof(*x));
+    x = gw_calloc(1, sizeof(*x));
     if (!x)
         return NULL;
-    /* Huge pages where the kernel offers them (madvise mode): a lookup
-     * touches a random set per block, which would cost a TLB miss each on
-     * 4 KiB pages. */
-    if (posix_memalign((void **)&x->sets, HUGE_PAGE, nsets * sizeof(struct set)) != 0) {
-        free(x);
+    /* calloc maps a table this large: zero pages the kernel backs as they
+     * are first written. Sets start on a cache line (64 bytes spare). Huge
+     * pages where the kernel offers them (madvise mode): a lookup touches a
+     * random set per level, a TLB miss each on 4 KiB pages. */
+    x->bytes = nsets * sizeof(struct set);
+    x->raw = gw_calloc(1, x->bytes + 64);
+    if (!x->raw) {
+        gw_free(x);
         return NULL;
     }
-    (void)madvise(x->sets, nsets * sizeof(struct set), MADV_HUGEPAGE); /* a hint only */
-    memset(x->sets, 0, nsets * sizeof(struct set));
+    x->sets = (struct set *)(((uintptr_t)x->raw + 63) & ~(uintptr_t)63);
+    huge_pages(x->sets, x->bytes);
     x->nsets = nsets;
     x->mode = mode;
     if (pthread_mutex_init(&x->mu, NULL) != 0) {
-        free(x->sets);
-        free(x);
+        gw_free(x->raw);
+        gw_free(x);
         return NULL;
     }
     return x;
@@ -94,13 +111,13 @@ void gw_pidx_free(struct gw_pidx *x)
     if (!x)
         return;
     pthread_mutex_destroy(&x->mu);
-    free(x->sets);
-    free(x);
+    gw_free(x->raw);
+    gw_free(x);
 }
 
 size_t gw_pidx_bytes(const struct gw_pidx *x)
 {
-    return sizeof(*x) + x->nsets * sizeof(struct set);
+    return sizeof(*x) + x->bytes + 64;
 }
 
 static void lock(struct gw_pidx *x)

@@ -33,19 +33,21 @@
  *
  * Concurrency (measured: bench/RESULTS.md, "prefix-cache routing
  * decision"): GW_PIDX_SHARED is one index every worker uses under one mutex
- * (a record or a lookup takes it once); GW_PIDX_PRIVATE takes no lock, for
- * one thread only. DECISION: one private index per worker, each with
- * --prefix-index-bytes / workers. With 2 threads deciding back to back, the
- * shared index cost 3 to 4 times as much per decision (2.0 to 4.6 us against
- * 0.7 to 1.7 us over two runs: the lock and the sets' cache lines move
- * between cores); on one thread the mutex costs next to nothing. What a
- * private index gives up is small: a prefix no index knows goes by the ring
- * on its first block's hash, so every worker (and every gateway) sends a new
- * system prompt or conversation to the same replica; only the calls moved by
- * a load override are known to one worker alone, as they are to one gateway
- * alone. (Striping one shared index by the first block's hash would split its
- * capacity by stripe, with every chain behind a popular system prompt in one
- * stripe; striping by set would take a lock per level.)
+ * (a record or a lookup takes it once, for 0.1 to 0.4 us); GW_PIDX_PRIVATE
+ * takes no lock, for one thread only (a per-worker index). DECISION: one
+ * shared index. With 2 threads deciding back to back (the worst case: the
+ * gateway does much else between decisions), shared cost 0.9 to 1.0 us a
+ * decision against 0.7 to 0.8 us private at 4 replicas and 1.6 to 2.3 us
+ * against 0.9 to 1.0 us at 64 on a quiet machine, and 2 to 3 times private's
+ * cost on a loaded one (a lock holder descheduled makes the other wait). A
+ * per-worker index would only know its own worker's calls: the turns of one
+ * conversation arrive on whichever worker holds the caller's connection, and
+ * a worker that did not see the earlier turns matches the system prompt
+ * alone, which after load overrides may point elsewhere, so sharing keeps the
+ * hit ratio that this index exists for. (Striping one shared index by the
+ * first block's hash would split its capacity by stripe, with every chain
+ * behind a popular system prompt in one stripe; striping by set would take a
+ * lock per level.)
  */
 #ifndef INFERGW_PREFIXIDX_H
 #define INFERGW_PREFIXIDX_H
@@ -53,12 +55,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_PIDX_WAYS       4           /* replicas remembered per chain hash */
-#define GW_PIDX_STRIDE     4           /* every 4th level of a chain is kept, and the last */
-#define GW_PIDX_SET_WAYS   8           /* entries per set (LRU within a set) */
-#define GW_PIDX_MIN_BYTES  (64u << 10) /* smallest cap accepted */
-#define GW_PIDX_TTL_MAX_MS 86400000u   /* largest ttl_ms (prefix_ttl_ms's bound) */
-#define GW_PIDX_MAX_CANDS  4096        /* candidates per lookup (GW_RING_MAX_REPLICAS) */
+#define GW_PIDX_WAYS       4         /* replicas remembered per chain hash */
+#define GW_PIDX_STRIDE     4         /* every 4th level of a chain is kept, and the last */
+#define GW_PIDX_SET_WAYS   8         /* entries per set (LRU within a set) */
+#define GW_PIDX_MIN_BYTES  4096      /* smallest cap (1 MiB / 256 workers) */
+#define GW_PIDX_TTL_MAX_MS 86400000u /* largest ttl_ms (prefix_ttl_ms's bound) */
+#define GW_PIDX_MAX_CANDS  4096      /* candidates per lookup (GW_RING_MAX_REPLICAS) */
 
 enum gw_pidx_mode {
     GW_PIDX_SHARED = 0, /* one mutex: any thread */
