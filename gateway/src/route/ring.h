@@ -114,7 +114,8 @@ uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double bal
  * keyed call as soon as two calls overlap on one replica of three (1 call in
  * flight on 3 replicas: cap ceil(1.25 x 2 / 3) = 1), so affinity (prefix
  * caches, session keys) breaks at light load; with it, light loads stay
- * sticky and the bound works as before once the mean passes 2 / c. Pure.
+ * sticky and the bound works as before once c x (total + 1) / n_eligible
+ * passes 1. Pure.
  * (Not wired into the pick yet: gw_ring_pick_bounded uses the plain cap.) */
 uint64_t gw_ring_load_cap_floor(uint64_t total_inflight, size_t n_eligible, double balance_factor);
 
