@@ -689,6 +689,65 @@ static void test_allocation_failures(void **state)
     assert_true(done);
 }
 
+/* Two pools' indexes in one budget: what one holds, the other cannot; a
+ * freed index gives its bytes back. */
+static void test_shared_budget(void **state)
+{
+    struct gw_kv_budget b = {.max = 64u << 10};
+    struct gw_kvidx *p1 = gw_kvidx_create_in(&b, 4), *p2 = gw_kvidx_create_in(&b, 4);
+    struct gw_kv_stats st;
+    char h[64 * 17];
+    unsigned s = 2;
+    enum gw_kv_outcome out = GW_KV_OK;
+
+    (void)state;
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_null(gw_kvidx_create_in(NULL, 4));
+    apply(p1, R1, "1", 1, "cleared", "", NULL, NULL);
+    apply(p2, R1, "1", 1, "cleared", "", NULL, NULL);
+    /* p1 fills the budget. */
+    for (unsigned blk = 0; blk < 200 && out == GW_KV_OK; blk++) {
+        size_t k = 0;
+        for (int i = 0; i < 64; i++)
+            k += (size_t)snprintf(h + k, sizeof(h) - k, "%s%016x", i ? "," : "", blk * 64 + i + 1);
+        out = apply(p1, R1, "1", s++, "stored", h, NULL, NULL);
+        assert_true(b.used <= b.max);
+    }
+    assert_int_equal(out, GW_KV_FULL);
+    /* Refill p1 up to just under the cap, then p2 cannot grow past it. */
+    apply(p1, R1, "1", s++, "cleared", "", NULL, NULL);
+    for (unsigned blk = 0; blk < 40; blk++) {
+        size_t k = 0;
+        for (int i = 0; i < 64; i++)
+            k += (size_t)snprintf(h + k, sizeof(h) - k, "%s%016x", i ? "," : "", blk * 64 + i + 1);
+        if (apply(p1, R1, "1", s++, "stored", h, NULL, NULL) != GW_KV_OK)
+            break;
+    }
+    gw_kvidx_stats(p1, &st);
+    size_t p1_bytes = st.bytes;
+    assert_int_equal(st.budget_used, b.used);
+    assert_int_equal(st.max_bytes, 64u << 10);
+    out = GW_KV_OK;
+    unsigned s2 = 2;
+    for (unsigned blk = 0; blk < 200 && out == GW_KV_OK; blk++) {
+        size_t k = 0;
+        for (int i = 0; i < 64; i++)
+            k += (size_t)snprintf(h + k, sizeof(h) - k, "%s%016x", i ? "," : "", blk * 64 + i + 1);
+        out = apply(p2, R1, "1", s2++, "stored", h, NULL, NULL);
+        assert_true(b.used <= b.max);
+    }
+    assert_int_equal(out, GW_KV_FULL);
+    gw_kvidx_stats(p2, &st);
+    assert_true(st.bytes + p1_bytes <= b.max);
+    /* Freeing p1 gives its bytes back to the budget. */
+    gw_kvidx_free(p1);
+    gw_kvidx_stats(p2, &st);
+    assert_int_equal(b.used, st.bytes);
+    gw_kvidx_free(p2);
+    assert_int_equal(b.used, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -702,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_lossy_stream),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_shared_budget),
     };
     return cmocka_run_group_tests_name("kvindex", tests, NULL, NULL);
 }

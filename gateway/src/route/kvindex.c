@@ -247,9 +247,24 @@ struct gw_kvidx {
     struct replica **r; /* sorted by key */
     uint64_t *keys;     /* keys[i] = r[i]->key: the search reads one array */
     size_t nr, max_replicas;
-    size_t bytes, max_bytes;
+    size_t bytes;                /* this index's own */
+    struct gw_kv_budget *budget; /* &own, or one shared by several indexes */
+    struct gw_kv_budget own;
     uint64_t applied, old, lost, full, snapshots, abandoned;
 };
+
+/* Whether <more> bytes fit in the budget. */
+static int fits(const struct gw_kvidx *x, size_t more)
+{
+    return x->budget->used + more <= x->budget->max;
+}
+
+/* Counts <delta> bytes (negative: freed) in the index and its budget. */
+static void charge(struct gw_kvidx *x, long long delta)
+{
+    x->bytes += (size_t)delta;
+    x->budget->used += (size_t)delta;
+}
 
 static size_t slot_of(uint64_t h, size_t cap)
 {
@@ -288,7 +303,7 @@ static int kvset_reserve(struct gw_kvidx *x, struct kvset *s)
     if (2 * (s->n + 1) <= s->cap)
         return 0;
     cap *= 2;
-    if (x->bytes - s->cap * 8 + cap * 8 > x->max_bytes)
+    if (!fits(x, (cap - s->cap) * 8))
         return -1;
     uint64_t *ns = gw_calloc(cap, sizeof(*ns));
     if (!ns)
@@ -301,7 +316,7 @@ static int kvset_reserve(struct gw_kvidx *x, struct kvset *s)
         if (old.slot[i])
             kvset_put_raw(s, old.slot[i]);
     gw_free(old.slot);
-    x->bytes = x->bytes - old.cap * 8 + cap * 8;
+    charge(x, (long long)(cap - old.cap) * 8);
     return 0;
 }
 
@@ -347,7 +362,7 @@ static void kvset_del(struct kvset *s, uint64_t h)
 static void kvset_clear(struct gw_kvidx *x, struct kvset *s)
 {
     gw_free(s->slot);
-    x->bytes -= s->cap * 8;
+    charge(x, -(long long)s->cap * 8);
     memset(s, 0, sizeof(*s));
 }
 
@@ -358,11 +373,11 @@ static size_t kvset_count(const struct kvset *s)
 
 /* ---- replicas ------------------------------------------------------------ */
 
-struct gw_kvidx *gw_kvidx_create(size_t max_bytes, size_t max_replicas)
+struct gw_kvidx *gw_kvidx_create_in(struct gw_kv_budget *budget, size_t max_replicas)
 {
     struct gw_kvidx *x;
 
-    if (!max_replicas)
+    if (!max_replicas || !budget)
         return NULL;
     x = gw_calloc(1, sizeof(*x));
     if (!x)
@@ -372,8 +387,21 @@ struct gw_kvidx *gw_kvidx_create(size_t max_bytes, size_t max_replicas)
         return NULL;
     }
     x->max_replicas = max_replicas;
-    x->max_bytes = max_bytes;
-    x->bytes = sizeof(*x);
+    x->budget = budget;
+    charge(x, (long long)sizeof(*x));
+    return x;
+}
+
+struct gw_kvidx *gw_kvidx_create(size_t max_bytes, size_t max_replicas)
+{
+    struct gw_kvidx *x;
+    struct gw_kv_budget tmp = {.max = max_bytes};
+
+    x = gw_kvidx_create_in(&tmp, max_replicas);
+    if (!x)
+        return NULL;
+    x->own = tmp;
+    x->budget = &x->own;
     return x;
 }
 
@@ -381,7 +409,7 @@ static void replica_free(struct gw_kvidx *x, struct replica *r)
 {
     kvset_clear(x, &r->live);
     kvset_clear(x, &r->stage);
-    x->bytes -= REPLICA_BYTES;
+    charge(x, -(long long)REPLICA_BYTES);
     gw_free(r);
 }
 
@@ -393,6 +421,7 @@ void gw_kvidx_free(struct gw_kvidx *x)
         replica_free(x, x->r[i]);
     gw_free(x->r);
     gw_free(x->keys);
+    charge(x, -(long long)sizeof(*x));
     pthread_rwlock_destroy(&x->lock);
     gw_free(x);
 }
@@ -423,7 +452,7 @@ static struct replica *add(struct gw_kvidx *x, const struct gw_kv_event *ev)
     struct replica *r, **nr;
     uint64_t *nk;
 
-    if (x->nr == x->max_replicas || x->bytes + REPLICA_BYTES > x->max_bytes)
+    if (x->nr == x->max_replicas || !fits(x, REPLICA_BYTES))
         return NULL;
     r = gw_calloc(1, sizeof(*r));
     nr = r ? gw_realloc(x->r, (x->nr + 1) * sizeof(*nr)) : NULL;
@@ -440,7 +469,7 @@ static struct replica *add(struct gw_kvidx *x, const struct gw_kv_event *ev)
     x->r[i] = r;
     x->keys[i] = ev->rkey;
     x->nr++;
-    x->bytes += REPLICA_BYTES;
+    charge(x, (long long)REPLICA_BYTES);
     r->key = ev->rkey;
     snprintf(r->id, sizeof(r->id), "%s", ev->replica);
     r->stale = 1;
@@ -487,7 +516,7 @@ static enum gw_kv_outcome apply_change(struct gw_kvidx *x, struct replica *r,
             kvset_clear(x, &r->live);
             go_stale(r, "memory cap: set dropped");
             x->full++;
-            set_why(why, wl, "%s: memory cap (%zu bytes) reached, stale", r->id, x->max_bytes);
+            set_why(why, wl, "%s: memory cap (%zu bytes) reached, stale", r->id, x->budget->max);
             return GW_KV_FULL;
         }
     }
@@ -512,7 +541,7 @@ static enum gw_kv_outcome apply_snapshot(struct gw_kvidx *x, struct replica *r,
             abandon(x, r);
             x->full++;
             set_why(why, wl, "%s: memory cap (%zu bytes) reached, snapshot abandoned", r->id,
-                    x->max_bytes);
+                    x->budget->max);
             return GW_KV_FULL;
         }
     if (ev->part < ev->parts) {
@@ -715,7 +744,8 @@ void gw_kvidx_stats(struct gw_kvidx *x, struct gw_kv_stats *out)
     memset(out, 0, sizeof(*out));
     pthread_rwlock_rdlock(&x->lock);
     out->bytes = x->bytes;
-    out->max_bytes = x->max_bytes;
+    out->budget_used = x->budget->used;
+    out->max_bytes = x->budget->max;
     out->replicas = x->nr;
     for (size_t i = 0; i < x->nr; i++) {
         out->stale_replicas += x->r[i]->stale ? 1 : 0;

@@ -30,14 +30,13 @@
  *
  * Bounded: hash sets are open-addressed tables of 8-byte slots (load at most
  * 1/2) whose bytes, with the replicas' records, are counted against the cap
- * given at creation (a table that doubles holds its old slots too for the
- * moment it is copied); a stored event or snapshot part that would go past it
- * is refused (GW_KV_FULL): a stored one leaves the replica stale (its set
- * emptied), a snapshot part abandons the run. At most <max_replicas>
- * replicas: events of more are refused.
+ * given at creation, or a budget several pools' indexes share (a table that doubles holds its old
+ * slots too for the moment it is copied); a stored event or snapshot part that would go past it is
+ * refused (GW_KV_FULL): a stored one leaves the replica stale (its set emptied), a snapshot part
+ * abandons the run. At most <max_replicas> replicas: events of more are refused.
  *
- * Threads: one writer (the stream reader) and any number of readers; a
- * read-write lock inside.
+ * Threads: one writer (the stream reader; the same thread for all indexes
+ * sharing a budget) and any number of readers; a read-write lock inside.
  */
 #ifndef INFERGW_KVINDEX_H
 #define INFERGW_KVINDEX_H
@@ -98,10 +97,21 @@ enum gw_kv_outcome {
 
 struct gw_kvidx;
 
+/* A byte budget several indexes (one per pool) may share: <used> counts
+ * what they all hold, <max> bounds it. Indexes that share one must all be
+ * written by the same thread (reads are free). */
+struct gw_kv_budget {
+    size_t max;
+    size_t used;
+};
+
 /* An index for one pool holding at most <max_bytes> bytes and
  * <max_replicas> replicas. NULL when allocation fails or max_replicas is
  * 0. */
 struct gw_kvidx *gw_kvidx_create(size_t max_bytes, size_t max_replicas);
+/* The same within a shared <budget> (borrowed: it outlives the index). */
+struct gw_kvidx *gw_kvidx_create_in(struct gw_kv_budget *budget, size_t max_replicas);
+/* Frees the index; its bytes leave its budget. */
 void gw_kvidx_free(struct gw_kvidx *x);
 
 /* Applies one parsed event. <why> (may be NULL) says, for LOST, FULL and
@@ -133,7 +143,10 @@ struct gw_kv_replica_info {
 void gw_kvidx_replica(struct gw_kvidx *x, uint64_t rkey, struct gw_kv_replica_info *out);
 
 struct gw_kv_stats {
-    size_t bytes, max_bytes, replicas, stale_replicas, held;
+    size_t bytes;       /* this index's */
+    size_t budget_used; /* its budget's, all indexes sharing it */
+    size_t max_bytes;   /* the budget's bound */
+    size_t replicas, stale_replicas, held;
     uint64_t applied, old, lost, full, snapshots, snapshots_abandoned;
 };
 void gw_kvidx_stats(struct gw_kvidx *x, struct gw_kv_stats *out);
