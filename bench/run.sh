@@ -7,6 +7,8 @@
 #   bench/run.sh memory [--inflight N] [--seconds S] (see bench/memory.sh)
 #   bench/run.sh ring [--ms N]                       (infergw-ring-bench: lookups, key movement)
 #   bench/run.sh tail|failover [flags]               (bench/tail.py: hedging off/fixed/auto; kill -9, SIGSTOP)
+#   bench/run.sh stream [--streams N] [--tokens M]   (see bench/stream.sh: token streams through the
+#                                                     gateway vs direct; stream resume off/replay/continue)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -46,6 +48,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case ${1:-} in
   auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
   memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
+  stream) shift; exec "$ROOT/bench/stream.sh" "$@" ;;
   ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
   tail|failover) exec /usr/bin/python3 "$ROOT/bench/tail.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
 esac
