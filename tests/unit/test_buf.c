@@ -166,6 +166,50 @@ static void test_peek_at_offsets_and_drop(void **state)
     gw_bufq_reset(&q);
 }
 
+/* Splicing moves bytes in order without a copy, whatever state either
+ * queue is in (empty, drained, partly read), and leaves the source empty
+ * and reusable. */
+static void test_splice(void **state)
+{
+    (void)state;
+    static uint8_t src[50000], out[50000];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = pattern(i);
+    struct gw_bufq a, b;
+    gw_bufq_init(&a);
+    gw_bufq_init(&b);
+    /* empty into empty */
+    gw_bufq_splice(&a, &b);
+    assert_int_equal(a.len, 0);
+    /* into an empty queue, then behind bytes partly read */
+    assert_int_equal(gw_bufq_append(&b, src, 300), 0);
+    gw_bufq_splice(&a, &b);
+    assert_int_equal(a.len, 300);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(gw_bufq_read(&a, out, 100), 100);
+    assert_int_equal(gw_bufq_append(&b, src + 300, 20000), 0);
+    assert_int_equal(gw_bufq_read(&b, out, 0), 0);
+    gw_bufq_splice(&a, &b);
+    assert_int_equal(a.len, 20200);
+    /* a source read from first: only its unread bytes move */
+    assert_int_equal(gw_bufq_append(&b, src + 20000, 500), 0);
+    assert_int_equal(gw_bufq_read(&b, out, 200), 200);
+    assert_memory_equal(out, src + 20000, 200);
+    assert_int_equal(gw_bufq_append(&b, src + 20500, 29500), 0);
+    gw_bufq_splice(&a, &b);
+    assert_int_equal(a.len, 20200 + 29800);
+    /* appends after a splice go behind the spliced bytes */
+    assert_int_equal(gw_bufq_append(&b, src, 10), 0); /* the source is reusable */
+    assert_int_equal(b.len, 10);
+    gw_bufq_reset(&b);
+    size_t got = gw_bufq_read(&a, out, sizeof(out));
+    assert_int_equal(got, 20200 + 29800);
+    assert_memory_equal(out, src + 100, 20200);
+    assert_memory_equal(out + 20200, src + 20200, 29800);
+    assert_int_equal(a.len, 0);
+    gw_bufq_reset(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +218,7 @@ int main(void)
         cmocka_unit_test_setup(test_chunks_freed_as_they_drain, reset_hook),
         cmocka_unit_test_setup(test_enomem_leaves_queue_unchanged, reset_hook),
         cmocka_unit_test_setup(test_peek_at_offsets_and_drop, reset_hook),
+        cmocka_unit_test_setup(test_splice, reset_hook),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
 }

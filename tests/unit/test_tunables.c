@@ -27,7 +27,7 @@ static const char *fmt(const struct gw_tunables *t, enum gw_tunable_field f)
 static void test_defaults(void **state)
 {
     static const char *const want[GW_TUN_COUNT] = {
-        "1.25", "off", "10", "", "3", "UNAVAILABLE", "20", "0", "x-route-key", "99.9",
+        "1.25", "off", "10", "", "3", "UNAVAILABLE", "20", "0", "x-route-key", "99.9", "off",
     };
     struct gw_tunables t;
 
@@ -44,6 +44,7 @@ static void test_defaults(void **state)
     assert_int_equal(t.per_try_timeout_ms, 0);
     assert_string_equal(t.route_header, "x-route-key");
     assert_int_equal(t.slo_target_milli, 99900);
+    assert_int_equal(t.stream_resume, GW_RESUME_OFF);
     assert_int_equal(t.set, 0);
     for (int f = 0; f < GW_TUN_COUNT; f++)
         assert_string_equal(fmt(&t, (enum gw_tunable_field)f), want[f]);
@@ -110,6 +111,9 @@ static const struct vcase accepted[] = {
     {"slo_target", "99.999"},
     {"slo_target", "99"},
     {"slo_target", "95.50"},
+    {"stream_resume", "off"},
+    {"stream_resume", "replay"},
+    {"stream_resume", "continue"},
 };
 
 /* Values every field refuses. */
@@ -185,6 +189,10 @@ static const struct vcase refused[] = {
     {"route_header", "x-key\n"},
     {"route_header", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"}, /* 64 */
     {"slo_target", ""},
+    {"stream_resume", ""},
+    {"stream_resume", "on"},
+    {"stream_resume", "Replay"},
+    {"stream_resume", "replay "},
     {"slo_target", "50"},
     {"slo_target", "100"},
     {"slo_target", "100.0"},
@@ -303,7 +311,17 @@ static void test_set_stores_values(void **state)
     assert_string_equal(t.hedge_exclude, "/a.B/C");
     assert_int_equal(gw_tunables_set(&t, "slo_target", "99.95", err, sizeof(err)), 0);
     assert_int_equal(t.slo_target_milli, 99950);
+    assert_int_equal(gw_tunables_set(&t, "stream_resume", "continue", err, sizeof(err)), 0);
+    assert_int_equal(t.stream_resume, GW_RESUME_CONTINUE);
     assert_int_equal(t.set, (1u << GW_TUN_COUNT) - 1);
+    /* The gateway's --stream-resume is a default: it does not mark the field set. */
+    struct gw_tunables d;
+    gw_tunables_defaults(&d);
+    gw_tunables_default_resume(&d, "replay");
+    assert_int_equal(d.stream_resume, GW_RESUME_REPLAY);
+    assert_int_equal(d.set, 0);
+    gw_tunables_default_resume(&d, "bogus");
+    assert_int_equal(d.stream_resume, GW_RESUME_OFF);
 }
 
 /* A pool's tunables override the global ones field by field: only the

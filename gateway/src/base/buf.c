@@ -142,6 +142,31 @@ size_t gw_bufq_drop(struct gw_bufq *q, size_t n)
     return done;
 }
 
+void gw_bufq_splice(struct gw_bufq *dst, struct gw_bufq *src)
+{
+    if (src->len == 0) {
+        gw_bufq_reset(src);
+        return;
+    }
+    /* Read bytes of src's head chunk would be counted again: drop them by
+     * moving the rest of that chunk down (at most one chunk). */
+    if (src->head_off) {
+        struct gw_buf_chunk *h = src->head;
+        memmove(h->data, h->data + src->head_off, h->len - src->head_off);
+        h->len -= src->head_off;
+        src->head_off = 0;
+    }
+    if (dst->len == 0) {
+        gw_bufq_reset(dst);
+        *dst = *src;
+    } else {
+        dst->tail->next = src->head;
+        dst->tail = src->tail;
+        dst->len += src->len;
+    }
+    gw_bufq_init(src);
+}
+
 size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n)
 {
     return gw_bufq_drop(q, gw_bufq_peek(q, 0, dst, n));

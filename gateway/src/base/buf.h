@@ -38,5 +38,8 @@ size_t gw_bufq_read(struct gw_bufq *q, void *dst, size_t n);
 size_t gw_bufq_peek(const struct gw_bufq *q, size_t skip, void *dst, size_t n);
 /* Drops up to <n> bytes from the front. Returns the number dropped. */
 size_t gw_bufq_drop(struct gw_bufq *q, size_t n);
+/* Moves every byte of <src> to the end of <dst> without copying (its chunks
+ * are linked in); <src> is empty afterwards. */
+void gw_bufq_splice(struct gw_bufq *dst, struct gw_bufq *src);
 
 #endif

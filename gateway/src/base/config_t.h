@@ -58,6 +58,7 @@ struct gw_config {
     uint32_t shutdown_grace_ms;
     uint32_t connect_timeout_ms;
     char route_header[64];
+    char stream_resume[16]; /* off | replay | continue: the stream_resume tunable's default */
     int log_level;
     char redis_url[512]; /* "" = no control plane */
     char redis_prefix[128];

@@ -44,6 +44,12 @@ static int valid_metadata_key(const char *v)
     return 1;
 }
 
+/* A stream_resume mode (route/tunables.h spells the same three). */
+static int valid_resume_mode(const char *v)
+{
+    return !strcmp(v, "off") || !strcmp(v, "replay") || !strcmp(v, "continue");
+}
+
 static int valid_redis_url(const char *v)
 {
     return !strncmp(v, "redis://", 8) || !strncmp(v, "sentinel://", 11);
@@ -285,6 +291,14 @@ const struct gw_flag gw_flags[] = {
      TEXT(route_header, valid_metadata_key, "a lowercase metadata key (a-z 0-9 - _ .)"),
      .def = "x-route-key",
      .help = "metadata key holding the routing key (the default of the route_header tunable)"},
+    {.name = "stream-resume",
+     .arg = "MODE",
+     .section = GW_SEC_POOLS,
+     TEXT(stream_resume, valid_resume_mode, "off, replay or continue"),
+     .def = "off",
+     .help = "how a committed stream carries on when its replica is lost or leaves: off, replay "
+             "(re-send the request, drop what the caller has) or continue (x-resume-from); the "
+             "default of the stream_resume tunable (docs/stream-resume.md)"},
     {.name = "redis",
      .arg = "URL",
      .section = GW_SEC_POOLS,

@@ -464,6 +464,7 @@ int gw_loader_run(redisContext *c, struct gw_load *ld)
 
     gw_tunables_defaults(&ld->global);
     memcpy(ld->global.route_header, ld->cfg->route_header, sizeof(ld->global.route_header));
+    gw_tunables_default_resume(&ld->global, ld->cfg->stream_resume);
     ld->global.set = 0;
     gw_key_conf(key, sizeof(key), prefix);
     redisReply *r = gw_loader_cmd(c, "HGETALL %s", key);

@@ -42,6 +42,20 @@
  * the next eligible replica, within the hedge budget; the first response wins.
  * per_try_timeout_ms bounds each attempt until its commit point.
  *
+ * Stream resume (pool tunable stream_resume, docs/stream-resume.md): with it
+ * on, the commit point keeps the request log, and response messages reach
+ * the client whole only (a message is held until its last byte came), each
+ * hashed (XXH3-64). When the winner is lost after the commit point (reset,
+ * connection lost, a retry_on status, HTTP error), or its replica leaves
+ * (GOAWAY, drain, lease gone), a resume attempt goes to another replica
+ * within the retry budget (not for a replica leaving), retry_max_attempts,
+ * the deadline floor and the log: in replay mode it gets the request again
+ * and its first N messages are checked against the hashes and dropped (a
+ * mismatch ends the call ABORTED "resumed stream diverged at message i"); in
+ * continue mode it also gets x-resume-from: N, and a FAILED_PRECONDITION
+ * refusal falls back to replay. The client's stream stays open throughout;
+ * response headers are never sent twice.
+ *
  * Every ending has a defined answer: the gateway's own errors are gRPC
  * statuses (trailers-only, or trailers after relayed data), the deadline
  * (grpc-timeout, cut to --max-deadline-ms, which also bounds calls without
@@ -57,7 +71,8 @@
  * (lifecycle, request log, h2srv's callbacks), call_intake.c (the request,
  * authentication, routing), call_attempt.c (attempts, retries, hedges; the
  * decisions are route/policy's), call_relay.c (commit, relay, trailers,
- * gateway statuses). Attempts' upstream streams are gw_up_streams whose ops
+ * gateway statuses), call_local.c (methods the gateway answers itself),
+ * call_resume.c (stream resume). Attempts' upstream streams are gw_up_streams whose ops
  * dispatch back into the engine (upstream.h).
  */
 #ifndef INFERGW_CALL_H
@@ -79,8 +94,9 @@ struct gw_worker;
 struct gw_pool;
 struct gw_upstream;
 struct gw_poolstate;
+struct call_resume;
 
-enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE };
+enum gw_attempt_kind { GW_ATTEMPT_PRIMARY, GW_ATTEMPT_RETRY, GW_ATTEMPT_HEDGE, GW_ATTEMPT_RESUME };
 
 #define GW_CALL_MAX_ATTEMPTS 12 /* retry_max_attempts (at most 10) + a hedge + slack */
 #define GW_CALL_MAX_REFUSALS 3  /* refused streams routed again per call */
@@ -177,6 +193,10 @@ struct gw_call {
     unsigned trailers_ready : 1; /* trailers complete: send after respbuf drains */
     unsigned resp_done : 1;      /* final status decided */
     int status;                  /* the status gw_call_fail() answered with, -1 = none (metrics) */
+
+    /* stream resume (call_resume.c): set at the commit point when the pool's
+     * stream_resume is on and the request is whole in the log; NULL = off */
+    struct call_resume *rs;
 };
 
 /* The call engine as h2srv's stream callbacks (registered by the worker):

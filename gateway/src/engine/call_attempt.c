@@ -44,7 +44,7 @@ static int eligible_cb(uint32_t idx, void *ctx)
 static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_conn *uc,
                           const struct gw_pool *pool, uint64_t now)
 {
-    size_t cap = c->req_hdrs.n + 8;
+    size_t cap = c->req_hdrs.n + 9;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nv = cap <= 48 ? stack_nv : gw_malloc(cap * sizeof(*nv));
     if (!nv)
@@ -83,6 +83,11 @@ static int submit_attempt(struct gw_call *c, struct gw_attempt *a, struct gw_up_
     if (c->natt > 1) {
         snprintf(pbuf, sizeof(pbuf), "%zu", c->natt - 1);
         nv[n++] = call__nv_str("grpc-previous-rpc-attempts", pbuf);
+    }
+    char rbuf[16];
+    if (a->kind == GW_ATTEMPT_RESUME && c->rs && c->rs->cur == GW_RESUME_CONTINUE) {
+        snprintf(rbuf, sizeof(rbuf), "%" PRIu32, c->rs->nmsg);
+        nv[n++] = call__nv_str("x-resume-from", rbuf);
     }
     nghttp2_data_provider prd = {.source.ptr = a, .read_callback = call__req_read_cb};
     a->req_off = c->req_base;
@@ -413,13 +418,19 @@ static void on_upstream_close(struct gw_up_stream *st, uint32_t error_code)
         return;
     }
     if (c->winner == a) {
-        if (!c->resp_done) {
-            if (error_code == NGHTTP2_NO_ERROR)
+        if (c->resp_done) {
+            /* decided */
+        } else if (error_code == NGHTTP2_NO_ERROR) {
+            if (!call__resume_lost(a, GW_GRPC_INTERNAL,
+                                   "replica %s ended the call without a gRPC status",
+                                   call__attempt_addr(a)))
                 gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without a gRPC status",
                              call__attempt_addr(a));
-            else
-                gw_call_fail(c, call__rst_to_grpc(error_code), "replica %s reset the stream: %s",
-                             call__attempt_addr(a), nghttp2_http2_strerror(error_code));
+        } else if (!call__resume_lost(a, call__rst_to_grpc(error_code),
+                                      "replica %s reset the stream: %s", call__attempt_addr(a),
+                                      nghttp2_http2_strerror(error_code))) {
+            gw_call_fail(c, call__rst_to_grpc(error_code), "replica %s reset the stream: %s",
+                         call__attempt_addr(a), nghttp2_http2_strerror(error_code));
         }
     } else if (error_code == NGHTTP2_NO_ERROR) {
         call__attempt_failed(a, GW_GRPC_INTERNAL, 0, 0,
@@ -451,7 +462,9 @@ static void on_upstream_lost(struct gw_up_stream *st, int connected, const char 
         return;
     }
     if (c->winner == a) {
-        if (!c->resp_done)
+        if (!c->resp_done &&
+            !call__resume_lost(a, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s",
+                               call__attempt_addr(a), reason))
             gw_call_fail(c, GW_GRPC_UNAVAILABLE, "connection to replica %s lost: %s",
                          call__attempt_addr(a), reason);
         call__maybe_free(c);
@@ -482,6 +495,12 @@ static void on_upstream_lost(struct gw_up_stream *st, int connected, const char 
     call__maybe_free(c);
 }
 
+/* The replica of attempt <a>'s stream is leaving: a resumable winner moves. */
+static void on_upstream_leaving(struct gw_up_stream *st, const char *why)
+{
+    call__resume_leaving(st->user, why);
+}
+
 static const struct gw_up_stream_ops attempt_stream_ops = {
     .on_begin_headers = call__on_begin_headers,
     .on_header = call__on_resp_header,
@@ -489,4 +508,5 @@ static const struct gw_up_stream_ops attempt_stream_ops = {
     .on_data = call__on_resp_data,
     .on_close = on_upstream_close,
     .on_lost = on_upstream_lost,
+    .on_leaving = on_upstream_leaving,
 };

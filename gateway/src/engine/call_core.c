@@ -57,7 +57,7 @@ void call__conn_held(struct gw_call *c, int64_t delta)
         c->sc->held += (uint64_t)delta;
 }
 
-const char *const call__kind_names[] = {"primary", "retry", "hedge"};
+const char *const call__kind_names[] = {"primary", "retry", "hedge", "resume"};
 
 static void deadline_cb(struct gw_timer *t, void *arg)
 {
@@ -168,6 +168,11 @@ static void access_log(struct gw_call *c, int code, uint64_t duration_ns)
         .attempts = atts,
         .nattempts = n,
     };
+    if (c->rs) {
+        f.resumes = c->rs->resumes;
+        f.resume_dropped = c->rs->dropped_msgs;
+        f.resume_skipped = c->rs->skipped_msgs;
+    }
     f.given_request_id = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &f.given_len);
     char rid[GW_ACCESSLOG_RID_MAX];
     struct gw_access_entry e;
@@ -206,6 +211,7 @@ static void call_free(struct gw_call *c)
     call__replay_account(c);
     call__conn_held(c, -(int64_t)c->respbuf.len);
     gw_bufq_reset(&c->respbuf);
+    call__resume_free(c);
     struct gw_worker *w = c->w;
     gw_free(c);
     gw_h2srv_check_drained(w);
@@ -380,6 +386,8 @@ static void on_client_close(struct gw_srv_stream *st, uint32_t error_code)
     memcpy(c->peer, c->sc->peer, sizeof(c->peer));
     call__conn_held(c, -(int64_t)c->respbuf.len);
     gw_bufq_reset(&c->respbuf); /* nobody will read it */
+    if (c->rs)
+        call__resume_dropped(c); /* and the message being held */
     c->sc = NULL;
     if (!c->resp_done) {
         c->resp_done = 1;

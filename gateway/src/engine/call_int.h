@@ -9,8 +9,10 @@
  *                   verdict), model scan and check, request bytes, routing;
  *   call_attempt.c  attempts on upstream streams: start, cancel, fail,
  *                   retries and hedges (route/policy decides), close, loss;
- *   call_relay.c    the answer: commit, relay, trailers, gateway statuses,
- *                   the methods the gateway answers itself.
+ *   call_relay.c    the answer: commit, relay, trailers, gateway statuses;
+ *   call_local.c    the methods the gateway answers itself;
+ *   call_resume.c   stream resume: whole messages, their hashes, carrying a
+ *                   committed stream over to another replica.
  * Loop thread only.
  */
 #ifndef INFERGW_CALL_INT_H
@@ -147,6 +149,68 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
                          const uint8_t *value, size_t valuelen);
 void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream);
 void call__on_resp_data(struct gw_up_stream *st, const uint8_t *data, size_t len);
+/* Response bytes or the final status are ready for the client. */
+void call__relay_response(struct gw_call *c);
+/* The winner <a>'s trailers end the call: relayed (or INTERNAL without a
+ * grpc-status). */
+void call__relay_trailers(struct gw_attempt *a);
+
+/* --- call_local.c --- */
+
 void call__answer_local(struct gw_call *c);
+
+/* --- call_resume.c --- */
+
+/* The resume state of a call (c->rs). */
+struct call_resume {
+    struct XXH3_state_s *xs; /* the hash of the message coming in */
+    uint64_t *hash;          /* hashes of the messages relayed to the client */
+    uint32_t nmsg, cap;      /* messages relayed; room in hash */
+    uint32_t in_idx;         /* index of the winner's message coming in */
+    uint32_t msg_len;        /* its length (from its prefix) */
+    uint32_t remaining;      /* its payload bytes still to come */
+    uint8_t hdr[5];
+    uint8_t hdr_have;       /* bytes of its prefix seen */
+    uint8_t mode;           /* the pool's: GW_RESUME_REPLAY or GW_RESUME_CONTINUE */
+    uint8_t cur;            /* the current attempt's (continue falls back to replay) */
+    struct gw_bufq partial; /* the winner's message coming in, held until whole */
+    uint64_t owed;          /* winner bytes not yet given back to its stream window */
+    uint64_t win_in_buf;    /* winner bytes in c->respbuf */
+    uint64_t stale;         /* bytes at respbuf's front from earlier winners */
+    uint64_t lost_ns;       /* when the stream was lost; 0 = not resuming */
+    uint64_t dropped_bytes; /* replayed bytes checked and dropped */
+    uint32_t dropped_msgs;
+    uint32_t skipped_msgs; /* messages continue attempts did not send again */
+    uint32_t from;         /* where the pending resume attempt started */
+    uint32_t resumes;      /* resume attempts started */
+    unsigned pending : 1;  /* a resume attempt awaits its outcome */
+    unsigned full : 1;     /* too many messages to hash: no more resumes */
+};
+
+/* At the commit point: turns resume on for the call when its pool wants it
+ * and the request is whole in the log. Returns 1 when on (the log stays). */
+int call__resume_commit(struct gw_call *c);
+/* The winner's response bytes, resume on: whole messages only reach the
+ * client; replayed ones are checked and dropped. */
+void call__resume_data(struct gw_attempt *a, const uint8_t *data, size_t len);
+/* The client's data provider took <n> bytes of respbuf. */
+void call__resume_taken(struct gw_call *c, size_t n);
+/* Respbuf was emptied (the call ends): the held message goes too, and the
+ * winner's window gets back what it is owed. */
+void call__resume_dropped(struct gw_call *c);
+/* The winner <a> was lost (<code>, reason after it): returns 1 when a
+ * resume attempt took over, 0 when the call must end as it would without
+ * resume. */
+int call__resume_lost(struct gw_attempt *a, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The winner <a>'s replica is leaving (<why>): move the stream now. */
+void call__resume_leaving(struct gw_attempt *a, const char *why);
+/* A header block of resume attempt <a> (the winner) is complete. */
+void call__resume_headers(struct gw_attempt *a, int end_stream);
+/* The winner's trailers, resume on. Returns 1 when handled (resumed again
+ * or ended), 0 when they are to be relayed as they are. */
+int call__resume_trailers(struct gw_attempt *a);
+/* Frees the resume state. */
+void call__resume_free(struct gw_call *c);
 
 #endif

@@ -2,7 +2,8 @@
 /* call_relay — a call's answer: response headers held to the commit point,
  * the commit, relaying the winner's messages and trailers to the client,
  * relaying the last failure, the gateway's own statuses (gw_call_fail), the
- * per-connection buffer limit, and the methods the gateway answers itself.
+ * per-connection buffer limit (call_local.c answers the gateway's own
+ * methods; call_resume.c carries resumable streams).
  * See call.h and call_int.h.
  */
 #include "engine/call_int.h"
@@ -61,7 +62,9 @@ static ssize_t resp_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     call__conn_held(c, -(int64_t)n);
     if (n > 0)
         c->last_io_ns = c->w->loop.now_ns; /* --stream-idle-timeout-ms */
-    if (n > 0 && a && a->st.uc) {
+    if (n > 0 && c->rs) {
+        call__resume_taken(c, n);
+    } else if (n > 0 && a && a->st.uc) {
         nghttp2_session_consume_stream(a->st.uc->conn.sess, a->st.sid, n);
         gw_conn_mark_dirty(&a->st.uc->conn);
     }
@@ -117,7 +120,7 @@ static void submit_held_headers(struct gw_call *c, int with_data)
 
 /* Response bytes or the final status are ready for the client: send the
  * held headers the first time, else wake the client's data provider. */
-static void relay_response(struct gw_call *c)
+void call__relay_response(struct gw_call *c)
 {
     if (!c->resp_submitted)
         submit_held_headers(c, 1);
@@ -142,7 +145,9 @@ static void commit(struct gw_attempt *a)
     if (a->kind == GW_ATTEMPT_HEDGE)
         gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_WON);
     call__report_outcome(a, 1);
-    call__stop_replay(c);
+    /* With stream resume on, the request stays for a resume attempt. */
+    if (!call__resume_commit(c))
+        call__stop_replay(c);
 }
 
 int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t namelen,
@@ -209,7 +214,7 @@ static void attempt_final(struct gw_attempt *a, const struct gw_hdrlist *h, int 
         return;
     }
     c->trailers_ready = 1;
-    relay_response(c);
+    call__relay_response(c);
 }
 
 void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
@@ -219,6 +224,10 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
     if (a->cancelled || c->resp_done)
         return;
     if (!a->in_trailers) {
+        if (a->kind == GW_ATTEMPT_RESUME && c->winner == a) {
+            call__resume_headers(a, end_stream);
+            return;
+        }
         if (a->http_status != 200) {
             int code = gw_grpc_status_from_http(a->http_status);
             const struct gw_pool *pool = call__pool(c);
@@ -241,6 +250,14 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
         attempt_final(a, &a->trailers, 0);
         return;
     }
+    if (c->rs && call__resume_trailers(a))
+        return;
+    call__relay_trailers(a);
+}
+
+void call__relay_trailers(struct gw_attempt *a)
+{
+    struct gw_call *c = a->call;
     /* The committed attempt's trailers: the final status. */
     if (call__status_in(&a->trailers) < 0) {
         gw_call_fail(c, GW_GRPC_INTERNAL, "replica %s ended the call without grpc-status",
@@ -251,7 +268,7 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
     gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
     c->trailers_ready = 1;
     if (call__client_alive(c))
-        relay_response(c);
+        call__relay_response(c);
 }
 
 /* Connection windows come back on receipt, so each stream of a client may
@@ -293,6 +310,10 @@ void call__on_resp_data(struct gw_up_stream *st, const uint8_t *data, size_t len
     }
     if (!c->winner)
         commit(a); /* the first response message decides the call */
+    if (c->rs) {
+        call__resume_data(a, data, len);
+        return;
+    }
     uint32_t max = c->w->cfg->max_message_bytes;
     if (gw_framer_feed(&c->resp_framer, data, len, max) < 0) {
         nghttp2_session_consume_stream(us, a->st.sid, len);
@@ -309,7 +330,7 @@ void call__on_resp_data(struct gw_up_stream *st, const uint8_t *data, size_t len
     }
     c->resp_total += len;
     call__conn_held(c, (int64_t)len);
-    relay_response(c);
+    call__relay_response(c);
     call__conn_buffer_check(c);
 }
 
@@ -395,7 +416,9 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         size_t dropped = c->respbuf.len;
         call__conn_held(c, -(int64_t)dropped);
         gw_bufq_reset(&c->respbuf);
-        if (dropped && win && win->st.uc) {
+        if (c->rs) {
+            call__resume_dropped(c);
+        } else if (dropped && win && win->st.uc) {
             nghttp2_session_consume_stream(win->st.uc->conn.sess, win->st.sid, dropped);
             gw_conn_mark_dirty(&win->st.uc->conn);
         }
@@ -410,70 +433,4 @@ static void call_fail_v(struct gw_call *c, int code, int64_t pushback_ms, const 
         }
     }
     call__mark_client_dirty(c);
-}
-
-/* --- methods the gateway answers itself ---------------------------------- */
-
-static int pools_ready(struct gw_worker *w)
-{
-    const struct gw_routes *rt = w->routes;
-    for (size_t i = 0; i < rt->npools; i++) {
-        const struct gw_pool *p = &rt->pools[i];
-        int any = 0;
-        for (size_t j = 0; j < p->ring.nreplicas && !any; j++)
-            any = !rt->replicas[p->replica_ids[j]].drain &&
-                  gw_upstream_eligible(w->upmap[p->replica_ids[j]]);
-        if (!any)
-            return 0;
-    }
-    return 1;
-}
-
-void call__answer_local(struct gw_call *c)
-{
-    uint8_t *req = NULL;
-    size_t len = c->reqlog.len;
-    if (len < 5) {
-        gw_call_fail(c, GW_GRPC_INVALID_ARGUMENT, "request message missing");
-        return;
-    }
-    req = gw_malloc(len);
-    if (!req) {
-        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-        return;
-    }
-    gw_bufq_read(&c->reqlog, req, len);
-    uint32_t mlen =
-        (uint32_t)req[1] << 24 | (uint32_t)req[2] << 16 | (uint32_t)req[3] << 8 | req[4];
-    int compressed = req[0] != 0;
-    if (compressed || mlen != len - 5) {
-        gw_free(req);
-        gw_call_fail(c, compressed ? GW_GRPC_UNIMPLEMENTED : GW_GRPC_INVALID_ARGUMENT,
-                     compressed ? "compressed requests are not supported for this method"
-                                : "expected exactly one request message");
-        return;
-    }
-    uint8_t *out = NULL;
-    size_t outlen = 0;
-    const char *err = NULL;
-    int st = gw_localsvc_answer(c->local, req + 5, mlen, pools_ready(c->w), c->w->draining, &out,
-                                &outlen, &err);
-    gw_free(req);
-    if (st != GW_GRPC_OK) {
-        gw_call_fail(c, st, "%s", err);
-        return;
-    }
-    int rc = gw_bufq_append(&c->respbuf, out, outlen);
-    if (rc == 0)
-        call__conn_held(c, (int64_t)outlen);
-    gw_free(out);
-    if (rc < 0 || gw_hdrlist_add(&c->resp_hdrs, "content-type", 12, "application/grpc", 16) < 0 ||
-        gw_hdrlist_add(&c->resp_trailers, "grpc-status", 11, "0", 1) < 0) {
-        gw_call_fail(c, GW_GRPC_RESOURCE_EXHAUSTED, "gateway out of memory");
-        return;
-    }
-    c->trailers_ready = 1;
-    c->resp_done = 1;
-    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
-    submit_held_headers(c, 1);
 }

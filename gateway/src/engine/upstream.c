@@ -106,6 +106,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         gw_log(GW_LOG_INFO, "replica_goaway", "{s:s, s:i}", "replica", uc->up->addr,
                "last_stream_id", frame->goaway.last_stream_id);
         up_conn_retire(uc, GW_UP_RETIRED_GOAWAY);
+        gw_upstream_conn_leaving(uc, "the replica sent GOAWAY");
     }
     return 0;
 }

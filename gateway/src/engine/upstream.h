@@ -64,6 +64,11 @@
  * ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) is counted as a local failure
  * (infergw_upstream_local_failures_total), never against the replica.
  *
+ * Leaving replicas (upleave.c): a GOAWAY, or a snapshot in which a replica is
+ * drained, its lease is gone or it is no longer listed, is told to every
+ * call stream on its connections (on_leaving), whose owner may move it
+ * elsewhere (stream resume) before the replica goes.
+ *
  * Lifetime: a gw_upstream is referenced by the worker's snapshot mapping
  * and by each attempt that points at it (gw_upstream_ref/unref). One whose
  * replica left the snapshot, with no attempt, connection or health check
@@ -107,6 +112,10 @@ struct gw_up_stream_ops {
     /* Its connection is gone (st->uc is already NULL); <connected> says
      * whether it ever came up (if not, nothing of the stream left). */
     void (*on_lost)(struct gw_up_stream *st, int connected, const char *reason);
+    /* Its replica is leaving (<why>: GOAWAY, drained, lease gone, left the
+     * snapshot); the stream may finish, but an owner able to move it should
+     * move it now. */
+    void (*on_leaving)(struct gw_up_stream *st, const char *why);
 };
 
 /* One stream on an upstream connection, embedded in its owner. */
@@ -167,6 +176,14 @@ int gw_upstream_setup(struct gw_worker *w);
  * and connecting new ones) into w->upmap. Returns 0, or -ENOMEM with the
  * previous mapping intact. */
 int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt);
+/* Tells every call stream of <uc> that its replica is leaving (<why>);
+ * their owners may move them (gw_up_stream_ops.on_leaving). Owners reset
+ * their streams at most: none leaves the list while it is walked. */
+void gw_upstream_conn_leaving(struct gw_up_conn *uc, const char *why);
+/* After a snapshot change (w->routes and w->upmap agree): the call streams
+ * of replicas that are drained, whose lease is gone, or that left the
+ * snapshot are told they are leaving (gw_up_stream_ops.on_leaving). */
+void gw_upstream_notify_leaving(struct gw_worker *w);
 /* Closes every connection (worker exit) and frees the upstreams. */
 void gw_upstream_teardown(struct gw_worker *w);
 

@@ -114,6 +114,7 @@ static void adopt_pending(struct gw_worker *w)
     gw_routes_unref(w->routes);
     w->routes = rt;
     gw_metrics_set_routes(w->metrics, rt);
+    gw_upstream_notify_leaving(w);
 }
 
 /* Worker 0, every GW_TRIM_MS: gives free heap pages back to the kernel.

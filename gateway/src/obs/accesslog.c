@@ -168,6 +168,14 @@ size_t gw_accesslog_format(char *buf, size_t cap, const struct gw_access_entry *
     put_u64(&o, e->resp_bytes);
     put_key(&o, "attempts");
     put_u64(&o, e->nattempts);
+    if (e->resumes) {
+        put_key(&o, "resumes");
+        put_u64(&o, e->resumes);
+        put_key(&o, "resume_dropped");
+        put_u64(&o, e->resume_dropped);
+        put_key(&o, "resume_skipped");
+        put_u64(&o, e->resume_skipped);
+    }
     put_key(&o, "upstream");
     put(&o, "[", 1);
     for (size_t i = 0; i < e->nattempts; i++) {
@@ -287,5 +295,8 @@ void gw_accesslog_entry(struct gw_access_entry *e, char rid[GW_ACCESSLOG_RID_MAX
         .attempts = f->attempts,
         .nattempts =
             f->nattempts < GW_ACCESSLOG_MAX_ATTEMPTS ? f->nattempts : GW_ACCESSLOG_MAX_ATTEMPTS,
+        .resumes = f->resumes,
+        .resume_dropped = f->resume_dropped,
+        .resume_skipped = f->resume_skipped,
     };
 }

@@ -25,7 +25,7 @@
 
 struct gw_access_attempt {
     const char *replica; /* host:port */
-    const char *kind;    /* primary, retry, hedge */
+    const char *kind;    /* primary, retry, hedge, resume */
     const char *outcome; /* a gRPC status name, CONNECT_FAILED, RESET, CONNECTION_LOST */
 };
 
@@ -41,6 +41,10 @@ struct gw_access_entry {
     uint64_t req_bytes, resp_bytes;
     const struct gw_access_attempt *attempts;
     size_t nattempts;
+    /* stream resume: resume attempts started, replayed messages checked and
+     * dropped, messages a continue attempt did not send again; written only
+     * when resumes > 0 */
+    uint32_t resumes, resume_dropped, resume_skipped;
 };
 
 /* A finished call's plain facts, as the call engine knows them. */
@@ -58,6 +62,7 @@ struct gw_access_call {
     uint64_t req_bytes, resp_bytes;
     const struct gw_access_attempt *attempts; /* at most GW_ACCESSLOG_MAX_ATTEMPTS */
     size_t nattempts;
+    uint32_t resumes, resume_dropped, resume_skipped;
 };
 
 /* Room for a request id (the caller's, at most 64 bytes, or the gateway's). */

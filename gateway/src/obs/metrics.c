@@ -35,7 +35,10 @@ static const char *const method_names[GW_METHOD_COUNT] = {
 static const char *const outcome_names[GW_OUTCOME_COUNT - GW_METRICS_NCODES] = {
     "CONNECT_FAILED", "RESET", "CONNECTION_LOST"};
 
-static const char *const kind_names[GW_KIND_COUNT] = {"primary", "retry", "hedge"};
+static const char *const kind_names[GW_KIND_COUNT] = {"primary", "retry", "hedge", "resume"};
+static const char *const resume_mode_names[GW_METRICS_RESUME_MODES] = {"replay", "continue"};
+static const char *const resume_outcome_names[GW_RESUME_OUTCOMES] = {"ok", "diverged", "failed",
+                                                                     "fallback"};
 
 static const char *const tls_fail_names[GW_TLS_FAIL_COUNT] = {
     [GW_TLS_FAIL_TIMEOUT] = "timeout",
@@ -249,6 +252,15 @@ static struct gw_metrics_pool *call_pool(struct gw_metrics *m, const struct gw_r
     return p ? p : pool_entry(m, OVERFLOW, strlen(OVERFLOW), POOL_SLOTS);
 }
 
+/* The duration histogram's bucket of <ns> (GW_METRICS_NBUCKETS = +Inf). */
+static size_t duration_bucket(uint64_t ns)
+{
+    size_t b = 0;
+    while (b < GW_METRICS_NBUCKETS && ns > bucket_ns[b])
+        b++;
+    return b;
+}
+
 void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
                          size_t len, const char *path, int code, uint64_t duration_ns)
 {
@@ -260,11 +272,27 @@ void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const
     if (code < 0 || code >= GW_METRICS_NCODES)
         code = GW_GRPC_UNKNOWN;
     gw_counter_add(&p->calls[gw_metrics_method_of(path)][code], 1);
-    size_t b = 0;
-    while (b < GW_METRICS_NBUCKETS && duration_ns > bucket_ns[b])
-        b++;
-    gw_counter_add(&p->buckets[b], 1);
+    gw_counter_add(&p->buckets[duration_bucket(duration_ns)], 1);
     gw_counter_add(&p->duration_ns_sum, duration_ns);
+}
+
+void gw_metrics_resume(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
+                       size_t len, int mode, int outcome, uint64_t gap_ns, uint64_t dropped_bytes)
+{
+    if (!GW_METRICS_ON || !m)
+        return;
+    struct gw_metrics_pool *p = call_pool(m, rt, pool, len);
+    if (!p)
+        return;
+    if (outcome >= 0 && outcome < GW_RESUME_OUTCOMES && mode >= 1 &&
+        mode <= GW_METRICS_RESUME_MODES)
+        gw_counter_add(&p->resumes[mode - 1][outcome], 1);
+    if (gap_ns) {
+        gw_counter_add(&p->resume_gap[duration_bucket(gap_ns)], 1);
+        gw_counter_add(&p->resume_gap_ns_sum, gap_ns);
+    }
+    if (dropped_bytes)
+        gw_counter_add(&p->resume_dropped_bytes, dropped_bytes);
 }
 
 /* --- scrape ---------------------------------------------------------------- */
@@ -299,6 +327,10 @@ struct merged_pool {
     uint64_t calls[GW_METHOD_COUNT][GW_METRICS_NCODES];
     uint64_t buckets[GW_METRICS_NBUCKETS + 1];
     uint64_t sum_ns;
+    uint64_t resumes[GW_METRICS_RESUME_MODES][GW_RESUME_OUTCOMES];
+    uint64_t gap[GW_METRICS_NBUCKETS + 1];
+    uint64_t gap_ns;
+    uint64_t dropped;
 };
 
 struct merged_replica {
@@ -317,6 +349,29 @@ static size_t find_name(const char *const *names, size_t stride, size_t n, const
     return n;
 }
 
+/* One pool's series of histogram <name>: per-bucket counts <buckets>
+ * (GW_METRICS_NBUCKETS + 1, the last +Inf) and their sum in ns. */
+static void render_pool_hist(FILE *out, const char *name, const char *pool, const uint64_t *buckets,
+                             uint64_t sum_ns)
+{
+    uint64_t cum = 0;
+    for (int b = 0; b <= GW_METRICS_NBUCKETS; b++) {
+        cum += buckets[b];
+        fprintf(out, "%s_bucket{pool=\"", name);
+        gw_metrics_write_label(out, pool);
+        if (b < GW_METRICS_NBUCKETS)
+            fprintf(out, "\",le=\"%g\"} %" PRIu64 "\n", gw_metrics_buckets[b], cum);
+        else
+            fprintf(out, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
+    }
+    fprintf(out, "%s_sum{pool=\"", name);
+    gw_metrics_write_label(out, pool);
+    fprintf(out, "\"} %.9f\n", (double)sum_ns / 1e9);
+    fprintf(out, "%s_count{pool=\"", name);
+    gw_metrics_write_label(out, pool);
+    fprintf(out, "\"} %" PRIu64 "\n", cum);
+}
+
 static void render_pools(struct merged_pool *mp, size_t n, FILE *out)
 {
     header(out, "infergw_calls_total", "counter",
@@ -333,23 +388,42 @@ static void render_pools(struct merged_pool *mp, size_t n, FILE *out)
             }
     header(out, "infergw_call_duration_seconds", "histogram",
            "Time from a call's request headers to its end, by pool.");
+    for (size_t i = 0; i < n; i++)
+        render_pool_hist(out, "infergw_call_duration_seconds", mp[i].name, mp[i].buckets,
+                         mp[i].sum_ns);
+    header(out, "infergw_stream_resumes_total", "counter",
+           "Committed streams carried over to another replica (docs/stream-resume.md), by pool, "
+           "mode and outcome.");
+    for (size_t i = 0; i < n; i++)
+        for (int mo = 0; mo < GW_METRICS_RESUME_MODES; mo++)
+            for (int o = 0; o < GW_RESUME_OUTCOMES; o++) {
+                if (!mp[i].resumes[mo][o])
+                    continue;
+                fputs("infergw_stream_resumes_total{pool=\"", out);
+                gw_metrics_write_label(out, mp[i].name);
+                fprintf(out, "\",mode=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", resume_mode_names[mo],
+                        resume_outcome_names[o], mp[i].resumes[mo][o]);
+            }
+    header(out, "infergw_stream_resume_gap_seconds", "histogram",
+           "Extra time a resumed stream's caller waited: from the loss of its replica to the "
+           "first new message, by pool.");
     for (size_t i = 0; i < n; i++) {
-        uint64_t cum = 0;
-        for (int b = 0; b <= GW_METRICS_NBUCKETS; b++) {
-            cum += mp[i].buckets[b];
-            fputs("infergw_call_duration_seconds_bucket{pool=\"", out);
-            gw_metrics_write_label(out, mp[i].name);
-            if (b < GW_METRICS_NBUCKETS)
-                fprintf(out, "\",le=\"%g\"} %" PRIu64 "\n", gw_metrics_buckets[b], cum);
-            else
-                fprintf(out, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
-        }
-        fputs("infergw_call_duration_seconds_sum{pool=\"", out);
+        uint64_t any = 0;
+        for (int b = 0; b <= GW_METRICS_NBUCKETS; b++)
+            any += mp[i].gap[b];
+        if (any)
+            render_pool_hist(out, "infergw_stream_resume_gap_seconds", mp[i].name, mp[i].gap,
+                             mp[i].gap_ns);
+    }
+    header(out, "infergw_stream_resume_dropped_bytes_total", "counter",
+           "Bytes of replayed response messages a resumed stream's new replica sent again and the "
+           "gateway checked and dropped (replay mode), by pool.");
+    for (size_t i = 0; i < n; i++) {
+        if (!mp[i].dropped)
+            continue;
+        fputs("infergw_stream_resume_dropped_bytes_total{pool=\"", out);
         gw_metrics_write_label(out, mp[i].name);
-        fprintf(out, "\"} %.9f\n", (double)mp[i].sum_ns / 1e9);
-        fputs("infergw_call_duration_seconds_count{pool=\"", out);
-        gw_metrics_write_label(out, mp[i].name);
-        fprintf(out, "\"} %" PRIu64 "\n", cum);
+        fprintf(out, "\"} %" PRIu64 "\n", mp[i].dropped);
     }
 }
 
@@ -624,6 +698,13 @@ int gw_metrics_render(struct gw_metrics *const *ws, size_t nw, const struct gw_m
             for (int b = 0; b <= GW_METRICS_NBUCKETS; b++)
                 mp[j].buckets[b] += ld(&p->buckets[b]);
             mp[j].sum_ns += ld(&p->duration_ns_sum);
+            for (int mo = 0; mo < GW_METRICS_RESUME_MODES; mo++)
+                for (int o = 0; o < GW_RESUME_OUTCOMES; o++)
+                    mp[j].resumes[mo][o] += ld(&p->resumes[mo][o]);
+            for (int b = 0; b <= GW_METRICS_NBUCKETS; b++)
+                mp[j].gap[b] += ld(&p->resume_gap[b]);
+            mp[j].gap_ns += ld(&p->resume_gap_ns_sum);
+            mp[j].dropped += ld(&p->resume_dropped_bytes);
         }
         n = atomic_load_explicit(&m->nreplicas, memory_order_acquire);
         for (size_t i = 0; i < n; i++) {

@@ -67,7 +67,24 @@ enum gw_metrics_outcome {
 };
 
 /* Attempt kinds (the same order as enum gw_attempt_kind in call.h). */
-enum gw_metrics_kind { GW_KIND_PRIMARY, GW_KIND_RETRY, GW_KIND_HEDGE, GW_KIND_COUNT };
+enum gw_metrics_kind {
+    GW_KIND_PRIMARY,
+    GW_KIND_RETRY,
+    GW_KIND_HEDGE,
+    GW_KIND_RESUME,
+    GW_KIND_COUNT
+};
+
+/* Stream resume (docs/stream-resume.md): the mode label of
+ * infergw_stream_resumes_total (replay, continue) and its outcomes. */
+#define GW_METRICS_RESUME_MODES 2
+enum gw_metrics_resume_outcome {
+    GW_RESUME_OK,       /* the new attempt relayed its first new message or the final status */
+    GW_RESUME_DIVERGED, /* a replayed message differed: ABORTED */
+    GW_RESUME_FAILED,   /* no resume possible (budget, deadline, log, replica) or it failed */
+    GW_RESUME_FALLBACK, /* continue refused by the replica: replay instead */
+    GW_RESUME_OUTCOMES
+};
 
 /* Decisions of the retry and hedge policy, per worker. */
 enum gw_metrics_policy {
@@ -137,6 +154,13 @@ struct gw_metrics_pool {
     gw_counter calls[GW_METHOD_COUNT][GW_METRICS_NCODES];
     gw_counter buckets[GW_METRICS_NBUCKETS + 1]; /* per bucket, not cumulative; last = +Inf */
     gw_counter duration_ns_sum;
+    /* stream resume: resumes by mode (replay = 0, continue = 1) and outcome,
+     * the gap histogram (loss to first new message; call duration bounds),
+     * bytes of replayed messages dropped */
+    gw_counter resumes[GW_METRICS_RESUME_MODES][GW_RESUME_OUTCOMES];
+    gw_counter resume_gap[GW_METRICS_NBUCKETS + 1];
+    gw_counter resume_gap_ns_sum;
+    gw_counter resume_dropped_bytes;
 };
 
 struct gw_metrics_replica {
@@ -217,6 +241,13 @@ struct gw_metrics_replica *gw_metrics_replica(struct gw_metrics *m, const char *
  * Worker thread. */
 void gw_metrics_call_end(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
                          size_t len, const char *path, int code, uint64_t duration_ns);
+
+/* Stream resume of a call of pool <pool> (as gw_metrics_call_end looks it
+ * up): one resume of <mode> (1 replay, 2 continue: enum gw_resume_mode) with
+ * <outcome>; or, with outcome -1, only <gap_ns> (> 0: a gap observed) and
+ * <dropped_bytes> added. Worker thread. */
+void gw_metrics_resume(struct gw_metrics *m, const struct gw_routes *rt, const char *pool,
+                       size_t len, int mode, int outcome, uint64_t gap_ns, uint64_t dropped_bytes);
 
 #ifdef GW_METRICS_COMPILED_OUT
 #define GW_METRICS_ON 0 /* INFERGW_BENCH_NO_METRICS: what the counters cost */

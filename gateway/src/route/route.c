@@ -156,6 +156,7 @@ struct gw_routes *gw_routes_from_config(const struct gw_config *cfg, char *err, 
     struct gw_tunables global;
     gw_tunables_defaults(&global);
     memcpy(global.route_header, cfg->route_header, sizeof(global.route_header));
+    gw_tunables_default_resume(&global, cfg->stream_resume);
     struct gw_routes *rt = gw_routes_build(specs, cfg->npools, &global, NULL, 0, 0, err, errlen);
     gw_free(specs);
     if (rt && cfg->tenants_file[0]) {

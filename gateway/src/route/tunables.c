@@ -14,8 +14,23 @@
 const char *const gw_tunable_names[GW_TUN_COUNT] = {
     "balance_factor",     "hedge_delay_ms", "hedge_budget_percent", "hedge_exclude",
     "retry_max_attempts", "retry_on",       "retry_budget_percent", "per_try_timeout_ms",
-    "route_header",       "slo_target",
+    "route_header",       "slo_target",     "stream_resume",
 };
+
+static const char *const resume_names[] = {"off", "replay", "continue"};
+
+const char *gw_resume_mode_name(int mode)
+{
+    return mode >= 0 && mode <= GW_RESUME_CONTINUE ? resume_names[mode] : NULL;
+}
+
+int gw_resume_mode_parse(const char *s)
+{
+    for (int i = 0; i <= GW_RESUME_CONTINUE; i++)
+        if (!strcmp(s, resume_names[i]))
+            return i;
+    return -1;
+}
 
 void gw_tunables_defaults(struct gw_tunables *t)
 {
@@ -29,6 +44,12 @@ void gw_tunables_defaults(struct gw_tunables *t)
     t->per_try_timeout_ms = 0;
     snprintf(t->route_header, sizeof(t->route_header), "x-route-key");
     t->slo_target_milli = 99900;
+}
+
+void gw_tunables_default_resume(struct gw_tunables *t, const char *s)
+{
+    int m = gw_resume_mode_parse(s);
+    t->stream_resume = (uint8_t)(m > 0 ? m : GW_RESUME_OFF);
 }
 
 int gw_tunables_field(const char *field)
@@ -249,6 +270,15 @@ int gw_tunables_set(struct gw_tunables *t, const char *field, const char *value,
         }
         t->slo_target_milli = u;
         break;
+    case GW_TUN_STREAM_RESUME: {
+        int m = gw_resume_mode_parse(value);
+        if (m < 0) {
+            gw_errf(err, errlen, "stream_resume '%s': expected off, replay or continue", value);
+            return -2;
+        }
+        t->stream_resume = (uint8_t)m;
+        break;
+    }
     }
     t->set |= 1u << f;
     return 0;
@@ -328,6 +358,9 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
         n = snprintf(out, cap, "%s", num);
         break;
     }
+    case GW_TUN_STREAM_RESUME:
+        n = snprintf(out, cap, "%s", gw_resume_mode_name(t->stream_resume));
+        break;
     default:
         if (cap)
             out[0] = '\0';
@@ -360,5 +393,7 @@ void gw_tunables_overlay(struct gw_tunables *dst, const struct gw_tunables *over
         memcpy(dst->route_header, over->route_header, sizeof(dst->route_header));
     if (over->set & (1u << GW_TUN_SLO_TARGET))
         dst->slo_target_milli = over->slo_target_milli;
+    if (over->set & (1u << GW_TUN_STREAM_RESUME))
+        dst->stream_resume = over->stream_resume;
     dst->set |= over->set;
 }

@@ -19,6 +19,9 @@
  * slo_target       availability objective in percent, 99.9
  *                  a decimal above 50 and below 100
  *                  with at most 3 decimals (docs/slo.md)
+ * stream_resume    off | replay | continue             off (the gateway's
+ *                  (docs/stream-resume.md)             --stream-resume when
+ *                                                      no key sets it)
  */
 #ifndef INFERGW_TUNABLES_H
 #define INFERGW_TUNABLES_H
@@ -40,8 +43,17 @@ enum gw_tunable_field {
     GW_TUN_PER_TRY_TIMEOUT_MS,
     GW_TUN_ROUTE_HEADER,
     GW_TUN_SLO_TARGET,
+    GW_TUN_STREAM_RESUME,
     GW_TUN_COUNT,
 };
+
+/* stream_resume: how a committed stream whose replica is lost carries on. */
+enum gw_resume_mode { GW_RESUME_OFF = 0, GW_RESUME_REPLAY, GW_RESUME_CONTINUE };
+
+/* "off", "replay", "continue"; NULL out of range. */
+const char *gw_resume_mode_name(int mode);
+/* The mode named <s>, or -1. */
+int gw_resume_mode_parse(const char *s);
 
 struct gw_tunables {
     double balance_factor;
@@ -54,6 +66,7 @@ struct gw_tunables {
     uint32_t per_try_timeout_ms;
     char route_header[64];
     uint32_t slo_target_milli; /* objective in thousandths of a percent: 99.9% = 99900 */
+    uint8_t stream_resume;     /* enum gw_resume_mode */
     uint32_t set;              /* bit (1 << field) for each field given explicitly */
 };
 
@@ -75,5 +88,9 @@ size_t gw_tunables_format(const struct gw_tunables *t, enum gw_tunable_field f, 
                           size_t cap);
 /* Copies into <dst> every field that <over> has set (pool over global). */
 void gw_tunables_overlay(struct gw_tunables *dst, const struct gw_tunables *over);
+
+/* Sets <t>'s stream_resume default to the mode named <s> (the gateway's
+ * --stream-resume; an unknown name leaves it off), not marking it set. */
+void gw_tunables_default_resume(struct gw_tunables *t, const char *s);
 
 #endif
