@@ -338,8 +338,8 @@ describe('stream resume seen from @grpc/grpc-js', () => {
     // The unfaulted sequences, straight from a replica.
     const direct = new inference.GRPCInferenceService(replicas[1].addr,
       grpc.credentials.createInsecure());
-    const want = [];
-    for (let i = 0; i < N_STREAMS; i++) want.push(await tokenStream(direct, tokenRequest(i)).done);
+    const want = await Promise.all(Array.from({ length: N_STREAMS },
+      (_, i) => tokenStream(direct, tokenRequest(i)).done));
     direct.close();
     for (const w of want) assert.equal(w.err, null);
 
