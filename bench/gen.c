@@ -91,6 +91,8 @@ static void lg_call_end(struct lg_gen *g, struct lg_call *c, int conn_lost)
         g->conn_lost++;
     else
         g->no_status++;
+    if (g->o->stream_tokens > 0 && c->grpc_status == 0 && c->msgs != g->o->stream_tokens)
+        g->short_calls++;
     g->last_done_ns = now;
     g->done++;
     g->inflight--;
@@ -159,6 +161,51 @@ int lg_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, void *ud)
     if (c->grpc_status < 0 && c->http_status != 200)
         c->grpc_status = gw_grpc_status_from_http(c->http_status);
     lg_call_end(lc->gen, c, 0);
+    return 0;
+}
+
+/* One whole response message of <c> came in: timed from the call's start
+ * (the first) or from the message before. */
+static void lg_message_done(struct lg_gen *g, struct lg_call *c)
+{
+    uint64_t now = gw_now_ns();
+    if (c->last_msg_ns)
+        bench_hist_record(&g->gap_hist, now - c->last_msg_ns);
+    else
+        bench_hist_record(&g->first_hist, now > c->sched_ns ? now - c->sched_ns : 0);
+    c->last_msg_ns = now;
+    c->msgs++;
+    g->msgs++;
+}
+
+/* Cuts <len> bytes of response DATA into gRPC messages (5-byte prefix, then
+ * the body); a message ends when its last body byte is in. */
+int lg_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+               void *ud)
+{
+    struct lg_call *c = nghttp2_session_get_stream_user_data(s, sid);
+    (void)flags;
+    if (!c)
+        return 0;
+    while (len > 0) {
+        if (c->prefix_have < sizeof(c->prefix)) {
+            c->prefix[c->prefix_have++] = *data++;
+            len--;
+            if (c->prefix_have < sizeof(c->prefix))
+                continue;
+            c->body_left = (uint32_t)c->prefix[1] << 24 | (uint32_t)c->prefix[2] << 16 |
+                           (uint32_t)c->prefix[3] << 8 | c->prefix[4];
+        } else {
+            size_t n = len < c->body_left ? len : c->body_left;
+            c->body_left -= (uint32_t)n;
+            data += n;
+            len -= n;
+        }
+        if (c->body_left == 0) {
+            lg_message_done(((struct lg_conn *)ud)->gen, c);
+            c->prefix_have = 0;
+        }
+    }
     return 0;
 }
 
@@ -396,13 +443,62 @@ void lg_on_closed_loop_start(struct gw_timer *t, void *arg)
 
 /* --- request --------------------------------------------------------------- */
 
+/* A token-model request (docs/stream-resume.md): prompt "bench prompt",
+ * seed 42, max_tokens M. Returns the packed message (gw_free it), or NULL. */
+static uint8_t *lg_token_request(const struct lg_opts *o, size_t *len)
+{
+    static char prompt[] = "bench prompt";
+    ProtobufCBinaryData text = {.len = sizeof(prompt) - 1, .data = (uint8_t *)prompt};
+    Inference__InferTensorContents contents = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
+    contents.n_bytes_contents = 1;
+    contents.bytes_contents = &text;
+    int64_t shape[1] = {1};
+    Inference__ModelInferRequest__InferInputTensor in =
+        INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT;
+    in.name = "PROMPT";
+    in.datatype = "BYTES";
+    in.n_shape = 1;
+    in.shape = shape;
+    in.contents = &contents;
+    Inference__ModelInferRequest__InferInputTensor *ins[1] = {&in};
+    Inference__InferParameter seed = INFERENCE__INFER_PARAMETER__INIT,
+                              max = INFERENCE__INFER_PARAMETER__INIT;
+    seed.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    seed.int64_param = 42;
+    max.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    max.int64_param = o->stream_tokens;
+    Inference__ModelInferRequest__ParametersEntry
+        pseed = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT,
+        pmax = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT;
+    pseed.key = "seed";
+    pseed.value = &seed;
+    pmax.key = "max_tokens";
+    pmax.value = &max;
+    Inference__ModelInferRequest__ParametersEntry *params[2] = {&pseed, &pmax};
+    Inference__ModelInferRequest req = INFERENCE__MODEL_INFER_REQUEST__INIT;
+    req.model_name = (char *)o->model;
+    req.id = "bench";
+    req.n_parameters = 2;
+    req.parameters = params;
+    req.n_inputs = 1;
+    req.inputs = ins;
+    *len = inference__model_infer_request__get_packed_size(&req);
+    uint8_t *msg = gw_malloc(*len ? *len : 1);
+    if (msg)
+        inference__model_infer_request__pack(&req, msg);
+    return msg;
+}
+
 /* Reads the file or builds a KServe ModelInferRequest, and frames it. */
 int lg_build_request(struct lg_gen *g, char *err, size_t errlen)
 {
     const struct lg_opts *o = g->o;
     uint8_t *msg = NULL;
     size_t len = 0;
-    if (o->payload_file) {
+    if (o->stream_tokens > 0 && !o->payload_file) {
+        if (!(msg = lg_token_request(o, &len)))
+            return -1;
+    } else if (o->payload_file) {
         FILE *f = fopen(o->payload_file, "rb");
         struct stat stt;
         if (!f || fstat(fileno(f), &stt) < 0 || stt.st_size > (off_t)LG_MAX_PAYLOAD) {

@@ -10,6 +10,13 @@
  * loop and reports from struct lg_gen. Everything runs on the loop's one
  * thread. A call is timed from its scheduled start (sched_ns) to its stream
  * close and counted by grpc-status into g->by_status/hist.
+ *
+ * Streaming (--stream-tokens M): each call is one ModelStreamInfer request
+ * for M token messages (the replica's --token-model, docs/stream-resume.md);
+ * lg_on_data cuts the response DATA into gRPC messages, counts them into
+ * g->msgs and times each: the first from the call's start (first_hist), each
+ * later one from the message before it (gap_hist). A call that ends OK with
+ * another count than M is counted in g->short_calls.
  */
 #ifndef INFERGW_BENCH_GEN_H
 #define INFERGW_BENCH_GEN_H
@@ -57,6 +64,7 @@ struct lg_opts {
     long cpu_pid;
     uint64_t seed;
     int json;
+    long stream_tokens; /* messages asked of each ModelStreamInfer call; 0 = unary */
 };
 
 struct lg_conn;
@@ -71,6 +79,12 @@ struct lg_call {
     int grpc_status; /* -1 until seen */
     int http_status;
     char key[24];
+    /* streaming: the gRPC message being read off the response DATA */
+    uint8_t prefix[5];    /* its 5-byte prefix (compressed flag, length) */
+    unsigned prefix_have; /* bytes of it seen */
+    uint32_t body_left;   /* bytes of its body still to come */
+    uint64_t last_msg_ns; /* when the message before ended (0: none yet) */
+    long msgs;            /* messages completed */
 };
 
 struct lg_conn {
@@ -109,6 +123,11 @@ struct lg_gen {
     uint64_t unfinished; /* still in flight when the drain time ran out */
     long conn_errors;
     uint64_t late_ns_max; /* how late the generator itself ran behind schedule */
+    /* streaming (--stream-tokens) */
+    struct bench_hist first_hist; /* call start to its first message */
+    struct bench_hist gap_hist;   /* one message to the next within a call */
+    uint64_t msgs;                /* response messages received */
+    uint64_t short_calls;         /* ended OK with another count than stream_tokens */
 };
 
 /* Zipf over ranks 1..n with exponent s: the cumulative table (gw_free it),
@@ -120,6 +139,9 @@ int lg_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name
                  const uint8_t *value, size_t valuelen, uint8_t flags, void *ud);
 int lg_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, void *ud);
 int lg_on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int lib_err, void *ud);
+/* Response DATA of a call: counts and times its gRPC messages (streaming). */
+int lg_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+               void *ud);
 
 /* Opens (or reopens) connection slot <lc> to g->addr: a non-blocking
  * connect with the client session created and its SETTINGS queued. Returns
@@ -138,8 +160,10 @@ void lg_on_stop(struct gw_timer *t, void *arg);
 /* Closed loop (arg: the lg_gen): issues the first --concurrency calls. */
 void lg_on_closed_loop_start(struct gw_timer *t, void *arg);
 
-/* Builds the framed request message into g->req. Returns 0, or -1 with a
- * message in <err> (empty when out of memory). */
+/* Builds the framed request message into g->req (with --stream-tokens M, a
+ * token-model request: PROMPT "bench prompt", parameters seed 42 and
+ * max_tokens M). Returns 0, or -1 with a message in <err> (empty when out of
+ * memory). */
 int lg_build_request(struct lg_gen *g, char *err, size_t errlen);
 
 /* Builds the request headers into g->nv. Returns 0, or -1 out of memory. */

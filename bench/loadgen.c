@@ -13,6 +13,12 @@
  * log-linear histogram (hist.c, <= 1% error); grpc-status is read from the
  * trailers (or a trailers-only HEADERS frame) and counted by name.
  *
+ * Streaming (--stream-tokens M): each call is a ModelStreamInfer request for
+ * M token messages of the replica's token model; the report adds messages/s,
+ * the time to each call's first message and the gap between one message and
+ * the next (the per-message relay latency when the replica is unpaced), and
+ * the CPU per message.
+ *
  * This file holds the options, the report and main(); the connections,
  * calls and schedule are in gen.c.
  */
@@ -74,7 +80,8 @@ static void lg_usage(FILE *out)
         "\n"
         "  TARGET, --target ADDR     host:port or http://host:port (required)\n"
         "  --method PATH             gRPC method path\n"
-        "                            [/inference.GRPCInferenceService/ModelInfer]\n"
+        "                            [/inference.GRPCInferenceService/ModelInfer, or\n"
+        "                            .../ModelStreamInfer with --stream-tokens]\n"
         "  --payload-file FILE       a serialized protobuf message, sent gRPC-framed [none]\n"
         "  --payload-bytes N         else a ModelInferRequest with N bytes of FP32 input,\n"
         "                            0..67108864 [100]\n"
@@ -91,6 +98,10 @@ static void lg_usage(FILE *out)
         "  --deadline-ms MS          per-call deadline, sent as grpc-timeout; 0 = none [0]\n"
         "  --cpu-pid PID             report the CPU time of process PID per call [none]\n"
         "  --seed N                  random seed for arrivals and keys [1]\n"
+        "  --stream-tokens M         streaming: each call is a ModelStreamInfer request for\n"
+        "                            M token messages (the replica's --token-model; give\n"
+        "                            its name with --model), 1..100000; reports messages/s,\n"
+        "                            time to first message and the gap between messages [0]\n"
         "  --json                    print one JSON object instead of text\n"
         "  -h, --help                this help\n"
         "\n"
@@ -102,7 +113,9 @@ static void lg_usage(FILE *out)
         "  infergw-bench --rate 2000 --arrival poisson --duration 30 --connections 4 \\\n"
         "      --route-keys 1000 --key-dist zipf --metadata 'authorization:Bearer KEY' \\\n"
         "      --cpu-pid $(pidof infergw) --json 127.0.0.1:8080\n"
-        "  infergw-bench --concurrency 64 --count 100000 --payload-bytes 4096 127.0.0.1:8080\n");
+        "  infergw-bench --concurrency 64 --count 100000 --payload-bytes 4096 127.0.0.1:8080\n"
+        "  infergw-bench --stream-tokens 200 --model llm --concurrency 100 --count 1000 \\\n"
+        "      --connections 4 127.0.0.1:8080\n");
 }
 
 static int lg_parse_long(const char *flag, const char *s, long min, long max, long *out, char *err,
@@ -154,7 +167,8 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
         O_DEADLINE,
         O_CPU,
         O_SEED,
-        O_JSON
+        O_JSON,
+        O_STREAM
     };
     static const struct option opts[] = {{"target", required_argument, NULL, O_TARGET},
                                          {"method", required_argument, NULL, O_METHOD},
@@ -174,10 +188,11 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
                                          {"cpu-pid", required_argument, NULL, O_CPU},
                                          {"seed", required_argument, NULL, O_SEED},
                                          {"json", no_argument, NULL, O_JSON},
+                                         {"stream-tokens", required_argument, NULL, O_STREAM},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof(*o));
-    o->path = "/inference.GRPCInferenceService/ModelInfer";
+    o->path = NULL; /* ModelInfer, or ModelStreamInfer with --stream-tokens */
     o->model = "demo";
     o->payload_bytes = 100;
     o->concurrency = 16;
@@ -276,6 +291,10 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
         case O_JSON:
             o->json = 1;
             break;
+        case O_STREAM:
+            rc =
+                lg_parse_long("--stream-tokens", optarg, 1, 100000, &o->stream_tokens, err, errlen);
+            break;
         case 'h':
             return 1;
         default:
@@ -295,6 +314,9 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
         snprintf(err, errlen, "no target: give host:port");
         return -1;
     }
+    if (!o->path)
+        o->path = o->stream_tokens > 0 ? "/inference.GRPCInferenceService/ModelStreamInfer"
+                                       : "/inference.GRPCInferenceService/ModelInfer";
     if (o->duration_s <= 0 && o->count <= 0) {
         snprintf(err, errlen, "refusing an unbounded run: give --duration S or --count N");
         return -1;
@@ -324,6 +346,48 @@ static int lg_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t 
 
 static const double lg_pcts[] = {50, 90, 99, 99.9};
 static const char *const lg_pct_names[] = {"p50", "p90", "p99", "p99.9"};
+
+/* The streaming part of the report (--stream-tokens): JSON members into <j>,
+ * or text lines when <j> is NULL. */
+static void lg_report_stream(struct lg_gen *g, double elapsed_s, double cpu_s, json_t *j)
+{
+    const struct bench_hist *hs[2] = {&g->first_hist, &g->gap_hist};
+    static const char *const names[2] = {"first_message_us", "message_gap_us"};
+    double rate = elapsed_s > 0 ? (double)g->msgs / elapsed_s : 0;
+    double cpu_msg = cpu_s >= 0 && g->msgs ? cpu_s * 1e6 / (double)g->msgs : -1;
+    if (j) {
+        json_object_set_new(j, "stream_tokens", json_integer(g->o->stream_tokens));
+        json_object_set_new(j, "messages", json_integer((json_int_t)g->msgs));
+        json_object_set_new(j, "messages_per_s", json_real(rate));
+        json_object_set_new(j, "short_calls", json_integer((json_int_t)g->short_calls));
+        for (int k = 0; k < 2; k++) {
+            json_t *lat = json_object();
+            json_object_set_new(lat, "mean", json_real(bench_hist_mean(hs[k]) / 1e3));
+            for (int i = 0; i < 4; i++)
+                json_object_set_new(
+                    lat, lg_pct_names[i],
+                    json_real((double)bench_hist_percentile(hs[k], lg_pcts[i]) / 1e3));
+            json_object_set_new(j, names[k], lat);
+        }
+        if (cpu_msg >= 0)
+            json_object_set_new(j, "cpu_us_per_message", json_real(cpu_msg));
+        return;
+    }
+    printf("messages: %llu in %.3f s = %.1f messages/s (%ld per call asked, %llu calls ended "
+           "OK with another count)\n",
+           (unsigned long long)g->msgs, elapsed_s, rate, g->o->stream_tokens,
+           (unsigned long long)g->short_calls);
+    for (int k = 0; k < 2; k++) {
+        printf("%s: mean %.1f", k ? "message gap (us)" : "first message (us, from call start)",
+               bench_hist_mean(hs[k]) / 1e3);
+        for (int i = 0; i < 4; i++)
+            printf(" %s %.1f", lg_pct_names[i],
+                   (double)bench_hist_percentile(hs[k], lg_pcts[i]) / 1e3);
+        printf("\n");
+    }
+    if (cpu_msg >= 0)
+        printf("cpu of pid %ld: %.2f us per message\n", g->o->cpu_pid, cpu_msg);
+}
 
 static void lg_report(struct lg_gen *g, double elapsed_s, double cpu_s)
 {
@@ -375,6 +439,8 @@ static void lg_report(struct lg_gen *g, double elapsed_s, double cpu_s)
             json_object_set_new(j, "cpu_us_per_call",
                                 json_real(g->done ? cpu_s * 1e6 / (double)g->done : 0));
         }
+        if (o->stream_tokens > 0)
+            lg_report_stream(g, elapsed_s, cpu_s, j);
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
         if (s)
             printf("%s\n", s);
@@ -408,6 +474,8 @@ static void lg_report(struct lg_gen *g, double elapsed_s, double cpu_s)
     if (cpu_s >= 0)
         printf("cpu of pid %ld: %.3f s = %.2f us per call\n", o->cpu_pid, cpu_s,
                g->done ? cpu_s * 1e6 / (double)g->done : 0);
+    if (o->stream_tokens > 0)
+        lg_report_stream(g, elapsed_s, cpu_s, NULL);
 }
 
 /* --- main ------------------------------------------------------------------ */
@@ -430,6 +498,8 @@ int main(int argc, char **argv)
     g.o = &o;
     g.rng = o.seed;
     bench_hist_init(&g.hist);
+    bench_hist_init(&g.first_hist);
+    bench_hist_init(&g.gap_hist);
     if (lg_build_request(&g, err, sizeof(err)) < 0 || lg_build_headers(&g) < 0) {
         fprintf(stderr, "infergw-bench: %s\n", err[0] ? err : "out of memory");
         return 2;
@@ -450,6 +520,8 @@ int main(int argc, char **argv)
     nghttp2_session_callbacks_set_on_header_callback(g.cbs, lg_on_header);
     nghttp2_session_callbacks_set_on_stream_close_callback(g.cbs, lg_on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(g.cbs, lg_on_frame_not_send);
+    if (o.stream_tokens > 0)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(g.cbs, lg_on_data);
     g.conns = gw_calloc((size_t)o.connections, sizeof(*g.conns));
     if (!g.conns)
         return 1;

@@ -9,6 +9,8 @@
 #   bench/run.sh tail|failover [flags]               (bench/tail.py: hedging off/fixed/auto; kill -9, SIGSTOP)
 #   bench/run.sh llm [compare|agree|oracle] [flags]  (bench/llm.py: LLM routers on a multi-turn trace;
 #                                                     docs/llm-bench.md)
+#   bench/run.sh stream [--streams N] [--tokens M]   (see bench/stream.sh: token streams through the
+#                                                     gateway vs direct; stream resume off/replay/continue)
 #
 # overhead (the default): closed-loop h2load (-c16 -m32, unary
 # gRPC POSTs of the KServe ModelInfer request in bench/) against
@@ -48,6 +50,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case ${1:-} in
   auth) shift; exec "$ROOT/bench/auth.sh" "$@" ;;
   memory) shift; exec "$ROOT/bench/memory.sh" "$@" ;;
+  stream) shift; exec "$ROOT/bench/stream.sh" "$@" ;;
   ring) shift; exec "${BUILD_DIR:-$ROOT/build}/bin/infergw-ring-bench" "$@" ;;
   tail|failover) exec /usr/bin/python3 "$ROOT/bench/tail.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;
   llm) shift; exec /usr/bin/python3 "$ROOT/bench/llm.py" --build-dir "${BUILD_DIR:-$ROOT/build}" "$@" ;;

@@ -2,7 +2,8 @@
 'use strict';
 // Node @grpc/grpc-js client through the gateway: ModelInfer 2x+1 (typed and
 // raw), a 5-response ModelStreamInfer, a deadline, NOT_FOUND for an unknown
-// model, route-key stickiness. Starts 4 replicas (one slow) and a gateway on
+// model, route-key stickiness; token streams that go on uninterrupted across
+// a kill -9 of their replica (--stream-resume replay, docs/stream-resume.md). Starts 4 replicas (one slow) and a gateway on
 // free loopback ports, stops them at the end and checks their exit status and
 // captured output (sanitizer reports fail the run).
 //
@@ -132,10 +133,10 @@ async function startReplica(id, ...args) {
     .ready();
 }
 
-async function startGateway(pools) {
+async function startGateway(pools, ...extra) {
   const port = await freePort();
   const argv = [path.join(BIN_DIR, 'infergw'), '--listen', `127.0.0.1:${port}`, '--auth=none',
-    '--workers', '2', '--shutdown-grace-ms', '5000'];
+    '--workers', '2', '--shutdown-grace-ms', '5000', ...extra];
   for (const [name, addrs] of Object.entries(pools)) argv.push('--pool', `${name}=${addrs.join(',')}`);
   return new Proc('gateway', argv, port).ready();
 }
@@ -281,5 +282,94 @@ describe('infergw through @grpc/grpc-js', () => {
       owners.add(replicaOf(initial));
     }
     assert.deepEqual([...owners].sort(), [...ids].sort(), 'different keys spread over replicas');
+  });
+});
+
+describe('stream resume seen from @grpc/grpc-js', () => {
+  const replicas = [];
+  let gw;
+  let client;
+  const N_STREAMS = 6;
+  const N_MSGS = 200;
+
+  before(async () => {
+    for (const id of ['tok-r0', 'tok-r1', 'tok-r2']) {
+      replicas.push(await startReplica(id, '--token-model', 'llm', '--token-ms', '10'));
+    }
+    gw = await startGateway({ llm: replicas.map((r) => r.addr) }, '--stream-resume', 'replay',
+      '--admin', 'off');
+    client = new inference.GRPCInferenceService(gw.addr, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    if (client) client.close();
+    const errors = [];
+    for (const p of [gw, ...replicas]) {
+      if (!p || p.killed) continue;
+      try { await p.stop(); } catch (e) { errors.push(e.message); }
+    }
+    assert.deepEqual(errors, []);
+  });
+
+  const tokenRequest = (i) => ({
+    model_name: 'llm', id: `node-s${i}`,
+    inputs: [{ name: 'PROMPT', datatype: 'BYTES', shape: [1],
+      contents: { bytes_contents: [Buffer.from(`node stream ${i}`)] } }],
+    parameters: { seed: { int64_param: 500 + i }, max_tokens: { int64_param: N_MSGS } },
+  });
+
+  // One ModelStreamInfer call of <req> on <cl>: its messages (JSON text of
+  // each), the replica of its headers and how it ended; onMessage(count).
+  function tokenStream(cl, req, onMessage = () => {}) {
+    const call = cl.ModelStreamInfer({ deadline: Date.now() + 30000 });
+    const st = { msgs: [], replica: null, err: null };
+    call.on('metadata', (m) => { st.replica = replicaOf(m); });
+    st.done = new Promise((resolve) => {
+      call.on('data', (r) => { st.msgs.push(JSON.stringify(r)); onMessage(st.msgs.length); });
+      call.on('error', (e) => { st.err = e; resolve(st); });
+      call.on('end', () => resolve(st));
+    });
+    call.write(req);
+    call.end();
+    return st;
+  }
+
+  it('token streams go on uninterrupted across a kill -9 of their replica', async () => {
+    // The unfaulted sequences, straight from a replica.
+    const direct = new inference.GRPCInferenceService(replicas[1].addr,
+      grpc.credentials.createInsecure());
+    const want = await Promise.all(Array.from({ length: N_STREAMS },
+      (_, i) => tokenStream(direct, tokenRequest(i)).done));
+    direct.close();
+    for (const w of want) assert.equal(w.err, null);
+
+    const counts = new Array(N_STREAMS).fill(0);
+    const streams = [];
+    for (let i = 0; i < N_STREAMS; i++) {
+      streams.push(tokenStream(client, tokenRequest(i), (n) => { counts[i] = n; }));
+    }
+    const end = Date.now() + 15000;
+    while (Math.min(...counts) < 40 && Date.now() < end) await sleep(5);
+    assert.ok(Math.min(...counts) >= 40 && Math.max(...counts) < N_MSGS,
+      `not all streams mid-way: ${counts}`);
+    const at = [...counts];
+    const victimId = streams[0].replica;
+    const victim = replicas.find((r) => r.name === `replica-${victimId}`);
+    assert.ok(victim, `x-replica-id ${victimId}`);
+    victim.child.kill('SIGKILL');
+    victim.killed = true;
+    await victim.exit;
+
+    const got = await Promise.all(streams.map((s) => s.done));
+    let moved = 0;
+    got.forEach((g, i) => {
+      assert.equal(g.err, null, `stream ${i}: ${g.err && g.err.message}`);
+      assert.equal(g.msgs.length, N_MSGS, `stream ${i}`);
+      assert.deepEqual(g.msgs, want[i].msgs, `stream ${i} differs from the unfaulted run`);
+      if (g.replica === victimId) moved++;
+    });
+    assert.ok(moved >= 1);
+    console.log(`stream resume: ${moved} of ${N_STREAMS} streams on ${victimId} (killed at ` +
+      `${Math.min(...at)}..${Math.max(...at)} messages) ended whole`);
   });
 });

@@ -98,8 +98,44 @@ class BenchTest(h.GatewayTestCase):
         for flag in ("--target", "--method", "--payload-file", "--payload-bytes", "--model",
                      "--metadata", "--route-keys", "--key-dist", "--rate", "--arrival",
                      "--concurrency", "--connections", "--duration", "--count",
-                     "--deadline-ms", "--cpu-pid", "--seed", "--json", "Example"):
+                     "--deadline-ms", "--cpu-pid", "--seed", "--json", "--stream-tokens",
+                     "Example"):
             self.assertIn(flag, p.stdout)
+
+
+class BenchStreamTest(unittest.TestCase):
+    """--stream-tokens: ModelStreamInfer calls of a token replica, each
+    message counted and timed, straight to the replica and through the gateway."""
+
+    def test_stream_tokens(self):
+        rep = h.start_replica("bench-tok", "--token-model", "llm", "--token-ms", "1")
+        self.addCleanup(rep.stop)
+        gw = h.start_gateway({"llm": [rep.addr]})
+        self.addCleanup(gw.stop)
+        for target in (rep.addr, gw.addr):
+            r = run_bench(target, "--stream-tokens", "50", "--model", "llm", "--count", "40",
+                          "--concurrency", "10", "--connections", "2", "--cpu-pid", str(gw.pid))
+            self.assertEqual(r["method"], "/inference.GRPCInferenceService/ModelStreamInfer")
+            self.assertEqual(r["status"], {"OK": 40}, target)
+            self.assertEqual((r["stream_tokens"], r["messages"], r["short_calls"]), (50, 2000, 0))
+            self.assertGreater(r["messages_per_s"], 0)
+            for k in ("first_message_us", "message_gap_us"):
+                vals = [r[k][p] for p in ("p50", "p90", "p99", "p99.9")]
+                self.assertEqual(vals, sorted(vals), k)
+            # 1 ms a token: the median gap between two messages is about that.
+            self.assertGreater(r["message_gap_us"]["p50"], 500)
+            self.assertGreaterEqual(r["cpu_us_per_message"], 0)  # clock ticks: may be 0
+        # With --payload-file the request is the file's: one that asks for 10
+        # tokens while --stream-tokens expects 20 is counted short.
+        req = h.pb.ModelInferRequest(model_name="llm")
+        req.inputs.add(name="PROMPT", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
+            b"short")
+        req.parameters["max_tokens"].int64_param = 10
+        path = os.path.join(h.WORK_DIR, "%d-bench-short.bin" % os.getpid())
+        with open(path, "wb") as f:
+            f.write(req.SerializeToString())
+        r = run_bench(rep.addr, "--stream-tokens", "20", "--payload-file", path, "--count", "5")
+        self.assertEqual((r["status"], r["messages"], r["short_calls"]), ({"OK": 5}, 50, 5))
 
 
 class BenchErrorStatusTest(h.GatewayTestCase):
