@@ -29,6 +29,8 @@
 #include "auth/auth.h"
 #include "auth/authdb.h"
 #include "base/config.h"
+#include "control/kvreader.h"
+#include "control/kvview.h"
 #include "control/watcher.h"
 #include "health/health.h"
 #include "base/log.h"
@@ -211,6 +213,8 @@ int main(int argc, char **argv)
     struct gw_config cfg;
     char err[512] = "";
     int status = 0, auth_up = 0, alog_up = 0, ctl_up = 0, started = 0, drained = 0, log_exit = 0;
+    int kv_up = 0;
+    struct gw_kvreader kvr = {.stopfd = -1};
     SSL_CTX *tls = NULL, *up_tls = NULL;
     struct gw_routes *routes = NULL;
     struct gw_watcher ctl;
@@ -262,6 +266,15 @@ int main(int argc, char **argv)
                cfg.tenants_file, "api_keys_file", cfg.api_keys_file, "tenants",
                (int)gw_authdb_ntenants(routes->authdb), "api_keys",
                (int)gw_authdb_napikeys(routes->authdb));
+    /* The precise prefix view (prefix_mode = precise pools), fed from Redis
+     * by the KV stream reader; its indexes share one budget of
+     * --prefix-index-bytes. */
+    if (gw_kvview_init(cfg.prefix_index_bytes) < 0) {
+        gw_log(GW_LOG_ERROR, "startup_failed", "{s:s}", "error", "out of memory");
+        status = 1;
+        goto out;
+    }
+    kv_up = 1;
     /* With --redis, start from what Redis holds when it answers now. */
     if (cfg.redis_url[0]) {
         if (gw_watcher_init(&ctl, &cfg, routes, err, sizeof(err)) < 0) {
@@ -317,6 +330,12 @@ int main(int argc, char **argv)
             status = 1;
             goto out;
         }
+        if (gw_kvreader_start(&kvr, &cfg, gw_kvview_global(), err, sizeof(err)) < 0) {
+            gw_log(GW_LOG_ERROR, "startup_failed", "{s:s, s:s}", "error",
+                   "cannot start the KV stream reader", "reason", err);
+            status = 1;
+            goto out;
+        }
     }
     if (gw_admin_start(&admin, &cfg, workers, (size_t)started, ctl_up ? &ctl : NULL, err,
                        sizeof(err)) < 0) {
@@ -337,7 +356,8 @@ out:
     if (!drained)
         for (int i = 0; i < started; i++)
             gw_worker_drain(&workers[i]);
-    gw_admin_stop(&admin); /* reads worker and ctrl state: goes first */
+    gw_admin_stop(&admin);  /* reads worker and ctrl state: goes first */
+    gw_kvreader_stop(&kvr); /* no more KV events applied */
     if (ctl_up)
         gw_watcher_stop(&ctl); /* no more snapshots offered to the workers */
     for (int i = 0; i < started; i++) {
@@ -346,6 +366,8 @@ out:
     }
     gw_free(workers);
     gw_health_registry_free(health); /* after every worker is gone */
+    if (kv_up)
+        gw_kvview_shutdown(); /* after the workers, the watcher and the reader */
     gw_routes_unref(routes);
     SSL_CTX_free(up_tls); /* the workers held their own references */
     SSL_CTX_free(tls);

@@ -305,7 +305,9 @@ const struct gw_flag gw_flags[] = {
      U32(prefix_index_bytes, 1u << 20, 4294967295u),
      .def = "67108864",
      .help = "memory cap of the prefix-cache estimation index, all pools and workers together "
-             "(LRU beyond it; docs/routing.md, Prefix-cache routing)"},
+             "(LRU beyond it), and separately of the precise view (prefix_mode precise: every "
+             "pool's KV index together; events past it are refused) (docs/routing.md, "
+             "Prefix-cache routing)"},
     {.name = "redis",
      .arg = "URL",
      .section = GW_SEC_POOLS,

@@ -27,6 +27,7 @@
 #include "base/mem.h"
 #include "base/timer.h"
 #include "control/keys.h"
+#include "control/kvview.h"
 #include "control/loader.h"
 #include "engine/worker.h"
 #include "health/health.h"
@@ -37,6 +38,7 @@ static void publish(struct gw_watcher *ctl, struct gw_routes *rt)
 {
     for (int i = 0; i < ctl->nworkers; i++)
         gw_worker_offer_routes(&ctl->workers[i], rt);
+    gw_kvview_want(gw_kvview_global(), rt); /* its precise pools, for the KV stream reader */
     gw_routes_unref(ctl->current);
     ctl->current = rt;
     atomic_store(&ctl->version, rt->version);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "control/kvview.h"
 #include "control/watcher.h"
 #include "health/health.h"
 #include "base/err.h"
@@ -111,6 +112,7 @@ static char *render_metrics(struct gw_admin *a, size_t *len)
     int rc = gw_metrics_render(a->ms, a->nworkers, &g, f);
     if (a->health)
         gw_health_render_metrics(a->health, f);
+    gw_kvview_render_metrics(gw_kvview_global(), f);
     if (fclose(f) != 0 || rc < 0) {
         free(buf);
         return NULL;

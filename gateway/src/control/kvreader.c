@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kvreader — the KV event stream reader thread; see kvreader.h.
+ *
+ * Everything here runs on the reader thread with blocking hiredis calls
+ * (bounded: connect and command timeouts of --redis-timeout-ms, plus the
+ * XREAD BLOCK time for XREAD); the only contact with workers is through
+ * the view's locks.
+ */
+#include "control/kvreader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "control/keys.h"
+#include "control/loader.h"
+
+#define BACKOFF_MIN_MS 100
+
+/* Sleeps up to <ms> unless asked to stop. Returns 1 when stopping. */
+static int reader_wait(struct gw_kvreader *r, int ms)
+{
+    struct pollfd p = {.fd = r->stopfd, .events = POLLIN};
+    poll(&p, 1, ms);
+    return atomic_load(&r->stop);
+}
+
+/* Applies the entries [id, [f, v, ...]] of <entries> to followed pool
+ * <pool>. Returns 0, or -1 when the reply has an unexpected shape. */
+static int apply_entries(struct gw_kvview *v, size_t pool, const redisReply *entries)
+{
+    if (entries->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= GW_KVVIEW_ID_LEN)
+            return -1;
+        const redisReply *fv = e->element[1];
+        struct gw_kv_field f[GW_KVREADER_FIELDS];
+        size_t nf = 0;
+        int ok = fv->type == REDIS_REPLY_ARRAY && fv->elements % 2 == 0 &&
+                 fv->elements / 2 <= GW_KVREADER_FIELDS;
+        for (size_t k = 0; ok && k + 1 < fv->elements; k += 2) {
+            const redisReply *n = fv->element[k], *val = fv->element[k + 1];
+            ok = n->type == REDIS_REPLY_STRING && val->type == REDIS_REPLY_STRING;
+            if (ok)
+                f[nf++] = (struct gw_kv_field){n->str, n->len, val->str, val->len};
+        }
+        /* An entry of the wrong shape is parsed as no fields: rejected, and
+         * counted, like any malformed entry. */
+        gw_kvview_apply(v, pool, e->element[0]->str, f, ok ? nf : 0);
+    }
+    return 0;
+}
+
+/* One XREAD round over the <n> followed pools. Returns 0, or -1 on a Redis
+ * error or an unexpected reply. */
+static int read_round(struct gw_kvreader *r, redisContext *c, size_t n)
+{
+    struct gw_kvview *v = r->view;
+    const char *argv[6 + 2 * GW_KVVIEW_POOLS];
+    size_t lens[6 + 2 * GW_KVVIEW_POOLS];
+    static char keys[GW_KVVIEW_POOLS][GW_KEY_LEN];
+    char count[16], block[16];
+    snprintf(count, sizeof(count), "%d", GW_KVREADER_COUNT);
+    snprintf(block, sizeof(block), "%d", GW_KVREADER_BLOCK_MS);
+    size_t a = 0;
+    argv[a++] = "XREAD";
+    argv[a++] = "COUNT";
+    argv[a++] = count;
+    argv[a++] = "BLOCK";
+    argv[a++] = block;
+    argv[a++] = "STREAMS";
+    for (size_t i = 0; i < n; i++) {
+        gw_key_pool_kv(keys[i], sizeof(keys[i]), r->cfg->redis_prefix, gw_kvview_pool_name(v, i));
+        argv[a++] = keys[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        argv[a++] = gw_kvview_last_id(v, i);
+    for (size_t i = 0; i < a; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *rep = redisCommandArgv(c, (int)a, argv, lens);
+    if (!rep)
+        return -1;
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        gw_log(GW_LOG_WARN, "kv_stream_error", "{s:s}", "error", rep->str);
+        rc = -1;
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        /* RESP2 (the connection never asks for RESP3): [[key, entries], ...]. */
+        for (size_t k = 0; rc == 0 && k < rep->elements; k++) {
+            const redisReply *s = rep->element[k];
+            int shaped = s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
+                         s->element[0]->type == REDIS_REPLY_STRING;
+            size_t i = 0;
+            while (shaped && i < n && strcmp(keys[i], s->element[0]->str))
+                i++;
+            if (!shaped || i == n)
+                rc = -1;
+            else
+                rc = apply_entries(v, i, s->element[1]);
+        }
+        if (rc < 0)
+            gw_log(GW_LOG_WARN, "kv_stream_error", "{s:s}", "error", "unexpected XREAD reply");
+    } else if (rep->type != REDIS_REPLY_NIL) {
+        rc = -1;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* Sentinel mode: still talking to the master? */
+static int still_master(redisContext *c)
+{
+    redisReply *r = gw_loader_cmd(c, "ROLE");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->str &&
+             !strcmp(r->element[0]->str, "master");
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+static void *reader_main(void *arg)
+{
+    struct gw_kvreader *r = arg;
+    redisContext *c = NULL;
+    int backoff = BACKOFF_MIN_MS, logged_down = 0;
+    int cap =
+        (int)r->cfg->redis_poll_ms > BACKOFF_MIN_MS ? (int)r->cfg->redis_poll_ms : BACKOFF_MIN_MS;
+    while (!atomic_load(&r->stop)) {
+        size_t n = gw_kvview_sync(r->view);
+        if (n == 0) {
+            /* Nothing to follow: hold no connection. */
+            if (c) {
+                redisFree(c);
+                c = NULL;
+                gw_kvview_set_up(r->view, 0, "no precise pool");
+            }
+            if (reader_wait(r, GW_KVREADER_BLOCK_MS))
+                break;
+            continue;
+        }
+        if (!c) {
+            char err[256], addr[300] = "";
+            int timeout = (int)r->cfg->redis_timeout_ms + GW_KVREADER_BLOCK_MS;
+            c = gw_redis_connect(&r->url, timeout, addr, sizeof(addr), err, sizeof(err));
+            if (!c) {
+                if (!logged_down)
+                    gw_log(GW_LOG_WARN, "kv_stream_lost", "{s:s, s:s}", "error", err, "routing",
+                           "estimation until the stream is read again");
+                logged_down = 1;
+                if (reader_wait(r, backoff))
+                    break;
+                backoff = backoff * 2 > cap ? cap : backoff * 2;
+                continue;
+            }
+            atomic_fetch_add(&r->reconnects, 1);
+            gw_log(GW_LOG_INFO, "kv_stream_connected", "{s:s, s:i}", "addr", addr, "pools", (int)n);
+            logged_down = 0;
+            backoff = BACKOFF_MIN_MS;
+            gw_kvview_set_up(r->view, 1, NULL);
+        }
+        int ok = !r->url.sentinel || still_master(c);
+        if (ok)
+            ok = read_round(r, c, n) == 0;
+        if (!ok) {
+            const char *why = c->errstr[0] ? c->errstr : "redis error";
+            gw_kvview_set_up(r->view, 0, "KV stream lost");
+            gw_log(GW_LOG_WARN, "kv_stream_lost", "{s:s, s:s}", "error", why, "routing",
+                   "estimation until each replica's next snapshot");
+            logged_down = 1;
+            redisFree(c);
+            c = NULL;
+            if (reader_wait(r, backoff))
+                break;
+            backoff = backoff * 2 > cap ? cap : backoff * 2;
+        }
+    }
+    if (c)
+        redisFree(c);
+    gw_kvview_set_up(r->view, 0, "reader stopped");
+    return NULL;
+}
+
+int gw_kvreader_start(struct gw_kvreader *r, const struct gw_config *cfg, struct gw_kvview *view,
+                      char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    r->cfg = cfg;
+    r->view = view;
+    r->stopfd = -1;
+    if (gw_redis_url_parse(cfg->redis_url, &r->url, err, errlen) < 0)
+        return -1;
+    r->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->stopfd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    int rc = pthread_create(&r->thread, NULL, reader_main, r);
+    if (rc != 0) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        close(r->stopfd);
+        r->stopfd = -1;
+        return -1;
+    }
+    r->started = 1;
+    return 0;
+}
+
+void gw_kvreader_stop(struct gw_kvreader *r)
+{
+    if (r->started) {
+        atomic_store(&r->stop, 1);
+        uint64_t one = 1;
+        ssize_t w = write(r->stopfd, &one, sizeof(one));
+        (void)w;
+        pthread_join(r->thread, NULL);
+        r->started = 0;
+    }
+    if (r->stopfd >= 0)
+        close(r->stopfd);
+    r->stopfd = -1;
+}
