@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The precise prefix view end to end (docs/routing.md, "Reading the
+streams"): a real redis-server, two plain replicas on pool demo's ring, a
+gateway on --redis with route_by prefix and prefix_mode precise, and KV-cache
+events written straight into the pool's stream infergw:pool:demo:kv with
+XADD (the entry format of docs/redis-keys.md) for replica ids that are the
+ring addresses. Seen through /metrics (infergw_kv_view_usable,
+infergw_kv_events_total):
+
+- entries written before the gateway started are read from 0-0: one
+  replica's `cleared` counts, and the view is usable once the other's is in;
+- a seq gap makes the view unusable (result="lost"), a one-part snapshot
+  makes it usable again;
+- redis-server stopped: the view is unusable (kv_stream_lost is logged);
+  back on the same port (empty), it stays unusable after the reconnect until
+  both replicas' next snapshot, then usable;
+- a steady load of calls runs meanwhile: none fails.
+"""
+
+import time
+import unittest
+
+import harness as h
+
+POOL = "demo"
+STREAM = "infergw:pool:%s:kv" % POOL
+H1, H2 = "00000000000000a1", "00000000000000b2"
+
+
+class KvPreciseCase(unittest.TestCase):
+    def setUp(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        self.redis = h.start_redis(name="redis-kv")
+        self.addCleanup(lambda: self.redis.stop())
+        self.url = h.redis_url(self.redis)
+        self.replicas = []
+        for i in range(2):
+            p = h.start_replica("kv-r%d" % i, "--quiet")
+            self.addCleanup(p.stop)
+            self.replicas.append(p)
+        self.r = h.redis_connect(self.redis.port)
+        self.seq = {}
+
+    def ctl(self, *args):
+        return h.run_ctl(self.url, *args)
+
+    def xadd(self, addr, op, hashes="", seq=None, part=None):
+        """One entry of replica <addr> (epoch 7): its next seq unless <seq>."""
+        s = seq if seq is not None else self.seq.get(addr, 0) + 1
+        self.seq[addr] = s
+        fields = ["r", addr, "e", "7", "s", str(s), "op", op, "h", hashes]
+        if part:
+            fields += ["part", str(part[0]), "parts", str(part[1])]
+        rep = h.redis_call(self.r, "XADD", STREAM, "MAXLEN", "~", "1000", "*", *fields)
+        self.assertNotIsInstance(rep, Exception, "XADD refused: %r" % (rep,))
+
+    def usable(self):
+        return h.metric_sum(h.scrape(self.admin), "infergw_kv_view_usable", pool=POOL)
+
+    def events(self, result):
+        return h.metric_sum(h.scrape(self.admin), "infergw_kv_events_total", pool=POOL,
+                            result=result)
+
+    def wait_usable(self, want, what, timeout=5.0):
+        t0 = time.time()
+        ok = h.wait_for(lambda: self.usable() == want, timeout)
+        self.assertTrue(ok, "infergw_kv_view_usable is %r, not %r, %s; log:\n%s"
+                        % (self.usable(), want, what, self.gw.tail()))
+        h.timing("kv_usable_%d_%s" % (want, what.replace(" ", "_")), time.time() - t0)
+
+    def test_view_follows_stream(self):
+        a, b = (p.addr for p in self.replicas)
+        self.ctl("pool", "add", POOL)
+        for addr in (a, b):
+            self.ctl("replica", "add", POOL, addr)
+        self.ctl("conf", "set", "--pool", POOL, "route_by", "prefix")
+        self.ctl("conf", "set", "--pool", POOL, "prefix_mode", "precise")
+        # History the gateway finds at start: a's cleared and a stored.
+        self.xadd(a, "cleared")
+        self.xadd(a, "stored", H1)
+
+        self.admin = h.free_port()
+        self.gw = h.start_gateway({}, "--redis", self.url, "--admin",
+                                  "127.0.0.1:%d" % self.admin)
+        self.addCleanup(self.gw.stop)
+        self.assertTrue(h.wait_for(lambda: self.events("applied") == 2, 5),
+                        "history not applied; log:\n%s" % self.gw.tail())
+        self.assertEqual(self.usable(), 0, "b was never heard of")
+
+        load = h.SteadyLoad(self.gw.addr, ["k%d" % i for i in range(20)], rate=50).start()
+        try:
+            self.xadd(b, "cleared")
+            self.xadd(b, "stored", H1 + "," + H2)
+            self.wait_usable(1, "after cleared")
+
+            # A seq gap: b is stale; a one-part snapshot makes it fresh.
+            self.xadd(b, "stored", H2, seq=self.seq[b] + 2)
+            self.wait_usable(0, "after a gap")
+            self.assertEqual(self.events("lost"), 1)
+            self.xadd(b, "snapshot", H1, part=(1, 1))
+            self.wait_usable(1, "after a snapshot")
+
+            # Redis stopped: the stream is lost.
+            h.redis_close(self.r)
+            t_stop = time.time()
+            self.redis.stop()
+            self.wait_usable(0, "redis stopped")
+            ev = self.gw.wait_event(lambda e: h.log_time(e) >= t_stop - 0.01, timeout=10,
+                                    event="kv_stream_lost")
+            self.assertIsNotNone(ev, "no kv_stream_lost; log:\n%s" % self.gw.tail())
+            time.sleep(2.0)
+
+            # Back (empty): reconnected, still stale until each snapshot.
+            self.redis = h.start_redis(port=self.redis.port, name="redis-kv")
+            self.r = h.redis_connect(self.redis.port)
+            t_back = time.time()
+            ev = self.gw.wait_event(lambda e: h.log_time(e) >= t_back - 0.01, timeout=10,
+                                    event="kv_stream_connected")
+            self.assertIsNotNone(ev, "no kv_stream_connected; log:\n%s" % self.gw.tail())
+            time.sleep(0.3)
+            self.assertEqual(self.usable(), 0, "usable before any snapshot")
+            self.xadd(a, "snapshot", H1, part=(1, 1))
+            time.sleep(0.3)
+            self.assertEqual(self.usable(), 0, "usable with b still stale")
+            self.xadd(b, "snapshot", H1 + "," + H2, part=(1, 1))
+            self.wait_usable(1, "after redis returned")
+        finally:
+            load.stop()
+        calls = load.snapshot()
+        self.assertGreater(len(calls), 100)
+        self.assertEqual(load.failures(), [], "calls failed")
+        samples = h.scrape(self.admin)
+        self.assertGreater(h.metric_sum(samples, "infergw_kv_index_bytes"), 0)
+        self.assertEqual(self.events("rejected"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
