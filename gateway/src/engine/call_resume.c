@@ -432,12 +432,6 @@ void call__resume_headers(struct gw_attempt *a, int end_stream)
         return;
     }
     /* Trailers-only: the status is in the headers. */
-    int code = call__status_in(&a->hdrs);
-    if (rs->cur == GW_RESUME_CONTINUE && code == GW_GRPC_FAILED_PRECONDITION &&
-        rs->in_idx == rs->nmsg) {
-        fall_back(a);
-        return;
-    }
     struct gw_hdrlist t = a->trailers;
     a->trailers = a->hdrs;
     a->hdrs = t;
@@ -450,6 +444,13 @@ int call__resume_trailers(struct gw_attempt *a)
     struct gw_call *c = a->call;
     struct call_resume *rs = c->rs;
     int code = call__status_in(&a->trailers);
+    /* A replica that does not know x-resume-from refuses before any message
+     * (trailers-only, or headers then trailers). */
+    if (a->kind == GW_ATTEMPT_RESUME && rs->cur == GW_RESUME_CONTINUE &&
+        code == GW_GRPC_FAILED_PRECONDITION && rs->in_idx == rs->from && !rs->hdr_have) {
+        fall_back(a);
+        return 1;
+    }
     const struct gw_pool *pool = call__pool(c);
     if (code > 0 && pool && ((pool->tun.retry_on >> code) & 1) &&
         call__resume_lost(a, code, "replica %s answered %s", call__attempt_addr(a),
