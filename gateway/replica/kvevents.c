@@ -261,7 +261,7 @@ static void *publisher(void *arg)
             try_connect(ev, now);
         if (ev->rc && now >= ev->next_snapshot && !stop_by) {
             ev->next_snapshot = now + ev->snapshot_ns;
-            ev->snapshot(ev->arg);
+            ev->snapshot(ev, ev->arg);
         }
         pthread_mutex_lock(&ev->mu);
         if (ev->stop && !stop_by)

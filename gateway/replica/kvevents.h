@@ -33,8 +33,9 @@ enum rp_kvev_op { RP_KVEV_STORED, RP_KVEV_EVICTED, RP_KVEV_CLEARED, RP_KVEV_SNAP
 
 struct rp_kvev;
 
-/* Called on the publisher thread when a snapshot is due. */
-typedef void (*rp_kvev_snapshot_cb)(void *arg);
+/* Called on the publisher thread when a snapshot is due (possibly before
+ * rp_kvev_start() has returned: hence <ev>). */
+typedef void (*rp_kvev_snapshot_cb)(struct rp_kvev *ev, void *arg);
 
 struct rp_kvev_config {
     const char *redis;   /* HOST:PORT */

@@ -408,12 +408,12 @@ void rp_llm_trailers(struct rp_llm *sim, const struct rp_llm_kv *kv, struct rp_l
 /* --- life ---------------------------------------------------------------------- */
 
 /* The publisher's snapshot callback: the whole cache, under the lock. */
-static void snapshot(void *arg)
+static void snapshot(struct rp_kvev *ev, void *arg)
 {
     struct rp_llm *sim = arg;
     pthread_mutex_lock(&sim->mu);
     size_t n = rp_kvcache_list(&sim->cache, sim->snap);
-    rp_kvev_snapshot(sim->ev, sim->snap, n);
+    rp_kvev_snapshot(ev, sim->snap, n);
     pthread_mutex_unlock(&sim->mu);
 }
 
