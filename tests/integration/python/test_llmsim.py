@@ -279,12 +279,11 @@ class LlmKvEventsTest(unittest.TestCase):
         self.procs.append(self.redis)
         self.addCleanup(lambda: h.stop_all(list(reversed(self.procs))))
 
-    def start(self, name, port=None):
+    def start(self, name):
         p = h.start_replica(name, "--llm-model", MODEL, "--prefix-block", str(BLOCK),
                             "--kv-blocks", "16", "--prefill-us-per-unit", "0",
                             "--decode-us-per-token", "0", "--kv-pool", "chat",
-                            "--kv-events-redis", self.redis.addr, "--kv-snapshot-ms", "300",
-                            port=port)
+                            "--kv-events-redis", self.redis.addr, "--kv-snapshot-ms", "300")
         self.procs.append(p)
         ch = h.channel(p.addr)
         self.addCleanup(ch.close)
@@ -353,11 +352,12 @@ class LlmKvEventsTest(unittest.TestCase):
                                        event="kv_events_up", timeout=3))
         self.check_run(es)
 
-        # The replica restarts: a new epoch that starts with cleared, s=1.
-        addr_port = rep.port
+        # The replica restarts (same id, another port: grpc's client would
+        # reuse the old connection's GOAWAY): a new epoch that starts with
+        # cleared, s=1.
         rep.stop()
         self.procs.remove(rep)
-        rep2, ch2 = self.start("kv-a", port=addr_port)
+        rep2, ch2 = self.start("kv-a")
         infer(ch2, request(prompt("again", 3)))
         self.assertTrue(h.wait_for(lambda: any(e["e"] != epoch for e in self.entries_of()), 5))
         new = [e for e in self.entries_of() if e["e"] != epoch]
