@@ -359,6 +359,9 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
     s->svc.serving = &s->serving;
     s->svc.models.tokens = cfg->token_models;
     s->svc.models.ntokens = cfg->ntoken_models;
+    s->svc.models.llm = cfg->llm_models;
+    s->svc.models.nllm = cfg->nllm_models;
+    s->svc.models.llm_input = cfg->prefix_input;
     s->svc.max_tokens = cfg->max_tokens;
     s->svc.salt = cfg->nondeterministic ? random_salt() : 0;
     if (cfg->nllm_models && !(s->llm = rp_llm_create(cfg, err, errlen))) {

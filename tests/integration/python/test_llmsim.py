@@ -187,6 +187,26 @@ class LlmSimTest(unittest.TestCase):
         self.assertEqual(parse_orca_text(tr["endpoint-load-metrics"])
                          ["named_metrics.kv_cache_usage"], 1.0)
 
+    def test_token_ids_and_metadata(self):
+        """A prompt of INT64 ids in --prefix-input: units are ids, blocks of 4
+        ids; ModelMetadata names that input."""
+        _, ch = self.replica("llm-ids", "--prefix-input", "input_ids", "--prefix-block", "4",
+                             "--decode-us-per-token", "0")
+        req = h.pb.ModelInferRequest(model_name=MODEL, id="ids")
+        t = req.inputs.add(name="input_ids", datatype="INT64", shape=[14])
+        t.contents.int64_contents.extend(range(1, 15))
+        tr = infer(ch, req)[1]
+        self.assertEqual((tr["x-kv-prompt-blocks"], tr["x-kv-prompt-units"]), ("3", "14"))
+        tr = infer(ch, req)[1]
+        self.assertEqual((tr["x-kv-hit-blocks"], tr["x-kv-hit-units"]), ("3", "12"))
+        meta = h.infer_stub(ch).ModelMetadata(h.pb.ModelMetadataRequest(name=MODEL), timeout=10)
+        self.assertEqual(meta.inputs[0].name, "input_ids")
+        # Without the prompt input: refused, naming it.
+        with self.assertRaises(grpc.RpcError) as cm:
+            infer(ch, request(b"text in the wrong input"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("input_ids", cm.exception.details())
+
     def test_prefill_grows_with_uncached_units(self):
         big, small = prompt("big", 60), prompt("small", 10)   # 960 and 160 units
         t_big, _, _ = infer(self.ch_a, request(big, max_tokens=1))
