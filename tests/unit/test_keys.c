@@ -28,6 +28,8 @@ static void test_documented_keys(void **state)
     assert_string_equal(buf, "infergw:pool:demo:ring");
     assert_int_equal(gw_key_pool_conf(buf, sizeof(buf), P, "demo"), 0);
     assert_string_equal(buf, "infergw:pool:demo:conf");
+    assert_int_equal(gw_key_pool_kv(buf, sizeof(buf), P, "demo"), 0);
+    assert_string_equal(buf, "infergw:pool:demo:kv");
     assert_int_equal(gw_key_conf(buf, sizeof(buf), P), 0);
     assert_string_equal(buf, "infergw:conf");
     assert_int_equal(gw_key_replica(buf, sizeof(buf), P, "127.0.0.1:7201"), 0);

@@ -40,6 +40,11 @@ int gw_key_pool_conf(char *buf, size_t cap, const char *prefix, const char *pool
     return build(buf, cap, prefix, "pool:", pool, ":conf");
 }
 
+int gw_key_pool_kv(char *buf, size_t cap, const char *prefix, const char *pool)
+{
+    return build(buf, cap, prefix, "pool:", pool, ":kv");
+}
+
 int gw_key_conf(char *buf, size_t cap, const char *prefix)
 {
     return build(buf, cap, prefix, "conf", NULL, NULL);

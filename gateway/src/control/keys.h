@@ -10,6 +10,7 @@
  *   <prefix>pools                 SET    pool names
  *   <prefix>pool:<pool>:ring      ZSET   the pool's ring
  *   <prefix>pool:<pool>:conf      HASH   the pool's tunables
+ *   <prefix>pool:<pool>:kv        STREAM the pool's KV-cache events
  *   <prefix>conf                  HASH   global tunables
  *   <prefix>replica:<host:port>   HASH   state = active | drain
  *   <prefix>version               STRING bumped by every write
@@ -38,6 +39,7 @@
 int gw_key_pools(char *buf, size_t cap, const char *prefix);
 int gw_key_pool_ring(char *buf, size_t cap, const char *prefix, const char *pool);
 int gw_key_pool_conf(char *buf, size_t cap, const char *prefix, const char *pool);
+int gw_key_pool_kv(char *buf, size_t cap, const char *prefix, const char *pool);
 int gw_key_conf(char *buf, size_t cap, const char *prefix);
 int gw_key_replica(char *buf, size_t cap, const char *prefix, const char *addr);
 int gw_key_version(char *buf, size_t cap, const char *prefix);
