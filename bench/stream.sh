@@ -77,7 +77,7 @@ start_gw() {
 
 start_gw $GW
 TARGETS=("direct|$RU|$RP|" "infergw|$GW|$GW|$GW_PID")
-if "$BUILD/bin/infergw" --help 2>&1 | grep -q -- '--stream-resume'; then
+if "$BUILD/bin/infergw" --help 2>&1 | grep -c -- '--stream-resume' >/dev/null; then
   start_gw $GWR --stream-resume replay
   TARGETS+=("infergw-replay|$GWR|$GWR|$GW_PID")
   start_gw $GWC --stream-resume continue

@@ -68,6 +68,7 @@ static void job_free(struct job *j)
         rp_tokens_free(j->tok);
         free(j->tok);
     }
+    rp_llm_call_free(j->llm);
     free(j->detail);
     free(j);
 }
@@ -118,14 +119,14 @@ static void push_status(struct call *c, grpc_status_code code, const char *detai
 }
 
 /* Queues <r> (takes ownership of r->msg). A unary reply, or any non-OK
- * reply, ends the call. */
-static void push_reply(struct call *c, struct rp_reply *r, uint64_t delay_ns, int unary)
+ * reply, ends the call. Returns the job of an OK reply, else NULL. */
+static struct job *push_reply(struct call *c, struct rp_reply *r, uint64_t delay_ns, int unary)
 {
     struct job *j;
 
     if (r->code != GRPC_STATUS_OK) {
         push_status(c, r->code, r->detail, delay_ns, 0);
-        return;
+        return NULL;
     }
     j = calloc(1, sizeof(*j));
     if (!j) {
@@ -135,10 +136,11 @@ static void push_reply(struct call *c, struct rp_reply *r, uint64_t delay_ns, in
             free(r->tokens);
         }
         call_fail(c, "out of memory");
-        return;
+        return NULL;
     }
     if (r->tokens) {
         j->tok = r->tokens;
+        j->gap_ns = (uint64_t)c->w->s->cfg->token_ms * NS_PER_MS; /* --token-ms */
     } else {
         /* The slice takes the buffer: sent <count> times without a copy. */
         j->msg = grpc_slice_new(r->msg, r->msg_len, free);
@@ -149,6 +151,7 @@ static void push_reply(struct call *c, struct rp_reply *r, uint64_t delay_ns, in
     j->final = unary ? 1 : 0;
     j->delay_ns = delay_ns;
     call_append(c, j);
+    return j;
 }
 
 /* --- batches ---------------------------------------------------------------- */
@@ -202,6 +205,28 @@ static void op_initial_md(struct call *c, grpc_op *op, int empty)
     }
 }
 
+/* Fills c->md_trail with the LLM simulation's trailers of <c> and returns
+ * their count; 0 for other calls (or when out of memory). */
+static size_t llm_trailers(struct call *c)
+{
+    struct rp_llm_trailers *t;
+
+    if (!c->has_kv)
+        return 0;
+    if (!c->trailers && !(c->trailers = malloc(sizeof(*c->trailers))))
+        return 0;
+    t = c->trailers;
+    rp_llm_trailers(c->w->s->llm, &c->kv, t);
+    set_md(&c->md_trail[0], "x-kv-prompt-blocks", t->prompt_blocks);
+    set_md(&c->md_trail[1], "x-kv-hit-blocks", t->hit_blocks);
+    set_md(&c->md_trail[2], "x-kv-prompt-units", t->prompt_units);
+    set_md(&c->md_trail[3], "x-kv-hit-units", t->hit_units);
+    set_md(&c->md_trail[4], "endpoint-load-metrics", t->text);
+    set_md(&c->md_trail[5], "endpoint-load-metrics-bin", "");
+    c->md_trail[5].value = grpc_slice_from_static_buffer(t->bin, t->bin_len);
+    return 6;
+}
+
 /* Sends the next message of <j>: the next copy of j->msg, or the next
  * token of j->tok. */
 static void send_message(struct call *c, struct job *j)
@@ -232,7 +257,9 @@ static void send_message(struct call *c, struct job *j)
     if (with_status) {
         memset(&ops[n], 0, sizeof(ops[n]));
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-        ops[n++].data.send_status_from_server.status = j->code;
+        ops[n].data.send_status_from_server.status = j->code;
+        ops[n].data.send_status_from_server.trailing_metadata_count = llm_trailers(c);
+        ops[n++].data.send_status_from_server.trailing_metadata = c->md_trail;
     }
     if (start_batch(c, ops, n, &c->t_send) < 0) {
         grpc_byte_buffer_destroy(c->send_bb);
@@ -285,6 +312,9 @@ static void send_status(struct call *c, struct job *j)
             ops[n].data.send_status_from_server.trailing_metadata_count = 3;
         }
         ops[n].data.send_status_from_server.trailing_metadata = c->md_out;
+    } else {
+        ops[n].data.send_status_from_server.trailing_metadata_count = llm_trailers(c);
+        ops[n].data.send_status_from_server.trailing_metadata = c->md_trail;
     }
     if (j->detail) {
         detail = grpc_slice_from_copied_string(j->detail);
@@ -349,7 +379,6 @@ static int resume_beyond_end(struct call *c, struct job *j)
 static void pump(struct call *c)
 {
     struct worker *w = c->w;
-    uint64_t token_ns = (uint64_t)w->s->cfg->token_ms * NS_PER_MS;
     struct job *j;
 
     while (!c->closed && !c->failed && !c->send_busy && !gw_timer_armed(&c->timer) &&
@@ -360,14 +389,19 @@ static void pump(struct call *c)
                 gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + j->delay_ns) == 0)
                 break;
         }
+        if (j->llm && !j->prefilled) {
+            rp_llm_prefilled(w->s->llm, j->llm);
+            j->prefilled = 1;
+        }
         if (!c->status_sent && job_has_message(j)) {
             if (c->skip > 0) {
                 job_skip(c, j);
                 continue;
             }
-            /* --token-ms: a pause before each token but the first sent. */
-            if (j->tok && j->sent > 0 && token_ns && !j->gap_over &&
-                gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + token_ns) == 0) {
+            /* --token-ms or the decode time: a pause before each message
+             * but the first sent (before the first too with gap_first). */
+            if (j->gap_ns && (j->sent > 0 || j->gap_first) && !j->gap_over &&
+                gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + j->gap_ns) == 0) {
                 j->gap_over = 1;
                 break;
             }
@@ -414,11 +448,26 @@ static void handle_request(struct call *c, const uint8_t *p, size_t len)
 {
     struct rp_server *s = c->w->s;
     struct rp_reply r;
+    struct rp_llm_call *lc = NULL;
     uint64_t delay = delay_for(c);
+    int unary = c->method == RP_M_MODEL_INFER;
 
     c->requests++;
     if (inject_error(c)) {
         push_status(c, s->cfg->error_code, "injected error", delay, 1);
+    } else if (s->llm && rp_service_is_inference(c->method) &&
+               rp_llm_request(s->llm, p, len, unary, &r, &lc)) {
+        struct job *j = push_reply(c, &r, delay, unary);
+        if (lc && !j) {
+            rp_llm_call_free(lc);
+        } else if (lc) {
+            j->llm = lc;
+            j->delay_ns += lc->delay_ns;
+            j->gap_ns = lc->gap_ns;
+            j->gap_first = 1;
+            c->kv = lc->kv;
+            c->has_kv = 1;
+        }
     } else if (c->method == RP_M_MODEL_STREAM_INFER) {
         rp_service_stream(&s->svc, p, len, &r);
         push_reply(c, &r, delay, 0);
@@ -561,6 +610,7 @@ static void maybe_finish(struct call *c)
     grpc_call_details_destroy(&c->details);
     grpc_metadata_array_destroy(&c->md);
     free(c->path);
+    free(c->trailers);
     free(c);
     w->live_calls--;
     atomic_fetch_sub(&w->s->live_calls, 1);

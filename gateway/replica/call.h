@@ -22,6 +22,7 @@
 #include <grpc/grpc.h>
 
 #include "base/timer.h"
+#include "llmsim.h"
 #include "options.h"
 #include "service.h"
 
@@ -52,17 +53,21 @@ struct slot {
 /* What a call has still to send for one request: <count> copies of <msg>,
  * or the messages of the token stream <tok>, then, if <final>, the status
  * <code>/<detail>. <sent> counts the messages sent (not those skipped for
- * x-resume-from). */
+ * x-resume-from). <delay_ns> comes before the first message, <gap_ns>
+ * before each one but the first (before the first too with <gap_first>).
+ * <llm>: an LLM simulation request (llmsim.h), whose blocks enter the
+ * cache once <delay_ns> (queue and prefill) is over. */
 struct job {
     struct job *next;
     grpc_slice msg;
     int has_msg;
     long count, sent;
     struct rp_tokens *tok;
-    uint64_t delay_ns;
+    uint64_t delay_ns, gap_ns;
+    struct rp_llm_call *llm;
     grpc_status_code code;
     char *detail; /* NULL for OK */
-    unsigned started : 1, final : 1, injected : 1, gap_over : 1;
+    unsigned started : 1, final : 1, injected : 1, gap_over : 1, gap_first : 1, prefilled : 1;
 };
 
 struct call {
@@ -78,6 +83,12 @@ struct call {
     grpc_byte_buffer *recv_bb, *send_bb;
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     grpc_metadata md_out[3];
+    /* An LLM simulation call: the cache figures of its last request, and
+     * its trailers (llmsim.h), sent with its status. */
+    struct rp_llm_kv kv;
+    int has_kv;
+    struct rp_llm_trailers *trailers;
+    grpc_metadata md_trail[6];
     struct gw_timer timer; /* the delay of the job at the head; runs on_timer */
     struct job *head, *tail;
     int njobs;
@@ -108,6 +119,7 @@ struct worker {
 struct rp_server {
     const struct rp_config *cfg;
     struct rp_service svc;
+    struct rp_llm *llm; /* --llm-model, or NULL */
     atomic_int serving;
     grpc_server *server;
     grpc_completion_queue *shutdown_cq;

@@ -39,6 +39,11 @@ struct rp_models {
     const char *const *tokens;
     size_t ntokens;
     const char *replica_id; /* named in NOT_FOUND messages */
+    /* The LLM simulation's models (--llm-model, a subset of <tokens>) and
+     * the input their prompt is read from (--prefix-input), for metadata. */
+    const char *const *llm;
+    size_t nllm;
+    const char *llm_input;
 };
 
 /* Why a request was refused: a gRPC status and a message for the caller. */

@@ -10,12 +10,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "base/grpcwire.h"
+#include "base/hostport.h"
 #include "base/names.h"
+#include "route/prefix.h"
 #include "tokens.h"
 
 void rp_config_usage(FILE *out)
@@ -67,6 +70,34 @@ void rp_config_usage(FILE *out)
             "                         \"resume not supported\" [off: honoured]\n"
             "  --nondeterministic     mix a per-process random value into the tokens,\n"
             "                         so replicas disagree [off]\n"
+            "\n"
+            "LLM simulation (docs/llm-simulation.md):\n"
+            "  --llm-model NAME       serve NAME as a simulated LLM: ModelInfer answers\n"
+            "                         once, ModelStreamInfer once per token; a KV cache\n"
+            "                         of prompt blocks, prefill and decode costs, load\n"
+            "                         reports in trailers; repeatable [none]\n"
+            "  --kv-blocks N          KV cache capacity in blocks (LRU), 1..%d [%d]\n"
+            "  --prefix-input NAME    input tensor holding the prompt (BYTES text or\n"
+            "                         INT32/INT64 ids) [text_input]\n"
+            "  --prefix-block N       block size in bytes (text) or ids, 1..1024 [64]\n"
+            "  --prefix-max-blocks N  blocks hashed per prompt, 1..1024 [128]\n"
+            "  --prefill-us-per-unit N  prefill cost per uncached prompt byte or id,\n"
+            "                         in microseconds, 0..%ld [%d]\n"
+            "  --decode-tokens N      tokens per answer when the request has no\n"
+            "                         max_tokens parameter, 1..%d [%d]\n"
+            "  --decode-us-per-token N  decode cost per token in microseconds,\n"
+            "                         0..%ld [%d]\n"
+            "  --max-batch N          requests in prefill or decode at once, 1..%d [%d]\n"
+            "  --max-queue N          requests waiting for the batch, 0..%d; more are\n"
+            "                         refused with RESOURCE_EXHAUSTED [%d]\n"
+            "  --seed N               (also) makes the generated tokens reproducible\n"
+            "  --kv-events-redis HOST:PORT  publish KV-cache events to the Redis Stream\n"
+            "                         infergw:pool:<--kv-pool>:kv [off]\n"
+            "  --kv-pool NAME         pool of the events [the first --llm-model]\n"
+            "  --kv-id ID             replica id in the events [--id]\n"
+            "  --kv-events-maxlen N   XADD MAXLEN ~ N, 1..1000000000 [%d]\n"
+            "  --kv-snapshot-ms N     complete snapshot period, 100..3600000 [%d]\n"
+            "\n"
             "  --help                 print this text and exit\n"
             "\n"
             "signals: SIGUSR1 sets grpc.health.v1 to NOT_SERVING, SIGUSR2 back to\n"
@@ -78,8 +109,15 @@ void rp_config_usage(FILE *out)
             "      --latency-ms 20 --slow-fraction 0.05 --slow-ms 400 \\\n"
             "      --error-fraction 0.01 --error-code UNAVAILABLE --error-after-headers\n"
             "  infergw-replica --listen 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n"
-            "  infergw-replica --listen 127.0.0.1:7202 --token-model llm --token-ms 20\n",
-            RP_MAX_THREADS, RP_TOKENS_MAX, RP_TOKENS_DEFAULT);
+            "  infergw-replica --listen 127.0.0.1:7202 --token-model llm --token-ms 20\n"
+            "  infergw-replica --listen 127.0.0.1:7203 --llm-model llm --kv-blocks 256 \\\n"
+            "      --prefill-us-per-unit 50 --decode-us-per-token 10000 --max-batch 4 \\\n"
+            "      --seed 1 --kv-events-redis 127.0.0.1:6379\n",
+            RP_MAX_THREADS, RP_TOKENS_MAX, RP_TOKENS_DEFAULT, RP_KV_BLOCKS_MAX,
+            RP_KV_BLOCKS_DEFAULT, RP_MAX_US, RP_PREFILL_US_DEFAULT, RP_TOKENS_MAX,
+            RP_DECODE_TOKENS_DEF, RP_MAX_US, RP_DECODE_US_DEFAULT, RP_MAX_BATCH,
+            RP_MAX_BATCH_DEFAULT, RP_MAX_QUEUE, RP_MAX_QUEUE_DEFAULT, RP_KV_MAXLEN_DEFAULT,
+            RP_KV_SNAPSHOT_DEFAULT);
 }
 
 static int bad(char *err, size_t errlen, const char *flag, const char *value, const char *why)
@@ -169,17 +207,126 @@ static int add_token_model(struct rp_config *cfg, const char *flag, const char *
     return 0;
 }
 
+/* A whole number flag within lo..hi into *out; -1 with the message. */
+static int number(const char *flag, const char *value, long lo, long hi, long *out, char *err,
+                  size_t errlen)
+{
+    char why[96];
+    if (parse_long(value, lo, hi, out) == 0)
+        return 0;
+    snprintf(why, sizeof(why), "is not a whole number in %ld..%ld", lo, hi);
+    return bad(err, errlen, flag, value, why);
+}
+
+/* The LLM simulation's flags: 1 when <name> is one (parsed), 0 when not,
+ * -1 with <err> for a bad value. */
+static int parse_llm_flag(struct rp_config *cfg, const char *name, const char *value, char *err,
+                          size_t errlen)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        long lo, hi;
+    } nums[] = {
+        {"--kv-blocks", offsetof(struct rp_config, kv_blocks), 1, RP_KV_BLOCKS_MAX},
+        {"--prefix-block", offsetof(struct rp_config, prefix_block), 1, GW_PREFIX_BLOCK_MAX},
+        {"--prefix-max-blocks", offsetof(struct rp_config, prefix_max_blocks), 1,
+         GW_PREFIX_BLOCKS_MAX},
+        {"--prefill-us-per-unit", offsetof(struct rp_config, prefill_us_per_unit), 0, RP_MAX_US},
+        {"--decode-tokens", offsetof(struct rp_config, decode_tokens), 1, RP_TOKENS_MAX},
+        {"--decode-us-per-token", offsetof(struct rp_config, decode_us_per_token), 0, RP_MAX_US},
+        {"--max-batch", offsetof(struct rp_config, max_batch), 1, RP_MAX_BATCH},
+        {"--max-queue", offsetof(struct rp_config, max_queue), 0, RP_MAX_QUEUE},
+        {"--kv-events-maxlen", offsetof(struct rp_config, kv_events_maxlen), 1, 1000000000L},
+        {"--kv-snapshot-ms", offsetof(struct rp_config, kv_snapshot_ms), 100, RP_MAX_DELAY_MS},
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (strcmp(name, nums[i].name) == 0)
+            return number(name, value, nums[i].lo, nums[i].hi, (long *)((char *)cfg + nums[i].off),
+                          err, errlen) < 0
+                       ? -1
+                       : 1;
+    }
+    if (strcmp(name, "--llm-model") == 0) {
+        if (add_token_model(cfg, name, value, err, errlen) < 0)
+            return -1;
+        cfg->llm_models[cfg->nllm_models++] = value;
+    } else if (strcmp(name, "--prefix-input") == 0) {
+        if (!gw_name_word(value, strlen(value), 255, ""))
+            return bad(err, errlen, name, value,
+                       "is not a tensor name (1..255 printable characters, no spaces)");
+        cfg->prefix_input = value;
+    } else if (strcmp(name, "--kv-events-redis") == 0) {
+        char host[256];
+        uint16_t port;
+        if (gw_hostport_split(value, host, sizeof(host), &port) < 0)
+            return bad(err, errlen, name, value, "is not HOST:PORT (port 1..65535)");
+        cfg->kv_events_redis = value;
+    } else if (strcmp(name, "--kv-pool") == 0) {
+        if (!gw_pool_name_valid(value, strlen(value)))
+            return bad(err, errlen, name, value,
+                       "is not a valid pool name (1..255 printable characters, no spaces or "
+                       "commas)");
+        cfg->kv_pool = value;
+    } else if (strcmp(name, "--kv-id") == 0) {
+        if (!valid_id(value))
+            return bad(err, errlen, name, value,
+                       "is not a valid id (1..200 printable characters, no spaces)");
+        cfg->kv_id = value;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The LLM flags make sense only together: 0, or -1 with <err>. */
+static int check_llm(struct rp_config *cfg, int llm_flags, char *err, size_t errlen)
+{
+    if (llm_flags && cfg->nllm_models == 0)
+        return gw_errf(err, errlen,
+                       "the LLM simulation flags (--kv-blocks, --prefill-us-per-unit, ...) need "
+                       "--llm-model");
+    if ((cfg->kv_pool || cfg->kv_id) && !cfg->kv_events_redis)
+        return gw_errf(err, errlen, "--kv-pool and --kv-id need --kv-events-redis");
+    if (!cfg->kv_pool && cfg->nllm_models)
+        cfg->kv_pool = cfg->llm_models[0];
+    return 0;
+}
+
 static const char *const switches[] = {"--error-after-headers", "--quiet", "--no-resume",
                                        "--nondeterministic",    "--help",  "-h"};
-static const char *const valued[] = {"--listen",         "--id",
-                                     "--model",          "--latency-ms",
-                                     "--slow-ms",        "--slow-fraction",
-                                     "--error-fraction", "--error-code",
-                                     "--error-pushback", "--threads",
-                                     "--seed",           "--tls-cert",
-                                     "--tls-key",        "--tls-client-ca",
-                                     "--token-model",    "--max-tokens",
-                                     "--token-ms"};
+static const char *const valued[] = {"--listen",
+                                     "--id",
+                                     "--model",
+                                     "--latency-ms",
+                                     "--slow-ms",
+                                     "--slow-fraction",
+                                     "--error-fraction",
+                                     "--error-code",
+                                     "--error-pushback",
+                                     "--threads",
+                                     "--seed",
+                                     "--tls-cert",
+                                     "--tls-key",
+                                     "--tls-client-ca",
+                                     "--token-model",
+                                     "--max-tokens",
+                                     "--token-ms",
+                                     "--llm-model",
+                                     "--kv-blocks",
+                                     "--prefix-input",
+                                     "--prefix-block",
+                                     "--prefix-max-blocks",
+                                     "--prefill-us-per-unit",
+                                     "--decode-tokens",
+                                     "--decode-us-per-token",
+                                     "--max-batch",
+                                     "--max-queue",
+                                     "--kv-events-redis",
+                                     "--kv-pool",
+                                     "--kv-id",
+                                     "--kv-events-maxlen",
+                                     "--kv-snapshot-ms"};
 
 static int in_list(const char *name, const char *const *list, size_t n)
 {
@@ -203,6 +350,7 @@ static int flag_kind(const char *name)
 int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     long n;
+    int llm_flags = 0;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen = RP_DEFAULT_LISTEN;
@@ -212,6 +360,17 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
     cfg->error_code = GRPC_STATUS_UNAVAILABLE;
     cfg->threads = 2;
     cfg->max_tokens = RP_TOKENS_DEFAULT;
+    cfg->kv_blocks = RP_KV_BLOCKS_DEFAULT;
+    cfg->prefix_input = "text_input";
+    cfg->prefix_block = 64;
+    cfg->prefix_max_blocks = 128;
+    cfg->prefill_us_per_unit = RP_PREFILL_US_DEFAULT;
+    cfg->decode_tokens = RP_DECODE_TOKENS_DEF;
+    cfg->decode_us_per_token = RP_DECODE_US_DEFAULT;
+    cfg->max_batch = RP_MAX_BATCH_DEFAULT;
+    cfg->max_queue = RP_MAX_QUEUE_DEFAULT;
+    cfg->kv_events_maxlen = RP_KV_MAXLEN_DEFAULT;
+    cfg->kv_snapshot_ms = RP_KV_SNAPSHOT_DEFAULT;
 
     for (int i = 1; i < argc; i++) {
         char name[64];
@@ -251,7 +410,12 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
             value = argv[++i];
         }
 
-        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        int llm = parse_llm_flag(cfg, name, value, err, errlen);
+        if (llm < 0)
+            return RP_CONFIG_BAD;
+        if (llm > 0) {
+            llm_flags |= strcmp(name, "--llm-model") != 0;
+        } else if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
             return RP_CONFIG_HELP;
         } else if (strcmp(name, "--quiet") == 0) {
             cfg->quiet = 1;
@@ -349,5 +513,9 @@ int rp_config_parse(struct rp_config *cfg, int argc, char **argv, char *err, siz
     }
     if (!cfg->id)
         cfg->id = cfg->listen;
+    if (check_llm(cfg, llm_flags, err, errlen) < 0)
+        return RP_CONFIG_BAD;
+    if (!cfg->kv_id)
+        cfg->kv_id = cfg->id;
     return RP_CONFIG_OK;
 }

@@ -19,6 +19,19 @@
 #define RP_MAX_THREADS    64
 #define RP_MAX_DELAY_MS   3600000L
 #define RP_DEFAULT_LISTEN "127.0.0.1:7200"
+/* LLM simulation bounds and defaults (docs/llm-simulation.md). */
+#define RP_KV_BLOCKS_DEFAULT   1024
+#define RP_KV_BLOCKS_MAX       4194304 /* kvcache.h's RP_KVCACHE_MAX */
+#define RP_MAX_BATCH           4096
+#define RP_MAX_QUEUE           100000
+#define RP_MAX_US              10000000L /* 10 s per unit or token */
+#define RP_PREFILL_US_DEFAULT  20
+#define RP_DECODE_US_DEFAULT   5000
+#define RP_DECODE_TOKENS_DEF   16
+#define RP_MAX_BATCH_DEFAULT   8
+#define RP_MAX_QUEUE_DEFAULT   256
+#define RP_KV_MAXLEN_DEFAULT   100000
+#define RP_KV_SNAPSHOT_DEFAULT 5000
 
 struct rp_config {
     const char *listen;                /* borrowed from argv (or the default) */
@@ -46,6 +59,19 @@ struct rp_config {
     long token_ms;        /* pause between two tokens of a stream */
     int no_resume;        /* refuse x-resume-from (FAILED_PRECONDITION) */
     int nondeterministic; /* token streams differ from replica to replica */
+    /* LLM simulation (llmsim.h): borrowed names, also in models[] and
+     * token_models[]; the rest as docs/llm-simulation.md says. */
+    const char *llm_models[RP_MAX_MODELS];
+    size_t nllm_models;
+    long kv_blocks;
+    const char *prefix_input; /* borrowed */
+    long prefix_block, prefix_max_blocks;
+    long prefill_us_per_unit, decode_tokens, decode_us_per_token;
+    long max_batch, max_queue;
+    const char *kv_events_redis; /* borrowed; NULL: no KV events */
+    const char *kv_pool;         /* borrowed; default the first --llm-model */
+    const char *kv_id;           /* borrowed; default --id */
+    long kv_events_maxlen, kv_snapshot_ms;
 };
 
 #define RP_CONFIG_OK   0

@@ -231,6 +231,7 @@ void rp_server_stop(struct rp_server *s, long grace_ms, struct rp_stats *stats)
         drain_and_destroy(s->workers[i].cq);
     }
     drain_and_destroy(s->shutdown_cq);
+    rp_llm_destroy(s->llm);
 
     stats->calls = atomic_load(&s->calls);
     stats->ok = atomic_load(&s->ok);
@@ -358,8 +359,16 @@ struct rp_server *rp_server_start(const struct rp_config *cfg, char *err, size_t
     s->svc.serving = &s->serving;
     s->svc.models.tokens = cfg->token_models;
     s->svc.models.ntokens = cfg->ntoken_models;
+    s->svc.models.llm = cfg->llm_models;
+    s->svc.models.nllm = cfg->nllm_models;
+    s->svc.models.llm_input = cfg->prefix_input;
     s->svc.max_tokens = cfg->max_tokens;
     s->svc.salt = cfg->nondeterministic ? random_salt() : 0;
+    if (cfg->nllm_models && !(s->llm = rp_llm_create(cfg, err, errlen))) {
+        free(s->workers);
+        free(s);
+        return NULL;
+    }
 
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
@@ -422,6 +431,7 @@ fail_server:
     for (int i = 0; i < s->nworkers; i++)
         drain_and_destroy(s->workers[i].cq);
     drain_and_destroy(s->shutdown_cq);
+    rp_llm_destroy(s->llm);
     free(s->workers);
     free(s);
     return NULL;

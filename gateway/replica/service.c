@@ -144,6 +144,10 @@ static void do_model_metadata(const struct rp_service *s, const uint8_t *req, si
             rp_model_metadata_tokens(&meta, r->name);
         else
             rp_model_metadata(&meta, r->name);
+        for (size_t i = 0; i < s->models.nllm; i++) {
+            if (strcmp(s->models.llm[i], r->name) == 0)
+                meta.in.name = (char *)s->models.llm_input; /* --prefix-input */
+        }
         reply_pack(out, &meta.resp.base, 1);
     }
     inference__model_metadata_request__free_unpacked(r, NULL);

@@ -76,8 +76,21 @@ void call__resume_free(struct gw_call *c)
 
 static void metric(struct gw_call *c, int outcome, uint64_t gap_ns, uint64_t dropped)
 {
-    gw_metrics_resume(c->w->metrics, c->w->routes, c->pool_name, c->pool_len, c->rs->cur, outcome,
-                      gap_ns, dropped);
+    gw_metrics_resume(c->w->metrics, c->w->routes, c->pool_name, c->pool_len,
+                      c->rs ? c->rs->cur : c->resume_mode, outcome, gap_ns, dropped);
+}
+
+/* The caller's x-request-id (at most 64 bytes), or "", for log lines. */
+static const char *request_id(const struct gw_call *c, char out[65])
+{
+    size_t len = 0;
+    const char *v = gw_hdrlist_get(&c->req_hdrs, "x-request-id", &len);
+    if (!v || len > 64)
+        len = 0;
+    if (len)
+        memcpy(out, v, len);
+    out[len] = '\0';
+    return out;
 }
 
 /* The pending resume attempt delivered (a new message, or the final
@@ -328,23 +341,35 @@ static int resume_go(struct gw_attempt *old, int planned, const char *cause, cha
     c->winner = a;
     rs->resumes++;
     rs->pending = 1;
-    gw_log(GW_LOG_INFO, "stream_resume", "{s:I, s:s, s:s, s:s, s:s, s:i, s:s}", "call",
-           (json_int_t)c->id, "pool", pool->name, "from", call__attempt_addr(old), "to",
-           call__attempt_addr(a), "mode", gw_resume_mode_name(rs->cur), "messages", (int)rs->nmsg,
-           "cause", cause);
+    char rid[65];
+    gw_log(GW_LOG_INFO, "stream_resume", "{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "call",
+           (json_int_t)c->id, "request_id", request_id(c, rid), "pool", pool->name, "from",
+           call__attempt_addr(old), "to", call__attempt_addr(a), "mode",
+           gw_resume_mode_name(rs->cur), "messages", (int)rs->nmsg, "cause", cause);
     return 1;
 }
 
 int call__resume_lost(struct gw_attempt *a, int code, const char *fmt, ...)
 {
     struct gw_call *c = a->call;
-    if (!c->rs || c->resp_done || !call__client_alive(c))
+    if (c->resume_mode == GW_RESUME_OFF || c->resp_done || !call__client_alive(c))
         return 0;
-    char cause[160], why[160];
+    char cause[160], why[160], rid[65];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cause, sizeof(cause), fmt, ap);
     va_end(ap);
+    if (!c->rs) {
+        /* Resume is on for the pool, but the call kept no request to resume
+         * with (it outgrew the log before the commit point, or the gateway
+         * was out of memory): say so, or the loss reads like resume off. */
+        metric(c, GW_RESUME_FAILED, 0, 0);
+        gw_log(GW_LOG_INFO, "resume_failed", "{s:I, s:s, s:s, s:s, s:s, s:s}", "call",
+               (json_int_t)c->id, "request_id", request_id(c, rid), "pool", c->pool_name, "status",
+               gw_grpc_status_name(code), "cause", cause, "reason",
+               "the request is no longer held (--retry-buffer-bytes, --replay-buffer-total)");
+        return 0;
+    }
     if (c->rs->pending) {
         c->rs->pending = 0;
         metric(c, GW_RESUME_FAILED, 0, 0); /* the resume attempt itself was lost */
@@ -352,9 +377,9 @@ int call__resume_lost(struct gw_attempt *a, int code, const char *fmt, ...)
     if (resume_go(a, 0, cause, why, sizeof(why)))
         return 1;
     metric(c, GW_RESUME_FAILED, 0, 0);
-    gw_log(GW_LOG_INFO, "resume_failed", "{s:I, s:s, s:s, s:s, s:s}", "call", (json_int_t)c->id,
-           "pool", c->pool_name, "status", gw_grpc_status_name(code), "cause", cause, "reason",
-           why);
+    gw_log(GW_LOG_INFO, "resume_failed", "{s:I, s:s, s:s, s:s, s:s, s:s}", "call",
+           (json_int_t)c->id, "request_id", request_id(c, rid), "pool", c->pool_name, "status",
+           gw_grpc_status_name(code), "cause", cause, "reason", why);
     return 0;
 }
 
@@ -427,17 +452,11 @@ void call__resume_headers(struct gw_attempt *a, int end_stream)
     if (!end_stream) {
         const struct gw_attempt *f = rs->first;
         if (f && !same_headers(&f->hdrs, &a->hdrs))
-            gw_log(GW_LOG_INFO, "resume_headers_differ", "{s:I, s:s, s:s}", "call",
+            gw_log(GW_LOG_DEBUG, "resume_headers_differ", "{s:I, s:s, s:s}", "call",
                    (json_int_t)c->id, "first", call__attempt_addr(f), "now", call__attempt_addr(a));
         return;
     }
     /* Trailers-only: the status is in the headers. */
-    int code = call__status_in(&a->hdrs);
-    if (rs->cur == GW_RESUME_CONTINUE && code == GW_GRPC_FAILED_PRECONDITION &&
-        rs->in_idx == rs->nmsg) {
-        fall_back(a);
-        return;
-    }
     struct gw_hdrlist t = a->trailers;
     a->trailers = a->hdrs;
     a->hdrs = t;
@@ -450,6 +469,13 @@ int call__resume_trailers(struct gw_attempt *a)
     struct gw_call *c = a->call;
     struct call_resume *rs = c->rs;
     int code = call__status_in(&a->trailers);
+    /* A replica that does not know x-resume-from refuses before any message
+     * (trailers-only, or headers then trailers). */
+    if (a->kind == GW_ATTEMPT_RESUME && rs->cur == GW_RESUME_CONTINUE &&
+        code == GW_GRPC_FAILED_PRECONDITION && rs->in_idx == rs->from && !rs->hdr_have) {
+        fall_back(a);
+        return 1;
+    }
     const struct gw_pool *pool = call__pool(c);
     if (code > 0 && pool && ((pool->tun.retry_on >> code) & 1) &&
         call__resume_lost(a, code, "replica %s answered %s", call__attempt_addr(a),

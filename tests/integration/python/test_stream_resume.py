@@ -584,14 +584,20 @@ class ResumeFailureTest(ResumeCase):
         """Requests of 8 KiB against --retry-buffer-bytes 4096: the request is
         not kept, so nothing can be resumed; r0's streams fail as without the
         feature (UNAVAILABLE, a prefix of the right messages), the others are
-        whole, and no resume is counted."""
+        whole, and each lost stream is a failed resume with a log line."""
         ref = reference(prompt_bytes=8192)
         self.start("replay", gateway_args=("--retry-buffer-bytes", "4096"))
         res, victims = self.run_with_fault(self.kill9, reqs=requests(prompt_bytes=8192))
         self.assert_lost(res, victims, ref)
         samples = h.scrape(self.admin)
-        self.assertEqual(self.resumes(samples), 0, "resumes counted")
+        # Not one resumed; each lost stream is counted as a failed resume and
+        # logged with the reason, so the operator sees why.
+        self.assertEqual(self.resumes(samples, outcome="ok"), 0, "resumes counted")
+        self.assertEqual(self.resumes(samples, outcome="failed"), len(victims))
         self.assertEqual(self.dropped_bytes(samples), 0)
+        why = [e for e in self.gw.events("resume_failed")
+               if "no longer held" in e.get("reason", "")]
+        self.assertEqual(len(why), len(victims), "resume_failed lines naming the request log")
 
     def test_resume_off_kill9_fails_as_before(self):
         ref = reference()
