@@ -25,11 +25,10 @@
  * Files: ctl_main.c (main, dispatch), ctl_redis.c (this header's helpers:
  * messages, replies, EVAL arguments, publish/report, SCAN of records),
  * ctl_pool.c (pool, conf), ctl_replica.c (replica add/remove/weight/drain,
- * ring show, replica list, route), ctl_tenant.c (tenant, key), ctl_lease.c
- * (replica register, gc), ctl_status.c (status, version), ctl_dump.c (dump,
- * restore). Argument checks, ring and conf computations, output formats and
- * the dump document live in ctlargs.c, ctlview.c and ctldoc.c (pure,
- * unit-tested); the ctl_*.c files only talk to Redis.
+ * ring show, replica list, route), ctl_prompt.c (route --prompt-file), ctl_tenant.c (tenant, key),
+ * ctl_lease.c (replica register, gc), ctl_status.c (status, version), ctl_dump.c (dump, restore).
+ * Argument checks, ring and conf computations, output formats and the dump document live in
+ * ctlargs.c, ctlview.c and ctldoc.c (pure, unit-tested); the ctl_*.c files only talk to Redis.
  */
 #ifndef INFERGW_CTL_H
 #define INFERGW_CTL_H
@@ -162,6 +161,10 @@ int ctl_run_replica_state(struct ctl *x, int drain);
 redisReply *ctl_replica_state_set(struct ctl *x, const char *replica, const char *state);
 /* ring show, replica list, route. */
 int ctl_run_show_ring(struct ctl *x);
+/* route <pool> --prompt-file F on the loaded ring <r> with its drain flags
+ * (ctl_prompt.c). */
+struct gw_ring;
+int ctl_route_prompt(struct ctl *x, const struct gw_ring *r, const int *drain);
 
 /* ctl_tenant.c */
 int ctl_run_tenant_add(struct ctl *x);

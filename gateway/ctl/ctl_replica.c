@@ -256,6 +256,8 @@ int ctl_run_show_ring(struct ctl *x)
         ctl_view_print_ring(stdout, x->a->json, x->a->pool, &p.ring, p.drain);
     } else if (x->a->cmd == CTL_REPLICA_LIST) {
         ctl_view_print_replicas(stdout, x->a->json, x->a->pool, &p.ring, p.drain);
+    } else if (x->a->prompt_file) {
+        rc = ctl_route_prompt(x, &p.ring, p.drain);
     } else {
         uint32_t point;
         int first, second;

@@ -39,6 +39,7 @@
 #define F_GRACE      2048u
 #define F_OUT        4096u
 #define F_DRY_RUN    8192u
+#define F_PROMPT     16384u
 
 /* Flags with a value: global ones (bit 0), then command flags. */
 static const struct {
@@ -60,6 +61,7 @@ static const struct {
     {"--drain-ms", F_DRAIN_MS},
     {"--grace", F_GRACE},
     {"--out", F_OUT},
+    {"--prompt-file", F_PROMPT},
 };
 #define NVALUED (sizeof(valued_flags) / sizeof(valued_flags[0]))
 
@@ -96,7 +98,7 @@ static const struct cmd_spec cmds[] = {
     {"conf set", "conf", "set", CTL_CONF_SET, "FV", F_POOL},
     {"conf unset", "conf", "unset", CTL_CONF_UNSET, "U", F_POOL},
     {"ring show", "ring", "show", CTL_RING_SHOW, "P", 0},
-    {"route", "route", NULL, CTL_ROUTE, "PK", 0},
+    {"route", "route", NULL, CTL_ROUTE, "Pk", F_PROMPT},
     {"tenant add", "tenant", "add", CTL_TENANT_ADD, "T", F_MODELS | F_RPS | F_BURST},
     {"tenant remove", "tenant", "remove", CTL_TENANT_REMOVE, "T", F_FORCE},
     {"tenant show", "tenant", "show", CTL_TENANT_SHOW, "t", 0},
@@ -300,6 +302,7 @@ static const char *op_name(char k)
     case 'V':
         return "<value>";
     case 'K':
+    case 'k':
         return "<key>";
     case 'T':
     case 't':
@@ -348,6 +351,7 @@ static int take_operand(struct ctl_args *a, char kind, const char *w, char *err,
         return -1;
     }
     case 'K':
+    case 'k':
         a->key = w;
         if (w[0])
             return 0;
@@ -564,12 +568,19 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         case 13:
             grace = v;
             break;
-        default:
+        case 14:
             if (!v[0]) {
                 gw_errf(err, errlen, "--out needs a file name");
                 return CTL_EXIT_USAGE;
             }
             a->out = v;
+            break;
+        default:
+            if (!v[0]) {
+                gw_errf(err, errlen, "--prompt-file needs a file name (or - for stdin)");
+                return CTL_EXIT_USAGE;
+            }
+            a->prompt_file = v;
             break;
         }
     }
@@ -609,6 +620,12 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
             if (valued_flags[k].bit & extra)
                 fname = valued_flags[k].name;
         gw_errf(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd), fname);
+        return CTL_EXIT_USAGE;
+    }
+    if (spec->cmd == CTL_ROUTE && !a->key == !a->prompt_file) {
+        gw_errf(err, errlen,
+                "route needs a routing key or --prompt-file F, not both (usage: infergw-ctl route "
+                "<pool> <key> | infergw-ctl route <pool> --prompt-file F)");
         return CTL_EXIT_USAGE;
     }
     if (a->models && gw_tenant_models_check(a->models, why, sizeof(why)) < 0) {
@@ -748,6 +765,14 @@ void ctl_args_usage(FILE *out)
         "                                    replica clockwise; health and load, which only\n"
         "                                    the gateways see, are not taken into account;\n"
         "                                    exit 3 when no replica is eligible\n"
+        "  route <pool> --prompt-file F      prefix-cache routing (route_by prefix): the\n"
+        "                                    prompt's block hashes (F's bytes as the text\n"
+        "                                    tensor's first element; - = stdin) with the pool's\n"
+        "                                    tunables, the ring fallback replica (the point of\n"
+        "                                    the first block's hash), and with prefix_mode\n"
+        "                                    precise the replica holding the longest prefix,\n"
+        "                                    from the pool's KV event stream (XRANGE, at most\n"
+        "                                    1000000 entries); estimation is per gateway\n"
         "\n"
         "Tenants and API keys (<prefix>tenant:<name>, <prefix>apikey:<sha256-hex>):\n"
         "  tenant add <tenant> --models a,b|* [--rps N] [--burst N]\n"
@@ -813,6 +838,7 @@ void ctl_args_usage(FILE *out)
         "  --drain-ms N         replica register: wait between drain and removal [2000]\n"
         "  --grace S            gc: seconds a lease must have been gone [60]\n"
         "  --out FILE           dump: write FILE instead of stdout\n"
+        "  --prompt-file F      route: predict for the prompt in F (- = stdin)\n"
         "  --dry-run            restore: show the changes, write nothing\n"
         "  --help, -h           this text\n"
         "\n"
@@ -831,6 +857,7 @@ void ctl_args_usage(FILE *out)
         "  infergw-ctl replica drain 127.0.0.1:7201\n"
         "  infergw-ctl conf set --pool demo hedge_delay_ms 50\n"
         "  infergw-ctl route demo customer-42\n"
+        "  infergw-ctl route demo --prompt-file prompt.txt --json\n"
         "  infergw-ctl replica register demo 10.0.0.8:7201 --ttl 10\n"
         "  infergw-ctl gc --grace 300\n"
         "  infergw-ctl dump --out infergw-dump.json\n"

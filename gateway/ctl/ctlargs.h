@@ -76,12 +76,13 @@ struct ctl_args {
     int timeout_ms;        /* --timeout-ms, default CTL_DEFAULT_TIMEOUT_MS */
     int json;              /* --json */
     enum ctl_cmd cmd;
-    const char *pool;    /* <pool> operand or --pool; NULL = none (global conf) */
-    const char *replica; /* <host:port> */
-    uint32_t weight;     /* --weight or <N>; GW_RING_DEFAULT_VNODES if not given */
-    const char *field;   /* conf field; NULL = all (conf get) */
-    const char *value;   /* conf set value */
-    const char *key;     /* route key */
+    const char *pool;        /* <pool> operand or --pool; NULL = none (global conf) */
+    const char *replica;     /* <host:port> */
+    uint32_t weight;         /* --weight or <N>; GW_RING_DEFAULT_VNODES if not given */
+    const char *field;       /* conf field; NULL = all (conf get) */
+    const char *value;       /* conf set value */
+    const char *key;         /* route key */
+    const char *prompt_file; /* route --prompt-file: a file, or "-" for stdin */
     /* tenants and API keys */
     const char *tenant;   /* <tenant> operand, or --tenant (key list); NULL = all */
     const char *models;   /* --models */

@@ -200,24 +200,30 @@ static int not_drained(uint32_t idx, void *ctx)
     return !drain || !drain[idx];
 }
 
-void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, size_t keylen,
-                    uint32_t *point, int *first, int *second)
+void ctl_view_route_point(const struct gw_ring *r, const int *drain, uint32_t point, int *first,
+                          int *second)
 {
     uint32_t ex;
 
-    *point = gw_key_hash32(key, keylen);
     *first = *second = -1;
     if (!r || r->npoints == 0)
         return;
-    *first = gw_ring_pick(r, *point, not_drained, (void *)drain, NULL, 0);
+    *first = gw_ring_pick(r, point, not_drained, (void *)drain, NULL, 0);
     if (*first < 0) {
         *first = -1;
         return;
     }
     ex = (uint32_t)*first;
-    *second = gw_ring_pick(r, *point, not_drained, (void *)drain, &ex, 1);
+    *second = gw_ring_pick(r, point, not_drained, (void *)drain, &ex, 1);
     if (*second < 0)
         *second = -1;
+}
+
+void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, size_t keylen,
+                    uint32_t *point, int *first, int *second)
+{
+    *point = gw_key_hash32(key, keylen);
+    ctl_view_route_point(r, drain, *point, first, second);
 }
 
 /* --- tunables --------------------------------------------------------------------- */

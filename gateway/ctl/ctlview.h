@@ -70,6 +70,9 @@ int ctl_view_state(const char *addr, const char *state, struct ctl_problems *pro
  * *second are -1 when there is none. */
 void ctl_view_route(const struct gw_ring *r, const int *drain, const char *key, size_t keylen,
                     uint32_t *point, int *first, int *second);
+/* The same from ring point <point> (a prompt's ring fallback point). */
+void ctl_view_route_point(const struct gw_ring *r, const int *drain, uint32_t point, int *first,
+                          int *second);
 
 enum ctl_conf_source { CTL_SRC_DEFAULT = 0, CTL_SRC_GLOBAL, CTL_SRC_POOL };
 
