@@ -622,12 +622,6 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
         gw_errf(err, errlen, "%s does not take %s", ctl_args_cmd_name(spec->cmd), fname);
         return CTL_EXIT_USAGE;
     }
-    if (spec->cmd == CTL_ROUTE && !a->key == !a->prompt_file) {
-        gw_errf(err, errlen,
-                "route needs a routing key or --prompt-file F, not both (usage: infergw-ctl route "
-                "<pool> <key> | infergw-ctl route <pool> --prompt-file F)");
-        return CTL_EXIT_USAGE;
-    }
     if (a->models && gw_tenant_models_check(a->models, why, sizeof(why)) < 0) {
         gw_errf(err, errlen, "--models '%s' refused: %s", a->models, why);
         return CTL_EXIT_USAGE;
@@ -687,6 +681,12 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, const char *env_re
     for (size_t k = 0; used + k < nwords; k++)
         if (take_operand(a, spec->ops[k], words[used + k], err, errlen) < 0)
             return CTL_EXIT_USAGE;
+    if (spec->cmd == CTL_ROUTE && !a->key == !a->prompt_file) {
+        gw_errf(err, errlen,
+                "route needs a routing key or --prompt-file F, not both (usage: infergw-ctl route "
+                "<pool> <key> | infergw-ctl route <pool> --prompt-file F)");
+        return CTL_EXIT_USAGE;
+    }
     return 0;
 }
 

@@ -149,6 +149,10 @@ static void test_commands(void **state)
     assert_int_equal(parse(&a, "route", "demo", "customer 42"), 0);
     assert_int_equal(a.cmd, CTL_ROUTE);
     assert_string_equal(a.key, "customer 42");
+    assert_int_equal(parse(&a, "route", "demo", "--prompt-file", "p.txt"), 0);
+    assert_int_equal(a.cmd, CTL_ROUTE);
+    assert_string_equal(a.prompt_file, "p.txt");
+    assert_null(a.key);
     assert_int_equal(parse(&a, "route", "demo", "--", "-k"), 0);
     assert_string_equal(a.key, "-k");
     assert_int_equal(parse(&a, "--json", "route", "demo", "--", "--json"), 0);
@@ -192,6 +196,11 @@ static void test_refusals(void **state)
     refused("--timeout-ms '1x'", parse(&a, "version", "--timeout-ms", "1x"));
     refused("--redis-prefix ''", parse(&a, "version", "--redis-prefix="));
     refused("empty route key", parse(&a, "route", "demo", ""));
+    refused("route needs a routing key or --prompt-file", parse(&a, "route", "demo"));
+    refused("not both", parse(&a, "route", "demo", "k", "--prompt-file", "p.txt"));
+    refused("--prompt-file needs a file name", parse(&a, "route", "demo", "--prompt-file", ""));
+    refused("ring show does not take --prompt-file",
+            parse(&a, "ring", "show", "demo", "--prompt-file", "p.txt"));
 
     /* Tunables: unknown names list the known ones; bad values say what is
      * accepted and that nothing was written. */

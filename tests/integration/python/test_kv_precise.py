@@ -15,7 +15,19 @@ infergw_kv_events_total):
   back on the same port (empty), it stays unusable after the reconnect until
   both replicas' next snapshot, then usable;
 - a steady load of calls runs meanwhile: none fails.
+
+With simulated LLM replicas (--llm-model, publishing their KV events with
+--kv-id = their ring address) and `infergw-ctl route <pool> --prompt-file F`:
+- the gateway's view of their stream is usable;
+- after one replica served a prompt, ctl names it with every block matched
+  (its hashes are the replica's, which hashes with the same gw_prefix_hash),
+  and names the ring fallback for a prompt no replica holds;
+- with prefix_mode estimate, ctl says the index is per gateway and gives the
+  ring fallback.
 """
+
+import json
+import os
 
 import time
 import unittest
@@ -133,6 +145,92 @@ class KvPreciseCase(unittest.TestCase):
         samples = h.scrape(self.admin)
         self.assertGreater(h.metric_sum(samples, "infergw_kv_index_bytes"), 0)
         self.assertEqual(self.events("rejected"), 0)
+
+
+
+LLM = "chat"
+BLOCK = 16
+
+
+class CtlPromptCase(unittest.TestCase):
+    def setUp(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        self.redis = h.start_redis(name="redis-kvctl")
+        self.addCleanup(self.redis.stop)
+        self.url = h.redis_url(self.redis)
+        self.replicas = []
+        for i in range(2):
+            port = h.free_port()
+            addr = "127.0.0.1:%d" % port
+            p = h.start_replica("kvctl-r%d" % i, "--quiet", "--llm-model", LLM, "--prefix-block",
+                                str(BLOCK), "--kv-blocks", "64", "--prefill-us-per-unit", "0",
+                                "--decode-us-per-token", "0", "--decode-tokens", "1",
+                                "--kv-pool", LLM, "--kv-id", addr, "--kv-events-redis",
+                                self.redis.addr, "--kv-snapshot-ms", "300", port=port)
+            self.addCleanup(p.stop)
+            self.replicas.append(p)
+        self.ctl("pool", "add", LLM)
+        for p in self.replicas:
+            self.ctl("replica", "add", LLM, p.addr)
+        for field, value in (("route_by", "prefix"), ("prefix_mode", "precise"),
+                             ("prefix_block", str(BLOCK))):
+            self.ctl("conf", "set", "--pool", LLM, field, value)
+
+    def ctl(self, *args, expect=0):
+        return h.run_ctl(self.url, *args, expect=expect)
+
+    def predict(self, path):
+        return json.loads(self.ctl("route", LLM, "--prompt-file", path, "--json").stdout)
+
+    def test_ctl_route_prompt(self):
+        admin = h.free_port()
+        gw = h.start_gateway({}, "--redis", self.url, "--admin", "127.0.0.1:%d" % admin)
+        self.addCleanup(gw.stop)
+        ok = h.wait_for(lambda: h.metric_sum(h.scrape(admin), "infergw_kv_view_usable",
+                                             pool=LLM) == 1, 5)
+        self.assertTrue(ok, "the view of the simulated replicas' stream is not usable; log:\n%s"
+                        % gw.tail())
+
+        text = b"You are a careful assistant. Answer briefly. " * 4  # 180 bytes: 11 blocks
+        path = os.path.join(h.WORK_DIR, "%d-prompt.txt" % os.getpid())
+        with open(path, "wb") as f:
+            f.write(text)
+        self.addCleanup(os.unlink, path)
+        before = self.predict(path)
+        self.assertEqual(before["blocks"], len(text) // BLOCK)
+        self.assertEqual(before["reason"], "ring_fallback", before)
+        self.assertEqual(before["prediction"], before["ring_fallback"]["replica"])
+        self.assertEqual(before["ring_fallback"]["point"], int(before["hashes"][0], 16) >> 32)
+
+        # The replica that is not the ring fallback serves the prompt.
+        holder = [p for p in self.replicas if p.addr != before["ring_fallback"]["replica"]][0]
+        ch = h.channel(holder.addr)
+        self.addCleanup(ch.close)
+        req = h.pb.ModelInferRequest(model_name=LLM, id="q")
+        t = req.inputs.add(name="text_input", datatype="BYTES", shape=[1])
+        t.contents.bytes_contents.append(text)
+        h.infer_stub(ch).ModelInfer(req, timeout=10)
+        got = {}
+
+        def predicted():
+            got.update(self.predict(path))
+            return got["prediction"] == holder.addr
+
+        self.assertTrue(h.wait_for(predicted, 5), "ctl does not name the holder: %r" % got)
+        self.assertEqual(got["reason"], "prefix")
+        self.assertEqual(got["matched_blocks"], len(text) // BLOCK)
+        self.assertTrue(got["view"]["usable"])
+        out = self.ctl("route", LLM, "--prompt-file", path).stdout
+        self.assertIn("prediction: %s (prefix: holds %d of %d blocks"
+                      % (holder.addr, len(text) // BLOCK, len(text) // BLOCK), out)
+
+        self.ctl("conf", "set", "--pool", LLM, "prefix_mode", "estimate")
+        est = self.predict(path)
+        self.assertEqual(est["reason"], "estimation")
+        self.assertIsNone(est["prediction"])
+        self.assertNotIn("view", est)
+        self.assertIn("per gateway", self.ctl("route", LLM, "--prompt-file", path).stdout)
 
 
 if __name__ == "__main__":
