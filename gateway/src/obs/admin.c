@@ -110,9 +110,9 @@ static char *render_metrics(struct gw_admin *a, size_t *len)
     if (!f)
         return NULL;
     int rc = gw_metrics_render(a->ms, a->nworkers, &g, f);
+    gw_kvview_render_metrics(gw_kvview_global(), f); /* the precise prefix view */
     if (a->health)
         gw_health_render_metrics(a->health, f);
-    gw_kvview_render_metrics(gw_kvview_global(), f);
     if (fclose(f) != 0 || rc < 0) {
         free(buf);
         return NULL;
