@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/timer.h"
 #include "control/keys.h"
 #include "control/loader.h"
 
@@ -131,6 +132,7 @@ static void *reader_main(void *arg)
     struct gw_kvreader *r = arg;
     redisContext *c = NULL;
     int backoff = BACKOFF_MIN_MS, logged_down = 0;
+    uint64_t role_due = 0; /* Sentinel: next ROLE check (monotonic ms) */
     int cap =
         (int)r->cfg->redis_poll_ms > BACKOFF_MIN_MS ? (int)r->cfg->redis_poll_ms : BACKOFF_MIN_MS;
     while (!atomic_load(&r->stop)) {
@@ -165,8 +167,14 @@ static void *reader_main(void *arg)
             logged_down = 0;
             backoff = BACKOFF_MIN_MS;
             gw_kvview_set_up(r->view, 1, NULL);
+            role_due = 0;
         }
-        int ok = !r->url.sentinel || still_master(c);
+        int ok = 1;
+        uint64_t now = gw_now_ns() / 1000000;
+        if (r->url.sentinel && now >= role_due) {
+            ok = still_master(c);
+            role_due = now + GW_KVREADER_BLOCK_MS;
+        }
         if (ok)
             ok = read_round(r, c, n) == 0;
         if (!ok) {

@@ -20,7 +20,8 @@
  * seq gap.
  *
  * Failures: a Redis error, a reply of an unexpected shape, a reconnect or,
- * with Sentinel, a node that is no longer the master marks the view lost
+ * with Sentinel, a node that is no longer the master (ROLE, checked at
+ * most every GW_KVREADER_BLOCK_MS) marks the view lost
  * (every replica stale, gw_kvview_match -1) and reconnects with backoff
  * (100 ms doubling up to --redis-poll-ms), continuing from each pool's last
  * id. Workers never wait on it.

@@ -273,6 +273,14 @@ const char *gw_kvview_last_id(struct gw_kvview *v, size_t i)
     return v->pools[i]->last_id;
 }
 
+/* Entries refused one after another (a replica writing garbage, a full
+ * budget) are logged at the 1st, 2nd, 4th, 8th ... occurrence, not each. */
+static int worth_logging(struct kv_pool *p, enum gw_kvview_result r)
+{
+    uint64_t n = atomic_load_explicit(&p->events[r], memory_order_relaxed) + 1;
+    return (n & (n - 1)) == 0;
+}
+
 enum gw_kvview_result gw_kvview_apply(struct gw_kvview *v, size_t i, const char *id,
                                       const struct gw_kv_field *fields, size_t nfields)
 {
@@ -283,8 +291,10 @@ enum gw_kvview_result gw_kvview_apply(struct gw_kvview *v, size_t i, const char 
     enum gw_kvview_result res;
     if (gw_kv_event_parse(fields, nfields, &ev, why, sizeof(why)) < 0) {
         res = GW_KVV_REJECTED;
-        gw_log(GW_LOG_WARN, "kv_event_rejected", "{s:s, s:s, s:s}", "pool", p->ring.name, "id", id,
-               "error", why);
+        if (worth_logging(p, res))
+            gw_log(GW_LOG_WARN, "kv_event_rejected", "{s:s, s:s, s:s, s:I}", "pool", p->ring.name,
+                   "id", id, "error", why, "rejected_so_far",
+                   (json_int_t)atomic_load(&p->events[res]) + 1);
     } else {
         switch (gw_kvidx_apply(p->idx, &ev, why, sizeof(why))) {
         case GW_KV_OLD:
@@ -297,8 +307,10 @@ enum gw_kvview_result gw_kvview_apply(struct gw_kvview *v, size_t i, const char 
             break;
         case GW_KV_FULL:
             res = GW_KVV_FULL;
-            gw_log(GW_LOG_WARN, "kv_index_full", "{s:s, s:s, s:s}", "pool", p->ring.name, "replica",
-                   ev.replica, "why", why);
+            if (worth_logging(p, res))
+                gw_log(GW_LOG_WARN, "kv_index_full", "{s:s, s:s, s:s, s:I}", "pool", p->ring.name,
+                       "replica", ev.replica, "why", why, "refused_so_far",
+                       (json_int_t)atomic_load(&p->events[res]) + 1);
             break;
         case GW_KV_REFRESHED:
             gw_log(GW_LOG_INFO, "kv_replica_fresh", "{s:s, s:s, s:s}", "pool", p->ring.name,
