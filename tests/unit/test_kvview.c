@@ -131,6 +131,18 @@ static void test_follow_match_lose(void **state)
     assert_non_null(strstr(buf, "infergw_kv_index_bytes "));
     free(buf);
 
+    /* R2 leaves p's ring: it leaves the index too (and comes back unknown). */
+    addrs[1] = "127.0.0.1:7203";
+    want(v, 1);
+    assert_int_equal(gw_kvview_sync(v), 1);
+    addrs[1] = R2;
+    want(v, 1);
+    assert_int_equal(gw_kvview_sync(v), 1);
+    assert_string_equal(gw_kvview_last_id(v, 0), "2-1"); /* the same index */
+    assert_int_equal(match(v, depth), -1);               /* R2 never heard of again */
+    assert_int_equal(feed(v, "2-2", R2, 1, "cleared", ""), GW_KVV_APPLIED);
+    assert_int_equal(match(v, depth), 0);
+
     /* p stops being precise: no longer followed. */
     want(v, 0);
     assert_int_equal(gw_kvview_sync(v), 0);

@@ -208,6 +208,28 @@ static struct kv_pool *pool_new(struct gw_kvview *v, struct kv_ring *w)
     return p;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Reader thread: the replicas of <prev> that are not on pool <p>'s ring
+ * now leave its index (their memory is freed). Out of memory: they stay
+ * (bounded by the replica limit) until the pool is dropped. */
+static void forget_departed(struct kv_pool *p, const struct kv_ring *prev)
+{
+    uint64_t *now = gw_calloc(p->ring.n + 1, sizeof(*now));
+    if (!now)
+        return;
+    memcpy(now, p->ring.keys, p->ring.n * sizeof(*now));
+    qsort(now, p->ring.n, sizeof(*now), cmp_u64);
+    for (size_t i = 0; i < prev->n; i++)
+        if (!bsearch(&prev->keys[i], now, p->ring.n, sizeof(*now), cmp_u64))
+            gw_kvidx_forget(p->idx, prev->keys[i]);
+    gw_free(now);
+}
+
 size_t gw_kvview_sync(struct gw_kvview *v)
 {
     pthread_mutex_lock(&v->want_mu);
@@ -236,6 +258,7 @@ size_t gw_kvview_sync(struct gw_kvview *v)
             pthread_rwlock_wrlock(&v->mu);
             p->ring = tmp;
             pthread_rwlock_unlock(&v->mu);
+            forget_departed(p, &prev);
             ring_clear(&prev);
             nnext++;
         } else if ((p = pool_new(v, w)) != NULL) {

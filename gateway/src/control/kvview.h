@@ -11,7 +11,9 @@
  * addresses, under a short mutex; no Redis, no index work), and the reader
  * thread applies it with gw_kvview_sync: a new precise pool gets an empty
  * index (every replica stale until its `cleared` or a complete snapshot),
- * a pool that left or stopped being precise loses its index. At most
+ * a pool that left or stopped being precise loses its index, and a replica
+ * that left a followed pool's ring leaves its index (events of replicas
+ * never on the ring are still applied, within the limits below). At most
  * GW_KVVIEW_POOLS pools are followed (more are logged and left on
  * estimation).
  *
