@@ -14,7 +14,8 @@ infergw_kv_events_total):
 - redis-server stopped: the view is unusable (kv_stream_lost is logged);
   back on the same port (empty), it stays unusable after the reconnect until
   both replicas' next snapshot, then usable;
-- a steady load of calls runs meanwhile: none fails.
+- a steady load of calls runs meanwhile: none fails;
+- the same with a Redis that requires a password (AUTH from the URL).
 
 With simulated LLM replicas (--llm-model, publishing their KV events with
 --kv-id = their ring address) and `infergw-ctl route <pool> --prompt-file F`:
@@ -40,18 +41,30 @@ H1, H2 = "00000000000000a1", "00000000000000b2"
 
 
 class KvPreciseCase(unittest.TestCase):
+    PASSWORD = None  # redis-server --requirepass, and in the gateway's URL
+
+    def redis_args(self):
+        return ("--requirepass", self.PASSWORD) if self.PASSWORD else ()
+
+    def connect(self):
+        conn = h.redis_connect(self.redis.port)
+        if self.PASSWORD:
+            h.redis_call(conn, "AUTH", self.PASSWORD)
+        return conn
+
     def setUp(self):
         if h.DIRECT:
             self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
-        self.redis = h.start_redis(name="redis-kv")
+        self.redis = h.start_redis(*self.redis_args(), name="redis-kv")
         self.addCleanup(lambda: self.redis.stop())
-        self.url = h.redis_url(self.redis)
+        self.url = (h.redis_url(self.redis) if not self.PASSWORD else
+                    "redis://:%s@127.0.0.1:%d" % (self.PASSWORD, self.redis.port))
         self.replicas = []
         for i in range(2):
             p = h.start_replica("kv-r%d" % i, "--quiet")
             self.addCleanup(p.stop)
             self.replicas.append(p)
-        self.r = h.redis_connect(self.redis.port)
+        self.r = self.connect()
         self.seq = {}
 
     def ctl(self, *args):
@@ -124,8 +137,9 @@ class KvPreciseCase(unittest.TestCase):
             time.sleep(2.0)
 
             # Back (empty): reconnected, still stale until each snapshot.
-            self.redis = h.start_redis(port=self.redis.port, name="redis-kv")
-            self.r = h.redis_connect(self.redis.port)
+            self.redis = h.start_redis(*self.redis_args(), port=self.redis.port,
+                                       name="redis-kv")
+            self.r = self.connect()
             t_back = time.time()
             ev = self.gw.wait_event(lambda e: h.log_time(e) >= t_back - 0.01, timeout=10,
                                     event="kv_stream_connected")
@@ -146,6 +160,12 @@ class KvPreciseCase(unittest.TestCase):
         self.assertGreater(h.metric_sum(samples, "infergw_kv_index_bytes"), 0)
         self.assertEqual(self.events("rejected"), 0)
 
+
+
+class KvPreciseAuthCase(KvPreciseCase):
+    """The same with a password: the reader authenticates as the watcher does."""
+
+    PASSWORD = "kv-s3cret"
 
 
 LLM = "chat"
