@@ -15,7 +15,8 @@ infergw_kv_events_total):
   back on the same port (empty), it stays unusable after the reconnect until
   both replicas' next snapshot, then usable;
 - a steady load of calls runs meanwhile: none fails;
-- the same with a Redis that requires a password (AUTH from the URL).
+- the same with a Redis that requires a password (AUTH from the URL), and
+  through a Sentinel.
 
 With simulated LLM replicas (--llm-model, publishing their KV events with
 --kv-id = their ring address) and `infergw-ctl route <pool> --prompt-file F`:
@@ -52,13 +53,16 @@ class KvPreciseCase(unittest.TestCase):
             h.redis_call(conn, "AUTH", self.PASSWORD)
         return conn
 
+    def make_url(self):
+        return (h.redis_url(self.redis) if not self.PASSWORD else
+                "redis://:%s@127.0.0.1:%d" % (self.PASSWORD, self.redis.port))
+
     def setUp(self):
         if h.DIRECT:
             self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
         self.redis = h.start_redis(*self.redis_args(), name="redis-kv")
         self.addCleanup(lambda: self.redis.stop())
-        self.url = (h.redis_url(self.redis) if not self.PASSWORD else
-                    "redis://:%s@127.0.0.1:%d" % (self.PASSWORD, self.redis.port))
+        self.url = self.make_url()
         self.replicas = []
         for i in range(2):
             p = h.start_replica("kv-r%d" % i, "--quiet")
@@ -166,6 +170,16 @@ class KvPreciseAuthCase(KvPreciseCase):
     """The same with a password: the reader authenticates as the watcher does."""
 
     PASSWORD = "kv-s3cret"
+
+
+class KvPreciseSentinelCase(KvPreciseCase):
+    """The same through a Sentinel (sentinel:// URL): the reader finds the
+    master as the watcher does, and finds it again when it comes back."""
+
+    def make_url(self):
+        self.sentinel = h.start_sentinel(self.redis.port, "kvmaster")
+        self.addCleanup(self.sentinel.stop)
+        return "sentinel://127.0.0.1:%d/kvmaster" % self.sentinel.port
 
 
 LLM = "chat"
