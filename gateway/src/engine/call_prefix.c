@@ -6,7 +6,8 @@
  * prefix: the primary attempt waits until the first request message is whole
  * in the request log (any number of DATA frames), at most
  * min(--retry-buffer-bytes, --stream-window-bytes) with its 5-byte prefix
- * (a bigger message, a log already cut or dropped: not_replayable); the
+ * (a bigger message, a log already cut, or the workers' replay budget
+ * running out while it waits: not_replayable); the
  * message is copied into the worker's scratch buffer (grown to the largest
  * message seen, bounded by that limit) and hashed (route/prefix.h). A
  * compressed message, one without the pool's prefix_input or a malformed one
@@ -115,20 +116,29 @@ static int not_hashed(struct gw_call *c, const struct gw_pool *pool, enum gw_pfx
     return 0;
 }
 
+/* The first message is not whole yet: wait for more, unless the call can
+ * no longer keep its request (the workers' replay budget ran out). */
+static int wait_more(struct gw_call *c, const struct gw_pool *pool)
+{
+    if (!c->replayable)
+        return not_hashed(c, pool, GW_PFX_NOT_REPLAYABLE);
+    c->pfx_wait = 1;
+    return 1;
+}
+
 int call__prefix_prepare(struct gw_call *c, const struct gw_pool *pool)
 {
     struct gw_worker *w = c->w;
     uint64_t limit = w->cfg->retry_buffer_bytes;
     if (limit > w->cfg->stream_window_bytes)
         limit = w->cfg->stream_window_bytes;
-    if (!c->replayable || c->req_base != 0)
+    if (c->req_base != 0)
         return not_hashed(c, pool, GW_PFX_NOT_REPLAYABLE);
     uint8_t hdr[5];
     if (gw_bufq_peek(&c->reqlog, 0, hdr, 5) < 5) {
         if (c->req_eos)
             return not_hashed(c, pool, GW_PFX_MALFORMED);
-        c->pfx_wait = 1;
-        return 1;
+        return wait_more(c, pool);
     }
     uint64_t total = 5 + ((uint64_t)hdr[1] << 24 | (uint64_t)hdr[2] << 16 | (uint64_t)hdr[3] << 8 |
                           (uint64_t)hdr[4]);
@@ -137,8 +147,7 @@ int call__prefix_prepare(struct gw_call *c, const struct gw_pool *pool)
     if (c->reqlog.len < total) {
         if (c->req_eos)
             return not_hashed(c, pool, GW_PFX_MALFORMED);
-        c->pfx_wait = 1;
-        return 1;
+        return wait_more(c, pool);
     }
     struct call_pfx_scratch *s = scratch(w);
     if (s && s->msgcap < total) {

@@ -120,13 +120,17 @@ static void pool_series(FILE *out, const char *metric, const struct gw_pfx_pool 
     fputc('"', out);
 }
 
-static void render_pool(FILE *out, struct gw_pfx_pool *p)
+static void render_decisions(FILE *out, struct gw_pfx_pool *p)
 {
     for (int d = 0; d < GW_PFX_NDECISIONS; d++) {
         pool_series(out, "infergw_prefix_decisions_total", p);
         fprintf(out, ",decision=\"%s\"} %llu\n", decision_names[d],
                 (unsigned long long)rd(&p->decisions[d]));
     }
+}
+
+static void render_matched(FILE *out, struct gw_pfx_pool *p)
+{
     uint64_t cum = 0;
     for (int b = 0; b < GW_PFX_NBUCKETS; b++) {
         cum += rd(&p->matched[b]);
@@ -149,11 +153,13 @@ void gw_pfx_render_metrics(FILE *out)
           "(picks and why calls were not hashed).\n"
           "# TYPE infergw_prefix_decisions_total counter\n",
           out);
+    for (size_t i = 0; i < n; i++)
+        render_decisions(out, &pfx_pools[i]);
     fputs("# HELP infergw_prefix_matched_blocks Leading blocks matched by the chosen replica.\n"
           "# TYPE infergw_prefix_matched_blocks histogram\n",
           out);
     for (size_t i = 0; i < n; i++)
-        render_pool(out, &pfx_pools[i]);
+        render_matched(out, &pfx_pools[i]);
     struct gw_pidx *x = gw_pfx_index_peek();
     struct gw_pidx_stats st = {0};
     if (x)

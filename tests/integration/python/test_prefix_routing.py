@@ -11,7 +11,8 @@ none; the parser is unit-tested in tests/unit/test_orca.c)."""
 
 import collections
 import concurrent.futures
-import time
+import shutil
+import subprocess
 import unittest
 
 import grpc
@@ -115,6 +116,15 @@ class PrefixRoutingTest(unittest.TestCase):
         self.assertGreater(dbg["index"]["entries"], 0)
         self.assertGreater(dbg["index"]["hits"], 0)
         self.assertGreater(h.metric_sum(h.scrape(admin), "infergw_prefix_index_bytes"), 0)
+        if shutil.which("promtool") is None:
+            self.fail("promtool is not installed (prometheus package)")
+        # the scrape, with the prefix and load families, passes promtool's checks
+        text = h.http_text(admin, "/metrics")
+        self.assertIn('infergw_replica_load{replica=', text)
+        res = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                             capture_output=True, timeout=30)
+        out = (res.stdout + res.stderr).decode()
+        self.assertEqual((res.returncode, out.strip()), (0, ""), out)
 
     def test_different_system_prompts_spread(self):
         call, _ = self.gateway()
