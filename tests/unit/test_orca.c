@@ -36,6 +36,12 @@ static void test_text(void **state)
     assert_true(fabs(o.kv - 0.75) < 1e-12);
     assert_true(fabs(o.queue - 3) < 1e-12);
     assert_true(fabs(gw_orca_load(&o) - 0.75) < 1e-12);
+    /* as the reference replica's LLM simulation writes it */
+    assert_int_equal(text("TEXT cpu_utilization=1.0000, rps_fractional=0.000, "
+                          "named_metrics.kv_cache_usage=0.0312, named_metrics.queue_depth=0",
+                          &o),
+                     0);
+    assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
     /* no spaces, unknown keys skipped, one key only */
     assert_int_equal(text("TEXT cpu_utilization=0.25,named_metrics.foo=7,eps=3", &o), 0);
     assert_true(fabs(gw_orca_load(&o) - 0.25) < 1e-12);

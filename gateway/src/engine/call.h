@@ -120,6 +120,7 @@ struct gw_attempt {
     unsigned in_trailers : 1; /* the header block being read is trailers */
     unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
     unsigned cancelled : 1;   /* reset by the gateway: its events are ignored */
+    unsigned load_seen : 1;   /* a load report of this attempt was taken (one per attempt) */
 };
 
 struct gw_call {

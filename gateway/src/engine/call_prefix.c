@@ -303,11 +303,14 @@ void call__load_report(struct gw_attempt *a, const uint8_t *name, size_t namelen
         rc = gw_orca_parse_bin((const char *)value, valuelen, &o);
     else
         return;
+    if (a->load_seen)
+        return; /* the text and -bin forms of one report: one sample */
     double load = rc == 0 ? gw_orca_load(&o) : -1;
     if (rc < 0) {
         gw_pfx_load_bad();
         return;
     }
+    a->load_seen = 1;
     if (load >= 0 && a->up && a->up->health)
         gw_health_load_report(a->up->health, load, a->call->w->loop.now_ns);
 }
