@@ -6,17 +6,23 @@ replica, different system prompts spread, a prompt in several DATA frames
 works, a prompt without the input falls back to the ring (and is counted),
 two gateways send a first-time prefix to the same replica, bounded load moves
 calls off the favourite, least_loaded spreads concurrent calls.
-Not covered here: ORCA load reports in trailers (the plain replica sends
-none; the parser is unit-tested in tests/unit/test_orca.c)."""
+ORCA load reports come from stand-in replicas (h2replica.py) that put them in
+their trailers: the reported load shows in infergw_replica_load, a bad report
+is counted, and least_loaded avoids the replica that reports a high load
+(the reference replica's own reports are on another branch; the parser's
+details are unit-tested in tests/unit/test_orca.c)."""
 
+import base64
 import collections
 import concurrent.futures
 import shutil
+import struct
 import subprocess
 import unittest
 
 import grpc
 
+import h2replica
 import harness as h
 
 POOL = "llm"
@@ -178,6 +184,78 @@ class PrefixRoutingTest(unittest.TestCase):
             seen = collections.Counter(f.result() for f in futs)
         self.assertEqual(set(seen), set(self.rid.values()), dict(seen))
         self.assertLessEqual(max(seen.values()), 6, dict(seen))
+
+
+def orca_bin(cpu, kv):
+    """base64 of an OrcaLoadReport: cpu_utilization (1), named_metrics (8)
+    {kv_cache_usage: kv}."""
+    msg = b"\x09" + struct.pack("<d", cpu)
+    key = b"kv_cache_usage"
+    entry = b"\x0a" + bytes([len(key)]) + key + b"\x11" + struct.pack("<d", kv)
+    msg += b"\x42" + bytes([len(entry)]) + entry
+    return base64.b64encode(msg).decode().rstrip("=")
+
+
+class LoadReportTest(unittest.TestCase):
+    def setUp(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        self.redis = h.start_redis(name="redis-" + self._testMethodName)
+        self.addCleanup(self.redis.stop)
+        self.url = h.redis_url(self.redis)
+        self.busy = h2replica.H2Replica(replica_id="busy", trailers=[
+            ("endpoint-load-metrics", "TEXT cpu_utilization=0.9, named_metrics.queue_depth=4")])
+        self.idle = h2replica.H2Replica(replica_id="idle", trailers=[
+            ("endpoint-load-metrics-bin", orca_bin(0.05, 0.1))])
+        for r in (self.busy, self.idle):
+            self.addCleanup(r.stop)
+        h.run_ctl(self.url, "pool", "add", "demo")
+        for r in (self.busy, self.idle):
+            h.run_ctl(self.url, "replica", "add", "demo", r.addr)
+        h.run_ctl(self.url, "conf", "set", "--pool", "demo", "route_by", "least_loaded")
+        self.admin = h.free_port()
+        self.gw = h.start_gateway({}, "--redis", self.url, "--admin", "127.0.0.1:%d" % self.admin,
+                                  "--health-interval-ms", "0")
+        self.addCleanup(self.gw.stop)
+        self.ch = h.channel(self.gw.addr)
+        self.addCleanup(self.ch.close)
+        self.infer = self.ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                         request_serializer=None, response_deserializer=None)
+        body = h.pb.ModelInferRequest(model_name="demo").SerializeToString()
+        h.wait_for(lambda: self.ask(body) is not None, 10)
+        self.body = body
+
+    def ask(self, body=None):
+        try:
+            _, call = self.infer.with_call(body or self.body, timeout=5)
+        except grpc.RpcError:
+            return None
+        return h.replica_of(call)
+
+    def load(self, replica):
+        return h.metric_sum(h.scrape(self.admin), "infergw_replica_load", replica=replica.addr)
+
+    def test_reports_feed_the_load_and_least_loaded(self):
+        seen = {self.ask() for _ in range(20)}
+        self.assertEqual(seen, {"busy", "idle"} & seen)
+        h.wait_for(lambda: self.load(self.busy) > 0 and self.load(self.idle) >= 0, 10)
+        self.assertAlmostEqual(self.load(self.busy), 0.9, places=3)   # text form
+        self.assertAlmostEqual(self.load(self.idle), 0.1, places=3)   # -bin form: max(cpu, kv)
+        # with both loads known, every sequential call (in-flight 0 on both)
+        # goes to the one reporting less
+        got = collections.Counter(self.ask() for _ in range(30))
+        self.assertEqual(got, {"idle": 30}, dict(got))
+
+    def test_bad_reports_are_counted_and_ignored(self):
+        before = (self.load(self.busy), self.load(self.idle))  # the warm-up call's, or -1
+        self.busy.trailers = [("endpoint-load-metrics", "TEXT cpu_utilization=7")]
+        self.idle.trailers = [("endpoint-load-metrics-bin", "Bw")]  # wire type 7
+        self.idle.trailers += [("endpoint-load-metrics", "JSON {}")]
+        for _ in range(10):
+            self.assertIsNotNone(self.ask())
+        self.assertGreaterEqual(h.metric_sum(h.scrape(self.admin),
+                                             "infergw_load_reports_bad_total"), 10)
+        self.assertEqual((self.load(self.busy), self.load(self.idle)), before)
 
 
 if __name__ == "__main__":
