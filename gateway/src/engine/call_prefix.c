@@ -140,6 +140,10 @@ int call__prefix_prepare(struct gw_call *c, const struct gw_pool *pool)
             return not_hashed(c, pool, GW_PFX_MALFORMED);
         return wait_more(c, pool);
     }
+    if (hdr[0] == 1) /* known at once: no need to wait for the message */
+        return not_hashed(c, pool, GW_PFX_COMPRESSED);
+    if (hdr[0] > 1)
+        return not_hashed(c, pool, GW_PFX_MALFORMED);
     uint64_t total = 5 + ((uint64_t)hdr[1] << 24 | (uint64_t)hdr[2] << 16 | (uint64_t)hdr[3] << 8 |
                           (uint64_t)hdr[4]);
     if (total > limit)

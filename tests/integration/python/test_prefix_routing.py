@@ -4,7 +4,7 @@
 accepted) and the tunables in Redis: the same long prompt sticks to one
 replica, different system prompts spread, a prompt in several DATA frames
 works, a prompt without the input falls back to the ring (and is counted),
-two gateways send a first-time prefix to the same replica, bounded load moves
+a compressed one too, two gateways send a first-time prefix to the same replica, bounded load moves
 calls off the favourite, least_loaded spreads concurrent calls.
 ORCA load reports come from stand-in replicas (h2replica.py) that put them in
 their trailers: the reported load shows in infergw_replica_load, a bad report
@@ -90,9 +90,9 @@ class PrefixRoutingTest(unittest.TestCase):
         except grpc.RpcError:
             return False
 
-    def ask(self, call, req, timeout=20):
+    def ask(self, call, req, timeout=20, **kw):
         """One stream of request <req>: the x-replica-id that answered."""
-        it = call(iter([req]), timeout=timeout)
+        it = call(iter([req]), timeout=timeout, **kw)
         msgs = list(it)
         self.assertGreaterEqual(len(msgs), 1)
         rid = h.md_get(it.initial_metadata(), "x-replica-id")
@@ -155,6 +155,14 @@ class PrefixRoutingTest(unittest.TestCase):
         for i in range(5):
             self.ask(call, request(system_prompt(3) + b"%d" % i, name="PROMPT"))
         self.assertEqual(self.decisions(admin, "no_input"), before + 5)
+
+    def test_compressed_falls_back_to_ring(self):
+        call, admin = self.gateway()
+        before = self.decisions(admin, "compressed")
+        for i in range(3):
+            self.ask(call, request(system_prompt(4) + b"%d" % i),
+                     compression=grpc.Compression.Gzip)
+        self.assertEqual(self.decisions(admin, "compressed"), before + 3)
 
     def test_two_gateways_agree_on_new_prefixes(self):
         a, _ = self.gateway()
