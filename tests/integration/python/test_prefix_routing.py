@@ -4,8 +4,9 @@
 accepted) and the tunables in Redis: the same long prompt sticks to one
 replica, different system prompts spread, a prompt in several DATA frames
 works, a prompt without the input falls back to the ring (and is counted),
-a compressed one too, two gateways send a first-time prefix to the same replica, bounded load moves
-calls off the favourite, least_loaded spreads concurrent calls.
+a compressed one too, two gateways send a first-time prefix to the same
+replica, bounded load moves calls off the favourite, least_loaded spreads
+concurrent calls.
 ORCA load reports come from stand-in replicas (h2replica.py) that put them in
 their trailers: the reported load shows in infergw_replica_load, a bad report
 is counted, and least_loaded avoids the replica that reports a high load
@@ -161,7 +162,8 @@ class PrefixRoutingTest(unittest.TestCase):
         before = self.decisions(admin, "compressed")
         for i in range(3):
             self.ask(call, request(system_prompt(4) + b"%d" % i),
-                     compression=grpc.Compression.Gzip)
+                     compression=grpc.Compression.Gzip,
+                     metadata=[("x-model", POOL)])  # a compressed message names no model
         self.assertEqual(self.decisions(admin, "compressed"), before + 3)
 
     def test_two_gateways_agree_on_new_prefixes(self):
