@@ -4,7 +4,8 @@
  * ejected share, pools sharing a replica), ejection returns, the shared
  * connect backoff, the registry, the metrics it writes, and the availability
  * bookkeeping (failures, MTBF, MTTR, availability from up/down transitions
- * at given times). */
+ * at given times), and the reported load (decaying average, aging out). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -510,6 +511,28 @@ static void test_avail_record(void **state)
     free(buf);
 }
 
+/* Reported load: none until a report, the decaying average of the reports,
+ * -1 again once the latest is older than GW_HEALTH_LOAD_STALE_MS, and a
+ * report after that starts the average afresh. */
+static void test_load_reports(void **state)
+{
+    (void)state;
+    struct gw_health h;
+    memset(&h, 0, sizeof(h));
+    const uint64_t ms = 1000000, t0 = 5000 * ms;
+    assert_true(gw_health_load(&h, t0) < 0);
+    gw_health_load_report(&h, 0.5, t0);
+    assert_true(fabs(gw_health_load(&h, t0) - 0.5) < 1e-12);
+    gw_health_load_report(&h, 1.0, t0 + ms);
+    assert_true(fabs(gw_health_load(&h, t0 + ms) - 0.65) < 1e-12); /* 0.5 + 0.3 x 0.5 */
+    uint64_t last = t0 + ms;
+    assert_true(gw_health_load(&h, last + GW_HEALTH_LOAD_STALE_MS * ms) >= 0);
+    assert_true(gw_health_load(&h, last + GW_HEALTH_LOAD_STALE_MS * ms + 1) < 0);
+    uint64_t later = last + 2 * GW_HEALTH_LOAD_STALE_MS * ms;
+    gw_health_load_report(&h, 0.2, later);
+    assert_true(fabs(gw_health_load(&h, later) - 0.2) < 1e-12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +545,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep_frees_unreferenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test(test_avail_table),
+        cmocka_unit_test(test_load_reports),
         cmocka_unit_test(test_avail_note_returns),
         cmocka_unit_test_setup_teardown(test_avail_record, setup, teardown),
     };

@@ -120,6 +120,7 @@ struct gw_attempt {
     unsigned in_trailers : 1; /* the header block being read is trailers */
     unsigned finished : 1;    /* outcome decided (failed, won, or cancelled) */
     unsigned cancelled : 1;   /* reset by the gateway: its events are ignored */
+    unsigned load_seen : 1;   /* a load report of this attempt was taken (one per attempt) */
 };
 
 struct gw_call {
@@ -159,7 +160,14 @@ struct gw_call {
     unsigned routed : 1;
     unsigned req_eos : 1;
     unsigned client_closed : 1;
-    unsigned replayable : 1;             /* reqlog still holds the whole request */
+    unsigned replayable : 1; /* reqlog still holds the whole request */
+    /* route_by = prefix (call_prefix.c) */
+    unsigned pfx_wait : 1;               /* the primary waits for the first message to be whole */
+    unsigned pfx_ready : 1;              /* the first message was looked at (hashed or not) */
+    unsigned pfx_hashed : 1;             /* the worker's scratch holds its hashes, until the pick */
+    unsigned pfx_has_point : 1;          /* pfx_point is the ring point of its attempts */
+    uint16_t pfx_n;                      /* its block hashes */
+    uint32_t pfx_point;                  /* (uint32_t)(hashes[0] >> 32) */
     char tenant[GW_TENANT_NAME_MAX + 1]; /* set by authentication, "" = none */
     char peer[64]; /* the client's address, copied when its connection goes (access log) */
 
@@ -211,6 +219,9 @@ extern const struct gw_srv_stream_ops gw_call_srv_ops;
 /* Creates the call for client stream <sid> of <sc>. Returns NULL on
  * allocation failure (the caller resets the stream). */
 struct gw_call *gw_call_new(struct gw_srv_conn *sc, int32_t sid);
+
+/* Frees the worker's prefix-routing scratch (call_prefix.c), at its end. */
+void gw_call_prefix_scratch_free(struct gw_worker *w);
 
 /* Whether the call's final status is decided: a request refused while its
  * headers were read, a gateway-made error, or the replica's status. Once

@@ -27,7 +27,7 @@ static const struct gw_up_stream_ops attempt_stream_ops;
 
 /* A replica of the worker's snapshot may take this call: not draining,
  * not tried by this call already, and reachable and healthy. */
-static int eligible_cb(uint32_t idx, void *ctx)
+int call__eligible(uint32_t idx, void *ctx)
 {
     struct gw_call *c = ctx;
     struct gw_worker *w = c->w;
@@ -138,7 +138,9 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
     c->resume_mode = pool->tun.stream_resume;
     size_t keylen = 0;
     const char *key = gw_hdrlist_get(&c->req_hdrs, pool->tun.route_header, &keylen);
-    uint32_t point = key ? gw_key_hash32(key, keylen) : gw_loop_rand(&w->loop);
+    uint32_t point = c->pfx_has_point ? c->pfx_point
+                     : key            ? gw_key_hash32(key, keylen)
+                                      : gw_loop_rand(&w->loop);
 
     /* Bounded loads need the in-flight count of each of the pool's replicas. */
     uint32_t stack_load[128], *load = NULL;
@@ -152,7 +154,13 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
     int rc = -1;
     c->start_code = 0; /* set when a reason other than "no replica" stops it */
     while (c->ntried < max_tried) {
-        int idx = gw_routes_pick(pool, point, eligible_cb, c, load);
+        int idx = -1;
+        if (c->pfx_hashed)
+            idx = call__prefix_pick(c, pool);
+        else if (pool->tun.route_by == GW_ROUTE_BY_LEAST_LOADED)
+            idx = call__least_loaded_pick(c, pool);
+        if (idx < 0)
+            idx = gw_routes_pick(pool, point, call__eligible, c, load);
         if (idx < 0)
             break;
         struct gw_upstream *up = w->upmap[idx];
@@ -184,6 +192,8 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
         int err = submit_attempt(c, a, uc, pool, now);
         if (err == 0) {
             rc = 0;
+            if (c->pfx_hashed)
+                call__prefix_record(c, pool, up);
             if (kind != GW_ATTEMPT_PRIMARY || reuse)
                 gw_log(GW_LOG_DEBUG, "attempt_started", "{s:I, s:s, s:s, s:s, s:i}", "call",
                        (json_int_t)c->id, "pool", pool->name, "replica", up->addr, "kind",
@@ -199,6 +209,7 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
         c->start_code = GW_GRPC_UNAVAILABLE;
         reuse = a; /* the next replica gets the same, unsent, attempt */
     }
+    c->pfx_hashed = 0; /* the scratch's hashes serve this start only */
     if (load != stack_load)
         gw_free(load);
     if (rc < 0 && c->start_code == 0) {

@@ -138,6 +138,28 @@ void call__attempt_failed(struct gw_attempt *a, int code, int relayable, int ret
 void call__retry_cb(struct gw_timer *t, void *arg);
 void call__hedge_cb(struct gw_timer *t, void *arg);
 
+/* A replica of the worker's snapshot may take this call (eligible_cb). */
+int call__eligible(uint32_t idx, void *ctx);
+
+/* --- call_prefix.c --- */
+
+/* route_by = prefix, before the primary attempt: returns 1 while the first
+ * message is not whole in the log (c->pfx_wait; the data or the end of the
+ * request calls again), 0 once decided: hashed (c->pfx_hashed) or not
+ * (counted by reason; the ring routes). */
+int call__prefix_prepare(struct gw_call *c, const struct gw_pool *pool);
+/* The replica (index into routes->replicas) for the hashed call, or -1: the
+ * ring at c->pfx_point (or the usual point) decides. Counts the decision. */
+int call__prefix_pick(struct gw_call *c, const struct gw_pool *pool);
+/* The pick went to <up>: its chain enters the estimation index. */
+void call__prefix_record(struct gw_call *c, const struct gw_pool *pool, struct gw_upstream *up);
+/* route_by = least_loaded: power of two choices, or -1 (no eligible one). */
+int call__least_loaded_pick(struct gw_call *c, const struct gw_pool *pool);
+/* A response header of attempt <a>: an ORCA load report feeds the replica's
+ * average (a bad one is counted); other headers are ignored. */
+void call__load_report(struct gw_attempt *a, const uint8_t *name, size_t namelen,
+                       const uint8_t *value, size_t valuelen);
+
 /* --- call_relay.c --- */
 
 void call__finish_failed(struct gw_call *c);

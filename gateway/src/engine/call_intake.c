@@ -21,6 +21,7 @@
 #include "route/route.h"
 
 static void call_route(struct gw_call *c);
+static void prefix_wait_more(struct gw_call *c);
 
 #define KSERVE_PREFIX "/inference.GRPCInferenceService/"
 
@@ -359,6 +360,10 @@ void call__on_req_data(struct gw_srv_stream *st, const uint8_t *data, size_t len
             scan_done(c, scan_r);
         return;
     }
+    if (c->pfx_wait) {
+        prefix_wait_more(c);
+        return;
+    }
     call__resume_upstream(c);
 }
 
@@ -380,6 +385,10 @@ void call__on_req_end(struct gw_srv_stream *st)
         scan_done(c, gw_model_scan_finish(&c->scan));
         return;
     }
+    if (c->pfx_wait) {
+        prefix_wait_more(c);
+        return;
+    }
     call__resume_upstream(c);
 }
 
@@ -394,6 +403,23 @@ static void arm_hedge(struct gw_call *c, const struct gw_pool *pool)
     if (delay == 0)
         return; /* off, excluded, or auto with too few samples yet */
     gw_loop_timer_at(&c->w->loop, &c->hedge_timer, c->w->loop.now_ns + delay);
+}
+
+/* Starts the primary attempt of a routed call; with route_by = prefix,
+ * once its first message is whole (call_prefix.c). */
+static void call_start_primary(struct gw_call *c, const struct gw_pool *pool)
+{
+    struct gw_worker *w = c->w;
+    if (pool->tun.route_by == GW_ROUTE_BY_PREFIX && !c->pfx_ready &&
+        call__prefix_prepare(c, pool) > 0)
+        return; /* c->pfx_wait: the data or the end of the request comes back here */
+    if (call__attempt_start(c, pool, NULL, GW_ATTEMPT_PRIMARY) < 0) {
+        gw_call_fail(c, c->start_code, "%s", c->start_msg);
+        return;
+    }
+    if (c->replayable && c->req_total > w->cfg->retry_buffer_bytes)
+        call__stop_replay(c); /* the scan for model_name read past the buffer */
+    arm_hedge(c, pool);
 }
 
 static void call_route(struct gw_call *c)
@@ -436,11 +462,19 @@ static void call_route(struct gw_call *c)
         gw_call_fail(c, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded before a replica was tried");
         return;
     }
-    if (call__attempt_start(c, pool, NULL, GW_ATTEMPT_PRIMARY) < 0) {
-        gw_call_fail(c, c->start_code, "%s", c->start_msg);
+    call_start_primary(c, pool);
+}
+
+/* A call waiting for its first message (route_by = prefix): more request
+ * bytes or its end came. */
+static void prefix_wait_more(struct gw_call *c)
+{
+    const struct gw_pool *pool = call__pool(c);
+    if (!pool) {
+        c->pfx_wait = 0;
+        gw_call_fail(c, GW_GRPC_NOT_FOUND, "pool '%s' was removed while the call waited",
+                     c->pool_name);
         return;
     }
-    if (c->replayable && c->req_total > w->cfg->retry_buffer_bytes)
-        call__stop_replay(c); /* the scan for model_name read past the buffer */
-    arm_hedge(c, pool);
+    call_start_primary(c, pool);
 }

@@ -168,6 +168,8 @@ int call__on_resp_header(struct gw_up_stream *st, const uint8_t *name, size_t na
     }
     if (!gw_hdr_forwardable(name, namelen, value, valuelen))
         return 0;
+    if (namelen >= 21 && name[0] == 'e')
+        call__load_report(a, name, namelen, value, valuelen); /* ORCA: endpoint-load-metrics */
     if (call__name_is(name, namelen, "grpc-retry-pushback-ms")) {
         a->pushback =
             gw_policy_pushback_parse((const char *)value, valuelen, &a->pushback_ms) == 0 ? 1 : -1;

@@ -166,6 +166,7 @@ struct gw_upstream {
                                       plain memory, freed with the upstream */
     int in_use;                    /* listed by the worker's current snapshot */
     uint32_t inflight;             /* attempts open on this worker */
+    uint64_t pkey;                 /* gw_pidx_replica_key(addr), 0 = not computed yet */
     /* this replica's series in w->metrics */
     struct gw_metrics_replica *metrics;
 };

@@ -267,6 +267,7 @@ void gw_worker_free(struct gw_worker *w)
     SSL_CTX_free(w->up_tls_ctx);
     w->tls_ctx = w->up_tls_ctx = NULL;
     gw_poolstate_free_all(&w->poolstates);
+    gw_call_prefix_scratch_free(w);
     gw_loop_timer_cancel(&w->loop, &w->alog_timer);
     gw_accesslog_buf_free(&w->alog);
 }

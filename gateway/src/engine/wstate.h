@@ -68,6 +68,7 @@ struct gw_worker {
     struct gw_accesslog_buf alog; /* --access-log lines waiting to be written */
     struct gw_timer alog_timer;   /* writes them out at the latest after a moment */
     struct gw_timer trim_timer;   /* worker 0: free heap pages back to the kernel */
+    struct call_pfx_scratch *pfx; /* prefix routing's scratch (call_prefix.c), NULL = none yet */
 };
 
 /* Counts a hit of limit <which> (metric) and says whether to log it now:

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "obs/metrics.h"
+#include "route/orca.h"
 #include "route/policy.h"
 #include "route/route.h"
 #include "base/timer.h"
@@ -445,6 +446,15 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
             "# TYPE infergw_health_records gauge\n"
             "infergw_health_records %zu\n",
             atomic_load_explicit(&reg->nrecords, memory_order_relaxed));
+    fputs("# HELP infergw_replica_load The replica's reported load (ORCA trailers: decaying "
+          "average of max(cpu_utilization, kv_cache_usage)); -1 = none or stale.\n"
+          "# TYPE infergw_replica_load gauge\n",
+          out);
+    for (struct gw_health *h = head; h; h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        fputs("infergw_replica_load{replica=\"", out);
+        gw_metrics_write_label(out, h->addr);
+        fprintf(out, "\"} %g\n", gw_health_load(h, now));
+    }
     fputs("# HELP infergw_replica_ejections_total Passive outlier ejections of the replica.\n"
           "# TYPE infergw_replica_ejections_total counter\n",
           out);
@@ -473,4 +483,30 @@ void gw_health_render_metrics(struct gw_health_registry *reg, FILE *out)
         gw_metrics_write_label(out, h->addr);
         fprintf(out, "\"} %llu\n", (unsigned long long)ld64(&h->keepalive_timeouts));
     }
+}
+
+static double load_stored(const struct gw_health *h)
+{
+    uint64_t bits = atomic_load_explicit(&h->load_bits, memory_order_relaxed);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+void gw_health_load_report(struct gw_health *h, double sample, uint64_t now_ns)
+{
+    double prev = gw_health_load(h, now_ns);
+    double avg = gw_orca_avg(prev, sample);
+    uint64_t bits;
+    memcpy(&bits, &avg, sizeof(bits));
+    atomic_store_explicit(&h->load_bits, bits, memory_order_relaxed);
+    atomic_store_explicit(&h->load_at_ns, now_ns ? now_ns : 1, memory_order_relaxed);
+}
+
+double gw_health_load(const struct gw_health *h, uint64_t now_ns)
+{
+    uint64_t at = atomic_load_explicit(&h->load_at_ns, memory_order_relaxed);
+    if (at == 0 || (now_ns > at && now_ns - at > (uint64_t)GW_HEALTH_LOAD_STALE_MS * 1000000))
+        return -1;
+    return load_stored(h);
 }

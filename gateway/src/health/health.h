@@ -156,9 +156,24 @@ struct gw_health {
     _Atomic uint64_t connect_retry_at_ns;
     _Atomic uint64_t keepalive_timeouts;
 
+    /* load reports (ORCA trailers, route/orca.h): any worker */
+    _Atomic uint64_t load_bits;  /* decaying average of the reported load, a double's bits */
+    _Atomic uint64_t load_at_ns; /* latest report; 0 = none */
+
     /* availability: under reg->mu (gw_health_avail_sync) */
     struct gw_health_avail avail;
 };
+
+/* A report older than this no longer counts: the load reads -1. */
+#define GW_HEALTH_LOAD_STALE_MS 5000
+
+/* Folds the load <sample> (0..1) the replica reported at <now_ns> into its
+ * decaying average (gw_orca_avg; a stale average restarts from the sample).
+ * Any thread; concurrent reports may lose one another's update (a sample). */
+void gw_health_load_report(struct gw_health *h, double sample, uint64_t now_ns);
+/* The replica's reported load (decaying average, 0..1), or -1 when it never
+ * reported or its latest report is older than GW_HEALTH_LOAD_STALE_MS. */
+double gw_health_load(const struct gw_health *h, uint64_t now_ns);
 
 struct gw_health_registry {
     _Atomic(struct gw_health *) head; /* newest first */

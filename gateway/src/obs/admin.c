@@ -12,12 +12,14 @@
 
 #include "control/kvview.h"
 #include "control/watcher.h"
+#include "engine/prefixstate.h"
 #include "health/health.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/timer.h"
 #include "base/mem.h"
 #include "base/hostport.h"
+#include "route/prefixidx.h"
 #include "route/ring.h"
 #include "route/route.h"
 #include "route/tunables.h"
@@ -113,6 +115,7 @@ static char *render_metrics(struct gw_admin *a, size_t *len)
     gw_kvview_render_metrics(gw_kvview_global(), f); /* the precise prefix view */
     if (a->health)
         gw_health_render_metrics(a->health, f);
+    gw_pfx_render_metrics(f);
     if (fclose(f) != 0 || rc < 0) {
         free(buf);
         return NULL;
@@ -250,6 +253,56 @@ static char *render_ring(struct gw_admin *a, const char *pool, const char *key, 
     return s;
 }
 
+/* /debug/prefix?pool=P: pool P's prefix routing — route_by, prefix_mode,
+ * whether the precise view is usable now, the shared estimation index (all
+ * pools: entries, bytes, capacity, lookups, hits) and the pool's decision
+ * counters. NULL with *status 404 for an unknown pool. */
+static char *render_prefix(struct gw_admin *a, const char *pool, size_t *len, unsigned *status)
+{
+    struct gw_routes *rt = a->nworkers ? gw_metrics_get_routes(a->ms[0]) : NULL;
+    const struct gw_pool *p = rt && pool ? gw_routes_find_pool(rt, pool, strlen(pool)) : NULL;
+    if (!p) {
+        gw_routes_unref(rt);
+        *status = MHD_HTTP_NOT_FOUND;
+        return NULL;
+    }
+    static const char *const by[] = {"ring", "least_loaded", "prefix"};
+    uint64_t h = 0;
+    uint32_t d = 0;
+    int usable = gw_kvview_match(gw_kvview_global(), p->name, p->name_len, &h, 0, &h, 0, &d) >= 0;
+    json_t *root = json_pack("{s:s, s:s, s:s, s:b}", "pool", p->name, "route_by",
+                             p->tun.route_by < 3 ? by[p->tun.route_by] : "?", "mode",
+                             p->tun.prefix_mode == GW_PREFIX_MODE_PRECISE ? "precise" : "estimate",
+                             "precise_view_usable", usable);
+    struct gw_pidx *x = gw_pfx_index_peek();
+    struct gw_pidx_stats st = {0};
+    if (x)
+        gw_pidx_stats(x, &st);
+    json_object_set_new(root, "index",
+                        json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "created", x != NULL,
+                                  "entries", (json_int_t)st.entries, "bytes", (json_int_t)st.bytes,
+                                  "capacity", (json_int_t)st.capacity, "lookups",
+                                  (json_int_t)st.lookups, "hits", (json_int_t)st.hits, "evicted",
+                                  (json_int_t)st.evicted, "expired", (json_int_t)st.expired));
+    struct gw_pfx_pool *pp = gw_pfx_pool_find(p->name, p->name_len);
+    json_t *dec = json_object();
+    for (int i = 0; i < GW_PFX_NDECISIONS; i++)
+        json_object_set_new(dec, gw_pfx_decision_name((enum gw_pfx_decision)i),
+                            json_integer(pp ? (json_int_t)atomic_load(&pp->decisions[i]) : 0));
+    json_object_set_new(root, "decisions", dec);
+    json_object_set_new(root, "precise_decisions",
+                        json_integer(pp ? (json_int_t)atomic_load(&pp->precise_used) : 0));
+    json_object_set_new(root, "precise_unusable",
+                        json_integer(pp ? (json_int_t)atomic_load(&pp->precise_unusable) : 0));
+    gw_routes_unref(rt);
+    char *s = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    if (s)
+        *len = strlen(s);
+    *status = MHD_HTTP_OK;
+    return s;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              char *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
@@ -321,9 +374,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
     }
+    if (!strcmp(url, "/debug/prefix")) {
+        const char *pool = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pool");
+        unsigned status = 0;
+        char *body = render_prefix(a, pool, &len, &status);
+        if (status == MHD_HTTP_NOT_FOUND)
+            return reply_text(conn, status, "no pool '%s' in the routing snapshot (use ?pool=P)\n",
+                              pool ? pool : "");
+        if (!body)
+            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+    }
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
                       "not found; try /, /status.json, /metrics, /healthz, /readyz, "
-                      "/debug/replicas, /debug/ring?pool=P[&key=K]\n");
+                      "/debug/replicas, /debug/ring?pool=P[&key=K], /debug/prefix?pool=P\n");
 }
 
 int gw_admin_start(struct gw_admin *a, const struct gw_config *cfg, struct gw_worker *workers,

@@ -6,8 +6,8 @@
  *
  * The prompt is the input tensor named by the pool's `prefix_input`
  * tunable, in blocks of `prefix_block` up to `prefix_max_blocks` (route/
- * tunables.h: accepted and validated in Redis; the call path does not hash
- * or route by them yet). Its data is read from the tensor's
+ * tunables.h; engine/call_prefix.c hashes the first request message of a
+ * route_by = prefix pool). Its data is read from the tensor's
  * InferTensorContents (bytes_contents for BYTES, int_contents for INT32,
  * int64_contents for INT64, packed or not; several `contents` occurrences
  * merge as protobuf merges them) or, when the tensor has no contents, from
@@ -30,8 +30,9 @@
  *
  * The message must be held whole in memory: the caller hands the replay
  * buffer's contiguous bytes once the message is complete, whatever number of
- * DATA frames carried it (wiring into routing comes later; a message past
- * the replay buffer is not hashed and routes by the ring).
+ * DATA frames carried it (engine/call_prefix.c copies it out of the request
+ * log; a message past what the log may hold is not hashed and routes by the
+ * ring).
  */
 #ifndef INFERGW_PREFIX_H
 #define INFERGW_PREFIX_H

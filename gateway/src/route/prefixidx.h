@@ -2,8 +2,9 @@
 /* prefixidx — the estimation index of prefix-cache routing: which replicas
  * this gateway sent each prompt block chain to (docs/routing.md,
  * "Prefix-cache routing"). Pure data structure: no I/O, no threads of its own;
- * not wired into the call path yet (the engine will record each routed call's
- * chain hashes and ask longest_match before a pick).
+ * the engine (engine/call_prefix.c, one shared index: engine/prefixstate.c)
+ * asks longest_match before a prefix pick and records the chosen replica's
+ * chain after it.
  *
  * Keys: (pool id, chain hash) -> up to GW_PIDX_WAYS replicas, each with the
  * time this gateway last sent that chain there. Only every

@@ -3,7 +3,8 @@
  * "Prefix-cache routing"): given the eligible candidates, how deep each one
  * matched the prompt's chain (route/prefixidx.h or route/kvindex.h), their
  * load and the pool's tunables, which replica gets the call and why. Pure: no
- * I/O, no allocation, no state; any thread. Not wired into the call path yet.
+ * I/O, no allocation, no state; any thread. Called by engine/call_prefix.c
+ * for the primary attempt of a route_by = prefix call.
  *
  * For candidate i, with n = the prompt's blocks (hashes):
  *  - q_i = inflight_i / C, C = the bounded-load cap when there is one, else

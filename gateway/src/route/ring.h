@@ -116,7 +116,8 @@ uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double bal
  * caches, session keys) breaks at light load; with it, light loads stay
  * sticky and the bound works as before once c x (total + 1) / n_eligible
  * passes 1. Pure.
- * (Not wired into the pick yet: gw_ring_pick_bounded uses the plain cap.) */
+ * (The prefix decision, engine/call_prefix.c, uses it; the ring's own pick,
+ * gw_ring_pick_bounded, still uses the plain cap.) */
 uint64_t gw_ring_load_cap_floor(uint64_t total_inflight, size_t n_eligible, double balance_factor);
 
 /* Like gw_ring_pick, but also passes over every replica whose in-flight

@@ -4,7 +4,9 @@ where infergw-replica cannot misbehave the way a test needs. Every request is
 answered: response headers (with x-scheme: the :scheme the request carried),
 one empty gRPC message, then <ntrailers> x-trailer-<i> trailers before
 grpc-status 0 (so a relay that cuts long trailer lists loses the status).
-Optionally over TLS with ALPN h2, or stalling: never answering. It records
+Optionally over TLS with ALPN h2, or stalling: never answering; <trailers>
+(a list of (name, value), changeable between calls) go into every answer's
+trailers too, and <replica_id> as x-replica-id in its headers. It records
 the request headers it saw."""
 
 import socket
@@ -17,8 +19,11 @@ import h2.events
 
 
 class H2Replica:
-    def __init__(self, ntrailers=0, certfile=None, keyfile=None, stall=False):
+    def __init__(self, ntrailers=0, certfile=None, keyfile=None, stall=False, trailers=(),
+                 replica_id=None):
         self.ntrailers = ntrailers
+        self.trailers = list(trailers)
+        self.replica_id = replica_id
         self.stall = stall
         self.requests = []  # header lists, in arrival order
         self.lock = threading.Lock()
@@ -86,8 +91,11 @@ class H2Replica:
         if self.stall:
             return
         scheme = dict(req).get(":scheme", "")
-        conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
-                                ("x-scheme", scheme)])
+        heads = [(":status", "200"), ("content-type", "application/grpc"), ("x-scheme", scheme)]
+        if self.replica_id:
+            heads.append(("x-replica-id", self.replica_id))
+        conn.send_headers(sid, heads)
         conn.send_data(sid, b"\x00\x00\x00\x00\x00")
         trailers = [("x-trailer-%d" % i, "v%d" % i) for i in range(self.ntrailers)]
+        trailers += list(self.trailers)
         conn.send_headers(sid, trailers + [("grpc-status", "0")], end_stream=True)
