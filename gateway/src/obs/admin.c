@@ -274,6 +274,13 @@ static char *render_prefix(struct gw_admin *a, const char *pool, size_t *len, un
                              p->tun.route_by < 3 ? by[p->tun.route_by] : "?", "mode",
                              p->tun.prefix_mode == GW_PREFIX_MODE_PRECISE ? "precise" : "estimate",
                              "precise_view_usable", usable);
+    /* The precise view of the pool: followed, stream up, usable, events by
+     * result, memory, and each ring replica's freshness. */
+    json_t *precise = json_object();
+    if (precise && gw_kvview_describe(gw_kvview_global(), p->name, precise) == 0)
+        json_object_set_new(root, "precise", precise);
+    else
+        json_decref(precise);
     struct gw_pidx *x = gw_pfx_index_peek();
     struct gw_pidx_stats st = {0};
     if (x)

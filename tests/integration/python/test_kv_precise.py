@@ -5,7 +5,7 @@ gateway on --redis with route_by prefix and prefix_mode precise, and KV-cache
 events written straight into the pool's stream infergw:pool:demo:kv with
 XADD (the entry format of docs/redis-keys.md) for replica ids that are the
 ring addresses. Seen through /metrics (infergw_kv_view_usable,
-infergw_kv_events_total):
+infergw_kv_events_total) and /debug/prefix (its "precise" object):
 
 - entries written before the gateway started are read from 0-0: one
   replica's `cleared` counts, and the view is usable once the other's is in;
@@ -127,6 +127,14 @@ class KvPreciseCase(unittest.TestCase):
             self.xadd(b, "stored", H2, seq=self.seq[b] + 2)
             self.wait_usable(0, "after a gap")
             self.assertEqual(self.events("lost"), 1)
+            dbg = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)["precise"]
+            self.assertTrue(dbg["followed"] and dbg["stream_up"])
+            self.assertFalse(dbg["usable"])
+            self.assertEqual(dbg["events"]["lost"], 1)
+            stale = {r["addr"]: r for r in dbg["replicas"]}
+            self.assertFalse(stale[a]["stale"], dbg)
+            self.assertTrue(stale[b]["stale"], dbg)
+            self.assertIn("gap", stale[b]["why"])
             self.xadd(b, "snapshot", H1, part=(1, 1))
             self.wait_usable(1, "after a snapshot")
 
@@ -163,6 +171,9 @@ class KvPreciseCase(unittest.TestCase):
         samples = h.scrape(self.admin)
         self.assertGreater(h.metric_sum(samples, "infergw_kv_index_bytes"), 0)
         self.assertEqual(self.events("rejected"), 0)
+        dbg = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)["precise"]
+        self.assertTrue(dbg["usable"], dbg)
+        self.assertEqual({r["addr"]: r["held"] for r in dbg["replicas"]}, {a: 1, b: 2})
 
 
 
