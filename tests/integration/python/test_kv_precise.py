@@ -24,6 +24,8 @@ With simulated LLM replicas (--llm-model, publishing their KV events with
 - after one replica served a prompt, ctl names it with every block matched
   (its hashes are the replica's, which hashes with the same gw_prefix_hash),
   and names the ring fallback for a prompt no replica holds;
+- the gateway sends that prompt to the replica ctl named (a decision on
+  its precise view);
 - with prefix_mode estimate, ctl says the index is per gateway and gives the
   ring fallback.
 """
@@ -269,6 +271,14 @@ class CtlPromptCase(unittest.TestCase):
         out = self.ctl("route", LLM, "--prompt-file", path).stdout
         self.assertIn("prediction: %s (prefix: holds %d of %d blocks"
                       % (holder.addr, len(text) // BLOCK, len(text) // BLOCK), out)
+
+        # The gateway, deciding on its precise view, sends the prompt there too.
+        gch = h.channel(gw.addr)
+        self.addCleanup(gch.close)
+        _, call = h.infer_stub(gch).ModelInfer.with_call(req, timeout=10)
+        self.assertEqual(h.replica_of(call), holder.name.replace("replica-", ""))
+        dbg = h.http_json(admin, "/debug/prefix?pool=" + LLM)
+        self.assertEqual(dbg["precise_decisions"], 1, dbg)
 
         self.ctl("conf", "set", "--pool", LLM, "prefix_mode", "estimate")
         est = self.predict(path)
