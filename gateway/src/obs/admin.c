@@ -338,6 +338,22 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
     return reply(conn, status, "text/plain; charset=utf-8", s, (size_t)n, MHD_RESPMEM_MUST_FREE);
 }
 
+/* The answer of a per-pool JSON endpoint: <body> (<len> bytes, owned), or
+ * 404 when <status> says the pool is not in the snapshot, or 500 without a
+ * body. */
+static enum MHD_Result reply_pool_json(struct MHD_Connection *conn, const char *pool, char *body,
+                                       size_t len, unsigned status)
+{
+    if (status == MHD_HTTP_NOT_FOUND) {
+        free(body);
+        return reply_text(conn, status, "no pool '%s' in the routing snapshot (use ?pool=P)\n",
+                          pool ? pool : "");
+    }
+    if (!body)
+        return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -374,23 +390,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "key");
         unsigned status = 0;
         char *body = render_ring(a, pool, key, &len, &status);
-        if (status == MHD_HTTP_NOT_FOUND)
-            return reply_text(conn, status, "no pool '%s' in the routing snapshot (use ?pool=P)\n",
-                              pool ? pool : "");
-        if (!body)
-            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+        return reply_pool_json(conn, pool, body, len, status);
     }
     if (!strcmp(url, "/debug/prefix")) {
         const char *pool = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pool");
         unsigned status = 0;
         char *body = render_prefix(a, pool, &len, &status);
-        if (status == MHD_HTTP_NOT_FOUND)
-            return reply_text(conn, status, "no pool '%s' in the routing snapshot (use ?pool=P)\n",
-                              pool ? pool : "");
-        if (!body)
-            return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        return reply(conn, MHD_HTTP_OK, "application/json", body, len, MHD_RESPMEM_MUST_FREE);
+        return reply_pool_json(conn, pool, body, len, status);
     }
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
                       "not found; try /, /status.json, /metrics, /healthz, /readyz, "
