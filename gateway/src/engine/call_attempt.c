@@ -360,10 +360,14 @@ static void try_timeout_cb(struct gw_timer *t, void *arg)
 {
     struct gw_attempt *a = arg;
     struct gw_call *c = a->call;
-    if (a->finished || c->winner == a)
-        return;
     const struct gw_pool *pool = call__pool(c);
     uint32_t ms = pool ? pool->tun.per_try_timeout_ms : 0;
+    if (a->finished)
+        return;
+    if (c->winner == a) {
+        call__resume_try_timeout(a, ms); /* a resume attempt nothing came from yet */
+        return;
+    }
     call__attempt_cancel(a);
     call__attempt_failed(a, GW_GRPC_UNAVAILABLE, 0, 1,
                          "replica %s did not answer within per_try_timeout_ms (%" PRIu32 " ms)",

@@ -230,9 +230,16 @@ int call__resume_lost(struct gw_attempt *a, int code, const char *fmt, ...)
 void call__resume_leaving(struct gw_attempt *a, const char *why);
 /* A header block of resume attempt <a> (the winner) is complete. */
 void call__resume_headers(struct gw_attempt *a, int end_stream);
-/* The winner's trailers, resume on. Returns 1 when handled (resumed again
- * or ended), 0 when they are to be relayed as they are. */
-int call__resume_trailers(struct gw_attempt *a);
+/* The winner's final header block <h> (its trailers, or the headers of a
+ * trailers-only answer), resume on. Returns 1 when handled (resumed again
+ * or ended), 0 when it is to be relayed as it is. */
+int call__resume_trailers(struct gw_attempt *a, const struct gw_hdrlist *h);
+/* A resume attempt to which the client has no headers yet answers
+ * trailers-only: relayed as such. */
+void call__relay_trailers_only(struct gw_attempt *a);
+/* The per-try timer of the winner <a> fired: a resume attempt nothing
+ * came from yet is lost (per_try_timeout_ms); any other winner goes on. */
+void call__resume_try_timeout(struct gw_attempt *a, uint32_t ms);
 /* Frees the resume state. */
 void call__resume_free(struct gw_call *c);
 

@@ -413,6 +413,9 @@ static void call_start_primary(struct gw_call *c, const struct gw_pool *pool)
     if (pool->tun.route_by == GW_ROUTE_BY_PREFIX && !c->pfx_ready &&
         call__prefix_prepare(c, pool) > 0)
         return; /* c->pfx_wait: the data or the end of the request comes back here */
+    /* Started now, whatever the pool's route_by became while the call waited. */
+    c->pfx_wait = 0;
+    c->pfx_ready = 1;
     if (call__attempt_start(c, pool, NULL, GW_ATTEMPT_PRIMARY) < 0) {
         gw_call_fail(c, c->start_code, "%s", c->start_msg);
         return;

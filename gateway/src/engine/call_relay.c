@@ -252,9 +252,18 @@ void call__on_resp_headers_done(struct gw_up_stream *st, int end_stream)
         attempt_final(a, &a->trailers, 0);
         return;
     }
-    if (c->rs && call__resume_trailers(a))
+    if (c->rs && call__resume_trailers(a, &a->trailers))
         return;
     call__relay_trailers(a);
+}
+
+void call__relay_trailers_only(struct gw_attempt *a)
+{
+    struct gw_call *c = a->call;
+    c->resp_done = 1;
+    gw_loop_timer_cancel(&c->w->loop, &c->deadline_timer);
+    if (call__client_alive(c))
+        submit_held_headers(c, 0);
 }
 
 void call__relay_trailers(struct gw_attempt *a)

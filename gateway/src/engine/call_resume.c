@@ -370,13 +370,15 @@ int call__resume_lost(struct gw_attempt *a, int code, const char *fmt, ...)
                "the request is no longer held (--retry-buffer-bytes, --replay-buffer-total)");
         return 0;
     }
-    if (c->rs->pending) {
+    int counted = c->rs->pending;
+    if (counted) {
         c->rs->pending = 0;
         metric(c, GW_RESUME_FAILED, 0, 0); /* the resume attempt itself was lost */
     }
     if (resume_go(a, 0, cause, why, sizeof(why)))
         return 1;
-    metric(c, GW_RESUME_FAILED, 0, 0);
+    if (!counted)
+        metric(c, GW_RESUME_FAILED, 0, 0);
     gw_log(GW_LOG_INFO, "resume_failed", "{s:I, s:s, s:s, s:s, s:s, s:s}", "call",
            (json_int_t)c->id, "request_id", request_id(c, rid), "pool", c->pool_name, "status",
            gw_grpc_status_name(code), "cause", cause, "reason", why);
@@ -392,6 +394,22 @@ void call__resume_leaving(struct gw_attempt *a, const char *why)
     if (!resume_go(a, 1, why, no, sizeof(no)))
         gw_log(GW_LOG_INFO, "resume_not_moved", "{s:I, s:s, s:s, s:s}", "call", (json_int_t)c->id,
                "replica", call__attempt_addr(a), "cause", why, "reason", no);
+}
+
+void call__resume_try_timeout(struct gw_attempt *a, uint32_t ms)
+{
+    struct gw_call *c = a->call;
+    struct call_resume *rs = c->rs;
+    if (a->kind != GW_ATTEMPT_RESUME || !rs || !rs->pending || c->resp_done || a->hdrs.n ||
+        a->http_status || rs->in_idx != rs->from || rs->hdr_have)
+        return; /* something came: the stream's own timeouts apply */
+    call__attempt_cancel(a);
+    if (!call__resume_lost(a, GW_GRPC_UNAVAILABLE,
+                           "replica %s did not answer within per_try_timeout_ms (%" PRIu32 " ms)",
+                           call__attempt_addr(a), ms))
+        gw_call_fail(c, GW_GRPC_UNAVAILABLE,
+                     "replica %s did not answer within per_try_timeout_ms (%" PRIu32 " ms)",
+                     call__attempt_addr(a), ms);
 }
 
 /* Resume attempt <a> was refused by a replica that does not know
@@ -457,18 +475,25 @@ void call__resume_headers(struct gw_attempt *a, int end_stream)
         return;
     }
     /* Trailers-only: the status is in the headers. */
+    if (call__resume_trailers(a, &a->hdrs))
+        return;
+    if (!c->resp_submitted) {
+        /* The client has no headers yet (the first winner's first message
+         * never came whole): the answer is trailers-only for it too. */
+        call__relay_trailers_only(a);
+        return;
+    }
     struct gw_hdrlist t = a->trailers;
     a->trailers = a->hdrs;
     a->hdrs = t;
-    if (!call__resume_trailers(a))
-        call__relay_trailers(a);
+    call__relay_trailers(a);
 }
 
-int call__resume_trailers(struct gw_attempt *a)
+int call__resume_trailers(struct gw_attempt *a, const struct gw_hdrlist *h)
 {
     struct gw_call *c = a->call;
     struct call_resume *rs = c->rs;
-    int code = call__status_in(&a->trailers);
+    int code = call__status_in(h);
     /* A replica that does not know x-resume-from refuses before any message
      * (trailers-only, or headers then trailers). */
     if (a->kind == GW_ATTEMPT_RESUME && rs->cur == GW_RESUME_CONTINUE &&
