@@ -214,7 +214,7 @@ int main(int argc, char **argv)
     char err[512] = "";
     int status = 0, auth_up = 0, alog_up = 0, ctl_up = 0, started = 0, drained = 0, log_exit = 0;
     int kv_up = 0;
-    struct gw_kvreader kvr = {.stopfd = -1};
+    struct gw_kvreader kvr = {.stopper.fd = -1};
     SSL_CTX *tls = NULL, *up_tls = NULL;
     struct gw_routes *routes = NULL;
     struct gw_watcher ctl;

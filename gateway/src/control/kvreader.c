@@ -9,11 +9,9 @@
 #include "control/kvreader.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -26,9 +24,7 @@
 /* Sleeps up to <ms> unless asked to stop. Returns 1 when stopping. */
 static int reader_wait(struct gw_kvreader *r, int ms)
 {
-    struct pollfd p = {.fd = r->stopfd, .events = POLLIN};
-    poll(&p, 1, ms);
-    return atomic_load(&r->stop);
+    return gw_stopper_wait(&r->stopper, ms);
 }
 
 /* Applies the entries [id, [f, v, ...]] of <entries> to followed pool
@@ -135,7 +131,7 @@ static void *reader_main(void *arg)
     uint64_t role_due = 0; /* Sentinel: next ROLE check (monotonic ms) */
     int cap =
         (int)r->cfg->redis_poll_ms > BACKOFF_MIN_MS ? (int)r->cfg->redis_poll_ms : BACKOFF_MIN_MS;
-    while (!atomic_load(&r->stop)) {
+    while (!gw_stopper_stopping(&r->stopper)) {
         size_t n = gw_kvview_sync(r->view);
         if (n == 0) {
             /* Nothing to follow: hold no connection. */
@@ -202,36 +198,24 @@ int gw_kvreader_start(struct gw_kvreader *r, const struct gw_config *cfg, struct
     memset(r, 0, sizeof(*r));
     r->cfg = cfg;
     r->view = view;
-    r->stopfd = -1;
+    r->stopper.fd = -1;
     if (gw_redis_url_parse(cfg->redis_url, &r->url, err, errlen) < 0)
         return -1;
-    r->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->stopfd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    int rc = gw_stopper_init(&r->stopper);
+    if (rc < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(-rc));
         return -1;
     }
-    int rc = pthread_create(&r->thread, NULL, reader_main, r);
+    rc = gw_stopper_start(&r->stopper, reader_main, r);
     if (rc != 0) {
         snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-        close(r->stopfd);
-        r->stopfd = -1;
+        gw_stopper_stop(&r->stopper);
         return -1;
     }
-    r->started = 1;
     return 0;
 }
 
 void gw_kvreader_stop(struct gw_kvreader *r)
 {
-    if (r->started) {
-        atomic_store(&r->stop, 1);
-        uint64_t one = 1;
-        ssize_t w = write(r->stopfd, &one, sizeof(one));
-        (void)w;
-        pthread_join(r->thread, NULL);
-        r->started = 0;
-    }
-    if (r->stopfd >= 0)
-        close(r->stopfd);
-    r->stopfd = -1;
+    gw_stopper_stop(&r->stopper);
 }

@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/stopper.h"
 #include "base/config.h"
 #include "control/kvview.h"
 #include "control/redisconn.h"
@@ -44,10 +45,7 @@ struct gw_kvreader {
     const struct gw_config *cfg;
     struct gw_kvview *view;
     struct gw_redis_url url;
-    pthread_t thread;
-    int started;
-    int stopfd;
-    atomic_int stop;
+    struct gw_stopper stopper; /* its thread, and how it is told to stop */
     atomic_ullong reconnects;
 };
 

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,9 +246,7 @@ static int report_health(struct gw_watcher *ctl, redisContext *c)
 /* Sleeps up to <ms> unless asked to stop. Returns 1 when stopping. */
 static int ctrl_wait(struct gw_watcher *ctl, int ms)
 {
-    struct pollfd p = {.fd = ctl->stopfd, .events = POLLIN};
-    poll(&p, 1, ms);
-    return atomic_load(&ctl->stop);
+    return gw_stopper_wait(&ctl->stopper, ms);
 }
 
 static void *ctrl_main(void *arg)
@@ -262,7 +259,7 @@ static void *ctrl_main(void *arg)
     char channel[512];
     gw_key_changed(channel, sizeof(channel), cfg->redis_prefix);
 
-    while (!atomic_load(&ctl->stop)) {
+    while (!gw_stopper_stopping(&ctl->stopper)) {
         if (!c) {
             char err[256], addr[300] = "";
             c = gw_redis_connect(&ctl->url, (int)cfg->redis_timeout_ms, addr, sizeof(addr), err,
@@ -327,9 +324,9 @@ static void *ctrl_main(void *arg)
         if (ok) {
             /* Wait for a change message, the next poll, or stop. */
             struct pollfd p[2] = {{.fd = sub->fd, .events = POLLIN},
-                                  {.fd = ctl->stopfd, .events = POLLIN}};
+                                  {.fd = ctl->stopper.fd, .events = POLLIN}};
             int pr = poll(p, 2, (int)cfg->redis_poll_ms);
-            if (atomic_load(&ctl->stop))
+            if (gw_stopper_stopping(&ctl->stopper))
                 break;
             if (pr > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
                 if (redisBufferRead(sub) != REDIS_OK) {
@@ -369,12 +366,12 @@ int gw_watcher_init(struct gw_watcher *ctl, const struct gw_config *cfg, struct 
     memset(ctl, 0, sizeof(*ctl));
     pthread_mutex_init(&ctl->applied_mu, NULL);
     ctl->cfg = cfg;
-    ctl->stopfd = -1;
+    ctl->stopper.fd = -1;
     if (gw_redis_url_parse(cfg->redis_url, &ctl->url, err, errlen) < 0)
         return -1;
-    ctl->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ctl->stopfd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    int src = gw_stopper_init(&ctl->stopper);
+    if (src < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(-src));
         return -1;
     }
     if (cfg->gateway_id[0]) {
@@ -418,25 +415,12 @@ int gw_watcher_start(struct gw_watcher *ctl, struct gw_worker *workers, int nwor
 {
     ctl->workers = workers;
     ctl->nworkers = nworkers;
-    int rc = pthread_create(&ctl->thread, NULL, ctrl_main, ctl);
-    if (rc == 0)
-        ctl->started = 1;
-    return rc;
+    return gw_stopper_start(&ctl->stopper, ctrl_main, ctl);
 }
 
 void gw_watcher_stop(struct gw_watcher *ctl)
 {
-    if (ctl->started) {
-        atomic_store(&ctl->stop, 1);
-        uint64_t one = 1;
-        ssize_t w = write(ctl->stopfd, &one, sizeof(one));
-        (void)w;
-        pthread_join(ctl->thread, NULL);
-        ctl->started = 0;
-    }
-    if (ctl->stopfd >= 0)
-        close(ctl->stopfd);
-    ctl->stopfd = -1;
+    gw_stopper_stop(&ctl->stopper);
     gw_routes_unref(ctl->current);
     gw_routes_unref(ctl->flags);
     ctl->current = ctl->flags = NULL;

@@ -43,6 +43,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/stopper.h"
 #include "base/config.h"
 #include "control/redisconn.h"
 #include "route/route.h"
@@ -64,10 +65,7 @@ struct gw_watcher {
     struct gw_redis_url url;
     struct gw_worker *workers;
     int nworkers;
-    pthread_t thread;
-    int started;
-    int stopfd; /* eventfd: wakes the thread to stop */
-    atomic_int stop;
+    struct gw_stopper stopper;         /* its thread, and how it is told to stop */
     struct gw_routes *current;         /* last snapshot published (our reference) */
     struct gw_routes *flags;           /* the snapshot of the --pool flags */
     struct gw_health_registry *health; /* set by main before gw_watcher_start; may be NULL */
