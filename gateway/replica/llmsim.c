@@ -140,17 +140,9 @@ static int admit(struct rp_llm *sim, uint64_t now, uint64_t work_ns, uint64_t *s
 static int pack_unary(const struct rp_tokens *t, struct rp_reply *out)
 {
     Inference__ModelInferResponse ir = INFERENCE__MODEL_INFER_RESPONSE__INIT;
-    Inference__ModelInferResponse__InferOutputTensor tid =
-        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
-    Inference__ModelInferResponse__InferOutputTensor txt =
-        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
-    Inference__ModelInferResponse__InferOutputTensor *outs[2] = {&tid, &txt};
-    Inference__InferTensorContents cid = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
-    Inference__InferTensorContents ctxt = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
-    int64_t nshape[1] = {t->end}, one[1] = {1};
+    struct rp_token_outputs o;
     int64_t *ids = malloc((size_t)t->end * sizeof(*ids));
     char *text = malloc((size_t)t->end * 16 + 1);
-    ProtobufCBinaryData tb;
     size_t off = 0;
 
     if (!ids || !text) {
@@ -167,27 +159,12 @@ static int pack_unary(const struct rp_tokens *t, struct rp_reply *out)
         memcpy(text + off, tok, l);
         off += l;
     }
-    tb.data = (uint8_t *)text;
-    tb.len = off;
-    cid.n_int64_contents = (size_t)t->end;
-    cid.int64_contents = ids;
-    tid.name = "token_id";
-    tid.datatype = "INT64";
-    tid.n_shape = 1;
-    tid.shape = nshape;
-    tid.contents = &cid;
-    ctxt.n_bytes_contents = 1;
-    ctxt.bytes_contents = &tb;
-    txt.name = "text";
-    txt.datatype = "BYTES";
-    txt.n_shape = 1;
-    txt.shape = one;
-    txt.contents = &ctxt;
+    rp_token_outputs_init(&o, ids, (size_t)t->end, text, off);
     ir.model_name = t->model;
     ir.model_version = RP_MODEL_VERSION;
     ir.id = t->id;
     ir.n_outputs = 2;
-    ir.outputs = outs;
+    ir.outputs = o.outs;
     out->msg_len = protobuf_c_message_get_packed_size(&ir.base);
     out->msg = malloc(out->msg_len + 1);
     if (out->msg)

@@ -124,46 +124,55 @@ void rp_tokens_text(uint32_t id, char buf[16])
     buf[off] = '\0'; /* ids < 32768: at most 3 syllables, 7 bytes */
 }
 
+void rp_token_outputs_init(struct rp_token_outputs *o, int64_t *ids, size_t n, const char *text,
+                           size_t textlen)
+{
+    Inference__ModelInferResponse__InferOutputTensor ot =
+        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
+    Inference__InferTensorContents oc = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
+
+    o->tid = o->txt = ot;
+    o->cid = o->ctxt = oc;
+    o->outs[0] = &o->tid;
+    o->outs[1] = &o->txt;
+    o->nshape[0] = (int64_t)n;
+    o->one[0] = 1;
+    o->text.data = (uint8_t *)text;
+    o->text.len = textlen;
+
+    o->cid.n_int64_contents = n;
+    o->cid.int64_contents = ids;
+    o->tid.name = "token_id";
+    o->tid.datatype = "INT64";
+    o->tid.n_shape = 1;
+    o->tid.shape = o->nshape;
+    o->tid.contents = &o->cid;
+
+    o->ctxt.n_bytes_contents = 1;
+    o->ctxt.bytes_contents = &o->text;
+    o->txt.name = "text";
+    o->txt.datatype = "BYTES";
+    o->txt.n_shape = 1;
+    o->txt.shape = o->one;
+    o->txt.contents = &o->ctxt;
+}
+
 int rp_tokens_pack(const struct rp_tokens *t, long index, uint8_t **out, size_t *len)
 {
     Inference__ModelStreamInferResponse resp = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
     Inference__ModelInferResponse ir = INFERENCE__MODEL_INFER_RESPONSE__INIT;
-    Inference__ModelInferResponse__InferOutputTensor tid =
-        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
-    Inference__ModelInferResponse__InferOutputTensor txt =
-        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
-    Inference__ModelInferResponse__InferOutputTensor *outs[2] = {&tid, &txt};
-    Inference__InferTensorContents cid = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
-    Inference__InferTensorContents ctxt = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
+    struct rp_token_outputs o;
     Inference__InferParameter pv = INFERENCE__INFER_PARAMETER__INIT;
     Inference__ModelInferResponse__ParametersEntry pe =
         INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT;
     Inference__ModelInferResponse__ParametersEntry *pp = &pe;
-    int64_t shape[1] = {1}, id_value;
+    int64_t id_value;
     char text[16];
-    ProtobufCBinaryData text_bytes;
     uint32_t id = rp_tokens_id(t->key, index);
 
     rp_tokens_text(id, text);
     id_value = id;
-    text_bytes.data = (uint8_t *)text;
-    text_bytes.len = strlen(text);
-
-    cid.n_int64_contents = 1;
-    cid.int64_contents = &id_value;
-    tid.name = "token_id";
-    tid.datatype = "INT64";
-    tid.n_shape = 1;
-    tid.shape = shape;
-    tid.contents = &cid;
-
-    ctxt.n_bytes_contents = 1;
-    ctxt.bytes_contents = &text_bytes;
-    txt.name = "text";
-    txt.datatype = "BYTES";
-    txt.n_shape = 1;
-    txt.shape = shape;
-    txt.contents = &ctxt;
+    rp_token_outputs_init(&o, &id_value, 1, text, strlen(text));
 
     pv.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
     pv.int64_param = index;
@@ -176,7 +185,7 @@ int rp_tokens_pack(const struct rp_tokens *t, long index, uint8_t **out, size_t 
     ir.n_parameters = 1;
     ir.parameters = &pp;
     ir.n_outputs = 2;
-    ir.outputs = outs;
+    ir.outputs = o.outs;
     resp.infer_response = &ir;
 
     *len = protobuf_c_message_get_packed_size(&resp.base);

@@ -55,6 +55,20 @@ uint32_t rp_tokens_id(uint64_t key, long index);
 /* Writes token <id>'s text (NUL-terminated, at most 16 bytes) into <buf>. */
 void rp_tokens_text(uint32_t id, char buf[16]);
 
+/* The two outputs of a token model's response, token_id (INT64, shape [n])
+ * and text (BYTES, shape [1]), over caller-owned ids and text. */
+struct rp_token_outputs {
+    Inference__ModelInferResponse__InferOutputTensor tid, txt, *outs[2];
+    Inference__InferTensorContents cid, ctxt;
+    ProtobufCBinaryData text;
+    int64_t nshape[1], one[1];
+};
+
+/* Fills <o> for ids[0..n) and text[0..textlen); then ir.n_outputs = 2,
+ * ir.outputs = o->outs. <o> points into itself: do not copy it. */
+void rp_token_outputs_init(struct rp_token_outputs *o, int64_t *ids, size_t n, const char *text,
+                           size_t textlen);
+
 /* Packs message <index> of <t> into a malloc'd buffer (*out, *len; the
  * caller frees it). Returns 0, or -1 when out of memory. */
 int rp_tokens_pack(const struct rp_tokens *t, long index, uint8_t **out, size_t *len);
