@@ -193,21 +193,19 @@ struct call_resume {
     uint32_t remaining;      /* its payload bytes still to come */
     uint8_t hdr[5];
     uint8_t hdr_have;               /* bytes of its prefix seen */
-    uint8_t mode;                   /* the pool's: GW_RESUME_REPLAY or GW_RESUME_CONTINUE */
-    uint8_t cur;                    /* the current attempt's (continue falls back to replay) */
+    uint8_t cur;                    /* the mode: the pool's, until continue falls back to replay */
     struct gw_bufq partial;         /* the winner's message coming in, held until whole */
     const struct gw_attempt *first; /* the winner whose headers the client got */
     uint64_t owed;                  /* winner bytes not yet given back to its stream window */
     uint64_t win_in_buf;            /* winner bytes in c->respbuf */
     uint64_t stale;                 /* bytes at respbuf's front from earlier winners */
     uint64_t lost_ns;               /* when the stream was lost; 0 = not resuming */
-    uint64_t dropped_bytes;         /* replayed bytes checked and dropped */
-    uint32_t dropped_msgs;
-    uint32_t skipped_msgs; /* messages continue attempts did not send again */
-    uint32_t from;         /* where the pending resume attempt started */
-    uint32_t resumes;      /* resume attempts started */
-    unsigned pending : 1;  /* a resume attempt awaits its outcome */
-    unsigned full : 1;     /* too many messages to hash: no more resumes */
+    uint32_t dropped_msgs;          /* replayed messages checked and dropped */
+    uint32_t skipped_msgs;          /* messages continue attempts did not send again */
+    uint32_t from;                  /* where the pending resume attempt started */
+    uint32_t resumes;               /* resume attempts started */
+    unsigned pending : 1;           /* a resume attempt awaits its outcome */
+    unsigned full : 1;              /* too many messages to hash: no more resumes */
 };
 
 /* At the commit point: turns resume on for the call when its pool wants it

@@ -54,7 +54,7 @@ int call__resume_commit(struct gw_call *c)
                "out of memory");
         return 0;
     }
-    rs->mode = rs->cur = (uint8_t)mode;
+    rs->cur = (uint8_t)mode;
     rs->first = c->winner;
     gw_bufq_init(&rs->partial);
     c->rs = rs;
@@ -195,7 +195,6 @@ static int message_done(struct gw_call *c)
         }
         rs->in_idx++;
         rs->dropped_msgs++;
-        rs->dropped_bytes += size;
         metric(c, -1, 0, size);
         return 0;
     }
