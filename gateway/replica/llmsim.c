@@ -25,6 +25,7 @@
 
 struct resv {
     uint64_t start, end;
+    uint32_t blocks; /* the request's prompt blocks, held while it runs */
 };
 
 struct rp_llm {
@@ -83,20 +84,27 @@ static int is_llm(const struct rp_llm *sim, const char *name)
 
 /* --- the schedule --------------------------------------------------------------- */
 
-static void purge(struct rp_llm *sim, uint64_t now, long *running, long *queued)
+/* Drops the ended reservations; counts the running and the queued ones and
+ * the blocks the running ones hold (<held> may be NULL). */
+static void purge(struct rp_llm *sim, uint64_t now, long *running, long *queued, uint64_t *held)
 {
+    uint64_t h = 0;
     *running = *queued = 0;
     for (size_t i = 0; i < sim->nresv;) {
         if (sim->resv[i].end <= now) {
             sim->resv[i] = sim->resv[--sim->nresv];
             continue;
         }
-        if (sim->resv[i].start > now)
+        if (sim->resv[i].start > now) {
             (*queued)++;
-        else
+        } else {
             (*running)++;
+            h += sim->resv[i].blocks;
+        }
         i++;
     }
+    if (held)
+        *held = h;
 }
 
 static double rate_at(const struct rp_llm *sim, uint64_t now)
@@ -107,14 +115,14 @@ static double rate_at(const struct rp_llm *sim, uint64_t now)
 
 /* Reserves a slot for <work_ns>: 0 with *start_ns set, or -1 (queue full)
  * with the refusal in <err>. Mutex held. */
-static int admit(struct rp_llm *sim, uint64_t now, uint64_t work_ns, uint64_t *start_ns,
-                 struct rp_error *err)
+static int admit(struct rp_llm *sim, uint64_t now, uint64_t work_ns, uint32_t blocks,
+                 uint64_t *start_ns, struct rp_error *err)
 {
     const struct rp_config *cfg = sim->cfg;
     long running, queued;
     size_t best = 0;
 
-    purge(sim, now, &running, &queued);
+    purge(sim, now, &running, &queued, NULL);
     for (size_t i = 1; i < (size_t)cfg->max_batch; i++) {
         if (sim->slot_free[i] < sim->slot_free[best])
             best = i;
@@ -126,7 +134,7 @@ static int admit(struct rp_llm *sim, uint64_t now, uint64_t work_ns, uint64_t *s
                        "queued (--max-queue %ld)",
                        cfg->id, running, cfg->max_batch, queued, cfg->max_queue);
     sim->slot_free[best] = start + work_ns;
-    sim->resv[sim->nresv++] = (struct resv){start, start + work_ns};
+    sim->resv[sim->nresv++] = (struct resv){start, start + work_ns, blocks};
     sim->rate = rate_at(sim, now) + 1.0;
     sim->rate_at = now;
     *start_ns = start;
@@ -236,7 +244,7 @@ static int plan(struct rp_llm *sim, const uint8_t *p, size_t len,
     uint64_t prefill = (uint64_t)uncached * (uint64_t)cfg->prefill_us_per_unit * 1000ull;
     uint64_t token = (uint64_t)cfg->decode_us_per_token * 1000ull;
     now = gw_now_ns();
-    rc = admit(sim, now, prefill + token * (uint64_t)t->end, &start, err);
+    rc = admit(sim, now, prefill + token * (uint64_t)t->end, (uint32_t)c->n, &start, err);
     pthread_mutex_unlock(&sim->mu);
     if (rc < 0)
         return -1;
@@ -358,19 +366,28 @@ size_t rp_llm_orca_bin(uint8_t *buf, double cpu, double rps, double kv_usage, do
 void rp_llm_trailers(struct rp_llm *sim, const struct rp_llm_kv *kv, struct rp_llm_trailers *out)
 {
     long running, queued;
-    double usage, rps;
+    uint64_t held;
+    double rps;
     uint64_t now = gw_now_ns();
 
     pthread_mutex_lock(&sim->mu);
-    purge(sim, now, &running, &queued);
-    usage = (double)sim->cache.used / (double)sim->cache.capacity;
+    purge(sim, now, &running, &queued, &held);
     rps = rate_at(sim, now);
     pthread_mutex_unlock(&sim->mu);
     /* Sampled as the call ends, when its own reservation has (about) run
-     * out: it is counted as running, within the bound. */
-    if (running < sim->cfg->max_batch)
+     * out: it is counted as running, within the bound, and so are its
+     * blocks. */
+    if (running < sim->cfg->max_batch) {
         running++;
+        held += (uint64_t)kv->prompt_blocks;
+    }
     double cpu = (double)running / (double)sim->cfg->max_batch;
+    /* As vLLM's kv_cache_usage: the blocks the running requests hold. Cached
+     * blocks no request holds are free (evictable) and do not count, so a
+     * full cache of idle prefixes is not load. */
+    double usage = (double)held / (double)sim->cache.capacity;
+    if (usage > 1.0)
+        usage = 1.0;
     snprintf(out->prompt_blocks, sizeof(out->prompt_blocks), "%ld", kv->prompt_blocks);
     snprintf(out->hit_blocks, sizeof(out->hit_blocks), "%ld", kv->hit_blocks);
     snprintf(out->prompt_units, sizeof(out->prompt_units), "%ld", kv->prompt_units);

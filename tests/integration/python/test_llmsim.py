@@ -183,9 +183,11 @@ class LlmSimTest(unittest.TestCase):
         # B's 6 blocks evict A's 4 least recently used, A's tail blocks.
         self.assertEqual(infer(ch, request(b))[1]["x-kv-hit-blocks"], "0")
         self.assertEqual(infer(ch, request(a))[1]["x-kv-hit-blocks"], "2")
+        # The cache is full (8 of 8 blocks), but usage counts only the blocks
+        # running requests hold (vLLM's kv_cache_usage): B's 6 of 8.
         tr = infer(ch, request(b))[1]
         self.assertEqual(parse_orca_text(tr["endpoint-load-metrics"])
-                         ["named_metrics.kv_cache_usage"], 1.0)
+                         ["named_metrics.kv_cache_usage"], 0.75)
 
     def test_token_ids_and_metadata(self):
         """A prompt of INT64 ids in --prefix-input: units are ids, blocks of 4
