@@ -20,7 +20,8 @@
  * the call walk the ring from that point too. The chosen replica's chain is
  * then recorded in the estimation index.
  * least_loaded: power of two choices (route/orca.h) among the eligible
- * replicas on this worker's in-flight count and the reported load.
+ * replicas on the in-flight count (every worker's calls, from the health
+ * record) and the reported load.
  * Loop thread only; the scratch belongs to the worker.
  */
 #include "engine/call_int.h"
@@ -211,10 +212,10 @@ static size_t eligible_cands(struct gw_call *c, const struct gw_pool *pool,
         s->cidx[k] = ridx;
         s->keys[k] = up_key(up);
         s->cands[k].key = s->keys[k];
-        s->cands[k].inflight = up->inflight;
+        s->cands[k].inflight = gw_health_inflight(up->health);
         s->cands[k].matched = 0;
         s->cands[k].load = gw_health_load(up->health, now);
-        *total += up->inflight;
+        *total += s->cands[k].inflight;
         k++;
     }
     return k;

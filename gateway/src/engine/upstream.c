@@ -410,6 +410,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     struct gw_up_stream *list = uc->streams;
     uc->streams = NULL;
     up->inflight -= (uint32_t)uc->nstreams;
+    gw_health_inflight_add(up->health, -(int32_t)uc->nstreams);
     gw_metrics_inflight_add(up->metrics, -(int64_t)uc->nstreams);
     gw_metrics_set_reachable(up->metrics, any_connected(up));
     uc->nstreams = 0;
@@ -799,6 +800,7 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_up_stream *st, const
     uc->streams = st;
     uc->nstreams++;
     uc->up->inflight++;
+    gw_health_inflight_add(uc->up->health, 1);
     gw_metrics_inflight_add(uc->up->metrics, 1);
     gw_conn_mark_dirty(&uc->conn);
     return sid;
@@ -828,6 +830,7 @@ void gw_upstream_detach(struct gw_up_stream *st)
     st->prev = st->next = NULL;
     uc->nstreams--;
     uc->up->inflight--;
+    gw_health_inflight_add(uc->up->health, -1);
     gw_metrics_inflight_add(uc->up->metrics, -1);
     gw_upstream_conn_idle(uc);
 }

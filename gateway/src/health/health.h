@@ -162,7 +162,27 @@ struct gw_health {
 
     /* availability: under reg->mu (gw_health_avail_sync) */
     struct gw_health_avail avail;
+
+    /* Calls in flight to the replica, every worker's together (each worker
+     * adds its streams as they open and close): the load bounded loads,
+     * the prefix decision and least_loaded compare. Padded off the fields
+     * above (a cache line), so the writes of every call do not evict the
+     * line every eligibility check reads. */
+    char pad[64];
+    _Atomic uint32_t inflight;
 };
+
+/* The replica's calls in flight, all workers together. Any thread. */
+static inline uint32_t gw_health_inflight(const struct gw_health *h)
+{
+    return atomic_load_explicit(&h->inflight, memory_order_relaxed);
+}
+
+/* <delta> streams to the replica opened (> 0) or closed (< 0). Any thread. */
+static inline void gw_health_inflight_add(struct gw_health *h, int32_t delta)
+{
+    atomic_fetch_add_explicit(&h->inflight, (uint32_t)delta, memory_order_relaxed);
+}
 
 /* A report older than this no longer counts: the load reads -1. */
 #define GW_HEALTH_LOAD_STALE_MS 5000
