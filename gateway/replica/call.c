@@ -399,8 +399,8 @@ static void pump(struct call *c)
                 continue;
             }
             /* --token-ms or the decode time: a pause before each message
-             * but the first sent (before the first too with gap_first). */
-            if (j->gap_ns && (j->sent > 0 || j->gap_first) && !j->gap_over &&
+             * but the first sent. */
+            if (j->gap_ns && j->sent > 0 && !j->gap_over &&
                 gw_timer_heap_add(&w->timers, &c->timer, gw_now_ns() + j->gap_ns) == 0) {
                 j->gap_over = 1;
                 break;
@@ -462,9 +462,11 @@ static void handle_request(struct call *c, const uint8_t *p, size_t len)
             rp_llm_call_free(lc);
         } else if (lc) {
             j->llm = lc;
-            j->delay_ns += lc->delay_ns;
+            /* One wait for the queue, the prefill and the first token
+             * (two timers in a row would add the loop's wake-up lag twice
+             * to every time to first token). */
+            j->delay_ns += lc->delay_ns + lc->gap_ns;
             j->gap_ns = lc->gap_ns;
-            j->gap_first = 1;
             c->kv = lc->kv;
             c->has_kv = 1;
         }

@@ -54,9 +54,9 @@ struct slot {
  * or the messages of the token stream <tok>, then, if <final>, the status
  * <code>/<detail>. <sent> counts the messages sent (not those skipped for
  * x-resume-from). <delay_ns> comes before the first message, <gap_ns>
- * before each one but the first (before the first too with <gap_first>).
- * <llm>: an LLM simulation request (llmsim.h), whose blocks enter the
- * cache once <delay_ns> (queue and prefill) is over. */
+ * before each one but the first. <llm>: an LLM simulation request
+ * (llmsim.h), whose <delay_ns> is the queue, the prefill and the first
+ * token, and whose blocks enter the cache once it is over. */
 struct job {
     struct job *next;
     grpc_slice msg;
@@ -67,7 +67,7 @@ struct job {
     struct rp_llm_call *llm;
     grpc_status_code code;
     char *detail; /* NULL for OK */
-    unsigned started : 1, final : 1, injected : 1, gap_over : 1, gap_first : 1, prefilled : 1;
+    unsigned started : 1, final : 1, injected : 1, gap_over : 1, prefilled : 1;
 };
 
 struct call {
