@@ -253,10 +253,31 @@ static char *render_ring(struct gw_admin *a, const char *pool, const char *key, 
     return s;
 }
 
+/* The load inputs of pool <p>'s decisions, per ring replica: address,
+ * calls in flight (every worker's, the count bounded loads, the prefix
+ * decision and least_loaded compare) and the reported load (null when
+ * none is fresh). */
+static json_t *decision_inputs(struct gw_admin *a, const struct gw_routes *rt,
+                               const struct gw_pool *p)
+{
+    uint64_t now = gw_now_ns();
+    json_t *arr = json_array();
+    for (size_t j = 0; arr && j < p->ring.nreplicas; j++) {
+        const char *addr = rt->replicas[p->replica_ids[j]].addr;
+        struct gw_health *h = a->health ? gw_health_find(a->health, addr) : NULL;
+        double load = h ? gw_health_load(h, now) : -1;
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:o}", "address", addr, "inflight",
+                                             (json_int_t)(h ? gw_health_inflight(h) : 0), "load",
+                                             load >= 0 ? json_real(load) : json_null()));
+    }
+    return arr;
+}
+
 /* /debug/prefix?pool=P: pool P's prefix routing — route_by, prefix_mode,
  * whether the precise view is usable now, the shared estimation index (all
- * pools: entries, bytes, capacity, lookups, hits) and the pool's decision
- * counters. NULL with *status 404 for an unknown pool. */
+ * pools: entries, bytes, capacity, lookups, hits), the pool's decision
+ * counters and each replica's load inputs (decision_inputs). NULL with
+ * *status 404 for an unknown pool. */
 static char *render_prefix(struct gw_admin *a, const char *pool, size_t *len, unsigned *status)
 {
     struct gw_routes *rt = a->nworkers ? gw_metrics_get_routes(a->ms[0]) : NULL;
@@ -297,6 +318,7 @@ static char *render_prefix(struct gw_admin *a, const char *pool, size_t *len, un
         json_object_set_new(dec, gw_pfx_decision_name((enum gw_pfx_decision)i),
                             json_integer(pp ? (json_int_t)atomic_load(&pp->decisions[i]) : 0));
     json_object_set_new(root, "decisions", dec);
+    json_object_set_new(root, "replicas", decision_inputs(a, rt, p));
     json_object_set_new(root, "precise_decisions",
                         json_integer(pp ? (json_int_t)atomic_load(&pp->precise_used) : 0));
     json_object_set_new(root, "precise_unusable",

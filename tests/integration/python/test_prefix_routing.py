@@ -6,7 +6,7 @@ replica, different system prompts spread, a prompt in several DATA frames
 works, a prompt without the input falls back to the ring (and is counted),
 a compressed one too, two gateways send a first-time prefix to the same
 replica, bounded load moves calls off the favourite, least_loaded spreads
-concurrent calls.
+concurrent calls, and the decisions count every worker's calls in flight.
 ORCA load reports come from stand-in replicas (h2replica.py) that put them in
 their trailers: the reported load shows in infergw_replica_load, a bad report
 is counted, and least_loaded avoids the replica that reports a high load
@@ -77,6 +77,7 @@ class PrefixRoutingTest(unittest.TestCase):
         admin = h.free_port()
         gw = h.start_gateway({}, "--redis", self.url, "--admin", "127.0.0.1:%d" % admin)
         self.addCleanup(gw.stop)
+        self.gw_addr = gw.addr
         ch = h.channel(gw.addr)
         self.addCleanup(ch.close)
         call = ch.stream_stream(METHOD, request_serializer=h.pb.ModelInferRequest.SerializeToString,
@@ -195,6 +196,52 @@ class PrefixRoutingTest(unittest.TestCase):
         self.assertEqual(set(seen), set(self.rid.values()), dict(seen))
         self.assertLessEqual(max(seen.values()), 6, dict(seen))
 
+    def test_in_flight_counts_every_worker(self):
+        """The decisions weigh the calls in flight from every worker (the
+        harness's gateway has two, each with its own listener): four long
+        streams held on one connection on replica A (one prompt, pool llm
+        without bounded loads), then four held least_loaded streams, each on
+        a connection of its own, over a pool of A and B: all four go to B
+        (power of two choices over two replicas takes the one with fewer
+        calls, and A has four). With each worker's own count, a connection
+        on the other worker would see A idle and send calls there. Then
+        /debug/prefix shows the counts /debug/replicas shows."""
+        call, admin = self.gateway()
+        self.ctl("conf", "set", "--pool", POOL, "balance_factor", "0")
+        sp = system_prompt(5)
+        a = self.ask(call, request(sp + b" warm"))
+        addr = {rid: ad for ad, rid in self.rid.items()}
+        b = sorted(r for r in self.rid.values() if r != a)[0]
+        self.ctl("replica", "remove", LL_POOL,
+                 next(ad for ad, rid in self.rid.items() if rid not in (a, b)))
+        h.wait_for(lambda: len(h.http_json(admin, "/debug/prefix?pool=" + LL_POOL)["replicas"])
+                   == 2, 10)
+
+        def hold(call, req):
+            it = call(iter([req]), timeout=30)
+            next(it)  # the attempt is open: it counts
+            self.addCleanup(it.cancel)
+            return h.md_get(it.initial_metadata(), "x-replica-id")
+
+        on_a = [hold(call, request(sp + b" held %d" % i, max_tokens=400)) for i in range(4)]
+        self.assertEqual(on_a, [a] * 4)
+        seen = []
+        for i in range(4):
+            # A subchannel of its own, so a TCP connection of its own, which
+            # the kernel gives to either worker's listener.
+            ch = h.channel(self.gw_addr, ("grpc.use_local_subchannel_pool", 1))
+            self.addCleanup(ch.close)
+            ll = ch.stream_stream(METHOD,
+                                  request_serializer=h.pb.ModelInferRequest.SerializeToString,
+                                  response_deserializer=None)
+            seen.append(hold(ll, request(b"ll %d" % i, model=LL_POOL, max_tokens=400)))
+        self.assertEqual(seen, [b] * 4)
+        inputs = {r["address"]: r["inflight"]
+                  for r in h.http_json(admin, "/debug/prefix?pool=" + LL_POOL)["replicas"]}
+        self.assertEqual(inputs, {addr[a]: 4, addr[b]: 4})
+        summed = {r["address"]: r["inflight"]
+                  for r in h.http_json(admin, "/debug/replicas")["replicas"] if r["address"] in inputs}
+        self.assertEqual(summed, inputs)
 
 def orca_bin(cpu, kv):
     """base64 of an OrcaLoadReport: cpu_utilization (1), named_metrics (8)
