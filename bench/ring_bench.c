@@ -4,9 +4,11 @@
  * For rings of 10, 100 and 1,000 replicas x 100 vnodes it times, on one
  * thread: gw_ring_pick (the plain clockwise walk), gw_ring_pick_bounded
  * (bounded loads, c = 1.25, which also counts the eligible replicas and their
- * calls in flight on every pick), gw_ring_pick_tallied (the same answers
- * from running totals the caller keeps: no census) and gw_ring_pick_capped
- * (bounded loads with the cap computed by the caller), each with the key's
+ * calls in flight on every pick), gw_ring_pick_capped (bounded loads with
+ * a cap given) and "gateway": the gateway's ring pick, which computes the
+ * floored cap (gw_ring_load_cap_floor) from the running totals it keeps
+ * (struct gw_ring_tally, engine/poolload.h) on every pick and walks with
+ * gw_ring_pick_capped: no census, each with the key's
  * hash (gw_key_hash32, XXH3-64) inside the timed loop and without it (points
  * hashed beforehand); first, what one hash of a key costs, the key hash and
  * the ring tokens' SHA-256 (gw_hash32, the key hash before 1.0). Keys are
@@ -51,9 +53,9 @@ static int healthy(uint32_t idx, void *ctx)
     return ((const unsigned char *)ctx)[idx];
 }
 
-enum op { OP_PICK, OP_BOUNDED, OP_TALLIED, OP_CAPPED };
+enum op { OP_PICK, OP_BOUNDED, OP_CAPPED, OP_GATEWAY };
 static const char *const op_names[] = {"gw_ring_pick", "gw_ring_pick_bounded",
-                                       "gw_ring_pick_tallied", "gw_ring_pick_capped"};
+                                       "gw_ring_pick_capped", "gateway (floor+capped)"};
 
 struct bench {
     const struct gw_ring *ring;
@@ -84,12 +86,13 @@ static uint64_t run(const struct bench *b, enum op op, int hash, size_t from, si
         case OP_BOUNDED:
             r = gw_ring_pick_bounded(b->ring, point, healthy, b->up, NULL, 0, b->inflight, 1.25);
             break;
-        case OP_TALLIED:
-            r = gw_ring_pick_tallied(b->ring, point, healthy, b->up, NULL, 0, b->inflight,
-                                     &b->tally, 1.25);
-            break;
-        default:
+        case OP_CAPPED:
             r = gw_ring_pick_capped(b->ring, point, healthy, b->up, NULL, 0, b->inflight, b->cap);
+            break;
+        default: /* what call__attempt_start does per pick (engine/poolload.h) */
+            r = gw_ring_pick_capped(
+                b->ring, point, healthy, b->up, NULL, 0, b->inflight,
+                gw_ring_load_cap_floor(b->tally.inflight, b->tally.n_eligible, 1.25));
             break;
         }
         sum += (uint64_t)r;
@@ -115,6 +118,32 @@ static double measure(const struct bench *b, enum op op, int hash, double min_s,
         } while (t < min_s);
         if ((double)done / t > best)
             best = (double)done / t;
+    }
+    return best;
+}
+
+/* Nanoseconds per census of <b>'s ring (gw_ring_tally_census with the
+ * eligibility callback), which the gateway takes at most once per
+ * millisecond per pool and worker; best of three runs of at least <min_s>
+ * seconds. */
+static double census_ns(const struct bench *b, double min_s, uint64_t *sink)
+{
+    double best = 0;
+
+    for (int rep = 0; rep < 3; rep++) {
+        size_t done = 0;
+        double t0 = now_s(), t;
+
+        do {
+            struct gw_ring_tally t1;
+
+            gw_ring_tally_census(&t1, b->ring, healthy, b->up, b->inflight);
+            *sink += t1.inflight;
+            done++;
+            t = now_s() - t0;
+        } while (t < min_s);
+        if (best == 0 || t * 1e9 / (double)done < best)
+            best = t * 1e9 / (double)done;
     }
     return best;
 }
@@ -203,10 +232,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: infergw-ring-bench [--ms N]\n"
                "  Prints ring lookups per second for 10, 100 and 1000 replicas x 100 vnodes:\n"
-               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25), gw_ring_pick_tallied (its\n"
-               "  running-total form) and gw_ring_pick_capped, with\n"
+               "  gw_ring_pick, gw_ring_pick_bounded (c = 1.25), gw_ring_pick_capped and\n"
+               "  the gateway's pick (floored cap from running totals + capped walk), with\n"
                "  the key's gw_key_hash32 (XXH3-64) timed and without it, after the cost of\n"
-               "  one key hash and of one SHA-256 (gw_hash32); then the share of keys\n"
+               "  one key hash and of one SHA-256 (gw_hash32), and what one census of\n"
+               "  the ring costs; then the share of keys\n"
                "  that move when a replica joins, leaves or is passed over.\n"
                "  --ms N   minimum milliseconds per run, best of 3 runs [300]\n"
                "  example: infergw-ring-bench --ms 1000\n");
@@ -290,7 +320,7 @@ int main(int argc, char **argv)
             .cap = gw_ring_load_cap(total, n, 1.25),
         };
         gw_ring_tally_census(&b.tally, &ring, healthy, up, inflight);
-        for (int op = OP_PICK; op <= OP_CAPPED; op++) {
+        for (int op = OP_PICK; op <= OP_GATEWAY; op++) {
             for (int hash = 1; hash >= 0; hash--) {
                 double rate = measure(&b, (enum op)op, hash, min_s, &sink);
 
@@ -299,6 +329,9 @@ int main(int argc, char **argv)
                 fflush(stdout);
             }
         }
+        printf("%-9zu census (gateway: once per ms per pool and worker): %.0f ns\n", n,
+               census_ns(&b, min_s, &sink));
+        fflush(stdout);
         gw_ring_free(&ring);
         free(names);
         free(addrs);

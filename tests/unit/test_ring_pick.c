@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the picks of gateway/src/route/ring.c: pinned picks, the
  * load cap, the bounded pick (pinned answers, off switch, a reference walk,
- * the census, the fallback that never refuses), the running tally against
- * a straightforward reference under random changes, the lookup index against
- * a linear scan, and bounded load under a Zipf stream. Building, lookups and
+ * the census, the fallback that never refuses), the running tally and the
+ * capped pick (plain and floored cap) against a straightforward reference
+ * under random changes, the floor keeping a light key on its replica, the
+ * lookup index against a linear scan, and bounded load under a Zipf stream. Building, lookups and
  * shares are tested in test_ring.c. All randomness comes from a fixed-seed
  * generator, so every run sees the same keys. */
 #include <errno.h>
@@ -436,11 +437,12 @@ static void test_index_matches_linear_scan(void **state)
 /* The straightforward bounded pick, written without ring.c's walk: scan
  * every point for the first at or after <point>, go once round the ring,
  * count eligible replicas on a point (excluded ones too) and their calls,
- * cap = ceil(num/4 x (total + 1) / n) by integer arithmetic (num 0 = no
- * bound), then the first eligible, non-excluded replica within the cap, else
- * the first eligible, non-excluded one. */
+ * cap = ceil(num/4 x (total + 1) / n) by integer arithmetic, raised to
+ * <floor> (num 0 = no bound), then the first eligible, non-excluded replica
+ * within the cap, else the first eligible, non-excluded one. */
 static int reference_bounded(const struct gw_ring *r, uint32_t point, uint64_t ok,
-                             const uint32_t *ex, size_t nex, const uint32_t *inflight, uint64_t num)
+                             const uint32_t *ex, size_t nex, const uint32_t *inflight, uint64_t num,
+                             uint64_t floor)
 {
     uint64_t n = 0, total = 0, cap = UINT64_MAX;
     size_t start = 0;
@@ -455,6 +457,8 @@ static int reference_bounded(const struct gw_ring *r, uint32_t point, uint64_t o
         return GW_ENOREPLICA;
     if (num)
         cap = (num * (total + 1) + 4 * n - 1) / (4 * n);
+    if (num && cap < floor)
+        cap = floor;
     while (start < r->npoints && r->points[start].token < point)
         start++;
     for (size_t k = 0; k < r->npoints; k++) {
@@ -473,15 +477,17 @@ static int reference_bounded(const struct gw_ring *r, uint32_t point, uint64_t o
     return first;
 }
 
-/* A tally kept running through random changes of eligibility and load
- * always equals the census, and the tallied pick always gives the reference
- * answer, which is also gw_ring_pick_bounded's, over random rings (weights
- * 0 included), loads, exclusions and balance factors. */
-static void test_tallied_matches_reference(void **state)
+/* A tally kept running as the gateway keeps it (a census when eligibility
+ * changes, in-flight changes of counted replicas added in between) always
+ * equals the census; the capped pick with the tally's cap gives the
+ * reference answer, which is also gw_ring_pick_bounded's, and with the
+ * floored cap the floored reference's, over random rings (weights 0
+ * included), loads, exclusions and balance factors. */
+static void test_running_tally_matches_reference(void **state)
 {
     static const uint64_t nums[] = {0, 3, 4, 5, 8}; /* c = num / 4 */
     uint64_t seed = 15;
-    long picks = 0, passed_over = 0, fell_back = 0;
+    long picks = 0, passed_over = 0, fell_back = 0, floor_kept = 0;
 
     (void)state;
     for (int round = 0; round < 60; round++) {
@@ -504,14 +510,12 @@ static void test_tallied_matches_reference(void **state)
             size_t nex = (size_t)(rng_next(&seed) % 3);
             uint32_t point = (uint32_t)rng_next(&seed);
             uint64_t num = nums[rng_next(&seed) % 5];
+            double f = (double)num / 4;
             int want, got;
 
-            if (rng_next(&seed) % 4 == 0) { /* eligibility flips */
-                if (e.ok >> idx & 1)
-                    gw_ring_tally_leave(&t, &r, idx, inflight[idx]);
-                else
-                    gw_ring_tally_join(&t, &r, idx, inflight[idx]);
+            if (rng_next(&seed) % 4 == 0) { /* eligibility flips: a new census */
                 e.ok ^= 1ull << idx;
+                gw_ring_tally_census(&t, &r, elig_fn, &e, inflight);
             } else { /* a call starts or ends on it */
                 int64_t d = inflight[idx] && rng_next(&seed) % 2 ? -1 : 1;
 
@@ -524,68 +528,94 @@ static void test_tallied_matches_reference(void **state)
             assert_int_equal(t.inflight, c.inflight);
             for (size_t i = 0; i < nex; i++)
                 ex[i] = (uint32_t)(rng_next(&seed) % n);
-            want = reference_bounded(&r, point, e.ok, ex, nex, inflight, num);
-            got = gw_ring_pick_tallied(&r, point, elig_fn, &e, ex, nex, inflight, &t,
-                                       (double)num / 4);
+            want = reference_bounded(&r, point, e.ok, ex, nex, inflight, num, 0);
+            got = gw_ring_pick_capped(&r, point, elig_fn, &e, ex, nex, inflight,
+                                      gw_ring_load_cap(t.inflight, t.n_eligible, f));
             assert_int_equal(got, want);
+            assert_int_equal(gw_ring_pick_bounded(&r, point, elig_fn, &e, ex, nex, inflight, f),
+                             want);
+            got = gw_ring_pick_capped(&r, point, elig_fn, &e, ex, nex, inflight,
+                                      gw_ring_load_cap_floor(t.inflight, t.n_eligible, f));
             assert_int_equal(
-                gw_ring_pick_bounded(&r, point, elig_fn, &e, ex, nex, inflight, (double)num / 4),
-                want);
+                got, reference_bounded(&r, point, e.ok, ex, nex, inflight, num, GW_RING_CAP_FLOOR));
+            floor_kept += got != want;
             picks++;
             if (want >= 0) {
                 int plain = gw_ring_pick(&r, point, elig_fn, &e, ex, nex);
 
                 passed_over += want != plain;
-                fell_back += num && want == plain &&
-                             (uint64_t)inflight[want] + 1 >
-                                 gw_ring_load_cap(t.inflight, t.n_eligible, (double)num / 4);
+                fell_back +=
+                    num && want == plain &&
+                    (uint64_t)inflight[want] + 1 > gw_ring_load_cap(t.inflight, t.n_eligible, f);
             }
         }
         gw_ring_free(&r);
     }
-    print_message("      tallied vs reference: %ld picks, %ld passed over, %ld fell back\n", picks,
-                  passed_over, fell_back);
+    print_message("      running tally vs reference: %ld picks, %ld passed over, %ld fell back, "
+                  "%ld kept by the floor\n",
+                  picks, passed_over, fell_back, floor_kept);
     assert_true(passed_over > 1000);
     assert_true(fell_back > 100);
+    assert_true(floor_kept > 0);
 }
 
-/* Joining or leaving a replica of weight 0, or an index out of range,
- * changes nothing; without a tally, a balance factor or loads, the tallied
- * pick is the plain pick. */
+/* A census skips replicas of weight 0 and counts no load without an
+ * array; a capped pick with no cap or no loads is the plain pick. */
 static void test_tally_edges(void **state)
 {
     static const uint32_t w[] = {100, 0, 100, 100, 100};
     uint32_t inflight[5] = {9, 9, 0, 0, 0};
     struct gw_ring r;
-    struct gw_ring_tally t = {0, 0}, zero = {0, 0};
+    struct gw_ring_tally t = {0, 0};
     uint64_t seed = 7;
 
     (void)state;
     assert_int_equal(gw_ring_build(&r, five, w, 5), 0);
-    gw_ring_tally_join(&t, &r, 1, 5);
-    gw_ring_tally_join(&t, &r, 5, 5);
-    gw_ring_tally_leave(&t, &r, 99, 5);
-    assert_int_equal(t.n_eligible, 0);
-    assert_int_equal(t.inflight, 0);
     gw_ring_tally_census(&t, &r, NULL, NULL, inflight);
     assert_int_equal(t.n_eligible, 4);
     assert_int_equal(t.inflight, 9);
+    gw_ring_tally_add(&t, 2);
+    gw_ring_tally_add(&t, -1);
+    assert_int_equal(t.inflight, 10);
     gw_ring_tally_census(&t, &r, NULL, NULL, NULL);
     assert_int_equal(t.inflight, 0);
     for (int k = 0; k < 1000; k++) {
         uint32_t point = (uint32_t)rng_next(&seed);
         int plain = gw_ring_pick(&r, point, NULL, NULL, NULL, 0);
 
-        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, NULL, 1.25),
+        assert_int_equal(gw_ring_pick_capped(&r, point, NULL, NULL, NULL, 0, inflight, UINT64_MAX),
                          plain);
-        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, NULL, &t, 1.25),
-                         plain);
-        assert_int_equal(gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, &t, 0),
-                         plain);
-        /* Nobody counted: nobody eligible, as the census would say. */
-        assert_int_equal(
-            gw_ring_pick_tallied(&r, point, NULL, NULL, NULL, 0, inflight, &zero, 1.25),
-            GW_ENOREPLICA);
+        assert_int_equal(gw_ring_pick_capped(&r, point, NULL, NULL, NULL, 0, NULL, 1), plain);
+    }
+    gw_ring_free(&r);
+}
+
+/* Calls of one key on a ring of three, each counted before the next: with
+ * the floored cap the first two stay on the keyed replica and the third
+ * moves; with the plain cap the second already moves (cap
+ * ceil(1.25 x 2 / 3) = 1). */
+static void test_floor_keeps_two_calls_on_the_key(void **state)
+{
+    struct gw_ring r;
+    uint32_t inflight[3] = {0, 0, 0};
+    uint32_t point = gw_key_hash32("session-7", 9);
+
+    (void)state;
+    assert_int_equal(gw_ring_build(&r, five, NULL, 3), 0);
+    int keyed = gw_ring_pick(&r, point, NULL, NULL, NULL, 0);
+    for (uint64_t total = 0; total < 3; total++) {
+        int got = gw_ring_pick_capped(&r, point, NULL, NULL, NULL, 0, inflight,
+                                      gw_ring_load_cap_floor(total, 3, 1.25));
+        int plain = gw_ring_pick_capped(&r, point, NULL, NULL, NULL, 0, inflight,
+                                        gw_ring_load_cap(total, 3, 1.25));
+
+        if (total < 2)
+            assert_int_equal(got, keyed);
+        else
+            assert_true(got >= 0 && got != keyed);
+        if (total == 1)
+            assert_true(plain != keyed);
+        inflight[got]++;
     }
     gw_ring_free(&r);
 }
@@ -766,8 +796,9 @@ int main(void)
         cmocka_unit_test(test_bounded_matches_reference_walk),
         cmocka_unit_test(test_bounded_census),
         cmocka_unit_test(test_index_matches_linear_scan),
-        cmocka_unit_test(test_tallied_matches_reference),
+        cmocka_unit_test(test_running_tally_matches_reference),
         cmocka_unit_test(test_tally_edges),
+        cmocka_unit_test(test_floor_keeps_two_calls_on_the_key),
         cmocka_unit_test(test_bounded_falls_back_never_refuses),
         cmocka_unit_test(test_acceptance_bounded_zipf),
     };

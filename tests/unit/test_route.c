@@ -91,10 +91,10 @@ static void test_pick_agrees_with_ring_and_skips_drained(void **state)
         char key[16];
         snprintf(key, sizeof(key), "k%u", k);
         uint32_t point = gw_hash32(key, strlen(key));
-        int plain = gw_routes_pick(a, point, all, NULL, NULL);
+        int plain = gw_routes_pick(a, point, all, NULL, NULL, UINT64_MAX);
         int ring = gw_ring_pick(&a->ring, point, NULL, NULL, NULL, 0);
         assert_int_equal(plain, (int)a->replica_ids[ring]);
-        int live = gw_routes_pick(a, point, not_drained, rt, NULL);
+        int live = gw_routes_pick(a, point, not_drained, rt, NULL, UINT64_MAX);
         assert_true(live != d);
         if (plain != d)
             assert_int_equal(live, plain); /* only the drained replica's keys move */
@@ -103,7 +103,7 @@ static void test_pick_agrees_with_ring_and_skips_drained(void **state)
     }
     assert_true(moved > 300 && moved < 1000);
     const struct gw_pool *e = gw_routes_find_pool(rt, "empty", 5);
-    assert_int_equal(gw_routes_pick(e, 1, all, NULL, NULL), GW_ENOREPLICA);
+    assert_int_equal(gw_routes_pick(e, 1, all, NULL, NULL, UINT64_MAX), GW_ENOREPLICA);
     gw_routes_unref(rt);
 }
 
@@ -113,12 +113,14 @@ static void test_bounded_load_moves_busy_replica(void **state)
     struct gw_routes *rt = build(NULL, 0);
     const struct gw_pool *a = gw_routes_find_pool(rt, "a", 1);
     uint32_t point = gw_hash32("hot", 3);
-    int first = gw_routes_pick(a, point, all, NULL, NULL);
+    int first = gw_routes_pick(a, point, all, NULL, NULL, UINT64_MAX);
     uint32_t load[3] = {0, 0, 0};
     for (size_t i = 0; i < 3; i++)
         if (a->replica_ids[i] == (uint32_t)first)
             load[i] = 10; /* far above ceil(1.25 * 11 / 3) = 5 */
-    int picked = gw_routes_pick(a, point, all, NULL, load);
+    uint64_t cap = gw_ring_load_cap_floor(10, 3, a->tun.balance_factor);
+    assert_int_equal(cap, 5);
+    int picked = gw_routes_pick(a, point, all, NULL, load, cap);
     assert_true(picked >= 0 && picked != first);
     gw_routes_unref(rt);
 }

@@ -25,6 +25,14 @@
 static void try_timeout_cb(struct gw_timer *t, void *arg);
 static const struct gw_up_stream_ops attempt_stream_ops;
 
+/* A replica of worker <ctx>'s snapshot may take calls: not draining, and
+ * reachable and healthy. The load view's census (poolload.h). */
+static int replica_eligible(uint32_t idx, void *ctx)
+{
+    struct gw_worker *w = ctx;
+    return !w->routes->replicas[idx].drain && gw_upstream_eligible(w->upmap[idx]);
+}
+
 /* A replica of the worker's snapshot may take this call: not draining,
  * not tried by this call already, and reachable and healthy. */
 int call__eligible(uint32_t idx, void *ctx)
@@ -142,14 +150,10 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
                      : key            ? gw_key_hash32(key, keylen)
                                       : gw_loop_rand(&w->loop);
 
-    /* Bounded loads need the in-flight count of each of the pool's replicas. */
-    uint32_t stack_load[128], *load = NULL;
-    size_t nr = pool->ring.nreplicas;
-    if (pool->tun.balance_factor > 0 && nr > 0) {
-        load = nr <= 128 ? stack_load : gw_malloc(nr * sizeof(*load));
-        for (size_t i = 0; load && i < nr; i++)
-            load[i] = w->upmap[pool->replica_ids[i]]->inflight;
-    }
+    /* Bounded loads: the worker's running counts of the pool's replicas and
+     * the floored cap from its census (poolload.h); no pass over the pool. */
+    uint64_t ring_cap;
+    const uint32_t *load = gw_poolload_view(&w->load, pool, now, replica_eligible, w, &ring_cap);
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     int rc = -1;
     c->start_code = 0; /* set when a reason other than "no replica" stops it */
@@ -160,7 +164,7 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
         else if (pool->tun.route_by == GW_ROUTE_BY_LEAST_LOADED)
             idx = call__least_loaded_pick(c, pool);
         if (idx < 0)
-            idx = gw_routes_pick(pool, point, call__eligible, c, load);
+            idx = gw_routes_pick(pool, point, call__eligible, c, load, ring_cap);
         if (idx < 0)
             break;
         struct gw_upstream *up = w->upmap[idx];
@@ -210,8 +214,6 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
         reuse = a; /* the next replica gets the same, unsent, attempt */
     }
     c->pfx_hashed = 0; /* the scratch's hashes serve this start only */
-    if (load != stack_load)
-        gw_free(load);
     if (rc < 0 && c->start_code == 0) {
         snprintf(c->start_msg, sizeof(c->start_msg),
                  "no replica of pool '%s' is reachable (%zu configured)", pool->name,

@@ -196,6 +196,7 @@ static struct gw_upstream *upstream_new(struct gw_worker *w, const struct gw_rep
     if (!up)
         return NULL;
     up->w = w;
+    up->route_idx = UINT32_MAX;
     up->health = gw_health_get(w->health, r->addr); /* a reference of ours */
     up->metrics = gw_metrics_replica(w->metrics, r->addr);
     up->nconns = w->cfg->upstream_conns;
@@ -232,10 +233,14 @@ int gw_upstream_adopt(struct gw_worker *w, const struct gw_routes *rt)
         }
         map[i] = up;
     }
-    for (size_t i = 0; i < w->nups; i++)
+    for (size_t i = 0; i < w->nups; i++) {
         w->ups[i]->in_use = 0;
-    for (size_t i = 0; i < rt->nreplicas; i++)
+        w->ups[i]->route_idx = UINT32_MAX;
+    }
+    for (size_t i = 0; i < rt->nreplicas; i++) {
         map[i]->in_use = 1;
+        map[i]->route_idx = (uint32_t)i;
+    }
     gw_free(w->upmap);
     w->upmap = map;
     for (size_t i = 0; i < w->nups; i++) {
@@ -411,6 +416,7 @@ static void up_conn_on_close(struct gw_conn *conn, const char *reason)
     uc->streams = NULL;
     up->inflight -= (uint32_t)uc->nstreams;
     gw_health_inflight_add(up->health, -(int32_t)uc->nstreams);
+    gw_poolload_add(&w->load, up->route_idx, -(int32_t)uc->nstreams);
     gw_metrics_inflight_add(up->metrics, -(int64_t)uc->nstreams);
     gw_metrics_set_reachable(up->metrics, any_connected(up));
     uc->nstreams = 0;
@@ -801,6 +807,7 @@ int32_t gw_upstream_submit(struct gw_up_conn *uc, struct gw_up_stream *st, const
     uc->nstreams++;
     uc->up->inflight++;
     gw_health_inflight_add(uc->up->health, 1);
+    gw_poolload_add(&uc->up->w->load, uc->up->route_idx, 1);
     gw_metrics_inflight_add(uc->up->metrics, 1);
     gw_conn_mark_dirty(&uc->conn);
     return sid;
@@ -831,6 +838,7 @@ void gw_upstream_detach(struct gw_up_stream *st)
     uc->nstreams--;
     uc->up->inflight--;
     gw_health_inflight_add(uc->up->health, -1);
+    gw_poolload_add(&uc->up->w->load, uc->up->route_idx, -1);
     gw_metrics_inflight_add(uc->up->metrics, -1);
     gw_upstream_conn_idle(uc);
 }

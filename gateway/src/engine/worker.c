@@ -100,12 +100,36 @@ void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up)
     gw_loop_wake(&w->loop);
 }
 
+static uint32_t up_inflight(uint32_t idx, void *ctx)
+{
+    struct gw_worker *w = ctx;
+    return w->upmap[idx]->inflight;
+}
+
+/* Maps snapshot <rt> onto the worker's upstreams (w->upmap) and rebuilds
+ * the load view from their in-flight counts. Returns 0, or -ENOMEM with
+ * both as they were. */
+static int adopt_routes(struct gw_worker *w, const struct gw_routes *rt)
+{
+    struct gw_poolload load;
+    if (gw_poolload_build(&load, rt) < 0)
+        return -ENOMEM;
+    if (gw_upstream_adopt(w, rt) < 0) {
+        gw_poolload_free(&load);
+        return -ENOMEM;
+    }
+    gw_poolload_free(&w->load); /* before the old snapshot it borrows goes */
+    w->load = load;
+    gw_poolload_fill(&w->load, up_inflight, w);
+    return 0;
+}
+
 static void adopt_pending(struct gw_worker *w)
 {
     struct gw_routes *rt = atomic_exchange(&w->pending, NULL);
     if (!rt)
         return;
-    if (gw_upstream_adopt(w, rt) < 0) {
+    if (adopt_routes(w, rt) < 0) {
         gw_log(GW_LOG_ERROR, "routes_not_applied", "{s:i, s:I, s:s}", "worker", w->index, "version",
                (json_int_t)rt->version, "error", "out of memory");
         gw_routes_unref(rt);
@@ -199,7 +223,7 @@ int gw_worker_init(struct gw_worker *w, int index, const struct gw_config *cfg,
         return -1;
     }
     if (gw_h2srv_setup(w, &gw_call_srv_ops) < 0 || gw_upstream_setup(w) < 0 ||
-        gw_upstream_adopt(w, routes) < 0 || (index == 0 && gw_hcheck_start(w) < 0)) {
+        adopt_routes(w, routes) < 0 || (index == 0 && gw_hcheck_start(w) < 0)) {
         gw_log(GW_LOG_ERROR, "worker_init_failed", "{s:i, s:s}", "worker", index, "error",
                "out of memory");
         return -1;
@@ -242,6 +266,7 @@ void gw_worker_free(struct gw_worker *w)
     }
     gw_hcheck_stop(w);
     gw_upstream_teardown(w);
+    gw_poolload_free(&w->load); /* borrows w->routes: freed first */
     if (w->listen_io.fd >= 0)
         close(w->listen_io.fd);
     gw_loop_timer_cancel(&w->loop, &w->grace_timer);

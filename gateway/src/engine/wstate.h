@@ -24,6 +24,7 @@
 #include "health/health.h"
 #include "obs/accesslog.h"
 #include "base/log.h"
+#include "engine/poolload.h"
 #include "h2/loop.h"
 #include "obs/metrics.h"
 #include "route/route.h"
@@ -40,6 +41,7 @@ struct gw_worker {
     struct gw_routes *routes;            /* current snapshot (a reference of ours) */
     _Atomic(struct gw_routes *) pending; /* offered by the control plane */
     struct gw_upstream **upmap;          /* routes->replicas[i] -> its upstream */
+    struct gw_poolload load;             /* in flight per pool of routes (poolload.h) */
     struct gw_io listen_io;
     struct gw_srv_conn *conns; /* accepted client connections */
     size_t nconns;

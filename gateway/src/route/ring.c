@@ -21,8 +21,8 @@
  * has been turned down. The bounded-load pick first takes a census of the eligible replicas (it
  * needs their number and their calls in flight for the cap) and hands the walk its answers, so the
  * predicate is asked once per replica and the walk and the census agree even
- * if health changes meanwhile on another thread. gw_ring_pick_tallied skips
- * the census: its caller keeps the two totals running (struct
+ * if health changes meanwhile on another thread. gw_ring_pick_capped skips
+ * the census: its caller computes the cap from totals it keeps (struct
  * gw_ring_tally), and the walk then asks the predicate itself.
  */
 #include "route/ring.h"
@@ -384,59 +384,17 @@ int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligib
                      gw_ring_load_cap(total, neligible, balance_factor), nlive);
 }
 
-/* Whether replica <idx> can ever be counted: in range and on a point. */
-static int tally_counts(const struct gw_ring *r, uint32_t idx)
-{
-    return idx < r->nreplicas && r->weights[idx] != 0;
-}
-
 void gw_ring_tally_census(struct gw_ring_tally *t, const struct gw_ring *r,
                           gw_ring_eligible_fn eligible, void *ctx, const uint32_t *inflight)
 {
     t->n_eligible = 0;
     t->inflight = 0;
     for (size_t i = 0; i < r->nreplicas; i++) {
-        if (!tally_counts(r, (uint32_t)i) || (eligible && !eligible((uint32_t)i, ctx)))
+        if (r->weights[i] == 0 || (eligible && !eligible((uint32_t)i, ctx)))
             continue;
         t->n_eligible++;
         t->inflight += inflight ? inflight[i] : 0;
     }
-}
-
-void gw_ring_tally_join(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
-                        uint32_t inflight)
-{
-    if (!tally_counts(r, idx))
-        return;
-    t->n_eligible++;
-    t->inflight += inflight;
-}
-
-void gw_ring_tally_leave(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
-                         uint32_t inflight)
-{
-    /* A leave without its join would wrap the totals: ignored. */
-    if (!tally_counts(r, idx) || t->n_eligible == 0)
-        return;
-    t->n_eligible--;
-    t->inflight -= inflight < t->inflight ? inflight : t->inflight;
-}
-
-int gw_ring_pick_tallied(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
-                         void *ctx, const uint32_t *exclude, size_t nexclude,
-                         const uint32_t *inflight, const struct gw_ring_tally *t,
-                         double balance_factor)
-{
-    if (!(balance_factor > 0) || !inflight || !t)
-        return gw_ring_pick(r, point, eligible, ctx, exclude, nexclude);
-    if (r->npoints == 0 || r->nreplicas > GW_RING_MAX_REPLICAS || t->n_eligible == 0)
-        return GW_ENOREPLICA;
-    /* The walk asks <eligible> itself, once per replica it meets; the census
-     * would have given the same answers. Stopping after nreplicas distinct
-     * replicas instead of the census's live count only walks a little longer
-     * when replicas of weight 0 exist and every other is turned down. */
-    return ring_walk(r, point, eligible, ctx, NULL, exclude, nexclude, inflight,
-                     gw_ring_load_cap(t->inflight, t->n_eligible, balance_factor), r->nreplicas);
 }
 
 double gw_ring_share(const struct gw_ring *r, uint32_t idx)

@@ -116,8 +116,11 @@ uint64_t gw_ring_load_cap(uint64_t total_inflight, size_t n_eligible, double bal
  * caches, session keys) breaks at light load; with it, light loads stay
  * sticky and the bound works as before once c x (total + 1) / n_eligible
  * passes 1. Pure.
- * (The prefix decision, engine/call_prefix.c, uses it; the ring's own pick,
- * gw_ring_pick_bounded, still uses the plain cap.) */
+ * The gateway's bounded picks all use it: the prefix decision
+ * (engine/call_prefix.c) and the ring pick (route.h gw_routes_pick, through
+ * gw_ring_pick_capped with the totals engine/poolload.h keeps).
+ * gw_ring_pick_bounded keeps the plain cap: it is the reference the capped
+ * pick is tested against. */
 uint64_t gw_ring_load_cap_floor(uint64_t total_inflight, size_t n_eligible, double balance_factor);
 
 /* Like gw_ring_pick, but also passes over every replica whose in-flight
@@ -149,20 +152,26 @@ int gw_ring_pick_capped(const struct gw_ring *r, uint32_t point, gw_ring_eligibl
  * during the call, e.g. per-worker counts on the worker's thread), calls
  * <eligible> once per replica with a point, allocates nothing.
  * O(nreplicas + log points + points walked): the census is the cost, one
- * <eligible> call per replica; a caller that keeps n_eligible and the total
- * itself gets O(log points + points walked) from gw_ring_pick_tallied. */
+ * <eligible> call per replica. Not on the gateway's path: the reference
+ * that tests (tests/unit/test_ring_pick.c) and bench/ring_bench.c hold the
+ * capped pick to; the gateway keeps n_eligible and the total itself
+ * (engine/poolload.h) and calls gw_ring_pick_capped, O(log points + points
+ * walked). */
 int gw_ring_pick_bounded(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
                          void *ctx, const uint32_t *exclude, size_t nexclude,
                          const uint32_t *inflight, double balance_factor);
 
-/* The running totals a bounded pick needs, kept by the caller where they
- * change instead of counted on every pick: the replicas that are on at least
- * one point and eligible (n_eligible), and the calls in flight on them
- * (inflight). A replica that becomes eligible joins (gw_ring_tally_join), one
- * that stops leaves (gw_ring_tally_leave), each with its in-flight count at
- * that moment; while a replica is counted, every change of its in-flight
- * count is added to <inflight> (gw_ring_tally_add). Replicas on no point
- * (weight 0) are never counted: joining or leaving one changes nothing. */
+/* The running totals a bounded pick needs, kept by the caller instead of
+ * counted on every pick: the replicas that are on at least one point and
+ * eligible (n_eligible), and the calls in flight on them (inflight). Taken
+ * by a census (gw_ring_tally_census); while a replica counted by it stays
+ * counted, every change of its in-flight count is added to <inflight>
+ * (gw_ring_tally_add). Replicas that become eligible or stop being are seen
+ * by the next census (the gateway takes one at least every millisecond,
+ * engine/poolload.h). Replicas on no point (weight 0) are never counted.
+ * gw_ring_pick_capped with the cap gw_ring_load_cap(t.inflight,
+ * t.n_eligible, c) of a tally equal to the census answers as
+ * gw_ring_pick_bounded does (tested). */
 struct gw_ring_tally {
     size_t n_eligible;
     uint64_t inflight;
@@ -170,35 +179,15 @@ struct gw_ring_tally {
 
 /* Counts from scratch: the replicas on a point that <eligible> (NULL = all)
  * accepts, asked once each, and their <inflight> (NULL = 0 each). The census
- * gw_ring_pick_bounded takes on every call; for (re)building a tally. */
+ * gw_ring_pick_bounded takes on every call. */
 void gw_ring_tally_census(struct gw_ring_tally *t, const struct gw_ring *r,
                           gw_ring_eligible_fn eligible, void *ctx, const uint32_t *inflight);
-/* Replica <idx> became eligible, or stopped being, with <inflight> calls in
- * flight. No-op for an index out of range or a replica of weight 0. */
-void gw_ring_tally_join(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
-                        uint32_t inflight);
-void gw_ring_tally_leave(struct gw_ring_tally *t, const struct gw_ring *r, uint32_t idx,
-                         uint32_t inflight);
 /* A counted replica's in-flight count changed by <delta> (+1 when a call
  * starts on it, -1 when one ends). */
 static inline void gw_ring_tally_add(struct gw_ring_tally *t, int64_t delta)
 {
     t->inflight += (uint64_t)delta;
 }
-
-/* gw_ring_pick_bounded without the census: <t> holds its totals (kept
- * running by the caller, see struct gw_ring_tally). For the same ring,
- * arguments and eligibility, and a tally equal to the census, the answer is
- * gw_ring_pick_bounded's, bit for bit: the same cap
- * (gw_ring_load_cap(t->inflight, t->n_eligible, <balance_factor>)), the same
- * walk, the same fallback; GW_ENOREPLICA when t->n_eligible is 0.
- * <balance_factor> <= 0 (or NaN), <inflight> NULL or <t> NULL: exactly
- * gw_ring_pick. Pure; <eligible> is asked at most once per replica met.
- * O(log points + points walked): no per-replica pass. */
-int gw_ring_pick_tallied(const struct gw_ring *r, uint32_t point, gw_ring_eligible_fn eligible,
-                         void *ctx, const uint32_t *exclude, size_t nexclude,
-                         const uint32_t *inflight, const struct gw_ring_tally *t,
-                         double balance_factor);
 
 /* Share of the 2^32 hash space that replica <idx> owns (0..1): the keys
  * gw_ring_pick() sends to it when every replica is eligible. 0 for an index

@@ -201,13 +201,12 @@ static int pick_eligible(uint32_t ring_idx, void *arg)
 }
 
 int gw_routes_pick(const struct gw_pool *pool, uint32_t point, gw_routes_eligible_fn eligible,
-                   void *ctx, const uint32_t *inflight)
+                   void *ctx, const uint32_t *inflight, uint64_t cap)
 {
     if (pool->ring.npoints == 0)
         return GW_ENOREPLICA;
     struct pick_ctx pc = {pool, eligible, ctx};
-    int idx = gw_ring_pick_bounded(&pool->ring, point, pick_eligible, &pc, NULL, 0, inflight,
-                                   pool->tun.balance_factor);
+    int idx = gw_ring_pick_capped(&pool->ring, point, pick_eligible, &pc, NULL, 0, inflight, cap);
     if (idx < 0)
         return GW_ENOREPLICA;
     return (int)pool->replica_ids[idx];

@@ -91,11 +91,14 @@ int gw_routes_find_replica(const struct gw_routes *rt, const char *addr);
 typedef int (*gw_routes_eligible_fn)(uint32_t idx, void *ctx);
 
 /* Picks a replica of <pool> for ring point <point>: the first clockwise that
- * <eligible> accepts and, when the pool's balance_factor is not 0 and
- * <inflight> is given (calls in flight per ring replica index), whose load
- * stays within the bounded-load cap. Returns the replica index (into
+ * <eligible> accepts and, when <inflight> is given (calls in flight per ring
+ * replica index), whose load stays within <cap> (inflight + 1 <= cap; the
+ * caller's gw_ring_load_cap_floor, UINT64_MAX = no bound), falling back to
+ * the first eligible one when all are over (gw_ring_pick_capped). The
+ * caller keeps the totals behind <cap> (engine/poolload.h), so the pick
+ * makes no pass over the pool. Returns the replica index (into
  * gw_routes.replicas), or GW_ENOREPLICA. */
 int gw_routes_pick(const struct gw_pool *pool, uint32_t point, gw_routes_eligible_fn eligible,
-                   void *ctx, const uint32_t *inflight);
+                   void *ctx, const uint32_t *inflight, uint64_t cap);
 
 #endif
