@@ -6,7 +6,8 @@
  * of loop time, in-flight changes of counted replicas added to its total,
  * others not), no bound with balance_factor 0 or a pool of another
  * snapshot, and the floored cap keeping a keyed call on its replica through
- * gw_routes_pick until a third call is in flight. */
+ * gw_routes_pick until a third call is in flight; a census reads every
+ * count again from the source (every worker's calls). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,7 +137,7 @@ static void test_census_lasts_under_a_millisecond(void **state)
     f.inflight[r3] = 5;
     gw_poolload_fill(&pl, fake_inflight, &f);
     uint64_t cap, t0 = 1000 * GW_POOLLOAD_CENSUS_NS;
-    const uint32_t *load = gw_poolload_view(&pl, a, t0, fake_eligible, &f, &cap);
+    const uint32_t *load = gw_poolload_view(&pl, a, t0, fake_eligible, NULL, &f, &cap);
     assert_ptr_equal(load, pl.pools[0].inflight);
     assert_int_equal(f.asked, 3); /* one question per replica */
     assert_int_equal(pl.pools[0].tally.n_eligible, 2);
@@ -147,26 +148,26 @@ static void test_census_lasts_under_a_millisecond(void **state)
     gw_poolload_add(&pl, r1, -1);
     gw_poolload_add(&pl, r3, 4);
     f.eligible[r3] = 1; /* not seen before the next census */
-    load = gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS - 1, fake_eligible, &f, &cap);
+    load = gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS - 1, fake_eligible, NULL, &f, &cap);
     assert_int_equal(f.asked, 3);
     assert_int_equal(pl.pools[0].tally.n_eligible, 2);
     assert_int_equal(pl.pools[0].tally.inflight, 4);
     assert_int_equal(cap, gw_ring_load_cap_floor(4, 2, 1.25));
     assert_int_equal(load[ring_idx(a, rt, "127.0.0.1:9003")], 9);
     /* 1 ms later: a new census sees 9003. */
-    gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS, fake_eligible, &f, &cap);
+    gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS, fake_eligible, NULL, &f, &cap);
     assert_int_equal(f.asked, 6);
     assert_int_equal(pl.pools[0].tally.n_eligible, 3);
     assert_int_equal(pl.pools[0].tally.inflight, 2 + 2 + 9);
     assert_int_equal(cap, gw_ring_load_cap_floor(13, 3, 1.25));
     /* A refill (a new snapshot) drops the census: the next view takes one. */
     gw_poolload_fill(&pl, fake_inflight, &f);
-    gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS, fake_eligible, &f, &cap);
+    gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS, fake_eligible, NULL, &f, &cap);
     assert_int_equal(f.asked, 9);
     assert_int_equal(pl.pools[0].tally.inflight, 3 + 5);
     /* No replica eligible: no bound (the walk decides). */
     memset(f.eligible, 0, sizeof(f.eligible));
-    gw_poolload_view(&pl, a, t0 + 3 * GW_POOLLOAD_CENSUS_NS, fake_eligible, &f, &cap);
+    gw_poolload_view(&pl, a, t0 + 3 * GW_POOLLOAD_CENSUS_NS, fake_eligible, NULL, &f, &cap);
     assert_int_equal(pl.pools[0].tally.n_eligible, 0);
     assert_int_equal(cap, UINT64_MAX);
     gw_poolload_free(&pl);
@@ -183,12 +184,12 @@ static void test_no_bound_without_factor_or_foreign_pool(void **state)
     gw_poolload_fill(&pl, fake_inflight, &f);
     uint64_t cap = 0;
     assert_null(
-        gw_poolload_view(&pl, gw_routes_find_pool(rt, "off", 3), 0, fake_eligible, &f, &cap));
+        gw_poolload_view(&pl, gw_routes_find_pool(rt, "off", 3), 0, fake_eligible, NULL, &f, &cap));
     assert_int_equal(cap, UINT64_MAX);
     assert_int_equal(f.asked, 0); /* no census for a pool without a bound */
     cap = 0;
-    assert_null(
-        gw_poolload_view(&pl, gw_routes_find_pool(other, "a", 1), 0, fake_eligible, &f, &cap));
+    assert_null(gw_poolload_view(&pl, gw_routes_find_pool(other, "a", 1), 0, fake_eligible, NULL,
+                                 &f, &cap));
     assert_int_equal(cap, UINT64_MAX);
     gw_poolload_free(&pl);
     gw_routes_unref(other);
@@ -212,7 +213,7 @@ static void test_floor_keeps_a_light_key_sticky(void **state)
     assert_true(keyed >= 0);
     uint64_t now = 0, cap;
     for (int call = 1; call <= 3; call++) {
-        const uint32_t *load = gw_poolload_view(&pl, a, now, fake_eligible, &f, &cap);
+        const uint32_t *load = gw_poolload_view(&pl, a, now, fake_eligible, NULL, &f, &cap);
         int got = gw_routes_pick(a, point, all, NULL, load, cap);
         if (call <= 2)
             assert_int_equal(got, keyed);
@@ -227,6 +228,38 @@ static void test_floor_keeps_a_light_key_sticky(void **state)
     gw_routes_unref(rt);
 }
 
+/* With a source, every census reads each replica's count again (the other
+ * workers' calls, in the gateway); between censuses only this worker's
+ * changes (gw_poolload_add) move the counts. */
+static void test_census_rereads_the_source(void **state)
+{
+    (void)state;
+    struct gw_routes *rt = build();
+    const struct gw_pool *a = gw_routes_find_pool(rt, "a", 1);
+    struct gw_poolload pl;
+    assert_int_equal(gw_poolload_build(&pl, rt), 0);
+    struct fake f = {{0}, {1, 1, 1, 1, 1, 1, 1, 1}, 0};
+    uint32_t r1 = (uint32_t)gw_routes_find_replica(rt, "127.0.0.1:9001");
+    size_t j1 = ring_idx(a, rt, "127.0.0.1:9001");
+    gw_poolload_fill(&pl, fake_inflight, &f);
+    uint64_t cap, t0 = 1000 * GW_POOLLOAD_CENSUS_NS;
+    const uint32_t *load = gw_poolload_view(&pl, a, t0, fake_eligible, fake_inflight, &f, &cap);
+    assert_int_equal(load[j1], 0);
+    /* Another worker opens 4 calls to 9001, this one 1. */
+    f.inflight[r1] = 5;
+    gw_poolload_add(&pl, r1, 1);
+    load = gw_poolload_view(&pl, a, t0 + 1, fake_eligible, fake_inflight, &f, &cap);
+    assert_int_equal(load[j1], 1); /* the census is under 1 ms old */
+    assert_int_equal(pl.pools[0].tally.inflight, 1);
+    load = gw_poolload_view(&pl, a, t0 + GW_POOLLOAD_CENSUS_NS, fake_eligible, fake_inflight, &f,
+                            &cap);
+    assert_int_equal(load[j1], 5);
+    assert_int_equal(pl.pools[0].tally.inflight, 5);
+    assert_int_equal(cap, gw_ring_load_cap_floor(5, 3, 1.25));
+    gw_poolload_free(&pl);
+    gw_routes_unref(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_census_lasts_under_a_millisecond),
         cmocka_unit_test(test_no_bound_without_factor_or_foreign_pool),
         cmocka_unit_test(test_floor_keeps_a_light_key_sticky),
+        cmocka_unit_test(test_census_rereads_the_source),
     };
     return cmocka_run_group_tests_name("poolload", tests, NULL, NULL);
 }

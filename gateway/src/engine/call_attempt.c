@@ -150,10 +150,12 @@ int call__attempt_start(struct gw_call *c, const struct gw_pool *pool, struct gw
                      : key            ? gw_key_hash32(key, keylen)
                                       : gw_loop_rand(&w->loop);
 
-    /* Bounded loads: the worker's running counts of the pool's replicas and
-     * the floored cap from its census (poolload.h); no pass over the pool. */
+    /* Bounded loads: the pool's counts (every worker's calls as of the last
+     * census, this worker's since) and the floored cap from that census
+     * (poolload.h); no pass over the pool. */
     uint64_t ring_cap;
-    const uint32_t *load = gw_poolload_view(&w->load, pool, now, replica_eligible, w, &ring_cap);
+    const uint32_t *load = gw_poolload_view(&w->load, pool, now, replica_eligible,
+                                            gw_upstream_replica_inflight, w, &ring_cap);
     const size_t max_tried = sizeof(c->tried) / sizeof(c->tried[0]);
     int rc = -1;
     c->start_code = 0; /* set when a reason other than "no replica" stops it */

@@ -17,7 +17,7 @@
  * from the shared estimation index (engine/prefixstate.h); route/
  * prefixscore decides. Ring fallback: the pool's ring at point
  * (uint32_t)(hashes[0] >> 32), the same on every gateway, bounded as every
- * ring pick is (this worker's counts, floored cap: engine/poolload.h);
+ * ring pick is (floored cap: engine/poolload.h);
  * later attempts of the call walk the ring from that point too. The chosen
  * replica's chain is then recorded in the estimation index.
  * least_loaded: power of two choices (route/orca.h) among the eligible

@@ -125,8 +125,8 @@ static int census_eligible(uint32_t ring_idx, void *arg)
 }
 
 const uint32_t *gw_poolload_view(struct gw_poolload *pl, const struct gw_pool *pool,
-                                 uint64_t now_ns, gw_poolload_eligible_fn eligible, void *ctx,
-                                 uint64_t *cap)
+                                 uint64_t now_ns, gw_poolload_eligible_fn eligible,
+                                 gw_poolload_inflight_fn inflight, void *ctx, uint64_t *cap)
 {
     *cap = UINT64_MAX;
     if (!(pool->tun.balance_factor > 0) || !pl->rt || pool < pl->rt->pools ||
@@ -135,6 +135,8 @@ const uint32_t *gw_poolload_view(struct gw_poolload *pl, const struct gw_pool *p
     struct gw_poolload_pool *v = &pl->pools[pool - pl->rt->pools];
     if (!v->census_valid || now_ns - v->census_ns >= GW_POOLLOAD_CENSUS_NS) {
         struct census_ctx cc = {pool, v, eligible, ctx};
+        for (size_t j = 0; inflight && j < pool->ring.nreplicas; j++)
+            v->inflight[j] = inflight(pool->replica_ids[j], ctx);
         memset(v->counted, 0, pool->ring.nreplicas);
         gw_ring_tally_census(&v->tally, &pool->ring, census_eligible, &cc, v->inflight);
         v->census_ns = now_ns;

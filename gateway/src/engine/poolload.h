@@ -3,17 +3,19 @@
  * so a bounded ring pick costs no pass over the pool's replicas.
  *
  * For each pool of the snapshot it mirrors, the view holds the calls in
- * flight on this worker per ring replica index (the array the capped walk
- * reads, route/ring.h) and a struct gw_ring_tally: the eligible replicas
- * and their in-flight total, from which the pick's cap comes
- * (gw_ring_load_cap_floor). A replica index of the snapshot may be listed by
- * several pools: a membership list (replica -> (pool, ring index)), built
- * with the view, sends each in-flight change to every pool that lists it.
+ * flight per ring replica index (the array the capped walk reads,
+ * route/ring.h) and a struct gw_ring_tally: the eligible replicas and their
+ * in-flight total, from which the pick's cap comes (gw_ring_load_cap_floor).
+ * A replica index of the snapshot may be listed by several pools: a
+ * membership list (replica -> (pool, ring index)), built with the view,
+ * sends each in-flight change to every pool that lists it.
  *
- * Counts: gw_poolload_fill takes every count from the caller's own records
- * (up->inflight) when a snapshot is installed; from then on every change of
- * a replica's in-flight count is passed in (gw_poolload_add), so the arrays
- * are exact at all times.
+ * Counts: the caller's source (in the gateway, the health record's count of
+ * every worker's calls, health.h) is read for every replica of a pool when
+ * the snapshot is installed (gw_poolload_fill) and again with each census;
+ * in between, this worker's own changes are passed in (gw_poolload_add). So
+ * the counts are exact for this worker's calls and at most one census
+ * period old for the other workers'.
  *
  * Eligibility depends on loop time and on health records other threads
  * update, so no event says when it changes. The tally is therefore a census
@@ -87,13 +89,15 @@ void gw_poolload_add(struct gw_poolload *pl, uint32_t idx, int32_t delta);
 /* What a bounded ring pick of <pool> at loop time <now_ns> needs: returns
  * the in-flight counts by ring replica index and sets *cap to
  * gw_ring_load_cap_floor(total, n_eligible, the pool's balance_factor),
- * taking a census first (with <eligible>) when the last one is missing or
- * GW_POOLLOAD_CENSUS_NS old. Returns NULL with *cap = UINT64_MAX (no bound)
+ * taking a census first when the last one is missing or
+ * GW_POOLLOAD_CENSUS_NS old: each replica's count is read again from
+ * <inflight> (NULL = keep the running counts) and its eligibility asked of
+ * <eligible>, both with <ctx>. Returns NULL with *cap = UINT64_MAX (no bound)
  * when the balance factor is 0 (no census taken) or <pool> is not a pool of
  * the view's snapshot. A census that finds no eligible replica gives no
  * bound either (the walk decides). */
 const uint32_t *gw_poolload_view(struct gw_poolload *pl, const struct gw_pool *pool,
-                                 uint64_t now_ns, gw_poolload_eligible_fn eligible, void *ctx,
-                                 uint64_t *cap);
+                                 uint64_t now_ns, gw_poolload_eligible_fn eligible,
+                                 gw_poolload_inflight_fn inflight, void *ctx, uint64_t *cap);
 
 #endif

@@ -660,6 +660,12 @@ static struct gw_up_conn *up_connect(struct gw_upstream *up, int slot)
     return uc;
 }
 
+uint32_t gw_upstream_replica_inflight(uint32_t idx, void *worker)
+{
+    const struct gw_worker *w = worker;
+    return gw_health_inflight(w->upmap[idx]->health);
+}
+
 int gw_upstream_eligible(const struct gw_upstream *up)
 {
     uint64_t now = up->w->loop.now_ns;

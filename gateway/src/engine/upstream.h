@@ -191,6 +191,11 @@ void gw_upstream_notify_leaving(struct gw_worker *w);
 /* Closes every connection (worker exit) and frees the upstreams. */
 void gw_upstream_teardown(struct gw_worker *w);
 
+/* Replica <idx>'s (an index of <worker>'s snapshot: struct gw_worker *)
+ * calls in flight from every worker, from its health record: the count the
+ * load view (poolload.h) and the routing decisions read. */
+uint32_t gw_upstream_replica_inflight(uint32_t idx, void *worker);
+
 /* Whether <up> can take a call now: its health record says it is not
  * ejected, unhealthy or NOT_SERVING, and not down (with health checks off,
  * a down replica whose backoff is over may be tried). */

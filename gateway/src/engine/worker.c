@@ -100,12 +100,6 @@ void gw_worker_offer_tls(struct gw_worker *w, SSL_CTX *front, SSL_CTX *up)
     gw_loop_wake(&w->loop);
 }
 
-static uint32_t up_inflight(uint32_t idx, void *ctx)
-{
-    struct gw_worker *w = ctx;
-    return w->upmap[idx]->inflight;
-}
-
 /* Maps snapshot <rt> onto the worker's upstreams (w->upmap) and rebuilds
  * the load view from their in-flight counts. Returns 0, or -ENOMEM with
  * both as they were. */
@@ -120,7 +114,7 @@ static int adopt_routes(struct gw_worker *w, const struct gw_routes *rt)
     }
     gw_poolload_free(&w->load); /* before the old snapshot it borrows goes */
     w->load = load;
-    gw_poolload_fill(&w->load, up_inflight, w);
+    gw_poolload_fill(&w->load, gw_upstream_replica_inflight, w);
     return 0;
 }
 
