@@ -44,6 +44,9 @@
  *    down with an exponential retry time (100 ms doubling to 5 s) shared by
  *    all workers; any frame received from the replica afterwards, on any
  *    connection of any worker, clears it.
+ *  - calls in flight: every worker, as its streams to the replica open and
+ *    close (gw_health_inflight_add); bounded loads, the prefix decision and
+ *    least_loaded read the sum (gw_health_inflight).
  * The checker (hcheck.h, worker 0) also notices ejections that ended and
  * logs replica_returned; eligibility itself compares ejected_until_ns with
  * the clock, so a replica returns on time whichever thread looks.
