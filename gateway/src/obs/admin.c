@@ -288,20 +288,23 @@ static char *render_prefix(struct gw_admin *a, const char *pool, size_t *len, un
         return NULL;
     }
     static const char *const by[] = {"ring", "least_loaded", "prefix"};
-    uint64_t h = 0;
-    uint32_t d = 0;
-    int usable = gw_kvview_match(gw_kvview_global(), p->name, p->name_len, &h, 0, &h, 0, &d) >= 0;
+    /* The precise view of the pool: followed, stream up, usable, events by
+     * result, memory, and each ring replica's freshness. Its "usable" (the
+     * stream read and every ring replica fresh, as infergw_kv_view_usable)
+     * is also the top-level precise_view_usable: what a call routed now
+     * would find. */
+    json_t *precise = json_object();
+    if (precise && gw_kvview_describe(gw_kvview_global(), p->name, precise) < 0) {
+        json_decref(precise);
+        precise = NULL;
+    }
+    int usable = precise && json_is_true(json_object_get(precise, "usable"));
     json_t *root = json_pack("{s:s, s:s, s:s, s:b}", "pool", p->name, "route_by",
                              p->tun.route_by < 3 ? by[p->tun.route_by] : "?", "mode",
                              p->tun.prefix_mode == GW_PREFIX_MODE_PRECISE ? "precise" : "estimate",
                              "precise_view_usable", usable);
-    /* The precise view of the pool: followed, stream up, usable, events by
-     * result, memory, and each ring replica's freshness. */
-    json_t *precise = json_object();
-    if (precise && gw_kvview_describe(gw_kvview_global(), p->name, precise) == 0)
+    if (precise)
         json_object_set_new(root, "precise", precise);
-    else
-        json_decref(precise);
     struct gw_pidx *x = gw_pfx_index_peek();
     struct gw_pidx_stats st = {0};
     if (x)

@@ -129,9 +129,12 @@ class KvPreciseCase(unittest.TestCase):
             self.xadd(b, "stored", H2, seq=self.seq[b] + 2)
             self.wait_usable(0, "after a gap")
             self.assertEqual(self.events("lost"), 1)
-            dbg = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)["precise"]
+            top = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)
+            dbg = top["precise"]
             self.assertTrue(dbg["followed"] and dbg["stream_up"])
             self.assertFalse(dbg["usable"])
+            # The stream is up, but a call routed now would not use the view.
+            self.assertFalse(top["precise_view_usable"])
             self.assertEqual(dbg["events"]["lost"], 1)
             stale = {r["addr"]: r for r in dbg["replicas"]}
             self.assertFalse(stale[a]["stale"], dbg)
@@ -173,8 +176,10 @@ class KvPreciseCase(unittest.TestCase):
         samples = h.scrape(self.admin)
         self.assertGreater(h.metric_sum(samples, "infergw_kv_index_bytes"), 0)
         self.assertEqual(self.events("rejected"), 0)
-        dbg = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)["precise"]
+        top = h.http_json(self.admin, "/debug/prefix?pool=" + POOL)
+        dbg = top["precise"]
         self.assertTrue(dbg["usable"], dbg)
+        self.assertTrue(top["precise_view_usable"])
         self.assertEqual({r["addr"]: r["held"] for r in dbg["replicas"]}, {a: 1, b: 2})
 
 
