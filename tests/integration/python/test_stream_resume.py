@@ -23,7 +23,9 @@ lease) while every stream is part way through; then:
   the streams on the lost replica fail as they do without resume, and no
   resume is counted;
 - stream_resume off: as before the feature, the streams on the killed
-  replica fail UNAVAILABLE with a prefix of their messages.
+  replica fail UNAVAILABLE with a prefix of their messages;
+- a resume attempt to a replica that sends nothing is given up after
+  per_try_timeout_ms (one stream, two replicas).
 
 Streams are told apart in the access log by x-request-id s<i>. Each case
 takes 5-20 s (the clients' own decoding is the bottleneck on 2 cores)."""
@@ -598,6 +600,49 @@ class ResumeFailureTest(ResumeCase):
         why = [e for e in self.gw.events("resume_failed")
                if "no longer held" in e.get("reason", "")]
         self.assertEqual(len(why), len(victims), "resume_failed lines naming the request log")
+
+    def test_resume_attempt_bounded_by_per_try_timeout(self):
+        """A resume attempt whose replica takes the stream and sends nothing
+        (r1: --latency-ms 60000) is given up after per_try_timeout_ms, not
+        the call's deadline: one stream keyed to r0, r0 killed after 30
+        messages; with no third replica the call ends UNAVAILABLE naming the
+        timeout about 0.5 s later, one failed resume counted, the messages
+        the client got a prefix of the unfaulted run's."""
+        ref = reference()[0]
+        self.start("replay", replica_args=((), ("--latency-ms", "60000")))
+        t_set = time.time()
+        h.run_ctl(self.url, "conf", "set", "--pool", POOL, "per_try_timeout_ms", "500")
+        ev = self.gw.wait_event(lambda e: h.log_time(e) >= t_set - 0.01, timeout=10,
+                                event="config_applied")
+        self.assertIsNotNone(ev, "per_try_timeout_ms not applied")
+        key = next(k for k in ("k%d" % i for i in range(200))
+                   if h.http_json(self.admin, "/debug/ring?pool=%s&key=%s" % (POOL, k))["key"]
+                   ["walk"][0] == self.reps[0].addr)
+        ch = h.channel(self.gw.addr)
+        self.addCleanup(ch.close)
+        call = ch.stream_stream(METHOD, request_serializer=h.pb.ModelInferRequest.SerializeToString,
+                                response_deserializer=None)
+        it = call(iter([request(0)]), metadata=[("x-route-key", key)], timeout=STREAM_TIMEOUT)
+        msgs, code, details, t_kill = [], grpc.StatusCode.OK, None, None
+        try:
+            for m in it:
+                msgs.append(m)
+                if len(msgs) == 30:
+                    t_kill = time.monotonic()
+                    self.kill9()
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+        took = time.monotonic() - t_kill
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
+        self.assertRegex(details or "", r"^replica 127\.0\.0\.1:%d did not answer within "
+                         r"per_try_timeout_ms \(500 ms\)" % self.reps[1].port)
+        self.assertLess(took, 5.0, "the resume attempt waited %.1f s" % took)
+        self.assertGreaterEqual(took, 0.5)
+        self.assertGreaterEqual(len(msgs), 30)
+        self.assertEqual(msgs, ref[:len(msgs)])
+        self.assertEqual(self.resumes(outcome="failed"), 1)
+        self.assertEqual(self.resumes(outcome="ok"), 0)
+        sys.stderr.write("resume attempt given up %.2f s after the kill: %s\n" % (took, details))
 
     def test_resume_off_kill9_fails_as_before(self):
         ref = reference()
