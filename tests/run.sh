@@ -15,7 +15,8 @@
 # Usage: tests/run.sh          (from anywhere; CI runs it through .ci/run)
 # Environment: JOBS (build parallelism, default: number of CPUs),
 #   FUZZ_TARGETS (default: every target, tests/fuzz/CMakeLists.txt's FUZZ_NAMES),
-#   FUZZ_SECONDS (default 25 each, about 4 minutes in all; 0 skips fuzzing),
+#   FUZZ_SECONDS (default 25 each, JOBS targets at a time: about 2 minutes
+#   in all on 2 cores; 0 skips fuzzing),
 #   SOAK_SECONDS (default 180; 0 skips the soak).
 set -euo pipefail
 
@@ -23,7 +24,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-$(nproc)}
 cd "$ROOT"
 
-log() { printf '\n==> %s\n' "$*"; }
+# Each step's header says when it started (minutes into the run), so the log
+# shows where the time goes.
+log() { printf '\n==> %s  [%d:%02d]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 # --- packages ------------------------------------------------------------------
 # The build itself (commands) is deploy/lib/build.sh, shared with
@@ -111,19 +114,40 @@ if ((FUZZ_SECONDS > 0)); then
   CC=clang infergw_build_targets "$FUZZ_DIR" "${fuzz_bins[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DINFERGW_FUZZ=ON ||
     exit 1
-  for t in $FUZZ_TARGETS; do
+  # libFuzzer runs on one core: JOBS targets at a time, each for its full
+  # FUZZ_SECONDS; their outputs are printed in order once each ends.
+  fuzz_one() { # <target>: its output in $FUZZ_DIR/fuzz-<target>.out, its exit status
+    local t=$1 work rc=0
     work=$(mktemp -d "$FUZZ_DIR/corpus-$t.XXXXXX")
     cp "$ROOT/tests/fuzz/corpus/fuzz_$t/"* "$work/"
-    rc=0
     (cd "$FUZZ_DIR" && "$FUZZ_DIR/bin/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -max_len=9000 \
-       -print_final_stats=1 "$work" 2>&1 | tail -n 5) || rc=$?
+       -print_final_stats=1 "$work" >"$FUZZ_DIR/fuzz-$t.out" 2>&1) || rc=$?
     rm -rf "$work"
-    if ((rc != 0)); then
-      echo "fuzz_$t found a problem (exit $rc): see $FUZZ_DIR/crash-*"
-      exit 1
+    return "$rc"
+  }
+  fuzz_report() { # <target> <exit status>
+    tail -n 5 "$FUZZ_DIR/fuzz-$1.out"
+    if (($2 != 0)); then
+      echo "fuzz_$1 found a problem (exit $2): see $FUZZ_DIR/crash-* and $FUZZ_DIR/fuzz-$1.out"
+      return 1
     fi
-    echo "fuzz_$t: ${FUZZ_SECONDS}s, nothing found"
+    echo "fuzz_$1: ${FUZZ_SECONDS}s, nothing found"
+  }
+  fuzz_failed=0
+  read -r -a fuzz_all <<<"$FUZZ_TARGETS"
+  for ((i = 0; i < ${#fuzz_all[@]}; i += JOBS)); do
+    batch=("${fuzz_all[@]:i:JOBS}") pids=()
+    for t in "${batch[@]}"; do
+      fuzz_one "$t" &
+      pids+=($!)
+    done
+    for k in "${!batch[@]}"; do
+      rc=0
+      wait "${pids[k]}" || rc=$?
+      fuzz_report "${batch[k]}" "$rc" || fuzz_failed=1
+    done
   done
+  ((fuzz_failed == 0)) || exit 1
 fi
 
 # 3. ASan + UBSan over the whole suite again. Any report aborts the process;
@@ -171,8 +195,12 @@ else
   FAILED_SUMMARY=${FAILED_SUMMARY:-"the ThreadSanitizer build failed"}
 fi
 
-# The last line: the first failing ctest run's summary, else the last one's.
+# The last lines: the time it all took, then the first failing ctest run's
+# summary, else the last one's.
+echo
+echo "tests/run.sh: $((SECONDS / 60)) min $((SECONDS % 60)) s in all"
 if ((status != 0)); then
   echo "${FAILED_SUMMARY:-$LAST_SUMMARY}"
   false
 fi
+echo "$LAST_SUMMARY"
