@@ -38,9 +38,11 @@ INFERGW_PACKAGES_run=(
 # for Debian's npm (deps.sh). clang's libFuzzer runtime (libclang-rt-14-dev) is
 # only a Recommends of clang. The raw HTTP/2 client tests use python3-h2;
 # tests/check-format.sh uses clang-format; test_status_page.py loads the
-# admin endpoint's status page in headless chromium.
+# admin endpoint's status page in headless chromium. The format and SPDX
+# checks list the tracked files with git (a fresh root has no git: the
+# checkout may have come as an archive, or been cloned elsewhere).
 INFERGW_PACKAGES_test=(
-  libcmocka-dev redis-server redis-sentinel redis-tools iproute2 systemd
+  git libcmocka-dev redis-server redis-sentinel redis-tools iproute2 systemd
   python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc python3-yaml
   python3-cryptography python3-h2 python3-hpack python3-hyperframe
   nghttp2-client nodejs npm clang libclang-rt-14-dev clang-format prometheus chromium
