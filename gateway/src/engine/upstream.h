@@ -165,8 +165,10 @@ struct gw_upstream {
     struct gw_hcheck *check;       /* the health checker's state (hcheck.c), NULL = none yet;
                                       plain memory, freed with the upstream */
     int in_use;                    /* listed by the worker's current snapshot */
-    uint32_t inflight;             /* attempts open on this worker; every change is
-                                      passed to w->load (poolload.h) */
+    uint32_t inflight;             /* attempts open on this worker (the record is kept
+                                      while > 0); every change also goes to the
+                                      health record's count of every worker's calls
+                                      and to w->load (poolload.h) */
     uint32_t route_idx;            /* its index in w->routes->replicas, UINT32_MAX =
                                       not listed by the current snapshot */
     uint64_t pkey;                 /* gw_pidx_replica_key(addr), 0 = not computed yet */
