@@ -20,8 +20,7 @@
 #include "kvevents.h"
 #include "route/prefix.h"
 #include "tokens.h"
-
-#define KV_PREFIX "infergw:" /* the control plane's default key prefix */
+#include "xds/data/orca/v3/orca_load_report.pb-c.h"
 
 struct resv {
     uint64_t start, end;
@@ -332,35 +331,22 @@ void rp_llm_prefilled(struct rp_llm *sim, const struct rp_llm_call *c)
 
 /* --- load reports -------------------------------------------------------------- */
 
-static size_t put_double(uint8_t *b, unsigned field, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof(u));
-    b[0] = (uint8_t)(field << 3 | 1); /* wire type 1: 64-bit */
-    for (int i = 0; i < 8; i++)
-        b[1 + i] = (uint8_t)(u >> (8 * i));
-    return 9;
-}
-
-/* One named_metrics map entry (field 8): key 1 string, value 2 double. */
-static size_t put_named(uint8_t *b, const char *key, double v)
-{
-    size_t kl = strlen(key), n = 0;
-    b[n++] = 8 << 3 | 2;
-    b[n++] = (uint8_t)(2 + kl + 9);
-    b[n++] = 1 << 3 | 2;
-    b[n++] = (uint8_t)kl;
-    memcpy(b + n, key, kl);
-    n += kl;
-    return n + put_double(b + n, 2, v);
-}
-
 size_t rp_llm_orca_bin(uint8_t *buf, double cpu, double rps, double kv_usage, double queue)
 {
-    size_t n = put_double(buf, 1, cpu);
-    n += put_double(buf + n, 6, rps);
-    n += put_named(buf + n, "kv_cache_usage", kv_usage);
-    return n + put_named(buf + n, "queue_depth", queue);
+    Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry
+        kv = XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__NAMED_METRICS_ENTRY__INIT,
+        q = XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__NAMED_METRICS_ENTRY__INIT;
+    Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry *named[] = {&kv, &q};
+    Xds__Data__Orca__V3__OrcaLoadReport r = XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__INIT;
+    kv.key = (char *)"kv_cache_usage";
+    kv.value = kv_usage;
+    q.key = (char *)"queue_depth";
+    q.value = queue;
+    r.cpu_utilization = cpu;
+    r.rps_fractional = rps;
+    r.n_named_metrics = 2;
+    r.named_metrics = named;
+    return xds__data__orca__v3__orca_load_report__pack(&r, buf);
 }
 
 void rp_llm_trailers(struct rp_llm *sim, const struct rp_llm_kv *kv, struct rp_llm_trailers *out)
@@ -417,8 +403,9 @@ static int start_events(struct rp_llm *sim, char *err, size_t errlen)
     char key[GW_KEY_LEN];
     struct rp_kvev_config ec;
 
-    if (gw_key_pool_kv(key, sizeof(key), KV_PREFIX, cfg->kv_pool) < 0) {
-        snprintf(err, errlen, "--kv-pool '%s' is too long", cfg->kv_pool);
+    if (gw_key_pool_kv(key, sizeof(key), cfg->kv_prefix, cfg->kv_pool) < 0) {
+        snprintf(err, errlen, "--kv-events-prefix and --kv-pool '%s%s' are too long",
+                 cfg->kv_prefix, cfg->kv_pool);
         return -1;
     }
     sim->snap = malloc((size_t)cfg->kv_blocks * sizeof(*sim->snap));

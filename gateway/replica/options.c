@@ -92,7 +92,9 @@ void rp_config_usage(FILE *out)
             "                         refused with RESOURCE_EXHAUSTED [%d]\n"
             "  --seed N               (also) makes the generated tokens reproducible\n"
             "  --kv-events-redis HOST:PORT  publish KV-cache events to the Redis Stream\n"
-            "                         infergw:pool:<--kv-pool>:kv [off]\n"
+            "                         <--kv-events-prefix>pool:<--kv-pool>:kv [off]\n"
+            "  --kv-events-prefix P   key prefix, as the gateway's --redis-prefix, 1..127\n"
+            "                         printable characters [infergw:]\n"
             "  --kv-pool NAME         pool of the events [the first --llm-model]\n"
             "  --kv-id ID             replica id in the events [--id]\n"
             "  --kv-events-maxlen N   XADD MAXLEN ~ N, 1..1000000000 [%d]\n"
@@ -268,6 +270,11 @@ static int parse_llm_flag(struct rp_config *cfg, const char *name, const char *v
                        "is not a valid pool name (1..255 printable characters, no spaces or "
                        "commas)");
         cfg->kv_pool = value;
+    } else if (strcmp(name, "--kv-events-prefix") == 0) {
+        if (!gw_name_word(value, strlen(value), 127, ""))
+            return bad(err, errlen, name, value,
+                       "is not a key prefix (1..127 printable characters, no spaces)");
+        cfg->kv_prefix = value;
     } else if (strcmp(name, "--kv-id") == 0) {
         if (!valid_id(value))
             return bad(err, errlen, name, value,
@@ -286,8 +293,11 @@ static int check_llm(struct rp_config *cfg, int llm_flags, char *err, size_t err
         return gw_errf(err, errlen,
                        "the LLM simulation flags (--kv-blocks, --prefill-us-per-unit, ...) need "
                        "--llm-model");
-    if ((cfg->kv_pool || cfg->kv_id) && !cfg->kv_events_redis)
-        return gw_errf(err, errlen, "--kv-pool and --kv-id need --kv-events-redis");
+    if ((cfg->kv_pool || cfg->kv_id || cfg->kv_prefix) && !cfg->kv_events_redis)
+        return gw_errf(err, errlen,
+                       "--kv-pool, --kv-id and --kv-events-prefix need --kv-events-redis");
+    if (!cfg->kv_prefix)
+        cfg->kv_prefix = "infergw:";
     if (!cfg->kv_pool && cfg->nllm_models)
         cfg->kv_pool = cfg->llm_models[0];
     return 0;
@@ -323,6 +333,7 @@ static const char *const valued[] = {"--listen",
                                      "--max-batch",
                                      "--max-queue",
                                      "--kv-events-redis",
+                                     "--kv-events-prefix",
                                      "--kv-pool",
                                      "--kv-id",
                                      "--kv-events-maxlen",

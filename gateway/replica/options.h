@@ -71,6 +71,7 @@ struct rp_config {
     const char *kv_events_redis; /* borrowed; NULL: no KV events */
     const char *kv_pool;         /* borrowed; default the first --llm-model */
     const char *kv_id;           /* borrowed; default --id */
+    const char *kv_prefix;       /* borrowed; the stream key's prefix, default "infergw:" */
     long kv_events_maxlen, kv_snapshot_ms;
 };
 

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for gateway/src/route/orca.c: the ORCA text form (keys,
  * spacing, named metrics, unknown keys, malformed items and bad values),
- * the -bin form (a hand-encoded OrcaLoadReport in base64, with and without
- * padding, unknown fields skipped, truncation and bad base64 refused), the
- * load and its decaying average, and power of two choices. */
+ * the -bin form (an OrcaLoadReport encoded by hand and one packed by
+ * protobuf-c as the reference replica packs it, in base64 with and without
+ * padding; unknown fields skipped; truncation, wrong wire types, values out
+ * of range and bad base64 refused), the load (capped at 1) and its decaying
+ * average, and power of two choices. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +14,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "route/orca.h"
+#include "xds/data/orca/v3/orca_load_report.pb-c.h"
 
 static int text(const char *s, struct gw_orca *o)
 {
@@ -47,6 +51,11 @@ static void test_text(void **state)
     assert_true(fabs(gw_orca_load(&o) - 0.25) < 1e-12);
     assert_int_equal(text("TEXT rps_fractional=3", &o), 0);
     assert_true(gw_orca_load(&o) < 0);
+    /* cpu_utilization past 1 (past the replica's soft limits): taken, the
+     * load capped at 1 */
+    assert_int_equal(text("TEXT cpu_utilization=1.5", &o), 0);
+    assert_true(fabs(o.cpu - 1.5) < 1e-12);
+    assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
 }
 
 static void test_text_malformed(void **state)
@@ -63,7 +72,7 @@ static void test_text_malformed(void **state)
         "TEXT =0.5",
         "TEXT cpu_utilization=abc",
         "TEXT cpu_utilization=0.5x",
-        "TEXT cpu_utilization=1.5",
+        "TEXT mem_utilization=1.5",
         "TEXT cpu_utilization=-0.1",
         "TEXT cpu_utilization=nan",
         "TEXT named_metrics.kv_cache_usage=2",
@@ -75,24 +84,13 @@ static void test_text_malformed(void **state)
         assert_int_equal(text(bad[i], &o), -1);
 }
 
-/* base64 of the bytes b[0..n), no padding. */
+/* base64 of the bytes b[0..n) (OpenSSL's encoder), without its padding, as
+ * gRPC sends -bin headers. */
 static void b64(const uint8_t *b, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | b[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tab[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = tab[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
+    int l = EVP_EncodeBlock((unsigned char *)out, b, (int)n);
+    while (l > 0 && out[l - 1] == '=')
+        out[--l] = '\0';
 }
 
 static size_t put_double(uint8_t *p, unsigned field, double v)
@@ -157,6 +155,58 @@ static void test_bin(void **state)
     /* empty report: valid, no load */
     assert_int_equal(gw_orca_parse_bin("", 0, &o), 0);
     assert_true(gw_orca_load(&o) < 0);
+    /* an unknown field (15, varint) after the report is skipped */
+    m[n] = 15 << 3 | 0;
+    m[n + 1] = 1;
+    b64(m, n + 2, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
+    assert_true(fabs(o.kv - 0.6) < 1e-12);
+}
+
+/* base64 of an OrcaLoadReport packed by protobuf-c, as the reference replica
+ * sends it: cpu_utilization <cpu>, named_metrics kv_cache_usage <kv>. */
+static void packed(double cpu, double kv, char *out)
+{
+    Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry e =
+        XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__NAMED_METRICS_ENTRY__INIT;
+    Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry *named[] = {&e};
+    Xds__Data__Orca__V3__OrcaLoadReport r = XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__INIT;
+    uint8_t buf[128];
+    e.key = (char *)"kv_cache_usage";
+    e.value = kv;
+    r.cpu_utilization = cpu;
+    r.n_named_metrics = 1;
+    r.named_metrics = named;
+    assert_true(xds__data__orca__v3__orca_load_report__get_packed_size(&r) <= sizeof(buf));
+    b64(buf, xds__data__orca__v3__orca_load_report__pack(&r, buf), out);
+}
+
+static void test_bin_packed(void **state)
+{
+    (void)state;
+    char s[256];
+    struct gw_orca o;
+    packed(0.3, 0.7, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
+    assert_true(fabs(o.cpu - 0.3) < 1e-12);
+    assert_true(fabs(gw_orca_load(&o) - 0.7) < 1e-12);
+    /* cpu_utilization 0 is not on the wire: not reported, the load is kv's */
+    packed(0, 0.2, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
+    assert_false(o.has & GW_ORCA_HAS_CPU);
+    assert_true(fabs(gw_orca_load(&o) - 0.2) < 1e-12);
+    /* cpu_utilization past 1: taken, the load capped at 1 */
+    packed(1.75, 0.1, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
+    assert_true(fabs(o.cpu - 1.75) < 1e-12);
+    assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
+    /* kv_cache_usage past 1, a negative or not finite value: bad */
+    packed(0.5, 1.5, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
+    packed(-0.5, 0.1, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
+    packed(INFINITY, 0.1, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
 }
 
 static void test_bin_malformed(void **state)
@@ -175,11 +225,16 @@ static void test_bin_malformed(void **state)
     }
     b64(m, 5, s); /* inside the first double */
     assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
-    assert_int_equal(gw_orca_parse_bin("!!!!", 4, &o), -1);
-    assert_int_equal(gw_orca_parse_bin("A", 1, &o), -1);
+    /* not base64: other characters, '=' within, blanks, a lone sextet */
+    const char *not_b64[] = {"!!!!", "A", "QQ=A", " CQ", "CQ ", "CQ\n", "C Q", "Q===", "===="};
+    for (size_t i = 0; i < sizeof(not_b64) / sizeof(not_b64[0]); i++)
+        assert_int_equal(gw_orca_parse_bin(not_b64[i], strlen(not_b64[i]), &o), -1);
     uint8_t bad[16];
-    size_t k = put_double(bad, 1, 2.0); /* cpu over 1 */
+    size_t k = put_double(bad, 2, 2.0); /* mem_utilization over 1 */
     b64(bad, k, s);
+    assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
+    bad[0] = 1 << 3 | 5; /* cpu_utilization with a 32-bit wire type */
+    b64(bad, 5, s);
     assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);
     k = put_double(bad, 6, NAN);
     b64(bad, k, s);
@@ -235,9 +290,10 @@ static void test_p2c(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text), cmocka_unit_test(test_text_malformed),
-        cmocka_unit_test(test_bin),  cmocka_unit_test(test_bin_malformed),
-        cmocka_unit_test(test_avg),  cmocka_unit_test(test_p2c),
+        cmocka_unit_test(test_text),          cmocka_unit_test(test_text_malformed),
+        cmocka_unit_test(test_bin),           cmocka_unit_test(test_bin_packed),
+        cmocka_unit_test(test_bin_malformed), cmocka_unit_test(test_avg),
+        cmocka_unit_test(test_p2c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,15 +56,91 @@ static int apply_entries(struct gw_kvview *v, size_t pool, const redisReply *ent
     return 0;
 }
 
-/* One XREAD round over the <n> followed pools. Returns 0, or -1 on a Redis
- * error or an unexpected reply. */
+/* The type of <key> ("stream", "none", "string", ...) into <type>.
+ * Returns 0, or -1 when Redis failed. */
+static int key_type(redisContext *c, const char *key, char *type, size_t cap)
+{
+    redisReply *rep = gw_loader_cmd(c, "TYPE %s", key);
+    if (!rep)
+        return -1;
+    int ok = rep->type == REDIS_REPLY_STATUS && rep->str;
+    if (ok)
+        snprintf(type, cap, "%s", rep->str);
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+static int type_readable(const char *type)
+{
+    return !strcmp(type, "stream") || !strcmp(type, "none");
+}
+
+/* Pool i's key holds <type>: the pool leaves XREAD (its replicas stale)
+ * until GW_KVREADER_RECHECK_MS from now; logged when it was read before. */
+static void key_is_bad(struct gw_kvview *v, size_t i, const char *key, const char *type,
+                       uint64_t now_ms)
+{
+    char why[128];
+    snprintf(why, sizeof(why), "stream key is a %s, not a stream", type);
+    if (!gw_kvview_key_bad(v, i))
+        gw_log(GW_LOG_WARN, "kv_stream_wrong_type", "{s:s, s:s, s:s, s:s}", "pool",
+               gw_kvview_pool_name(v, i), "key", key, "type", type, "routing",
+               "estimation for this pool until the key is a stream");
+    gw_kvview_set_key_bad(v, i, why, now_ms + GW_KVREADER_RECHECK_MS);
+}
+
+/* XREAD answered WRONGTYPE: the keys of <idx>[0..m) that hold another type
+ * leave the read. Returns 0 when one did, -1 when none (or Redis failed). */
+static int find_wrong_types(struct gw_kvview *v, redisContext *c, char (*keys)[GW_KEY_LEN],
+                            const size_t *idx, size_t m)
+{
+    uint64_t now = gw_now_ns() / 1000000;
+    int found = 0;
+    for (size_t j = 0; j < m; j++) {
+        char type[32];
+        if (key_type(c, keys[idx[j]], type, sizeof(type)) < 0)
+            return -1;
+        if (!type_readable(type)) {
+            key_is_bad(v, idx[j], keys[idx[j]], type, now);
+            found = 1;
+        }
+    }
+    return found ? 0 : -1;
+}
+
+/* One XREAD round over the <n> followed pools (those whose key holds
+ * another type than a stream left out, and looked at again when due).
+ * Returns 0, or -1 on a Redis error or an unexpected reply. */
 static int read_round(struct gw_kvreader *r, redisContext *c, size_t n)
 {
     struct gw_kvview *v = r->view;
     const char *argv[6 + 2 * GW_KVVIEW_POOLS];
-    size_t lens[6 + 2 * GW_KVVIEW_POOLS];
+    size_t lens[6 + 2 * GW_KVVIEW_POOLS], idx[GW_KVVIEW_POOLS], m = 0;
     static char keys[GW_KVVIEW_POOLS][GW_KEY_LEN];
     char count[16], block[16];
+    uint64_t now = gw_now_ns() / 1000000;
+    for (size_t i = 0; i < n; i++) {
+        gw_key_pool_kv(keys[i], sizeof(keys[i]), r->cfg->redis_prefix, gw_kvview_pool_name(v, i));
+        uint64_t due = gw_kvview_key_bad(v, i);
+        if (due && now >= due) {
+            char type[32];
+            if (key_type(c, keys[i], type, sizeof(type)) < 0)
+                return -1;
+            if (type_readable(type)) {
+                gw_kvview_set_key_bad(v, i, NULL, 0);
+                gw_log(GW_LOG_INFO, "kv_stream_key_fixed", "{s:s, s:s, s:s}", "pool",
+                       gw_kvview_pool_name(v, i), "key", keys[i], "type", type);
+            } else {
+                key_is_bad(v, i, keys[i], type, now);
+            }
+        }
+        if (!gw_kvview_key_bad(v, i))
+            idx[m++] = i;
+    }
+    if (m == 0) {
+        reader_wait(r, GW_KVREADER_BLOCK_MS);
+        return 0;
+    }
     snprintf(count, sizeof(count), "%d", GW_KVREADER_COUNT);
     snprintf(block, sizeof(block), "%d", GW_KVREADER_BLOCK_MS);
     size_t a = 0;
@@ -74,19 +150,22 @@ static int read_round(struct gw_kvreader *r, redisContext *c, size_t n)
     argv[a++] = "BLOCK";
     argv[a++] = block;
     argv[a++] = "STREAMS";
-    for (size_t i = 0; i < n; i++) {
-        gw_key_pool_kv(keys[i], sizeof(keys[i]), r->cfg->redis_prefix, gw_kvview_pool_name(v, i));
-        argv[a++] = keys[i];
-    }
-    for (size_t i = 0; i < n; i++)
-        argv[a++] = gw_kvview_last_id(v, i);
+    for (size_t j = 0; j < m; j++)
+        argv[a++] = keys[idx[j]];
+    for (size_t j = 0; j < m; j++)
+        argv[a++] = gw_kvview_last_id(v, idx[j]);
     for (size_t i = 0; i < a; i++)
         lens[i] = strlen(argv[i]);
     redisReply *rep = redisCommandArgv(c, (int)a, argv, lens);
     if (!rep)
         return -1;
     int rc = 0;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    if (rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "WRONGTYPE", 9)) {
+        /* One pool's key must not stop the others' reading. */
+        rc = find_wrong_types(v, c, keys, idx, m);
+        if (rc < 0)
+            gw_log(GW_LOG_WARN, "kv_stream_error", "{s:s}", "error", rep->str);
+    } else if (rep->type == REDIS_REPLY_ERROR) {
         gw_log(GW_LOG_WARN, "kv_stream_error", "{s:s}", "error", rep->str);
         rc = -1;
     } else if (rep->type == REDIS_REPLY_ARRAY) {
@@ -95,13 +174,13 @@ static int read_round(struct gw_kvreader *r, redisContext *c, size_t n)
             const redisReply *s = rep->element[k];
             int shaped = s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
                          s->element[0]->type == REDIS_REPLY_STRING;
-            size_t i = 0;
-            while (shaped && i < n && strcmp(keys[i], s->element[0]->str))
-                i++;
-            if (!shaped || i == n)
+            size_t j = 0;
+            while (shaped && j < m && strcmp(keys[idx[j]], s->element[0]->str))
+                j++;
+            if (!shaped || j == m)
                 rc = -1;
             else
-                rc = apply_entries(v, i, s->element[1]);
+                rc = apply_entries(v, idx[j], s->element[1]);
         }
         if (rc < 0)
             gw_log(GW_LOG_WARN, "kv_stream_error", "{s:s}", "error", "unexpected XREAD reply");

@@ -25,6 +25,13 @@
  * (every replica stale, gw_kvview_match -1) and reconnects with backoff
  * (100 ms doubling up to --redis-poll-ms), continuing from each pool's last
  * id. Workers never wait on it.
+ *
+ * A pool whose key holds another type than a stream (XREAD answers
+ * WRONGTYPE; TYPE of each key tells which) leaves the XREAD alone, so the
+ * other pools go on: its replicas go stale ("stream key is a <type>, not a
+ * stream"), kv_stream_wrong_type is logged once, and TYPE looks again every
+ * GW_KVREADER_RECHECK_MS until the key is a stream or gone
+ * (kv_stream_key_fixed), then it is read from its last id.
  */
 #ifndef INFERGW_KVREADER_H
 #define INFERGW_KVREADER_H
@@ -37,9 +44,10 @@
 #include "control/kvview.h"
 #include "control/redisconn.h"
 
-#define GW_KVREADER_BLOCK_MS 1000 /* XREAD BLOCK */
-#define GW_KVREADER_COUNT    512  /* XREAD COUNT, per stream */
-#define GW_KVREADER_FIELDS   16   /* fields per entry read; more: rejected */
+#define GW_KVREADER_BLOCK_MS   1000 /* XREAD BLOCK */
+#define GW_KVREADER_COUNT      512  /* XREAD COUNT, per stream */
+#define GW_KVREADER_FIELDS     16   /* fields per entry read; more: rejected */
+#define GW_KVREADER_RECHECK_MS 2000 /* a wrong-type key looked at again */
 
 struct gw_kvreader {
     const struct gw_config *cfg;

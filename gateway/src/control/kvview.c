@@ -34,6 +34,7 @@ struct kv_pool {
     struct kv_ring ring;
     struct gw_kvidx *idx;
     char last_id[GW_KVVIEW_ID_LEN]; /* reader thread only */
+    uint64_t key_recheck_ms;        /* reader thread only: see gw_kvview_key_bad */
     atomic_ullong events[GW_KVV_RESULTS];
 };
 
@@ -347,6 +348,19 @@ enum gw_kvview_result gw_kvview_apply(struct gw_kvview *v, size_t i, const char 
     }
     atomic_fetch_add_explicit(&p->events[res], 1, memory_order_relaxed);
     return res;
+}
+
+uint64_t gw_kvview_key_bad(struct gw_kvview *v, size_t i)
+{
+    return v->pools[i]->key_recheck_ms;
+}
+
+void gw_kvview_set_key_bad(struct gw_kvview *v, size_t i, const char *why, uint64_t recheck_ms)
+{
+    struct kv_pool *p = v->pools[i];
+    if (why)
+        gw_kvidx_mark_stale(p->idx, why);
+    p->key_recheck_ms = why ? recheck_ms : 0;
 }
 
 void gw_kvview_set_up(struct gw_kvview *v, int up, const char *why)

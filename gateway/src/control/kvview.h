@@ -90,6 +90,13 @@ const char *gw_kvview_last_id(struct gw_kvview *v, size_t i);
  * becomes <id> whatever the outcome. */
 enum gw_kvview_result gw_kvview_apply(struct gw_kvview *v, size_t i, const char *id,
                                       const struct gw_kv_field *fields, size_t nfields);
+/* Pool i's stream key holds another type than a stream: with <why>
+ * (non-NULL) the pool's replicas go stale with it and the reader leaves the
+ * key out of XREAD until <recheck_ms> (monotonic ms), when it looks again;
+ * with NULL the key is read again. gw_kvview_key_bad gives that time (0:
+ * the key is read). Kept while the pool stays followed. */
+void gw_kvview_set_key_bad(struct gw_kvview *v, size_t i, const char *why, uint64_t recheck_ms);
+uint64_t gw_kvview_key_bad(struct gw_kvview *v, size_t i);
 /* The stream is readable (1) or lost (0: every followed pool's replicas go
  * stale with <why>, and gw_kvview_match gives -1 until it is back). */
 void gw_kvview_set_up(struct gw_kvview *v, int up, const char *why);

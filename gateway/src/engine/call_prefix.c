@@ -302,20 +302,18 @@ void call__load_report(struct gw_attempt *a, const uint8_t *name, size_t namelen
                        const uint8_t *value, size_t valuelen)
 {
     struct gw_orca o;
-    int rc;
-    if (call__name_is(name, namelen, "endpoint-load-metrics"))
-        rc = gw_orca_parse_text((const char *)value, valuelen, &o);
-    else if (call__name_is(name, namelen, "endpoint-load-metrics-bin"))
-        rc = gw_orca_parse_bin((const char *)value, valuelen, &o);
-    else
+    int rc, text = call__name_is(name, namelen, "endpoint-load-metrics");
+    if (!text && !call__name_is(name, namelen, "endpoint-load-metrics-bin"))
         return;
     if (a->load_seen)
         return; /* the text and -bin forms of one report: one sample */
-    double load = rc == 0 ? gw_orca_load(&o) : -1;
+    rc = text ? gw_orca_parse_text((const char *)value, valuelen, &o)
+              : gw_orca_parse_bin((const char *)value, valuelen, &o);
     if (rc < 0) {
         gw_pfx_load_bad();
         return;
     }
+    double load = gw_orca_load(&o);
     a->load_seen = 1;
     if (load >= 0 && a->up && a->up->health)
         gw_health_load_report(a->up->health, load, a->call->w->loop.now_ns);

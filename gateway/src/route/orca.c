@@ -3,21 +3,27 @@
  * choices. See orca.h. */
 #include "route/orca.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ORCA_BIN_MAX 4096
+#include <openssl/evp.h>
+
+#include "xds/data/orca/v3/orca_load_report.pb-c.h"
+
+#define ORCA_BIN_MAX 4096                   /* a decoded report, at most */
+#define ORCA_B64_MAX (ORCA_BIN_MAX / 3 * 4) /* its base64 text, at most */
 
 static int set_value(struct gw_orca *o, const char *key, size_t klen, double v)
 {
     if (!isfinite(v) || v < 0)
         return -1;
 #define KEY(lit) (klen == sizeof(lit) - 1 && memcmp(key, lit, klen) == 0)
-    if (KEY("cpu_utilization") || KEY("kv_cache_usage") || KEY("mem_utilization")) {
-        if (v > 1)
-            return -1;
-    }
+    /* Fractions of a whole; cpu_utilization may pass 1 (gRFC A51: usage past
+     * the replica's soft limits), and gw_orca_load() caps it. */
+    if ((KEY("kv_cache_usage") || KEY("mem_utilization")) && v > 1)
+        return -1;
     if (KEY("cpu_utilization")) {
         o->cpu = v;
         o->has |= GW_ORCA_HAS_CPU;
@@ -89,129 +95,39 @@ int gw_orca_parse_text(const char *value, size_t len, struct gw_orca *out)
     return 0;
 }
 
-static int b64_val(unsigned char ch)
+/* Base64 value[0..len) (standard or URL alphabet, padding optional, as gRPC
+ * sends -bin headers) into out[0..cap) with OpenSSL's decoder, which wants
+ * the standard alphabet padded to a multiple of four. Returns the decoded
+ * length or -1. */
+static long b64_decode(const char *value, size_t len, uint8_t *out, size_t cap)
 {
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+' || ch == '-')
-        return 62;
-    if (ch == '/' || ch == '_')
-        return 63;
-    return -1;
-}
-
-/* Base64 (standard or URL alphabet, padding optional) into out[0..cap).
- * Returns the decoded length or -1. */
-static long b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
-{
-    while (n && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
+    for (int k = 0; k < 2 && len && value[len - 1] == '='; k++)
+        len--;
+    size_t pad = (4 - len % 4) % 4;
+    char text[ORCA_B64_MAX + 4];
+    if (pad == 3 || len + pad > sizeof(text) - 1 || (len + pad) / 4 * 3 > cap)
         return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val((unsigned char)s[i]);
-        if (v < 0)
+    /* Only the alphabet: EVP_DecodeBlock would also take blanks at either
+     * end and '=' within. */
+    for (size_t i = 0; i < len; i++) {
+        char ch = value[i];
+        if (ch == '-' || ch == '_')
+            ch = ch == '-' ? '+' : '/';
+        else if (!isalnum((unsigned char)ch) && ch != '+' && ch != '/')
             return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == cap)
-                return -1;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
+        text[i] = ch;
     }
-    return (long)o;
+    memset(text + len, '=', pad);
+    int n = EVP_DecodeBlock(out, (const unsigned char *)text, (int)(len + pad));
+    return n < 0 ? -1 : (long)n - (long)pad;
 }
 
-static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* The fields a proto3 encoder sends only when they are not zero: a zero
+ * (absent) one is not reported, as gRPC's own weighted round robin reads
+ * cpu_utilization. */
+static int set_nonzero(struct gw_orca *o, const char *key, double v)
 {
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p == end)
-            return -1;
-        uint8_t b = *(*p)++;
-        r |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static double le_double(const uint8_t *p)
-{
-    uint64_t u = 0;
-    for (int i = 7; i >= 0; i--)
-        u = (u << 8) | p[i];
-    double d;
-    memcpy(&d, &u, sizeof(d));
-    return d;
-}
-
-/* Skips a field of <wire> type. */
-static int skip_field(const uint8_t **p, const uint8_t *end, unsigned wire)
-{
-    uint64_t v;
-    switch (wire) {
-    case 0:
-        return varint(p, end, &v);
-    case 1:
-        if (end - *p < 8)
-            return -1;
-        *p += 8;
-        return 0;
-    case 2:
-        if (varint(p, end, &v) < 0 || v > (uint64_t)(end - *p))
-            return -1;
-        *p += v;
-        return 0;
-    case 5:
-        if (end - *p < 4)
-            return -1;
-        *p += 4;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
-/* One named_metrics map entry p[0..n). */
-static int map_entry(struct gw_orca *o, const uint8_t *p, const uint8_t *end)
-{
-    const uint8_t *key = NULL;
-    size_t klen = 0;
-    double val = 0;
-    while (p < end) {
-        uint64_t tag;
-        if (varint(&p, end, &tag) < 0)
-            return -1;
-        unsigned field = (unsigned)(tag >> 3), wire = (unsigned)(tag & 7);
-        if (field == 1 && wire == 2) {
-            uint64_t l;
-            if (varint(&p, end, &l) < 0 || l > (uint64_t)(end - p))
-                return -1;
-            key = p;
-            klen = (size_t)l;
-            p += l;
-        } else if (field == 2 && wire == 1) {
-            if (end - p < 8)
-                return -1;
-            val = le_double(p);
-            p += 8;
-        } else if (skip_field(&p, end, wire) < 0) {
-            return -1;
-        }
-    }
-    return key ? set_value(o, (const char *)key, klen, val) : 0;
+    return v == 0 ? 0 : set_value(o, key, strlen(key), v);
 }
 
 int gw_orca_parse_bin(const char *value, size_t len, struct gw_orca *out)
@@ -221,34 +137,21 @@ int gw_orca_parse_bin(const char *value, size_t len, struct gw_orca *out)
     long n = b64_decode(value, len, buf, sizeof(buf));
     if (n < 0)
         return -1;
-    const uint8_t *p = buf, *end = buf + n;
-    while (p < end) {
-        uint64_t tag;
-        if (varint(&p, end, &tag) < 0)
-            return -1;
-        unsigned field = (unsigned)(tag >> 3), wire = (unsigned)(tag & 7);
-        if (wire == 1 && (field == 1 || field == 2 || field == 6)) {
-            if (end - p < 8)
-                return -1;
-            double v = le_double(p);
-            p += 8;
-            const char *k = field == 1   ? "cpu_utilization"
-                            : field == 2 ? "mem_utilization"
-                                         : "rps_fractional";
-            if (set_value(out, k, strlen(k), v) < 0)
-                return -1;
-        } else if (field == 8 && wire == 2) {
-            uint64_t l;
-            if (varint(&p, end, &l) < 0 || l > (uint64_t)(end - p))
-                return -1;
-            if (map_entry(out, p, p + l) < 0)
-                return -1;
-            p += l;
-        } else if (skip_field(&p, end, wire) < 0) {
-            return -1;
-        }
+    Xds__Data__Orca__V3__OrcaLoadReport *r =
+        xds__data__orca__v3__orca_load_report__unpack(NULL, (size_t)n, buf);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (set_nonzero(out, "cpu_utilization", r->cpu_utilization) < 0 ||
+        set_nonzero(out, "mem_utilization", r->mem_utilization) < 0 ||
+        set_nonzero(out, "rps_fractional", r->rps_fractional) < 0)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < r->n_named_metrics; i++) {
+        const Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry *e = r->named_metrics[i];
+        rc = set_value(out, e->key, strlen(e->key), e->value);
     }
-    return 0;
+    xds__data__orca__v3__orca_load_report__free_unpacked(r, NULL);
+    return rc;
 }
 
 double gw_orca_load(const struct gw_orca *o)
@@ -258,7 +161,7 @@ double gw_orca_load(const struct gw_orca *o)
         l = o->cpu;
     if ((o->has & GW_ORCA_HAS_KV) && o->kv > l)
         l = o->kv;
-    return l;
+    return l > 1 ? 1 : l;
 }
 
 double gw_orca_avg(double prev, double sample)

@@ -1,23 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* orca — replica load reports in response trailers (ORCA, gRFC A51) and
  * the small load-aware picks built on them (docs/routing.md, "Load
- * reports"). Pure: no I/O, no allocation, no global state; any thread.
+ * reports").
  *
  * Two header forms are read:
  *  - `endpoint-load-metrics`: "TEXT k=v, k=v, ..." (Envoy's text form); keys
  *    cpu_utilization, mem_utilization, rps_fractional,
  *    named_metrics.<name>; unknown keys are skipped;
  *  - `endpoint-load-metrics-bin`: a serialized xds.data.orca.v3
- *    .OrcaLoadReport, base64 in the header value as gRPC sends binary
- *    headers (padding optional). Fields read: cpu_utilization = 1,
- *    mem_utilization = 2 (doubles), rps_fractional = 6 (double),
- *    named_metrics = 8 (map<string, double>: entries with key = 1, value =
- *    2); every other field is skipped by its wire type.
+ *    .OrcaLoadReport (proto/xds/data/orca/v3/, decoded by protobuf-c),
+ *    base64 in the header value as gRPC sends binary headers (padding
+ *    optional; decoded by OpenSSL). Fields read: cpu_utilization,
+ *    mem_utilization, rps_fractional (each when not zero: proto3 sends no
+ *    zero, so zero is "not reported", as gRPC's weighted round robin reads
+ *    it) and named_metrics; the others are ignored.
  * A report's load (0..1) is the largest of cpu_utilization and
  * named_metrics.kv_cache_usage that it carries (the resource a replica runs
- * out of first); queue_depth is kept but does not enter the load.
- * A value that is not finite or negative, or a utilization above 1, makes
- * the report bad (parse returns -1 and the caller counts it).
+ * out of first), capped at 1; queue_depth is kept but does not enter the
+ * load. A value that is not finite or negative, or a mem_utilization or
+ * kv_cache_usage above 1, makes the report bad (parse returns -1 and the
+ * caller counts it); cpu_utilization may pass 1 (gRFC A51: past the
+ * replica's soft limits).
+ * Pure: no I/O, no global state; any thread. gw_orca_parse_bin() allocates
+ * (protobuf-c's unpacking) and frees before it returns.
  */
 #ifndef INFERGW_ORCA_H
 #define INFERGW_ORCA_H

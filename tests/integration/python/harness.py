@@ -69,13 +69,16 @@ def _generate_stubs():
 
     health.proto is compiled from its own directory so that its module is
     `health_pb2`, not `grpc.health.v1.health_pb2` (a pygen/grpc directory
-    would collide with the grpc package itself).
+    would collide with the grpc package itself); the ORCA load report the
+    same way (`orca_load_report_pb2`).
     """
     out = os.path.join(WORK_DIR, "pygen")
     proto = os.path.join(SOURCE_DIR, "proto")
     sources = [
         (proto, "grpc_predict_v2.proto", "grpc_predict_v2_pb2_grpc.py"),
         (os.path.join(proto, "grpc", "health", "v1"), "health.proto", "health_pb2_grpc.py"),
+        (os.path.join(proto, "xds", "data", "orca", "v3"), "orca_load_report.proto",
+         "orca_load_report_pb2_grpc.py"),
     ]
     os.makedirs(out, exist_ok=True)
     for inc, name, produced in sources:
@@ -98,6 +101,7 @@ import grpc_predict_v2_pb2 as pb  # noqa: E402
 import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
+import orca_load_report_pb2 as orca_pb2  # noqa: E402
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,9 @@ infergw_kv_events_total) and /debug/prefix (its "precise" object):
   both replicas' next snapshot, then usable;
 - a steady load of calls runs meanwhile: none fails;
 - the same with a Redis that requires a password (AUTH from the URL), and
-  through a Sentinel.
+  through a Sentinel;
+- a pool whose stream key holds a string is left out of the read, the other
+  pool's view stays usable, and it is read again once the key is a stream.
 
 With simulated LLM replicas (--llm-model, publishing their KV events with
 --kv-id = their ring address) and `infergw-ctl route <pool> --prompt-file F`:
@@ -200,11 +202,98 @@ class KvPreciseSentinelCase(KvPreciseCase):
         return "sentinel://127.0.0.1:%d/kvmaster" % self.sentinel.port
 
 
+class KvWrongTypeCase(unittest.TestCase):
+    """Two precise pools; one's stream key holds a string. The other's view
+    is read and usable all along; the bad pool is unusable, its replicas
+    stale with the reason, kv_stream_wrong_type logged once; once the key
+    is a stream again the pool is read again."""
+
+    def setUp(self):
+        if h.DIRECT:
+            self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
+        self.redis = h.start_redis(name="redis-kvtype")
+        self.addCleanup(self.redis.stop)
+        self.url = h.redis_url(self.redis)
+        self.replicas = []
+        for i in range(2):
+            p = h.start_replica("kvtype-r%d" % i, "--quiet")
+            self.addCleanup(p.stop)
+            self.replicas.append(p)
+        self.r = h.redis_connect(self.redis.port)
+        self.addCleanup(h.redis_close, self.r)
+        for pool in ("good", "bad"):
+            h.run_ctl(self.url, "pool", "add", pool)
+            for p in self.replicas:
+                h.run_ctl(self.url, "replica", "add", pool, p.addr)
+            h.run_ctl(self.url, "conf", "set", "--pool", pool, "route_by", "prefix")
+            h.run_ctl(self.url, "conf", "set", "--pool", pool, "prefix_mode", "precise")
+
+    def xadd(self, pool, addr, seq, op, hashes=""):
+        rep = h.redis_call(self.r, "XADD", "infergw:pool:%s:kv" % pool, "*", "r", addr, "e", "7",
+                           "s", str(seq), "op", op, "h", hashes)
+        self.assertNotIsInstance(rep, Exception, "XADD refused: %r" % (rep,))
+
+    def usable(self, pool):
+        return h.metric_sum(h.scrape(self.admin), "infergw_kv_view_usable", pool=pool)
+
+    def test_wrong_type_key_isolated(self):
+        a, b = (p.addr for p in self.replicas)
+        self.assertEqual(h.redis_call(self.r, "SET", "infergw:pool:bad:kv", "oops"), "OK")
+        for addr in (a, b):
+            self.xadd("good", addr, 1, "cleared")
+        self.admin = h.free_port()
+        self.gw = h.start_gateway({}, "--redis", self.url, "--admin", "127.0.0.1:%d" % self.admin)
+        self.addCleanup(self.gw.stop)
+        self.assertTrue(h.wait_for(lambda: self.usable("good") == 1, 5),
+                        "the good pool's view is not usable; log:\n%s" % self.gw.tail())
+        self.assertEqual(self.usable("bad"), 0)
+        ev = self.gw.wait_event(lambda e: e.get("pool") == "bad", timeout=5,
+                                event="kv_stream_wrong_type")
+        self.assertIsNotNone(ev, "no kv_stream_wrong_type; log:\n%s" % self.gw.tail())
+        self.assertEqual((ev["key"], ev["type"]), ("infergw:pool:bad:kv", "string"))
+        # Entries of the good pool keep coming in while the bad key stays bad
+        # (looked at again every 2 s: logged once).
+        for seq in range(2, 6):
+            self.xadd("good", a, seq, "stored", "00000000000000a%d" % seq)
+            time.sleep(0.8)
+        applied = h.metric_sum(h.scrape(self.admin), "infergw_kv_events_total", pool="good",
+                               result="applied")
+        self.assertEqual(applied, 6)
+        self.assertEqual(self.usable("good"), 1)
+        self.assertEqual(len(self.gw.events("kv_stream_wrong_type")), 1)
+        self.assertEqual(self.gw.events("kv_stream_lost"), [], "the stream was given up")
+        dbg = h.http_json(self.admin, "/debug/prefix?pool=bad")["precise"]
+        self.assertTrue(dbg["stream_up"])
+        self.assertFalse(dbg["usable"])
+        # Replicas never heard of are stale from the start; none is fresh.
+        self.assertTrue(all(r["stale"] or not r["known"] for r in dbg["replicas"]), dbg)
+
+        # The key becomes a stream: read again, usable once both replicas
+        # are in.
+        self.assertEqual(h.redis_call(self.r, "DEL", "infergw:pool:bad:kv"), 1)
+        for addr in (a, b):
+            self.xadd("bad", addr, 1, "cleared")
+        self.assertTrue(h.wait_for(lambda: self.usable("bad") == 1, 6),
+                        "the bad pool's view is not usable after the fix; log:\n%s"
+                        % self.gw.tail())
+        ev = self.gw.wait_event(lambda e: e.get("pool") == "bad", timeout=1,
+                                event="kv_stream_key_fixed")
+        self.assertIsNotNone(ev, "no kv_stream_key_fixed; log:\n%s" % self.gw.tail())
+        self.assertEqual(ev["type"], "stream")
+        self.assertEqual(self.usable("good"), 1)
+
+
 LLM = "chat"
 BLOCK = 16
 
 
 class CtlPromptCase(unittest.TestCase):
+    """Simulated LLM replicas publishing their KV events, a gateway in precise
+    mode reading them and infergw-ctl predicting a route, all under a key
+    prefix that is not the default (the replicas' --kv-events-prefix, the
+    gateway's and infergw-ctl's --redis-prefix)."""
+    PREFIX = "kvctl7:"
+
     def setUp(self):
         if h.DIRECT:
             self.skipTest("needs the gateway (INFERGW_IT_DIRECT=1)")
@@ -219,7 +308,8 @@ class CtlPromptCase(unittest.TestCase):
                                 str(BLOCK), "--kv-blocks", "64", "--prefill-us-per-unit", "0",
                                 "--decode-us-per-token", "0", "--decode-tokens", "1",
                                 "--kv-pool", LLM, "--kv-id", addr, "--kv-events-redis",
-                                self.redis.addr, "--kv-snapshot-ms", "300", port=port)
+                                self.redis.addr, "--kv-events-prefix", self.PREFIX,
+                                "--kv-snapshot-ms", "300", port=port)
             self.addCleanup(p.stop)
             self.replicas.append(p)
         self.ctl("pool", "add", LLM)
@@ -230,19 +320,24 @@ class CtlPromptCase(unittest.TestCase):
             self.ctl("conf", "set", "--pool", LLM, field, value)
 
     def ctl(self, *args, expect=0):
-        return h.run_ctl(self.url, *args, expect=expect)
+        return h.run_ctl(self.url, "--redis-prefix", self.PREFIX, *args, expect=expect)
 
     def predict(self, path):
         return json.loads(self.ctl("route", LLM, "--prompt-file", path, "--json").stdout)
 
     def test_ctl_route_prompt(self):
         admin = h.free_port()
-        gw = h.start_gateway({}, "--redis", self.url, "--admin", "127.0.0.1:%d" % admin)
+        gw = h.start_gateway({}, "--redis", self.url, "--redis-prefix", self.PREFIX,
+                             "--admin", "127.0.0.1:%d" % admin)
         self.addCleanup(gw.stop)
         ok = h.wait_for(lambda: h.metric_sum(h.scrape(admin), "infergw_kv_view_usable",
                                              pool=LLM) == 1, 5)
         self.assertTrue(ok, "the view of the simulated replicas' stream is not usable; log:\n%s"
                         % gw.tail())
+        # The events are under the prefix, and nothing under the default one.
+        self.assertEqual(h.redis_query(self.redis.port, "EXISTS", self.PREFIX + "pool:%s:kv" % LLM),
+                         1)
+        self.assertEqual(h.redis_query(self.redis.port, "EXISTS", "infergw:pool:%s:kv" % LLM), 0)
 
         text = b"You are a careful assistant. Answer briefly. " * 4  # 180 bytes: 11 blocks
         path = os.path.join(h.WORK_DIR, "%d-prompt.txt" % os.getpid())

@@ -59,43 +59,12 @@ def stream(ch, req, timeout=20):
 
 
 def parse_orca_bin(b):
-    """A tiny protobuf reader for xds.data.orca.v3.OrcaLoadReport: doubles
-    (wire type 1) by field number, and the named_metrics map (field 8)."""
-    out, named, i = {}, {}, 0
-
-    def varint(b, i):
-        v, s = 0, 0
-        while True:
-            x = b[i]
-            i += 1
-            v |= (x & 0x7f) << s
-            s += 7
-            if not x & 0x80:
-                return v, i
-    while i < len(b):
-        tag, i = varint(b, i)
-        field, wt = tag >> 3, tag & 7
-        if wt == 1:
-            out[field] = struct.unpack("<d", b[i:i + 8])[0]
-            i += 8
-        elif wt == 2:
-            n, i = varint(b, i)
-            sub, i = b[i:i + n], i + n
-            if field == 8:
-                k, v, j = None, None, 0
-                while j < len(sub):
-                    t, j = varint(sub, j)
-                    if t == 0x0a:
-                        m, j = varint(sub, j)
-                        k, j = sub[j:j + m].decode(), j + m
-                    elif t == 0x11:
-                        v, j = struct.unpack("<d", sub[j:j + 8])[0], j + 8
-                    else:
-                        raise AssertionError("unexpected map entry tag %d" % t)
-                named[k] = v
-        else:
-            raise AssertionError("unexpected wire type %d" % wt)
-    return out, named
+    """An OrcaLoadReport (the Python protobuf runtime, stubs from proto/): the
+    fields it carries by number (named_metrics aside: proto3 leaves out the
+    zero ones), and its named_metrics."""
+    msg = h.orca_pb2.OrcaLoadReport.FromString(b)
+    fields = {fd.number: v for fd, v in msg.ListFields() if fd.name != "named_metrics"}
+    return fields, dict(msg.named_metrics)
 
 
 def parse_orca_text(s):
@@ -279,7 +248,8 @@ class LlmSimTest(unittest.TestCase):
     def test_bad_flags_refused(self):
         cases = [("--kv-blocks", "0"), ("--prefix-block", "2000"), ("--max-batch", "x"),
                  ("--prefill-us-per-unit", "-1"), ("--kv-events-redis", "nohost"),
-                 ("--kv-snapshot-ms", "5"), ("--decode-tokens", "0")]
+                 ("--kv-snapshot-ms", "5"), ("--decode-tokens", "0"),
+                 ("--kv-events-prefix", "two words")]
         for flag, value in cases:
             r = subprocess.run([h._bin("infergw-replica"), "--llm-model", MODEL, flag, value],
                                capture_output=True, text=True, timeout=10)
@@ -290,6 +260,11 @@ class LlmSimTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 2)
         self.assertIn("need --llm-model", r.stderr)
+        r = subprocess.run([h._bin("infergw-replica"), "--llm-model", MODEL,
+                            "--kv-events-prefix", "t1:"], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--kv-events-prefix need --kv-events-redis", r.stderr)
 
 
 class LlmKvEventsTest(unittest.TestCase):

@@ -17,7 +17,6 @@ import base64
 import collections
 import concurrent.futures
 import shutil
-import struct
 import subprocess
 import unittest
 
@@ -244,13 +243,10 @@ class PrefixRoutingTest(unittest.TestCase):
         self.assertEqual(summed, inputs)
 
 def orca_bin(cpu, kv):
-    """base64 of an OrcaLoadReport: cpu_utilization (1), named_metrics (8)
-    {kv_cache_usage: kv}."""
-    msg = b"\x09" + struct.pack("<d", cpu)
-    key = b"kv_cache_usage"
-    entry = b"\x0a" + bytes([len(key)]) + key + b"\x11" + struct.pack("<d", kv)
-    msg += b"\x42" + bytes([len(entry)]) + entry
-    return base64.b64encode(msg).decode().rstrip("=")
+    """base64 (unpadded, as gRPC sends -bin headers) of an OrcaLoadReport with
+    cpu_utilization <cpu> and named_metrics {kv_cache_usage: kv}."""
+    msg = h.orca_pb2.OrcaLoadReport(cpu_utilization=cpu, named_metrics={"kv_cache_usage": kv})
+    return base64.b64encode(msg.SerializeToString()).decode().rstrip("=")
 
 
 class LoadReportTest(unittest.TestCase):
