@@ -544,8 +544,9 @@ const struct gw_flag gw_flags[] = {
      .section = GW_SEC_LIMITS,
      U32(replay_buffer_total, 0, 4294967295u),
      .def = "268435456",
-     .help = "request bytes all calls of a worker may keep for replay; a call that would go "
-             "past it runs single-attempt"},
+     .help = "request bytes all calls of a worker may keep for replay, and the message hashes "
+             "(8 bytes each) of its resumable streams; a call that would go past it runs "
+             "single-attempt, a stream is not resumed past it"},
     {.name = "stream-window-bytes",
      .arg = "N",
      .section = GW_SEC_LIMITS,

@@ -17,7 +17,9 @@
  * furthest attempt takes them.
  *
  * Replay budget: the request log bytes of every call of a worker are
- * counted (w->replay_bytes); a call that would take the total past
+ * counted (w->replay_bytes), with the message hashes its resumable streams
+ * keep (call_resume.c: past the budget a stream is not resumed); a call
+ * that would take the total past
  * --replay-buffer-total stops keeping its request for replay and runs
  * single-attempt (infergw_replay_budget_exceeded_total, log
  * replay_budget_exceeded).

@@ -204,8 +204,9 @@ struct call_resume {
     uint32_t skipped_msgs;          /* messages continue attempts did not send again */
     uint32_t from;                  /* where the pending resume attempt started */
     uint32_t resumes;               /* resume attempts started */
+    uint64_t hash_held;             /* bytes of hash counted in w->replay_bytes */
+    const char *full;               /* why no more messages are hashed (no more resumes), or NULL */
     unsigned pending : 1;           /* a resume attempt awaits its outcome */
-    unsigned full : 1;              /* too many messages to hash: no more resumes */
 };
 
 /* At the commit point: turns resume on for the call when its pool wants it

@@ -67,6 +67,9 @@ void call__resume_free(struct gw_call *c)
     if (!rs)
         return;
     call__conn_held(c, -(int64_t)rs->partial.len);
+    c->w->replay_bytes -= rs->hash_held;
+    atomic_fetch_sub_explicit(&c->w->metrics->replay_bytes, (int64_t)rs->hash_held,
+                              memory_order_relaxed);
     gw_bufq_reset(&rs->partial);
     XXH3_freeState(rs->xs);
     gw_free(rs->hash);
@@ -162,20 +165,35 @@ static void diverged(struct gw_call *c, const char *how)
                  call__attempt_addr(c->winner), how);
 }
 
-/* Keeps hash <h> of the message just relayed. */
-static void keep_hash(struct call_resume *rs, uint64_t h)
+/* Keeps hash <h> of the message just relayed. The hashes count in the
+ * worker's replay bytes (--replay-buffer-total) with the request logs; past
+ * it, or past RESUME_MAX_MESSAGES, relaying goes on and resuming is over. */
+static void keep_hash(struct gw_call *c, uint64_t h)
 {
+    struct call_resume *rs = c->rs;
     if (rs->full)
         return;
     if (rs->nmsg == rs->cap) {
         uint32_t cap = rs->cap ? rs->cap * 2 : 64;
-        uint64_t *nh = cap <= RESUME_MAX_MESSAGES ? gw_realloc(rs->hash, cap * sizeof(*nh)) : NULL;
+        uint64_t add = (uint64_t)(cap - rs->cap) * sizeof(*rs->hash);
+        if (cap > RESUME_MAX_MESSAGES) {
+            rs->full = "the stream is past the messages the gateway keeps hashes of (65536)";
+            return;
+        }
+        if (c->w->replay_bytes + add > c->w->cfg->replay_buffer_total) {
+            rs->full = "its message hashes would take the worker past --replay-buffer-total";
+            return;
+        }
+        uint64_t *nh = gw_realloc(rs->hash, cap * sizeof(*nh));
         if (!nh) {
-            rs->full = 1; /* relaying goes on; resuming is over */
+            rs->full = "the gateway was out of memory for its message hashes";
             return;
         }
         rs->hash = nh;
         rs->cap = cap;
+        rs->hash_held += add;
+        c->w->replay_bytes += add;
+        atomic_fetch_add_explicit(&c->w->metrics->replay_bytes, (int64_t)add, memory_order_relaxed);
     }
     rs->hash[rs->nmsg] = h;
 }
@@ -198,7 +216,7 @@ static int message_done(struct gw_call *c)
         metric(c, -1, 0, size);
         return 0;
     }
-    keep_hash(rs, h);
+    keep_hash(c, h);
     rs->nmsg++;
     rs->in_idx++;
     rs->win_in_buf += rs->partial.len;
@@ -285,7 +303,7 @@ static const char *cannot_resume(struct gw_call *c, const struct gw_pool *pool, 
     if (!c->replayable || c->req_base != 0)
         return "the request is no longer held (--retry-buffer-bytes, --replay-buffer-total)";
     if (rs->full)
-        return "the stream is past the messages the gateway keeps hashes of (65536)";
+        return rs->full;
     if (c->natt >= GW_CALL_MAX_ATTEMPTS || c->natt >= pool->tun.retry_max_attempts)
         return "retry_max_attempts reached";
     uint64_t floor = c->ps ? gw_latency_quantile(&c->ps->latency, 0.5, LATENCY_MIN_SAMPLES) : 0;

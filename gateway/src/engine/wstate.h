@@ -54,7 +54,7 @@ struct gw_worker {
     int draining;
     struct gw_timer grace_timer;
     uint64_t calls_started;
-    uint64_t replay_bytes; /* request bytes all calls keep in their logs (call_core.c) */
+    uint64_t replay_bytes; /* request log bytes and resume hashes all calls keep (call_core.c) */
     int exit_code;
     struct gw_metrics *metrics;        /* written by this worker only; read by the admin thread */
     struct gw_health_registry *health; /* the process's replica health (borrowed) */

@@ -570,7 +570,8 @@ static void render_upstream(struct gw_metrics *const *ws, size_t nw, FILE *out)
            "records of replicas that left the configuration are freed once idle.");
     fprintf(out, "infergw_upstream_records %" PRId64 "\n", recs);
     header(out, "infergw_replay_buffer_bytes", "gauge",
-           "Request bytes held for retries and hedges, summed over workers.");
+           "Request bytes held for retries and hedges, and message hashes held for stream "
+           "resume, summed over workers (--replay-buffer-total per worker).");
     fprintf(out, "infergw_replay_buffer_bytes %" PRId64 "\n", replay);
 }
 

@@ -197,7 +197,7 @@ struct gw_metrics {
     gw_counter limits[GW_LIMIT_COUNT];
     gw_counter upstream[GW_UP_COUNT];
     _Atomic int64_t upstream_records; /* struct gw_upstream the worker keeps */
-    _Atomic int64_t replay_bytes;     /* request bytes held for replay */
+    _Atomic int64_t replay_bytes;     /* request bytes and resume hashes held for replay */
     pthread_mutex_t routes_mu;
     struct gw_routes *routes; /* the worker's snapshot (a reference), under routes_mu */
 };

@@ -19,9 +19,10 @@ lease) while every stream is part way through; then:
 - replicas that are not deterministic: every resumed stream ends ABORTED
   "resumed stream diverged at message N" with N the first index at which the
   new replica disagrees, after a prefix of the right messages only;
-- the replay buffer limit exceeded (--retry-buffer-bytes below the request):
-  the streams on the lost replica fail as they do without resume, and no
-  resume is counted;
+- the replay buffer limit exceeded (--retry-buffer-bytes below the request,
+  or --replay-buffer-total below the message hashes the streams need): the
+  streams on the lost replica fail as they do without resume, and no resume
+  is counted;
 - stream_resume off: as before the feature, the streams on the killed
   replica fail UNAVAILABLE with a prefix of their messages;
 - a resume attempt to a replica that sends nothing is given up after
@@ -600,6 +601,29 @@ class ResumeFailureTest(ResumeCase):
         why = [e for e in self.gw.events("resume_failed")
                if "no longer held" in e.get("reason", "")]
         self.assertEqual(len(why), len(victims), "resume_failed lines naming the request log")
+
+    def test_hash_budget_exceeded(self):
+        """The message hashes count in --replay-buffer-total with the request
+        logs: 20 streams on one worker whose budget holds their requests and
+        64 hashes each, not 128. Lost after message 70, r0's streams fail as
+        without the feature, each a failed resume logged with that reason;
+        the others are whole; the bytes are given back when the calls end."""
+        n = 20
+        reqs = requests(n)
+        ref = reference()[:n]
+        held = sum(5 + len(r.SerializeToString()) for r in reqs) + n * 64 * 8
+        self.start("replay", gateway_args=("--workers", "1", "--replay-buffer-total",
+                                           str(held + 256)))
+        res, victims = self.run_with_fault(self.kill9, reqs=reqs, low=70, high=150)
+        self.assert_lost(res, victims, ref)
+        samples = h.scrape(self.admin)
+        self.assertEqual(self.resumes(samples, outcome="ok"), 0, "resumes counted")
+        self.assertEqual(self.resumes(samples, outcome="failed"), len(victims))
+        why = [e for e in self.gw.events("resume_failed")
+               if "--replay-buffer-total" in e.get("reason", "")]
+        self.assertEqual(len(why), len(victims), "resume_failed lines naming the budget: %r"
+                         % self.gw.events("resume_failed")[:2])
+        self.assertEqual(h.metric_sum(samples, "infergw_replay_buffer_bytes"), 0)
 
     def test_resume_attempt_bounded_by_per_try_timeout(self):
         """A resume attempt whose replica takes the stream and sends nothing
