@@ -197,14 +197,16 @@ class PrefixRoutingTest(unittest.TestCase):
 
     def test_in_flight_counts_every_worker(self):
         """The decisions weigh the calls in flight from every worker (the
-        harness's gateway has two, each with its own listener): four long
+        harness's gateway has two, each with its own listener): eight long
         streams held on one connection on replica A (one prompt, pool llm
-        without bounded loads), then four held least_loaded streams, each on
-        a connection of its own, over a pool of A and B: all four go to B
+        without bounded loads), then eight held least_loaded streams, each on
+        a connection of its own, over a pool of A and B: all eight go to B
         (power of two choices over two replicas takes the one with fewer
-        calls, and A has four). With each worker's own count, a connection
-        on the other worker would see A idle and send calls there. Then
-        /debug/prefix shows the counts /debug/replicas shows."""
+        calls, and A has eight). With each worker's own count, a connection
+        on the other worker would see A idle and send calls there; that all
+        eight land on the held connection's worker, which would hide it, has
+        a chance of 1 in 256. Then /debug/prefix shows the counts
+        /debug/replicas shows."""
         call, admin = self.gateway()
         self.ctl("conf", "set", "--pool", POOL, "balance_factor", "0")
         sp = system_prompt(5)
@@ -222,10 +224,10 @@ class PrefixRoutingTest(unittest.TestCase):
             self.addCleanup(it.cancel)
             return h.md_get(it.initial_metadata(), "x-replica-id")
 
-        on_a = [hold(call, request(sp + b" held %d" % i, max_tokens=400)) for i in range(4)]
-        self.assertEqual(on_a, [a] * 4)
+        on_a = [hold(call, request(sp + b" held %d" % i, max_tokens=400)) for i in range(8)]
+        self.assertEqual(on_a, [a] * 8)
         seen = []
-        for i in range(4):
+        for i in range(8):
             # A subchannel of its own, so a TCP connection of its own, which
             # the kernel gives to either worker's listener.
             ch = h.channel(self.gw_addr, ("grpc.use_local_subchannel_pool", 1))
@@ -234,10 +236,10 @@ class PrefixRoutingTest(unittest.TestCase):
                                   request_serializer=h.pb.ModelInferRequest.SerializeToString,
                                   response_deserializer=None)
             seen.append(hold(ll, request(b"ll %d" % i, model=LL_POOL, max_tokens=400)))
-        self.assertEqual(seen, [b] * 4)
+        self.assertEqual(seen, [b] * 8)
         inputs = {r["address"]: r["inflight"]
                   for r in h.http_json(admin, "/debug/prefix?pool=" + LL_POOL)["replicas"]}
-        self.assertEqual(inputs, {addr[a]: 4, addr[b]: 4})
+        self.assertEqual(inputs, {addr[a]: 8, addr[b]: 8})
         summed = {r["address"]: r["inflight"]
                   for r in h.http_json(admin, "/debug/replicas")["replicas"] if r["address"] in inputs}
         self.assertEqual(summed, inputs)
@@ -301,7 +303,8 @@ class LoadReportTest(unittest.TestCase):
 
     def test_bad_reports_are_counted_and_ignored(self):
         before = (self.load(self.busy), self.load(self.idle))  # the warm-up call's, or -1
-        self.busy.trailers = [("endpoint-load-metrics", "TEXT cpu_utilization=7")]
+        # mem_utilization above 1 (cpu_utilization may pass 1: gRFC A51)
+        self.busy.trailers = [("endpoint-load-metrics", "TEXT cpu_utilization=0.5, mem_utilization=7")]
         self.idle.trailers = [("endpoint-load-metrics-bin", "Bw")]  # wire type 7
         self.idle.trailers += [("endpoint-load-metrics", "JSON {}")]
         for _ in range(10):
