@@ -105,7 +105,7 @@ run_suite "$ROOT/build" release "${INFERGW_RELEASE_ARGS[@]}"
 #    target (ASan, UBSan or a FUZZ_CHECK) and fails the run; the crashing
 #    input is left in build-fuzz/ (crash-*).
 FUZZ_SECONDS=${FUZZ_SECONDS:-25}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"model_scan model_check grpc_timeout framer headers token authdb_file session prefix"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"model_scan model_check grpc_timeout framer headers token authdb_file session prefix orca"}
 if ((FUZZ_SECONDS > 0)); then
   FUZZ_DIR=$ROOT/build-fuzz
   log "fuzz (${FUZZ_SECONDS}s each: $FUZZ_TARGETS) in ${FUZZ_DIR#"$ROOT"/}"
