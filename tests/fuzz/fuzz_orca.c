@@ -21,14 +21,14 @@
 
 static void check_range(const struct gw_orca *o)
 {
-    const double v[] = {o->cpu, o->mem, o->rps, o->kv, o->queue};
+    const double v[] = {o->cpu, o->mem, o->rps, o->kv, o->queue, o->app};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         FUZZ_CHECK(isfinite(v[i]) && v[i] >= 0);
     FUZZ_CHECK(!(o->has & GW_ORCA_HAS_KV) || o->kv <= 1);
     FUZZ_CHECK(!(o->has & GW_ORCA_HAS_MEM) || o->mem <= 1);
     double l = gw_orca_load(o);
     FUZZ_CHECK(l == -1 || (l >= 0 && l <= 1));
-    FUZZ_CHECK((l == -1) == !(o->has & (GW_ORCA_HAS_CPU | GW_ORCA_HAS_KV)));
+    FUZZ_CHECK((l == -1) == !(o->has & (GW_ORCA_HAS_CPU | GW_ORCA_HAS_KV | GW_ORCA_HAS_APP)));
 }
 
 /* <o> packed as an OrcaLoadReport, in base64 without padding, parsed back. */
@@ -51,6 +51,7 @@ static void check_round_trip(const struct gw_orca *o)
     r.cpu_utilization = o->has & GW_ORCA_HAS_CPU ? o->cpu : 0;
     r.mem_utilization = o->has & GW_ORCA_HAS_MEM ? o->mem : 0;
     r.rps_fractional = o->has & GW_ORCA_HAS_RPS ? o->rps : 0;
+    r.application_utilization = o->has & GW_ORCA_HAS_APP ? o->app : 0;
     uint8_t buf[256];
     char text[400];
     size_t n = xds__data__orca__v3__orca_load_report__pack(&r, buf);
@@ -61,13 +62,14 @@ static void check_round_trip(const struct gw_orca *o)
     struct gw_orca back;
     FUZZ_CHECK(gw_orca_parse_bin(text, (size_t)len, &back) == 0);
     unsigned zero = (o->cpu == 0 ? GW_ORCA_HAS_CPU : 0) | (o->mem == 0 ? GW_ORCA_HAS_MEM : 0) |
-                    (o->rps == 0 ? GW_ORCA_HAS_RPS : 0);
+                    (o->rps == 0 ? GW_ORCA_HAS_RPS : 0) | (o->app == 0 ? GW_ORCA_HAS_APP : 0);
     FUZZ_CHECK(back.has == (o->has & ~zero));
     FUZZ_CHECK(!(back.has & GW_ORCA_HAS_CPU) || back.cpu == o->cpu);
     FUZZ_CHECK(!(back.has & GW_ORCA_HAS_MEM) || back.mem == o->mem);
     FUZZ_CHECK(!(back.has & GW_ORCA_HAS_RPS) || back.rps == o->rps);
     FUZZ_CHECK(!(back.has & GW_ORCA_HAS_KV) || back.kv == o->kv);
     FUZZ_CHECK(!(back.has & GW_ORCA_HAS_QUEUE) || back.queue == o->queue);
+    FUZZ_CHECK(!(back.has & GW_ORCA_HAS_APP) || back.app == o->app);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

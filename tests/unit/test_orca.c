@@ -56,6 +56,16 @@ static void test_text(void **state)
     assert_int_equal(text("TEXT cpu_utilization=1.5", &o), 0);
     assert_true(fabs(o.cpu - 1.5) < 1e-12);
     assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
+    /* application_utilization, when there, stands for cpu_utilization */
+    assert_int_equal(text("TEXT cpu_utilization=0.9, application_utilization=0.3", &o), 0);
+    assert_true(o.has & GW_ORCA_HAS_APP);
+    assert_true(fabs(gw_orca_load(&o) - 0.3) < 1e-12);
+    assert_int_equal(text("TEXT application_utilization=0.3, named_metrics.kv_cache_usage=0.5", &o),
+                     0);
+    assert_true(fabs(gw_orca_load(&o) - 0.5) < 1e-12);
+    assert_int_equal(text("TEXT application_utilization=2.5", &o), 0);
+    assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
+    assert_int_equal(text("TEXT application_utilization=-1", &o), -1);
 }
 
 static void test_text_malformed(void **state)
@@ -200,6 +210,17 @@ static void test_bin_packed(void **state)
     assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
     assert_true(fabs(o.cpu - 1.75) < 1e-12);
     assert_true(fabs(gw_orca_load(&o) - 1.0) < 1e-12);
+    /* application_utilization stands for cpu_utilization */
+    {
+        Xds__Data__Orca__V3__OrcaLoadReport r = XDS__DATA__ORCA__V3__ORCA_LOAD_REPORT__INIT;
+        uint8_t buf[64];
+        r.cpu_utilization = 0.9;
+        r.application_utilization = 0.4;
+        b64(buf, xds__data__orca__v3__orca_load_report__pack(&r, buf), s);
+        assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), 0);
+        assert_true(fabs(o.app - 0.4) < 1e-12);
+        assert_true(fabs(gw_orca_load(&o) - 0.4) < 1e-12);
+    }
     /* kv_cache_usage past 1, a negative or not finite value: bad */
     packed(0.5, 1.5, s);
     assert_int_equal(gw_orca_parse_bin(s, strlen(s), &o), -1);

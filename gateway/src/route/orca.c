@@ -20,8 +20,9 @@ static int set_value(struct gw_orca *o, const char *key, size_t klen, double v)
     if (!isfinite(v) || v < 0)
         return -1;
 #define KEY(lit) (klen == sizeof(lit) - 1 && memcmp(key, lit, klen) == 0)
-    /* Fractions of a whole; cpu_utilization may pass 1 (gRFC A51: usage past
-     * the replica's soft limits), and gw_orca_load() caps it. */
+    /* Fractions of a whole; cpu_utilization and application_utilization may
+     * pass 1 (gRFC A51: usage past the replica's soft limits), and
+     * gw_orca_load() caps them. */
     if ((KEY("kv_cache_usage") || KEY("mem_utilization")) && v > 1)
         return -1;
     if (KEY("cpu_utilization")) {
@@ -39,6 +40,9 @@ static int set_value(struct gw_orca *o, const char *key, size_t klen, double v)
     } else if (KEY("queue_depth")) {
         o->queue = v;
         o->has |= GW_ORCA_HAS_QUEUE;
+    } else if (KEY("application_utilization")) {
+        o->app = v;
+        o->has |= GW_ORCA_HAS_APP;
     }
 #undef KEY
     return 0;
@@ -144,7 +148,8 @@ int gw_orca_parse_bin(const char *value, size_t len, struct gw_orca *out)
     int rc = 0;
     if (set_nonzero(out, "cpu_utilization", r->cpu_utilization) < 0 ||
         set_nonzero(out, "mem_utilization", r->mem_utilization) < 0 ||
-        set_nonzero(out, "rps_fractional", r->rps_fractional) < 0)
+        set_nonzero(out, "rps_fractional", r->rps_fractional) < 0 ||
+        set_nonzero(out, "application_utilization", r->application_utilization) < 0)
         rc = -1;
     for (size_t i = 0; rc == 0 && i < r->n_named_metrics; i++) {
         const Xds__Data__Orca__V3__OrcaLoadReport__NamedMetricsEntry *e = r->named_metrics[i];
@@ -157,7 +162,9 @@ int gw_orca_parse_bin(const char *value, size_t len, struct gw_orca *out)
 double gw_orca_load(const struct gw_orca *o)
 {
     double l = -1;
-    if (o->has & GW_ORCA_HAS_CPU)
+    if (o->has & GW_ORCA_HAS_APP)
+        l = o->app;
+    else if (o->has & GW_ORCA_HAS_CPU)
         l = o->cpu;
     if ((o->has & GW_ORCA_HAS_KV) && o->kv > l)
         l = o->kv;
