@@ -349,7 +349,10 @@ void call__hedge_cb(struct gw_timer *t, void *arg)
         .deadline_ns = c->deadline_ns,
         .floor_ns = attempt_floor(c),
     };
-    if (gw_policy_hedge(&in) != GW_HEDGE_GO)
+    enum gw_hedge_verdict v = gw_policy_hedge(&in);
+    if (v == GW_HEDGE_NO_DEADLINE)
+        gw_metrics_policy(w->metrics, GW_POLICY_HEDGE_DEADLINE);
+    if (v != GW_HEDGE_GO)
         return;
     if (!gw_budget_take(&c->ps->hedge_budget, now, pool->tun.hedge_budget_percent,
                         HEDGE_BUDGET_MIN)) {

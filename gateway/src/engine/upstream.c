@@ -856,15 +856,6 @@ static struct gw_health *worker_rec(size_t i, void *ctx)
 }
 
 /* The index of <up> in its worker's snapshot, or -1. */
-static int upstream_index(const struct gw_upstream *up)
-{
-    const struct gw_worker *w = up->w;
-    for (size_t i = 0; i < w->routes->nreplicas; i++)
-        if (w->upmap[i] == up)
-            return (int)i;
-    return -1;
-}
-
 void gw_upstream_report(struct gw_upstream *up, int ok)
 {
     if (!up || !up->health)
@@ -874,7 +865,7 @@ void gw_upstream_report(struct gw_upstream *up, int ok)
     struct gw_outlier_params p = {cfg->outlier_failures, cfg->outlier_base_ms, cfg->outlier_max_ms,
                                   cfg->outlier_max_percent};
     uint64_t now = w->loop.now_ns;
-    int idx = ok ? -1 : upstream_index(up);
+    int idx = ok || up->route_idx == UINT32_MAX ? -1 : (int)up->route_idx;
     if (!gw_health_passive(up->health, ok, now, &p, w->routes, idx, worker_rec, w))
         return;
     uint64_t until = atomic_load_explicit(&up->health->ejected_until_ns, memory_order_relaxed);

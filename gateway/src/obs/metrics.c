@@ -620,6 +620,7 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
         "infergw_retries_refused_total{reason=\"deadline\"}",
         "infergw_retries_refused_total{reason=\"pushback\"}",
         "infergw_hedges_refused_total{reason=\"budget\"}",
+        "infergw_hedges_refused_total{reason=\"deadline\"}",
         "infergw_hedges_won_total",
     };
     for (int p = 0; p < GW_POLICY_COUNT; p++) {
@@ -632,7 +633,8 @@ static void render_global(struct gw_metrics *const *ws, size_t nw,
                    "time, or the replica's grpc-retry-pushback-ms forbade it.");
         else if (p == GW_POLICY_HEDGE_BUDGET)
             header(out, "infergw_hedges_refused_total", "counter",
-                   "Hedges not sent because the hedge budget was spent.");
+                   "Hedges not sent: the hedge budget was spent, or the deadline left too "
+                   "little time (less than the pool's median call).");
         else if (p == GW_POLICY_HEDGE_WON)
             header(out, "infergw_hedges_won_total", "counter",
                    "Calls whose hedge answered before the attempt it hedged.");

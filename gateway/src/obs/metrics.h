@@ -92,6 +92,7 @@ enum gw_metrics_policy {
     GW_POLICY_RETRY_DEADLINE, /* a retry that could not finish within the deadline */
     GW_POLICY_RETRY_PUSHBACK, /* a retry a malformed or negative pushback forbade */
     GW_POLICY_HEDGE_BUDGET,   /* a hedge the hedge budget refused */
+    GW_POLICY_HEDGE_DEADLINE, /* a hedge that could not finish within the deadline */
     GW_POLICY_HEDGE_WON,      /* calls answered by their hedge */
     GW_POLICY_COUNT
 };

@@ -6,11 +6,13 @@ client counted (and evaluates every rule of infergw-rules.yml without error), an
 with known outcomes each counter equals what the client and the replicas counted: calls by
 status, attempts per replica (the replicas' call and cancelled log lines), retries (the call
 lines carrying grpc-previous-rpc-attempts), hedges and hedges won (the slow replica's
-cancellations), outlier ejections (the gateway's replica_ejected log lines); and that
+cancellations), hedges refused for want of deadline (one per call too short for a hedge),
+outlier ejections (the gateway's replica_ejected log lines); and that
 InfergwReplicaDown, evaluated live, pages for a dead replica of the ring and not for one taken
 off it."""
 
 import collections
+import concurrent.futures
 import json
 import os
 import shutil
@@ -499,6 +501,61 @@ class HedgeCountersTest(_ClusterCase):
                              r.name)
         self.assertEqual(total(s, "infergw_upstream_attempts_total", replica=self.reps[0].addr,
                                outcome="CANCELLED"), r0_cancelled)
+
+    def test_hedges_refused_for_deadline(self):
+        """Both replicas answer after 200 ms; pool demo hedges after 100 ms. Once the pool's
+        median call (200 ms, from 60 calls with time to spare) is known, a call with a 280 ms
+        deadline has 180 ms left when its hedge is due: too little for a median call, so the
+        hedge is not sent and counted as refused for the deadline; the call itself is
+        answered in time by its first replica."""
+        self.reps = [h.start_replica("r0", "--latency-ms", "200"),
+                     h.start_replica("r1", "--latency-ms", "200")]
+        self.procs += self.reps
+        redis = h.start_redis()
+        self.procs.append(redis)
+        url = h.redis_url(redis)
+        h.run_ctl(url, "pool", "add", "demo")
+        for r in self.reps:
+            h.run_ctl(url, "replica", "add", "demo", r.addr)
+        for k, v in (("hedge_delay_ms", 100), ("hedge_budget_percent", 100)):
+            h.run_ctl(url, "conf", "set", "--pool", "demo", k, str(v))
+        self.admin_port = h.free_port()
+        gw = h.start_gateway({}, "--redis", url, "--admin", "127.0.0.1:%d" % self.admin_port,
+                             "--workers", "1")  # one worker: one latency estimate
+        self.procs.insert(0, gw)
+        gw.wait_event(lambda e: True, timeout=5, event="config_applied")
+
+        def refused(reason):
+            return total(h.metric_samples(self.scrape()), "infergw_hedges_refused_total",
+                         reason=reason)
+
+        def hedges():
+            return total(h.metric_samples(self.scrape()), "infergw_upstream_attempts_total",
+                         kind="hedge")
+
+        stub = h.infer_stub(h.channel(gw.addr))
+        req = h.typed_request([1.0, 2.0, 3.0])
+
+        def calls(n, timeout):
+            with concurrent.futures.ThreadPoolExecutor(10) as ex:
+                futs = [ex.submit(stub.ModelInfer, req, timeout=timeout,
+                                  metadata=[("x-route-key", "d%d-%d" % (timeout * 1000, i))])
+                        for i in range(n)]
+                return collections.Counter(
+                    "OK" if not f.exception() else f.exception().code().name for f in futs)
+
+        warm = calls(60, 5.0)
+        self.assertEqual(warm, {"OK": 60})
+        self.assertEqual(refused("deadline"), 0)
+        hedged = hedges()
+        print("warm-up: 60 calls, %d hedged (each hedge also waits 200 ms)" % hedged)
+        got = calls(20, 0.28)
+        print("20 calls with a 280 ms deadline: %s; hedges refused for the deadline %d, "
+              "hedges sent %d" % (dict(got), refused("deadline"), hedges() - hedged))
+        self.assertEqual(refused("deadline"), 20)
+        self.assertEqual(hedges(), hedged)
+        self.assertEqual(refused("budget"), 0)
+        self.assertGreater(got["OK"], 10, got)
 
 
 if __name__ == "__main__":
