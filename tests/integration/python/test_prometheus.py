@@ -449,9 +449,10 @@ class HedgeCountersTest(_ClusterCase):
     every call (tunables through infergw-ctl and Redis). Every call whose first replica is r0
     is hedged, the hedge wins, and r0 sees its attempt cancelled."""
 
-    def test_hedges_counted(self):
-        self.reps = [h.start_replica("r0", "--latency-ms", "1000"),
-                     h.start_replica("r1"), h.start_replica("r2")]
+    def start_cluster(self, reps, tunables, *gateway_args):
+        """Replicas <reps> in pool demo with <tunables> (through infergw-ctl and a Redis of
+        its own), and a gateway on that Redis with an admin port; returns the gateway."""
+        self.reps = reps
         self.procs += self.reps
         redis = h.start_redis()
         self.procs.append(redis)
@@ -459,13 +460,20 @@ class HedgeCountersTest(_ClusterCase):
         h.run_ctl(url, "pool", "add", "demo")
         for r in self.reps:
             h.run_ctl(url, "replica", "add", "demo", r.addr)
-        for k, v in (("hedge_delay_ms", 50), ("hedge_budget_percent", 100),
-                     ("balance_factor", 0)):
+        for k, v in tunables:
             h.run_ctl(url, "conf", "set", "--pool", "demo", k, str(v))
         self.admin_port = h.free_port()
-        gw = h.start_gateway({}, "--redis", url, "--admin", "127.0.0.1:%d" % self.admin_port)
+        gw = h.start_gateway({}, "--redis", url, "--admin", "127.0.0.1:%d" % self.admin_port,
+                             *gateway_args)
         self.procs.insert(0, gw)
         gw.wait_event(lambda e: True, timeout=5, event="config_applied")
+        return gw
+
+    def test_hedges_counted(self):
+        gw = self.start_cluster([h.start_replica("r0", "--latency-ms", "1000"),
+                                 h.start_replica("r1"), h.start_replica("r2")],
+                                (("hedge_delay_ms", 50), ("hedge_budget_percent", 100),
+                                 ("balance_factor", 0)))
 
         load = Load(gw.addr, threads=3, seconds=2.0, cap=400).run()
         print("client: %d calls, codes %s, answered by %s"
@@ -508,22 +516,10 @@ class HedgeCountersTest(_ClusterCase):
         deadline has 180 ms left when its hedge is due: too little for a median call, so the
         hedge is not sent and counted as refused for the deadline; the call itself is
         answered in time by its first replica."""
-        self.reps = [h.start_replica("r0", "--latency-ms", "200"),
-                     h.start_replica("r1", "--latency-ms", "200")]
-        self.procs += self.reps
-        redis = h.start_redis()
-        self.procs.append(redis)
-        url = h.redis_url(redis)
-        h.run_ctl(url, "pool", "add", "demo")
-        for r in self.reps:
-            h.run_ctl(url, "replica", "add", "demo", r.addr)
-        for k, v in (("hedge_delay_ms", 100), ("hedge_budget_percent", 100)):
-            h.run_ctl(url, "conf", "set", "--pool", "demo", k, str(v))
-        self.admin_port = h.free_port()
-        gw = h.start_gateway({}, "--redis", url, "--admin", "127.0.0.1:%d" % self.admin_port,
-                             "--workers", "1")  # one worker: one latency estimate
-        self.procs.insert(0, gw)
-        gw.wait_event(lambda e: True, timeout=5, event="config_applied")
+        gw = self.start_cluster([h.start_replica("r0", "--latency-ms", "200"),
+                                 h.start_replica("r1", "--latency-ms", "200")],
+                                (("hedge_delay_ms", 100), ("hedge_budget_percent", 100)),
+                                "--workers", "1")  # one worker: one latency estimate
 
         def refused(reason):
             return total(h.metric_samples(self.scrape()), "infergw_hedges_refused_total",
