@@ -251,15 +251,20 @@ int gw_call_answered(const struct gw_call *c)
 
 /* --- the request log ----------------------------------------------------- */
 
+void call__replay_bytes_add(struct gw_call *c, int64_t d)
+{
+    c->w->replay_bytes += (uint64_t)d;
+    atomic_fetch_add_explicit(&c->w->metrics->replay_bytes, d, memory_order_relaxed);
+}
+
 /* Brings the worker's replay byte count up to date with the log's size. */
 void call__replay_account(struct gw_call *c)
 {
     int64_t d = (int64_t)c->reqlog.len - (int64_t)c->replay_held;
     if (d == 0)
         return;
-    c->w->replay_bytes += (uint64_t)d;
     c->replay_held = c->reqlog.len;
-    atomic_fetch_add_explicit(&c->w->metrics->replay_bytes, d, memory_order_relaxed);
+    call__replay_bytes_add(c, d);
 }
 
 /* Hands request bytes up to log offset <off> back to the client session. */

@@ -111,6 +111,9 @@ void call__cancel_timers(struct gw_call *c);
 size_t call__running_attempts(const struct gw_call *c, const struct gw_attempt *except);
 void call__maybe_free(struct gw_call *c);
 void call__replay_account(struct gw_call *c);
+/* Adds <d> (may be negative) to the worker's replay bytes and their gauge:
+ * request logs (call__replay_account) and resume hashes (call_resume.c). */
+void call__replay_bytes_add(struct gw_call *c, int64_t d);
 void call__stop_replay(struct gw_call *c);
 void call__resume_upstream(struct gw_call *c);
 void call__replay_over_budget(struct gw_call *c);

@@ -67,9 +67,7 @@ void call__resume_free(struct gw_call *c)
     if (!rs)
         return;
     call__conn_held(c, -(int64_t)rs->partial.len);
-    c->w->replay_bytes -= rs->hash_held;
-    atomic_fetch_sub_explicit(&c->w->metrics->replay_bytes, (int64_t)rs->hash_held,
-                              memory_order_relaxed);
+    call__replay_bytes_add(c, -(int64_t)rs->hash_held);
     gw_bufq_reset(&rs->partial);
     XXH3_freeState(rs->xs);
     gw_free(rs->hash);
@@ -192,8 +190,7 @@ static void keep_hash(struct gw_call *c, uint64_t h)
         rs->hash = nh;
         rs->cap = cap;
         rs->hash_held += add;
-        c->w->replay_bytes += add;
-        atomic_fetch_add_explicit(&c->w->metrics->replay_bytes, (int64_t)add, memory_order_relaxed);
+        call__replay_bytes_add(c, (int64_t)add);
     }
     rs->hash[rs->nmsg] = h;
 }

@@ -855,7 +855,6 @@ static struct gw_health *worker_rec(size_t i, void *ctx)
     return w->upmap[i] ? w->upmap[i]->health : NULL;
 }
 
-/* The index of <up> in its worker's snapshot, or -1. */
 void gw_upstream_report(struct gw_upstream *up, int ok)
 {
     if (!up || !up->health)
